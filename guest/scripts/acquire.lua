@@ -1,0 +1,32 @@
+-- dlock acquire: take the lock if it is free, in one atomic step.
+--
+-- KEYS[1]  the lock key; it holds the owner's token as a plain string with a PX expiry
+-- KEYS[2]  optional: the fence counter key (same cluster slot as KEYS[1]); present only for
+--          fenced acquisitions
+-- ARGV[1]  the caller's token
+-- ARGV[2]  the lease in milliseconds (a positive integer)
+--
+-- Returns (integer):
+--   0   the key holds another token (or is not a lock): nothing was changed
+--   1   acquired, unfenced
+--   n   acquired, fenced: n (>= 1) is the counter's value after this acquisition
+--
+-- When the key already holds ARGV[1] (a retry of an attempt whose reply was lost), the lease is
+-- renewed and the acquisition is reported again, with the counter's current value when fenced:
+-- a retried acquire never reports two different acquisitions or skips a fence value.
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if KEYS[2] then
+    return tonumber(redis.call('GET', KEYS[2]) or '0')
+  end
+  return 1
+end
+if current then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if KEYS[2] then
+  return redis.call('INCR', KEYS[2])
+end
+return 1

@@ -1,0 +1,320 @@
+//! The lock client and the lock-handle state machine, written against `Platform` so that they
+//! run (and are unit-tested) natively as well as in the component.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use core::cell::RefCell;
+
+use crate::backoff::Backoff;
+use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
+use crate::bindings::exports::dlock::lock::lock::{Error, LockInfo, LockOptions, LockState};
+use crate::platform::Platform;
+use crate::scripts::Op;
+use crate::validate;
+
+const NS_PER_MS: u64 = 1_000_000;
+/// `wait-for-lock` never waits longer than this between two attempts.
+pub const WAIT_MAX_DELAY_MS: u64 = 1000;
+
+/// The documented defaults of `lock-options`.
+pub fn default_options() -> LockOptions {
+    LockOptions {
+        retry_count: 5,
+        retry_delay_ms: 100,
+        max_retry_delay_ms: 5000,
+        jitter: false,
+        key_prefix: String::new(),
+        fencing: false,
+    }
+}
+
+/// Whether a retry of the same call may succeed: the failure was transient.
+pub fn retryable(e: &RedisError) -> bool {
+    matches!(e, RedisError::Unavailable(_) | RedisError::Timeout)
+}
+
+fn unexpected(op: Op, reply: &Value) -> RedisError {
+    RedisError::Rejected(format!("unexpected reply {reply:?} from the {op:?} script"))
+}
+
+fn int_reply(op: Op, reply: Value) -> Result<i64, Error> {
+    match reply {
+        Value::Int(n) => Ok(n),
+        other => Err(Error::Redis(unexpected(op, &other))),
+    }
+}
+
+/// Acquires locks with one set of validated options.
+pub struct Client<P> {
+    platform: Rc<P>,
+    retry_count: u32,
+    backoff: Backoff,
+    prefix: String,
+    fencing: bool,
+}
+
+/// The outcome of one acquire attempt.
+enum Attempt<P> {
+    Acquired(Handle<P>),
+    Busy,
+    Failed(RedisError),
+}
+
+impl<P: Platform> Client<P> {
+    /// Validates `options` and builds a client.
+    pub fn new(platform: Rc<P>, options: LockOptions) -> Result<Self, Error> {
+        validate::prefix(&options.key_prefix)?;
+        Ok(Client {
+            platform,
+            retry_count: options.retry_count,
+            backoff: Backoff {
+                base_ms: u64::from(options.retry_delay_ms),
+                max_ms: u64::from(options.max_retry_delay_ms),
+                jitter: options.jitter,
+            },
+            prefix: options.key_prefix,
+            fencing: options.fencing,
+        })
+    }
+
+    fn redis_key(&self, key: &str) -> Result<String, Error> {
+        validate::key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    /// Acquires with retries and exponential backoff (see `lock.wit`).
+    pub fn acquire(&self, key: &str, ttl_ms: u64) -> Result<Handle<P>, Error> {
+        let attempts = self.retry_count.saturating_add(1);
+        let backoff = self.backoff;
+        self.acquire_loop(key, ttl_ms, |attempt, _now| {
+            (attempt < attempts).then(|| {
+                let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
+                ms.saturating_mul(NS_PER_MS)
+            })
+        })
+    }
+
+    /// One attempt: `None` when the lock is held by someone else.
+    pub fn try_acquire(&self, key: &str, ttl_ms: u64) -> Result<Option<Handle<P>>, Error> {
+        match self.acquire_loop(key, ttl_ms, |_, _| None) {
+            Ok(handle) => Ok(Some(handle)),
+            Err(Error::NotAcquired) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Polls until acquired or `timeout_ms` have passed (see `lock.wit`).
+    pub fn wait_for_lock(&self, key: &str, timeout_ms: u64, ttl_ms: u64) -> Result<Handle<P>, Error> {
+        validate::duration_ms("the wait timeout", timeout_ms, true)?;
+        let deadline = self.platform.monotonic_ns() + timeout_ms * NS_PER_MS;
+        let backoff = self.backoff.capped(WAIT_MAX_DELAY_MS);
+        self.acquire_loop(key, ttl_ms, |attempt, now| {
+            let left_ns = deadline.checked_sub(now).filter(|&ns| ns > 0)?;
+            let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
+            Some(ms.saturating_mul(NS_PER_MS).min(left_ns))
+        })
+    }
+
+    /// The shared attempt loop. After attempt `n` fails (busy, or a transient Redis error),
+    /// `next_delay(n, now_ns)` gives the nanoseconds to sleep before the next attempt, or
+    /// `None` to give up. Non-transient errors end the loop at once. When any attempt's
+    /// outcome was unknown and the loop ends without the lock, the token is released
+    /// (compare-and-delete) in case one of those attempts took it.
+    fn acquire_loop(
+        &self,
+        key: &str,
+        ttl_ms: u64,
+        mut next_delay: impl FnMut(u32, u64) -> Option<u64>,
+    ) -> Result<Handle<P>, Error> {
+        let redis_key = self.redis_key(key)?;
+        validate::duration_ms("the TTL", ttl_ms, false)?;
+        let fence_key = if self.fencing {
+            Some(validate::fence_key(&redis_key)?)
+        } else {
+            None
+        };
+        let token = self.platform.new_token();
+        let mut keys = vec![redis_key];
+        keys.extend(fence_key);
+        let args = [token, ttl_ms.to_string()];
+
+        let mut uncertain = false;
+        let mut attempt = 1u32;
+        let failure = loop {
+            let last = match self.attempt(key, &keys, &args, ttl_ms) {
+                Attempt::Acquired(handle) => return Ok(handle),
+                Attempt::Busy => Error::NotAcquired,
+                Attempt::Failed(e) if retryable(&e) => {
+                    uncertain = true;
+                    Error::Redis(e)
+                }
+                Attempt::Failed(e) => break Error::Redis(e),
+            };
+            match next_delay(attempt, self.platform.monotonic_ns()) {
+                Some(ns) => self.platform.sleep_ns(ns),
+                None => break last,
+            }
+            attempt = attempt.saturating_add(1);
+        };
+        if uncertain {
+            // Best effort: the error being returned is what the caller needs to see.
+            let _ = self.platform.eval(Op::Release, &keys[..1], &args[..1]);
+        }
+        Err(failure)
+    }
+
+    fn attempt(&self, key: &str, keys: &[String], args: &[String; 2], ttl_ms: u64) -> Attempt<P> {
+        let sent_ns = self.platform.monotonic_ns();
+        let sent_ms = self.platform.wall_ms();
+        let n = match self.platform.eval(Op::Acquire, keys, args) {
+            Ok(Value::Int(n)) => n,
+            Ok(other) => return Attempt::Failed(unexpected(Op::Acquire, &other)),
+            Err(e) => return Attempt::Failed(e),
+        };
+        if n <= 0 {
+            return Attempt::Busy;
+        }
+        Attempt::Acquired(Handle {
+            platform: self.platform.clone(),
+            key: key.to_owned(),
+            redis_key: keys[0].clone(),
+            token: args[0].clone(),
+            fence: self.fencing.then(|| n.unsigned_abs()),
+            acquired_at_ms: sent_ms,
+            lease: RefCell::new(Lease {
+                phase: Phase::Held,
+                valid_until_ns: sent_ns + ttl_ms * NS_PER_MS,
+                expires_at_ms: sent_ms + ttl_ms,
+            }),
+        })
+    }
+
+    /// True when the key exists.
+    pub fn is_locked(&self, key: &str) -> Result<bool, Error> {
+        Ok(!matches!(self.lock_state(key)?, LockState::Unlocked))
+    }
+
+    /// The key's state and remaining TTL.
+    pub fn lock_state(&self, key: &str) -> Result<LockState, Error> {
+        let keys = [self.redis_key(key)?];
+        let reply = self.platform.eval(Op::Check, &keys, &[]).map_err(Error::Redis)?;
+        match int_reply(Op::Check, reply)? {
+            -2 => Ok(LockState::Unlocked),
+            -1 => Ok(LockState::Persistent),
+            n if n >= 0 => Ok(LockState::Expiring(n.unsigned_abs())),
+            n => Err(Error::Redis(unexpected(Op::Check, &Value::Int(n)))),
+        }
+    }
+
+    /// A handle for a lock held elsewhere with `token`; no Redis call.
+    pub fn attach(&self, key: &str, token: &str) -> Result<Handle<P>, Error> {
+        let redis_key = self.redis_key(key)?;
+        validate::token(token)?;
+        let now_ms = self.platform.wall_ms();
+        Ok(Handle {
+            platform: self.platform.clone(),
+            key: key.to_owned(),
+            redis_key,
+            token: token.to_owned(),
+            fence: None,
+            acquired_at_ms: now_ms,
+            lease: RefCell::new(Lease {
+                phase: Phase::Held,
+                valid_until_ns: 0,
+                expires_at_ms: now_ms,
+            }),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Acquired (or attached) and not known to be gone.
+    Held,
+    /// Released by this handle.
+    Released,
+    /// Redis said the key no longer holds the token.
+    Lost,
+}
+
+struct Lease {
+    phase: Phase,
+    valid_until_ns: u64,
+    expires_at_ms: u64,
+}
+
+/// One acquired lock.
+pub struct Handle<P> {
+    platform: Rc<P>,
+    key: String,
+    redis_key: String,
+    token: String,
+    fence: Option<u64>,
+    acquired_at_ms: u64,
+    lease: RefCell<Lease>,
+}
+
+impl<P: Platform> Handle<P> {
+    fn ensure_held(&self) -> Result<(), Error> {
+        match self.lease.borrow().phase {
+            Phase::Held => Ok(()),
+            Phase::Released | Phase::Lost => Err(Error::NotHeld),
+        }
+    }
+
+    /// Runs a token-checked script; a 0 reply marks the handle lost.
+    fn owned_op(&self, op: Op, args: &[String]) -> Result<(), Error> {
+        let keys = core::slice::from_ref(&self.redis_key);
+        let reply = self.platform.eval(op, keys, args).map_err(Error::Redis)?;
+        match int_reply(op, reply)? {
+            1 => Ok(()),
+            0 => {
+                self.lease.borrow_mut().phase = Phase::Lost;
+                Err(Error::NotHeld)
+            }
+            n => Err(Error::Redis(unexpected(op, &Value::Int(n)))),
+        }
+    }
+
+    /// Compare-and-delete.
+    pub fn release(&self) -> Result<(), Error> {
+        self.ensure_held()?;
+        self.owned_op(Op::Release, core::slice::from_ref(&self.token))?;
+        self.lease.borrow_mut().phase = Phase::Released;
+        Ok(())
+    }
+
+    /// Compare-and-expire to `ttl_ms` from now.
+    pub fn extend(&self, ttl_ms: u64) -> Result<(), Error> {
+        validate::duration_ms("the extension", ttl_ms, false)?;
+        self.ensure_held()?;
+        let sent_ns = self.platform.monotonic_ns();
+        let sent_ms = self.platform.wall_ms();
+        self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
+        let mut lease = self.lease.borrow_mut();
+        lease.valid_until_ns = sent_ns + ttl_ms * NS_PER_MS;
+        lease.expires_at_ms = sent_ms + ttl_ms;
+        Ok(())
+    }
+
+    /// Held, as far as the handle knows, and still valid on the monotonic clock.
+    pub fn is_held(&self) -> bool {
+        let lease = self.lease.borrow();
+        lease.phase == Phase::Held && self.platform.monotonic_ns() < lease.valid_until_ns
+    }
+
+    /// A snapshot of the handle's state.
+    pub fn info(&self) -> LockInfo {
+        LockInfo {
+            key: self.key.clone(),
+            token: self.token.clone(),
+            fence: self.fence,
+            acquired_at_ms: self.acquired_at_ms,
+            expires_at_ms: self.lease.borrow().expires_at_ms,
+            is_held: self.is_held(),
+        }
+    }
+}

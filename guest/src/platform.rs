@@ -1,0 +1,50 @@
+//! What the lock logic needs from the outside world: clocks, sleep, randomness and Redis.
+//!
+//! In the component these come from WASI and the host's `redis-eval` (see `component.rs`); the
+//! native unit tests provide a virtual clock and a recorded sequence of `redis-eval` replies, so
+//! the retry, backoff and state-machine logic is tested without wasm.
+
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+
+use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
+use crate::scripts::Op;
+
+/// The component's view of its environment.
+pub trait Platform {
+    /// Monotonic time in nanoseconds (arbitrary origin).
+    fn monotonic_ns(&self) -> u64;
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    fn wall_ms(&self) -> u64;
+    /// Blocks (in the component: yields to the host) for `ns` nanoseconds.
+    fn sleep_ns(&self, ns: u64);
+    /// A uniformly random `u64`.
+    fn random_u64(&self) -> u64;
+    /// A fresh lock token: a UUID v4 in its hyphenated lowercase form.
+    fn new_token(&self) -> String;
+    /// Runs one of the component's scripts in Redis.
+    fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError>;
+}
+
+/// Formats 16 random bytes as a UUID v4 (version and variant bits set).
+pub fn uuid_v4(bytes: [u8; 16]) -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_v4_sets_version_and_variant() {
+        let t = uuid_v4([0xff; 16]);
+        assert_eq!(t, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let t = uuid_v4([0; 16]);
+        assert_eq!(t, "00000000-0000-4000-8000-000000000000");
+    }
+}

@@ -1,0 +1,382 @@
+//! Unit tests of the client and handle logic on a virtual clock, with `redis-eval` answered
+//! from a recorded list of replies. Real Redis behaviour is covered end to end in `tests/`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
+use crate::bindings::exports::dlock::lock::lock::{Error, LockOptions, LockState};
+use crate::lock::{Client, default_options};
+use crate::platform::Platform;
+use crate::scripts::Op;
+
+const MS: u64 = 1_000_000;
+
+/// One `redis-eval` call as the platform saw it.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    op: Op,
+    keys: Vec<String>,
+    args: Vec<String>,
+    at_ms: u64,
+}
+
+#[derive(Default)]
+struct Recorded {
+    now_ns: Cell<u64>,
+    replies: RefCell<VecDeque<Result<Value, RedisError>>>,
+    calls: RefCell<Vec<Call>>,
+    sleeps_ms: RefCell<Vec<f64>>,
+    tokens: Cell<u64>,
+    /// Virtual time each Redis call takes.
+    call_ns: Cell<u64>,
+}
+
+impl Recorded {
+    fn new(replies: impl IntoIterator<Item = Result<Value, RedisError>>) -> Rc<Self> {
+        let r = Recorded {
+            now_ns: Cell::new(1_000 * MS),
+            ..Default::default()
+        };
+        r.replies.borrow_mut().extend(replies);
+        Rc::new(r)
+    }
+    fn ops(&self) -> Vec<Op> {
+        self.calls.borrow().iter().map(|c| c.op).collect()
+    }
+    fn advance_ms(&self, ms: u64) {
+        self.now_ns.set(self.now_ns.get() + ms * MS);
+    }
+}
+
+impl Platform for Recorded {
+    fn monotonic_ns(&self) -> u64 {
+        self.now_ns.get()
+    }
+    fn wall_ms(&self) -> u64 {
+        1_700_000_000_000 + self.now_ns.get() / MS
+    }
+    fn sleep_ns(&self, ns: u64) {
+        self.sleeps_ms.borrow_mut().push(ns as f64 / MS as f64);
+        self.now_ns.set(self.now_ns.get() + ns);
+    }
+    fn random_u64(&self) -> u64 {
+        u64::MAX
+    }
+    fn new_token(&self) -> String {
+        self.tokens.set(self.tokens.get() + 1);
+        format!("token-{}", self.tokens.get())
+    }
+    fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError> {
+        self.calls.borrow_mut().push(Call {
+            op,
+            keys: keys.to_vec(),
+            args: args.to_vec(),
+            at_ms: self.now_ns.get() / MS,
+        });
+        self.now_ns.set(self.now_ns.get() + self.call_ns.get());
+        self.replies
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| panic!("no reply recorded for {op:?}"))
+    }
+}
+
+fn int(n: i64) -> Result<Value, RedisError> {
+    Ok(Value::Int(n))
+}
+
+fn client(p: &Rc<Recorded>, options: LockOptions) -> Client<Recorded> {
+    Client::new(p.clone(), options).unwrap()
+}
+
+fn defaults() -> LockOptions {
+    default_options()
+}
+
+#[test]
+fn acquire_sends_token_and_ttl_and_returns_a_held_handle() {
+    let p = Recorded::new([int(1)]);
+    let h = client(&p, defaults()).acquire("job", 30_000).unwrap();
+    assert_eq!(
+        p.calls.borrow()[0],
+        Call {
+            op: Op::Acquire,
+            keys: vec!["job".into()],
+            args: vec!["token-1".into(), "30000".into()],
+            at_ms: 1000,
+        }
+    );
+    let info = h.info();
+    assert!(h.is_held());
+    assert_eq!((info.key.as_str(), info.token.as_str()), ("job", "token-1"));
+    assert_eq!(info.fence, None);
+    assert_eq!(info.expires_at_ms - info.acquired_at_ms, 30_000);
+}
+
+#[test]
+fn acquire_backs_off_exponentially_then_gives_up() {
+    let p = Recorded::new([int(0), int(0), int(0), int(0)]);
+    let opts = LockOptions {
+        retry_count: 3,
+        ..defaults()
+    };
+    let err = client(&p, opts).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::NotAcquired));
+    assert_eq!(*p.sleeps_ms.borrow(), [100.0, 200.0, 400.0]);
+    assert_eq!(p.ops(), [Op::Acquire; 4]);
+    // One token for the whole call: a retry can recognise its own earlier success.
+    assert!(p.calls.borrow().iter().all(|c| c.args[0] == "token-1"));
+}
+
+#[test]
+fn acquire_caps_delays_and_applies_full_jitter() {
+    let p = Recorded::new([int(0), int(0), int(0), int(1)]);
+    let opts = LockOptions {
+        retry_count: 3,
+        retry_delay_ms: 300,
+        max_retry_delay_ms: 500,
+        ..defaults()
+    };
+    client(&p, opts).acquire("job", 1000).unwrap();
+    assert_eq!(*p.sleeps_ms.borrow(), [300.0, 500.0, 500.0]);
+
+    let p = Recorded::new([int(0), int(1)]);
+    let opts = LockOptions {
+        jitter: true,
+        ..defaults()
+    };
+    client(&p, opts).acquire("job", 1000).unwrap();
+    // random_u64 is u64::MAX here: MAX % 101 is the jittered delay in [0, 100].
+    assert_eq!(*p.sleeps_ms.borrow(), [(u64::MAX % 101) as f64]);
+}
+
+#[test]
+fn transient_errors_are_retried_and_a_lost_reply_is_recognised() {
+    // The first attempt times out (it may have set the key); the retry reports the key is ours.
+    let p = Recorded::new([Err(RedisError::Timeout), Err(RedisError::Unavailable("reset".into())), int(1)]);
+    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
+    assert!(h.is_held());
+    assert_eq!(p.ops(), [Op::Acquire; 3]);
+}
+
+#[test]
+fn permanent_errors_end_acquire_at_once() {
+    let p = Recorded::new([Err(RedisError::Denied("script not allowed".into()))]);
+    let err = client(&p, defaults()).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::Redis(RedisError::Denied(_))));
+    assert_eq!(p.ops(), [Op::Acquire]);
+    assert!(p.sleeps_ms.borrow().is_empty());
+}
+
+#[test]
+fn giving_up_after_an_unknown_outcome_cleans_up_by_token() {
+    let p = Recorded::new([Err(RedisError::Timeout), int(0), int(1)]);
+    let opts = LockOptions {
+        retry_count: 1,
+        ..defaults()
+    };
+    let err = client(&p, opts).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::NotAcquired));
+    let calls = p.calls.borrow();
+    assert_eq!(calls[2].op, Op::Release);
+    assert_eq!(calls[2].keys, ["job"]);
+    assert_eq!(calls[2].args, ["token-1"]);
+}
+
+#[test]
+fn a_transient_error_on_the_last_attempt_is_reported_as_such() {
+    let p = Recorded::new([int(0), Err(RedisError::Unavailable("down".into())), int(0)]);
+    let opts = LockOptions {
+        retry_count: 1,
+        ..defaults()
+    };
+    let err = client(&p, opts).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::Redis(RedisError::Unavailable(_))));
+}
+
+#[test]
+fn try_acquire_makes_one_attempt_and_busy_is_none() {
+    let p = Recorded::new([int(0)]);
+    assert!(client(&p, defaults()).try_acquire("job", 1000).unwrap().is_none());
+    assert_eq!(p.ops(), [Op::Acquire]);
+}
+
+#[test]
+fn wait_for_lock_caps_backoff_at_one_second_and_never_sleeps_past_the_deadline() {
+    let p = Recorded::new(std::iter::repeat_with(|| int(0)).take(64));
+    let opts = LockOptions {
+        retry_delay_ms: 300,
+        max_retry_delay_ms: 60_000,
+        ..defaults()
+    };
+    let err = client(&p, opts).wait_for_lock("job", 2500, 1000).err().unwrap();
+    assert!(matches!(err, Error::NotAcquired));
+    // 300, 600, then 1000 capped, then what is left of 2500 ms.
+    assert_eq!(*p.sleeps_ms.borrow(), [300.0, 600.0, 1000.0, 600.0]);
+    // The last attempt happens exactly at the deadline.
+    let calls = p.calls.borrow();
+    assert_eq!(calls.last().unwrap().at_ms - calls[0].at_ms, 2500);
+}
+
+#[test]
+fn wait_for_lock_counts_time_spent_in_redis_calls() {
+    let p = Recorded::new(std::iter::repeat_with(|| int(0)).take(64));
+    p.call_ns.set(70 * MS);
+    client(&p, defaults()).wait_for_lock("job", 1000, 1000).err().unwrap();
+    let calls = p.calls.borrow();
+    let total: f64 = p.sleeps_ms.borrow().iter().sum();
+    let redis_ms = 70.0 * calls.len() as f64;
+    // The final attempt starts at the deadline (sleeps plus call time add up to it).
+    assert_eq!(total + redis_ms - 70.0, 1000.0);
+}
+
+#[test]
+fn wait_for_lock_returns_as_soon_as_the_lock_is_free() {
+    let p = Recorded::new([int(0), int(0), int(1)]);
+    let h = client(&p, defaults()).wait_for_lock("job", 10_000, 1000).unwrap();
+    assert!(h.is_held());
+    assert_eq!(*p.sleeps_ms.borrow(), [100.0, 200.0]);
+}
+
+#[test]
+fn wait_for_lock_with_zero_timeout_is_one_attempt() {
+    let p = Recorded::new([int(0)]);
+    let err = client(&p, defaults()).wait_for_lock("job", 0, 1000).err().unwrap();
+    assert!(matches!(err, Error::NotAcquired));
+    assert_eq!(p.ops(), [Op::Acquire]);
+}
+
+#[test]
+fn bad_arguments_never_reach_redis() {
+    let p = Recorded::new([]);
+    let c = client(&p, defaults());
+    assert!(matches!(c.acquire("", 1000), Err(Error::InvalidArgument(_))));
+    assert!(matches!(c.acquire("job", 0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(c.try_acquire("job", u64::MAX), Err(Error::InvalidArgument(_))));
+    assert!(matches!(c.wait_for_lock("job", u64::MAX, 10), Err(Error::InvalidArgument(_))));
+    assert!(matches!(c.is_locked("a\nb"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(c.attach("job", ""), Err(Error::InvalidArgument(_))));
+    let prefix = LockOptions {
+        key_prefix: "bad\0".into(),
+        ..defaults()
+    };
+    assert!(matches!(Client::new(p.clone(), prefix), Err(Error::InvalidArgument(_))));
+    assert!(p.calls.borrow().is_empty());
+}
+
+#[test]
+fn the_prefix_is_part_of_the_redis_key_but_not_of_the_reported_key() {
+    let p = Recorded::new([int(1)]);
+    let opts = LockOptions {
+        key_prefix: "app:".into(),
+        ..defaults()
+    };
+    let h = client(&p, opts).acquire("job", 1000).unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["app:job"]);
+    assert_eq!(h.info().key, "job");
+}
+
+#[test]
+fn fencing_passes_the_counter_key_and_reports_the_fence() {
+    let p = Recorded::new([int(42)]);
+    let opts = LockOptions {
+        fencing: true,
+        ..defaults()
+    };
+    let h = client(&p, opts).acquire("job", 1000).unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["job", "{job}:fence"]);
+    assert_eq!(h.info().fence, Some(42));
+}
+
+#[test]
+fn release_succeeds_once_then_fails_without_calling_redis() {
+    let p = Recorded::new([int(1), int(1)]);
+    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
+    h.release().unwrap();
+    assert!(!h.is_held());
+    assert!(matches!(h.release(), Err(Error::NotHeld)));
+    assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+}
+
+#[test]
+fn a_zero_reply_marks_the_handle_lost() {
+    let p = Recorded::new([int(1), int(0)]);
+    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
+    assert!(matches!(h.extend(500), Err(Error::NotHeld)));
+    assert!(!h.is_held());
+    assert!(matches!(h.release(), Err(Error::NotHeld)));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Extend]);
+}
+
+#[test]
+fn a_redis_error_on_release_keeps_the_handle_so_the_caller_can_retry() {
+    let p = Recorded::new([int(1), Err(RedisError::Timeout), int(1)]);
+    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
+    assert!(matches!(h.release(), Err(Error::Redis(RedisError::Timeout))));
+    assert!(h.is_held());
+    h.release().unwrap();
+}
+
+#[test]
+fn extend_rejects_zero_before_checking_anything() {
+    let p = Recorded::new([int(1), int(1)]);
+    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
+    assert!(matches!(h.extend(0), Err(Error::InvalidArgument(_))));
+    h.release().unwrap();
+    assert!(matches!(h.extend(0), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn validity_runs_on_the_monotonic_clock_from_the_moment_acquire_was_sent() {
+    let p = Recorded::new([int(1), int(1)]);
+    p.call_ns.set(40 * MS);
+    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
+    p.advance_ms(959);
+    assert!(h.is_held());
+    p.advance_ms(1);
+    assert!(!h.is_held(), "validity counts from when the acquire was sent");
+    // An extend renews validity from when it was sent, and the wall-clock expiry with it.
+    h.extend(2000).unwrap();
+    assert!(h.is_held());
+    assert_eq!(h.info().expires_at_ms, 1_700_000_000_000 + 2000 + 2000);
+}
+
+#[test]
+fn attached_handles_act_on_the_given_token_and_learn_validity_from_extend() {
+    let p = Recorded::new([int(1), int(1)]);
+    let h = client(&p, defaults()).attach("job", "their-token").unwrap();
+    assert!(!h.is_held());
+    h.extend(5000).unwrap();
+    assert!(h.is_held());
+    h.release().unwrap();
+    let calls = p.calls.borrow();
+    assert_eq!(calls[0].args, ["their-token", "5000"]);
+    assert_eq!(calls[1].args, ["their-token"]);
+}
+
+#[test]
+fn lock_state_maps_pttl() {
+    let p = Recorded::new([int(-2), int(-1), int(1234), int(0), int(-7)]);
+    let c = client(&p, defaults());
+    assert!(matches!(c.lock_state("k").unwrap(), LockState::Unlocked));
+    assert!(matches!(c.lock_state("k").unwrap(), LockState::Persistent));
+    assert!(matches!(c.lock_state("k").unwrap(), LockState::Expiring(1234)));
+    assert!(c.is_locked("k").unwrap());
+    assert!(matches!(c.lock_state("k"), Err(Error::Redis(RedisError::Rejected(_)))));
+}
+
+#[test]
+fn unexpected_replies_are_errors_not_successes() {
+    let p = Recorded::new([Ok(Value::Status("OK".into())), Ok(Value::Nil)]);
+    let opts = LockOptions {
+        retry_count: 0,
+        ..defaults()
+    };
+    let c = client(&p, opts);
+    assert!(matches!(c.acquire("job", 10), Err(Error::Redis(RedisError::Rejected(_)))));
+    assert!(matches!(c.is_locked("job"), Err(Error::Redis(RedisError::Rejected(_)))));
+}

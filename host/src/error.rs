@@ -1,0 +1,66 @@
+//! The one error type of `dlock-host`.
+
+/// Why a dlock operation failed.
+///
+/// The first group mirrors the component's `error` variant (`wit/lock.wit`); the Redis cases
+/// keep the classification of `wit/redis.wit`, so [`Error::is_retryable`] tells whether the
+/// same call may succeed later.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `acquire` ran out of retries, or `wait_for_lock` reached its deadline, while the lock
+    /// was held by someone else.
+    #[error("the lock is held by someone else")]
+    NotAcquired,
+    /// The handle does not hold the lock (released already, expired, or taken over). Nothing
+    /// in Redis was changed.
+    #[error("this handle does not hold the lock (released, expired or taken over)")]
+    NotHeld,
+    /// An argument was refused before anything reached Redis.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Redis could not be reached, the connection broke, or the server is temporarily unable
+    /// to serve. A retry may succeed.
+    #[error("Redis is unavailable: {0}")]
+    RedisUnavailable(String),
+    /// Redis did not answer within the configured timeout; the outcome is unknown. A retry
+    /// may succeed.
+    #[error("Redis did not answer in time (the outcome is unknown)")]
+    RedisTimeout,
+    /// Redis refused the call (script error, wrong type, ACL, out of memory). A retry of the
+    /// same call will fail again.
+    #[error("Redis rejected the call: {0}")]
+    RedisRejected(String),
+    /// The host's policy refused a call the component tried to make.
+    #[error("refused by the host's policy: {0}")]
+    Denied(String),
+    /// The first connection to Redis failed.
+    #[error("cannot connect to Redis at {url}: {reason}")]
+    Connect {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The component could not be compiled, linked or instantiated.
+    #[error("cannot load the lock component: {0:#}")]
+    Component(wasmtime::Error),
+    /// The component trapped or ran past its time budget. The client that ran it is
+    /// unusable from now on (see [`Error::Poisoned`]); other clients are unaffected.
+    #[error("the lock component failed: {0:#}")]
+    Trap(wasmtime::Error),
+    /// The client was poisoned by an earlier trap or an interrupted call; create a new one.
+    #[error("this client is unusable after an earlier component failure; create a new client")]
+    Poisoned,
+}
+
+impl Error {
+    /// True when the same call may succeed if retried later: Redis was unavailable or did not
+    /// answer in time.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::RedisUnavailable(_) | Error::RedisTimeout)
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,182 @@
+//! A throwaway `redis-server` on a free loopback port, for the demo, benchmarks and tests.
+//!
+//! The server runs in a temporary directory (its log file and any persistence files live
+//! there), listens on 127.0.0.1 only, and is killed when the [`RedisServer`] is dropped.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start answering `PING`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` process owned by this value.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+/// The `redis-server` binary: `$DLOCK_REDIS_SERVER` if set, else `redis-server` on `PATH`.
+pub fn redis_server_binary() -> PathBuf {
+    std::env::var_os("DLOCK_REDIS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("redis-server"))
+}
+
+impl RedisServer {
+    /// Starts a server with no persistence on a free port.
+    pub fn start() -> io::Result<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (for example
+    /// `["--appendonly", "yes", "--appendfsync", "always"]`). Retries on a new port if the
+    /// chosen one was taken in between.
+    pub fn start_with(extra_args: &[&str]) -> io::Result<RedisServer> {
+        let dir = tempfile::Builder::new().prefix("dlock-redis-").tempdir()?;
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+            args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut last_error = None;
+        for _ in 0..5 {
+            server.port = free_port()?;
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("no free port")))
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let binary = redis_server_binary();
+        let log = self.log_path();
+        let mut child = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                let hint = if e.kind() == io::ErrorKind::NotFound {
+                    " (install it: apt-get install -y redis-server, or set DLOCK_REDIS_SERVER)"
+                } else {
+                    ""
+                };
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot run {}: {e}{hint}", binary.display()),
+                )
+            })?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let kind = if log.contains("Address already in use") {
+                    io::ErrorKind::AddrInUse
+                } else {
+                    io::ErrorKind::Other
+                };
+                return Err(io::Error::new(
+                    kind,
+                    format!("redis-server exited with {status} during start-up; log:\n{log}"),
+                ));
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if started.elapsed() > STARTUP_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("redis-server did not answer PING within {STARTUP_TIMEOUT:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's working directory (log file, persistence files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kills the server (SIGKILL) and waits for it. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, with the same directory and arguments (so
+    /// persistence files, if enabled, are read back). Stops it first if it is running.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (another process may still take it first).
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether a server on `port` answers `PING` with `+PONG`.
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
