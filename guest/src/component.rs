@@ -46,7 +46,13 @@ unsafe extern "C" fn cabi_realloc(
     } else {
         // SAFETY: the canonical ABI only passes back a pointer this function returned, with
         // the size and alignment it was allocated with; the new size is non-zero.
-        unsafe { realloc(old_ptr, Layout::from_size_align_unchecked(old_len, align), new_len) }
+        unsafe {
+            realloc(
+                old_ptr,
+                Layout::from_size_align_unchecked(old_len, align),
+                new_len,
+            )
+        }
     };
     if ptr.is_null() {
         core::arch::wasm32::unreachable()
@@ -129,7 +135,10 @@ fn handle(h: Handle<Wasi>) -> api::LockHandle {
 
 impl GuestClient for ClientResource {
     fn create(options: LockOptions) -> Result<api::Client, Error> {
-        Ok(api::Client::new(ClientResource(Client::new(Rc::new(Wasi::default()), options)?)))
+        Ok(api::Client::new(ClientResource(Client::new(
+            Rc::new(Wasi::default()),
+            options,
+        )?)))
     }
 
     fn acquire(&self, key: String, ttl_ms: u64) -> Result<api::LockHandle, Error> {
@@ -140,7 +149,12 @@ impl GuestClient for ClientResource {
         Ok(self.0.try_acquire(&key, ttl_ms)?.map(handle))
     }
 
-    fn wait_for_lock(&self, key: String, timeout_ms: u64, ttl_ms: u64) -> Result<api::LockHandle, Error> {
+    fn wait_for_lock(
+        &self,
+        key: String,
+        timeout_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<api::LockHandle, Error> {
         self.0.wait_for_lock(&key, timeout_ms, ttl_ms).map(handle)
     }
 

@@ -107,7 +107,12 @@ impl<P: Platform> Client<P> {
     }
 
     /// Polls until acquired or `timeout_ms` have passed (see `lock.wit`).
-    pub fn wait_for_lock(&self, key: &str, timeout_ms: u64, ttl_ms: u64) -> Result<Handle<P>, Error> {
+    pub fn wait_for_lock(
+        &self,
+        key: &str,
+        timeout_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Handle<P>, Error> {
         validate::duration_ms("the wait timeout", timeout_ms, true)?;
         let deadline = self.platform.monotonic_ns() + timeout_ms * NS_PER_MS;
         let backoff = self.backoff.capped(WAIT_MAX_DELAY_MS);
@@ -200,7 +205,10 @@ impl<P: Platform> Client<P> {
     /// The key's state and remaining TTL.
     pub fn lock_state(&self, key: &str) -> Result<LockState, Error> {
         let keys = [self.redis_key(key)?];
-        let reply = self.platform.eval(Op::Check, &keys, &[]).map_err(Error::Redis)?;
+        let reply = self
+            .platform
+            .eval(Op::Check, &keys, &[])
+            .map_err(Error::Redis)?;
         match int_reply(Op::Check, reply)? {
             -2 => Ok(LockState::Unlocked),
             -1 => Ok(LockState::Persistent),

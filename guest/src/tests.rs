@@ -155,7 +155,11 @@ fn acquire_caps_delays_and_applies_full_jitter() {
 #[test]
 fn transient_errors_are_retried_and_a_lost_reply_is_recognised() {
     // The first attempt times out (it may have set the key); the retry reports the key is ours.
-    let p = Recorded::new([Err(RedisError::Timeout), Err(RedisError::Unavailable("reset".into())), int(1)]);
+    let p = Recorded::new([
+        Err(RedisError::Timeout),
+        Err(RedisError::Unavailable("reset".into())),
+        int(1),
+    ]);
     let h = client(&p, defaults()).acquire("job", 1000).unwrap();
     assert!(h.is_held());
     assert_eq!(p.ops(), [Op::Acquire; 3]);
@@ -199,7 +203,12 @@ fn a_transient_error_on_the_last_attempt_is_reported_as_such() {
 #[test]
 fn try_acquire_makes_one_attempt_and_busy_is_none() {
     let p = Recorded::new([int(0)]);
-    assert!(client(&p, defaults()).try_acquire("job", 1000).unwrap().is_none());
+    assert!(
+        client(&p, defaults())
+            .try_acquire("job", 1000)
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(p.ops(), [Op::Acquire]);
 }
 
@@ -211,7 +220,10 @@ fn wait_for_lock_caps_backoff_at_one_second_and_never_sleeps_past_the_deadline()
         max_retry_delay_ms: 60_000,
         ..defaults()
     };
-    let err = client(&p, opts).wait_for_lock("job", 2500, 1000).err().unwrap();
+    let err = client(&p, opts)
+        .wait_for_lock("job", 2500, 1000)
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::NotAcquired));
     // 300, 600, then 1000 capped, then what is left of 2500 ms.
     assert_eq!(*p.sleeps_ms.borrow(), [300.0, 600.0, 1000.0, 600.0]);
@@ -224,7 +236,10 @@ fn wait_for_lock_caps_backoff_at_one_second_and_never_sleeps_past_the_deadline()
 fn wait_for_lock_counts_time_spent_in_redis_calls() {
     let p = Recorded::new(std::iter::repeat_with(|| int(0)).take(64));
     p.call_ns.set(70 * MS);
-    client(&p, defaults()).wait_for_lock("job", 1000, 1000).err().unwrap();
+    client(&p, defaults())
+        .wait_for_lock("job", 1000, 1000)
+        .err()
+        .unwrap();
     let calls = p.calls.borrow();
     let total: f64 = p.sleeps_ms.borrow().iter().sum();
     let redis_ms = 70.0 * calls.len() as f64;
@@ -235,7 +250,9 @@ fn wait_for_lock_counts_time_spent_in_redis_calls() {
 #[test]
 fn wait_for_lock_returns_as_soon_as_the_lock_is_free() {
     let p = Recorded::new([int(0), int(0), int(1)]);
-    let h = client(&p, defaults()).wait_for_lock("job", 10_000, 1000).unwrap();
+    let h = client(&p, defaults())
+        .wait_for_lock("job", 10_000, 1000)
+        .unwrap();
     assert!(h.is_held());
     assert_eq!(*p.sleeps_ms.borrow(), [100.0, 200.0]);
 }
@@ -243,7 +260,10 @@ fn wait_for_lock_returns_as_soon_as_the_lock_is_free() {
 #[test]
 fn wait_for_lock_with_zero_timeout_is_one_attempt() {
     let p = Recorded::new([int(0)]);
-    let err = client(&p, defaults()).wait_for_lock("job", 0, 1000).err().unwrap();
+    let err = client(&p, defaults())
+        .wait_for_lock("job", 0, 1000)
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::NotAcquired));
     assert_eq!(p.ops(), [Op::Acquire]);
 }
@@ -252,17 +272,38 @@ fn wait_for_lock_with_zero_timeout_is_one_attempt() {
 fn bad_arguments_never_reach_redis() {
     let p = Recorded::new([]);
     let c = client(&p, defaults());
-    assert!(matches!(c.acquire("", 1000), Err(Error::InvalidArgument(_))));
-    assert!(matches!(c.acquire("job", 0), Err(Error::InvalidArgument(_))));
-    assert!(matches!(c.try_acquire("job", u64::MAX), Err(Error::InvalidArgument(_))));
-    assert!(matches!(c.wait_for_lock("job", u64::MAX, 10), Err(Error::InvalidArgument(_))));
-    assert!(matches!(c.is_locked("a\nb"), Err(Error::InvalidArgument(_))));
-    assert!(matches!(c.attach("job", ""), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        c.acquire("", 1000),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.acquire("job", 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.try_acquire("job", u64::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.wait_for_lock("job", u64::MAX, 10),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.is_locked("a\nb"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.attach("job", ""),
+        Err(Error::InvalidArgument(_))
+    ));
     let prefix = LockOptions {
         key_prefix: "bad\0".into(),
         ..defaults()
     };
-    assert!(matches!(Client::new(p.clone(), prefix), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        Client::new(p.clone(), prefix),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(p.calls.borrow().is_empty());
 }
 
@@ -316,7 +357,10 @@ fn a_zero_reply_marks_the_handle_lost() {
 fn a_redis_error_on_release_keeps_the_handle_so_the_caller_can_retry() {
     let p = Recorded::new([int(1), Err(RedisError::Timeout), int(1)]);
     let h = client(&p, defaults()).acquire("job", 1000).unwrap();
-    assert!(matches!(h.release(), Err(Error::Redis(RedisError::Timeout))));
+    assert!(matches!(
+        h.release(),
+        Err(Error::Redis(RedisError::Timeout))
+    ));
     assert!(h.is_held());
     h.release().unwrap();
 }
@@ -338,7 +382,10 @@ fn validity_runs_on_the_monotonic_clock_from_the_moment_acquire_was_sent() {
     p.advance_ms(959);
     assert!(h.is_held());
     p.advance_ms(1);
-    assert!(!h.is_held(), "validity counts from when the acquire was sent");
+    assert!(
+        !h.is_held(),
+        "validity counts from when the acquire was sent"
+    );
     // An extend renews validity from when it was sent, and the wall-clock expiry with it.
     h.extend(2000).unwrap();
     assert!(h.is_held());
@@ -364,9 +411,15 @@ fn lock_state_maps_pttl() {
     let c = client(&p, defaults());
     assert!(matches!(c.lock_state("k").unwrap(), LockState::Unlocked));
     assert!(matches!(c.lock_state("k").unwrap(), LockState::Persistent));
-    assert!(matches!(c.lock_state("k").unwrap(), LockState::Expiring(1234)));
+    assert!(matches!(
+        c.lock_state("k").unwrap(),
+        LockState::Expiring(1234)
+    ));
     assert!(c.is_locked("k").unwrap());
-    assert!(matches!(c.lock_state("k"), Err(Error::Redis(RedisError::Rejected(_)))));
+    assert!(matches!(
+        c.lock_state("k"),
+        Err(Error::Redis(RedisError::Rejected(_)))
+    ));
 }
 
 #[test]
@@ -377,6 +430,12 @@ fn unexpected_replies_are_errors_not_successes() {
         ..defaults()
     };
     let c = client(&p, opts);
-    assert!(matches!(c.acquire("job", 10), Err(Error::Redis(RedisError::Rejected(_)))));
-    assert!(matches!(c.is_locked("job"), Err(Error::Redis(RedisError::Rejected(_)))));
+    assert!(matches!(
+        c.acquire("job", 10),
+        Err(Error::Redis(RedisError::Rejected(_)))
+    ));
+    assert!(matches!(
+        c.is_locked("job"),
+        Err(Error::Redis(RedisError::Rejected(_)))
+    ));
 }

@@ -5,6 +5,7 @@ wasmtime::component::bindgen!({
     world: "dlock",
     imports: { default: async | trappable },
     exports: { default: async },
+    additional_derives: [PartialEq],
     with: {
         "dlock:lock/redis.script": crate::redis_eval::ScriptEntry,
     },

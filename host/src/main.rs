@@ -1,1 +1,32 @@
-fn main() {}
+//! `dlock`: a distributed lock on Redis from the shell, with the lock logic in a sandboxed
+//! WebAssembly component. See `dlock --help`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dlock: cannot start the async runtime: {e}");
+            return ExitCode::from(cli::EXIT_INTERNAL);
+        }
+    };
+    let code = match runtime.block_on(cli::run(args)) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("dlock: {}", failure.message);
+            failure.code
+        }
+    };
+    // Do not wait for blocking tasks (a child's stdin copy, a pending connect) at exit.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}

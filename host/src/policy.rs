@@ -11,15 +11,10 @@ use std::time::Duration;
 pub struct Policy {
     allowed_sha1: HashSet<String>,
     extra_sources: Vec<String>,
-    /// Each `redis-eval` (including a reload after `NOSCRIPT`) must complete within this, or
-    /// the component gets `timeout`. Default 2 s.
-    pub command_timeout: Duration,
-    /// Most keys one call may pass. Default 8.
-    pub max_keys: usize,
-    /// Most bytes in all of one call's keys and arguments together. Default 64 KiB.
-    pub max_request_bytes: usize,
-    /// Most bytes a reply may carry (bulk strings and status text added up). Default 64 KiB.
-    pub max_reply_bytes: usize,
+    pub(crate) command_timeout: Duration,
+    pub(crate) max_keys: usize,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_reply_bytes: usize,
 }
 
 impl Default for Policy {
@@ -53,6 +48,53 @@ impl Policy {
         self.allowed_sha1.clear();
         self.extra_sources.clear();
         self
+    }
+
+    /// Each `redis-eval` (including a reload after `NOSCRIPT`) must complete within this, or
+    /// the component gets `timeout`; the Redis connection's response timeout is the same.
+    /// Default 2 s.
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Most keys one call may pass. Default 8.
+    pub fn with_max_keys(mut self, keys: usize) -> Self {
+        self.max_keys = keys;
+        self
+    }
+
+    /// Most bytes in all of one call's keys and arguments together. Default 64 KiB.
+    pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
+    }
+
+    /// Most bytes a reply may carry (bulk strings and status text added up, 8 bytes per array
+    /// element). Default 64 KiB.
+    pub fn with_max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.max_reply_bytes = bytes;
+        self
+    }
+
+    /// See [`Policy::with_command_timeout`].
+    pub fn command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// See [`Policy::with_max_keys`].
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    /// See [`Policy::with_max_request_bytes`].
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// See [`Policy::with_max_reply_bytes`].
+    pub fn max_reply_bytes(&self) -> usize {
+        self.max_reply_bytes
     }
 
     /// Whether a script with this SHA1 (lowercase hex) may run.

@@ -251,3 +251,87 @@ fn shape(value: &redis::Value) -> &'static str {
         _ => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> redis::Value {
+        redis::Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn scalars_and_flat_arrays_cross_unchanged() {
+        assert_eq!(flatten(redis::Value::Int(-2), 64), Ok(Value::Int(-2)));
+        assert_eq!(flatten(redis::Value::Nil, 64), Ok(Value::Nil));
+        assert_eq!(
+            flatten(redis::Value::Okay, 64),
+            Ok(Value::Status("OK".into()))
+        );
+        assert_eq!(flatten(bulk("tok"), 64), Ok(Value::Bulk(b"tok".to_vec())));
+        let array = redis::Value::Array(vec![redis::Value::Int(1), bulk("x"), redis::Value::Nil]);
+        assert_eq!(
+            flatten(array, 64),
+            Ok(Value::Array(vec![
+                Scalar::Int(1),
+                Scalar::Bulk(b"x".to_vec()),
+                Scalar::Nil
+            ]))
+        );
+    }
+
+    #[test]
+    fn nested_arrays_and_maps_are_rejected_not_truncated() {
+        let nested = redis::Value::Array(vec![redis::Value::Array(vec![])]);
+        assert!(
+            matches!(flatten(nested, 64), Err(WitRedisError::Rejected(m)) if m.contains("nested"))
+        );
+        let map = redis::Value::Map(vec![(bulk("k"), bulk("v"))]);
+        assert!(matches!(flatten(map, 64), Err(WitRedisError::Rejected(m)) if m.contains("map")));
+    }
+
+    #[test]
+    fn replies_over_the_cap_are_denied() {
+        assert!(flatten(bulk(&"x".repeat(64)), 64).is_ok());
+        assert!(matches!(
+            flatten(bulk(&"x".repeat(65)), 64),
+            Err(WitRedisError::Denied(_))
+        ));
+        // Many small elements add up too.
+        let many = redis::Value::Array(vec![redis::Value::Int(0); 9]);
+        assert!(matches!(flatten(many, 64), Err(WitRedisError::Denied(_))));
+    }
+
+    #[test]
+    fn redis_errors_are_classified_by_whether_a_retry_can_help() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(classify(&refused), WitRedisError::Unavailable(_)));
+        let timed_out = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(classify(&timed_out), WitRedisError::Timeout);
+        let script = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "boom"));
+        assert!(matches!(classify(&script), WitRedisError::Rejected(_)));
+        let loading =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
+        assert!(matches!(classify(&loading), WitRedisError::Unavailable(_)));
+        let noperm = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "acl"));
+        assert!(matches!(classify(&noperm), WitRedisError::Rejected(_)));
+    }
+
+    #[test]
+    fn requests_over_the_policy_caps_are_denied() {
+        let policy = Policy::default()
+            .with_max_keys(2)
+            .with_max_request_bytes(10);
+        let keys = |n: usize| vec!["k".to_owned(); n];
+        assert!(check_request(&policy, &keys(2), &[]).is_ok());
+        assert!(matches!(
+            check_request(&policy, &keys(3), &[]),
+            Err(WitRedisError::Denied(_))
+        ));
+        let args = vec!["x".repeat(9)];
+        assert!(matches!(
+            check_request(&policy, &keys(2), &args),
+            Err(WitRedisError::Denied(_))
+        ));
+    }
+}

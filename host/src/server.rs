@@ -97,7 +97,9 @@ impl RedisServer {
                     format!("redis-server exited with {status} during start-up; log:\n{log}"),
                 ));
             }
-            if ping(self.port) {
+            // Ready when the server on the port is this process: another test's server may
+            // have taken the port in between, and then this one is about to exit.
+            if answering_pid(self.port) == Some(child.id()) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -169,14 +171,32 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Whether a server on `port` answers `PING` with `+PONG`.
-fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+/// The process id of the Redis answering on `port` (from `INFO server`), if one answers.
+fn answering_pid(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // A bulk string: `$<len>\r\n<len bytes>\r\n`; read until the whole of it is in.
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        let Some((header, body)) = text.split_once("\r\n") else {
+            continue;
+        };
+        let len: usize = header.strip_prefix('$')?.parse().ok()?;
+        if body.len() >= len {
+            return body
+                .lines()
+                .find_map(|line| line.strip_prefix("process_id:"))
+                .and_then(|pid| pid.trim().parse().ok());
+        }
+    }
 }

@@ -177,7 +177,8 @@ mod tests {
         let five_s = Duration::from_secs(5);
         assert_eq!(
             o.total_backoff(),
-            Duration::from_millis(3100) + five_s * 27 + five_s * (u32::MAX - 32)
+            // 100 ms doubling to 3.2 s, then the 5 s cap for every other retry.
+            Duration::from_millis(6300) + five_s * (u32::MAX - 6)
         );
     }
 

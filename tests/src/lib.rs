@@ -42,3 +42,90 @@ pub async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Opt
 pub async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
 }
+
+/// Polls `check` every few milliseconds until it returns true; panics with `what` if that does
+/// not happen within `limit`. For waiting on Redis-side events (a key expiring) that have no
+/// notification; the limit is a hang guard, not a timing assertion.
+pub async fn eventually<F, Fut>(what: &str, limit: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// `EXISTS key`.
+pub async fn exists(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// `DBSIZE`.
+pub async fn dbsize(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    redis::cmd("DBSIZE").query_async(conn).await.unwrap()
+}
+
+/// Options that give up fast: `retry_count` retries, 10 ms apart at first.
+pub fn quick_options(retry_count: u32) -> LockOptions {
+    LockOptions {
+        retry_count,
+        retry_delay: std::time::Duration::from_millis(10),
+        max_retry_delay: std::time::Duration::from_millis(50),
+        ..LockOptions::default()
+    }
+}
+
+/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of the hash tag or the whole key,
+/// mod 16384), computed here so tests need no cluster.
+pub fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    let mut crc: u16 = 0;
+    for &b in hashed {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// Sends `signal` to the server process (SIGSTOP to freeze it, SIGCONT to resume it).
+pub fn signal_server(server: &RedisServer, signal: rustix::process::Signal) {
+    let pid = server.pid().expect("the server is running");
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a valid pid");
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_slot_matches_redis_cluster_examples() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(super::key_slot("123456789"), 0x31c3);
+        assert_eq!(super::key_slot("foo"), 12182);
+        assert_eq!(
+            super::key_slot("{user1000}.following"),
+            super::key_slot("user1000")
+        );
+        assert_eq!(super::key_slot("somekey"), 11058);
+        assert_eq!(super::key_slot("foo{hash_tag}"), 2515);
+    }
+}

@@ -1,4 +1,12 @@
-//! End-to-end suites: the real component, hosted by wasmtime, against real `redis-server`s.
-//! One test binary (one link of wasmtime); the component is compiled once per process.
+//! End-to-end suites: the real component, hosted by wasmtime, against real `redis-server`s
+//! (one per test, on a free loopback port). One test binary, so wasmtime is linked once, and
+//! the component is compiled once per process.
 
+mod contention;
+mod expiry;
+mod fencing;
+mod interop;
+mod noscript;
+mod outage;
+mod sandbox;
 mod semantics;

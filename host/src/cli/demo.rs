@@ -1,0 +1,429 @@
+//! `dlock demo`: workers contend for a few locks; the summary checks fencing and counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use dlock_host::server::RedisServer;
+use dlock_host::{Client, LockOptions, Runtime};
+use indicatif::{ProgressBar, ProgressStyle};
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+
+use super::stats::{XorShift, human, percentile};
+use super::{CliResult, EXIT_BUSY, EXIT_OK, EXIT_REDIS, Failure, duration};
+
+/// Options of `dlock demo`.
+#[derive(Debug, Args)]
+pub(super) struct DemoArgs {
+    /// How many workers (each its own component instance).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
+    workers: u32,
+    /// How many keys they contend for.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keys: u32,
+    /// How long the workers run.
+    #[arg(long, value_parser = duration::parse, default_value = "5s")]
+    duration: Duration,
+}
+
+/// What every worker records, shared.
+#[derive(Default)]
+struct Tally {
+    acquisitions: AtomicU64,
+    contended: AtomicU64,
+    waits: Mutex<Vec<Duration>>,
+    holds: Mutex<Vec<Duration>>,
+    /// Per key: the last fence seen by a holder, and fence regressions found.
+    last_fence: Mutex<HashMap<u32, u64>>,
+    fence_violations: AtomicU64,
+    /// Per key: increments made under the lock (compared with the counters in Redis).
+    increments: Mutex<HashMap<u32, u64>>,
+}
+
+/// Where the demo's Redis came from.
+struct Origin {
+    url: String,
+    description: String,
+    _server: Option<RedisServer>,
+}
+
+async fn redis_origin(given: Option<&str>) -> CliResult<Origin> {
+    if let Some(url) = given {
+        return Ok(Origin {
+            url: url.to_owned(),
+            description: format!("given: {}", dlock_host::redact_url(url)),
+            _server: None,
+        });
+    }
+    let server = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .map_err(|e| Failure::new(EXIT_REDIS, format!("starting redis-server: {e}")))?
+        .map_err(|e| Failure::new(EXIT_REDIS, format!("cannot start redis-server: {e}")))?;
+    Ok(Origin {
+        url: server.url(),
+        description: format!(
+            "started by the demo: redis-server on 127.0.0.1:{} (pid {}), stopped at exit",
+            server.port(),
+            server.pid().unwrap_or(0)
+        ),
+        _server: Some(server),
+    })
+}
+
+pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool) -> CliResult<u8> {
+    let origin = redis_origin(redis_url).await?;
+    let redis_fail = |e: String| {
+        Failure::new(
+            EXIT_REDIS,
+            format!("Redis at {}: {e}", dlock_host::redact_url(&origin.url)),
+        )
+    };
+    let runtime = Runtime::connect(&origin.url)
+        .await
+        .map_err(|e| redis_fail(e.to_string()))?;
+    let conn = redis::Client::open(origin.url.as_str())
+        .map_err(|e| redis_fail(e.to_string()))?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| redis_fail(e.to_string()))?;
+    let version = redis_version(&mut conn.clone()).await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let run_id = format!("{:08x}", std::process::id() ^ nanos);
+    let prefix = format!("dlock-demo:{run_id}:");
+
+    let progress = if json_out {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(millis(args.duration))
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} [{bar:30}] {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+
+    let tally = Arc::new(Tally::default());
+    let deadline = Instant::now() + args.duration;
+    let mut workers = Vec::new();
+    for id in 0..args.workers {
+        let options = LockOptions {
+            key_prefix: prefix.clone(),
+            fencing: true,
+            jitter: true,
+            retry_delay: Duration::from_millis(2),
+            ..LockOptions::default()
+        };
+        let client = runtime
+            .client(options)
+            .await
+            .map_err(|e| redis_fail(e.to_string()))?;
+        let worker = Worker {
+            id,
+            keys: args.keys,
+            client,
+            conn: conn.clone(),
+            counter_prefix: format!("{prefix}counter:"),
+            tally: tally.clone(),
+        };
+        workers.push(tokio::spawn(worker.run(deadline)));
+    }
+    while Instant::now() < deadline {
+        progress.set_position(millis(
+            args.duration.saturating_sub(deadline - Instant::now()),
+        ));
+        progress.set_message(format!(
+            "{} acquisitions",
+            tally.acquisitions.load(Ordering::Relaxed)
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut failures = Vec::new();
+    for worker in workers {
+        match worker.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(format!("a worker panicked: {e}")),
+        }
+    }
+    progress.finish_and_clear();
+
+    let counted = read_counters(&mut conn.clone(), &prefix, args.keys)
+        .await
+        .map_err(redis_fail)?;
+    cleanup(&mut conn.clone(), &prefix, args.keys).await;
+    let summary = Summary::new(&tally, &counted, args.duration);
+    if json_out {
+        summary.print_json(&args, &origin, &version, &failures);
+    } else {
+        summary.print_table(&args, &origin, &version, &failures);
+    }
+    Ok(if summary.passed() && failures.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_BUSY
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+struct Worker {
+    id: u32,
+    keys: u32,
+    client: Client,
+    conn: MultiplexedConnection,
+    counter_prefix: String,
+    tally: Arc<Tally>,
+}
+
+impl Worker {
+    async fn run(mut self, deadline: Instant) -> Result<(), String> {
+        let mut rng =
+            XorShift::new(u64::from(self.id).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xd10c);
+        let ttl = Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let key_index = rng.below(u64::from(self.keys)) as u32;
+            let key = format!("k{key_index}");
+            let started = Instant::now();
+            let lock = match self
+                .client
+                .try_acquire(&key, ttl)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(lock) => lock,
+                None => {
+                    self.tally.contended.fetch_add(1, Ordering::Relaxed);
+                    let wait = Duration::from_secs(30);
+                    self.client
+                        .wait_for_lock(&key, wait, ttl)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            let acquired = Instant::now();
+            let fence = lock
+                .info()
+                .await
+                .map_err(|e| e.to_string())?
+                .fence
+                .unwrap_or(0);
+            self.check_fence(key_index, fence);
+            self.increment(key_index, rng.below(3)).await?;
+            lock.release().await.map_err(|e| e.to_string())?;
+            let tally = &self.tally;
+            tally.acquisitions.fetch_add(1, Ordering::Relaxed);
+            tally.waits.lock().unwrap().push(acquired - started);
+            tally.holds.lock().unwrap().push(acquired.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Under the lock: this holder's fence must be above every fence seen before on the key.
+    fn check_fence(&self, key: u32, fence: u64) {
+        let mut last = self.tally.last_fence.lock().unwrap();
+        let seen = last.entry(key).or_insert(0);
+        if fence <= *seen {
+            self.tally.fence_violations.fetch_add(1, Ordering::Relaxed);
+        }
+        *seen = (*seen).max(fence);
+    }
+
+    /// Under the lock: read the key's counter, pause, write it back plus one. Two holders at
+    /// once would lose an increment.
+    async fn increment(&mut self, key: u32, pause_ms: u64) -> Result<(), String> {
+        let counter = format!("{}{key}", self.counter_prefix);
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(&counter)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        let () = redis::cmd("SET")
+            .arg(&counter)
+            .arg(value.unwrap_or(0) + 1)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        *self
+            .tally
+            .increments
+            .lock()
+            .unwrap()
+            .entry(key)
+            .or_insert(0) += 1;
+        Ok(())
+    }
+}
+
+async fn redis_version(conn: &mut MultiplexedConnection) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned()
+}
+
+async fn read_counters(
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+    keys: u32,
+) -> Result<HashMap<u32, u64>, String> {
+    let mut counted = HashMap::new();
+    for key in 0..keys {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(format!("{prefix}counter:{key}"))
+            .query_async(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        counted.insert(key, value.unwrap_or(0));
+    }
+    Ok(counted)
+}
+
+/// Deletes everything the run wrote: counters, fence counters, any lock left behind.
+async fn cleanup(conn: &mut MultiplexedConnection, prefix: &str, keys: u32) {
+    let mut cmd = redis::cmd("DEL");
+    for key in 0..keys {
+        cmd.arg(format!("{prefix}counter:{key}"))
+            .arg(format!("{prefix}k{key}"))
+            .arg(format!("{{{prefix}k{key}}}:fence"));
+    }
+    let _: Result<u64, _> = cmd.query_async(conn).await;
+}
+
+struct Summary {
+    acquisitions: u64,
+    contended: u64,
+    per_second: f64,
+    wait_p50: Duration,
+    wait_p99: Duration,
+    hold_p50: Duration,
+    fence_violations: u64,
+    increments: u64,
+    counted: u64,
+}
+
+impl Summary {
+    fn new(tally: &Tally, counted: &HashMap<u32, u64>, duration: Duration) -> Self {
+        let mut waits = tally.waits.lock().unwrap().clone();
+        let mut holds = tally.holds.lock().unwrap().clone();
+        waits.sort();
+        holds.sort();
+        let acquisitions = tally.acquisitions.load(Ordering::Relaxed);
+        Summary {
+            acquisitions,
+            contended: tally.contended.load(Ordering::Relaxed),
+            per_second: acquisitions as f64 / duration.as_secs_f64(),
+            wait_p50: percentile(&waits, 0.5),
+            wait_p99: percentile(&waits, 0.99),
+            hold_p50: percentile(&holds, 0.5),
+            fence_violations: tally.fence_violations.load(Ordering::Relaxed),
+            increments: tally.increments.lock().unwrap().values().sum(),
+            counted: counted.values().sum(),
+        }
+    }
+
+    fn fences_ok(&self) -> bool {
+        self.fence_violations == 0
+    }
+
+    fn counters_ok(&self) -> bool {
+        self.increments == self.counted
+    }
+
+    fn passed(&self) -> bool {
+        self.fences_ok() && self.counters_ok() && self.acquisitions > 0
+    }
+
+    fn contention(&self) -> f64 {
+        if self.acquisitions == 0 {
+            0.0
+        } else {
+            100.0 * self.contended as f64 / self.acquisitions as f64
+        }
+    }
+
+    fn print_table(&self, args: &DemoArgs, origin: &Origin, version: &str, failures: &[String]) {
+        let mark = |ok: bool| if ok { "ok" } else { "FAILED" };
+        println!(
+            "dlock demo: {} workers (one component instance each) on {} keys for {}",
+            args.workers,
+            args.keys,
+            humantime::format_duration(args.duration)
+        );
+        println!("Redis {version}, {}", origin.description);
+        println!();
+        println!(
+            "  acquisitions       {:>10}   ({:.0}/s)",
+            self.acquisitions, self.per_second
+        );
+        println!(
+            "  contention         {:>9.1}%   found the lock busy and waited",
+            self.contention()
+        );
+        println!(
+            "  wait p50 / p99     {:>10} / {}",
+            human(self.wait_p50),
+            human(self.wait_p99)
+        );
+        println!("  hold p50           {:>10}", human(self.hold_p50));
+        println!(
+            "  fencing tokens     {:>10}   strictly increasing per key ({} violations)",
+            mark(self.fences_ok()),
+            self.fence_violations
+        );
+        println!(
+            "  guarded counters   {:>10}   {} increments under the lock, {} counted in Redis, {} lost",
+            mark(self.counters_ok()),
+            self.increments,
+            self.counted,
+            self.increments.saturating_sub(self.counted)
+        );
+        for failure in failures {
+            println!("  worker error: {failure}");
+        }
+        println!();
+        println!(
+            "{}",
+            if self.passed() && failures.is_empty() {
+                "all checks passed"
+            } else {
+                "CHECKS FAILED"
+            }
+        );
+    }
+
+    fn print_json(&self, args: &DemoArgs, origin: &Origin, version: &str, failures: &[String]) {
+        let out = json!({
+            "workers": args.workers,
+            "keys": args.keys,
+            "duration_ms": millis(args.duration),
+            "redis": { "version": version, "origin": origin.description },
+            "acquisitions": self.acquisitions,
+            "acquisitions_per_sec": self.per_second,
+            "contention_pct": self.contention(),
+            "wait_p50_us": self.wait_p50.as_micros(),
+            "wait_p99_us": self.wait_p99.as_micros(),
+            "hold_p50_us": self.hold_p50.as_micros(),
+            "fence_violations": self.fence_violations,
+            "increments": self.increments,
+            "counted": self.counted,
+            "worker_errors": failures,
+            "passed": self.passed() && failures.is_empty(),
+        });
+        println!("{out}");
+    }
+}

@@ -1,0 +1,102 @@
+//! `acquire`, `release`, `extend` and `status`: one lock operation each.
+
+use std::time::Duration;
+
+use dlock_host::LockState;
+use serde_json::json;
+
+use super::{CliResult, Ctx, EXIT_BUSY, EXIT_OK, Failure, epoch_ms};
+
+pub(super) async fn acquire(
+    ctx: &Ctx,
+    key: &str,
+    ttl: Duration,
+    wait: Option<Duration>,
+    fence: bool,
+) -> CliResult<u8> {
+    let client = ctx.client(fence).await?;
+    let acquired = match wait {
+        None => client.try_acquire(key, ttl).await,
+        Some(wait) => client.wait_for_lock(key, wait, ttl).await.map(Some),
+    };
+    let lock = match acquired {
+        Ok(Some(lock)) => lock,
+        Ok(None) | Err(dlock_host::Error::NotAcquired) => {
+            return Err(Failure::new(
+                EXIT_BUSY,
+                format!("{key}: held by someone else"),
+            ));
+        }
+        Err(e) => return Err(ctx.fail(e)),
+    };
+    let info = lock.info().await.map_err(|e| ctx.fail(e))?;
+    if ctx.json {
+        let out = json!({
+            "key": info.key,
+            "token": info.token,
+            "fence": info.fence,
+            "expires_at_ms": epoch_ms(info.expires_at),
+        });
+        println!("{out}");
+    } else {
+        match info.fence {
+            Some(fence) => println!("{} {fence}", info.token),
+            None => println!("{}", info.token),
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) async fn release(ctx: &Ctx, key: &str, token: &str) -> CliResult<u8> {
+    let client = ctx.client(false).await?;
+    let handle = client.attach(key, token).await.map_err(|e| ctx.fail(e))?;
+    match handle.release().await {
+        Ok(()) => Ok(EXIT_OK),
+        Err(dlock_host::Error::NotHeld) => Err(not_owner(key)),
+        Err(e) => Err(ctx.fail(e)),
+    }
+}
+
+pub(super) async fn extend(ctx: &Ctx, key: &str, token: &str, ttl: Duration) -> CliResult<u8> {
+    let client = ctx.client(false).await?;
+    let handle = client.attach(key, token).await.map_err(|e| ctx.fail(e))?;
+    match handle.extend(ttl).await {
+        Ok(()) => {}
+        Err(dlock_host::Error::NotHeld) => return Err(not_owner(key)),
+        Err(e) => return Err(ctx.fail(e)),
+    }
+    if ctx.json {
+        let info = handle.info().await.map_err(|e| ctx.fail(e))?;
+        println!("{}", json!({ "expires_at_ms": epoch_ms(info.expires_at) }));
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) async fn status(ctx: &Ctx, key: &str) -> CliResult<u8> {
+    let client = ctx.client(false).await?;
+    let state = client.lock_state(key).await.map_err(|e| ctx.fail(e))?;
+    let (locked, ttl_ms, text) = match state {
+        LockState::Unlocked => (false, None, "unlocked".to_owned()),
+        LockState::Expiring(left) => {
+            let ms = left.as_millis();
+            (true, Some(ms), format!("locked {ms}ms"))
+        }
+        LockState::Persistent => (true, None, "locked (no expiry)".to_owned()),
+    };
+    if ctx.json {
+        println!(
+            "{}",
+            json!({ "key": key, "locked": locked, "ttl_ms": ttl_ms })
+        );
+    } else {
+        println!("{text}");
+    }
+    Ok(EXIT_OK)
+}
+
+fn not_owner(key: &str) -> Failure {
+    Failure::new(
+        EXIT_BUSY,
+        format!("{key}: not held by that token (nothing changed)"),
+    )
+}

@@ -1,0 +1,327 @@
+//! The `dlock` command line: argument parsing, exit codes and dispatch.
+
+mod demo;
+mod duration;
+mod keys;
+mod run;
+mod stats;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use dlock_host::{Error, LockOptions, Runtime};
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// The lock is held by someone else, or the token does not own it.
+pub const EXIT_BUSY: u8 = 1;
+/// Bad input: usage, an empty key, a bad duration. Nothing was written to Redis.
+pub const EXIT_USAGE: u8 = 2;
+/// Redis is unreachable or failing (or refused the call).
+pub const EXIT_REDIS: u8 = 3;
+/// dlock itself failed (the lock component trapped, a process could not be started).
+pub const EXIT_INTERNAL: u8 = 4;
+/// `run`: the lock was busy and CMD never started (changeable with --conflict-exit-code).
+pub const EXIT_RUN_CONFLICT: u8 = 75;
+/// `run`: the lock was lost while CMD ran; CMD was terminated (changeable with
+/// --lost-exit-code).
+pub const EXIT_RUN_LOST: u8 = 76;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   the lock is held by someone else / TOKEN does not own the lock
+  2   bad input (usage, empty key, bad duration); nothing was written to Redis
+  3   Redis unreachable or failing (the message names the URL, without password)
+  4   internal failure (the lock component trapped, a process could not start)
+  run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
+       76 when the lock was lost while CMD ran, 126/127 when CMD cannot be run";
+
+/// A distributed lock on Redis, with its logic in a sandboxed WebAssembly component.
+///
+/// A lock is a Redis key holding its owner's token with a TTL (the same convention as
+/// redis-py's Lock, redsync and node-redlock, which dlock interoperates with).
+#[derive(Debug, Parser)]
+#[command(name = "dlock", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or
+    /// unix:///path/to/socket. Passwords are never printed.
+    /// [default: redis://127.0.0.1:6379]
+    #[arg(
+        long,
+        global = true,
+        env = "DLOCK_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    redis: Option<String>,
+
+    /// Prefix for every key: the Redis key is PREFIX followed by KEY. [default: none]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PREFIX",
+        default_value = "",
+        hide_default_value = true
+    )]
+    prefix: String,
+
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A non-empty lock key.
+fn key(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        Err("the key must not be empty".into())
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Take a lock: print its token (exit 0), or exit 1 if someone else holds it.
+    ///
+    /// One attempt, or with --wait retries (exponential backoff, at most 1 s apart) until the
+    /// lock is free or the wait is over. Keep the token: `release` and `extend` need it.
+    #[command(
+        after_help = "Exit codes: 0 acquired (token on stdout), 1 held by someone else (after --wait), 2 bad input, 3 Redis unreachable or failing."
+    )]
+    Acquire {
+        /// The lock's key.
+        #[arg(value_parser = key)]
+        key: String,
+        /// How long the lock lives unless extended (250ms, 30s, 5m, 1h; a bare number is ms).
+        #[arg(long, value_parser = duration::parse)]
+        ttl: Duration,
+        /// Wait up to this long for a busy lock. [default: one attempt]
+        #[arg(long, value_parser = duration::parse)]
+        wait: Option<Duration>,
+        /// Also take a fencing token (strictly increasing per key); printed after the token.
+        #[arg(long)]
+        fence: bool,
+    },
+    /// Release a lock if TOKEN still owns it (exit 1, nothing changed, if it does not).
+    #[command(
+        after_help = "Exit codes: 0 released, 1 not held by TOKEN (nothing changed), 2 bad input, 3 Redis unreachable or failing."
+    )]
+    Release {
+        /// The lock's key.
+        #[arg(value_parser = key)]
+        key: String,
+        /// The token `acquire` printed.
+        token: String,
+    },
+    /// Set a lock's TTL anew if TOKEN still owns it (exit 1, nothing changed, if it does not).
+    #[command(
+        after_help = "Exit codes: 0 extended, 1 not held by TOKEN (nothing changed), 2 bad input, 3 Redis unreachable or failing."
+    )]
+    Extend {
+        /// The lock's key.
+        #[arg(value_parser = key)]
+        key: String,
+        /// The token `acquire` printed.
+        token: String,
+        /// The new TTL, counted from now.
+        #[arg(long, value_parser = duration::parse)]
+        ttl: Duration,
+    },
+    /// Show whether a key is locked, and for how long: `locked 1234ms` or `unlocked`.
+    #[command(
+        after_help = "Exit codes: 0 (locked or not), 2 bad input, 3 Redis unreachable or failing."
+    )]
+    Status {
+        /// The lock's key.
+        #[arg(value_parser = key)]
+        key: String,
+    },
+    /// Run CMD while holding the lock (flock for a fleet).
+    ///
+    /// Takes the lock (or exits 75 without running CMD), runs CMD with DLOCK_KEY and
+    /// DLOCK_TOKEN (and DLOCK_FENCE with --fence) in its environment, extends the lock every
+    /// TTL/3 while CMD runs, and releases it when CMD ends, however it ends. SIGTERM, SIGHUP,
+    /// SIGQUIT and SIGINT are forwarded to CMD (SIGINT only when stdin is not a terminal: a
+    /// terminal's Ctrl-C reaches CMD directly). If the lock is lost while CMD runs (an extend finds the key expired or
+    /// taken over), CMD gets SIGTERM, then SIGKILL after --kill-after, and dlock exits 76.
+    /// Exits with CMD's status (128+N if signal N ended it).
+    ///
+    /// Crontab example:  */5 * * * * dlock run nightly-report --ttl 1m -- /usr/local/bin/report
+    #[command(
+        after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost while CMD ran (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
+    )]
+    Run {
+        /// The lock's key.
+        #[arg(value_parser = key)]
+        key: String,
+        /// The lock's TTL; it is extended every TTL/3 while CMD runs.
+        #[arg(long, value_parser = duration::parse)]
+        ttl: Duration,
+        /// Wait up to this long for a busy lock. [default: one attempt]
+        #[arg(long, value_parser = duration::parse)]
+        wait: Option<Duration>,
+        /// Exit code when the lock is busy and CMD does not run.
+        #[arg(long, default_value_t = EXIT_RUN_CONFLICT, value_name = "N")]
+        conflict_exit_code: u8,
+        /// Exit code when the lock is lost while CMD runs.
+        #[arg(long, default_value_t = EXIT_RUN_LOST, value_name = "N")]
+        lost_exit_code: u8,
+        /// After the lock is lost: how long CMD has between SIGTERM and SIGKILL.
+        #[arg(long, value_parser = duration::parse, default_value = "10s")]
+        kill_after: Duration,
+        /// Take a fencing token and pass it to CMD as DLOCK_FENCE.
+        #[arg(long)]
+        fence: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Show dlock at work: workers contend for a few locks, then a checked summary.
+    ///
+    /// Starts its own redis-server on a free loopback port unless --redis (or
+    /// DLOCK_REDIS_URL) is given. Each worker is its own component instance; every
+    /// acquisition is fenced, and a counter per key is incremented by read-then-write under
+    /// the lock. Exits 1 if a check fails (fences not strictly increasing, a lost update).
+    #[command(
+        after_help = "Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 Redis unreachable or redis-server missing."
+    )]
+    Demo(demo::DemoArgs),
+}
+
+/// A failed command: its exit code and the one-line message for stderr.
+#[derive(Debug)]
+pub struct Failure {
+    /// The process exit code.
+    pub code: u8,
+    /// What went wrong, in one line.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Maps a library error to the CLI's exit codes; `url` names the Redis in messages.
+    fn from_lock(e: Error, url: &str) -> Self {
+        let code = match &e {
+            Error::NotAcquired | Error::NotHeld => EXIT_BUSY,
+            Error::InvalidArgument(_) => EXIT_USAGE,
+            Error::RedisUnavailable(_)
+            | Error::RedisTimeout
+            | Error::RedisRejected(_)
+            | Error::Denied(_)
+            | Error::Connect { .. } => EXIT_REDIS,
+            _ => EXIT_INTERNAL,
+        };
+        let message = match &e {
+            Error::RedisUnavailable(_) | Error::RedisTimeout | Error::RedisRejected(_) => {
+                format!("Redis at {url}: {e}")
+            }
+            _ => e.to_string(),
+        };
+        Failure::new(code, message)
+    }
+}
+
+type CliResult<T> = Result<T, Failure>;
+
+/// Everything a command needs to reach the lock.
+struct Ctx {
+    runtime: Runtime,
+    json: bool,
+    prefix: String,
+}
+
+impl Ctx {
+    async fn connect(global: &Global, url: &str) -> CliResult<Ctx> {
+        let runtime = Runtime::connect(url)
+            .await
+            .map_err(|e| Failure::from_lock(e, &dlock_host::redact_url(url)))?;
+        Ok(Ctx {
+            runtime,
+            json: global.json,
+            prefix: global.prefix.clone(),
+        })
+    }
+
+    async fn client(&self, fencing: bool) -> CliResult<dlock_host::Client> {
+        let options = LockOptions {
+            key_prefix: self.prefix.clone(),
+            fencing,
+            ..LockOptions::default()
+        };
+        self.runtime.client(options).await.map_err(|e| self.fail(e))
+    }
+
+    fn fail(&self, e: Error) -> Failure {
+        Failure::from_lock(e, self.runtime.redis_url())
+    }
+}
+
+/// Runs the parsed command line; `Ok` carries the exit code.
+pub async fn run(cli: Cli) -> CliResult<u8> {
+    let Cli { global, command } = cli;
+    if let Command::Demo(args) = command {
+        return demo::run(args, global.redis.as_deref(), global.json).await;
+    }
+    let url = global
+        .redis
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REDIS.to_owned());
+    let ctx = Ctx::connect(&global, &url).await?;
+    match command {
+        Command::Acquire {
+            key,
+            ttl,
+            wait,
+            fence,
+        } => keys::acquire(&ctx, &key, ttl, wait, fence).await,
+        Command::Release { key, token } => keys::release(&ctx, &key, &token).await,
+        Command::Extend { key, token, ttl } => keys::extend(&ctx, &key, &token, ttl).await,
+        Command::Status { key } => keys::status(&ctx, &key).await,
+        Command::Run {
+            key,
+            ttl,
+            wait,
+            conflict_exit_code,
+            lost_exit_code,
+            kill_after,
+            fence,
+            command,
+        } => {
+            let spec = run::RunSpec {
+                key,
+                ttl,
+                wait,
+                conflict_exit_code,
+                lost_exit_code,
+                kill_after,
+                fence,
+                command,
+            };
+            run::run(&ctx, spec).await
+        }
+        Command::Demo(_) => unreachable!("handled above"),
+    }
+}
+
+fn epoch_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

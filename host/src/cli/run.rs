@@ -1,0 +1,183 @@
+//! `dlock run`: a command under the lock, with a watchdog that keeps the lock alive.
+
+use std::io::IsTerminal;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use dlock_host::{Error, LockHandle};
+use rustix::process::{Pid, Signal, kill_process};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+use super::{CliResult, Ctx, EXIT_INTERNAL, Failure};
+
+/// What `run` was asked to do.
+pub(super) struct RunSpec {
+    pub key: String,
+    pub ttl: Duration,
+    pub wait: Option<Duration>,
+    pub conflict_exit_code: u8,
+    pub lost_exit_code: u8,
+    pub kill_after: Duration,
+    pub fence: bool,
+    pub command: Vec<String>,
+}
+
+/// How CMD ended.
+enum Outcome {
+    /// CMD exited on its own (or after a forwarded signal).
+    Exited(ExitStatus),
+    /// The lock was lost; CMD was terminated and ended with this status.
+    Lost(ExitStatus),
+}
+
+pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
+    let client = ctx.client(spec.fence).await?;
+    let acquired = match spec.wait {
+        None => client.try_acquire(&spec.key, spec.ttl).await,
+        Some(wait) => client
+            .wait_for_lock(&spec.key, wait, spec.ttl)
+            .await
+            .map(Some),
+    };
+    let lock = match acquired {
+        Ok(Some(lock)) => lock,
+        Ok(None) | Err(Error::NotAcquired) => {
+            eprintln!(
+                "dlock: {}: held by someone else; not running the command",
+                spec.key
+            );
+            return Ok(spec.conflict_exit_code);
+        }
+        Err(e) => return Err(ctx.fail(e)),
+    };
+    let info = lock.info().await.map_err(|e| ctx.fail(e))?;
+
+    let mut command = Command::new(&spec.command[0]);
+    command
+        .args(&spec.command[1..])
+        .env("DLOCK_KEY", &spec.key)
+        .env("DLOCK_TOKEN", &info.token);
+    if let Some(fence) = info.fence {
+        command.env("DLOCK_FENCE", fence.to_string());
+    }
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            release(ctx, &lock, false).await;
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                std::io::ErrorKind::PermissionDenied => 126,
+                _ => EXIT_INTERNAL,
+            };
+            return Err(Failure::new(
+                code,
+                format!("cannot run {:?}: {e}", spec.command[0]),
+            ));
+        }
+    };
+
+    let outcome = supervise(child, &lock, &spec).await?;
+    let (status, lost) = match outcome {
+        Outcome::Exited(status) => (status, false),
+        Outcome::Lost(status) => (status, true),
+    };
+    release(ctx, &lock, lost).await;
+    if lost {
+        return Ok(spec.lost_exit_code);
+    }
+    Ok(shell_status(status))
+}
+
+/// Waits for CMD while extending the lock every TTL/3 and forwarding signals.
+async fn supervise(mut child: Child, lock: &LockHandle, spec: &RunSpec) -> CliResult<Outcome> {
+    let pid = child
+        .id()
+        .and_then(|id| Pid::from_raw(id as i32))
+        .ok_or_else(|| Failure::new(EXIT_INTERNAL, "the command has no process id"))?;
+    let period = (spec.ttl / 3).max(Duration::from_millis(1));
+    let mut watchdog = interval_at(Instant::now() + period, period);
+    watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let handler = |kind: SignalKind| {
+        signal(kind).map_err(|e| Failure::new(EXIT_INTERNAL, format!("cannot handle signals: {e}")))
+    };
+    let mut sigterm = handler(SignalKind::terminate())?;
+    let mut sigint = handler(SignalKind::interrupt())?;
+    let mut sighup = handler(SignalKind::hangup())?;
+    let mut sigquit = handler(SignalKind::quit())?;
+    // A terminal delivers Ctrl-C to the whole foreground process group, CMD included.
+    let forward_sigint = !std::io::stdin().is_terminal();
+    let forward = |sig: Signal| {
+        let _ = kill_process(pid, sig);
+    };
+
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(|e| Failure::new(EXIT_INTERNAL, format!("waiting for the command: {e}")))?;
+                return Ok(Outcome::Exited(status));
+            }
+            _ = watchdog.tick() => {
+                if !keep_alive(lock, spec.ttl).await {
+                    eprintln!("dlock: {}: the lock was lost; terminating the command", spec.key);
+                    return Ok(Outcome::Lost(terminate(child, pid, spec.kill_after).await?));
+                }
+            }
+            _ = sigterm.recv() => forward(Signal::TERM),
+            _ = sighup.recv() => forward(Signal::HUP),
+            _ = sigquit.recv() => forward(Signal::QUIT),
+            _ = sigint.recv() => if forward_sigint { forward(Signal::INT) },
+        }
+    }
+}
+
+/// Extends the lock; false once it is certainly lost (the key no longer holds the token, or a
+/// failing Redis kept the lock from being extended until its validity ran out).
+async fn keep_alive(lock: &LockHandle, ttl: Duration) -> bool {
+    match lock.extend(ttl).await {
+        Ok(()) => true,
+        Err(Error::NotHeld) => false,
+        Err(e) => {
+            eprintln!("dlock: could not extend the lock ({e}); will retry");
+            lock.is_held().await.unwrap_or(false)
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; returns how CMD ended.
+async fn terminate(mut child: Child, pid: Pid, grace: Duration) -> CliResult<ExitStatus> {
+    let _ = kill_process(pid, Signal::TERM);
+    let wait_error =
+        |e: std::io::Error| Failure::new(EXIT_INTERNAL, format!("waiting for the command: {e}"));
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status.map_err(wait_error),
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await.map_err(wait_error)
+        }
+    }
+}
+
+/// Releases the lock at the end of `run`, reporting (not failing on) problems.
+async fn release(ctx: &Ctx, lock: &LockHandle, lost: bool) {
+    match lock.release().await {
+        Ok(()) => {}
+        Err(Error::NotHeld) if lost => {}
+        Err(Error::NotHeld) => eprintln!("dlock: the lock had expired or changed hands by the end"),
+        Err(e) => eprintln!(
+            "dlock: could not release the lock (it expires with its TTL): {}",
+            ctx.fail(e).message
+        ),
+    }
+}
+
+/// A status as a shell reports it: the exit code, or 128 + the signal that ended the process.
+fn shell_status(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
+        (None, None) => EXIT_INTERNAL,
+    }
+}

@@ -1,0 +1,610 @@
+//! The `dlock` binary, driven as users drive it, against real `redis-server`s.
+//!
+//! Proves: every command of the CLI contract and every exit code; `run`'s watchdog, lost-lock
+//! termination, signal forwarding and release; bad input writing nothing; an unreachable Redis
+//! answered with exit 3; mutual exclusion across processes; interop with plain SET NX PX locks.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use dlock_tests::{RedisServer, dbsize, eventually, exists, get, pttl, raw, redis};
+use redis::aio::MultiplexedConnection;
+use tokio::process::Command;
+
+/// `dlock --redis URL ...`, with no URL inherited from the environment.
+fn dlock(server: &RedisServer) -> Command {
+    let mut cmd = dlock_bare();
+    cmd.arg("--redis").arg(server.url());
+    cmd
+}
+
+fn dlock_bare() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlock"));
+    cmd.env_remove("DLOCK_REDIS_URL").kill_on_drop(true);
+    cmd
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn ran(cmd: &mut Command) -> Ran {
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("dlock hung")
+        .unwrap();
+    Ran {
+        code: out.status.code().expect("dlock exited by a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    }
+}
+
+async fn acquire(server: &RedisServer, key: &str, ttl: &str) -> String {
+    let r = ran(dlock(server).args(["acquire", key, "--ttl", ttl])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout
+}
+
+/// Waits until `key` exists (a `dlock run` started in the background took the lock).
+async fn until_locked(conn: &MultiplexedConnection, key: &str) {
+    eventually("the lock to be taken", Duration::from_secs(20), || {
+        let mut c = conn.clone();
+        async move { exists(&mut c, key).await }
+    })
+    .await;
+}
+
+async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("dlock hung")
+        .unwrap();
+    status.code()
+}
+
+#[tokio::test]
+async fn acquire_prints_a_token_and_a_second_acquire_is_busy() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let token = acquire(&server, "job", "30s").await;
+    assert_eq!(get(&mut conn, "job").await, Some(token.clone()));
+    let ttl = pttl(&mut conn, "job").await;
+    assert!(ttl > 25_000 && ttl <= 30_000, "{ttl}");
+
+    let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "30s"])).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.is_empty());
+    assert!(r.stderr.contains("held by someone else"), "{}", r.stderr);
+    assert_eq!(get(&mut conn, "job").await, Some(token));
+}
+
+#[tokio::test]
+async fn acquire_with_wait_gets_the_lock_when_it_frees_or_exits_1_at_the_deadline() {
+    let server = redis();
+    acquire(&server, "job", "300ms").await;
+    let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "5s", "--wait", "10s"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "5s", "--wait", "200ms"])).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn acquire_json_and_fence() {
+    let server = redis();
+    let r = ran(dlock(&server).args(["--json", "acquire", "job", "--ttl", "1m", "--fence"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["key"], "job");
+    assert_eq!(v["fence"], 1);
+    assert_eq!(v["token"].as_str().unwrap().len(), 36);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let expires = v["expires_at_ms"].as_u64().unwrap();
+    assert!(
+        expires > now_ms + 50_000 && expires <= now_ms + 61_000,
+        "{expires} vs {now_ms}"
+    );
+
+    ran(dlock(&server).args(["release", "job", v["token"].as_str().unwrap()])).await;
+    let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "1m", "--fence"])).await;
+    let (_token, fence) = r.stdout.split_once(' ').expect("token and fence");
+    assert_eq!(fence, "2");
+}
+
+#[tokio::test]
+async fn release_needs_the_token() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let token = acquire(&server, "job", "30s").await;
+    let r = ran(dlock(&server).args(["release", "job", "not-my-token"])).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not held by that token"), "{}", r.stderr);
+    assert_eq!(get(&mut conn, "job").await, Some(token.clone()));
+
+    let r = ran(dlock(&server).args(["release", "job", &token])).await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+    assert!(!exists(&mut conn, "job").await);
+    let r = ran(dlock(&server).args(["release", "job", &token])).await;
+    assert_eq!(r.code, 1, "a second release finds nothing to release");
+}
+
+#[tokio::test]
+async fn extend_needs_the_token_and_sets_the_ttl() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let token = acquire(&server, "job", "5s").await;
+    let r = ran(dlock(&server).args(["extend", "job", "wrong", "--ttl", "1h"])).await;
+    assert_eq!(r.code, 1);
+    assert!(pttl(&mut conn, "job").await <= 5000);
+
+    let r = ran(dlock(&server).args(["--json", "extend", "job", &token, "--ttl", "1h"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["expires_at_ms"].as_u64().is_some());
+    assert!(pttl(&mut conn, "job").await > 3_500_000);
+
+    let r = ran(dlock(&server).args(["extend", "job", &token, "--ttl", "10m"])).await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+    assert!(pttl(&mut conn, "job").await <= 600_000);
+}
+
+#[tokio::test]
+async fn status_reports_locked_with_ttl_or_unlocked() {
+    let server = redis();
+    let r = ran(dlock(&server).args(["status", "job"])).await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, "unlocked"));
+    let r = ran(dlock(&server).args(["--json", "status", "job"])).await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"key": "job", "locked": false, "ttl_ms": null})
+    );
+
+    acquire(&server, "job", "1m").await;
+    let r = ran(dlock(&server).args(["status", "job"])).await;
+    let ms: u64 = r
+        .stdout
+        .strip_prefix("locked ")
+        .and_then(|s| s.strip_suffix("ms"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ms > 50_000 && ms <= 60_000, "{}", r.stdout);
+    let r = ran(dlock(&server).args(["--json", "status", "job"])).await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["locked"], true);
+    assert!(v["ttl_ms"].as_u64().unwrap() > 50_000);
+}
+
+#[tokio::test]
+async fn the_prefix_names_the_redis_key() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let r = ran(dlock(&server).args(["--prefix", "cron:", "acquire", "job", "--ttl", "1m"])).await;
+    assert_eq!(r.code, 0);
+    assert_eq!(get(&mut conn, "cron:job").await, Some(r.stdout));
+    assert!(!exists(&mut conn, "job").await);
+}
+
+#[tokio::test]
+async fn bad_input_exits_2_with_a_message_and_writes_nothing() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let cases: &[&[&str]] = &[
+        &["acquire", "", "--ttl", "1s"],
+        &["acquire", "job", "--ttl", "0"],
+        &["acquire", "job", "--ttl", "-5s"],
+        &["acquire", "job", "--ttl", "soon"],
+        &["acquire", "job", "--ttl", "NaN"],
+        &["acquire", "job", "--ttl", "18446744073709551616"],
+        &["acquire", "job", "--ttl", "100000y"],
+        &["acquire", "job"],
+        &["acquire", "job", "--ttl", "1s", "--wait", "0"],
+        &["acquire", "line\nbreak", "--ttl", "1s"],
+        &["extend", "job", "token", "--ttl", "0ms"],
+        &["release", "job"],
+        &["run", "job", "--ttl", "1s"],
+        &["run", "job", "--ttl", "0", "--", "true"],
+        &["status"],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let r = ran(dlock(&server).args(*args)).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.is_empty(), "{args:?} gave no message");
+    }
+    assert_eq!(dbsize(&mut conn).await, 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_exits_3_naming_the_url_but_not_the_password() {
+    let mut server = RedisServer::start().unwrap();
+    let url = server.url().replace("redis://", "redis://:sekrit@");
+    server.stop();
+    for args in [
+        vec!["status", "job"],
+        vec!["acquire", "job", "--ttl", "1s"],
+        vec!["release", "job", "t"],
+        vec!["extend", "job", "t", "--ttl", "1s"],
+        vec!["run", "job", "--ttl", "1s", "--", "true"],
+    ] {
+        let r = ran(dlock_bare().arg("--redis").arg(&url).args(&args)).await;
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+        let shown = format!("redis://:***@127.0.0.1:{}", server.port());
+        assert!(r.stderr.contains(&shown), "{}", r.stderr);
+        assert!(!r.stderr.contains("sekrit"), "{}", r.stderr);
+    }
+}
+
+#[tokio::test]
+async fn the_redis_url_comes_from_the_environment_too() {
+    let server = redis();
+    let r = ran(dlock_bare()
+        .env("DLOCK_REDIS_URL", server.url())
+        .args(["status", "job"]))
+    .await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, "unlocked"));
+}
+
+#[tokio::test]
+async fn run_passes_the_lock_to_cmd_returns_its_status_and_releases() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let script = "echo \"$DLOCK_KEY $DLOCK_TOKEN $DLOCK_FENCE\"; exit 7";
+    let r = ran(dlock(&server).args([
+        "run", "job", "--ttl", "10s", "--fence", "--", "sh", "-c", script,
+    ]))
+    .await;
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    let parts: Vec<&str> = r.stdout.split(' ').collect();
+    assert_eq!(parts[0], "job");
+    assert_eq!(parts[1].len(), 36);
+    assert_eq!(parts[2], "1");
+    assert!(!exists(&mut conn, "job").await, "released after CMD");
+}
+
+#[tokio::test]
+async fn run_exits_75_without_running_cmd_when_busy() {
+    let server = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    acquire(&server, "job", "1m").await;
+    let touch = format!("touch {}", marker.display());
+    let r =
+        ran(dlock(&server).args(["run", "job", "--ttl", "10s", "--", "sh", "-c", &touch])).await;
+    assert_eq!(r.code, 75);
+    assert!(!marker.exists(), "CMD must not run");
+    let r = ran(dlock(&server).args([
+        "run",
+        "job",
+        "--ttl",
+        "10s",
+        "--wait",
+        "100ms",
+        "--conflict-exit-code",
+        "9",
+        "--",
+        "sh",
+        "-c",
+        &touch,
+    ]))
+    .await;
+    assert_eq!(r.code, 9);
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn run_maps_signals_and_missing_commands_like_a_shell() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let kill_self = [
+        "run",
+        "job",
+        "--ttl",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        "kill -KILL $$",
+    ];
+    let r = ran(dlock(&server).args(kill_self)).await;
+    assert_eq!(r.code, 128 + 9);
+    assert!(
+        !exists(&mut conn, "job").await,
+        "released even when CMD is killed"
+    );
+    let r =
+        ran(dlock(&server).args(["run", "job", "--ttl", "10s", "--", "/nonexistent/cmd"])).await;
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        !exists(&mut conn, "job").await,
+        "released when CMD cannot start"
+    );
+}
+
+#[tokio::test]
+async fn the_watchdog_keeps_a_one_second_lock_through_a_four_second_command() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let mut child = dlock(&server)
+        .args(["run", "job", "--ttl", "1s", "--", "sleep", "4"])
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    let token = get(&mut conn, "job").await.unwrap();
+    // While CMD runs, the lock never lapses: every look finds the same token and another
+    // client never gets in. Only once `run` has released it may a look succeed; if the lock had
+    // lapsed mid-run instead, `run` would notice at its next extend and exit 76, not 0.
+    let mut looks = 0;
+    while tokio::time::timeout(Duration::from_millis(100), child.wait())
+        .await
+        .is_err()
+    {
+        if let Some(now) = get(&mut conn, "job").await {
+            assert_eq!(now, token, "someone else holds the lock during the command");
+        }
+        let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "1s"])).await;
+        if r.code == 0 {
+            break;
+        }
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        looks += 1;
+    }
+    assert_eq!(exit_code(&mut child).await, Some(0));
+    // Each look lasts over 100 ms: ten of them span well past the first 1 s lease.
+    assert!(looks >= 10, "looked only {looks} times");
+}
+
+/// A shell script that records the signal it gets into `file` and exits 3, or exits 0 after
+/// 30 s if none comes.
+fn trap_script(file: &Path) -> String {
+    format!(
+        "trap 'echo TERM > {f}; exit 3' TERM; trap 'echo INT > {f}; exit 3' INT; sleep 30 & wait",
+        f = file.display()
+    )
+}
+
+/// Whether process `pid` has a grandchild: the trap script's `sleep`, started after the
+/// script installed its traps.
+fn script_ready(pid: u32) -> bool {
+    let children = |p: &str| std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"));
+    let Ok(shells) = children(&pid.to_string()) else {
+        return false;
+    };
+    shells
+        .split_whitespace()
+        .any(|sh| children(sh).is_ok_and(|c| !c.trim().is_empty()))
+}
+
+#[tokio::test]
+async fn a_lock_lost_mid_run_terminates_cmd_and_exits_76() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("signal");
+    let script = trap_script(&got);
+    let mut child = dlock(&server)
+        .args([
+            "run",
+            "job",
+            "--ttl",
+            "900ms",
+            "--kill-after",
+            "5s",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    let pid = child.id().unwrap();
+    eventually("CMD to start", Duration::from_secs(20), || async move {
+        script_ready(pid)
+    })
+    .await;
+    let () = redis::cmd("DEL")
+        .arg("job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+}
+
+#[tokio::test]
+async fn a_lock_taken_over_mid_run_is_lost_and_the_new_owner_keeps_it() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let mut child = dlock(&server)
+        .args([
+            "run",
+            "job",
+            "--ttl",
+            "900ms",
+            "--kill-after",
+            "1s",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    let () = redis::cmd("SET")
+        .arg("job")
+        .arg("usurper")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(get(&mut conn, "job").await.as_deref(), Some("usurper"));
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_are_forwarded_to_cmd_and_the_lock_released() {
+    use rustix::process::{Pid, Signal, kill_process};
+    for (signal, name) in [(Signal::TERM, "TERM"), (Signal::INT, "INT")] {
+        let server = redis();
+        let mut conn = raw(&server).await;
+        let dir = tempfile::tempdir().unwrap();
+        let got = dir.path().join("signal");
+        let script = trap_script(&got);
+        let mut child = dlock(&server)
+            .args(["run", "job", "--ttl", "10s", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        until_locked(&conn, "job").await;
+        let pid = child.id().unwrap();
+        eventually("CMD to start", Duration::from_secs(20), || async move {
+            script_ready(pid)
+        })
+        .await;
+        kill_process(Pid::from_raw(pid as i32).unwrap(), signal).unwrap();
+        assert_eq!(
+            exit_code(&mut child).await,
+            Some(3),
+            "CMD's status after {name}"
+        );
+        assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), name);
+        assert!(!exists(&mut conn, "job").await, "released after {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_runs_lose_no_update_to_a_shared_file() {
+    let server = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("counter");
+    std::fs::write(&file, "0\n").unwrap();
+    let script = format!(
+        "n=$(cat {f}); sleep 0.05; echo $((n + 1)) > {f}",
+        f = file.display()
+    );
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let mut cmd = dlock(&server);
+            cmd.args([
+                "run", "counter", "--ttl", "5s", "--wait", "60s", "--", "sh", "-c", &script,
+            ]);
+            tokio::spawn(async move { ran(&mut cmd).await })
+        })
+        .collect();
+    for run in runs {
+        let r = run.await.unwrap();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "8");
+}
+
+#[tokio::test]
+async fn a_plain_set_nx_px_lock_makes_acquire_busy_and_survives_a_wrong_release() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let () = redis::cmd("SET")
+        .arg("shared")
+        .arg("redsync-token")
+        .arg("NX")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r = ran(dlock(&server).args(["acquire", "shared", "--ttl", "1m"])).await;
+    assert_eq!(r.code, 1);
+    let r = ran(dlock(&server).args(["release", "shared", "wrong-token"])).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        get(&mut conn, "shared").await.as_deref(),
+        Some("redsync-token")
+    );
+    let r = ran(dlock(&server).args(["run", "shared", "--ttl", "1m", "--", "true"])).await;
+    assert_eq!(r.code, 75);
+}
+
+#[tokio::test]
+async fn help_explains_flags_defaults_and_exit_codes() {
+    let r = ran(dlock_bare().arg("--help")).await;
+    assert_eq!(r.code, 0);
+    for needle in [
+        "acquire",
+        "release",
+        "extend",
+        "status",
+        "run",
+        "demo",
+        "DLOCK_REDIS_URL",
+        "redis://127.0.0.1:6379",
+        "Exit codes",
+        "75",
+        "76",
+    ] {
+        assert!(r.stdout.contains(needle), "--help lacks {needle:?}");
+    }
+    for sub in ["acquire", "release", "extend", "status", "run", "demo"] {
+        let r = ran(dlock_bare().args([sub, "--help"])).await;
+        assert_eq!(r.code, 0);
+        assert!(
+            r.stdout.contains("Exit codes"),
+            "{sub} --help lacks exit codes"
+        );
+        assert!(r.stdout.contains("--redis"), "{sub} --help lacks --redis");
+    }
+    let r = ran(dlock_bare().args(["run", "--help"])).await;
+    for needle in [
+        "--ttl",
+        "--wait",
+        "--conflict-exit-code",
+        "--kill-after",
+        "[default: 10s]",
+        "DLOCK_TOKEN",
+        "DLOCK_FENCE",
+        "TTL/3",
+    ] {
+        assert!(r.stdout.contains(needle), "run --help lacks {needle:?}");
+    }
+}
+
+#[tokio::test]
+async fn demo_on_a_given_redis_passes_its_checks_and_cleans_up() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let args = [
+        "--json",
+        "demo",
+        "--duration",
+        "1s",
+        "--workers",
+        "6",
+        "--keys",
+        "2",
+    ];
+    let r = ran(dlock(&server).args(args)).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["passed"], true);
+    assert!(v["acquisitions"].as_u64().unwrap() > 0);
+    assert_eq!(v["increments"], v["counted"]);
+    assert_eq!(v["fence_violations"], 0);
+    assert!(v["redis"]["origin"].as_str().unwrap().starts_with("given"));
+    assert_eq!(dbsize(&mut conn).await, 0, "the demo removes what it wrote");
+}
+
+#[tokio::test]
+async fn demo_starts_its_own_redis_when_none_is_given() {
+    let r = ran(dlock_bare().args(["demo", "--duration", "1s", "--workers", "4"])).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("started by the demo"), "{}", r.stdout);
+    assert!(r.stdout.contains("all checks passed"), "{}", r.stdout);
+}

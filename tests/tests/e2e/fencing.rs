@@ -1,0 +1,110 @@
+//! Fencing tokens: opt-in, strictly increasing across holders, kept beside the lock in the
+//! same cluster slot.
+
+use std::time::Duration;
+
+use dlock_host::{Error, LockOptions, Runtime};
+use dlock_tests::{get, key_slot, raw, redis, runtime};
+
+fn fenced() -> LockOptions {
+    LockOptions {
+        fencing: true,
+        ..LockOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn fences_strictly_increase_across_a_hundred_acquisitions_by_different_clients() {
+    let server = redis();
+    let rt = runtime(&server).await;
+    let clients = [
+        rt.client(fenced()).await.unwrap(),
+        rt.client(fenced()).await.unwrap(),
+        rt.client(fenced()).await.unwrap(),
+    ];
+    let mut last = 0;
+    for i in 0..100 {
+        let lock = clients[i % 3]
+            .acquire("ledger", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let fence = lock.info().await.unwrap().fence.expect("fencing is on");
+        assert!(fence > last, "fence {fence} after {last}");
+        last = fence;
+        lock.release().await.unwrap();
+    }
+    assert_eq!(last, 100);
+}
+
+#[tokio::test]
+async fn the_counter_shares_the_lock_keys_slot() {
+    let server = redis();
+    let rt = runtime(&server).await;
+    let mut conn = raw(&server).await;
+    let client = rt.client(fenced()).await.unwrap();
+    for (key, counter) in [
+        ("ledger", "{ledger}:fence"),
+        ("app:{ledger}", "app:{ledger}:fence"),
+    ] {
+        let lock = client.acquire(key, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(lock.info().await.unwrap().fence, Some(1));
+        assert_eq!(
+            get(&mut conn, counter).await.as_deref(),
+            Some("1"),
+            "{counter}"
+        );
+        assert_eq!(key_slot(key), key_slot(counter));
+        lock.release().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn fences_keep_increasing_after_a_lock_expires_unreleased() {
+    let server = redis();
+    let rt: Runtime = runtime(&server).await;
+    let client = rt.client(fenced()).await.unwrap();
+    let first = client
+        .acquire("ledger", Duration::from_millis(50))
+        .await
+        .unwrap();
+    let first_fence = first.info().await.unwrap().fence.unwrap();
+    let second = client
+        .wait_for_lock("ledger", Duration::from_secs(10), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(second.info().await.unwrap().fence.unwrap() > first_fence);
+    // The expired holder's token no longer owns the key.
+    assert!(matches!(first.release().await, Err(Error::NotHeld)));
+}
+
+#[tokio::test]
+async fn unfenced_clients_report_no_fence_and_write_no_counter() {
+    let server = redis();
+    let rt = runtime(&server).await;
+    let mut conn = raw(&server).await;
+    let client = rt.client(LockOptions::default()).await.unwrap();
+    let lock = client
+        .acquire("ledger", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(lock.info().await.unwrap().fence, None);
+    assert_eq!(get(&mut conn, "{ledger}:fence").await, None);
+}
+
+#[tokio::test]
+async fn a_key_that_cannot_share_a_slot_with_a_counter_is_refused_for_fencing() {
+    let server = redis();
+    let rt = runtime(&server).await;
+    let mut conn = raw(&server).await;
+    let client = rt.client(fenced()).await.unwrap();
+    let err = client
+        .acquire("odd}key", Duration::from_secs(30))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("hash tag")),
+        "{err:?}"
+    );
+    assert_eq!(dlock_tests::dbsize(&mut conn).await, 0);
+}

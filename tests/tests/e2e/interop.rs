@@ -1,0 +1,91 @@
+//! Other clients of the same convention (a plain `SET key token NX PX`, as redis-py's `Lock`,
+//! redsync and node-redlock write it) and dlock exclude each other.
+
+use std::time::Duration;
+
+use dlock_host::{Error, LockOptions};
+use dlock_tests::{client, get, quick_options, raw, redis};
+
+async fn set_nx_px(conn: &mut redis::aio::MultiplexedConnection, key: &str, token: &str) -> bool {
+    let reply: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(30_000)
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply.is_some()
+}
+
+#[tokio::test]
+async fn a_foreign_lock_makes_dlock_busy_and_survives_dlock_release_attempts() {
+    let server = redis();
+    let (rt, client) = client(&server).await;
+    let mut conn = raw(&server).await;
+    assert!(set_nx_px(&mut conn, "shared", "redis-py-token").await);
+
+    assert!(
+        client
+            .try_acquire("shared", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let quick = rt.client(quick_options(2)).await.unwrap();
+    assert!(matches!(
+        quick.acquire("shared", Duration::from_secs(5)).await,
+        Err(Error::NotAcquired)
+    ));
+    let wrong = client.attach("shared", "some-other-token").await.unwrap();
+    assert!(matches!(wrong.release().await, Err(Error::NotHeld)));
+    assert_eq!(
+        get(&mut conn, "shared").await.as_deref(),
+        Some("redis-py-token")
+    );
+
+    // With the right token, the foreign lock can be released through dlock (same convention).
+    let right = client.attach("shared", "redis-py-token").await.unwrap();
+    right.release().await.unwrap();
+    assert_eq!(get(&mut conn, "shared").await, None);
+}
+
+#[tokio::test]
+async fn a_dlock_lock_makes_foreign_clients_busy() {
+    let server = redis();
+    let (_rt, client) = client(&server).await;
+    let mut conn = raw(&server).await;
+    let lock = client
+        .acquire("shared", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!set_nx_px(&mut conn, "shared", "redsync-token").await);
+    lock.release().await.unwrap();
+    assert!(set_nx_px(&mut conn, "shared", "redsync-token").await);
+}
+
+#[tokio::test]
+async fn a_key_of_another_type_is_a_rejected_call_not_a_free_lock() {
+    let server = redis();
+    let (rt, _client) = client(&server).await;
+    let mut conn = raw(&server).await;
+    let () = redis::cmd("HSET")
+        .arg("hash")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let client = rt.client(LockOptions::default()).await.unwrap();
+    let err = client
+        .try_acquire("hash", Duration::from_secs(5))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::RedisRejected(m) if m.contains("WRONGTYPE")),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+}
