@@ -8,6 +8,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::p2::bindings::{clocks, io, random};
 
 use crate::bindings::{Dlock, DlockPre};
+use crate::cache;
 use crate::error::{Error, Result};
 use crate::state::HostState;
 
@@ -49,14 +50,21 @@ pub struct LockComponent {
 }
 
 impl LockComponent {
-    /// The component bundled with this crate (built from `guest/`), compiled once per process
-    /// with the default allocation; later calls return the same compiled component.
+    /// The component bundled with this crate (built from `guest/`) with the default
+    /// allocation, loaded once per process: from the on-disk cache of compiled components
+    /// (`$DLOCK_CACHE_DIR`, else `$XDG_CACHE_HOME/dlock` or `~/.cache/dlock`; set
+    /// `DLOCK_CACHE_DIR=off` to always compile) or compiled and cached. Later calls return the
+    /// same component.
     pub fn bundled() -> Result<Self> {
         static BUNDLED: OnceLock<std::result::Result<LockComponent, String>> = OnceLock::new();
         BUNDLED
             .get_or_init(|| {
-                Self::from_bytes(crate::bundled::COMPONENT, Allocation::default())
-                    .map_err(|e| e.to_string())
+                let bytes = crate::bundled::COMPONENT;
+                match cache::default_dir() {
+                    Some(dir) => Self::from_bytes_cached(bytes, Allocation::default(), &dir),
+                    None => Self::from_bytes(bytes, Allocation::default()),
+                }
+                .map_err(|e| e.to_string())
             })
             .clone()
             .map_err(|e| Error::Component(wasmtime::Error::msg(e)))
@@ -67,6 +75,21 @@ impl LockComponent {
     pub fn from_bytes(bytes: &[u8], allocation: Allocation) -> Result<Self> {
         let engine = Engine::new(&engine_config(allocation)).map_err(Error::Component)?;
         let component = Component::new(&engine, bytes).map_err(Error::Component)?;
+        Self::link(engine, &component)
+    }
+
+    /// Like [`LockComponent::from_bytes`], but loads the compiled component from `cache_dir`
+    /// when an intact artifact of the same component and engine configuration is there (one
+    /// this user wrote and no one else can have modified), and otherwise compiles it and
+    /// stores it there. A corrupt, truncated or foreign artifact is recompiled, never loaded.
+    pub fn from_bytes_cached(
+        bytes: &[u8],
+        allocation: Allocation,
+        cache_dir: &std::path::Path,
+    ) -> Result<Self> {
+        let engine = Engine::new(&engine_config(allocation)).map_err(Error::Component)?;
+        let component =
+            cache::load_or_compile(&engine, bytes, cache_dir).map_err(Error::Component)?;
         Self::link(engine, &component)
     }
 

@@ -29,6 +29,7 @@
 
 mod bindings;
 pub mod bundled;
+mod cache;
 mod client;
 mod engine;
 mod error;

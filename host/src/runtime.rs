@@ -124,6 +124,12 @@ impl Runtime {
         &self.url
     }
 
+    /// A handle on the runtime's Redis connection (multiplexed, reconnecting; cheap to clone),
+    /// for reading or arranging Redis state beside the locks.
+    pub fn connection(&self) -> ConnectionManager {
+        self.link.conn.clone()
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.link.policy

@@ -362,25 +362,38 @@ async fn the_watchdog_keeps_a_one_second_lock_through_a_four_second_command() {
     assert!(looks >= 10, "looked only {looks} times");
 }
 
-/// A shell script that records the signal it gets into `file` and exits 3, or exits 0 after
-/// 30 s if none comes.
-fn trap_script(file: &Path) -> String {
-    format!(
-        "trap 'echo TERM > {f}; exit 3' TERM; trap 'echo INT > {f}; exit 3' INT; sleep 30 & wait",
-        f = file.display()
-    )
+/// A command that records the signal that ends it (`TERM` or `INT`) into `file` and exits 3,
+/// or exits 0 after 30 s if none comes; it creates `file.ready` once its handlers are in
+/// place. Python rather than `sh`: a shell cannot trap a signal it inherited as ignored (as
+/// SIGINT is under a non-interactive shell's background job), Python can.
+fn signal_recorder(file: &Path) -> Vec<String> {
+    let script = "import signal, sys, time\n\
+        f = sys.argv[1]\n\
+        def record(sig, _frame):\n    open(f, 'w').write(signal.Signals(sig).name[3:])\n    sys.exit(3)\n\
+        signal.signal(signal.SIGTERM, record)\n\
+        signal.signal(signal.SIGINT, record)\n\
+        open(f + '.ready', 'w').close()\n\
+        time.sleep(30)\n";
+    vec![
+        "python3".into(),
+        "-c".into(),
+        script.into(),
+        file.display().to_string(),
+    ]
 }
 
-/// Whether process `pid` has a grandchild: the trap script's `sleep`, started after the
-/// script installed its traps.
-fn script_ready(pid: u32) -> bool {
-    let children = |p: &str| std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"));
-    let Ok(shells) = children(&pid.to_string()) else {
-        return false;
-    };
-    shells
-        .split_whitespace()
-        .any(|sh| children(sh).is_ok_and(|c| !c.trim().is_empty()))
+/// Waits until the recorder writing to `file` has its handlers installed.
+async fn until_ready(file: &Path) {
+    let ready = file.with_extension("ready");
+    eventually(
+        "CMD to install its handlers",
+        Duration::from_secs(20),
+        || {
+            let ready = ready.clone();
+            async move { ready.exists() }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -389,28 +402,13 @@ async fn a_lock_lost_mid_run_terminates_cmd_and_exits_76() {
     let mut conn = raw(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let got = dir.path().join("signal");
-    let script = trap_script(&got);
     let mut child = dlock(&server)
-        .args([
-            "run",
-            "job",
-            "--ttl",
-            "900ms",
-            "--kill-after",
-            "5s",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+        .args(["run", "job", "--ttl", "900ms", "--kill-after", "5s", "--"])
+        .args(signal_recorder(&got))
         .spawn()
         .unwrap();
     until_locked(&conn, "job").await;
-    let pid = child.id().unwrap();
-    eventually("CMD to start", Duration::from_secs(20), || async move {
-        script_ready(pid)
-    })
-    .await;
+    until_ready(&got).await;
     let () = redis::cmd("DEL")
         .arg("job")
         .query_async(&mut conn)
@@ -459,18 +457,15 @@ async fn sigterm_and_sigint_are_forwarded_to_cmd_and_the_lock_released() {
         let mut conn = raw(&server).await;
         let dir = tempfile::tempdir().unwrap();
         let got = dir.path().join("signal");
-        let script = trap_script(&got);
         let mut child = dlock(&server)
-            .args(["run", "job", "--ttl", "10s", "--", "sh", "-c", &script])
+            .args(["run", "job", "--ttl", "10s", "--"])
+            .args(signal_recorder(&got))
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
         until_locked(&conn, "job").await;
+        until_ready(&got).await;
         let pid = child.id().unwrap();
-        eventually("CMD to start", Duration::from_secs(20), || async move {
-            script_ready(pid)
-        })
-        .await;
         kill_process(Pid::from_raw(pid as i32).unwrap(), signal).unwrap();
         assert_eq!(
             exit_code(&mut child).await,

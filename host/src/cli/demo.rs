@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use dlock_host::server::RedisServer;
 use dlock_host::{Client, LockOptions, Runtime};
 use indicatif::{ProgressBar, ProgressStyle};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
+use super::origin::Origin;
 use super::stats::{XorShift, human, percentile};
-use super::{CliResult, EXIT_BUSY, EXIT_OK, EXIT_REDIS, Failure, duration};
+use super::{CliResult, EXIT_BUSY, EXIT_OK, duration};
 
 /// Options of `dlock demo`.
 #[derive(Debug, Args)]
@@ -43,44 +43,9 @@ struct Tally {
     increments: Mutex<HashMap<u32, u64>>,
 }
 
-/// Where the demo's Redis came from.
-struct Origin {
-    url: String,
-    description: String,
-    _server: Option<RedisServer>,
-}
-
-async fn redis_origin(given: Option<&str>) -> CliResult<Origin> {
-    if let Some(url) = given {
-        return Ok(Origin {
-            url: url.to_owned(),
-            description: format!("given: {}", dlock_host::redact_url(url)),
-            _server: None,
-        });
-    }
-    let server = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .map_err(|e| Failure::new(EXIT_REDIS, format!("starting redis-server: {e}")))?
-        .map_err(|e| Failure::new(EXIT_REDIS, format!("cannot start redis-server: {e}")))?;
-    Ok(Origin {
-        url: server.url(),
-        description: format!(
-            "started by the demo: redis-server on 127.0.0.1:{} (pid {}), stopped at exit",
-            server.port(),
-            server.pid().unwrap_or(0)
-        ),
-        _server: Some(server),
-    })
-}
-
 pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool) -> CliResult<u8> {
-    let origin = redis_origin(redis_url).await?;
-    let redis_fail = |e: String| {
-        Failure::new(
-            EXIT_REDIS,
-            format!("Redis at {}: {e}", dlock_host::redact_url(&origin.url)),
-        )
-    };
+    let origin = Origin::get(redis_url, "the demo").await?;
+    let redis_fail = |e: String| origin.fail(e);
     let runtime = Runtime::connect(&origin.url)
         .await
         .map_err(|e| redis_fail(e.to_string()))?;

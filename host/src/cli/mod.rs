@@ -1,8 +1,10 @@
 //! The `dlock` command line: argument parsing, exit codes and dispatch.
 
+mod bench;
 mod demo;
 mod duration;
 mod keys;
+mod origin;
 mod run;
 mod stats;
 
@@ -197,6 +199,17 @@ enum Command {
         after_help = "Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 Redis unreachable or redis-server missing."
     )]
     Demo(demo::DemoArgs),
+    /// Measure what the sandbox costs: the component against plain Rust and rslock.
+    ///
+    /// Acquire+release pairs on distinct keys (uncontended) and on one hot key (contended), at
+    /// each concurrency, through each path, in one run: ops/s, latency percentiles and the
+    /// ratio to the native path. Starts its own redis-server unless --redis (or
+    /// DLOCK_REDIS_URL) is given. `bench startup`, `bench instantiate` and `bench memory`
+    /// measure start-up, client creation and memory. Build with --release for real numbers.
+    #[command(
+        after_help = "Exit codes: 0 done, 2 bad input, 3 Redis unreachable or redis-server missing, 4 internal failure."
+    )]
+    Bench(bench::BenchArgs),
 }
 
 /// A failed command: its exit code and the one-line message for stderr.
@@ -276,9 +289,13 @@ impl Ctx {
 /// Runs the parsed command line; `Ok` carries the exit code.
 pub async fn run(cli: Cli) -> CliResult<u8> {
     let Cli { global, command } = cli;
-    if let Command::Demo(args) = command {
-        return demo::run(args, global.redis.as_deref(), global.json).await;
-    }
+    let command = match command {
+        Command::Demo(args) => return demo::run(args, global.redis.as_deref(), global.json).await,
+        Command::Bench(args) => {
+            return bench::run(args, global.redis.as_deref(), global.json).await;
+        }
+        other => other,
+    };
     let url = global
         .redis
         .clone()
@@ -316,7 +333,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             };
             run::run(&ctx, spec).await
         }
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }
 

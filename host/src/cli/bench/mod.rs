@@ -1,0 +1,156 @@
+//! `dlock bench`: what the sandbox costs, measured against plain Rust in the same run.
+
+mod paths;
+mod process;
+mod throughput;
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use dlock_host::Runtime;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::origin::Origin;
+use super::{CliResult, EXIT_OK, duration};
+use paths::Path;
+use throughput::{Cell, Workload};
+
+/// Options of `dlock bench`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(super) struct BenchArgs {
+    /// How long each cell is measured (after a short warm-up).
+    #[arg(long, value_parser = duration::parse, default_value = "2s")]
+    duration: Duration,
+    /// Concurrency levels (workers, each its own client), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
+    concurrency: Vec<u32>,
+    /// Paths to measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "component,native,rslock"
+    )]
+    paths: Vec<Path>,
+    /// Workloads, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "uncontended,contended"
+    )]
+    workloads: Vec<Workload>,
+    #[command(subcommand)]
+    other: Option<Other>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Other {
+    /// Process start to first lock acquired, with and without the cached compiled component.
+    Startup {
+        /// Runs of each kind.
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+    },
+    /// Cost of creating a client (one component instance), pooling vs on-demand allocation.
+    Instantiate {
+        /// Clients created per allocation strategy.
+        #[arg(long, default_value_t = 500)]
+        clients: u32,
+    },
+    /// Resident memory: per idle client, and with 10,000 locks held in one process.
+    Memory {
+        /// Locks to hold at once.
+        #[arg(long, default_value_t = 10_000)]
+        locks: u32,
+    },
+}
+
+pub(super) async fn run(args: BenchArgs, redis_url: Option<&str>, json_out: bool) -> CliResult<u8> {
+    let redis = Origin::get(redis_url, "dlock bench").await?;
+    match args.other {
+        Some(Other::Startup { runs }) => process::startup(&redis, runs, json_out).await,
+        Some(Other::Instantiate { clients }) => {
+            process::instantiate(&redis, clients, json_out).await
+        }
+        Some(Other::Memory { locks }) => process::memory(&redis, locks, json_out).await,
+        None => throughput_table(args, &redis, json_out).await,
+    }
+}
+
+async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> CliResult<u8> {
+    let fail = |e: String| redis.fail(e);
+    let runtime = Runtime::connect(&redis.url)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let total = args.workloads.len() * args.concurrency.len() * args.paths.len();
+    let progress = if json_out {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut cells = Vec::new();
+    for &workload in &args.workloads {
+        for &concurrency in &args.concurrency {
+            for &path in &args.paths {
+                progress.set_message(format!("{path:?} {workload:?} x{concurrency}"));
+                let cell = throughput::cell(
+                    &runtime,
+                    &redis.url,
+                    path,
+                    workload,
+                    concurrency,
+                    args.duration,
+                    &progress,
+                )
+                .await
+                .map_err(fail)?;
+                cells.push(cell);
+            }
+        }
+    }
+    progress.finish_and_clear();
+    throughput::add_ratios(&mut cells);
+    if json_out {
+        println!(
+            "{}",
+            json!({ "redis": redis.description, "duration_ms": args.duration.as_millis(), "cells": cells })
+        );
+    } else {
+        print_table(&cells, redis);
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_table(cells: &[Cell], redis: &Origin) {
+    println!("dlock bench: acquire+release, Redis {}", redis.description);
+    println!();
+    println!(
+        "{:<12} {:>5}  {:<10} {:>10} {:>9} {:>9} {:>10} {:>9}",
+        "workload", "conc", "path", "ops/s", "p50 us", "p99 us", "max us", "vs native"
+    );
+    for c in cells {
+        let ratio = c
+            .ratio_to_native
+            .map(|r| format!("{r:.3}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:>5}  {:<10} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9}",
+            format!("{:?}", c.workload).to_lowercase(),
+            c.concurrency,
+            format!("{:?}", c.path).to_lowercase(),
+            c.ops_per_sec,
+            c.p50_us,
+            c.p99_us,
+            c.max_us,
+            ratio
+        );
+    }
+}

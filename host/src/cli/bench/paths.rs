@@ -1,0 +1,159 @@
+//! The three lock clients the throughput bench compares, behind one small interface.
+
+use std::time::Duration;
+
+use dlock_host::{Client, LockHandle, LockOptions, Runtime, bundled};
+use redis::aio::ConnectionManager;
+
+/// A lock implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Path {
+    /// The product: the guest component through the host API.
+    Component,
+    /// Plain Rust: the same Lua scripts by EVALSHA through the same connection manager.
+    Native,
+    /// The `rslock` crate (Redlock, single node), on its own connection.
+    Rslock,
+}
+
+/// The lock key of the hot-key workload and the TTL every bench lock gets.
+pub const TTL: Duration = Duration::from_secs(10);
+
+/// One worker's client for a path.
+pub enum Worker {
+    Component(Client),
+    Native(Native),
+    Rslock(rslock::LockManager),
+}
+
+/// A held lock, to release.
+pub enum Held {
+    Component(LockHandle),
+    Native { key: String, token: String },
+    Rslock(rslock::Lock),
+}
+
+impl Worker {
+    pub async fn new(path: Path, runtime: &Runtime, url: &str) -> Result<Worker, String> {
+        Ok(match path {
+            Path::Component => Worker::Component(
+                runtime
+                    .client(LockOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            Path::Native => Worker::Native(Native::new(runtime.connection())),
+            Path::Rslock => {
+                let mut manager = rslock::LockManager::new(vec![url.to_owned()]);
+                // One attempt per lock call, as the other paths make.
+                manager.set_retry(1, Duration::from_millis(1));
+                Worker::Rslock(manager)
+            }
+        })
+    }
+
+    /// One attempt to take `key`: `Some` when acquired, `None` when busy.
+    pub async fn try_acquire(&mut self, key: &str) -> Result<Option<Held>, String> {
+        match self {
+            Worker::Component(client) => Ok(client
+                .try_acquire(key, TTL)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(Held::Component)),
+            Worker::Native(native) => native.try_acquire(key).await,
+            Worker::Rslock(manager) => match manager.lock(key.as_bytes(), TTL).await {
+                Ok(lock) => Ok(Some(Held::Rslock(lock))),
+                Err(rslock::LockError::Unavailable) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    /// Releases a lock this worker took.
+    pub async fn release(&mut self, held: Held) -> Result<(), String> {
+        match (self, held) {
+            (Worker::Component(_), Held::Component(lock)) => {
+                lock.release().await.map_err(|e| e.to_string())
+            }
+            (Worker::Native(native), Held::Native { key, token }) => {
+                native.release(&key, &token).await
+            }
+            (Worker::Rslock(manager), Held::Rslock(lock)) => {
+                manager.unlock(&lock).await;
+                Ok(())
+            }
+            _ => Err("a lock released by another path".into()),
+        }
+    }
+}
+
+/// The native baseline: what a plain Rust client of the same scripts does per lock (a UUID v4
+/// token, EVALSHA of the acquire script, EVALSHA of the release script), with the script
+/// hashes computed once.
+pub struct Native {
+    conn: ConnectionManager,
+    acquire_sha: &'static str,
+    release_sha: &'static str,
+}
+
+fn script(name: &str) -> &'static bundled::BundledScript {
+    bundled::SCRIPTS
+        .iter()
+        .find(|s| s.name == name)
+        .expect("a bundled script")
+}
+
+impl Native {
+    fn new(conn: ConnectionManager) -> Native {
+        Native {
+            conn,
+            acquire_sha: script("acquire").sha1,
+            release_sha: script("release").sha1,
+        }
+    }
+
+    async fn eval(
+        &mut self,
+        name: &str,
+        sha: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<i64, String> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(sha).arg(keys.len()).arg(keys).arg(args);
+        match cmd.query_async(&mut self.conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script(name).source)
+                    .query_async(&mut self.conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                cmd.query_async(&mut self.conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn try_acquire(&mut self, key: &str) -> Result<Option<Held>, String> {
+        let token = uuid::Uuid::new_v4().hyphenated().to_string();
+        let ttl = TTL.as_millis().to_string();
+        let sha = self.acquire_sha;
+        let reply = self.eval("acquire", sha, &[key], &[&token, &ttl]).await?;
+        Ok((reply > 0).then(|| Held::Native {
+            key: key.to_owned(),
+            token,
+        }))
+    }
+
+    async fn release(&mut self, key: &str, token: &str) -> Result<(), String> {
+        let sha = self.release_sha;
+        match self.eval("release", sha, &[key], &[token]).await? {
+            1 => Ok(()),
+            _ => Err(format!("{key}: released by someone else")),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Benches of the process rather than of throughput: start-up, instantiation and memory.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use dlock_host::{Allocation, LockComponent, LockOptions, Runtime, bundled};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::cli::origin::Origin;
+use crate::cli::stats::{human, percentile};
+use crate::cli::{CliResult, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure};
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::new(EXIT_INTERNAL, e.to_string())
+}
+
+/// Time from spawning `dlock acquire` to its token on stdout.
+async fn time_to_first_lock(
+    redis: &Origin,
+    cache_dir: &std::path::Path,
+    key: &str,
+) -> CliResult<Duration> {
+    let exe = std::env::current_exe().map_err(internal)?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(exe)
+        .env("DLOCK_CACHE_DIR", cache_dir)
+        .args(["--redis", &redis.url, "acquire", key, "--ttl", "10s"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(internal)?;
+    let stdout = child.stdout.take().ok_or_else(|| internal("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .map_err(internal)?;
+    let elapsed = started.elapsed();
+    let status = child.wait().await.map_err(internal)?;
+    if !status.success() || line.trim().is_empty() {
+        return Err(Failure::new(
+            EXIT_REDIS,
+            format!("`dlock acquire` failed ({status})"),
+        ));
+    }
+    Ok(elapsed)
+}
+
+pub(super) async fn startup(redis: &Origin, runs: u32, json_out: bool) -> CliResult<u8> {
+    let warm_dir = tempfile::tempdir().map_err(internal)?;
+    // Fill the warm cache once.
+    time_to_first_lock(redis, warm_dir.path(), "bench:startup:prime").await?;
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let empty = tempfile::tempdir().map_err(internal)?;
+        cold.push(
+            time_to_first_lock(redis, empty.path(), &format!("bench:startup:cold:{i}")).await?,
+        );
+        warm.push(
+            time_to_first_lock(redis, warm_dir.path(), &format!("bench:startup:warm:{i}")).await?,
+        );
+    }
+    cold.sort();
+    warm.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    if json_out {
+        let out = json!({
+            "redis": redis.description,
+            "runs": runs,
+            "compile_p50_ms": ms(percentile(&cold, 0.5)),
+            "compile_max_ms": ms(*cold.last().unwrap_or(&Duration::ZERO)),
+            "cached_p50_ms": ms(percentile(&warm, 0.5)),
+            "cached_max_ms": ms(*warm.last().unwrap_or(&Duration::ZERO)),
+        });
+        println!("{out}");
+    } else {
+        println!("process start to first lock acquired ({runs} runs each; `dlock acquire`):");
+        println!(
+            "  compiling the component   p50 {:>8}   max {}",
+            human(percentile(&cold, 0.5)),
+            human(*cold.last().unwrap_or(&Duration::ZERO))
+        );
+        println!(
+            "  cached compiled component p50 {:>8}   max {}",
+            human(percentile(&warm, 0.5)),
+            human(*warm.last().unwrap_or(&Duration::ZERO))
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) async fn instantiate(redis: &Origin, clients: u32, json_out: bool) -> CliResult<u8> {
+    let mut results = Vec::new();
+    for (name, allocation) in [
+        (
+            "pooling",
+            Allocation::Pooling {
+                max_clients: clients + 1,
+            },
+        ),
+        ("on-demand", Allocation::OnDemand),
+    ] {
+        let component =
+            LockComponent::from_bytes(bundled::COMPONENT, allocation).map_err(internal)?;
+        let runtime = Runtime::builder(&redis.url)
+            .component(component)
+            .build()
+            .await
+            .map_err(internal)?;
+        let mut times = Vec::with_capacity(clients as usize);
+        // Two rounds; the second measures slots and memory the first already touched.
+        for _round in 0..2 {
+            times.clear();
+            let mut live = Vec::with_capacity(clients as usize);
+            for _ in 0..clients {
+                let started = Instant::now();
+                live.push(
+                    runtime
+                        .client(LockOptions::default())
+                        .await
+                        .map_err(internal)?,
+                );
+                times.push(started.elapsed());
+            }
+        }
+        let mean = times.iter().sum::<Duration>() / clients.max(1);
+        times.sort();
+        results.push((
+            name,
+            mean,
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+        ));
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    if json_out {
+        let cells: Vec<_> = results
+            .iter()
+            .map(|(name, mean, p50, p99)| json!({"allocation": name, "mean_us": us(*mean), "p50_us": us(*p50), "p99_us": us(*p99)}))
+            .collect();
+        println!("{}", json!({ "clients": clients, "results": cells }));
+    } else {
+        println!(
+            "creating a client (store + instance + the component's `client.create`), {clients} clients:"
+        );
+        for (name, mean, p50, p99) in results {
+            println!(
+                "  {name:<10} mean {:>7.1}us  p50 {:>7.1}us  p99 {:>7.1}us",
+                us(mean),
+                us(p50),
+                us(p99)
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// This process's resident set size in bytes (from /proc/self/status).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliResult<u8> {
+    let fail = |e: dlock_host::Error| Failure::new(EXIT_REDIS, e.to_string());
+    let runtime = Runtime::connect(&redis.url).await.map_err(fail)?;
+    // Warm up: one client, one lock, so the baseline includes the compiled code and runtime.
+    let first = runtime.client(LockOptions::default()).await.map_err(fail)?;
+    first
+        .acquire("bench:mem:warm", Duration::from_secs(60))
+        .await
+        .map_err(fail)?
+        .release()
+        .await
+        .map_err(fail)?;
+    let baseline = rss_bytes();
+
+    const IDLE: u32 = 200;
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        idle.push(runtime.client(LockOptions::default()).await.map_err(fail)?);
+    }
+    let per_idle_client = rss_bytes().saturating_sub(baseline) / u64::from(IDLE);
+    drop(idle);
+
+    const LOCKS_PER_CLIENT: u32 = 100;
+    let before_locks = rss_bytes();
+    let mut clients = Vec::new();
+    let mut handles = Vec::new();
+    for c in 0..locks.div_ceil(LOCKS_PER_CLIENT) {
+        let client = runtime.client(LockOptions::default()).await.map_err(fail)?;
+        for l in 0..LOCKS_PER_CLIENT.min(locks - c * LOCKS_PER_CLIENT) {
+            let key = format!("bench:mem:{c}:{l}");
+            handles.push(
+                client
+                    .acquire(&key, Duration::from_secs(120))
+                    .await
+                    .map_err(fail)?,
+            );
+        }
+        clients.push(client);
+    }
+    let with_locks = rss_bytes();
+    let held = handles.len();
+    for handle in &handles {
+        handle.release().await.map_err(fail)?;
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    if json_out {
+        let out = json!({
+            "baseline_rss_mib": mib(baseline),
+            "per_idle_client_kib": per_idle_client as f64 / 1024.0,
+            "locks_held": held,
+            "clients_holding": clients.len(),
+            "rss_with_locks_mib": mib(with_locks),
+            "rss_for_locks_mib": mib(with_locks.saturating_sub(before_locks)),
+        });
+        println!("{out}");
+    } else {
+        println!("resident memory (VmRSS):");
+        println!(
+            "  one client, after a lock     {:>8.1} MiB (code, runtime, connection)",
+            mib(baseline)
+        );
+        println!(
+            "  per idle client              {:>8.1} KiB",
+            per_idle_client as f64 / 1024.0
+        );
+        println!(
+            "  {held} locks held by {} clients  {:>8.1} MiB in all ({:.1} MiB for the locks)",
+            clients.len(),
+            mib(with_locks),
+            mib(with_locks.saturating_sub(before_locks))
+        );
+    }
+    Ok(EXIT_OK)
+}

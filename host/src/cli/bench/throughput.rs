@@ -1,0 +1,127 @@
+//! The throughput bench: acquire+release pairs per path, workload and concurrency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dlock_host::Runtime;
+use indicatif::ProgressBar;
+
+use super::paths::{Path, Worker};
+use crate::cli::stats::percentile;
+
+/// Which keys the workers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Every worker its own key: every attempt succeeds.
+    Uncontended,
+    /// All workers one key: most attempts find it busy (one attempt, no retry, is one op).
+    Contended,
+}
+
+/// One measured cell.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Cell {
+    pub path: Path,
+    pub workload: Workload,
+    pub concurrency: u32,
+    /// Operations per second: an uncontended op is an acquire and its release; a contended op
+    /// is one attempt, plus the release when it acquired.
+    pub ops_per_sec: f64,
+    /// How many of the ops acquired the lock.
+    pub acquired: u64,
+    pub ops: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    /// `ops_per_sec` over the native path's in the same workload and concurrency.
+    pub ratio_to_native: Option<f64>,
+}
+
+/// Runs one cell: `concurrency` workers for `duration`, after a short warm-up.
+pub async fn cell(
+    runtime: &Runtime,
+    url: &str,
+    path: Path,
+    workload: Workload,
+    concurrency: u32,
+    duration: Duration,
+    progress: &ProgressBar,
+) -> Result<Cell, String> {
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        workers.push(Worker::new(path, runtime, url).await?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let acquired = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut worker)| {
+            let key = match workload {
+                Workload::Uncontended => format!("bench:{path:?}:{i}"),
+                Workload::Contended => format!("bench:{path:?}:hot"),
+            };
+            let (stop, measuring, acquired) = (stop.clone(), measuring.clone(), acquired.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(1 << 16);
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let held = worker.try_acquire(&key).await?;
+                    let got = held.is_some();
+                    if let Some(held) = held {
+                        worker.release(held).await?;
+                    }
+                    if measuring.load(Ordering::Relaxed) {
+                        latencies.push(start.elapsed());
+                        acquired.fetch_add(u64::from(got), Ordering::Relaxed);
+                    }
+                }
+                Ok::<_, String>(latencies)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200).min(duration / 4)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    progress.inc(1);
+    latencies.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    Ok(Cell {
+        path,
+        workload,
+        concurrency,
+        ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        acquired: acquired.load(Ordering::Relaxed),
+        ops: latencies.len() as u64,
+        p50_us: us(percentile(&latencies, 0.5)),
+        p99_us: us(percentile(&latencies, 0.99)),
+        max_us: us(latencies.last().copied().unwrap_or_default()),
+        ratio_to_native: None,
+    })
+}
+
+/// Fills in each cell's ratio to the native cell of the same workload and concurrency.
+pub fn add_ratios(cells: &mut [Cell]) {
+    let natives: Vec<(Workload, u32, f64)> = cells
+        .iter()
+        .filter(|c| c.path == Path::Native)
+        .map(|c| (c.workload, c.concurrency, c.ops_per_sec))
+        .collect();
+    for cell in cells {
+        cell.ratio_to_native = natives
+            .iter()
+            .find(|(w, c, _)| *w == cell.workload && *c == cell.concurrency)
+            .map(|(_, _, native)| cell.ops_per_sec / native);
+    }
+}
