@@ -1,14 +1,12 @@
 //! Builds the guest component (`../guest`, for `wasm32-wasip2`) with a nested cargo, and
 //! generates `bundled.rs`: the component's path and the SHA1 of each of its Lua scripts.
-//!
-//! The nested build gets its own target directory (sharing the outer one deadlocks on cargo's
-//! lock) and none of the outer build's rustflags or target settings (they would leak host
-//! flags into the wasm link and hide the guest's own `.cargo/config.toml`).
+
+#[path = "build_support/wasm_build.rs"]
+mod wasm_build;
 
 use std::env;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const SCRIPTS: [&str; 4] = ["acquire", "release", "extend", "check"];
 
@@ -16,49 +14,24 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let guest = manifest_dir.join("../guest");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    let target_dir = out_dir.join("guest-target");
-
-    for path in [
-        "src",
-        "scripts",
-        "Cargo.toml",
-        "Cargo.lock",
-        ".cargo/config.toml",
-    ] {
-        println!("cargo:rerun-if-changed={}", guest.join(path).display());
-    }
     println!(
         "cargo:rerun-if-changed={}",
         manifest_dir.join("../wit").display()
     );
-
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&guest)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_MAKEFLAGS")
-        .status()
-        .expect("cannot run cargo to build the guest component");
-    assert!(
-        status.success(),
-        "building the guest component failed; is the target installed? \
-         run: rustup target add wasm32-wasip2"
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("build_support").display()
     );
-    let wasm = target_dir.join("wasm32-wasip2/release/dlock_guest.wasm");
+    let watch = [
+        "src",
+        "rt",
+        "scripts",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ];
+    let release = wasm_build::build_wasm(&guest, &out_dir.join("guest-target"), &watch);
+    let wasm = release.join("dlock_guest.wasm");
     assert!(
         wasm.exists(),
         "the guest build produced no {}",

@@ -14,51 +14,7 @@ use crate::scripts::Op;
 use wasip2::clocks::{monotonic_clock, wall_clock};
 use wasip2::random::random;
 
-#[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    core::arch::wasm32::unreachable()
-}
-
-/// The canonical ABI's allocation entry point, which the host calls to pass lists and
-/// strings in. wit-bindgen leaves it to the C library on `wasm32-wasip2`, and this crate has
-/// none (it is `no_std`), so it is defined here over the global allocator.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn cabi_realloc(
-    old_ptr: *mut u8,
-    old_len: usize,
-    align: usize,
-    new_len: usize,
-) -> *mut u8 {
-    use alloc::alloc::{Layout, alloc, realloc};
-    if new_len == 0 {
-        // A dangling, well-aligned pointer: zero-sized values are never read or written.
-        return align as *mut u8;
-    }
-    let Ok(layout) = Layout::from_size_align(new_len, align) else {
-        core::arch::wasm32::unreachable()
-    };
-    let ptr = if old_len == 0 {
-        // SAFETY: `layout` has a non-zero size.
-        unsafe { alloc(layout) }
-    } else {
-        // SAFETY: the canonical ABI only passes back a pointer this function returned, with
-        // the size and alignment it was allocated with; the new size is non-zero.
-        unsafe {
-            realloc(
-                old_ptr,
-                Layout::from_size_align_unchecked(old_len, align),
-                new_len,
-            )
-        }
-    };
-    if ptr.is_null() {
-        core::arch::wasm32::unreachable()
-    }
-    ptr
-}
+extern crate dlock_guest_rt;
 
 /// The platform inside the component: one per client, shared with its handles.
 #[derive(Default)]

@@ -63,7 +63,10 @@ macro_rules! guest_call {
         let budget: Duration = $budget;
         let session: &mut Session = &mut *$session;
         session.poisoned = true;
-        session.store.data_mut().deadline = Instant::now().checked_add(budget);
+        session
+            .store
+            .data_mut()
+            .begin_call(Instant::now().checked_add(budget));
         let Session {
             store: $store,
             api,
@@ -73,7 +76,7 @@ macro_rules! guest_call {
         let $api = api.dlock_lock_lock();
         let $client = *$client;
         let outcome = tokio::time::timeout(budget.saturating_add(CALL_SLACK), $call).await;
-        session.store.data_mut().deadline = None;
+        session.store.data_mut().begin_call(None);
         match outcome {
             Ok(Ok(value)) => {
                 session.poisoned = false;
@@ -95,30 +98,44 @@ impl Client {
     ) -> Result<Client> {
         let wit_options = options.to_wit()?;
         let command_timeout = link.policy.command_timeout;
+        let max_compute_ticks = compute_ticks(link.policy.max_compute);
         let mut store = Store::new(component.engine(), HostState::new(link));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
-            Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::msg(
-                "the component ran past its time budget",
-            )),
-            _ => Ok(UpdateDeadline::Yield(1)),
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            let now = Instant::now();
+            if state.deadline.is_some_and(|deadline| now >= deadline) {
+                return Err(wasmtime::Error::msg(
+                    "the component ran past its time budget",
+                ));
+            }
+            if state.compute.tick(now) > max_compute_ticks {
+                return Err(wasmtime::Error::msg(
+                    "the component computed too long without calling Redis or sleeping",
+                ));
+            }
+            Ok(UpdateDeadline::Yield(1))
         });
         // Instantiation runs the component's start functions, so it is bounded too.
-        store.data_mut().deadline = Instant::now().checked_add(command_timeout);
+        store
+            .data_mut()
+            .begin_call(Instant::now().checked_add(command_timeout));
         let api = component
             .pre()
             .instantiate_async(&mut store)
             .await
             .map_err(Error::Component)?;
-        store.data_mut().deadline = Instant::now().checked_add(command_timeout);
+        store
+            .data_mut()
+            .begin_call(Instant::now().checked_add(command_timeout));
         let client = api
             .dlock_lock_lock()
             .client()
             .call_create(&mut store, &wit_options)
             .await
             .map_err(Error::Trap)??;
-        store.data_mut().deadline = None;
+        store.data_mut().begin_call(None);
         Ok(Client {
             shared: Arc::new(Shared {
                 session: Mutex::new(Session {
@@ -229,6 +246,12 @@ impl Client {
             resource,
         }
     }
+}
+
+/// `limit` in epoch ticks (at least one).
+fn compute_ticks(limit: Duration) -> u32 {
+    let ticks = limit.as_nanos() / crate::engine::EPOCH_TICK.as_nanos();
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
 }
 
 impl Shared {

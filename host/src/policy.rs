@@ -5,16 +5,21 @@ use std::time::Duration;
 
 /// The host's rules for a component's Redis calls.
 ///
-/// The defaults allow exactly the scripts of the bundled component, identified by SHA1, and
-/// bound every call in time and size.
+/// The defaults allow exactly the scripts of the bundled component, identified by SHA1, on any
+/// key that is not empty, not over 1 KiB and free of control characters, and bound every call
+/// in time and size. A call the policy refuses gets `denied` and never reaches Redis.
 #[derive(Clone, Debug)]
 pub struct Policy {
     allowed_sha1: HashSet<String>,
     extra_sources: Vec<String>,
     pub(crate) command_timeout: Duration,
     pub(crate) max_keys: usize,
+    pub(crate) max_key_bytes: usize,
+    pub(crate) key_namespace: String,
     pub(crate) max_request_bytes: usize,
     pub(crate) max_reply_bytes: usize,
+    pub(crate) max_evals_per_call: u32,
+    pub(crate) max_compute: Duration,
 }
 
 impl Default for Policy {
@@ -27,8 +32,12 @@ impl Default for Policy {
             extra_sources: Vec::new(),
             command_timeout: Duration::from_secs(2),
             max_keys: 8,
+            max_key_bytes: 1024,
+            key_namespace: String::new(),
             max_request_bytes: 64 * 1024,
             max_reply_bytes: 64 * 1024,
+            max_evals_per_call: 4096,
+            max_compute: Duration::from_secs(1),
         }
     }
 }
@@ -77,6 +86,84 @@ impl Policy {
         self
     }
 
+    /// Every key must start with `namespace` (fence counters of keys without a hash tag,
+    /// `{KEY}:fence`, may start with `{` + `namespace`). Default empty: any key. Use the same
+    /// prefix as the clients' `LockOptions::key_prefix`, and give it a hash tag where Redis
+    /// Cluster slots matter.
+    pub fn with_key_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.key_namespace = namespace.into();
+        self
+    }
+
+    /// Longest key, in bytes. Default 1024.
+    pub fn with_max_key_bytes(mut self, bytes: usize) -> Self {
+        self.max_key_bytes = bytes;
+        self
+    }
+
+    /// Most `redis-eval` calls the component may make during one call into it (one
+    /// `acquire`, one `wait_for_lock`, ...). Default 4096: far above what the bundled
+    /// component needs (one per attempt, plus a cleanup), far below a runaway loop.
+    pub fn with_max_evals_per_call(mut self, evals: u32) -> Self {
+        self.max_evals_per_call = evals;
+        self
+    }
+
+    /// Longest the component may compute without calling Redis or sleeping; past it the call
+    /// traps and the client is poisoned. Measured in 10 ms epoch ticks. Default 1 s.
+    pub fn with_max_compute(mut self, limit: Duration) -> Self {
+        self.max_compute = limit;
+        self
+    }
+
+    /// Whether a `redis-eval` with these keys and arguments is within the policy (script
+    /// aside); the reason when it is not.
+    pub fn check_request(&self, keys: &[String], args: &[String]) -> Result<(), String> {
+        if keys.len() > self.max_keys {
+            return Err(format!(
+                "{} keys in one call; the limit is {}",
+                keys.len(),
+                self.max_keys
+            ));
+        }
+        for key in keys {
+            self.check_key(key)?;
+        }
+        let bytes: usize = keys.iter().chain(args).map(String::len).sum();
+        if bytes > self.max_request_bytes {
+            return Err(format!(
+                "{bytes} bytes of keys and arguments; the limit is {}",
+                self.max_request_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), String> {
+        if key.is_empty() {
+            return Err("an empty key".into());
+        }
+        if key.len() > self.max_key_bytes {
+            return Err(format!(
+                "a key of {} bytes; the limit is {}",
+                key.len(),
+                self.max_key_bytes
+            ));
+        }
+        if key.chars().any(char::is_control) {
+            return Err(format!("a key with control characters: {key:?}"));
+        }
+        let ns = self.key_namespace.as_str();
+        let inside = key.starts_with(ns)
+            || key
+                .strip_prefix('{')
+                .is_some_and(|rest| rest.starts_with(ns));
+        if !inside {
+            return Err(format!("the key {key:?} is outside the namespace {ns:?}"));
+        }
+        Ok(())
+    }
+
     /// See [`Policy::with_command_timeout`].
     pub fn command_timeout(&self) -> Duration {
         self.command_timeout
@@ -115,4 +202,77 @@ impl Policy {
 /// SHA1 of a script's source in lowercase hex, as Redis names scripts.
 pub fn sha1_hex(source: &str) -> String {
     sha1_smol::Sha1::from(source).digest().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn requests_over_the_caps_are_refused() {
+        let policy = Policy::default()
+            .with_max_keys(2)
+            .with_max_request_bytes(10);
+        assert!(policy.check_request(&keys(&["a", "b"]), &[]).is_ok());
+        assert!(policy.check_request(&keys(&["a", "b", "c"]), &[]).is_err());
+        assert!(
+            policy
+                .check_request(&keys(&["a"]), &keys(&["123456789", "x"]))
+                .is_err()
+        );
+        let long = "k".repeat(1025);
+        assert!(
+            Policy::default()
+                .check_request(&keys(&[&long]), &[])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn empty_keys_and_control_characters_are_refused() {
+        let policy = Policy::default();
+        for bad in ["", "a\nb", "nul\0", "tab\t", "\u{7f}"] {
+            let reason = policy.check_request(&keys(&[bad]), &[]).unwrap_err();
+            assert!(reason.contains("key"), "{bad:?}: {reason}");
+        }
+        assert!(
+            policy
+                .check_request(&keys(&["*", "other:secret"]), &[])
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_namespace_admits_its_keys_and_their_fence_counters_only() {
+        let policy = Policy::default().with_key_namespace("app:");
+        for ok in ["app:job", "app:{job}", "app:{job}:fence", "{app:job}:fence"] {
+            assert!(policy.check_request(&keys(&[ok]), &[]).is_ok(), "{ok}");
+        }
+        for bad in ["other:secret", "*", "ap", "{other}:fence", "x{app:job}"] {
+            let reason = policy
+                .check_request(&keys(&["app:ok", bad]), &[])
+                .unwrap_err();
+            assert!(reason.contains("outside the namespace"), "{bad}: {reason}");
+        }
+    }
+
+    #[test]
+    fn the_default_allowlist_is_exactly_the_bundled_scripts() {
+        let policy = Policy::default();
+        for script in crate::bundled::SCRIPTS {
+            assert!(policy.allows(script.sha1));
+        }
+        let mut tampered = crate::bundled::SCRIPTS[0].source.to_owned();
+        tampered.push(' ');
+        assert!(!policy.allows(&sha1_hex(&tampered)));
+        assert!(
+            !Policy::default()
+                .deny_all_scripts()
+                .allows(crate::bundled::SCRIPTS[0].sha1)
+        );
+    }
 }

@@ -76,6 +76,7 @@ impl HostScript for HostState {
         &mut self,
         source: String,
     ) -> wasmtime::Result<Result<Resource<ScriptEntry>, WitRedisError>> {
+        self.compute.reset();
         match self.link.admit(&source) {
             Ok(script) => Ok(Ok(self.table.push(ScriptEntry(script))?)),
             Err(denied) => Ok(Err(denied)),
@@ -95,10 +96,18 @@ impl Host for HostState {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> wasmtime::Result<Result<Value, WitRedisError>> {
+        self.compute.reset();
         let script = self.table.get(&script)?.0.clone();
         let policy = &self.link.policy;
-        if let Err(denied) = check_request(policy, &keys, &args) {
-            return Ok(Err(denied));
+        self.evals_this_call = self.evals_this_call.saturating_add(1);
+        if self.evals_this_call > policy.max_evals_per_call {
+            return Ok(Err(WitRedisError::Denied(format!(
+                "more than {} Redis calls in one call into the component",
+                policy.max_evals_per_call
+            ))));
+        }
+        if let Err(reason) = policy.check_request(&keys, &args) {
+            return Ok(Err(WitRedisError::Denied(reason)));
         }
         let timeout = policy.command_timeout;
         let max_reply = policy.max_reply_bytes;
@@ -110,24 +119,6 @@ impl Host for HostState {
             Ok(Ok(value)) => flatten(value, max_reply),
         })
     }
-}
-
-fn check_request(policy: &Policy, keys: &[String], args: &[String]) -> Result<(), WitRedisError> {
-    if keys.len() > policy.max_keys {
-        return Err(WitRedisError::Denied(format!(
-            "{} keys in one call; the limit is {}",
-            keys.len(),
-            policy.max_keys
-        )));
-    }
-    let bytes: usize = keys.iter().chain(args).map(String::len).sum();
-    if bytes > policy.max_request_bytes {
-        return Err(WitRedisError::Denied(format!(
-            "{bytes} bytes of keys and arguments; the limit is {}",
-            policy.max_request_bytes
-        )));
-    }
-    Ok(())
 }
 
 /// EVALSHA, and on `NOSCRIPT` one `SCRIPT LOAD` and one more EVALSHA.
@@ -315,23 +306,5 @@ mod tests {
         assert!(matches!(classify(&loading), WitRedisError::Unavailable(_)));
         let noperm = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "acl"));
         assert!(matches!(classify(&noperm), WitRedisError::Rejected(_)));
-    }
-
-    #[test]
-    fn requests_over_the_policy_caps_are_denied() {
-        let policy = Policy::default()
-            .with_max_keys(2)
-            .with_max_request_bytes(10);
-        let keys = |n: usize| vec!["k".to_owned(); n];
-        assert!(check_request(&policy, &keys(2), &[]).is_ok());
-        assert!(matches!(
-            check_request(&policy, &keys(3), &[]),
-            Err(WitRedisError::Denied(_))
-        ));
-        let args = vec!["x".repeat(9)];
-        assert!(matches!(
-            check_request(&policy, &keys(2), &args),
-            Err(WitRedisError::Denied(_))
-        ));
     }
 }

@@ -23,6 +23,42 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     /// When the guest call in progress must end; checked at every epoch tick.
     pub(crate) deadline: Option<Instant>,
+    /// `redis-eval` calls made during the guest call in progress.
+    pub(crate) evals_this_call: u32,
+    /// How long the guest has been computing without calling Redis.
+    pub(crate) compute: ComputeWatch,
+}
+
+/// Counts the epoch ticks a guest spends computing without calling Redis.
+///
+/// While wasm runs, the epoch callback fires once per tick; a guest that sleeps (WASI poll)
+/// or waits on Redis does not run, so its callbacks stop. A run of callbacks with no Redis call
+/// between them, each within [`ComputeWatch::GAP`] of the previous one, is continuous
+/// computation.
+#[derive(Debug, Default)]
+pub(crate) struct ComputeWatch {
+    last: Option<Instant>,
+    ticks: u32,
+}
+
+impl ComputeWatch {
+    /// Callbacks further apart than this belong to separate runs (the guest slept between).
+    const GAP: std::time::Duration = std::time::Duration::from_millis(250);
+
+    /// Records an epoch callback at `now`; returns the ticks of the current run.
+    pub(crate) fn tick(&mut self, now: Instant) -> u32 {
+        self.ticks = match self.last {
+            Some(last) if now.duration_since(last) <= Self::GAP => self.ticks.saturating_add(1),
+            _ => 1,
+        };
+        self.last = Some(now);
+        self.ticks
+    }
+
+    /// The guest called the host: its computation run is over.
+    pub(crate) fn reset(&mut self) {
+        *self = ComputeWatch::default();
+    }
 }
 
 impl HostState {
@@ -42,7 +78,16 @@ impl HostState {
                 .trap_on_grow_failure(false)
                 .build(),
             deadline: None,
+            evals_this_call: 0,
+            compute: ComputeWatch::default(),
         }
+    }
+
+    /// Prepares for a guest call that must end by `deadline`.
+    pub(crate) fn begin_call(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+        self.evals_this_call = 0;
+        self.compute.reset();
     }
 
     pub(crate) fn clocks(&mut self) -> WasiClocksCtxView<'_> {
@@ -50,5 +95,25 @@ impl HostState {
             ctx: &mut self.clocks,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ComputeWatch;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn ticks_count_continuous_runs_and_reset_after_a_gap_or_a_host_call() {
+        let mut watch = ComputeWatch::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(watch.tick(at(0)), 1);
+        assert_eq!(watch.tick(at(10)), 2);
+        assert_eq!(watch.tick(at(20)), 3);
+        assert_eq!(watch.tick(at(1000)), 1, "slept in between");
+        assert_eq!(watch.tick(at(1010)), 2);
+        watch.reset();
+        assert_eq!(watch.tick(at(1020)), 1, "called the host in between");
     }
 }

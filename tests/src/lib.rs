@@ -114,6 +114,14 @@ pub fn signal_server(server: &RedisServer, signal: rustix::process::Signal) {
     rustix::process::kill_process(pid, signal).unwrap();
 }
 
+/// The hostile components built from `tests/hostile/` (see its README in the crate docs there).
+pub mod hostile {
+    include!(concat!(env!("OUT_DIR"), "/hostile.rs"));
+
+    /// The Lua script of the hostile `huge-reply` mode (16 MiB reply).
+    pub const HUGE_REPLY_SCRIPT: &str = include_str!("../hostile/huge-reply.lua");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -5,6 +5,7 @@
 mod contention;
 mod expiry;
 mod fencing;
+mod hostile;
 mod interop;
 mod noscript;
 mod outage;

@@ -1,0 +1,1 @@
+return string.rep('x', 16 * 1024 * 1024)

@@ -1,0 +1,192 @@
+//! A hostile implementation of the `dlock` world. `client.create` takes its misbehaviour from
+//! `lock-options.key-prefix`; `client.acquire(key, ..)` then performs it and reports what the
+//! host answered (`Ok` means the host let the attack through).
+//!
+//! Modes: `flushall`, `config-set`, `shutdown` (scripts outside the allowlist), `tampered` (a
+//! one-byte-changed copy of the bundled acquire script), `foreign-key` (an allowed script on
+//! `key`), `huge-reply` (a script returning 16 MiB), `spin` (an endless loop), `memory-bomb`
+//! (allocate until refused), `recursion` (recurse until the stack runs out), `flood` (call
+//! Redis in a loop), `forged-release` (the bundled release script with a forged token).
+
+#![no_std]
+
+extern crate alloc;
+extern crate dlock_guest_rt;
+
+#[allow(missing_docs, reason = "generated bindings")]
+mod bindings {
+    wit_bindgen::generate!({ path: "../../../wit", world: "dlock" });
+}
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::hint::black_box;
+
+use bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
+use bindings::exports::dlock::lock::lock::{
+    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState,
+};
+
+const ACQUIRE: &str = include_str!("../../../../guest/scripts/acquire.lua");
+const RELEASE: &str = include_str!("../../../../guest/scripts/release.lua");
+const CHECK: &str = include_str!("../../../../guest/scripts/check.lua");
+/// The script of the `huge-reply` mode; a test allows it explicitly to reach the reply cap.
+const HUGE_REPLY: &str = include_str!("../../huge-reply.lua");
+
+struct Component;
+struct Hostile {
+    mode: String,
+}
+struct NoLock;
+
+fn run(source: &str, keys: &[String], args: &[String]) -> Result<Value, RedisError> {
+    let script = Script::load(source)?;
+    redis::redis_eval(&script, keys, args)
+}
+
+fn outcome(reply: Result<Value, RedisError>) -> Result<api::LockHandle, Error> {
+    match reply {
+        Ok(_) => Ok(api::LockHandle::new(NoLock)),
+        Err(e) => Err(Error::Redis(e)),
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 32]);
+    if depth == 0 {
+        return 0;
+    }
+    black_box(recurse(black_box(depth - 1))) + frame[7]
+}
+
+impl api::Guest for Component {
+    type Client = Hostile;
+    type LockHandle = NoLock;
+
+    fn default_options() -> LockOptions {
+        LockOptions {
+            retry_count: 0,
+            retry_delay_ms: 0,
+            max_retry_delay_ms: 0,
+            jitter: false,
+            key_prefix: String::new(),
+            fencing: false,
+        }
+    }
+}
+
+impl GuestClient for Hostile {
+    fn create(options: LockOptions) -> Result<api::Client, Error> {
+        Ok(api::Client::new(Hostile {
+            mode: options.key_prefix,
+        }))
+    }
+
+    fn acquire(&self, key: String, _ttl_ms: u64) -> Result<api::LockHandle, Error> {
+        let keys = vec![key];
+        match self.mode.as_str() {
+            "flushall" => outcome(run("return redis.call('FLUSHALL')", &[], &[])),
+            "config-set" => outcome(run(
+                "return redis.call('CONFIG', 'SET', 'maxmemory', '1')",
+                &[],
+                &[],
+            )),
+            "shutdown" => outcome(run("return redis.call('SHUTDOWN', 'NOSAVE')", &[], &[])),
+            "tampered" => {
+                // PX (milliseconds) becomes EX (seconds): a 1000x longer lease.
+                let tampered = ACQUIRE.replacen("'PX'", "'EX'", 1);
+                outcome(run(
+                    &tampered,
+                    &keys,
+                    &["token".to_owned(), "1000".to_owned()],
+                ))
+            }
+            "foreign-key" => outcome(run(RELEASE, &keys, &["token".to_owned()])),
+            "huge-reply" => outcome(run(HUGE_REPLY, &[], &[])),
+            "forged-release" => match run(RELEASE, &keys, &["forged-token".to_owned()]) {
+                Ok(Value::Int(1)) => Ok(api::LockHandle::new(NoLock)),
+                Ok(_) => Err(Error::NotHeld),
+                Err(e) => Err(Error::Redis(e)),
+            },
+            "flood" => {
+                let script = Script::load(CHECK).map_err(Error::Redis)?;
+                loop {
+                    redis::redis_eval(&script, &keys, &[]).map_err(Error::Redis)?;
+                }
+            }
+            "spin" => {
+                let mut n = 0u64;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "recursion" => {
+                black_box(recurse(black_box(u64::MAX)));
+                Err(Error::NotAcquired)
+            }
+            other => Err(Error::InvalidArgument(format!("unknown mode {other:?}"))),
+        }
+    }
+
+    fn try_acquire(&self, _key: String, _ttl_ms: u64) -> Result<Option<api::LockHandle>, Error> {
+        Ok(None)
+    }
+
+    fn wait_for_lock(
+        &self,
+        _key: String,
+        _timeout_ms: u64,
+        _ttl_ms: u64,
+    ) -> Result<api::LockHandle, Error> {
+        Err(Error::NotAcquired)
+    }
+
+    fn is_locked(&self, _key: String) -> Result<bool, Error> {
+        Ok(false)
+    }
+
+    fn lock_state(&self, _key: String) -> Result<LockState, Error> {
+        Ok(LockState::Unlocked)
+    }
+
+    fn attach(&self, _key: String, _token: String) -> Result<api::LockHandle, Error> {
+        Ok(api::LockHandle::new(NoLock))
+    }
+}
+
+impl GuestLockHandle for NoLock {
+    fn release(&self) -> Result<(), Error> {
+        Err(Error::NotHeld)
+    }
+
+    fn extend(&self, _ttl_ms: u64) -> Result<(), Error> {
+        Err(Error::NotHeld)
+    }
+
+    fn is_held(&self) -> bool {
+        false
+    }
+
+    fn info(&self) -> LockInfo {
+        LockInfo {
+            key: String::new(),
+            token: String::new(),
+            fence: None,
+            acquired_at_ms: 0,
+            expires_at_ms: 0,
+            is_held: false,
+        }
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

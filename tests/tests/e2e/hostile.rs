@@ -1,0 +1,289 @@
+//! Hostile components (built from `tests/hostile/`) against the host's enforcement. Each test
+//! asserts the error the caller sees and that Redis was not touched; each fails if the
+//! enforcement it names is removed.
+
+use std::time::Duration;
+
+use dlock_host::{Allocation, Client, Error, LockComponent, LockOptions, Policy, Runtime};
+use dlock_tests::hostile::{HOSTILE, HOSTILE_START, HUGE_REPLY_SCRIPT};
+use dlock_tests::{RedisServer, dbsize, get, raw, redis};
+use redis::aio::MultiplexedConnection;
+
+const TTL: Duration = Duration::from_secs(30);
+
+async fn hostile_runtime(server: &RedisServer, policy: Policy) -> Runtime {
+    let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
+    Runtime::builder(&server.url())
+        .component(component)
+        .policy(policy)
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn hostile(runtime: &Runtime, mode: &str) -> Client {
+    let options = LockOptions {
+        key_prefix: mode.into(),
+        ..LockOptions::default()
+    };
+    runtime.client(options).await.unwrap()
+}
+
+/// Calls of `command` Redis has served without an error (so an EVALSHA answered NOSCRIPT and
+/// then retried counts once), from `INFO commandstats`.
+async fn calls(conn: &mut MultiplexedConnection, command: &str) -> u64 {
+    let [calls, rejected, failed] = command_stats(conn, command).await;
+    calls - rejected - failed
+}
+
+/// `calls`, `rejected_calls` and `failed_calls` of `command` in `INFO commandstats`.
+async fn command_stats(conn: &mut MultiplexedConnection, command: &str) -> [u64; 3] {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:");
+    let Some(stats) = info.lines().find_map(|line| line.strip_prefix(&prefix)) else {
+        return [0; 3];
+    };
+    let field = |name: &str| {
+        stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    [
+        field("calls"),
+        field("rejected_calls"),
+        field("failed_calls"),
+    ]
+}
+
+/// A victim key, and a check that it and the rest of Redis are as they were, and that no
+/// script reached Redis.
+async fn plant_victim(conn: &mut MultiplexedConnection) {
+    let () = redis::cmd("SET")
+        .arg("other:secret")
+        .arg("crown-jewels")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+async fn assert_untouched(conn: &mut MultiplexedConnection) {
+    assert_eq!(
+        get(conn, "other:secret").await.as_deref(),
+        Some("crown-jewels")
+    );
+    assert_eq!(dbsize(conn).await, 1);
+    for command in [
+        "evalsha",
+        "eval",
+        "script|load",
+        "flushall",
+        "config|set",
+        "shutdown",
+    ] {
+        let [served, _, _] = command_stats(conn, command).await;
+        assert_eq!(served, 0, "{command} reached Redis");
+    }
+}
+
+async fn hang_guard<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("the host did not contain the guest in time")
+}
+
+#[tokio::test]
+async fn scripts_outside_the_allowlist_never_reach_redis() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    plant_victim(&mut conn).await;
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+    for mode in ["flushall", "config-set", "shutdown", "tampered"] {
+        let err = hostile(&runtime, mode)
+            .await
+            .acquire("app:job", TTL)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, Error::Denied(m) if m.contains("allowlist")),
+            "{mode}: {err:?}"
+        );
+    }
+    assert_untouched(&mut conn).await;
+}
+
+#[tokio::test]
+async fn keys_outside_the_namespace_or_malformed_never_reach_redis() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    plant_victim(&mut conn).await;
+    let runtime = hostile_runtime(&server, Policy::default().with_key_namespace("app:")).await;
+    let client = hostile(&runtime, "foreign-key").await;
+    for key in [
+        "other:secret",
+        "*",
+        "app:a\nb",
+        "app:a\0b",
+        "",
+        "{other:secret}:fence",
+    ] {
+        let err = client.acquire(key, TTL).await.err().unwrap();
+        assert!(matches!(err, Error::Denied(_)), "{key:?}: {err:?}");
+    }
+    let long = format!("app:{}", "k".repeat(2000));
+    assert!(matches!(
+        client.acquire(&long, TTL).await,
+        Err(Error::Denied(_))
+    ));
+    assert_untouched(&mut conn).await;
+    // Inside the namespace, the same allowed script does run.
+    client.acquire("app:job", TTL).await.unwrap();
+    assert_eq!(calls(&mut conn, "evalsha").await, 1);
+}
+
+#[tokio::test]
+async fn a_reply_over_the_cap_is_an_error_not_a_delivery() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    plant_victim(&mut conn).await;
+    let policy = Policy::default().allow_script(HUGE_REPLY_SCRIPT);
+    let runtime = hostile_runtime(&server, policy).await;
+    let err = hostile(&runtime, "huge-reply")
+        .await
+        .acquire("app:job", TTL)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Denied(m) if m.contains("reply larger")),
+        "{err:?}"
+    );
+    assert_eq!(
+        get(&mut conn, "other:secret").await.as_deref(),
+        Some("crown-jewels")
+    );
+}
+
+#[tokio::test]
+async fn an_endless_loop_traps_and_poisons_only_its_client() {
+    let server = redis();
+    let policy = Policy::default().with_max_compute(Duration::from_millis(200));
+    let runtime = hostile_runtime(&server, policy).await;
+    let spinner = hostile(&runtime, "spin").await;
+    let bystander = hostile(&runtime, "forged-release").await;
+    let err = hang_guard(spinner.acquire("app:job", TTL))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Trap(e) if format!("{e:#}").contains("computed too long")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        spinner.acquire("app:job", TTL).await,
+        Err(Error::Poisoned)
+    ));
+    // Another client of the same runtime still works.
+    assert!(matches!(
+        bystander.acquire("app:job", TTL).await,
+        Err(Error::NotHeld)
+    ));
+}
+
+#[tokio::test]
+async fn a_loop_in_the_start_function_fails_instantiation() {
+    let server = redis();
+    let component = LockComponent::from_file(HOSTILE_START, Allocation::default()).unwrap();
+    let policy = Policy::default().with_max_compute(Duration::from_millis(200));
+    let runtime = Runtime::builder(&server.url())
+        .component(component)
+        .policy(policy)
+        .build()
+        .await
+        .unwrap();
+    let err = hang_guard(runtime.client(LockOptions::default()))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Component(e) if format!("{e:#}").contains("computed too long")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_refused_memory_and_traps() {
+    let server = redis();
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+    let err = hang_guard(
+        hostile(&runtime, "memory-bomb")
+            .await
+            .acquire("app:job", TTL),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, Error::Trap(_)), "{err:?}");
+    let bystander = hostile(&runtime, "forged-release").await;
+    assert!(matches!(
+        bystander.acquire("app:job", TTL).await,
+        Err(Error::NotHeld)
+    ));
+}
+
+#[tokio::test]
+async fn deep_recursion_overflows_the_stack_and_traps() {
+    let server = redis();
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+    let err = hang_guard(hostile(&runtime, "recursion").await.acquire("app:job", TTL))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Trap(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_flood_of_redis_calls_is_cut_off() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let runtime = hostile_runtime(&server, Policy::default().with_max_evals_per_call(100)).await;
+    let err = hang_guard(hostile(&runtime, "flood").await.acquire("app:job", TTL))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Denied(m) if m.contains("Redis calls")),
+        "{err:?}"
+    );
+    assert_eq!(calls(&mut conn, "evalsha").await, 100);
+}
+
+#[tokio::test]
+async fn a_forged_token_cannot_release_another_clients_lock() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let honest = Runtime::connect(&server.url()).await.unwrap();
+    let lock = honest
+        .client(LockOptions::default())
+        .await
+        .unwrap()
+        .acquire("app:job", TTL)
+        .await
+        .unwrap();
+    let token = lock.info().await.unwrap().token;
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+    let err = hostile(&runtime, "forged-release")
+        .await
+        .acquire("app:job", TTL)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::NotHeld), "{err:?}");
+    assert_eq!(get(&mut conn, "app:job").await, Some(token));
+    lock.release().await.unwrap();
+}
