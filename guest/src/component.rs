@@ -17,13 +17,23 @@ use wasip2::random::random;
 extern crate dlock_guest_rt;
 
 /// The platform inside the component: one per client, shared with its handles.
-#[derive(Default)]
 struct Wasi {
     /// The scripts registered with the host, loaded on first use. A failed load is not cached.
     scripts: RefCell<[Option<Rc<Script>>; 4]>,
+    /// A monotonic reading and the wall-clock time (ms) taken with it.
+    anchor: (u64, u64),
 }
 
 impl Wasi {
+    fn new() -> Self {
+        let monotonic = monotonic_clock::now();
+        let wall = wall_clock::now();
+        Wasi {
+            scripts: RefCell::new([None, None, None, None]),
+            anchor: (monotonic, wall.seconds * 1000 + u64::from(wall.nanoseconds / 1_000_000)),
+        }
+    }
+
     fn script(&self, op: Op) -> Result<Rc<Script>, RedisError> {
         let mut scripts = self.scripts.borrow_mut();
         let slot = &mut scripts[op.index()];
@@ -41,9 +51,11 @@ impl Platform for Wasi {
         monotonic_clock::now()
     }
 
-    fn wall_ms(&self) -> u64 {
-        let now = wall_clock::now();
-        now.seconds * 1000 + u64::from(now.nanoseconds / 1_000_000)
+    fn wall_ms_at(&self, monotonic_ns: u64) -> u64 {
+        let (anchor_ns, anchor_ms) = self.anchor;
+        let since_ms = (monotonic_ns.saturating_sub(anchor_ns) / 1_000_000).cast_signed()
+            - (anchor_ns.saturating_sub(monotonic_ns) / 1_000_000).cast_signed();
+        anchor_ms.saturating_add_signed(since_ms)
     }
 
     fn sleep_ns(&self, ns: u64) {
@@ -92,7 +104,7 @@ fn handle(h: Handle<Wasi>) -> api::LockHandle {
 impl GuestClient for ClientResource {
     fn create(options: LockOptions) -> Result<api::Client, Error> {
         Ok(api::Client::new(ClientResource(Client::new(
-            Rc::new(Wasi::default()),
+            Rc::new(Wasi::new()),
             options,
         )?)))
     }

@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec;
+use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::backoff::Backoff;
@@ -57,8 +58,9 @@ pub struct Client<P> {
 }
 
 /// The outcome of one acquire attempt.
-enum Attempt<P> {
-    Acquired(Handle<P>),
+enum Attempt {
+    /// Acquired: the script's reply (the fence when fenced) and when the attempt was sent.
+    Acquired { reply: i64, sent_ns: u64 },
     Busy,
     Failed(RedisError),
 }
@@ -82,7 +84,10 @@ impl<P: Platform> Client<P> {
 
     fn redis_key(&self, key: &str) -> Result<String, Error> {
         validate::key(key)?;
-        Ok(format!("{}{key}", self.prefix))
+        let mut redis_key = String::with_capacity(self.prefix.len() + key.len());
+        redis_key.push_str(&self.prefix);
+        redis_key.push_str(key);
+        Ok(redis_key)
     }
 
     /// Acquires with retries and exponential backoff (see `lock.wit`).
@@ -149,8 +154,10 @@ impl<P: Platform> Client<P> {
         let mut uncertain = false;
         let mut attempt = 1u32;
         let failure = loop {
-            let last = match self.attempt(key, &keys, &args, ttl_ms) {
-                Attempt::Acquired(handle) => return Ok(handle),
+            let last = match self.attempt(&keys, &args) {
+                Attempt::Acquired { reply, sent_ns } => {
+                    return Ok(self.new_handle(key, keys, args, ttl_ms, reply, sent_ns));
+                }
                 Attempt::Busy => Error::NotAcquired,
                 Attempt::Failed(e) if retryable(&e) => {
                     uncertain = true;
@@ -171,30 +178,41 @@ impl<P: Platform> Client<P> {
         Err(failure)
     }
 
-    fn attempt(&self, key: &str, keys: &[String], args: &[String; 2], ttl_ms: u64) -> Attempt<P> {
+    fn attempt(&self, keys: &[String], args: &[String; 2]) -> Attempt {
         let sent_ns = self.platform.monotonic_ns();
-        let sent_ms = self.platform.wall_ms();
-        let n = match self.platform.eval(Op::Acquire, keys, args) {
-            Ok(Value::Int(n)) => n,
-            Ok(other) => return Attempt::Failed(unexpected(Op::Acquire, &other)),
-            Err(e) => return Attempt::Failed(e),
-        };
-        if n <= 0 {
-            return Attempt::Busy;
+        match self.platform.eval(Op::Acquire, keys, args) {
+            Ok(Value::Int(reply)) if reply > 0 => Attempt::Acquired { reply, sent_ns },
+            Ok(Value::Int(_)) => Attempt::Busy,
+            Ok(other) => Attempt::Failed(unexpected(Op::Acquire, &other)),
+            Err(e) => Attempt::Failed(e),
         }
-        Attempt::Acquired(Handle {
+    }
+
+    /// The handle of a successful attempt; takes the attempt's keys and arguments over.
+    fn new_handle(
+        &self,
+        key: &str,
+        keys: Vec<String>,
+        args: [String; 2],
+        ttl_ms: u64,
+        reply: i64,
+        sent_ns: u64,
+    ) -> Handle<P> {
+        let sent_ms = self.platform.wall_ms_at(sent_ns);
+        let [token, _ttl] = args;
+        Handle {
             platform: self.platform.clone(),
             key: key.to_owned(),
-            redis_key: keys[0].clone(),
-            token: args[0].clone(),
-            fence: self.fencing.then(|| n.unsigned_abs()),
+            redis_key: keys.into_iter().next().unwrap_or_default(),
+            token,
+            fence: self.fencing.then(|| reply.unsigned_abs()),
             acquired_at_ms: sent_ms,
             lease: RefCell::new(Lease {
                 phase: Phase::Held,
                 valid_until_ns: sent_ns + ttl_ms * NS_PER_MS,
                 expires_at_ms: sent_ms + ttl_ms,
             }),
-        })
+        }
     }
 
     /// True when the key exists.
@@ -221,7 +239,7 @@ impl<P: Platform> Client<P> {
     pub fn attach(&self, key: &str, token: &str) -> Result<Handle<P>, Error> {
         let redis_key = self.redis_key(key)?;
         validate::token(token)?;
-        let now_ms = self.platform.wall_ms();
+        let now_ms = self.platform.wall_ms_at(self.platform.monotonic_ns());
         Ok(Handle {
             platform: self.platform.clone(),
             key: key.to_owned(),
@@ -300,7 +318,7 @@ impl<P: Platform> Handle<P> {
         validate::duration_ms("the extension", ttl_ms, false)?;
         self.ensure_held()?;
         let sent_ns = self.platform.monotonic_ns();
-        let sent_ms = self.platform.wall_ms();
+        let sent_ms = self.platform.wall_ms_at(sent_ns);
         self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
         let mut lease = self.lease.borrow_mut();
         lease.valid_until_ns = sent_ns + ttl_ms * NS_PER_MS;

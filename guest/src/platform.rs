@@ -14,8 +14,10 @@ use crate::scripts::Op;
 pub trait Platform {
     /// Monotonic time in nanoseconds (arbitrary origin).
     fn monotonic_ns(&self) -> u64;
-    /// Wall-clock time in milliseconds since the Unix epoch.
-    fn wall_ms(&self) -> u64;
+    /// The wall-clock time, in milliseconds since the Unix epoch, of the monotonic reading
+    /// `monotonic_ns`. (In the component: the wall clock read once when the client was created,
+    /// advanced by the monotonic clock since; one clock read per operation instead of two.)
+    fn wall_ms_at(&self, monotonic_ns: u64) -> u64;
     /// Blocks (in the component: yields to the host) for `ns` nanoseconds.
     fn sleep_ns(&self, ns: u64);
     /// A uniformly random `u64`.

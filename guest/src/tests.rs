@@ -54,8 +54,8 @@ impl Platform for Recorded {
     fn monotonic_ns(&self) -> u64 {
         self.now_ns.get()
     }
-    fn wall_ms(&self) -> u64 {
-        1_700_000_000_000 + self.now_ns.get() / MS
+    fn wall_ms_at(&self, monotonic_ns: u64) -> u64 {
+        1_700_000_000_000 + monotonic_ns / MS
     }
     fn sleep_ns(&self, ns: u64) {
         self.sleeps_ms.borrow_mut().push(ns as f64 / MS as f64);

@@ -9,6 +9,7 @@ use wasmtime_wasi::p2::bindings::{clocks, io, random};
 
 use crate::bindings::{Dlock, DlockPre};
 use crate::cache;
+use crate::clock::HasGuestClock;
 use crate::error::{Error, Result};
 use crate::state::HostState;
 
@@ -138,11 +139,6 @@ impl HasData for Table {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-struct Clocks;
-impl HasData for Clocks {
-    type Data<'a> = wasmtime_wasi::clocks::WasiClocksCtxView<'a>;
-}
-
 struct Random;
 impl HasData for Random {
     type Data<'a> = &'a mut wasmtime_wasi::random::WasiRandomCtx;
@@ -150,8 +146,8 @@ impl HasData for Random {
 
 fn link_wasi_clocks_and_random(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     io::poll::add_to_linker::<HostState, Table>(l, |s| &mut s.table)?;
-    clocks::monotonic_clock::add_to_linker::<HostState, Clocks>(l, HostState::clocks)?;
-    clocks::wall_clock::add_to_linker::<HostState, Clocks>(l, HostState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, HasGuestClock>(l, HostState::clock)?;
+    clocks::wall_clock::add_to_linker::<HostState, HasGuestClock>(l, HostState::clock)?;
     random::random::add_to_linker::<HostState, Random>(l, |s| &mut s.random)?;
     Ok(())
 }
@@ -175,7 +171,12 @@ fn engine_config(allocation: Allocation) -> Config {
             .max_memory_size(MAX_MEMORY_BYTES)
             .max_core_instances_per_component(8)
             .max_tables_per_component(8)
-            .max_memories_per_component(2);
+            .max_memories_per_component(2)
+            // Reset a freed slot's first pages with memset instead of returning them to the
+            // kernel: the next client then starts without page faults.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10)
+            .async_stack_keep_resident(64 << 10);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

@@ -31,6 +31,7 @@ mod bindings;
 pub mod bundled;
 mod cache;
 mod client;
+mod clock;
 mod engine;
 mod error;
 mod policy;

@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc instead of glibc's malloc: the lock path allocates small buffers on every call
+/// from several tokio workers at once, and glibc's arena locks showed up in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

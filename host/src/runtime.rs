@@ -75,7 +75,8 @@ impl RuntimeBuilder {
             .map_err(|e| Error::InvalidArgument(format!("invalid Redis URL {url}: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.policy.command_timeout))
+            // `redis-eval` bounds every call with the policy's command timeout itself.
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_with_config(client, config)

@@ -6,17 +6,16 @@ use std::time::Instant;
 use redis::aio::ConnectionManager;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::clocks::{WasiClocksCtx, WasiClocksCtxView};
 use wasmtime_wasi::random::WasiRandomCtx;
 
+use crate::clock::GuestClock;
 use crate::engine::MAX_MEMORY_BYTES;
 use crate::redis_eval::RedisLink;
 
-/// The store data of one lock client: the guest's resource table, WASI clocks and random, the
+/// The store data of one lock client: the guest's resource table, WASI random, the
 /// Redis link it may use, its resource limits and the deadline of the call in progress.
 pub struct HostState {
     pub(crate) table: ResourceTable,
-    pub(crate) clocks: WasiClocksCtx,
     pub(crate) random: WasiRandomCtx,
     pub(crate) conn: ConnectionManager,
     pub(crate) link: Arc<RedisLink>,
@@ -65,7 +64,6 @@ impl HostState {
     pub(crate) fn new(link: Arc<RedisLink>) -> Self {
         HostState {
             table: ResourceTable::new(),
-            clocks: WasiClocksCtx::default(),
             random: WasiRandomCtx::default(),
             conn: link.conn.clone(),
             link,
@@ -90,10 +88,10 @@ impl HostState {
         self.compute.reset();
     }
 
-    pub(crate) fn clocks(&mut self) -> WasiClocksCtxView<'_> {
-        WasiClocksCtxView {
-            ctx: &mut self.clocks,
+    pub(crate) fn clock(&mut self) -> GuestClock<'_> {
+        GuestClock {
             table: &mut self.table,
+            deadline: self.deadline,
         }
     }
 }

@@ -60,6 +60,13 @@ enum Other {
         #[arg(long, default_value_t = 500)]
         clients: u32,
     },
+    /// Cost of one call into the component: `is_held` on a held lock (one export call, one
+    /// WASI clock import, no Redis), from one task.
+    Calls {
+        /// Calls to make.
+        #[arg(long, default_value_t = 200_000)]
+        calls: u32,
+    },
     /// Resident memory: per idle client, and with 10,000 locks held in one process.
     Memory {
         /// Locks to hold at once.
@@ -75,6 +82,7 @@ pub(super) async fn run(args: BenchArgs, redis_url: Option<&str>, json_out: bool
         Some(Other::Instantiate { clients }) => {
             process::instantiate(&redis, clients, json_out).await
         }
+        Some(Other::Calls { calls }) => process::calls(&redis, calls, json_out).await,
         Some(Other::Memory { locks }) => process::memory(&redis, locks, json_out).await,
         None => throughput_table(args, &redis, json_out).await,
     }
@@ -133,8 +141,17 @@ fn print_table(cells: &[Cell], redis: &Origin) {
     println!("dlock bench: acquire+release, Redis {}", redis.description);
     println!();
     println!(
-        "{:<12} {:>5}  {:<10} {:>10} {:>9} {:>9} {:>10} {:>9}",
-        "workload", "conc", "path", "ops/s", "p50 us", "p99 us", "max us", "vs native"
+        "{:<12} {:>5}  {:<10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "workload",
+        "conc",
+        "path",
+        "ops/s",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "vs native",
+        "cpu/op",
+        "redis/op"
     );
     for c in cells {
         let ratio = c
@@ -142,7 +159,7 @@ fn print_table(cells: &[Cell], redis: &Origin) {
             .map(|r| format!("{r:.3}"))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<12} {:>5}  {:<10} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9}",
+            "{:<12} {:>5}  {:<10} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9} {:>9.1} {:>9.1}",
             format!("{:?}", c.workload).to_lowercase(),
             c.concurrency,
             format!("{:?}", c.path).to_lowercase(),
@@ -150,7 +167,9 @@ fn print_table(cells: &[Cell], redis: &Origin) {
             c.p50_us,
             c.p99_us,
             c.max_us,
-            ratio
+            ratio,
+            c.client_cpu_us_per_op,
+            c.redis_cpu_us_per_op
         );
     }
 }

@@ -180,14 +180,6 @@ pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliRes
         .map_err(fail)?;
     let baseline = rss_bytes();
 
-    const IDLE: u32 = 200;
-    let mut idle = Vec::new();
-    for _ in 0..IDLE {
-        idle.push(runtime.client(LockOptions::default()).await.map_err(fail)?);
-    }
-    let per_idle_client = rss_bytes().saturating_sub(baseline) / u64::from(IDLE);
-    drop(idle);
-
     const LOCKS_PER_CLIENT: u32 = 100;
     let before_locks = rss_bytes();
     let mut clients = Vec::new();
@@ -210,13 +202,35 @@ pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliRes
     for handle in &handles {
         handle.release().await.map_err(fail)?;
     }
+    let clients_holding = clients.len();
+    // Idle clients last, on an engine of their own: freed pool slots stay resident for fast
+    // reuse, so reusing the slots above would hide the first-use cost.
+    drop(handles);
+    drop(clients);
+    let component =
+        LockComponent::from_bytes(bundled::COMPONENT, Allocation::default()).map_err(internal)?;
+    let fresh = Runtime::builder(&redis.url)
+        .component(component)
+        .build()
+        .await
+        .map_err(fail)?;
+    fresh.client(LockOptions::default()).await.map_err(fail)?;
+    let idle_baseline = rss_bytes();
+    const IDLE: u32 = 200;
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        idle.push(fresh.client(LockOptions::default()).await.map_err(fail)?);
+    }
+    let per_idle_client = rss_bytes().saturating_sub(idle_baseline) / u64::from(IDLE);
+    drop(idle);
+
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     if json_out {
         let out = json!({
             "baseline_rss_mib": mib(baseline),
             "per_idle_client_kib": per_idle_client as f64 / 1024.0,
             "locks_held": held,
-            "clients_holding": clients.len(),
+            "clients_holding": clients_holding,
             "rss_with_locks_mib": mib(with_locks),
             "rss_for_locks_mib": mib(with_locks.saturating_sub(before_locks)),
         });
@@ -233,10 +247,41 @@ pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliRes
         );
         println!(
             "  {held} locks held by {} clients  {:>8.1} MiB in all ({:.1} MiB for the locks)",
-            clients.len(),
+            clients_holding,
             mib(with_locks),
             mib(with_locks.saturating_sub(before_locks))
         );
+    }
+    Ok(EXIT_OK)
+}
+
+pub(super) async fn calls(redis: &Origin, calls: u32, json_out: bool) -> CliResult<u8> {
+    let fail = |e: dlock_host::Error| Failure::new(EXIT_REDIS, e.to_string());
+    let runtime = Runtime::connect(&redis.url).await.map_err(fail)?;
+    let client = runtime.client(LockOptions::default()).await.map_err(fail)?;
+    let lock = client
+        .acquire("bench:calls", Duration::from_secs(600))
+        .await
+        .map_err(fail)?;
+    let cpu = super::throughput::process_cpu_secs();
+    let started = Instant::now();
+    for _ in 0..calls {
+        lock.is_held().await.map_err(fail)?;
+    }
+    let elapsed = started.elapsed();
+    let cpu_us = (super::throughput::process_cpu_secs() - cpu) * 1e6 / f64::from(calls.max(1));
+    let wall_us = elapsed.as_secs_f64() * 1e6 / f64::from(calls.max(1));
+    lock.release().await.map_err(fail)?;
+    if json_out {
+        println!(
+            "{}",
+            json!({ "calls": calls, "wall_us_per_call": wall_us, "cpu_us_per_call": cpu_us })
+        );
+    } else {
+        println!(
+            "one call into the component (`is_held`: export + one clock import), {calls} calls:"
+        );
+        println!("  {wall_us:.2}us wall, {cpu_us:.2}us CPU per call");
     }
     Ok(EXIT_OK)
 }

@@ -35,8 +35,44 @@ pub struct Cell {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+    /// CPU time this process (the lock clients) spent per op, in microseconds.
+    pub client_cpu_us_per_op: f64,
+    /// CPU time Redis spent per op, in microseconds (from `INFO cpu`).
+    pub redis_cpu_us_per_op: f64,
     /// `ops_per_sec` over the native path's in the same workload and concurrency.
     pub ratio_to_native: Option<f64>,
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+pub(super) fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // /proc reports in USER_HZ, which Linux fixes at 100.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds Redis has used, from `INFO cpu`.
+async fn redis_cpu_secs(conn: &mut redis::aio::ConnectionManager) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_user:")
+                .or_else(|| l.strip_prefix("used_cpu_sys:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// Runs one cell: `concurrency` workers for `duration`, after a short warm-up.
@@ -84,11 +120,15 @@ pub async fn cell(
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200).min(duration / 4)).await;
+    let mut conn = runtime.connection();
+    let (client_cpu, redis_cpu) = (process_cpu_secs(), redis_cpu_secs(&mut conn).await);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let client_cpu = process_cpu_secs() - client_cpu;
+    let redis_cpu = redis_cpu_secs(&mut conn).await - redis_cpu;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
@@ -97,6 +137,7 @@ pub async fn cell(
     progress.inc(1);
     latencies.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let per_op = |secs: f64| secs * 1e6 / (latencies.len().max(1) as f64);
     Ok(Cell {
         path,
         workload,
@@ -107,6 +148,8 @@ pub async fn cell(
         p50_us: us(percentile(&latencies, 0.5)),
         p99_us: us(percentile(&latencies, 0.99)),
         max_us: us(latencies.last().copied().unwrap_or_default()),
+        client_cpu_us_per_op: per_op(client_cpu),
+        redis_cpu_us_per_op: per_op(redis_cpu),
         ratio_to_native: None,
     })
 }

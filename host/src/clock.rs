@@ -1,0 +1,106 @@
+//! The component's WASI clocks: `wall-clock` and `monotonic-clock`, with every sleep cut short
+//! at the deadline of the guest call in progress.
+//!
+//! wasmtime-wasi's own clocks would let a component sleep as long as it asks; here a sleep
+//! never outlasts the call's time budget, so together with the epoch callback (which traps a
+//! component that runs past the deadline) and the command timeout on `redis-eval`, every way a
+//! guest call can take time is bounded without a timer around each call.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime_wasi::async_trait;
+use wasmtime_wasi::p2::bindings::clocks::{monotonic_clock, wall_clock};
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+
+/// The view of a store that the clocks need.
+pub(crate) struct GuestClock<'a> {
+    pub(crate) table: &'a mut ResourceTable,
+    /// When the guest call in progress must end.
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// Ties [`GuestClock`] to the linker.
+pub(crate) struct HasGuestClock;
+
+impl HasData for HasGuestClock {
+    type Data<'a> = GuestClock<'a>;
+}
+
+/// The origin of the component's monotonic clock (the first time any component read it).
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A sleep until `until` (`None`: forever).
+struct Sleep {
+    until: Option<tokio::time::Instant>,
+}
+
+#[async_trait]
+impl Pollable for Sleep {
+    async fn ready(&mut self) {
+        match self.until {
+            Some(until) => tokio::time::sleep_until(until).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl GuestClock<'_> {
+    fn sleep(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        let wanted = Instant::now().checked_add(duration);
+        let until = match (wanted, self.deadline) {
+            (Some(wanted), Some(deadline)) => Some(wanted.min(deadline)),
+            (wanted, deadline) => wanted.or(deadline),
+        };
+        let sleep = self.table.push(Sleep {
+            until: until.map(tokio::time::Instant::from_std),
+        })?;
+        subscribe(self.table, sleep)
+    }
+}
+
+impl monotonic_clock::Host for GuestClock<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        Ok(nanos(origin().elapsed()))
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        Ok(1)
+    }
+
+    fn subscribe_instant(&mut self, when: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let now = nanos(origin().elapsed());
+        self.sleep(Duration::from_nanos(when.saturating_sub(now)))
+    }
+
+    fn subscribe_duration(&mut self, duration: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        self.sleep(Duration::from_nanos(duration))
+    }
+}
+
+impl wall_clock::Host for GuestClock<'_> {
+    fn now(&mut self) -> wasmtime::Result<wall_clock::Datetime> {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(wall_clock::Datetime {
+            seconds: since_epoch.as_secs(),
+            nanoseconds: since_epoch.subsec_nanos(),
+        })
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<wall_clock::Datetime> {
+        Ok(wall_clock::Datetime {
+            seconds: 0,
+            nanoseconds: 1,
+        })
+    }
+}
