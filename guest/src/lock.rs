@@ -340,6 +340,7 @@ impl<P: Platform> Handle<P> {
             fence: self.fence,
             acquired_at_ms: self.acquired_at_ms,
             expires_at_ms: self.lease.borrow().expires_at_ms,
+            valid_until: self.lease.borrow().valid_until_ns,
             is_held: self.is_held(),
         }
     }

@@ -34,6 +34,14 @@ fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
+/// The instant of a reading of the component's monotonic clock (saturating far in the future).
+pub(crate) fn instant_at(reading_ns: u64) -> Instant {
+    let origin = origin();
+    origin
+        .checked_add(Duration::from_nanos(reading_ns))
+        .unwrap_or_else(|| origin + Duration::from_secs(1 << 40))
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -3,6 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::limits::RequestLimits;
+
 /// The host's rules for a component's Redis calls.
 ///
 /// The defaults allow exactly the scripts of the bundled component, identified by SHA1, on any
@@ -13,10 +15,7 @@ pub struct Policy {
     allowed_sha1: HashSet<String>,
     extra_sources: Vec<String>,
     pub(crate) command_timeout: Duration,
-    pub(crate) max_keys: usize,
-    pub(crate) max_key_bytes: usize,
-    pub(crate) key_namespace: String,
-    pub(crate) max_request_bytes: usize,
+    pub(crate) limits: RequestLimits,
     pub(crate) max_reply_bytes: usize,
     pub(crate) max_evals_per_call: u32,
     pub(crate) max_compute: Duration,
@@ -31,10 +30,12 @@ impl Default for Policy {
                 .collect(),
             extra_sources: Vec::new(),
             command_timeout: Duration::from_secs(2),
-            max_keys: 8,
-            max_key_bytes: 1024,
-            key_namespace: String::new(),
-            max_request_bytes: 64 * 1024,
+            limits: RequestLimits {
+                max_keys: 8,
+                max_key_bytes: 1024,
+                key_namespace: String::new(),
+                max_request_bytes: 64 * 1024,
+            },
             max_reply_bytes: 64 * 1024,
             max_evals_per_call: 4096,
             max_compute: Duration::from_secs(1),
@@ -69,13 +70,13 @@ impl Policy {
 
     /// Most keys one call may pass. Default 8.
     pub fn with_max_keys(mut self, keys: usize) -> Self {
-        self.max_keys = keys;
+        self.limits.max_keys = keys;
         self
     }
 
     /// Most bytes in all of one call's keys and arguments together. Default 64 KiB.
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
-        self.max_request_bytes = bytes;
+        self.limits.max_request_bytes = bytes;
         self
     }
 
@@ -91,13 +92,13 @@ impl Policy {
     /// prefix as the clients' `LockOptions::key_prefix`, and give it a hash tag where Redis
     /// Cluster slots matter.
     pub fn with_key_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.key_namespace = namespace.into();
+        self.limits.key_namespace = namespace.into();
         self
     }
 
     /// Longest key, in bytes. Default 1024.
     pub fn with_max_key_bytes(mut self, bytes: usize) -> Self {
-        self.max_key_bytes = bytes;
+        self.limits.max_key_bytes = bytes;
         self
     }
 
@@ -119,49 +120,7 @@ impl Policy {
     /// Whether a `redis-eval` with these keys and arguments is within the policy (script
     /// aside); the reason when it is not.
     pub fn check_request(&self, keys: &[String], args: &[String]) -> Result<(), String> {
-        if keys.len() > self.max_keys {
-            return Err(format!(
-                "{} keys in one call; the limit is {}",
-                keys.len(),
-                self.max_keys
-            ));
-        }
-        for key in keys {
-            self.check_key(key)?;
-        }
-        let bytes: usize = keys.iter().chain(args).map(String::len).sum();
-        if bytes > self.max_request_bytes {
-            return Err(format!(
-                "{bytes} bytes of keys and arguments; the limit is {}",
-                self.max_request_bytes
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_key(&self, key: &str) -> Result<(), String> {
-        if key.is_empty() {
-            return Err("an empty key".into());
-        }
-        if key.len() > self.max_key_bytes {
-            return Err(format!(
-                "a key of {} bytes; the limit is {}",
-                key.len(),
-                self.max_key_bytes
-            ));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(format!("a key with control characters: {key:?}"));
-        }
-        let ns = self.key_namespace.as_str();
-        let inside = key.starts_with(ns)
-            || key
-                .strip_prefix('{')
-                .is_some_and(|rest| rest.starts_with(ns));
-        if !inside {
-            return Err(format!("the key {key:?} is outside the namespace {ns:?}"));
-        }
-        Ok(())
+        self.limits.check(keys, args)
     }
 
     /// See [`Policy::with_command_timeout`].
@@ -171,12 +130,12 @@ impl Policy {
 
     /// See [`Policy::with_max_keys`].
     pub fn max_keys(&self) -> usize {
-        self.max_keys
+        self.limits.max_keys
     }
 
     /// See [`Policy::with_max_request_bytes`].
     pub fn max_request_bytes(&self) -> usize {
-        self.max_request_bytes
+        self.limits.max_request_bytes
     }
 
     /// See [`Policy::with_max_reply_bytes`].

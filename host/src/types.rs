@@ -1,6 +1,6 @@
 //! The embedding API's plain data types, and their conversions to and from the WIT types.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bindings::{WitLockError, WitLockInfo, WitLockOptions, WitLockState, WitRedisError};
 use crate::error::{Error, Result};
@@ -101,6 +101,9 @@ pub struct LockInfo {
     pub acquired_at: SystemTime,
     /// When the lease ends, counted from the last acquire or extend (wall clock, for display).
     pub expires_at: SystemTime,
+    /// When the handle's validity ends on this process's monotonic clock, counted from when
+    /// the last acquire or extend was sent: what `is_held` compares against.
+    pub valid_until: Instant,
     /// Same as [`crate::LockHandle::is_held`] at the time of the call.
     pub is_held: bool,
 }
@@ -113,6 +116,7 @@ impl From<WitLockInfo> for LockInfo {
             fence: i.fence,
             acquired_at: UNIX_EPOCH + Duration::from_millis(i.acquired_at_ms),
             expires_at: UNIX_EPOCH + Duration::from_millis(i.expires_at_ms),
+            valid_until: crate::clock::instant_at(i.valid_until),
             is_held: i.is_held,
         }
     }

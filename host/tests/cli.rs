@@ -603,3 +603,54 @@ async fn demo_starts_its_own_redis_when_none_is_given() {
     assert!(r.stdout.contains("started by the demo"), "{}", r.stdout);
     assert!(r.stdout.contains("all checks passed"), "{}", r.stdout);
 }
+
+#[test]
+fn any_key_and_ttl_text_gets_a_lock_a_busy_answer_or_exit_2_and_no_panic() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let server = redis();
+    let conn = tokio.block_on(raw(&server));
+    let keys = prop_oneof![
+        "[^\0]{0,20}",
+        "\\PC{1,20}",
+        Just(String::new()),
+        Just("k".repeat(600))
+    ];
+    let ttls = prop_oneof![
+        "[^\0]{0,12}",
+        "-?[0-9]{1,25}",
+        Just("NaN".to_owned()),
+        Just("18446744073709551615".to_owned()),
+        Just("1s".to_owned()),
+        Just("0".to_owned()),
+    ];
+    let mut runner = TestRunner::new(Config::with_cases(48));
+    runner
+        .run(&(keys, ttls), |(key, ttl)| {
+            let r = tokio.block_on(ran(
+                dlock(&server).args(["acquire", "--ttl", &ttl, "--", &key])
+            ));
+            prop_assert!(
+                matches!(r.code, 0..=2),
+                "{key:?} {ttl:?}: exit {} {}",
+                r.code,
+                r.stderr
+            );
+            if r.code == 2 {
+                prop_assert!(!r.stderr.is_empty());
+                let size = tokio.block_on(dbsize(&mut conn.clone()));
+                prop_assert_eq!(size, 0, "bad input wrote to Redis");
+            }
+            if r.code == 0 {
+                let mut release = dlock(&server);
+                release.args(["release", "--", &key, &r.stdout]);
+                let released = tokio.block_on(ran(&mut release));
+                if released.code != 0 {
+                    return Err(TestCaseError::fail(released.stderr));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}

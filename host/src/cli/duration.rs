@@ -69,3 +69,27 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_bounded_positive_duration_or_a_reason(text in ".{0,40}") {
+            match parse(&text) {
+                Ok(d) => {
+                    prop_assert!(d >= Duration::from_millis(1) && d <= MAX);
+                    prop_assert_eq!(d.subsec_nanos() % 1_000_000, 0);
+                }
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
+
+        #[test]
+        fn bare_numbers_are_milliseconds(ms in 1u64..=1_000_000_000_000) {
+            prop_assert_eq!(parse(&ms.to_string()), Ok(Duration::from_millis(ms)));
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! (one per test, on a free loopback port). One test binary, so wasmtime is linked once, and
 //! the component is compiled once per process.
 
+mod acl;
 mod contention;
 mod expiry;
 mod fencing;
@@ -9,5 +10,6 @@ mod hostile;
 mod interop;
 mod noscript;
 mod outage;
+mod properties;
 mod sandbox;
 mod semantics;

@@ -33,8 +33,13 @@ async fn info_describes_the_acquisition() {
     let server = redis();
     let (_rt, client) = client(&server).await;
     let before = SystemTime::now() - Duration::from_secs(1);
+    let invoked = std::time::Instant::now();
     let lock = client.acquire("report", TTL).await.unwrap();
+    let completed = std::time::Instant::now();
     let info = lock.info().await.unwrap();
+    // Validity counts from when the acquire was sent: after invocation, before completion.
+    assert!(info.valid_until >= invoked + TTL, "{info:?}");
+    assert!(info.valid_until <= completed + TTL, "{info:?}");
     assert_eq!(info.key, "report");
     assert_eq!(info.fence, None);
     assert!(info.is_held);

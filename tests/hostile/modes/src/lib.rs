@@ -184,6 +184,7 @@ impl GuestLockHandle for NoLock {
             fence: None,
             acquired_at_ms: 0,
             expires_at_ms: 0,
+            valid_until: 0,
             is_held: false,
         }
     }

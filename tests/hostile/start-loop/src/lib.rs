@@ -88,6 +88,7 @@ impl GuestLockHandle for Never {
             fence: None,
             acquired_at_ms: 0,
             expires_at_ms: 0,
+            valid_until: 0,
             is_held: false,
         }
     }

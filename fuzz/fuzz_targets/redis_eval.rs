@@ -1,0 +1,109 @@
+//! Fuzzes what the host does with input a hostile component or a hostile Redis controls:
+//! the validation of a `redis-eval` call's keys and arguments (`host/src/limits.rs`) and the
+//! decoding of a Redis reply into what may cross into the component (`host/src/reply.rs`).
+//! Both files are included as they are, so this is exactly the host's code.
+//!
+//! Oracles: nothing panics; an accepted request really is inside the limits; a decoded reply
+//! is never larger than its budget.
+
+#![no_main]
+
+#[path = "../../host/src/limits.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the host; not every item is used here"
+)]
+mod limits;
+#[path = "../../host/src/reply.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the host; not every item is used here"
+)]
+mod reply;
+
+use libfuzzer_sys::fuzz_target;
+use limits::RequestLimits;
+use reply::{Reply, Scalar};
+
+const NAMESPACE: &str = "app:";
+const REPLY_BUDGET: usize = 256;
+
+fn limits() -> RequestLimits {
+    RequestLimits {
+        max_keys: 4,
+        max_key_bytes: 64,
+        key_namespace: NAMESPACE.to_owned(),
+        max_request_bytes: 256,
+    }
+}
+
+/// Splits `text` at `|` into keys, and after the first `#` into arguments.
+fn request(text: &str) -> (Vec<String>, Vec<String>) {
+    let (keys, args) = text.split_once('#').unwrap_or((text, ""));
+    let split = |s: &str| s.split('|').map(str::to_owned).collect::<Vec<_>>();
+    (
+        split(keys),
+        if args.is_empty() {
+            Vec::new()
+        } else {
+            split(args)
+        },
+    )
+}
+
+fn check_request(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (keys, args) = request(&text);
+    let limits = limits();
+    if limits.check(&keys, &args).is_ok() {
+        assert!(keys.len() <= limits.max_keys);
+        let total: usize = keys.iter().chain(&args).map(String::len).sum();
+        assert!(total <= limits.max_request_bytes);
+        for key in &keys {
+            assert!(
+                !key.is_empty() && key.len() <= limits.max_key_bytes,
+                "{key:?}"
+            );
+            assert!(!key.chars().any(char::is_control), "{key:?}");
+            let inside = key.starts_with(NAMESPACE)
+                || key
+                    .strip_prefix('{')
+                    .is_some_and(|k| k.starts_with(NAMESPACE));
+            assert!(inside, "{key:?} accepted outside {NAMESPACE:?}");
+        }
+    }
+}
+
+fn scalar_bytes(s: &Scalar) -> usize {
+    match s {
+        Scalar::Bulk(b) => b.len(),
+        Scalar::Status(s) => s.len(),
+        Scalar::Nil | Scalar::Int(_) => 0,
+    }
+}
+
+fn decode_reply(data: &[u8]) {
+    let Ok(value) = redis::parse_redis_value(data) else {
+        return;
+    };
+    if let Ok(reply) = reply::flatten(value, REPLY_BUDGET) {
+        let size = match &reply {
+            Reply::Array(items) => items.iter().map(|s| 8 + scalar_bytes(s)).sum(),
+            Reply::Bulk(b) => b.len(),
+            Reply::Status(s) => s.len(),
+            Reply::Nil | Reply::Int(_) => 0,
+        };
+        assert!(
+            size <= REPLY_BUDGET,
+            "{size} bytes crossed a {REPLY_BUDGET}-byte budget"
+        );
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    match data.split_first() {
+        Some((selector, rest)) if selector % 2 == 0 => check_request(rest),
+        Some((_, rest)) => decode_reply(rest),
+        None => {}
+    }
+});

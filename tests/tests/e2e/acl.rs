@@ -1,0 +1,117 @@
+//! Least privilege on the Redis side: the ACL documented in docs/SECURITY.md is enough for
+//! every lock operation, and with it even an allowed script cannot reach keys outside the
+//! namespace, whatever the host's own policy.
+
+use std::time::Duration;
+
+use dlock_host::{Error, LockOptions, Policy, Runtime};
+use dlock_tests::{RedisServer, get, raw, redis};
+
+/// The minimal ACL rule for a dlock user confined to `app:` (see docs/SECURITY.md).
+const ACL_RULE: &[&str] = &[
+    "on",
+    ">s3cret",
+    "resetkeys",
+    "~app:*",
+    "~{app:*",
+    "resetchannels",
+    "-@all",
+    "+evalsha",
+    "+script|load",
+    "+get",
+    "+set",
+    "+del",
+    "+pexpire",
+    "+pttl",
+    "+incr",
+];
+
+async fn confined_user(server: &RedisServer) -> String {
+    let mut admin = raw(server).await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("dlock")
+        .arg(ACL_RULE)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    server.url().replace("redis://", "redis://dlock:s3cret@")
+}
+
+#[tokio::test]
+async fn the_minimal_acl_is_enough_for_every_lock_operation() {
+    let server = redis();
+    let url = confined_user(&server).await;
+    let rt = Runtime::connect(&url).await.unwrap();
+    let options = LockOptions {
+        key_prefix: "app:".into(),
+        fencing: true,
+        ..LockOptions::default()
+    };
+    let client = rt.client(options).await.unwrap();
+    let lock = client
+        .acquire("job", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(lock.info().await.unwrap().fence, Some(1));
+    assert!(client.is_locked("job").await.unwrap());
+    lock.extend(Duration::from_secs(60)).await.unwrap();
+    lock.release().await.unwrap();
+    assert!(!client.is_locked("job").await.unwrap());
+}
+
+#[tokio::test]
+async fn with_the_acl_an_allowed_script_cannot_touch_foreign_keys() {
+    let server = redis();
+    let mut admin = raw(&server).await;
+    let () = redis::cmd("SET")
+        .arg("other:secret")
+        .arg("x")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = confined_user(&server).await;
+    // The host's policy allows any key here: Redis alone must refuse.
+    let rt = Runtime::builder(&url)
+        .policy(Policy::default())
+        .build()
+        .await
+        .unwrap();
+    let client = rt.client(LockOptions::default()).await.unwrap();
+    let err = client
+        .try_acquire("other:secret", Duration::from_secs(30))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::RedisRejected(m) if m.contains("NOPERM") || m.contains("permission")),
+        "{err:?}"
+    );
+    let err = client
+        .try_acquire("fresh-key", Duration::from_secs(30))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::RedisRejected(_)), "{err:?}");
+    assert_eq!(get(&mut admin, "other:secret").await.as_deref(), Some("x"));
+    assert_eq!(get(&mut admin, "fresh-key").await, None);
+
+    // Nor can the user do anything else.
+    let mut user = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for command in [
+        vec!["FLUSHALL"],
+        vec!["CONFIG", "SET", "maxmemory", "1"],
+        vec!["KEYS", "*"],
+    ] {
+        let result: redis::RedisResult<redis::Value> = redis::cmd(command[0])
+            .arg(&command[1..])
+            .query_async(&mut user)
+            .await;
+        assert!(result.is_err(), "{command:?} was allowed");
+    }
+    assert_eq!(get(&mut admin, "other:secret").await.as_deref(), Some("x"));
+}
