@@ -7,6 +7,7 @@ mod keys;
 mod origin;
 mod run;
 mod stats;
+mod worker;
 
 use std::time::Duration;
 
@@ -210,6 +211,9 @@ enum Command {
         after_help = "Exit codes: 0 done, 2 bad input, 3 Redis unreachable or redis-server missing, 4 internal failure."
     )]
     Bench(bench::BenchArgs),
+    /// A lock client driven over stdin/stdout (JSON lines), for `dlock torture` and tests.
+    #[command(hide = true)]
+    Worker,
 }
 
 /// A failed command: its exit code and the one-line message for stderr.
@@ -294,6 +298,10 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Command::Bench(args) => {
             return bench::run(args, global.redis.as_deref(), global.json).await;
         }
+        Command::Worker => {
+            let url = global.redis.as_deref().unwrap_or(DEFAULT_REDIS);
+            return worker::run(url).await;
+        }
         other => other,
     };
     let url = global
@@ -333,7 +341,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             };
             run::run(&ctx, spec).await
         }
-        Command::Demo(_) | Command::Bench(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Bench(_) | Command::Worker => unreachable!("handled above"),
     }
 }
 
