@@ -117,7 +117,10 @@ fn scalar(
             take(s.len())?;
             Scalar::Status(s)
         }
-        redis::Value::Okay => Scalar::Status("OK".to_owned()),
+        redis::Value::Okay => {
+            take(2)?;
+            Scalar::Status("OK".to_owned())
+        }
         redis::Value::ServerError(e) => {
             return Err(Failure::Rejected(format!("error inside a reply: {e:?}")));
         }
@@ -178,6 +181,14 @@ mod tests {
         assert!(matches!(flatten(nested, 64), Err(Failure::Rejected(m)) if m.contains("nested")));
         let map = redis::Value::Map(vec![(bulk("k"), bulk("v"))]);
         assert!(matches!(flatten(map, 64), Err(Failure::Rejected(m)) if m.contains("map")));
+    }
+
+    #[test]
+    fn ok_statuses_count_against_the_cap_too() {
+        // Found by the fuzz target: `+OK` (parsed as `Okay`) was not charged its two bytes.
+        let oks = redis::Value::Array(vec![redis::Value::Okay; 7]);
+        assert!(flatten(oks.clone(), 70).is_ok());
+        assert!(matches!(flatten(oks, 69), Err(Failure::Denied(_))));
     }
 
     #[test]
