@@ -3,7 +3,11 @@
 //!
 //! Every suite starts its own servers; nothing here mocks Redis.
 
+pub mod workers;
+
 pub use dlock_host::server::RedisServer;
+
+pub mod proxy;
 
 use dlock_host::{Client, LockOptions, Runtime};
 

@@ -1,0 +1,311 @@
+//! A TCP proxy on 127.0.0.1 that sits between lock clients and a real Redis and injects
+//! network faults on demand: latency, silence, resets and short or sliced replies.
+//!
+//! The proxy knows nothing of the Redis protocol: it forwards *chunks*, whatever one `read`
+//! returned. A fault applies to each chunk when the chunk is due to be written, so
+//! [`Proxy::set_fault`] takes effect on open connections as well as new ones, including on
+//! chunks already read but held back by [`Fault::Latency`].
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+/// How long the proxy waits for the upstream to accept a connection before resetting the client.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest chunk read at once.
+const CHUNK: usize = 16 * 1024;
+/// Chunks read but not yet written, per direction, before the proxy stops reading.
+const MAX_QUEUED: usize = 64;
+
+/// What the proxy does to the traffic it forwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward every chunk as it arrives.
+    #[default]
+    None,
+    /// Hold every chunk, in either direction, until this long after it was read; chunks keep
+    /// their order.
+    Latency(Duration),
+    /// Keep reading from both sides and forward nothing: a server that never answers. What is
+    /// read meanwhile is discarded (requests never reach Redis, replies never reach the
+    /// client), so an open connection may be out of step with Redis once the fault is lifted;
+    /// new connections are served normally.
+    Blackhole,
+    /// Forward the client's requests; of the next chunk from the server, forward the first half
+    /// (at least one byte), then reset the client connection (TCP RST).
+    ResetMidReply,
+    /// Forward the client's requests; of the next chunk from the server, forward the first half
+    /// (at least one byte), then close the client connection cleanly (FIN).
+    Truncate,
+    /// Forward server-to-client traffic one byte per write, yielding between bytes; the client
+    /// receives the right bytes, split at arbitrary points.
+    Slice,
+}
+
+impl Fault {
+    fn delay(self) -> Duration {
+        match self {
+            Fault::Latency(delay) => delay,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A fault-injecting proxy in front of one upstream address, on a free port of 127.0.0.1.
+///
+/// Dropping it stops it: the listener task is aborted, and with it every connection task, which
+/// closes the listener and both sides of every connection as soon as the runtime next runs them.
+/// Nothing the proxy spawned survives that.
+#[derive(Debug)]
+pub struct Proxy {
+    addr: SocketAddr,
+    fault: watch::Sender<Fault>,
+    resets: watch::Sender<u64>,
+    open: Arc<AtomicUsize>,
+    acceptor: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Binds 127.0.0.1:0 and starts accepting; each client connection gets its own connection
+    /// to `upstream`, and is reset if that connection fails or takes over 5 s. Must be called
+    /// inside a tokio runtime, which then runs the proxy.
+    pub async fn start(upstream: SocketAddr) -> io::Result<Proxy> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (fault, faults) = watch::channel(Fault::None);
+        let (resets, reset_rx) = watch::channel(0);
+        let open = Arc::new(AtomicUsize::new(0));
+        let acceptor = tokio::spawn(accept_loop(
+            listener,
+            upstream,
+            faults,
+            reset_rx,
+            Arc::clone(&open),
+        ));
+        Ok(Proxy {
+            addr,
+            fault,
+            resets,
+            open,
+            acceptor,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `redis://127.0.0.1:PORT` for this proxy.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Sets the fault for every chunk written from now on, on open and new connections.
+    pub fn set_fault(&self, fault: Fault) {
+        self.fault.send_replace(fault);
+    }
+
+    /// The fault in effect.
+    pub fn fault(&self) -> Fault {
+        *self.fault.borrow()
+    }
+
+    /// Resets (TCP RST) every client connection open now and closes its upstream connection.
+    /// Connections accepted afterwards are unaffected.
+    pub fn reset_all(&self) {
+        self.resets.send_modify(|generation| *generation += 1);
+    }
+
+    /// How many client connections are open: accepted and not yet closed by either side.
+    pub fn connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+/// Counts one open connection for as long as it lives, however its task ends.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accepts until aborted; owns the connection tasks, so aborting it aborts them all.
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    faults: watch::Receiver<Fault>,
+    mut resets: watch::Receiver<u64>,
+    open: Arc<AtomicUsize>,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    // A connection counted as open must already see the next reset_all.
+                    resets.mark_unchanged();
+                    open.fetch_add(1, Ordering::SeqCst);
+                    let guard = Open(Arc::clone(&open));
+                    let conn = serve(client, upstream, faults.clone(), resets.clone());
+                    tasks.spawn(async move {
+                        conn.await;
+                        drop(guard);
+                    });
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+}
+
+/// How one direction, or the whole connection, ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The sender closed its side; the closing was passed on.
+    Eof,
+    /// A read or write failed, or the proxy is gone.
+    Failed,
+    /// The client connection must be reset.
+    Reset,
+    /// The client connection must be closed cleanly.
+    Close,
+}
+
+/// Proxies one client connection until it ends, then closes the client as the ending requires.
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    faults: watch::Receiver<Fault>,
+    mut resets: watch::Receiver<u64>,
+) {
+    let _ = client.set_nodelay(true);
+    let mut server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await
+    {
+        Ok(Ok(server)) => server,
+        _ => return reset(client),
+    };
+    let _ = server.set_nodelay(true);
+    let end = {
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        let up = pipe(client_read, server_write, false, faults.clone());
+        let down = pipe(server_read, client_write, true, faults);
+        tokio::pin!(up, down);
+        let (mut up_done, mut down_done) = (false, false);
+        loop {
+            let end = tokio::select! {
+                end = &mut up, if !up_done => { up_done = true; end }
+                end = &mut down, if !down_done => { down_done = true; end }
+                _ = resets.changed() => End::Reset,
+            };
+            if end != End::Eof || (up_done && down_done) {
+                break end;
+            }
+        }
+    };
+    match end {
+        End::Reset => reset(client),
+        End::Close => {
+            let _ = client.shutdown().await;
+        }
+        End::Eof | End::Failed => {}
+    }
+}
+
+/// Closes `client` with a TCP RST instead of a FIN.
+#[expect(
+    deprecated,
+    reason = "tokio deprecates SO_LINGER because a non-zero linger blocks on drop; a zero one resets at once"
+)]
+fn reset(client: TcpStream) {
+    let _ = client.set_linger(Some(Duration::ZERO));
+    drop(client);
+}
+
+/// Forwards one direction until its sender closes, an I/O error, or a fault ends the connection.
+async fn pipe(
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
+    to_client: bool,
+    mut faults: watch::Receiver<Fault>,
+) -> End {
+    let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+    let mut buf = vec![0; CHUNK];
+    let mut eof = false;
+    loop {
+        let fault = *faults.borrow_and_update();
+        if eof && queue.is_empty() {
+            let _ = to.shutdown().await;
+            return End::Eof;
+        }
+        let due = queue.front().map(|(read_at, _)| *read_at + fault.delay());
+        tokio::select! {
+            read = from.read(&mut buf), if !eof && queue.len() < MAX_QUEUED => match read {
+                Ok(0) => eof = true,
+                Ok(n) => queue.push_back((Instant::now(), buf[..n].to_vec())),
+                Err(_) => return End::Failed,
+            },
+            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                let (_, chunk) = queue.pop_front().expect("a chunk is due");
+                match deliver(&mut to, &chunk, fault, to_client).await {
+                    Ok(None) => {}
+                    Ok(Some(end)) => return end,
+                    Err(_) => return End::Failed,
+                }
+            }
+            changed = faults.changed() => if changed.is_err() {
+                return End::Failed;
+            },
+        }
+    }
+}
+
+/// Writes `chunk` as `fault` dictates; `Some` when the connection must end.
+async fn deliver(
+    to: &mut WriteHalf<'_>,
+    chunk: &[u8],
+    fault: Fault,
+    to_client: bool,
+) -> io::Result<Option<End>> {
+    let half = &chunk[..(chunk.len() / 2).max(1)];
+    match fault {
+        Fault::Blackhole => {}
+        Fault::ResetMidReply if to_client => {
+            to.write_all(half).await?;
+            return Ok(Some(End::Reset));
+        }
+        Fault::Truncate if to_client => {
+            to.write_all(half).await?;
+            return Ok(Some(End::Close));
+        }
+        Fault::Slice if to_client => {
+            for byte in chunk {
+                to.write_all(std::slice::from_ref(byte)).await?;
+                tokio::task::yield_now().await;
+            }
+        }
+        _ => to.write_all(chunk).await?,
+    }
+    Ok(None)
+}

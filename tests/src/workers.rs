@@ -1,0 +1,157 @@
+//! Lock clients as separate processes (`dlock worker`), so a test can pause (SIGSTOP), resume
+//! or kill a client while it holds a lock, exactly as a real process would be.
+//!
+//! Each worker is a real host with the real component, driven over its stdin/stdout one JSON
+//! request per line (see `host/src/cli/worker.rs` for the protocol).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// What a request came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It happened.
+    Ok,
+    /// It certainly did not happen (busy, not the owner, a stale fence).
+    Fail,
+    /// It may or may not have happened (a timeout, a lost connection).
+    Unknown,
+}
+
+/// A worker's answer.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Reply {
+    /// What happened.
+    pub outcome: Outcome,
+    /// The lock's token (acquire, extend).
+    pub token: Option<String>,
+    /// The lock's fence (acquire, extend).
+    pub fence: Option<u64>,
+    /// When the handle's validity ends, in `CLOCK_MONOTONIC` nanoseconds.
+    pub valid_until_ns: Option<u64>,
+    /// The error, when the outcome is not `Ok`.
+    pub error: Option<String>,
+}
+
+impl Reply {
+    /// `valid_until_ns` as an `Instant` of this process.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.valid_until_ns.map(instant_at)
+    }
+}
+
+/// Why a call got no reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoReply {
+    /// No reply within the timeout (the worker may be paused; its reply may still come, and
+    /// will be read by the next call).
+    Timeout,
+    /// The worker's stdout closed: it exited or was killed.
+    Gone,
+}
+
+/// A running `dlock worker`.
+pub struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// Replies still owed by calls that timed out; skipped before the next reply is read.
+    owed: usize,
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// The `Instant` of a `CLOCK_MONOTONIC` reading from any process on this machine.
+pub fn instant_at(monotonic: u64) -> Instant {
+    static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
+    let (base, base_ns) = *BASE.get_or_init(|| (Instant::now(), monotonic_ns()));
+    if monotonic >= base_ns {
+        base + Duration::from_nanos(monotonic - base_ns)
+    } else {
+        base.checked_sub(Duration::from_nanos(base_ns - monotonic))
+            .unwrap_or(base)
+    }
+}
+
+impl Worker {
+    /// Starts `dlock worker` (the binary at `dlock`) against the Redis at `redis_url`.
+    pub fn spawn(dlock: &Path, redis_url: &str) -> std::io::Result<Worker> {
+        let mut child = Command::new(dlock)
+            .args(["--redis", redis_url, "worker"])
+            .env_remove("DLOCK_REDIS_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        Ok(Worker {
+            child,
+            stdin,
+            stdout,
+            owed: 0,
+        })
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Sends `signal` to the worker (STOP pauses it, CONT resumes it, KILL kills it).
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pid) = Pid::from_raw(self.pid() as i32) {
+            let _ = kill_process(pid, signal);
+        }
+    }
+
+    /// Sends one request and waits up to `timeout` for its reply.
+    pub async fn call(
+        &mut self,
+        request: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<Reply, NoReply> {
+        let mut line = request.to_string();
+        line.push('\n');
+        if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err()
+        {
+            return Err(NoReply::Gone);
+        }
+        let read = async {
+            loop {
+                let Ok(Some(line)) = self.stdout.next_line().await else {
+                    return Err(NoReply::Gone);
+                };
+                if self.owed > 0 {
+                    self.owed -= 1;
+                    continue;
+                }
+                return serde_json::from_str::<Reply>(&line).map_err(|_| NoReply::Gone);
+            }
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.owed += 1;
+                Err(NoReply::Timeout)
+            }
+        }
+    }
+
+    /// Kills the worker (SIGKILL) and waits for it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
