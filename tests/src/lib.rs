@@ -9,6 +9,8 @@ pub use dlock_host::server::RedisServer;
 
 pub mod proxy;
 
+pub mod history;
+
 use dlock_host::{Client, LockOptions, Runtime};
 
 /// Starts a fresh server, failing loudly (never skipping) when `redis-server` is missing.
