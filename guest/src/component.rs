@@ -30,7 +30,10 @@ impl Wasi {
         let wall = wall_clock::now();
         Wasi {
             scripts: RefCell::new([None, None, None, None]),
-            anchor: (monotonic, wall.seconds * 1000 + u64::from(wall.nanoseconds / 1_000_000)),
+            anchor: (
+                monotonic,
+                wall.seconds * 1000 + u64::from(wall.nanoseconds / 1_000_000),
+            ),
         }
     }
 

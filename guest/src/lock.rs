@@ -60,7 +60,10 @@ pub struct Client<P> {
 /// The outcome of one acquire attempt.
 enum Attempt {
     /// Acquired: the script's reply (the fence when fenced) and when the attempt was sent.
-    Acquired { reply: i64, sent_ns: u64 },
+    Acquired {
+        reply: i64,
+        sent_ns: u64,
+    },
     Busy,
     Failed(RedisError),
 }
@@ -319,11 +322,22 @@ impl<P: Platform> Handle<P> {
         self.ensure_held()?;
         let sent_ns = self.platform.monotonic_ns();
         let sent_ms = self.platform.wall_ms_at(sent_ns);
-        self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
+        let extended = self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()]);
         let mut lease = self.lease.borrow_mut();
-        lease.valid_until_ns = sent_ns + ttl_ms * NS_PER_MS;
-        lease.expires_at_ms = sent_ms + ttl_ms;
-        Ok(())
+        match &extended {
+            Ok(()) => {
+                lease.valid_until_ns = sent_ns + ttl_ms * NS_PER_MS;
+                lease.expires_at_ms = sent_ms + ttl_ms;
+            }
+            // The extend may have run: if it set a shorter TTL than the one left, Redis now
+            // expires the key sooner, so validity may only shrink.
+            Err(Error::Redis(e)) if retryable(e) => {
+                lease.valid_until_ns = lease.valid_until_ns.min(sent_ns + ttl_ms * NS_PER_MS);
+                lease.expires_at_ms = lease.expires_at_ms.min(sent_ms + ttl_ms);
+            }
+            Err(_) => {}
+        }
+        extended
     }
 
     /// Held, as far as the handle knows, and still valid on the monotonic clock.

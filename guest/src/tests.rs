@@ -439,3 +439,24 @@ fn unexpected_replies_are_errors_not_successes() {
         Err(Error::Redis(RedisError::Rejected(_)))
     ));
 }
+
+#[test]
+fn an_extend_with_an_unknown_outcome_can_only_shorten_validity() {
+    let p = Recorded::new([int(1), Err(RedisError::Timeout), Err(RedisError::Timeout)]);
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    // A shorter extend that timed out may have applied: validity shrinks to it.
+    assert!(matches!(
+        h.extend(1000),
+        Err(Error::Redis(RedisError::Timeout))
+    ));
+    p.advance_ms(999);
+    assert!(h.is_held());
+    p.advance_ms(1);
+    assert!(!h.is_held(), "the lease may have been cut to 1000 ms");
+    // A longer one that timed out may not have applied: validity does not grow.
+    assert!(matches!(
+        h.extend(60_000),
+        Err(Error::Redis(RedisError::Timeout))
+    ));
+    assert!(!h.is_held());
+}
