@@ -11,7 +11,9 @@ use core::cell::RefCell;
 
 use crate::backoff::Backoff;
 use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
-use crate::bindings::exports::dlock::lock::lock::{Error, LockInfo, LockOptions, LockState};
+use crate::bindings::exports::dlock::lock::lock::{
+    Error, LockInfo, LockOptions, LockState, LockStatus,
+};
 use crate::platform::Platform;
 use crate::scripts::Op;
 use crate::validate;
@@ -29,6 +31,7 @@ pub fn default_options() -> LockOptions {
         jitter: false,
         key_prefix: String::new(),
         fencing: false,
+        safety_margin_ms: 0,
     }
 }
 
@@ -55,6 +58,7 @@ pub struct Client<P> {
     backoff: Backoff,
     prefix: String,
     fencing: bool,
+    safety_margin_ns: u64,
 }
 
 /// The outcome of one acquire attempt.
@@ -72,6 +76,7 @@ impl<P: Platform> Client<P> {
     /// Validates `options` and builds a client.
     pub fn new(platform: Rc<P>, options: LockOptions) -> Result<Self, Error> {
         validate::prefix(&options.key_prefix)?;
+        validate::duration_ms("the safety margin", options.safety_margin_ms, true)?;
         Ok(Client {
             platform,
             retry_count: options.retry_count,
@@ -82,6 +87,7 @@ impl<P: Platform> Client<P> {
             },
             prefix: options.key_prefix,
             fencing: options.fencing,
+            safety_margin_ns: options.safety_margin_ms * NS_PER_MS,
         })
     }
 
@@ -158,8 +164,16 @@ impl<P: Platform> Client<P> {
         let mut attempt = 1u32;
         let failure = loop {
             let last = match self.attempt(&keys, &args) {
-                Attempt::Acquired { reply, sent_ns } => {
+                Attempt::Acquired { reply, sent_ns }
+                    if self.platform.monotonic_ns() < sent_ns + ttl_ms * NS_PER_MS =>
+                {
                     return Ok(self.new_handle(key, keys, args, ttl_ms, reply, sent_ns));
+                }
+                Attempt::Acquired { .. } => {
+                    // Granted, but the reply came after the lease it granted had run out: a
+                    // lock with no validity left is no lock. Give it back and go on as if busy.
+                    let _ = self.platform.eval(Op::Release, &keys[..1], &args[..1]);
+                    Error::NotAcquired
                 }
                 Attempt::Busy => Error::NotAcquired,
                 Attempt::Failed(e) if retryable(&e) => {
@@ -210,6 +224,7 @@ impl<P: Platform> Client<P> {
             token,
             fence: self.fencing.then(|| reply.unsigned_abs()),
             acquired_at_ms: sent_ms,
+            safety_margin_ns: self.safety_margin_ns,
             lease: RefCell::new(Lease {
                 phase: Phase::Held,
                 valid_until_ns: sent_ns + ttl_ms * NS_PER_MS,
@@ -250,8 +265,9 @@ impl<P: Platform> Client<P> {
             token: token.to_owned(),
             fence: None,
             acquired_at_ms: now_ms,
+            safety_margin_ns: self.safety_margin_ns,
             lease: RefCell::new(Lease {
-                phase: Phase::Held,
+                phase: Phase::Attached,
                 valid_until_ns: 0,
                 expires_at_ms: now_ms,
             }),
@@ -261,8 +277,10 @@ impl<P: Platform> Client<P> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Acquired (or attached) and not known to be gone.
+    /// Acquired and not known to be gone.
     Held,
+    /// Made by `attach`: the token's lease is unknown until an extend succeeds.
+    Attached,
     /// Released by this handle.
     Released,
     /// Redis said the key no longer holds the token.
@@ -283,13 +301,14 @@ pub struct Handle<P> {
     token: String,
     fence: Option<u64>,
     acquired_at_ms: u64,
+    safety_margin_ns: u64,
     lease: RefCell<Lease>,
 }
 
 impl<P: Platform> Handle<P> {
     fn ensure_held(&self) -> Result<(), Error> {
         match self.lease.borrow().phase {
-            Phase::Held => Ok(()),
+            Phase::Held | Phase::Attached => Ok(()),
             Phase::Released | Phase::Lost => Err(Error::NotHeld),
         }
     }
@@ -321,11 +340,21 @@ impl<P: Platform> Handle<P> {
         validate::duration_ms("the extension", ttl_ms, false)?;
         self.ensure_held()?;
         let sent_ns = self.platform.monotonic_ns();
+        {
+            let mut lease = self.lease.borrow_mut();
+            if lease.phase == Phase::Held
+                && sent_ns.saturating_add(self.safety_margin_ns) >= lease.valid_until_ns
+            {
+                lease.phase = Phase::Lost;
+                return Err(Error::NotHeld);
+            }
+        }
         let sent_ms = self.platform.wall_ms_at(sent_ns);
         let extended = self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()]);
         let mut lease = self.lease.borrow_mut();
         match &extended {
             Ok(()) => {
+                lease.phase = Phase::Held;
                 lease.valid_until_ns = sent_ns + ttl_ms * NS_PER_MS;
                 lease.expires_at_ms = sent_ms + ttl_ms;
             }
@@ -356,6 +385,18 @@ impl<P: Platform> Handle<P> {
             expires_at_ms: self.lease.borrow().expires_at_ms,
             valid_until: self.lease.borrow().valid_until_ns,
             is_held: self.is_held(),
+            status: self.status(),
+        }
+    }
+
+    /// Where the handle stands (see `lock-status` in the WIT).
+    pub fn status(&self) -> LockStatus {
+        match self.lease.borrow().phase {
+            Phase::Held if self.is_held() => LockStatus::Held,
+            Phase::Held => LockStatus::Expired,
+            Phase::Attached => LockStatus::Attached,
+            Phase::Released => LockStatus::Released,
+            Phase::Lost => LockStatus::Lost,
         }
     }
 }

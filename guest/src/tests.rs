@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
-use crate::bindings::exports::dlock::lock::lock::{Error, LockOptions, LockState};
+use crate::bindings::exports::dlock::lock::lock::{Error, LockOptions, LockState, LockStatus};
 use crate::lock::{Client, default_options};
 use crate::platform::Platform;
 use crate::scripts::Op;
@@ -376,7 +376,7 @@ fn extend_rejects_zero_before_checking_anything() {
 
 #[test]
 fn validity_runs_on_the_monotonic_clock_from_the_moment_acquire_was_sent() {
-    let p = Recorded::new([int(1), int(1)]);
+    let p = Recorded::new([int(1), int(1), int(1)]);
     p.call_ns.set(40 * MS);
     let h = client(&p, defaults()).acquire("job", 1000).unwrap();
     p.advance_ms(959);
@@ -386,10 +386,17 @@ fn validity_runs_on_the_monotonic_clock_from_the_moment_acquire_was_sent() {
         !h.is_held(),
         "validity counts from when the acquire was sent"
     );
+    // Too late to extend: the lock may already be someone else's.
+    assert!(matches!(h.extend(2000), Err(Error::NotHeld)));
+
+    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
+    p.advance_ms(500);
     // An extend renews validity from when it was sent, and the wall-clock expiry with it.
+    let sent_ms = 1_700_000_000_000 + p.now_ns.get() / MS;
     h.extend(2000).unwrap();
+    p.advance_ms(1900);
     assert!(h.is_held());
-    assert_eq!(h.info().expires_at_ms, 1_700_000_000_000 + 2000 + 2000);
+    assert_eq!(h.info().expires_at_ms, sent_ms + 2000);
 }
 
 #[test]
@@ -449,14 +456,69 @@ fn an_extend_with_an_unknown_outcome_can_only_shorten_validity() {
         h.extend(1000),
         Err(Error::Redis(RedisError::Timeout))
     ));
-    p.advance_ms(999);
+    p.advance_ms(500);
     assert!(h.is_held());
-    p.advance_ms(1);
-    assert!(!h.is_held(), "the lease may have been cut to 1000 ms");
     // A longer one that timed out may not have applied: validity does not grow.
     assert!(matches!(
         h.extend(60_000),
         Err(Error::Redis(RedisError::Timeout))
     ));
-    assert!(!h.is_held());
+    p.advance_ms(500);
+    assert!(!h.is_held(), "the lease may have been cut to 1000 ms");
+    assert!(matches!(h.status(), LockStatus::Expired));
+}
+
+#[test]
+fn extend_refuses_without_calling_redis_once_validity_is_within_the_margin() {
+    let p = Recorded::new([int(1), int(1)]);
+    let opts = LockOptions {
+        safety_margin_ms: 200,
+        ..defaults()
+    };
+    let h = client(&p, opts).acquire("job", 1000).unwrap();
+    p.advance_ms(700);
+    h.extend(1000).unwrap();
+    p.advance_ms(801);
+    assert!(h.is_held());
+    assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
+    assert!(matches!(h.status(), LockStatus::Lost));
+    assert!(
+        matches!(h.extend(1000), Err(Error::NotHeld)),
+        "a lost handle stays lost"
+    );
+    assert_eq!(p.ops(), [Op::Acquire, Op::Extend]);
+}
+
+#[test]
+fn status_follows_the_handle_through_its_life() {
+    let p = Recorded::new([int(1), int(1), int(1), int(0)]);
+    let c = client(&p, defaults());
+    let h = c.acquire("job", 1000).unwrap();
+    assert!(matches!(h.status(), LockStatus::Held));
+    p.advance_ms(1000);
+    assert!(matches!(h.status(), LockStatus::Expired));
+    let attached = c.attach("job", "t").unwrap();
+    assert!(matches!(attached.status(), LockStatus::Attached));
+    attached.extend(1000).unwrap();
+    assert!(matches!(attached.status(), LockStatus::Held));
+    attached.release().unwrap();
+    assert!(matches!(attached.status(), LockStatus::Released));
+    let other = c.attach("job", "t2").unwrap();
+    assert!(matches!(other.release(), Err(Error::NotHeld)));
+    assert!(matches!(other.status(), LockStatus::Lost));
+}
+
+#[test]
+fn a_grant_that_arrives_after_its_lease_ran_out_is_given_back_not_reported() {
+    // Each Redis call takes 1500 ms of virtual time; the lease is 1000 ms.
+    let p = Recorded::new([int(1), int(1)]);
+    p.call_ns.set(1500 * MS);
+    let opts = LockOptions {
+        retry_count: 0,
+        ..defaults()
+    };
+    let err = client(&p, opts).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::NotAcquired));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
 }

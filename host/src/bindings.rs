@@ -14,5 +14,5 @@ wasmtime::component::bindgen!({
 pub use dlock::lock::redis::{Error as WitRedisError, Scalar, Value};
 pub use exports::dlock::lock::lock::{
     Error as WitLockError, LockInfo as WitLockInfo, LockOptions as WitLockOptions,
-    LockState as WitLockState,
+    LockState as WitLockState, LockStatus as WitLockStatus,
 };

@@ -11,6 +11,7 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::bindings::Dlock;
 use crate::engine::LockComponent;
 use crate::error::{Error, Result};
+use crate::grants::ReleaseOnFailure;
 use crate::redis_eval::RedisLink;
 use crate::state::HostState;
 use crate::types::{LockInfo, LockOptions, LockState, millis};
@@ -27,7 +28,9 @@ const CALL_SLACK: Duration = Duration::from_secs(1);
 /// Each guest call runs under a time budget derived from its arguments (the retry schedule,
 /// the wait timeout, and the Redis command timeout). A call that traps, runs past its budget,
 /// or whose future is dropped before it completes leaves the client unusable
-/// ([`Error::Poisoned`]); locks it held then expire with their TTL.
+/// ([`Error::Poisoned`]), and the host then releases (compare-and-delete, in the background)
+/// every lock the bundled component may hold for this client; locks of other components expire
+/// with their TTL.
 pub struct Client {
     shared: Arc<Shared>,
 }
@@ -70,10 +73,9 @@ macro_rules! guest_call {
         let budget: Duration = $budget;
         let session: &mut Session = &mut *$session;
         session.poisoned = true;
-        session
-            .store
-            .data_mut()
-            .begin_call(Instant::now().checked_add(budget));
+        let state = session.store.data_mut();
+        state.begin_call(Instant::now().checked_add(budget));
+        let release_on_failure = ReleaseOnFailure::arm(&state.grants, &state.link);
         let Session {
             store: $store,
             api,
@@ -87,6 +89,7 @@ macro_rules! guest_call {
         match outcome {
             Ok(value) => {
                 session.poisoned = false;
+                release_on_failure.disarm();
                 Ok(value)
             }
             Err(trap) => Err(Error::Trap(trap)),

@@ -14,11 +14,13 @@ use crate::policy::{Policy, sha1_hex};
 use crate::reply::{self, Failure, Reply, classify, flatten};
 use crate::state::HostState;
 
-/// A script the policy allows: its SHA1 (computed once) and its source (for `SCRIPT LOAD`).
+/// A script the policy allows: its SHA1 (computed once), its source (for `SCRIPT LOAD`), and
+/// which of the bundled scripts it is, if any.
 #[derive(Debug)]
 pub(crate) struct AllowedScript {
     sha1: String,
     source: Box<str>,
+    role: Option<&'static str>,
 }
 
 /// The host value behind a guest's `script` resource.
@@ -45,6 +47,14 @@ impl RedisLink {
         }
     }
 
+    /// The bundled release script, when the policy allows it.
+    pub(crate) fn release_script(&self) -> Option<Arc<AllowedScript>> {
+        self.known
+            .values()
+            .find(|s| s.role == Some("release"))
+            .cloned()
+    }
+
     /// The allowed script with this source, or `denied`. Known sources cost a map lookup;
     /// others are hashed once here and checked against the allowlist.
     fn admit(&self, source: &str) -> Result<Arc<AllowedScript>, WitRedisError> {
@@ -65,9 +75,15 @@ impl RedisLink {
 
 impl AllowedScript {
     fn new(source: &str) -> Self {
+        let sha1 = sha1_hex(source);
+        let role = crate::bundled::SCRIPTS
+            .iter()
+            .find(|s| s.sha1 == sha1)
+            .map(|s| s.name);
         AllowedScript {
-            sha1: sha1_hex(source),
+            sha1,
             source: source.into(),
+            role,
         }
     }
 }
@@ -112,8 +128,24 @@ impl Host for HostState {
         }
         let timeout = policy.command_timeout;
         let max_reply = policy.max_reply_bytes;
+        let lock = match (script.role, keys.first(), args.first()) {
+            (Some(role @ ("acquire" | "release")), Some(key), Some(token)) => {
+                Some((role, key, token))
+            }
+            _ => None,
+        };
+        if let Some(("acquire", key, token)) = lock {
+            self.grants.note(key, token);
+        }
         let reply =
             tokio::time::timeout(timeout, eval(&mut self.conn, &script, &keys, &args)).await;
+        match (lock, &reply) {
+            (Some(("acquire", key, token)), Ok(Ok(redis::Value::Int(0))))
+            | (Some(("release", key, token)), Ok(Ok(redis::Value::Int(_)))) => {
+                self.grants.forget(key, token);
+            }
+            _ => {}
+        }
         Ok(match reply {
             Err(_elapsed) => Err(WitRedisError::Timeout),
             Ok(Err(e)) => Err(classify(&e).into()),
@@ -125,7 +157,7 @@ impl Host for HostState {
 }
 
 /// EVALSHA, and on `NOSCRIPT` one `SCRIPT LOAD` and one more EVALSHA.
-async fn eval(
+pub(crate) async fn eval(
     conn: &mut ConnectionManager,
     script: &AllowedScript,
     keys: &[String],

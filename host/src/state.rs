@@ -10,6 +10,7 @@ use wasmtime_wasi::random::WasiRandomCtx;
 
 use crate::clock::GuestClock;
 use crate::engine::MAX_MEMORY_BYTES;
+use crate::grants::Grants;
 use crate::redis_eval::RedisLink;
 
 /// The store data of one lock client: the guest's resource table, WASI random, the
@@ -26,6 +27,8 @@ pub struct HostState {
     pub(crate) evals_this_call: u32,
     /// How long the guest has been computing without calling Redis.
     pub(crate) compute: ComputeWatch,
+    /// The locks the component may hold (see `grants.rs`).
+    pub(crate) grants: Arc<Grants>,
 }
 
 /// Counts the epoch ticks a guest spends computing without calling Redis.
@@ -78,6 +81,7 @@ impl HostState {
             deadline: None,
             evals_this_call: 0,
             compute: ComputeWatch::default(),
+            grants: Arc::default(),
         }
     }
 

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bindings::{WitLockError, WitLockInfo, WitLockOptions, WitLockState, WitRedisError};
+use crate::bindings::{
+    WitLockError, WitLockInfo, WitLockOptions, WitLockState, WitLockStatus, WitRedisError,
+};
 use crate::error::{Error, Result};
 
 /// How a client acquires locks. `Default` gives the documented defaults, the same as the
@@ -23,6 +25,9 @@ pub struct LockOptions {
     pub key_prefix: String,
     /// Give every acquisition a fencing token, strictly increasing per key. Default off.
     pub fencing: bool,
+    /// `extend` refuses (and the handle is lost) when this little validity or less is left.
+    /// Default zero: refuse once validity has run out.
+    pub safety_margin: Duration,
 }
 
 impl Default for LockOptions {
@@ -34,6 +39,7 @@ impl Default for LockOptions {
             jitter: false,
             key_prefix: String::new(),
             fencing: false,
+            safety_margin: Duration::ZERO,
         }
     }
 }
@@ -62,6 +68,7 @@ impl LockOptions {
             jitter: self.jitter,
             key_prefix: self.key_prefix.clone(),
             fencing: self.fencing,
+            safety_margin_ms: millis(self.safety_margin),
         })
     }
 
@@ -73,6 +80,7 @@ impl LockOptions {
             jitter: o.jitter,
             key_prefix: o.key_prefix,
             fencing: o.fencing,
+            safety_margin: Duration::from_millis(o.safety_margin_ms),
         }
     }
 
@@ -106,6 +114,36 @@ pub struct LockInfo {
     pub valid_until: Instant,
     /// Same as [`crate::LockHandle::is_held`] at the time of the call.
     pub is_held: bool,
+    /// Where the handle stands.
+    pub status: LockStatus,
+}
+
+/// Where a handle stands, as it knows without asking Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockStatus {
+    /// Acquired and valid.
+    Held,
+    /// Acquired, but its validity ran out (not extended in time).
+    Expired,
+    /// Released by this handle.
+    Released,
+    /// Gone: Redis said the key no longer holds the token (expired or taken over), or an
+    /// extend was refused for want of validity.
+    Lost,
+    /// Made by `attach`; validity unknown until the first successful extend.
+    Attached,
+}
+
+impl From<WitLockStatus> for LockStatus {
+    fn from(s: WitLockStatus) -> Self {
+        match s {
+            WitLockStatus::Held => LockStatus::Held,
+            WitLockStatus::Expired => LockStatus::Expired,
+            WitLockStatus::Released => LockStatus::Released,
+            WitLockStatus::Lost => LockStatus::Lost,
+            WitLockStatus::Attached => LockStatus::Attached,
+        }
+    }
 }
 
 impl From<WitLockInfo> for LockInfo {
@@ -118,6 +156,7 @@ impl From<WitLockInfo> for LockInfo {
             expires_at: UNIX_EPOCH + Duration::from_millis(i.expires_at_ms),
             valid_until: crate::clock::instant_at(i.valid_until),
             is_held: i.is_held,
+            status: i.status.into(),
         }
     }
 }

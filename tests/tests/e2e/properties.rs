@@ -95,6 +95,7 @@ fn any_options_make_a_client_or_a_clear_refusal() {
                     jitter,
                     key_prefix: key_prefix.clone(),
                     fencing,
+                    safety_margin: Duration::ZERO,
                 };
                 let fits = delay_ms <= u64::from(u32::MAX)
                     && max_ms <= u64::from(u32::MAX)

@@ -27,7 +27,7 @@ use core::hint::black_box;
 
 use bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState,
+    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState, LockStatus,
 };
 
 const ACQUIRE: &str = include_str!("../../../../guest/scripts/acquire.lua");
@@ -75,6 +75,7 @@ impl api::Guest for Component {
             jitter: false,
             key_prefix: String::new(),
             fencing: false,
+            safety_margin_ms: 0,
         }
     }
 }
@@ -186,6 +187,7 @@ impl GuestLockHandle for NoLock {
             expires_at_ms: 0,
             valid_until: 0,
             is_held: false,
+            status: LockStatus::Lost,
         }
     }
 }

@@ -16,7 +16,7 @@ use alloc::string::String;
 use core::hint::black_box;
 
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState,
+    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState, LockStatus,
 };
 
 /// Runs when the instance is created, and never returns.
@@ -43,6 +43,7 @@ impl api::Guest for Component {
             jitter: false,
             key_prefix: String::new(),
             fencing: false,
+            safety_margin_ms: 0,
         }
     }
 }
@@ -90,6 +91,7 @@ impl GuestLockHandle for Never {
             expires_at_ms: 0,
             valid_until: 0,
             is_held: false,
+            status: LockStatus::Lost,
         }
     }
 }

@@ -1,0 +1,111 @@
+//! The locks a client's component may hold, as the host sees them go by, so that a client
+//! whose component traps or whose call is cancelled does not leave them behind.
+//!
+//! The host recognises the bundled component's acquire and release scripts by SHA1. An
+//! acquire attempt notes `(key, token)` before it is sent (the attempt may succeed even if its
+//! reply never arrives); a busy reply or a release forgets it. When a call into the component
+//! fails (a trap, a budget overrun, or its future dropped), the client is poisoned and every
+//! noted lock is released in the background with the same compare-and-delete script: a lock
+//! that was never taken, or has since changed hands, is left alone. Scripts of other
+//! components are not recognised; their locks expire with their TTL.
+
+use std::sync::{Arc, Mutex};
+
+use crate::redis_eval::{RedisLink, eval};
+
+/// The `(key, token)` pairs a client's component may hold.
+#[derive(Debug, Default)]
+pub(crate) struct Grants(Mutex<Vec<(String, String)>>);
+
+impl Grants {
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<(String, String)>) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// An acquire of `key` with `token` is about to be sent.
+    pub(crate) fn note(&self, key: &str, token: &str) {
+        self.with(|grants| {
+            if !grants.iter().any(|(k, t)| k == key && t == token) {
+                grants.push((key.to_owned(), token.to_owned()));
+            }
+        });
+    }
+
+    /// `key` certainly does not hold `token` any more (busy reply, or released).
+    pub(crate) fn forget(&self, key: &str, token: &str) {
+        self.with(|grants| grants.retain(|(k, t)| !(k == key && t == token)));
+    }
+
+    fn take(&self) -> Vec<(String, String)> {
+        self.with(std::mem::take)
+    }
+}
+
+/// Releases every noted lock if dropped while armed: created before a call into the
+/// component and disarmed when the call returns normally.
+pub(crate) struct ReleaseOnFailure {
+    grants: Arc<Grants>,
+    link: Arc<RedisLink>,
+    armed: bool,
+}
+
+impl ReleaseOnFailure {
+    pub(crate) fn arm(grants: &Arc<Grants>, link: &Arc<RedisLink>) -> Self {
+        ReleaseOnFailure {
+            grants: grants.clone(),
+            link: link.clone(),
+            armed: true,
+        }
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ReleaseOnFailure {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let grants = self.grants.take();
+        let Some(release) = self.link.release_script() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if grants.is_empty() {
+            return;
+        }
+        let link = self.link.clone();
+        runtime.spawn(async move {
+            let mut conn = link.conn.clone();
+            for (key, token) in grants {
+                let (keys, args) = ([key], [token]);
+                let call = eval(&mut conn, &release, &keys, &args);
+                let _ = tokio::time::timeout(link.policy.command_timeout, call).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Grants;
+
+    #[test]
+    fn grants_are_noted_once_and_forgotten_by_key_and_token() {
+        let grants = Grants::default();
+        grants.note("a", "t1");
+        grants.note("a", "t1");
+        grants.note("a", "t2");
+        grants.note("b", "t1");
+        grants.forget("a", "t1");
+        assert_eq!(
+            grants.take(),
+            [("a".into(), "t2".into()), ("b".into(), "t1".into())]
+        );
+        assert!(grants.take().is_empty());
+    }
+}
