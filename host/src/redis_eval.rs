@@ -156,7 +156,9 @@ impl Host for HostState {
     }
 }
 
-/// EVALSHA, and on `NOSCRIPT` one `SCRIPT LOAD` and one more EVALSHA.
+/// EVALSHA, and on `NOSCRIPT` one EVAL of the source, which runs the script and caches it in
+/// one step (a `SCRIPT LOAD` then EVALSHA could lose the script to a `SCRIPT FLUSH` between
+/// the two).
 pub(crate) async fn eval(
     conn: &mut ConnectionManager,
     script: &AllowedScript,
@@ -167,13 +169,13 @@ pub(crate) async fn eval(
     cmd.arg(&script.sha1).arg(keys.len()).arg(keys).arg(args);
     match cmd.query_async(conn).await {
         Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            let loaded: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
+            redis::cmd("EVAL")
                 .arg(&*script.source)
+                .arg(keys.len())
+                .arg(keys)
+                .arg(args)
                 .query_async(conn)
-                .await?;
-            debug_assert_eq!(loaded, script.sha1);
-            cmd.query_async(conn).await
+                .await
         }
         other => other,
     }

@@ -3,6 +3,7 @@
 //!
 //! Every suite starts its own servers; nothing here mocks Redis.
 
+pub mod driver;
 pub mod workers;
 
 pub use dlock_host::server::RedisServer;

@@ -56,11 +56,14 @@ pub enum NoReply {
     Timeout,
     /// The worker's stdout closed: it exited or was killed.
     Gone,
+    /// The worker answered something that is not a reply.
+    Garbled(String),
 }
 
 /// A running `dlock worker`.
 pub struct Worker {
     child: Child,
+    stderr: tempfile::NamedTempFile,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     /// Replies still owed by calls that timed out; skipped before the next reply is read.
@@ -86,23 +89,47 @@ pub fn instant_at(monotonic: u64) -> Instant {
 }
 
 impl Worker {
-    /// Starts `dlock worker` (the binary at `dlock`) against the Redis at `redis_url`.
-    pub fn spawn(dlock: &Path, redis_url: &str) -> std::io::Result<Worker> {
+    /// Starts `dlock worker` (the binary at `dlock`) with its locks in the Redis at
+    /// `redis_url` and its fenced resource and guarded sets in the one at `resource_url`, and
+    /// waits until it is connected and answering.
+    pub async fn spawn(
+        dlock: &Path,
+        redis_url: &str,
+        resource_url: &str,
+    ) -> std::io::Result<Worker> {
+        let stderr = tempfile::NamedTempFile::new()?;
         let mut child = Command::new(dlock)
-            .args(["--redis", redis_url, "worker"])
+            .args(["--redis", redis_url, "worker", "--resource", resource_url])
             .env_remove("DLOCK_REDIS_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(stderr.reopen()?)
             .kill_on_drop(true)
             .spawn()?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        Ok(Worker {
+        let mut worker = Worker {
             child,
+            stderr,
             stdin,
             stdout,
             owed: 0,
-        })
+        };
+        match worker
+            .call(serde_json::json!({"cmd": "ping"}), Duration::from_secs(30))
+            .await
+        {
+            Ok(_) => Ok(worker),
+            Err(e) => Err(std::io::Error::other(format!(
+                "the worker did not start ({e:?}): {}",
+                worker.stderr()
+            ))),
+        }
+    }
+
+    /// What the worker wrote to stderr so far (its errors, if it died).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
     /// The worker's process id.
@@ -138,7 +165,8 @@ impl Worker {
                     self.owed -= 1;
                     continue;
                 }
-                return serde_json::from_str::<Reply>(&line).map_err(|_| NoReply::Gone);
+                return serde_json::from_str::<Reply>(&line)
+                    .map_err(|e| NoReply::Garbled(format!("{e}: {line}")));
             }
         };
         match tokio::time::timeout(timeout, read).await {

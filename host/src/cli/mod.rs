@@ -213,7 +213,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// A lock client driven over stdin/stdout (JSON lines), for `dlock torture` and tests.
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Where the fenced resource and guarded sets live. [default: the lock's Redis]
+        #[arg(long, value_name = "URL")]
+        resource: Option<String>,
+    },
 }
 
 /// A failed command: its exit code and the one-line message for stderr.
@@ -298,9 +302,9 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Command::Bench(args) => {
             return bench::run(args, global.redis.as_deref(), global.json).await;
         }
-        Command::Worker => {
+        Command::Worker { resource } => {
             let url = global.redis.as_deref().unwrap_or(DEFAULT_REDIS);
-            return worker::run(url).await;
+            return worker::run(url, resource.as_deref().unwrap_or(url)).await;
         }
         other => other,
     };
@@ -341,7 +345,9 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             };
             run::run(&ctx, spec).await
         }
-        Command::Demo(_) | Command::Bench(_) | Command::Worker => unreachable!("handled above"),
+        Command::Demo(_) | Command::Bench(_) | Command::Worker { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

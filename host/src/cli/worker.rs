@@ -2,7 +2,8 @@
 //! for `dlock torture` and the reliability tests, which run several as separate processes and
 //! pause, kill or partition them.
 //!
-//! Requests (`{"cmd": ...}`): `acquire {key, ttl_ms, wait_ms?}` (fenced), `extend {ttl_ms}` and
+//! Requests (`{"cmd": ...}`): `ping` (answered once connected), `acquire {key, ttl_ms,
+//! wait_ms?}` (fenced), `extend {ttl_ms}` and
 //! `release` on the handle the last acquire returned, `fenced_write {resource, element}` (the
 //! `examples/fenced-write.lua` verifier with the handle's fence), `guarded_read {set}` and
 //! `guarded_write {set, element}` (a read-modify-write of a comma-separated set, split in two so
@@ -23,6 +24,7 @@ const FENCED_WRITE: &str = include_str!("../../../examples/fenced-write.lua");
 #[derive(Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 enum Request {
+    Ping,
     Acquire {
         key: String,
         ttl_ms: u64,
@@ -134,6 +136,7 @@ impl Worker {
 
     async fn handle(&mut self, request: Request) -> Reply {
         match request {
+            Request::Ping => Reply::ok(),
             Request::Acquire {
                 key,
                 ttl_ms,
@@ -225,8 +228,9 @@ impl Worker {
     }
 }
 
-/// Serves requests from stdin until it closes.
-pub(super) async fn run(redis_url: &str) -> CliResult<u8> {
+/// Serves requests from stdin until it closes; locks live at `redis_url`, the fenced resource
+/// and guarded sets at `resource_url`.
+pub(super) async fn run(redis_url: &str, resource_url: &str) -> CliResult<u8> {
     let internal = |e: String| Failure::new(EXIT_INTERNAL, e);
     let runtime = Runtime::connect(redis_url)
         .await
@@ -239,7 +243,7 @@ pub(super) async fn run(redis_url: &str) -> CliResult<u8> {
         .client(options)
         .await
         .map_err(|e| internal(e.to_string()))?;
-    let conn = redis::Client::open(redis_url)
+    let conn = redis::Client::open(resource_url)
         .map_err(|e| internal(e.to_string()))?
         .get_multiplexed_async_connection()
         .await

@@ -17,7 +17,7 @@ const ACL_RULE: &[&str] = &[
     "resetchannels",
     "-@all",
     "+evalsha",
-    "+script|load",
+    "+eval",
     "+get",
     "+set",
     "+del",

@@ -1,0 +1,191 @@
+//! Worker processes whose every operation is recorded in a history: what a fault-injection
+//! scenario drives, and what the checker then judges.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::history::{Call, Completion, Outcome as Recorded, PendingOp, Recorder};
+use crate::workers::{NoReply, Outcome, Reply, Worker};
+
+/// A worker process plus what it holds, recording each operation it performs.
+pub struct Driven {
+    /// The worker process.
+    pub worker: Worker,
+    /// This client's number in the history.
+    pub id: u32,
+    recorder: Recorder,
+    held: Option<(String, String)>,
+    fence: Option<u64>,
+    read: Option<PendingOp>,
+    /// How long to wait for any reply before recording the outcome as unknown.
+    pub patience: Duration,
+}
+
+fn recorded(outcome: Outcome) -> Completion {
+    match outcome {
+        Outcome::Ok => Completion::ok(),
+        Outcome::Fail => Completion::fail(),
+        Outcome::Unknown => Completion::unknown(),
+    }
+}
+
+impl Driven {
+    /// Drives `worker` as client `id`, recording into `recorder`.
+    pub fn new(worker: Worker, id: u32, recorder: &Recorder) -> Driven {
+        Driven {
+            worker,
+            id,
+            recorder: recorder.clone(),
+            held: None,
+            fence: None,
+            read: None,
+            patience: Duration::from_secs(30),
+        }
+    }
+
+    /// The token and fence of the lock this client holds (as far as the driver knows).
+    pub fn held(&self) -> Option<(&str, Option<u64>)> {
+        self.held
+            .as_ref()
+            .map(|(_, token)| (token.as_str(), self.fence))
+    }
+
+    async fn call(&mut self, request: serde_json::Value, op: PendingOp) -> Option<Reply> {
+        match self.worker.call(request, self.patience).await {
+            Ok(reply) => {
+                let mut completion = recorded(reply.outcome);
+                if let Some(token) = &reply.token {
+                    completion = completion.token(token.clone());
+                }
+                if let Some(fence) = reply.fence {
+                    completion = completion.fence(fence);
+                }
+                if let Some(valid_until) = reply.valid_until() {
+                    completion = completion.valid_until(valid_until);
+                }
+                op.complete(completion);
+                Some(reply)
+            }
+            Err(NoReply::Timeout) => {
+                op.complete(Completion::unknown());
+                None
+            }
+            Err(NoReply::Gone | NoReply::Garbled(_)) => {
+                eprintln!("worker {} is gone: {}", self.id, self.worker.stderr());
+                op.abandon();
+                self.recorder.crashed(self.id);
+                None
+            }
+        }
+    }
+
+    /// Acquires `key` (waiting up to `wait` for a busy lock); `deadline` is the call's bound
+    /// for the timeout check.
+    pub async fn acquire(
+        &mut self,
+        key: &str,
+        ttl: Duration,
+        wait: Duration,
+        deadline: Duration,
+    ) -> Option<Reply> {
+        let op = self
+            .recorder
+            .invoke(Call::acquire(self.id, key, ttl).deadline(deadline));
+        let request = json!({"cmd": "acquire", "key": key, "ttl_ms": ttl.as_millis() as u64, "wait_ms": wait.as_millis() as u64});
+        let reply = self.call(request, op).await;
+        if let Some(reply) = reply.as_ref().filter(|r| r.outcome == Outcome::Ok) {
+            self.held = Some((key.to_owned(), reply.token.clone().unwrap_or_default()));
+            self.fence = reply.fence;
+        }
+        reply
+    }
+
+    /// Extends the held lock; `deadline` is the call's bound for the timeout check.
+    pub async fn extend(&mut self, ttl: Duration, deadline: Duration) -> Option<Reply> {
+        let (key, token) = self.held.clone()?;
+        let call = Call::extend(self.id, key, token, ttl).deadline(deadline);
+        let op = self.recorder.invoke(call);
+        self.call(
+            json!({"cmd": "extend", "ttl_ms": ttl.as_millis() as u64}),
+            op,
+        )
+        .await
+    }
+
+    /// Releases the held lock.
+    pub async fn release(&mut self) -> Option<Reply> {
+        let (key, token) = self.held.take()?;
+        let op = self.recorder.invoke(Call::release(self.id, key, token));
+        self.call(json!({"cmd": "release"}), op).await
+    }
+
+    /// Writes `element` to the fenced `resource` with the held lock's fence.
+    pub async fn fenced_write(&mut self, resource: &str, element: &str) -> Option<Reply> {
+        let (key, _) = self.held.clone()?;
+        let fence = self.fence?;
+        let op = self
+            .recorder
+            .invoke(Call::fenced_write(self.id, key, resource, element, fence));
+        self.call(
+            json!({"cmd": "fenced_write", "resource": resource, "element": element}),
+            op,
+        )
+        .await
+    }
+
+    /// The first half of a guarded add of `element` to `set`: the read.
+    pub async fn guarded_read(&mut self, set: &str, element: &str) -> Option<Reply> {
+        let key = self
+            .held
+            .as_ref()
+            .map_or_else(String::new, |(k, _)| k.clone());
+        let op = self
+            .recorder
+            .invoke(Call::guarded_add(self.id, key, set, element));
+        match self
+            .worker
+            .call(json!({"cmd": "guarded_read", "set": set}), self.patience)
+            .await
+        {
+            Ok(reply) if reply.outcome == Outcome::Ok => {
+                self.read = Some(op);
+                Some(reply)
+            }
+            Ok(reply) => {
+                op.complete(recorded(reply.outcome));
+                Some(reply)
+            }
+            Err(_) => {
+                op.complete(Completion::unknown());
+                None
+            }
+        }
+    }
+
+    /// The second half: writes back what was read plus `element`; completes the guarded add.
+    pub async fn guarded_write(&mut self, set: &str, element: &str) -> Option<Reply> {
+        let op = self.read.take()?;
+        self.call(
+            json!({"cmd": "guarded_write", "set": set, "element": element}),
+            op,
+        )
+        .await
+    }
+
+    /// Kills the worker (SIGKILL) and records the crash.
+    pub async fn kill(&mut self) {
+        self.worker.kill().await;
+        self.recorder.crashed(self.id);
+        self.held = None;
+    }
+}
+
+/// A recorded outcome, for scenarios that look at one op's result.
+pub fn outcome(reply: &Option<Reply>) -> Recorded {
+    match reply.as_ref().map(|r| r.outcome) {
+        Some(Outcome::Ok) => Recorded::Ok,
+        Some(Outcome::Fail) => Recorded::Fail,
+        _ => Recorded::Unknown,
+    }
+}
