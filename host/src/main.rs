@@ -3,6 +3,21 @@
 
 mod cli;
 
+// The test suite's fault-injection toolkit, compiled into `dlock torture` as it is (see
+// tests/src/). Not every item is used by the binary.
+#[path = "../../tests/src/driver.rs"]
+#[allow(dead_code, reason = "shared with the test suite")]
+mod driver;
+#[path = "../../tests/src/history/mod.rs"]
+#[allow(dead_code, unused_imports, reason = "shared with the test suite")]
+mod history;
+#[path = "../../tests/src/proxy.rs"]
+#[allow(dead_code, reason = "shared with the test suite")]
+mod proxy;
+#[path = "../../tests/src/workers.rs"]
+#[allow(dead_code, reason = "shared with the test suite")]
+mod workers;
+
 /// mimalloc instead of glibc's malloc: the lock path allocates small buffers on every call
 /// from several tokio workers at once, and glibc's arena locks showed up in profiles.
 #[global_allocator]

@@ -58,7 +58,7 @@ async fn round(client: &mut Driven, key: &str, element: &str, hold: Duration) {
         .is_some_and(|r| r.outcome == Outcome::Ok)
     {
         tokio::time::sleep(hold).await;
-        client.guarded_write("set", element).await;
+        client.guarded_write("set", element, false).await;
     }
     client.release().await;
 }
@@ -160,13 +160,16 @@ async fn a_paused_holder_is_fenced_off_and_the_unfenced_control_shows_the_lost_u
         Outcome::Ok
     );
     b.guarded_read("set", "from-b").await.unwrap();
-    b.guarded_write("set", "from-b").await.unwrap();
+    b.guarded_write("set", "from-b", false).await.unwrap();
     b.release().await;
 
     // A resumes believing nothing happened.
     a.worker.signal(Signal::CONT);
     assert_eq!(
-        a.guarded_write("set", "from-a").await.unwrap().outcome,
+        a.guarded_write("set", "from-a", false)
+            .await
+            .unwrap()
+            .outcome,
         Outcome::Ok
     );
     let stale = a.fenced_write("fenced", "from-a").await.unwrap();

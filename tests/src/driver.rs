@@ -72,7 +72,10 @@ impl Driven {
                 None
             }
             Err(NoReply::Gone | NoReply::Garbled(_)) => {
-                eprintln!("worker {} is gone: {}", self.id, self.worker.stderr());
+                let stderr = self.worker.stderr();
+                if !stderr.trim().is_empty() {
+                    eprintln!("worker {} is gone: {}", self.id, stderr.trim());
+                }
                 op.abandon();
                 self.recorder.crashed(self.id);
                 None
@@ -164,13 +167,12 @@ impl Driven {
     }
 
     /// The second half: writes back what was read plus `element`; completes the guarded add.
-    pub async fn guarded_write(&mut self, set: &str, element: &str) -> Option<Reply> {
+    /// With `fenced`, the write is refused (a failed add) once a newer holder has written.
+    pub async fn guarded_write(&mut self, set: &str, element: &str, fenced: bool) -> Option<Reply> {
         let op = self.read.take()?;
-        self.call(
-            json!({"cmd": "guarded_write", "set": set, "element": element}),
-            op,
-        )
-        .await
+        let request =
+            json!({"cmd": "guarded_write", "set": set, "element": element, "fenced": fenced});
+        self.call(request, op).await
     }
 
     /// Kills the worker (SIGKILL) and records the crash.

@@ -2,13 +2,14 @@
 //! for `dlock torture` and the reliability tests, which run several as separate processes and
 //! pause, kill or partition them.
 //!
-//! Requests (`{"cmd": ...}`): `ping` (answered once connected), `acquire {key, ttl_ms,
-//! wait_ms?}` (fenced), `extend {ttl_ms}` and
-//! `release` on the handle the last acquire returned, `fenced_write {resource, element}` (the
-//! `examples/fenced-write.lua` verifier with the handle's fence), `guarded_read {set}` and
-//! `guarded_write {set, element}` (a read-modify-write of a comma-separated set, split in two so
-//! a pause can fall between them). Each gets one reply: `{"outcome": "ok"|"fail"|"unknown",
-//! ...}`; times are `CLOCK_MONOTONIC` nanoseconds, comparable across processes.
+//! Requests (`{"cmd": ...}`): `ping` (answered once connected); `acquire {key, ttl_ms,
+//! wait_ms?}` (fenced); `extend {ttl_ms}` and `release` on the handle the last acquire
+//! returned; `fenced_write {resource, element}` (the `examples/fenced-write.lua` verifier with
+//! the handle's fence); `guarded_read {set}` and `guarded_write {set, element, fenced?}` (a
+//! read-modify-write of a comma-separated set, split in two so a pause can fall between them;
+//! `fenced` refuses the write once a newer fence has written). Each gets one reply:
+//! `{"outcome": "ok"|"fail"|"unknown", ...}`; times are `CLOCK_MONOTONIC` nanoseconds,
+//! comparable across processes.
 
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,16 @@ enum Request {
     GuardedWrite {
         set: String,
         element: String,
+        #[serde(default)]
+        fenced: bool,
     },
 }
+
+/// A fenced register write: KEYS[1] the value, KEYS[2] the highest fence seen, ARGV[1] the
+/// writer's fence, ARGV[2] the new value. 1 written, 0 refused (a newer holder has written).
+const FENCED_SET: &str = "local highest = tonumber(redis.call('GET', KEYS[2]) or '0') \
+    if tonumber(ARGV[1]) < highest then return 0 end \
+    redis.call('SET', KEYS[2], ARGV[1]) redis.call('SET', KEYS[1], ARGV[2]) return 1";
 
 #[derive(Default, Serialize)]
 struct Reply {
@@ -205,7 +214,11 @@ impl Worker {
                     Err(e) => Reply::from_redis_error(&e),
                 }
             }
-            Request::GuardedWrite { set, element } => {
+            Request::GuardedWrite {
+                set,
+                element,
+                fenced,
+            } => {
                 let Some(read) = self.read.take() else {
                     return Reply::fail("guarded_write without guarded_read");
                 };
@@ -214,6 +227,20 @@ impl Worker {
                 } else {
                     format!("{read},{element}")
                 };
+                if fenced {
+                    let written: redis::RedisResult<i64> = redis::Script::new(FENCED_SET)
+                        .key(&set)
+                        .key(format!("{set}:max-fence"))
+                        .arg(self.fence.unwrap_or(0))
+                        .arg(value)
+                        .invoke_async(&mut self.conn)
+                        .await;
+                    return match written {
+                        Ok(1) => Reply::ok(),
+                        Ok(_) => Reply::fail("a newer holder has written"),
+                        Err(e) => Reply::from_redis_error(&e),
+                    };
+                }
                 match redis::cmd("SET")
                     .arg(&set)
                     .arg(value)

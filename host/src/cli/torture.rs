@@ -1,0 +1,403 @@
+//! `dlock torture`: worker processes contend for one lock while a nemesis injects a fault every
+//! few seconds; every operation is recorded and the history checked at the end.
+//!
+//! The toolkit (worker processes, the history checker, the fault proxy) is the test suite's
+//! own, from `tests/src/`, compiled into this binary (see `main.rs`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use dlock_host::server::RedisServer;
+use indicatif::{ProgressBar, ProgressStyle};
+use rustix::process::{Pid, Signal, kill_process};
+
+use super::stats::XorShift;
+use super::{CliResult, EXIT_BUSY, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure, duration};
+use crate::driver::Driven;
+use crate::history::{FinalState, Recorder};
+use crate::proxy::{Fault, Proxy};
+use crate::workers::{Outcome, Worker};
+
+const KEY: &str = "dlock-torture:hot";
+const SET: &str = "dlock-torture:set";
+const RESOURCE: &str = "dlock-torture:fenced";
+const TTL: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(10);
+/// The bound on one worker call (the wait, its retries and Redis timeouts).
+const CALL_BOUND: Duration = Duration::from_secs(30);
+
+/// Options of `dlock torture`.
+#[derive(Debug, Args)]
+pub(super) struct TortureArgs {
+    /// How long the workers run (then one TTL for the cleanup check).
+    #[arg(long, value_parser = duration::parse, default_value = "2m")]
+    duration: Duration,
+    /// How many worker processes contend for the lock.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=64))]
+    workers: u32,
+    /// How often the nemesis injects a fault.
+    #[arg(long, value_parser = duration::parse, default_value = "3s")]
+    nemesis_interval: Duration,
+    /// Seed for the workload and the order of faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// The faults the nemesis cycles through.
+#[derive(Clone, Copy, Debug)]
+enum Nemesis {
+    PauseWorker,
+    KillWorker,
+    Latency,
+    Blackhole,
+    ResetConnections,
+    PauseRedis,
+    ClientPause,
+    ScriptFlush,
+    CrashRedis,
+}
+
+const FAULTS: [Nemesis; 9] = [
+    Nemesis::PauseWorker,
+    Nemesis::Latency,
+    Nemesis::KillWorker,
+    Nemesis::ResetConnections,
+    Nemesis::ScriptFlush,
+    Nemesis::PauseRedis,
+    Nemesis::Blackhole,
+    Nemesis::ClientPause,
+    Nemesis::CrashRedis,
+];
+
+struct Rig {
+    lock_server: Mutex<Option<RedisServer>>,
+    _resource_server: RedisServer,
+    proxy: Proxy,
+    resource_url: String,
+    exe: std::path::PathBuf,
+    recorder: Recorder,
+    pids: Mutex<Vec<u32>>,
+    stopping: AtomicBool,
+    next_id: AtomicU32,
+}
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::new(EXIT_INTERNAL, e.to_string())
+}
+
+fn signal(pid: u32, signal: Signal) {
+    if let Some(pid) = Pid::from_raw(pid as i32) {
+        let _ = kill_process(pid, signal);
+    }
+}
+
+impl Rig {
+    async fn worker(&self) -> CliResult<Driven> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let worker = Worker::spawn(&self.exe, &self.proxy.url(), &self.resource_url)
+            .await
+            .map_err(fail)?;
+        self.pids.lock().unwrap().push(worker.pid());
+        let mut driven = Driven::new(worker, id, &self.recorder);
+        driven.patience = CALL_BOUND;
+        Ok(driven)
+    }
+
+    fn some_worker(&self, rng: &mut XorShift) -> Option<u32> {
+        let pids = self.pids.lock().unwrap();
+        (!pids.is_empty()).then(|| pids[rng.below(pids.len() as u64) as usize])
+    }
+
+    fn redis_pid(&self) -> Option<u32> {
+        self.lock_server
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(RedisServer::pid)
+    }
+}
+
+/// One worker's loop: lock, fenced write, fenced guarded add, unlock; a killed worker is
+/// replaced by a fresh one (a new client in the history).
+async fn work(rig: Arc<Rig>, mut client: Driven, seed: u64) -> CliResult<()> {
+    let mut rng = XorShift::new(seed);
+    let mut round = 0u64;
+    while !rig.stopping.load(Ordering::Relaxed) {
+        round += 1;
+        let element = format!("c{}r{round}", client.id);
+        let got = client.acquire(KEY, TTL, WAIT, CALL_BOUND).await;
+        match got.map(|r| r.outcome) {
+            Some(Outcome::Ok) => {
+                client.fenced_write(RESOURCE, &element).await;
+                if client.guarded_read(SET, &element).await.is_some() {
+                    tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+                    client.guarded_write(SET, &element, true).await;
+                }
+                client.release().await;
+            }
+            Some(_) => {}
+            None => {
+                // Gone (killed by the nemesis) or unanswered: replace the process.
+                client.kill().await;
+                client = rig.worker().await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn nemesis(rig: Arc<Rig>, interval: Duration, seed: u64, counts: Arc<Mutex<Vec<u32>>>) {
+    let mut rng = XorShift::new(seed ^ 0x5eed);
+    let mut tick = 0usize;
+    while !rig.stopping.load(Ordering::Relaxed) {
+        tokio::time::sleep(interval).await;
+        if rig.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        let fault = FAULTS[(tick + rng.below(2) as usize) % FAULTS.len()];
+        tick += 1;
+        let applied = apply(&rig, fault, &mut rng).await;
+        if applied {
+            counts.lock().unwrap()[fault as usize] += 1;
+        }
+    }
+}
+
+async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
+    match fault {
+        Nemesis::PauseWorker => {
+            let Some(pid) = rig.some_worker(rng) else {
+                return false;
+            };
+            signal(pid, Signal::STOP);
+            tokio::time::sleep(TTL + TTL / 2).await;
+            signal(pid, Signal::CONT);
+        }
+        Nemesis::KillWorker => {
+            let Some(pid) = rig.some_worker(rng) else {
+                return false;
+            };
+            rig.pids.lock().unwrap().retain(|&p| p != pid);
+            signal(pid, Signal::KILL);
+        }
+        Nemesis::Latency => {
+            rig.proxy
+                .set_fault(Fault::Latency(Duration::from_millis(50)));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            rig.proxy.set_fault(Fault::None);
+        }
+        Nemesis::Blackhole => {
+            rig.proxy.set_fault(Fault::Blackhole);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rig.proxy.set_fault(Fault::None);
+            rig.proxy.reset_all();
+        }
+        Nemesis::ResetConnections => rig.proxy.reset_all(),
+        Nemesis::PauseRedis => {
+            let Some(pid) = rig.redis_pid() else {
+                return false;
+            };
+            signal(pid, Signal::STOP);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            signal(pid, Signal::CONT);
+        }
+        Nemesis::ClientPause | Nemesis::ScriptFlush => {
+            let Ok(client) = redis::Client::open(rig.proxy.url()) else {
+                return false;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            let mut cmd = match fault {
+                Nemesis::ClientPause => redis::cmd("CLIENT"),
+                _ => redis::cmd("SCRIPT"),
+            };
+            match fault {
+                Nemesis::ClientPause => cmd.arg("PAUSE").arg(1000).arg("ALL"),
+                _ => cmd.arg("FLUSH"),
+            };
+            return cmd.query_async::<()>(&mut conn).await.is_ok();
+        }
+        Nemesis::CrashRedis => {
+            // kill -9 and restart on the same port; with `appendfsync always` no lock or
+            // fence counter is lost (without persistence this is unsafe; see the README).
+            let mut server = rig.lock_server.lock().unwrap();
+            let Some(server) = server.as_mut() else {
+                return false;
+            };
+            return server.restart().is_ok();
+        }
+    }
+    true
+}
+
+pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) -> CliResult<u8> {
+    let started_servers = given.is_none();
+    let spawn_server = |extra: &'static [&'static str]| async move {
+        tokio::task::spawn_blocking(move || RedisServer::start_with(extra))
+            .await
+            .map_err(fail)?
+            .map_err(|e| Failure::new(EXIT_REDIS, format!("cannot start redis-server: {e}")))
+    };
+    let (lock_server, upstream) = match given {
+        Some(url) => (None, socket_of(url)?),
+        None => {
+            let server = spawn_server(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], server.port()));
+            (Some(server), addr)
+        }
+    };
+    let resource_server = spawn_server(&[]).await?;
+    let proxy = Proxy::start(upstream).await.map_err(fail)?;
+    let rig = Arc::new(Rig {
+        lock_server: Mutex::new(lock_server),
+        resource_url: resource_server.url(),
+        _resource_server: resource_server,
+        proxy,
+        exe: std::env::current_exe().map_err(fail)?,
+        recorder: Recorder::new(),
+        pids: Mutex::new(Vec::new()),
+        stopping: AtomicBool::new(false),
+        next_id: AtomicU32::new(0),
+    });
+
+    let progress = if json_out {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.duration.as_secs())
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..args.workers {
+        let client = rig.worker().await?;
+        tasks.push(tokio::spawn(work(
+            rig.clone(),
+            client,
+            args.seed.wrapping_add(u64::from(i)),
+        )));
+    }
+    let counts = Arc::new(Mutex::new(vec![0u32; FAULTS.len()]));
+    let nemesis_task = tokio::spawn(nemesis(
+        rig.clone(),
+        args.nemesis_interval,
+        args.seed,
+        counts.clone(),
+    ));
+    let deadline = Instant::now() + args.duration;
+    while Instant::now() < deadline {
+        let ops = rig.recorder.history().ops.len();
+        progress.set_position(
+            args.duration
+                .saturating_sub(deadline - Instant::now())
+                .as_secs(),
+        );
+        progress.set_message(format!("{ops} ops recorded"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    rig.stopping.store(true, Ordering::Relaxed);
+    let _ = nemesis_task.await;
+    rig.proxy.set_fault(Fault::None);
+    for pid in rig.pids.lock().unwrap().iter() {
+        signal(*pid, Signal::CONT);
+    }
+    for task in tasks {
+        task.await.map_err(fail)??;
+    }
+    let run_ended = Instant::now();
+    progress.set_message("waiting one TTL for the cleanup check");
+    tokio::time::sleep(TTL + Duration::from_millis(500)).await;
+    progress.finish_and_clear();
+
+    let final_state = final_state(&rig, run_ended).await?;
+    let history = rig.recorder.history();
+    let report = history.check(&final_state);
+    let counts = counts.lock().unwrap().clone();
+    let faults: Vec<String> = FAULTS
+        .iter()
+        .map(|f| format!("{f:?} x{}", counts[*f as usize]))
+        .collect();
+    if json_out {
+        let out = serde_json::json!({
+            "duration_ms": args.duration.as_millis(),
+            "workers": args.workers,
+            "redis": if started_servers { "started by dlock torture (appendfsync always)" } else { "given" },
+            "ops": report.ops,
+            "holds": report.holds,
+            "faults": faults,
+            "violations": report.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "passed": report.is_ok(),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "dlock torture: {} workers for {}",
+            args.workers,
+            humantime::format_duration(args.duration)
+        );
+        println!("faults injected: {}", faults.join(", "));
+        println!("{report}");
+    }
+    Ok(if report.is_ok() && report.holds > 0 {
+        EXIT_OK
+    } else {
+        EXIT_BUSY
+    })
+}
+
+async fn final_state(rig: &Rig, run_ended: Instant) -> CliResult<FinalState> {
+    let redis_fail = |e: redis::RedisError| Failure::new(EXIT_REDIS, e.to_string());
+    let mut resource = redis::Client::open(rig.resource_url.as_str())
+        .map_err(redis_fail)?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(redis_fail)?;
+    let set: Option<String> = redis::cmd("GET")
+        .arg(SET)
+        .query_async(&mut resource)
+        .await
+        .map_err(redis_fail)?;
+    let elements: Vec<String> = set
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut locks = redis::Client::open(rig.proxy.url())
+        .map_err(redis_fail)?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(redis_fail)?;
+    let left: bool = redis::cmd("EXISTS")
+        .arg(KEY)
+        .query_async(&mut locks)
+        .await
+        .map_err(redis_fail)?;
+    let mut state = FinalState::default().with_set(SET, elements);
+    state.run_ended = Some(run_ended);
+    if left {
+        state.leftover_keys.push(KEY.to_owned());
+    }
+    Ok(state)
+}
+
+fn socket_of(url: &str) -> CliResult<SocketAddr> {
+    let rest = url.strip_prefix("redis://").ok_or_else(|| {
+        Failure::new(
+            super::EXIT_USAGE,
+            "dlock torture needs a redis://HOST:PORT URL (TCP, no TLS)",
+        )
+    })?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    std::net::ToSocketAddrs::to_socket_addrs(host_port)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Failure::new(super::EXIT_USAGE, format!("cannot resolve {host_port}")))
+}
