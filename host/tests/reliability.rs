@@ -43,6 +43,33 @@ async fn set_contents(conn: &mut redis::aio::MultiplexedConnection, set: &str) -
         .unwrap_or_default()
 }
 
+/// A recorder and two workers, A and B, on `server`.
+async fn pair(server: &RedisServer) -> (Recorder, Driven, Driven) {
+    let recorder = Recorder::new();
+    let a = spawn(&server.url(), &server.url(), 1, &recorder).await;
+    let b = spawn(&server.url(), &server.url(), 2, &recorder).await;
+    (recorder, a, b)
+}
+
+/// Acquires `job` for `ttl` at once, and insists it worked.
+async fn take(client: &mut Driven, ttl: Duration) -> dlock_tests::workers::Reply {
+    let got = client
+        .acquire("job", ttl, Duration::ZERO, CALL_BOUND)
+        .await
+        .unwrap();
+    assert_eq!(got.outcome, Outcome::Ok, "{got:?}");
+    got
+}
+
+/// Waits until `key` is gone from Redis.
+async fn until_absent(conn: &redis::aio::MultiplexedConnection, key: &str, what: &str) {
+    eventually(what, 10 * SECOND, || {
+        let mut c = conn.clone();
+        async move { !exists(&mut c, key).await }
+    })
+    .await;
+}
+
 /// One round of the standard workload: lock, fenced write, guarded add, unlock.
 async fn round(client: &mut Driven, key: &str, element: &str, hold: Duration) {
     let acquired = client
@@ -110,15 +137,9 @@ async fn sixteen_workers_on_one_hot_key_keep_every_invariant() {
 #[tokio::test]
 async fn a_killed_holders_lock_frees_within_its_ttl() {
     let server = redis();
-    let recorder = Recorder::new();
-    let mut a = spawn(&server.url(), &server.url(), 1, &recorder).await;
-    let mut b = spawn(&server.url(), &server.url(), 2, &recorder).await;
+    let (recorder, mut a, mut b) = pair(&server).await;
     let ttl = SECOND;
-    let got = a
-        .acquire("job", ttl, Duration::ZERO, CALL_BOUND)
-        .await
-        .unwrap();
-    assert_eq!(got.outcome, Outcome::Ok);
+    take(&mut a, ttl).await;
     a.kill().await;
     // B waits no longer than the TTL plus the backoff cap: the lock must free by then.
     let got = b
@@ -138,17 +159,9 @@ async fn a_killed_holders_lock_frees_within_its_ttl() {
 #[tokio::test]
 async fn a_paused_holder_is_fenced_off_and_the_unfenced_control_shows_the_lost_update() {
     let server = redis();
-    let recorder = Recorder::new();
-    let mut a = spawn(&server.url(), &server.url(), 1, &recorder).await;
-    let mut b = spawn(&server.url(), &server.url(), 2, &recorder).await;
+    let (recorder, mut a, mut b) = pair(&server).await;
     let ttl = SECOND;
-    assert_eq!(
-        a.acquire("job", ttl, Duration::ZERO, CALL_BOUND)
-            .await
-            .unwrap()
-            .outcome,
-        Outcome::Ok
-    );
+    take(&mut a, ttl).await;
     a.guarded_read("set", "from-a").await.unwrap();
 
     // A is paused past its TTL; B takes the lock and writes.
@@ -215,21 +228,13 @@ async fn a_paused_holder_is_fenced_off_and_the_unfenced_control_shows_the_lost_u
 #[tokio::test]
 async fn a_paused_redis_times_calls_out_within_bound_and_recovers() {
     let server = redis();
-    let recorder = Recorder::new();
-    let mut a = spawn(&server.url(), &server.url(), 1, &recorder).await;
-    let mut b = spawn(&server.url(), &server.url(), 2, &recorder).await;
+    let (recorder, mut a, mut b) = pair(&server).await;
     let ttl = SECOND;
     // Command timeout 2 s: an extend is one Redis call.
     let extend_bound = 2 * SECOND;
 
     // Shorter than the TTL: the call waits it out and succeeds.
-    assert_eq!(
-        a.acquire("job", ttl, Duration::ZERO, CALL_BOUND)
-            .await
-            .unwrap()
-            .outcome,
-        Outcome::Ok
-    );
+    take(&mut a, ttl).await;
     signal_server(&server, Signal::STOP);
     let pause = tokio::spawn(async { tokio::time::sleep(Duration::from_millis(300)).await });
     let extended = a.extend(ttl, extend_bound);
@@ -316,15 +321,9 @@ async fn a_restart_without_persistence_lets_a_second_holder_in_but_fencing_holds
 async fn with_appendfsync_always_locks_and_fences_survive_a_crash() {
     let mut server =
         RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).unwrap();
-    let recorder = Recorder::new();
-    let mut a = spawn(&server.url(), &server.url(), 1, &recorder).await;
-    let mut b = spawn(&server.url(), &server.url(), 2, &recorder).await;
+    let (recorder, mut a, mut b) = pair(&server).await;
     let ttl = 3 * SECOND;
-    let got = a
-        .acquire("job", ttl, Duration::ZERO, CALL_BOUND)
-        .await
-        .unwrap();
-    let token = got.token.clone().unwrap();
+    let token = take(&mut a, ttl).await.token.unwrap();
     server.restart().unwrap();
     let mut conn = raw(&server).await;
     assert_eq!(
@@ -358,17 +357,9 @@ async fn with_appendfsync_always_locks_and_fences_survive_a_crash() {
 #[tokio::test]
 async fn client_pause_longer_than_the_ttl_breaks_no_invariant() {
     let server = redis();
-    let recorder = Recorder::new();
-    let mut a = spawn(&server.url(), &server.url(), 1, &recorder).await;
-    let mut b = spawn(&server.url(), &server.url(), 2, &recorder).await;
+    let (recorder, mut a, mut b) = pair(&server).await;
     let ttl = SECOND;
-    assert_eq!(
-        a.acquire("job", ttl, Duration::ZERO, CALL_BOUND)
-            .await
-            .unwrap()
-            .outcome,
-        Outcome::Ok
-    );
+    take(&mut a, ttl).await;
     let mut admin = raw(&server).await;
     let () = redis::cmd("CLIENT")
         .arg("PAUSE")
@@ -472,13 +463,10 @@ async fn a_grant_slower_than_its_ttl_is_never_reported_as_a_lock() {
         .unwrap();
     assert!(got.is_none(), "a lock with no validity left was reported");
     let conn = raw(&server).await;
-    eventually(
+    until_absent(
+        &conn,
+        "job",
         "the worthless grant to be given back or expire",
-        10 * SECOND,
-        || {
-            let mut c = conn.clone();
-            async move { !exists(&mut c, "job").await }
-        },
     )
     .await;
     proxy.set_fault(Fault::None);
@@ -529,14 +517,7 @@ async fn cut_replies_give_errors_or_one_lock_never_a_false_success() {
             // A failure leaves no lock of this client behind.
             Err(e) => {
                 assert!(e.is_retryable(), "{fault:?}: {e:?}");
-                let probe = conn.clone();
-                let key = key.clone();
-                eventually("no lock left behind", 10 * SECOND, move || {
-                    let mut c = probe.clone();
-                    let key = key.clone();
-                    async move { !exists(&mut c, &key).await }
-                })
-                .await;
+                until_absent(&conn, &key, "no lock left behind").await;
             }
         }
     }
@@ -573,15 +554,7 @@ async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
     waiting.abort();
     let _ = waiting.await;
     proxy.set_fault(Fault::None);
-    eventually(
-        "the cancelled waiter's lock to be released",
-        10 * SECOND,
-        || {
-            let mut c = conn.clone();
-            async move { !exists(&mut c, "job").await }
-        },
-    )
-    .await;
+    until_absent(&conn, "job", "the cancelled waiter's lock to be released").await;
 }
 
 #[tokio::test]
