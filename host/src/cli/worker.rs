@@ -50,8 +50,8 @@ enum Request {
     },
 }
 
-/// A fenced register write: KEYS[1] the value, KEYS[2] the highest fence seen, ARGV[1] the
-/// writer's fence, ARGV[2] the new value. 1 written, 0 refused (a newer holder has written).
+/// A fenced register write: `KEYS[1]` the value, `KEYS[2]` the highest fence seen, `ARGV[1]` the
+/// writer's fence, `ARGV[2]` the new value. 1 written, 0 refused (a newer holder has written).
 const FENCED_SET: &str = "local highest = tonumber(redis.call('GET', KEYS[2]) or '0') \
     if tonumber(ARGV[1]) < highest then return 0 end \
     redis.call('SET', KEYS[2], ARGV[1]) redis.call('SET', KEYS[1], ARGV[2]) return 1";
