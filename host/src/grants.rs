@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::redis_eval::{RedisLink, eval};
 
+/// Most pairs remembered per client. A client that drops handles without releasing them
+/// would otherwise grow the list forever; the oldest entries go first (their leases have
+/// most likely run out).
+const MAX_GRANTS: usize = 4096;
+
 /// The `(key, token)` pairs a client's component may hold.
 #[derive(Debug, Default)]
 pub(crate) struct Grants(Mutex<Vec<(String, String)>>);
@@ -26,6 +31,9 @@ impl Grants {
     pub(crate) fn note(&self, key: &str, token: &str) {
         self.with(|grants| {
             if !grants.iter().any(|(k, t)| k == key && t == token) {
+                if grants.len() == MAX_GRANTS {
+                    grants.remove(0);
+                }
                 grants.push((key.to_owned(), token.to_owned()));
             }
         });
@@ -107,5 +115,16 @@ mod tests {
             [("a".into(), "t2".into()), ("b".into(), "t1".into())]
         );
         assert!(grants.take().is_empty());
+    }
+
+    #[test]
+    fn the_list_is_bounded_and_forgets_the_oldest_first() {
+        let grants = Grants::default();
+        for i in 0..=super::MAX_GRANTS {
+            grants.note(&format!("k{i}"), "t");
+        }
+        let kept = grants.take();
+        assert_eq!(kept.len(), super::MAX_GRANTS);
+        assert_eq!(kept[0].0, "k1");
     }
 }
