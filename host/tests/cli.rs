@@ -654,3 +654,32 @@ fn any_key_and_ttl_text_gets_a_lock_a_busy_answer_or_exit_2_and_no_panic() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn max_hold_caps_the_watchdog_and_cmd_is_terminated_when_the_lock_lapses() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("signal");
+    let mut child = dlock(&server)
+        .args([
+            "run",
+            "job",
+            "--ttl",
+            "600ms",
+            "--max-hold",
+            "1s",
+            "--kill-after",
+            "5s",
+            "--",
+        ])
+        .args(signal_recorder(&got))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&got).await;
+    // Extended up to 1 s, then left to lapse: CMD (which would run 30 s) is terminated.
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+    assert!(!exists(&mut conn, "job").await);
+}

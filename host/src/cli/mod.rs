@@ -187,6 +187,10 @@ enum Command {
         /// Take a fencing token and pass it to CMD as DLOCK_FENCE.
         #[arg(long)]
         fence: bool,
+        /// Stop extending the lock this long after taking it: past it the lock lapses and CMD
+        /// is terminated as for a lost lock (exit 76). [default: no cap]
+        #[arg(long, value_parser = duration::parse, value_name = "D")]
+        max_hold: Option<Duration>,
         /// The command and its arguments (after `--`).
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
@@ -349,6 +353,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             lost_exit_code,
             kill_after,
             fence,
+            max_hold,
             command,
         } => {
             let spec = run::RunSpec {
@@ -359,6 +364,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
                 lost_exit_code,
                 kill_after,
                 fence,
+                max_hold,
                 command,
             };
             run::run(&ctx, spec).await

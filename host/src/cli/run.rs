@@ -22,6 +22,7 @@ pub(super) struct RunSpec {
     pub lost_exit_code: u8,
     pub kill_after: Duration,
     pub fence: bool,
+    pub max_hold: Option<Duration>,
     pub command: Vec<String>,
 }
 
@@ -98,6 +99,9 @@ async fn supervise(mut child: Child, lock: &LockHandle, spec: &RunSpec) -> CliRe
         .and_then(|id| Pid::from_raw(id as i32))
         .ok_or_else(|| Failure::new(EXIT_INTERNAL, "the command has no process id"))?;
     let period = (spec.ttl / 3).max(Duration::from_millis(1));
+    let stop_extending = spec
+        .max_hold
+        .and_then(|cap| Instant::now().checked_add(cap));
     let mut watchdog = interval_at(Instant::now() + period, period);
     watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let handler = |kind: SignalKind| {
@@ -120,7 +124,13 @@ async fn supervise(mut child: Child, lock: &LockHandle, spec: &RunSpec) -> CliRe
                 return Ok(Outcome::Exited(status));
             }
             _ = watchdog.tick() => {
-                if !keep_alive(lock, spec.ttl).await {
+                let capped = stop_extending.is_some_and(|end| Instant::now() >= end);
+                let alive = if capped {
+                    lock.is_held().await.unwrap_or(false)
+                } else {
+                    keep_alive(lock, spec.ttl).await
+                };
+                if !alive {
                     eprintln!("dlock: {}: the lock was lost; terminating the command", spec.key);
                     return Ok(Outcome::Lost(terminate(child, pid, spec.kill_after).await?));
                 }
