@@ -165,36 +165,7 @@ enum Command {
     #[command(
         after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost while CMD ran (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
     )]
-    Run {
-        /// The lock's key.
-        #[arg(value_parser = key)]
-        key: String,
-        /// The lock's TTL; it is extended every TTL/3 while CMD runs.
-        #[arg(long, value_parser = duration::parse)]
-        ttl: Duration,
-        /// Wait up to this long for a busy lock. [default: one attempt]
-        #[arg(long, value_parser = duration::parse)]
-        wait: Option<Duration>,
-        /// Exit code when the lock is busy and CMD does not run.
-        #[arg(long, default_value_t = EXIT_RUN_CONFLICT, value_name = "N")]
-        conflict_exit_code: u8,
-        /// Exit code when the lock is lost while CMD runs.
-        #[arg(long, default_value_t = EXIT_RUN_LOST, value_name = "N")]
-        lost_exit_code: u8,
-        /// After the lock is lost: how long CMD has between SIGTERM and SIGKILL.
-        #[arg(long, value_parser = duration::parse, default_value = "10s")]
-        kill_after: Duration,
-        /// Take a fencing token and pass it to CMD as DLOCK_FENCE.
-        #[arg(long)]
-        fence: bool,
-        /// Stop extending the lock this long after taking it: past it the lock lapses and CMD
-        /// is terminated as for a lost lock (exit 76). [default: no cap]
-        #[arg(long, value_parser = duration::parse, value_name = "D")]
-        max_hold: Option<Duration>,
-        /// The command and its arguments (after `--`).
-        #[arg(required = true, last = true, value_name = "CMD")]
-        command: Vec<String>,
-    },
+    Run(run::RunSpec),
     /// Show dlock at work: workers contend for a few locks, then a checked summary.
     ///
     /// Starts its own redis-server on a free loopback port unless --redis (or
@@ -345,30 +316,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Command::Release { key, token } => keys::release(&ctx, &key, &token).await,
         Command::Extend { key, token, ttl } => keys::extend(&ctx, &key, &token, ttl).await,
         Command::Status { key } => keys::status(&ctx, &key).await,
-        Command::Run {
-            key,
-            ttl,
-            wait,
-            conflict_exit_code,
-            lost_exit_code,
-            kill_after,
-            fence,
-            max_hold,
-            command,
-        } => {
-            let spec = run::RunSpec {
-                key,
-                ttl,
-                wait,
-                conflict_exit_code,
-                lost_exit_code,
-                kill_after,
-                fence,
-                max_hold,
-                command,
-            };
-            run::run(&ctx, spec).await
-        }
+        Command::Run(spec) => run::run(&ctx, spec).await,
         Command::Demo(_) | Command::Bench(_) | Command::Torture(_) | Command::Worker { .. } => {
             unreachable!("handled above")
         }

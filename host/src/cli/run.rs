@@ -13,17 +13,37 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::{CliResult, Ctx, EXIT_INTERNAL, Failure};
 
-/// What `run` was asked to do.
+/// What `run` was asked to do (its command-line arguments).
+#[derive(Debug, clap::Args)]
 pub(super) struct RunSpec {
-    pub key: String,
-    pub ttl: Duration,
-    pub wait: Option<Duration>,
-    pub conflict_exit_code: u8,
-    pub lost_exit_code: u8,
-    pub kill_after: Duration,
-    pub fence: bool,
-    pub max_hold: Option<Duration>,
-    pub command: Vec<String>,
+    /// The lock's key.
+    #[arg(value_parser = super::key)]
+    key: String,
+    /// The lock's TTL; it is extended every TTL/3 while CMD runs.
+    #[arg(long, value_parser = super::duration::parse)]
+    ttl: Duration,
+    /// Wait up to this long for a busy lock. [default: one attempt]
+    #[arg(long, value_parser = super::duration::parse)]
+    wait: Option<Duration>,
+    /// Exit code when the lock is busy and CMD does not run.
+    #[arg(long, default_value_t = super::EXIT_RUN_CONFLICT, value_name = "N")]
+    conflict_exit_code: u8,
+    /// Exit code when the lock is lost while CMD runs.
+    #[arg(long, default_value_t = super::EXIT_RUN_LOST, value_name = "N")]
+    lost_exit_code: u8,
+    /// After the lock is lost: how long CMD has between SIGTERM and SIGKILL.
+    #[arg(long, value_parser = super::duration::parse, default_value = "10s")]
+    kill_after: Duration,
+    /// Take a fencing token and pass it to CMD as DLOCK_FENCE.
+    #[arg(long)]
+    fence: bool,
+    /// Stop extending the lock this long after taking it: past it the lock lapses and CMD
+    /// is terminated as for a lost lock (exit 76). [default: no cap]
+    #[arg(long, value_parser = super::duration::parse, value_name = "D")]
+    max_hold: Option<Duration>,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 /// How CMD ended.
