@@ -1,5 +1,6 @@
 //! What a `no_std` component needs on `wasm32-wasip2`, shared by dlock's component and the
-//! test suite's hostile components: a global allocator, a panic handler (a trap), and the
+//! test suite's hostile components: a global allocator (dlmalloc, first using the free part of
+//! the initial linear memory; see `heap.rs`), a panic handler (a trap), and the
 //! canonical ABI's `cabi_realloc`, and the `memcmp`/`bcmp` that Rust code may call (on
 //! `wasm32-wasip2` they normally come from the C library; `memcpy` and `memset` are wasm
 //! instructions there). Link it with `extern crate dlock_guest_rt;`.
@@ -13,13 +14,16 @@
 #![no_builtins]
 
 #[cfg(target_family = "wasm")]
+mod heap;
+
+#[cfg(target_family = "wasm")]
 mod wasm {
     extern crate alloc;
 
     use alloc::alloc::{Layout, alloc, realloc};
 
     #[global_allocator]
-    static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+    static ALLOCATOR: crate::heap::Global = crate::heap::Global;
 
     #[panic_handler]
     fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
