@@ -14,19 +14,28 @@
 -- When the key already holds ARGV[1] (a retry of an attempt whose reply was lost), the lease is
 -- renewed and the acquisition is reported again, with the counter's current value when fenced:
 -- a retried acquire never reports two different acquisitions or skips a fence value.
+--
+-- Errors (nothing written): the fence counter is not an integer, or is missing when a retried
+-- acquisition asks for its value again.
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local fence = 1
   if KEYS[2] then
-    return tonumber(redis.call('GET', KEYS[2]) or '0')
+    fence = tonumber(redis.call('GET', KEYS[2]))
+    if not fence or fence < 1 then
+      return redis.error_reply('dlock: fence counter ' .. KEYS[2] .. ' is missing or not a positive integer')
+    end
   end
-  return 1
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return fence
 end
 if current then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+-- The counter first: INCR fails on a non-integer before anything is written.
+local fence = 1
 if KEYS[2] then
-  return redis.call('INCR', KEYS[2])
+  fence = redis.call('INCR', KEYS[2])
 end
-return 1
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return fence

@@ -77,6 +77,13 @@ impl<P: Platform> Client<P> {
     pub fn new(platform: Rc<P>, options: LockOptions) -> Result<Self, Error> {
         validate::prefix(&options.key_prefix)?;
         validate::duration_ms("the safety margin", options.safety_margin_ms, true)?;
+        // A zero delay would make `wait-for-lock` poll Redis without pause.
+        validate::duration_ms("the retry delay", options.retry_delay_ms.into(), false)?;
+        validate::duration_ms(
+            "the maximum retry delay",
+            options.max_retry_delay_ms.into(),
+            false,
+        )?;
         Ok(Client {
             platform,
             retry_count: options.retry_count,
@@ -180,7 +187,12 @@ impl<P: Platform> Client<P> {
                     uncertain = true;
                     Error::Redis(e)
                 }
-                Attempt::Failed(e) => break Error::Redis(e),
+                Attempt::Failed(e) => {
+                    // A script error or an odd reply can come after the script wrote; the token
+                    // is ours alone, so giving it back is safe. `denied` never reached Redis.
+                    uncertain |= !matches!(e, RedisError::Denied(_));
+                    break Error::Redis(e);
+                }
             };
             match next_delay(attempt, self.platform.monotonic_ns()) {
                 Some(ns) => self.platform.sleep_ns(ns),

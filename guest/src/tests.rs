@@ -175,6 +175,19 @@ fn permanent_errors_end_acquire_at_once() {
 }
 
 #[test]
+fn a_script_error_ends_acquire_at_once_and_gives_the_token_back() {
+    let p = Recorded::new([
+        Err(RedisError::Rejected("ERR value is not an integer".into())),
+        int(0),
+    ]);
+    let err = client(&p, defaults()).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::Redis(RedisError::Rejected(_))));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+    assert!(p.sleeps_ms.borrow().is_empty());
+}
+
+#[test]
 fn giving_up_after_an_unknown_outcome_cleans_up_by_token() {
     let p = Recorded::new([Err(RedisError::Timeout), int(0), int(1)]);
     let opts = LockOptions {
@@ -296,6 +309,20 @@ fn bad_arguments_never_reach_redis() {
         c.attach("job", ""),
         Err(Error::InvalidArgument(_))
     ));
+    for delays in [(0, 5000), (100, 0)] {
+        let options = LockOptions {
+            retry_delay_ms: delays.0,
+            max_retry_delay_ms: delays.1,
+            ..defaults()
+        };
+        assert!(
+            matches!(
+                Client::new(p.clone(), options),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{delays:?}"
+        );
+    }
     let prefix = LockOptions {
         key_prefix: "bad\0".into(),
         ..defaults()
@@ -431,7 +458,7 @@ fn lock_state_maps_pttl() {
 
 #[test]
 fn unexpected_replies_are_errors_not_successes() {
-    let p = Recorded::new([Ok(Value::Status("OK".into())), Ok(Value::Nil)]);
+    let p = Recorded::new([Ok(Value::Status("OK".into())), int(0), Ok(Value::Nil)]);
     let opts = LockOptions {
         retry_count: 0,
         ..defaults()

@@ -34,11 +34,11 @@ unsafe impl Allocator for Region {
         // SAFETY: one thread; the flag is only touched here.
         let donated = unsafe { &mut *self.donated.get() };
         if !*donated {
-            *donated = true;
             // The linker defines both symbols; only their addresses are used.
             let base = ptr::addr_of!(__heap_base) as usize;
             let end = ptr::addr_of!(__heap_end) as usize;
             if end > base && end - base >= size {
+                *donated = true;
                 return (base as *mut u8, end - base, 0);
             }
         }

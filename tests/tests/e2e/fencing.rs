@@ -108,3 +108,29 @@ async fn a_key_that_cannot_share_a_slot_with_a_counter_is_refused_for_fencing() 
     );
     assert_eq!(dlock_tests::dbsize(&mut conn).await, 0);
 }
+
+#[tokio::test]
+async fn a_broken_fence_counter_fails_the_acquire_and_leaves_no_lock_behind() {
+    let server = redis();
+    let rt = runtime(&server).await;
+    let mut conn = raw(&server).await;
+    let _: () = redis::cmd("SET")
+        .arg("{ledger}:fence")
+        .arg("not a number")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let client = rt.client(fenced()).await.unwrap();
+    let err = client
+        .try_acquire("ledger", Duration::from_secs(30))
+        .await
+        .err()
+        .expect("a counter Redis cannot increment fails the acquire");
+    assert!(matches!(err, Error::RedisRejected(_)), "{err:?}");
+    assert_eq!(get(&mut conn, "ledger").await, None, "no lock left behind");
+    assert_eq!(
+        get(&mut conn, "{ledger}:fence").await.as_deref(),
+        Some("not a number"),
+        "the counter is left as it was"
+    );
+}
