@@ -288,10 +288,13 @@ impl Shared {
             .saturating_add(CALL_SLACK)
     }
 
+    /// Each attempt may make two Redis calls: the acquire, and giving back a grant that came
+    /// after its lease ended.
     fn acquire_budget(&self) -> Duration {
         let attempts = self.options.retry_count.saturating_add(2);
         self.command_timeout
             .saturating_mul(attempts)
+            .saturating_mul(2)
             .saturating_add(self.options.total_backoff())
             .saturating_add(self.single_call_budget())
     }

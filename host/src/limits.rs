@@ -11,7 +11,7 @@ pub struct RequestLimits {
     pub max_keys: usize,
     /// Longest key, in bytes.
     pub max_key_bytes: usize,
-    /// Every key starts with this, or with `{` and this (a fence counter `{KEY}:fence`).
+    /// Every key starts with this, or is the fence counter `{KEY}:fence` of a key that does.
     pub key_namespace: String,
     /// Most bytes of keys and arguments together.
     pub max_request_bytes: usize,
@@ -59,7 +59,8 @@ impl RequestLimits {
         let inside = key.starts_with(ns)
             || key
                 .strip_prefix('{')
-                .is_some_and(|rest| rest.starts_with(ns));
+                .and_then(|rest| rest.strip_suffix("}:fence"))
+                .is_some_and(|locked| locked.starts_with(ns));
         if !inside {
             return Err(format!("the key {key:?} is outside the namespace {ns:?}"));
         }
@@ -84,7 +85,7 @@ mod properties {
     proptest! {
         #[test]
         fn accepted_requests_are_inside_every_limit(
-            keys in prop::collection::vec("(app:|\\{app:|other:|)\\PC{0,40}|.{0,8}", 0..6),
+            keys in prop::collection::vec("(app:|\\{app:|other:|)\\PC{0,40}(\\}:fence)?|.{0,8}", 0..6),
             args in prop::collection::vec(".{0,40}", 0..4),
         ) {
             let limits = limits();
@@ -95,7 +96,8 @@ mod properties {
                 for key in &keys {
                     prop_assert!(!key.is_empty() && key.len() <= limits.max_key_bytes);
                     prop_assert!(!key.chars().any(char::is_control));
-                    let inside = key.starts_with("app:") || key.starts_with("{app:");
+                    let inside = key.starts_with("app:")
+                        || (key.starts_with("{app:") && key.ends_with("}:fence"));
                     prop_assert!(inside, "{:?} accepted outside the namespace", key);
                 }
             }

@@ -17,7 +17,7 @@ pub struct Policy {
     pub(crate) command_timeout: Duration,
     pub(crate) limits: RequestLimits,
     pub(crate) max_reply_bytes: usize,
-    pub(crate) max_evals_per_call: u32,
+    pub(crate) max_evals_per_second: u32,
     pub(crate) max_compute: Duration,
 }
 
@@ -37,7 +37,7 @@ impl Default for Policy {
                 max_request_bytes: 64 * 1024,
             },
             max_reply_bytes: 64 * 1024,
-            max_evals_per_call: 4096,
+            max_evals_per_second: 4096,
             max_compute: Duration::from_secs(1),
         }
     }
@@ -87,8 +87,8 @@ impl Policy {
         self
     }
 
-    /// Every key must start with `namespace` (fence counters of keys without a hash tag,
-    /// `{KEY}:fence`, may start with `{` + `namespace`). Default empty: any key. Use the same
+    /// Every key must start with `namespace`, or be the fence counter `{KEY}:fence` of a key
+    /// that does (the counter of a key without a hash tag). Default empty: any key. Use the same
     /// prefix as the clients' `LockOptions::key_prefix`, and give it a hash tag where Redis
     /// Cluster slots matter.
     pub fn with_key_namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -102,11 +102,13 @@ impl Policy {
         self
     }
 
-    /// Most `redis-eval` calls the component may make during one call into it (one
-    /// `acquire`, one `wait_for_lock`, ...). Default 4096: far above what the bundled
-    /// component needs (one per attempt, plus a cleanup), far below a runaway loop.
-    pub fn with_max_evals_per_call(mut self, evals: u32) -> Self {
-        self.max_evals_per_call = evals;
+    /// Most `redis-eval` calls the component may make in any one-second window of one call
+    /// into it (one `acquire`, one `wait_for_lock`, ...); past it they are `denied`. Default
+    /// 4096: far above what the bundled component needs (one per attempt, at most a few per
+    /// second once backing off), far below a runaway loop. A rate, so that a wait of hours
+    /// still works.
+    pub fn with_max_evals_per_second(mut self, evals: u32) -> Self {
+        self.max_evals_per_second = evals;
         self
     }
 

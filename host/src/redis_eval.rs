@@ -93,7 +93,6 @@ impl HostScript for HostState {
         &mut self,
         source: String,
     ) -> wasmtime::Result<Result<Resource<ScriptEntry>, WitRedisError>> {
-        self.compute.reset();
         match self.link.admit(&source) {
             Ok(script) => Ok(Ok(self.table.push(ScriptEntry(script))?)),
             Err(denied) => Ok(Err(denied)),
@@ -113,14 +112,15 @@ impl Host for HostState {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> wasmtime::Result<Result<Value, WitRedisError>> {
-        self.compute.reset();
         let script = self.table.get(&script)?.0.clone();
         let policy = &self.link.policy;
-        self.evals_this_call = self.evals_this_call.saturating_add(1);
-        if self.evals_this_call > policy.max_evals_per_call {
+        if !self
+            .evals
+            .admit(std::time::Instant::now(), policy.max_evals_per_second)
+        {
             return Ok(Err(WitRedisError::Denied(format!(
-                "more than {} Redis calls in one call into the component",
-                policy.max_evals_per_call
+                "more than {} Redis calls in one second",
+                policy.max_evals_per_second
             ))));
         }
         if let Err(reason) = policy.check_request(&keys, &args) {
@@ -139,6 +139,9 @@ impl Host for HostState {
         }
         let reply =
             tokio::time::timeout(timeout, eval(&mut self.conn, &script, &keys, &args)).await;
+        // Only a call that went to Redis ends a run of computation (see `ComputeWatch`): a
+        // guest looping on refused calls is still computing.
+        self.compute.reset();
         match (lock, &reply) {
             (Some(("acquire", key, token)), Ok(Ok(redis::Value::Int(0))))
             | (Some(("release", key, token)), Ok(Ok(redis::Value::Int(_)))) => {

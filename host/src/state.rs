@@ -15,7 +15,7 @@ use crate::redis_eval::RedisLink;
 
 /// The store data of one lock client: the guest's resource table, WASI random, the
 /// Redis link it may use, its resource limits and the deadline of the call in progress.
-pub struct HostState {
+pub(crate) struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) random: WasiRandomCtx,
     pub(crate) conn: ConnectionManager,
@@ -23,8 +23,8 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     /// When the guest call in progress must end; checked at every epoch tick.
     pub(crate) deadline: Option<Instant>,
-    /// `redis-eval` calls made during the guest call in progress.
-    pub(crate) evals_this_call: u32,
+    /// `redis-eval` calls in the current one-second window of the guest call in progress.
+    pub(crate) evals: EvalWindow,
     /// How long the guest has been computing without calling Redis.
     pub(crate) compute: ComputeWatch,
     /// The locks the component may hold (see `grants.rs`).
@@ -63,10 +63,42 @@ impl ComputeWatch {
     }
 }
 
+/// Counts a guest's `redis-eval` calls per one-second window: a rate bound that a long
+/// `wait-for-lock` (one attempt per second at most) never reaches.
+#[derive(Debug, Default)]
+pub(crate) struct EvalWindow {
+    started: Option<Instant>,
+    count: u32,
+}
+
+impl EvalWindow {
+    const LENGTH: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Records a call at `now`; false when it is over `max` in its window.
+    pub(crate) fn admit(&mut self, now: Instant, max: u32) -> bool {
+        match self.started {
+            Some(started) if now.duration_since(started) < Self::LENGTH => {
+                self.count = self.count.saturating_add(1);
+            }
+            _ => {
+                self.started = Some(now);
+                self.count = 1;
+            }
+        }
+        self.count <= max
+    }
+}
+
+/// Most entries in a client's host resource table (loaded scripts, sleep pollables): far above
+/// what a lock component needs, and a bound on host memory a component can pin.
+const MAX_TABLE_ENTRIES: usize = 1024;
+
 impl HostState {
     pub(crate) fn new(link: Arc<RedisLink>) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_TABLE_ENTRIES);
         HostState {
-            table: ResourceTable::new(),
+            table,
             random: WasiRandomCtx::default(),
             conn: link.conn.clone(),
             link,
@@ -79,7 +111,7 @@ impl HostState {
                 .trap_on_grow_failure(false)
                 .build(),
             deadline: None,
-            evals_this_call: 0,
+            evals: EvalWindow::default(),
             compute: ComputeWatch::default(),
             grants: Arc::default(),
         }
@@ -88,7 +120,7 @@ impl HostState {
     /// Prepares for a guest call that must end by `deadline`.
     pub(crate) fn begin_call(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
-        self.evals_this_call = 0;
+        self.evals = EvalWindow::default();
         self.compute.reset();
     }
 
@@ -102,7 +134,7 @@ impl HostState {
 
 #[cfg(test)]
 mod tests {
-    use super::ComputeWatch;
+    use super::{ComputeWatch, EvalWindow};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -117,5 +149,19 @@ mod tests {
         assert_eq!(watch.tick(at(1010)), 2);
         watch.reset();
         assert_eq!(watch.tick(at(1020)), 1, "called the host in between");
+    }
+
+    #[test]
+    fn evals_are_bounded_per_one_second_window() {
+        let mut window = EvalWindow::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(window.admit(at(0), 2));
+        assert!(window.admit(at(10), 2));
+        assert!(!window.admit(at(20), 2), "a third call in the same second");
+        assert!(!window.admit(at(999), 2));
+        assert!(window.admit(at(1000), 2), "a new window");
+        assert!(window.admit(at(1500), 2));
+        assert!(!window.admit(at(1600), 2));
     }
 }

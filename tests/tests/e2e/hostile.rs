@@ -131,6 +131,8 @@ async fn keys_outside_the_namespace_or_malformed_never_reach_redis() {
         "app:a\0b",
         "",
         "{other:secret}:fence",
+        "{app:secret",
+        "{app:job}:other",
     ] {
         let err = client.acquire(key, TTL).await.err().unwrap();
         assert!(matches!(err, Error::Denied(_)), "{key:?}: {err:?}");
@@ -255,7 +257,7 @@ async fn deep_recursion_overflows_the_stack_and_traps() {
 async fn a_flood_of_redis_calls_is_cut_off() {
     let server = redis();
     let mut conn = raw(&server).await;
-    let runtime = hostile_runtime(&server, Policy::default().with_max_evals_per_call(100)).await;
+    let runtime = hostile_runtime(&server, Policy::default().with_max_evals_per_second(100)).await;
     let err = hang_guard(hostile(&runtime, "flood").await.acquire("app:job", TTL))
         .await
         .err()
