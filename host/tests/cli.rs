@@ -244,6 +244,26 @@ async fn an_unreachable_redis_exits_3_naming_the_url_but_not_the_password() {
 }
 
 #[tokio::test]
+async fn bad_keys_tokens_and_prefixes_are_exit_2_even_with_redis_unreachable() {
+    let mut server = RedisServer::start().unwrap();
+    let url = server.url();
+    server.stop();
+    let long_key = "k".repeat(513);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["status", "tab\there"],
+        vec!["acquire", &long_key, "--ttl", "1s"],
+        vec!["release", "job", "bad\u{7f}token"],
+        vec!["--prefix", "a\nb", "status", "job"],
+        vec!["run", "esc\u{1b}key", "--ttl", "1s", "--", "true"],
+    ];
+    for args in cases {
+        let r = ran(dlock_bare().arg("--redis").arg(&url).args(&args)).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("the "), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[tokio::test]
 async fn the_redis_url_comes_from_the_environment_too() {
     let server = redis();
     let r = ran(dlock_bare()

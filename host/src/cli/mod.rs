@@ -74,7 +74,8 @@ struct Global {
         global = true,
         value_name = "PREFIX",
         default_value = "",
-        hide_default_value = true
+        hide_default_value = true,
+        value_parser = prefix
     )]
     prefix: String,
 
@@ -85,13 +86,36 @@ struct Global {
 
 const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
 
-/// A non-empty lock key.
+/// A lock key as the component accepts it (checked here too, so that bad input is exit 2
+/// even when Redis is unreachable): 1 to 512 bytes, no control characters.
 fn key(text: &str) -> Result<String, String> {
-    if text.is_empty() {
-        Err("the key must not be empty".into())
-    } else {
-        Ok(text.to_owned())
+    checked_text("the key", text, 512, false)
+}
+
+/// A token as `release` and `extend` accept it: 1 to 256 bytes, no control characters.
+fn token(text: &str) -> Result<String, String> {
+    checked_text("the token", text, 256, false)
+}
+
+/// A key prefix: up to 256 bytes, no control characters.
+fn prefix(text: &str) -> Result<String, String> {
+    checked_text("the prefix", text, 256, true)
+}
+
+fn checked_text(what: &str, text: &str, max: usize, allow_empty: bool) -> Result<String, String> {
+    if text.is_empty() && !allow_empty {
+        return Err(format!("{what} must not be empty"));
     }
+    if text.len() > max {
+        return Err(format!(
+            "{what} is {} bytes long; the limit is {max}",
+            text.len()
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("{what} contains the control character {c:?}"));
+    }
+    Ok(text.to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +150,7 @@ enum Command {
         #[arg(value_parser = key)]
         key: String,
         /// The token `acquire` printed.
+        #[arg(value_parser = token)]
         token: String,
     },
     /// Set a lock's TTL anew if TOKEN still owns it (exit 1, nothing changed, if it does not).
@@ -137,6 +162,7 @@ enum Command {
         #[arg(value_parser = key)]
         key: String,
         /// The token `acquire` printed.
+        #[arg(value_parser = token)]
         token: String,
         /// The new TTL, counted from now.
         #[arg(long, value_parser = duration::parse)]
@@ -181,8 +207,9 @@ enum Command {
     /// Acquire+release pairs on distinct keys (uncontended) and on one hot key (contended), at
     /// each concurrency, through each path, in one run: ops/s, latency percentiles and the
     /// ratio to the native path. Starts its own redis-server unless --redis (or
-    /// DLOCK_REDIS_URL) is given. `bench startup`, `bench instantiate` and `bench memory`
-    /// measure start-up, client creation and memory. Build with --release for real numbers.
+    /// DLOCK_REDIS_URL) is given. `bench startup`, `bench instantiate`, `bench calls` and
+    /// `bench memory` measure start-up, client creation, one call into the component and
+    /// memory. Build with --release for real numbers.
     #[command(
         after_help = "Exit codes: 0 done, 2 bad input, 3 Redis unreachable or redis-server missing, 4 internal failure."
     )]
@@ -268,6 +295,11 @@ impl Ctx {
             json: global.json,
             prefix: global.prefix.clone(),
         })
+    }
+
+    /// How long one Redis call may take.
+    fn command_timeout(&self) -> std::time::Duration {
+        self.runtime.policy().command_timeout()
     }
 
     async fn client(&self, fencing: bool) -> CliResult<dlock_host::Client> {

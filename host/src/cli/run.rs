@@ -74,7 +74,16 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
         }
         Err(e) => return Err(ctx.fail(e)),
     };
-    let info = lock.info().await.map_err(|e| ctx.fail(e))?;
+    let info = match lock.info().await {
+        Ok(info) => info,
+        Err(e) => {
+            release(ctx, &lock, false).await;
+            return Err(ctx.fail(e));
+        }
+    };
+    // Before CMD starts: a signal from here on is forwarded to it, never the default action
+    // that would leave CMD running unsupervised.
+    let signals = Signals::new()?;
 
     let mut command = Command::new(&spec.command[0]);
     command
@@ -100,7 +109,7 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
         }
     };
 
-    let outcome = supervise(child, &lock, &spec).await?;
+    let outcome = supervise(child, signals, &lock, &spec, ctx.command_timeout()).await?;
     let (status, lost) = match outcome {
         Outcome::Exited(status) => (status, false),
         Outcome::Lost(status) => (status, true),
@@ -112,8 +121,37 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     Ok(shell_status(status))
 }
 
+/// The signals `run` forwards to CMD.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> CliResult<Signals> {
+        let handler = |kind: SignalKind| {
+            signal(kind)
+                .map_err(|e| Failure::new(EXIT_INTERNAL, format!("cannot handle signals: {e}")))
+        };
+        Ok(Signals {
+            term: handler(SignalKind::terminate())?,
+            int: handler(SignalKind::interrupt())?,
+            hup: handler(SignalKind::hangup())?,
+            quit: handler(SignalKind::quit())?,
+        })
+    }
+}
+
 /// Waits for CMD while extending the lock every TTL/3 and forwarding signals.
-async fn supervise(mut child: Child, lock: &LockHandle, spec: &RunSpec) -> CliResult<Outcome> {
+async fn supervise(
+    mut child: Child,
+    mut signals: Signals,
+    lock: &LockHandle,
+    spec: &RunSpec,
+    command_timeout: Duration,
+) -> CliResult<Outcome> {
     let pid = child
         .id()
         .and_then(|id| Pid::from_raw(id as i32))
@@ -124,13 +162,6 @@ async fn supervise(mut child: Child, lock: &LockHandle, spec: &RunSpec) -> CliRe
         .and_then(|cap| Instant::now().checked_add(cap));
     let mut watchdog = interval_at(Instant::now() + period, period);
     watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let handler = |kind: SignalKind| {
-        signal(kind).map_err(|e| Failure::new(EXIT_INTERNAL, format!("cannot handle signals: {e}")))
-    };
-    let mut sigterm = handler(SignalKind::terminate())?;
-    let mut sigint = handler(SignalKind::interrupt())?;
-    let mut sighup = handler(SignalKind::hangup())?;
-    let mut sigquit = handler(SignalKind::quit())?;
     // A terminal delivers Ctrl-C to the whole foreground process group, CMD included.
     let forward_sigint = !std::io::stdin().is_terminal();
     let forward = |sig: Signal| {
@@ -148,30 +179,46 @@ async fn supervise(mut child: Child, lock: &LockHandle, spec: &RunSpec) -> CliRe
                 let alive = if capped {
                     lock.is_held().await.unwrap_or(false)
                 } else {
-                    keep_alive(lock, spec.ttl).await
+                    // The next try comes one period later and may take a command timeout.
+                    keep_alive(lock, spec.ttl, period + command_timeout).await
                 };
                 if !alive {
                     eprintln!("dlock: {}: the lock was lost; terminating the command", spec.key);
                     return Ok(Outcome::Lost(terminate(child, pid, spec.kill_after).await?));
                 }
             }
-            _ = sigterm.recv() => forward(Signal::TERM),
-            _ = sighup.recv() => forward(Signal::HUP),
-            _ = sigquit.recv() => forward(Signal::QUIT),
-            _ = sigint.recv() => if forward_sigint { forward(Signal::INT) },
+            _ = signals.term.recv() => forward(Signal::TERM),
+            _ = signals.hup.recv() => forward(Signal::HUP),
+            _ = signals.quit.recv() => forward(Signal::QUIT),
+            _ = signals.int.recv() => if forward_sigint { forward(Signal::INT) },
         }
     }
 }
 
-/// Extends the lock; false once it is certainly lost (the key no longer holds the token, or a
-/// failing Redis kept the lock from being extended until its validity ran out).
-async fn keep_alive(lock: &LockHandle, ttl: Duration) -> bool {
+/// Extends the lock; false once it is lost or about to be: the key no longer holds the token,
+/// or the extend failed and less than `next_try` of validity is left (the next try could only
+/// come after the lease ran out, so CMD is stopped while the lock is still valid).
+async fn keep_alive(lock: &LockHandle, ttl: Duration, next_try: Duration) -> bool {
     match lock.extend(ttl).await {
         Ok(()) => true,
         Err(Error::NotHeld) => false,
         Err(e) => {
-            eprintln!("dlock: could not extend the lock ({e}); will retry");
-            lock.is_held().await.unwrap_or(false)
+            let left = match lock.info().await {
+                Ok(info) if info.is_held => info
+                    .valid_until
+                    .saturating_duration_since(std::time::Instant::now()),
+                _ => Duration::ZERO,
+            };
+            if left > next_try {
+                eprintln!(
+                    "dlock: could not extend the lock ({e}); {} of validity left, will retry",
+                    humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
+                );
+                true
+            } else {
+                eprintln!("dlock: could not extend the lock ({e}) and its validity is running out");
+                false
+            }
         }
     }
 }
