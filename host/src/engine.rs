@@ -127,10 +127,9 @@ impl LockComponent {
     }
 }
 
-/// Adds the `dlock:lock/redis` import, as this crate implements it, to a linker whose store
-/// data is [`crate::HostState`]. The lock component's own linker is built with this; a plugin
-/// host can use it to give its components the same policed Redis access.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+/// Adds the `dlock:lock/redis` import, as this crate implements it, to the lock component's
+/// linker.
+fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Dlock::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |s| s)
 }
 

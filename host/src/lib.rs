@@ -45,9 +45,8 @@ mod state;
 mod types;
 
 pub use client::{Client, LockHandle};
-pub use engine::{Allocation, LockComponent, add_to_linker};
+pub use engine::{Allocation, LockComponent};
 pub use error::{Error, Result};
 pub use policy::{Policy, sha1_hex};
 pub use runtime::{Runtime, RuntimeBuilder, redact_url};
-pub use state::HostState;
 pub use types::{LockInfo, LockOptions, LockState, LockStatus};
