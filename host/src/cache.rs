@@ -100,15 +100,24 @@ fn store(dir: &Path, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    // Write only into a directory no one else can plant files or links in.
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || !private(&meta) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} is not a directory private to this user", dir.display()),
+        ));
+    }
     let tmp = dir.join(format!(
         ".tmp-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
+    // A leftover of a crashed writer with the same name; never follow or reuse it.
+    let _ = fs::remove_file(&tmp);
     let mut file = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     file.write_all(artifact)?;
@@ -179,6 +188,15 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
         assert!(load(&engine, &path).is_none(), "world-writable directory");
+    }
+
+    #[test]
+    fn nothing_is_written_into_a_directory_others_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let (engine, dir) = (engine(), private_dir());
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        load_or_compile(&engine, EMPTY_COMPONENT, dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
