@@ -539,9 +539,10 @@ async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
     let waiting = tokio::spawn(async move {
         let _ = waiter.wait_for_lock("job", 30 * SECOND, 30 * SECOND).await;
     });
-    // Release, and slow the waiter's replies: its next attempt is granted in Redis while its
-    // reply is still on the way. Cancel it then.
-    proxy.set_fault(Fault::Latency(Duration::from_millis(300)));
+    // Release, and slow the waiter's traffic: its next attempt is granted in Redis while its
+    // reply is still on the way (800 ms each way: the round trip stays under the 2 s command
+    // timeout, and the test has 800 ms to see the grant and cancel). Cancel it then.
+    proxy.set_fault(Fault::Latency(Duration::from_millis(800)));
     let token = held.info().await.unwrap().token;
     held.release().await.unwrap();
     let conn = raw(&server).await;
@@ -552,7 +553,11 @@ async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
     })
     .await;
     waiting.abort();
-    let _ = waiting.await;
+    let outcome = waiting.await;
+    assert!(
+        outcome.as_ref().is_err_and(|e| e.is_cancelled()),
+        "the wait finished before it was cancelled: the scenario did not happen"
+    );
     proxy.set_fault(Fault::None);
     until_absent(&conn, "job", "the cancelled waiter's lock to be released").await;
 }
