@@ -7,7 +7,9 @@
 -- ARGV[2]  the lease in milliseconds (a positive integer)
 --
 -- Returns (integer):
---   0   the key holds another token (or is not a lock): nothing was changed
+--   0   the key holds another token (or a string that is not a token): nothing was changed
+--   -1  the key holds a value of another type (a hash, a list, ...): it is not a lock;
+--       nothing was changed
 --   1   acquired, unfenced
 --   n   acquired, fenced: n (>= 1) is the counter's value after this acquisition
 --
@@ -17,7 +19,10 @@
 --
 -- Errors (nothing written): the fence counter is not an integer, or is missing when a retried
 -- acquisition asks for its value again.
-local current = redis.call('GET', KEYS[1])
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' and current.err then
+  return -1
+end
 if current == ARGV[1] then
   local fence = 1
   if KEYS[2] then

@@ -5,8 +5,9 @@
 --
 -- Returns (integer):
 --   1   the key held ARGV[1] and was deleted
---   0   the key is absent or holds another token: nothing was changed
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+--   0   the key is absent, holds another token, or holds a value of another type: nothing was
+--       changed
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0

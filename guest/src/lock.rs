@@ -69,6 +69,8 @@ enum Attempt {
         sent_ns: u64,
     },
     Busy,
+    /// The key holds a value of another type.
+    NotALock,
     Failed(RedisError),
 }
 
@@ -103,6 +105,7 @@ impl<P: Platform> Client<P> {
         let mut redis_key = String::with_capacity(self.prefix.len() + key.len());
         redis_key.push_str(&self.prefix);
         redis_key.push_str(key);
+        validate::lock_key(&redis_key)?;
         Ok(redis_key)
     }
 
@@ -178,11 +181,12 @@ impl<P: Platform> Client<P> {
                 }
                 Attempt::Acquired { .. } => {
                     // Granted, but the reply came after the lease it granted had run out: a
-                    // lock with no validity left is no lock. Give it back and go on as if busy.
+                    // lock with no validity left is no lock. Give it back and try again.
                     let _ = self.platform.eval(Op::Release, &keys[..1], &args[..1]);
-                    Error::NotAcquired
+                    Error::GrantedTooLate
                 }
                 Attempt::Busy => Error::NotAcquired,
+                Attempt::NotALock => break Error::NotALock,
                 Attempt::Failed(e) if retryable(&e) => {
                     uncertain = true;
                     Error::Redis(e)
@@ -211,7 +215,8 @@ impl<P: Platform> Client<P> {
         let sent_ns = self.platform.monotonic_ns();
         match self.platform.eval(Op::Acquire, keys, args) {
             Ok(Value::Int(reply)) if reply > 0 => Attempt::Acquired { reply, sent_ns },
-            Ok(Value::Int(_)) => Attempt::Busy,
+            Ok(Value::Int(0)) => Attempt::Busy,
+            Ok(Value::Int(-1)) => Attempt::NotALock,
             Ok(other) => Attempt::Failed(unexpected(Op::Acquire, &other)),
             Err(e) => Attempt::Failed(e),
         }
@@ -297,6 +302,8 @@ enum Phase {
     Released,
     /// Redis said the key no longer holds the token.
     Lost,
+    /// A release was sent and its outcome is unknown.
+    Releasing,
 }
 
 struct Lease {
@@ -321,7 +328,7 @@ impl<P: Platform> Handle<P> {
     fn ensure_held(&self) -> Result<(), Error> {
         match self.lease.borrow().phase {
             Phase::Held | Phase::Attached => Ok(()),
-            Phase::Released | Phase::Lost => Err(Error::NotHeld),
+            Phase::Released | Phase::Lost | Phase::Releasing => Err(Error::NotHeld),
         }
     }
 
@@ -339,12 +346,23 @@ impl<P: Platform> Handle<P> {
         }
     }
 
-    /// Compare-and-delete.
+    /// Compare-and-delete. Once a release has been sent, the handle no longer claims the
+    /// lock: when the outcome is unknown it is `Releasing`, and only `release` may be retried.
     pub fn release(&self) -> Result<(), Error> {
-        self.ensure_held()?;
-        self.owned_op(Op::Release, core::slice::from_ref(&self.token))?;
-        self.lease.borrow_mut().phase = Phase::Released;
-        Ok(())
+        if self.lease.borrow().phase != Phase::Releasing {
+            self.ensure_held()?;
+        }
+        match self.owned_op(Op::Release, core::slice::from_ref(&self.token)) {
+            Ok(()) => {
+                self.lease.borrow_mut().phase = Phase::Released;
+                Ok(())
+            }
+            Err(Error::Redis(e)) if retryable(&e) => {
+                self.lease.borrow_mut().phase = Phase::Releasing;
+                Err(Error::Redis(e))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Compare-and-expire to `ttl_ms` from now.
@@ -409,6 +427,7 @@ impl<P: Platform> Handle<P> {
             Phase::Attached => LockStatus::Attached,
             Phase::Released => LockStatus::Released,
             Phase::Lost => LockStatus::Lost,
+            Phase::Releasing => LockStatus::Releasing,
         }
     }
 }

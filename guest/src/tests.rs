@@ -381,14 +381,29 @@ fn a_zero_reply_marks_the_handle_lost() {
 }
 
 #[test]
-fn a_redis_error_on_release_keeps_the_handle_so_the_caller_can_retry() {
+fn a_release_that_failed_with_an_unknown_outcome_can_be_retried() {
     let p = Recorded::new([int(1), Err(RedisError::Timeout), int(1)]);
     let h = client(&p, defaults()).acquire("job", 1000).unwrap();
     assert!(matches!(
         h.release(),
         Err(Error::Redis(RedisError::Timeout))
     ));
-    assert!(h.is_held());
+    h.release().unwrap();
+    assert!(matches!(h.status(), LockStatus::Released));
+}
+
+#[test]
+fn a_release_refused_for_good_keeps_the_handle_held() {
+    let p = Recorded::new([int(1), Err(RedisError::Denied("rate".into())), int(1)]);
+    let h = client(&p, defaults()).acquire("job", 30_000).unwrap();
+    assert!(matches!(
+        h.release(),
+        Err(Error::Redis(RedisError::Denied(_)))
+    ));
+    assert!(
+        h.is_held(),
+        "nothing reached Redis: the lock is still the handle's"
+    );
     h.release().unwrap();
 }
 
@@ -545,7 +560,99 @@ fn a_grant_that_arrives_after_its_lease_ran_out_is_given_back_not_reported() {
         ..defaults()
     };
     let err = client(&p, opts).acquire("job", 1000).err().unwrap();
-    assert!(matches!(err, Error::NotAcquired));
+    assert!(matches!(err, Error::GrantedTooLate), "{err:?}");
     assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
     assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+}
+
+#[test]
+fn a_late_grant_on_try_acquire_is_reported_as_such_not_as_busy() {
+    let p = Recorded::new([int(1), int(1)]);
+    p.call_ns.set(1500 * MS);
+    let err = client(&p, defaults())
+        .try_acquire("job", 1000)
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::GrantedTooLate), "{err:?}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+}
+
+#[test]
+fn a_late_grant_followed_by_a_busy_lock_ends_as_not_acquired() {
+    let p = Recorded::new([int(1), int(1), int(0)]);
+    p.call_ns.set(1500 * MS);
+    let opts = LockOptions {
+        retry_count: 1,
+        ..defaults()
+    };
+    let err = client(&p, opts).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::NotAcquired), "{err:?}");
+}
+
+#[test]
+fn a_release_whose_outcome_is_unknown_no_longer_claims_the_lock_but_may_be_retried() {
+    let p = Recorded::new([int(1), Err(RedisError::Timeout), int(0)]);
+    let h = client(&p, defaults()).acquire("job", 30_000).unwrap();
+    assert!(matches!(
+        h.release(),
+        Err(Error::Redis(RedisError::Timeout))
+    ));
+    assert!(!h.is_held());
+    assert!(!h.info().is_held);
+    assert!(matches!(h.status(), LockStatus::Releasing));
+    // Extending a lock the caller asked to give up is refused without calling Redis.
+    assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
+    // The retry runs the token-checked script again; here the first attempt had deleted it.
+    assert!(matches!(h.release(), Err(Error::NotHeld)));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release, Op::Release]);
+    assert!(matches!(h.status(), LockStatus::Lost));
+}
+
+#[test]
+fn fence_counters_are_refused_as_lock_keys_without_calling_redis() {
+    let p = Recorded::new([]);
+    let plain = client(&p, defaults());
+    for counter in ["{job}:fence", "app:{job}:fence", "{a{b}:fence"] {
+        for err in [
+            plain.acquire(counter, 1000).err(),
+            plain.try_acquire(counter, 1000).err(),
+            plain.attach(counter, "t").err(),
+            plain.is_locked(counter).err(),
+        ] {
+            assert!(
+                matches!(&err, Some(Error::InvalidArgument(m)) if m.contains("fence counter")),
+                "{counter}: {err:?}"
+            );
+        }
+    }
+    // Under a prefix, the Redis key is what counts.
+    let prefixed = client(
+        &p,
+        LockOptions {
+            key_prefix: "app:".into(),
+            ..defaults()
+        },
+    );
+    assert!(matches!(
+        prefixed.acquire("{job}:fence", 1000),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(p.calls.borrow().is_empty());
+}
+
+#[test]
+fn keys_that_merely_end_in_fence_are_ordinary_locks() {
+    let p = Recorded::new([int(1), int(1)]);
+    let c = client(&p, defaults());
+    c.acquire("job:fence", 1000).unwrap();
+    c.acquire("{}:fence", 1000).unwrap();
+}
+
+#[test]
+fn a_key_of_another_type_is_not_a_lock_and_is_not_retried() {
+    let p = Recorded::new([int(-1)]);
+    let err = client(&p, defaults()).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::NotALock), "{err:?}");
+    assert_eq!(p.ops(), [Op::Acquire]);
+    assert!(p.sleeps_ms.borrow().is_empty());
 }

@@ -84,6 +84,24 @@ pub fn fence_key(redis_key: &str) -> Result<String, Error> {
     }
 }
 
+/// A Redis key used as a lock: not some lock's fence counter (see [`is_fence_counter`]), so
+/// that no release, extend or acquire through the lock API can delete, expire or overwrite a
+/// counter that fencing relies on never going backwards.
+pub fn lock_key(redis_key: &str) -> Result<(), Error> {
+    if is_fence_counter(redis_key) {
+        return Err(invalid(format!(
+            "the key {redis_key:?} is a lock's fence counter, not a lock: use another key"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `key` is what [`fence_key`] makes of some lock key: a key ending in `:fence`
+/// whose part before that has a hash tag (`{job}:fence`, `app:{job}:fence`).
+pub fn is_fence_counter(key: &str) -> bool {
+    key.strip_suffix(":fence").is_some_and(has_hash_tag)
+}
+
 /// Whether Redis Cluster would hash only part of `key`: a `{` followed later by a `}` with at
 /// least one byte between them.
 fn has_hash_tag(key: &str) -> bool {
@@ -137,5 +155,18 @@ mod tests {
         // An empty tag does not count: the whole key is hashed.
         assert!(matches!(fence_key("a{}"), Err(Error::InvalidArgument(_))));
         assert!(matches!(fence_key("a}b"), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn every_fence_key_is_recognised_as_a_fence_counter_and_refused_as_a_lock() {
+        for lock in ["job", "app:{job}", "a{b", "x", "app:job"] {
+            let counter = fence_key(lock).unwrap();
+            assert!(is_fence_counter(&counter), "{counter}");
+            assert!(message(lock_key(&counter)).contains("fence counter"));
+            assert!(lock_key(lock).is_ok(), "{lock}");
+        }
+        for not_a_counter in ["job:fence", "{}:fence", "fence", ":fence", "{job}:fenced"] {
+            assert!(!is_fence_counter(not_a_counter), "{not_a_counter}");
+        }
     }
 }

@@ -16,6 +16,17 @@ pub enum Error {
     /// in Redis was changed.
     #[error("this handle does not hold the lock (released, expired or taken over)")]
     NotHeld,
+    /// Redis granted the lock, but the reply came after the lease had already run out, so the
+    /// lock was given back: Redis is too slow for a TTL this short. A retry, or a longer TTL,
+    /// may succeed.
+    #[error(
+        "the lock was granted only after its TTL had run out (Redis too slow for this TTL) and was given back"
+    )]
+    GrantedTooLate,
+    /// The key holds a value of another type than a lock (a hash, a list, ...). Nothing was
+    /// changed; waiting will not help.
+    #[error("the key holds a non-lock value")]
+    NotALock,
     /// An argument was refused before anything reached Redis.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -55,10 +66,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the same call may succeed if retried later: Redis was unavailable or did not
-    /// answer in time.
+    /// True when the same call may succeed if retried later: Redis was unavailable, did not
+    /// answer in time, or answered too late for the lease.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::RedisUnavailable(_) | Error::RedisTimeout)
+        matches!(
+            self,
+            Error::RedisUnavailable(_) | Error::RedisTimeout | Error::GrantedTooLate
+        )
     }
 }
 

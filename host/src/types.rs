@@ -132,6 +132,9 @@ pub enum LockStatus {
     Lost,
     /// Made by `attach`; validity unknown until the first successful extend.
     Attached,
+    /// A release was sent but its outcome is unknown (Redis timed out or the connection
+    /// broke): the handle no longer claims the lock; only `release` may be retried.
+    Releasing,
 }
 
 impl From<WitLockStatus> for LockStatus {
@@ -142,6 +145,7 @@ impl From<WitLockStatus> for LockStatus {
             WitLockStatus::Released => LockStatus::Released,
             WitLockStatus::Lost => LockStatus::Lost,
             WitLockStatus::Attached => LockStatus::Attached,
+            WitLockStatus::Releasing => LockStatus::Releasing,
         }
     }
 }
@@ -187,6 +191,8 @@ impl From<WitLockError> for Error {
         match e {
             WitLockError::NotAcquired => Error::NotAcquired,
             WitLockError::NotHeld => Error::NotHeld,
+            WitLockError::GrantedTooLate => Error::GrantedTooLate,
+            WitLockError::NotALock => Error::NotALock,
             WitLockError::InvalidArgument(m) => Error::InvalidArgument(m),
             WitLockError::Redis(e) => e.into(),
         }

@@ -134,3 +134,39 @@ async fn a_broken_fence_counter_fails_the_acquire_and_leaves_no_lock_behind() {
         "the counter is left as it was"
     );
 }
+
+#[tokio::test]
+async fn fence_counters_cannot_be_released_extended_or_taken_as_locks() {
+    let server = redis();
+    let rt = runtime(&server).await;
+    let mut conn = raw(&server).await;
+    for (prefix, key, counter) in [
+        ("", "job", "{job}:fence"),
+        ("app:", "{job}", "app:{job}:fence"),
+    ] {
+        let options = LockOptions {
+            key_prefix: prefix.into(),
+            ..fenced()
+        };
+        let client = rt.client(options).await.unwrap();
+        let lock = client.acquire(key, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(lock.info().await.unwrap().fence, Some(1));
+        // The counter's own name, as a lock key, under the same prefix.
+        let name = counter.strip_prefix(prefix).unwrap();
+        let refused = [
+            client.attach(name, "1").await.err(),
+            client.try_acquire(name, Duration::from_secs(1)).await.err(),
+            client.is_locked(name).await.err(),
+        ];
+        for err in refused {
+            assert!(
+                matches!(&err, Some(Error::InvalidArgument(m)) if m.contains("fence counter")),
+                "{counter}: {err:?}"
+            );
+        }
+        assert_eq!(get(&mut conn, counter).await.as_deref(), Some("1"));
+        lock.release().await.unwrap();
+        let next = client.acquire(key, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(next.info().await.unwrap().fence, Some(2), "{counter}");
+    }
+}

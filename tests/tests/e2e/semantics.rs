@@ -236,7 +236,10 @@ async fn a_non_owner_can_neither_extend_nor_release() {
     let token = lock.info().await.unwrap().token;
 
     let intruder = rt.client(LockOptions::default()).await.unwrap();
-    let forged = intruder.attach("job", "not-the-token").await.unwrap();
+    let forged = intruder
+        .attach("job", "0f8fad5b-d9cb-469f-a165-70867728950e")
+        .await
+        .unwrap();
     assert!(matches!(
         forged.extend(Duration::from_secs(600)).await,
         Err(Error::NotHeld)
@@ -355,4 +358,39 @@ async fn dropping_a_handle_leaves_the_lock_to_its_ttl() {
     // The next call cleans up the dropped handle's component resource, not the Redis key.
     assert!(client.is_locked("job").await.unwrap());
     assert_eq!(get(&mut conn, "job").await, Some(token));
+}
+
+#[tokio::test]
+async fn a_key_of_another_type_is_not_a_lock_and_stays_as_it_was() {
+    let server = redis();
+    let (_rt, client) = client(&server).await;
+    let mut conn = raw(&server).await;
+    let () = redis::cmd("HSET")
+        .arg("job")
+        .arg("field")
+        .arg("value")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.acquire("job", TTL).await,
+        Err(Error::NotALock)
+    ));
+    assert!(matches!(
+        client.try_acquire("job", TTL).await,
+        Err(Error::NotALock)
+    ));
+    let attached = client
+        .attach("job", "0f8fad5b-d9cb-469f-a165-70867728950e")
+        .await
+        .unwrap();
+    assert!(matches!(attached.release().await, Err(Error::NotHeld)));
+    assert!(matches!(attached.extend(TTL).await, Err(Error::NotHeld)));
+    let kind: String = redis::cmd("TYPE")
+        .arg("job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "hash");
+    assert_eq!(pttl(&mut conn, "job").await, -1);
 }
