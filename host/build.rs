@@ -65,13 +65,22 @@ fn main() {
         let sha1 = sha1_smol::Sha1::from(&source).digest().to_string();
         writeln!(
             code,
-            "    BundledScript {{ name: {name:?}, sha1: {sha1:?}, source: include_str!({:?}) }},",
+            "    BundledScript {{ name: {name:?}, role: Role::{}, sha1: {sha1:?}, source: include_str!({:?}) }},",
+            capitalized(name),
             canonical(&path).display().to_string()
         )
         .unwrap();
     }
     writeln!(code, "];").unwrap();
     std::fs::write(out_dir.join("bundled.rs"), code).unwrap();
+}
+
+fn capitalized(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 fn canonical(path: &Path) -> PathBuf {

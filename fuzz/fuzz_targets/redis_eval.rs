@@ -3,8 +3,9 @@
 //! decoding of a Redis reply into what may cross into the component (`host/src/reply.rs`).
 //! Both files are included as they are, so this is exactly the host's code.
 //!
-//! Oracles: nothing panics; an accepted request really is inside the limits; a decoded reply
-//! is never larger than its budget.
+//! Oracles: nothing panics; an accepted request really is inside the limits, and a bundled
+//! script's accepted arguments have its shape (dlock's own token, a TTL in range, no fence
+//! counter as a lock); a decoded reply is never larger than its budget.
 
 #![no_main]
 
@@ -22,7 +23,7 @@ mod limits;
 mod reply;
 
 use libfuzzer_sys::fuzz_target;
-use limits::RequestLimits;
+use limits::{RequestLimits, Role};
 use reply::{Reply, Scalar};
 
 const NAMESPACE: &str = "app:";
@@ -34,6 +35,7 @@ fn limits() -> RequestLimits {
         max_key_bytes: 64,
         key_namespace: NAMESPACE.to_owned(),
         max_request_bytes: 256,
+        foreign_tokens: false,
     }
 }
 
@@ -71,7 +73,36 @@ fn check_request(data: &[u8]) {
                     .is_some_and(|k| k.starts_with(NAMESPACE));
             assert!(inside, "{key:?} accepted outside {NAMESPACE:?}");
         }
+        for role in [Role::Acquire, Role::Release, Role::Extend, Role::Check] {
+            if limits.check_role(role, &keys, &args).is_ok() && role != Role::Check {
+                // A token-checked script only ever sees dlock's own tokens and real TTLs.
+                let token = args[0].as_bytes();
+                assert_eq!(token.len(), 36, "{role:?} accepted token {:?}", args[0]);
+                assert_eq!(token[14], b'4', "{role:?} accepted token {:?}", args[0]);
+                assert!(
+                    !is_fence_counter(&keys[0]),
+                    "{role:?} accepted a fence counter {:?} as a lock",
+                    keys[0]
+                );
+                if let Some(ttl) = args.get(1) {
+                    let ms: u64 = ttl.parse().expect("a decimal TTL");
+                    assert!((1..=limits::MAX_TTL_MS).contains(&ms), "{role:?} accepted TTL {ttl}");
+                }
+            }
+        }
     }
+}
+
+/// An independent statement of what a fence counter is: `STEM:fence` where STEM has a
+/// non-empty `{...}` hash tag.
+fn is_fence_counter(key: &str) -> bool {
+    let Some(stem) = key.strip_suffix(":fence") else {
+        return false;
+    };
+    let Some(open) = stem.find('{') else {
+        return false;
+    };
+    stem[open + 1..].find('}').is_some_and(|len| len > 0)
 }
 
 fn scalar_bytes(s: &Scalar) -> usize {

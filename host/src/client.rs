@@ -12,12 +12,15 @@ use crate::bindings::Dlock;
 use crate::engine::LockComponent;
 use crate::error::{Error, Result};
 use crate::grants::ReleaseOnFailure;
+use crate::limits::MAX_TTL_MS;
 use crate::redis_eval::RedisLink;
-use crate::state::HostState;
+use crate::state::{HostState, deadline_after};
 use crate::types::{LockInfo, LockOptions, LockState, millis};
 
 /// Extra time a guest call gets on top of what its arguments allow.
 const CALL_SLACK: Duration = Duration::from_secs(1);
+/// Longest `wait_for_lock` timeout: the same limit as every lock duration (about 31.7 years).
+const MAX_WAIT: Duration = Duration::from_millis(MAX_TTL_MS);
 
 /// A lock client: one instance of the lock component, with its own store.
 ///
@@ -74,7 +77,7 @@ macro_rules! guest_call {
         let session: &mut Session = &mut *$session;
         session.poisoned = true;
         let state = session.store.data_mut();
-        state.begin_call(Instant::now().checked_add(budget));
+        state.begin_call(deadline_after(budget));
         let release_on_failure = ReleaseOnFailure::arm(&state.grants, &state.link);
         let Session {
             store: $store,
@@ -85,7 +88,7 @@ macro_rules! guest_call {
         let $api = api.dlock_lock_lock();
         let $client = *$client;
         let outcome = $call.await;
-        session.store.data_mut().begin_call(None);
+        session.store.data_mut().end_call();
         match outcome {
             Ok(value) => {
                 session.poisoned = false;
@@ -125,24 +128,20 @@ impl Client {
             Ok(UpdateDeadline::Yield(1))
         });
         // Instantiation runs the component's start functions, so it is bounded too.
-        store
-            .data_mut()
-            .begin_call(Instant::now().checked_add(command_timeout));
+        store.data_mut().begin_call(deadline_after(command_timeout));
         let api = component
             .pre()
             .instantiate_async(&mut store)
             .await
             .map_err(Error::Component)?;
-        store
-            .data_mut()
-            .begin_call(Instant::now().checked_add(command_timeout));
+        store.data_mut().begin_call(deadline_after(command_timeout));
         let client = api
             .dlock_lock_lock()
             .client()
             .call_create(&mut store, &wit_options)
             .await
             .map_err(Error::Trap)??;
-        store.data_mut().begin_call(None);
+        store.data_mut().end_call();
         Ok(Client {
             shared: Arc::new(Shared {
                 session: Mutex::new(Session {
@@ -189,13 +188,20 @@ impl Client {
     }
 
     /// Polls until the lock is acquired or `timeout` has passed (backoff capped at 1 s, never
-    /// sleeping past the deadline, one last attempt at the deadline).
+    /// sleeping past the deadline, one last attempt at the deadline). A timeout over 10^12 ms
+    /// is [`Error::InvalidArgument`], whatever the component would make of it.
     pub async fn wait_for_lock(
         &self,
         key: &str,
         timeout: Duration,
         ttl: Duration,
     ) -> Result<LockHandle> {
+        if timeout > MAX_WAIT {
+            return Err(Error::InvalidArgument(format!(
+                "the wait timeout of {timeout:?} is over the limit of {} ms",
+                MAX_WAIT.as_millis()
+            )));
+        }
         let budget = timeout.saturating_add(self.shared.single_call_budget());
         let mut s = self.shared.session().await?;
         let handle = guest_call!(s, budget, |store, api, client| api

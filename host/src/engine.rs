@@ -11,6 +11,7 @@ use crate::bindings::{Dlock, DlockPre};
 use crate::cache;
 use crate::clock::HasGuestClock;
 use crate::error::{Error, Result};
+use crate::random::{GuestRandom, HasGuestRandom};
 use crate::state::HostState;
 
 /// How often the epoch ticker advances: the granularity of guest time budgets.
@@ -138,16 +139,11 @@ impl HasData for Table {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-struct Random;
-impl HasData for Random {
-    type Data<'a> = &'a mut wasmtime_wasi::random::WasiRandomCtx;
-}
-
 fn link_wasi_clocks_and_random(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     io::poll::add_to_linker::<HostState, Table>(l, |s| &mut s.table)?;
     clocks::monotonic_clock::add_to_linker::<HostState, HasGuestClock>(l, HostState::clock)?;
     clocks::wall_clock::add_to_linker::<HostState, HasGuestClock>(l, HostState::clock)?;
-    random::random::add_to_linker::<HostState, Random>(l, |s| &mut s.random)?;
+    random::random::add_to_linker::<HostState, HasGuestRandom>(l, |s| GuestRandom(&mut s.random))?;
     Ok(())
 }
 

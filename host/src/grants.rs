@@ -1,24 +1,27 @@
-//! The locks a client's component may hold, as the host sees them go by, so that a client
-//! whose component traps or whose call is cancelled does not leave them behind.
+//! The locks a call into the component may have taken, as the host sees them go by, so that a
+//! call that traps or is cancelled does not leave them behind.
 //!
 //! The host recognises the bundled component's acquire and release scripts by SHA1. An
 //! acquire attempt notes `(key, token)` before it is sent (the attempt may succeed even if its
-//! reply never arrives); a busy reply or a release forgets it. When a call into the component
-//! fails (a trap, a budget overrun, or its future dropped), the client is poisoned and every
-//! noted lock is released in the background with the same compare-and-delete script: a lock
-//! that was never taken, or has since changed hands, is left alone. Scripts of other
-//! components are not recognised; their locks expire with their TTL.
+//! reply never arrives); a busy reply or a release forgets it. The list belongs to the call in
+//! progress: it starts empty at every call, so a call that completes hands every lock it took
+//! to its caller (as a handle) and the list holds nothing of earlier calls. When a call fails
+//! (a trap, a budget overrun, or its future dropped), the client is poisoned and the locks
+//! *that call* noted are released in the background with the same compare-and-delete script:
+//! a lock that was never taken, or has since changed hands, is left alone, and locks whose
+//! handles earlier calls returned stay in Redis until they are released or expire. Scripts of
+//! other components are not recognised; their locks expire with their TTL.
 
 use std::sync::{Arc, Mutex};
 
 use crate::redis_eval::{RedisLink, eval};
 
-/// Most pairs remembered per client. A client that drops handles without releasing them
-/// would otherwise grow the list forever; the oldest entries go first (their leases have
-/// most likely run out).
-const MAX_GRANTS: usize = 4096;
+/// Most pairs remembered for one call. The bundled component notes one per call (its retries
+/// reuse the token); past this the oldest are forgotten (and expire with their TTL), so a
+/// component cannot make the host hold more than this many keys and tokens.
+pub(crate) const MAX_GRANTS: usize = 64;
 
-/// The `(key, token)` pairs a client's component may hold.
+/// The `(key, token)` pairs the call in progress may have acquired.
 #[derive(Debug, Default)]
 pub(crate) struct Grants(Mutex<Vec<(String, String)>>);
 
@@ -49,8 +52,9 @@ impl Grants {
     }
 }
 
-/// Releases every noted lock if dropped while armed: created before a call into the
-/// component and disarmed when the call returns normally.
+/// Releases the locks the current call noted if dropped while armed: created before a call
+/// into the component (which starts the list afresh) and disarmed when the call returns
+/// normally.
 pub(crate) struct ReleaseOnFailure {
     grants: Arc<Grants>,
     link: Arc<RedisLink>,
@@ -59,6 +63,7 @@ pub(crate) struct ReleaseOnFailure {
 
 impl ReleaseOnFailure {
     pub(crate) fn arm(grants: &Arc<Grants>, link: &Arc<RedisLink>) -> Self {
+        grants.take();
         ReleaseOnFailure {
             grants: grants.clone(),
             link: link.clone(),
@@ -88,7 +93,7 @@ impl Drop for ReleaseOnFailure {
         }
         let link = self.link.clone();
         runtime.spawn(async move {
-            let mut conn = link.conn.clone();
+            let mut conn = link.connection();
             for (key, token) in grants {
                 let (keys, args) = ([key], [token]);
                 let call = eval(&mut conn, &release, &keys, &args);

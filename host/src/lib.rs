@@ -37,6 +37,7 @@ mod error;
 mod grants;
 mod limits;
 mod policy;
+mod random;
 mod redis_eval;
 mod reply;
 mod runtime;

@@ -18,6 +18,7 @@ pub struct Policy {
     pub(crate) limits: RequestLimits,
     pub(crate) max_reply_bytes: usize,
     pub(crate) max_evals_per_second: u32,
+    pub(crate) max_bytes_per_second: u64,
     pub(crate) max_compute: Duration,
 }
 
@@ -34,10 +35,12 @@ impl Default for Policy {
                 max_keys: 8,
                 max_key_bytes: 1024,
                 key_namespace: String::new(),
-                max_request_bytes: 64 * 1024,
+                max_request_bytes: 4 * 1024,
+                foreign_tokens: false,
             },
             max_reply_bytes: 64 * 1024,
             max_evals_per_second: 4096,
+            max_bytes_per_second: 4 << 20,
             max_compute: Duration::from_secs(1),
         }
     }
@@ -74,7 +77,9 @@ impl Policy {
         self
     }
 
-    /// Most bytes in all of one call's keys and arguments together. Default 64 KiB.
+    /// Most bytes in all of one call's keys and arguments together. Default 4 KiB: twice
+    /// what the bundled scripts can need (a 768-byte key with prefix, its fence counter, a
+    /// 256-byte token and a TTL).
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_request_bytes = bytes;
         self
@@ -102,13 +107,35 @@ impl Policy {
         self
     }
 
-    /// Most `redis-eval` calls the component may make in any one-second window of one call
-    /// into it (one `acquire`, one `wait_for_lock`, ...); past it they are `denied`. Default
-    /// 4096: far above what the bundled component needs (one per attempt, at most a few per
-    /// second once backing off), far below a runaway loop. A rate, so that a wait of hours
-    /// still works.
+    /// How many `redis-eval` calls the component may make during one call into it (one
+    /// `acquire`, one `wait_for_lock`, ...): a token bucket that starts full with this many
+    /// calls at every call into the component and refills at this many per second; a call
+    /// past it is `denied`. Default 4096: far above what the bundled component needs (one per
+    /// attempt, at most a few per second once backing off), far below a runaway loop. A rate,
+    /// so that a wait of hours still works.
     pub fn with_max_evals_per_second(mut self, evals: u32) -> Self {
         self.max_evals_per_second = evals;
+        self
+    }
+
+    /// How many bytes of keys and arguments one client may send to Redis: a token bucket of
+    /// this many bytes, refilled at this many per second over the client's whole life (across
+    /// calls); a call past it is `denied` and reaches Redis only once the bucket has refilled.
+    /// It bounds how fast a component can fill Redis with data, whatever it is asked to do.
+    /// Default 4 MiB per second: about 40,000 lock operations per second with 100-byte keys.
+    pub fn with_max_bytes_per_second(mut self, bytes: u64) -> Self {
+        self.max_bytes_per_second = bytes;
+        self
+    }
+
+    /// Lets the bundled `release` and `extend` scripts name tokens of other clients of the
+    /// lock convention (redis-py's `Lock`, redsync, node-redlock): any 1 to 256 bytes without
+    /// control characters. Off by default: only dlock's own tokens (UUID v4) are accepted,
+    /// which keeps a component from using those scripts to test or delete keys whose values
+    /// it guesses. Turn it on to release or extend, through `attach`, locks that other
+    /// clients took; the `dlock` CLI does.
+    pub fn allow_foreign_tokens(mut self) -> Self {
+        self.limits.foreign_tokens = true;
         self
     }
 
@@ -143,6 +170,16 @@ impl Policy {
     /// See [`Policy::with_max_reply_bytes`].
     pub fn max_reply_bytes(&self) -> usize {
         self.max_reply_bytes
+    }
+
+    /// See [`Policy::with_max_evals_per_second`].
+    pub fn max_evals_per_second(&self) -> u32 {
+        self.max_evals_per_second
+    }
+
+    /// See [`Policy::with_max_bytes_per_second`].
+    pub fn max_bytes_per_second(&self) -> u64 {
+        self.max_bytes_per_second
     }
 
     /// Whether a script with this SHA1 (lowercase hex) may run.

@@ -2,17 +2,25 @@
 //! the host's [`Policy`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, ServerErrorKind};
 use wasmtime::component::Resource;
 
 use crate::bindings::dlock::lock::redis::{Host, HostScript};
 use crate::bindings::{Scalar, Value, WitRedisError};
+use crate::limits::Role;
 use crate::policy::{Policy, sha1_hex};
 use crate::reply::{self, Failure, Reply, classify, flatten};
 use crate::state::HostState;
+
+/// After this many `redis-eval` timeouts in a row on one connection, the connection is taken
+/// for dead (a peer gone without a reset, a firewall that drops packets) and replaced by a
+/// fresh one. Three, so that one slow script or a short pause of Redis does not cost a
+/// reconnect, while a dead connection costs at most three command timeouts.
+pub(crate) const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
 /// A script the policy allows: its SHA1 (computed once), its source (for `SCRIPT LOAD`), and
 /// which of the bundled scripts it is, if any.
@@ -20,7 +28,7 @@ use crate::state::HostState;
 pub(crate) struct AllowedScript {
     sha1: String,
     source: Box<str>,
-    role: Option<&'static str>,
+    role: Option<Role>,
 }
 
 /// The host value behind a guest's `script` resource.
@@ -29,21 +37,74 @@ pub struct ScriptEntry(Arc<AllowedScript>);
 
 /// What every client of one runtime shares for Redis: the connection and the policy.
 pub(crate) struct RedisLink {
-    pub(crate) conn: ConnectionManager,
+    /// The current connection, with its generation (counting replacements).
+    conn: RwLock<(u64, ConnectionManager)>,
+    /// What a replacement connection is made from.
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// `redis-eval` timeouts in a row since the last reply on the current connection.
+    timeouts_in_a_row: AtomicU32,
     pub(crate) policy: Policy,
     known: HashMap<Box<str>, Arc<AllowedScript>>,
+    /// The longest allowed source: anything longer is refused without being hashed.
+    longest_source: usize,
 }
 
 impl RedisLink {
-    pub(crate) fn new(conn: ConnectionManager, policy: Policy) -> Self {
-        let known = policy
+    pub(crate) fn new(
+        conn: ConnectionManager,
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        policy: Policy,
+    ) -> Self {
+        let known: HashMap<Box<str>, Arc<AllowedScript>> = policy
             .known_sources()
             .map(|source| (source.into(), Arc::new(AllowedScript::new(source))))
             .collect();
+        let longest_source = known.keys().map(|s| s.len()).max().unwrap_or(0);
         RedisLink {
-            conn,
+            conn: RwLock::new((0, conn)),
+            client,
+            config,
+            timeouts_in_a_row: AtomicU32::new(0),
             policy,
             known,
+            longest_source,
+        }
+    }
+
+    /// The current connection (multiplexed, reconnecting; cheap to clone).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.current().1
+    }
+
+    /// The current connection and its generation.
+    fn current(&self) -> (u64, ConnectionManager) {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Notes how a call on generation `used` of the connection ended. After
+    /// [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row the connection is replaced (once:
+    /// callers that still hold the dead one find a new one in place already). A connection
+    /// that times out forever never reports an error of its own, so its manager would never
+    /// reconnect by itself.
+    fn note_outcome(&self, used: u64, timed_out: bool) {
+        if !timed_out {
+            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 < TIMEOUTS_BEFORE_RECONNECT {
+            return;
+        }
+        let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        else {
+            return;
+        };
+        let mut current = self.conn.write().unwrap_or_else(|e| e.into_inner());
+        if current.0 == used {
+            *current = (used + 1, fresh);
+            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
         }
     }
 
@@ -51,25 +112,28 @@ impl RedisLink {
     pub(crate) fn release_script(&self) -> Option<Arc<AllowedScript>> {
         self.known
             .values()
-            .find(|s| s.role == Some("release"))
+            .find(|s| s.role == Some(Role::Release))
             .cloned()
     }
 
-    /// The allowed script with this source, or `denied`. Known sources cost a map lookup;
-    /// others are hashed once here and checked against the allowlist.
+    /// The allowed script with this source, or `denied`. Every allowed script's source is
+    /// known, so admitting is a map lookup; a refused source is hashed only to name it, and
+    /// only when it is no longer than the longest allowed one.
     fn admit(&self, source: &str) -> Result<Arc<AllowedScript>, WitRedisError> {
         if let Some(script) = self.known.get(source) {
             return Ok(script.clone());
         }
-        let script = AllowedScript::new(source);
-        if self.policy.allows(&script.sha1) {
-            Ok(Arc::new(script))
-        } else {
-            Err(WitRedisError::Denied(format!(
-                "script {} is not in the host's allowlist",
-                script.sha1
-            )))
-        }
+        Err(WitRedisError::Denied(
+            if source.len() > self.longest_source {
+                format!(
+                    "a script of {} bytes is not in the host's allowlist (it is longer than any \
+                 allowed script)",
+                    source.len()
+                )
+            } else {
+                format!("script {} is not in the host's allowlist", sha1_hex(source))
+            },
+        ))
     }
 }
 
@@ -79,7 +143,7 @@ impl AllowedScript {
         let role = crate::bundled::SCRIPTS
             .iter()
             .find(|s| s.sha1 == sha1)
-            .map(|s| s.name);
+            .map(|s| s.role);
         AllowedScript {
             sha1,
             source: source.into(),
@@ -113,11 +177,10 @@ impl Host for HostState {
         args: Vec<String>,
     ) -> wasmtime::Result<Result<Value, WitRedisError>> {
         let script = self.table.get(&script)?.0.clone();
-        let policy = &self.link.policy;
-        if !self
-            .evals
-            .admit(std::time::Instant::now(), policy.max_evals_per_second)
-        {
+        let link = self.link.clone();
+        let policy = &link.policy;
+        let now = std::time::Instant::now();
+        if !self.evals.take(now, 1) {
             return Ok(Err(WitRedisError::Denied(format!(
                 "more than {} Redis calls in one second",
                 policy.max_evals_per_second
@@ -126,25 +189,42 @@ impl Host for HostState {
         if let Err(reason) = policy.check_request(&keys, &args) {
             return Ok(Err(WitRedisError::Denied(reason)));
         }
-        let timeout = policy.command_timeout;
-        let max_reply = policy.max_reply_bytes;
+        if let Some(role) = script.role
+            && let Err(reason) = policy.limits.check_role(role, &keys, &args)
+        {
+            return Ok(Err(WitRedisError::Denied(reason)));
+        }
+        let bytes: usize = keys.iter().chain(&args).map(String::len).sum();
+        if !self.bytes.take(now, bytes as u64) {
+            return Ok(Err(WitRedisError::Denied(format!(
+                "more than {} bytes sent to Redis in one second",
+                policy.max_bytes_per_second
+            ))));
+        }
         let lock = match (script.role, keys.first(), args.first()) {
-            (Some(role @ ("acquire" | "release")), Some(key), Some(token)) => {
+            (Some(role @ (Role::Acquire | Role::Release)), Some(key), Some(token)) => {
                 Some((role, key, token))
             }
             _ => None,
         };
-        if let Some(("acquire", key, token)) = lock {
+        if let Some((Role::Acquire, key, token)) = lock {
             self.grants.note(key, token);
         }
-        let reply =
-            tokio::time::timeout(timeout, eval(&mut self.conn, &script, &keys, &args)).await;
+        let (generation, mut conn) = link.current();
+        let reply = tokio::time::timeout(
+            policy.command_timeout,
+            eval(&mut conn, &script, &keys, &args),
+        )
+        .await;
+        link.note_outcome(generation, reply.is_err());
         // Only a call that went to Redis ends a run of computation (see `ComputeWatch`): a
         // guest looping on refused calls is still computing.
         self.compute.reset();
         match (lock, &reply) {
-            (Some(("acquire", key, token)), Ok(Ok(redis::Value::Int(0))))
-            | (Some(("release", key, token)), Ok(Ok(redis::Value::Int(_)))) => {
+            (Some((Role::Acquire, key, token)), Ok(Ok(redis::Value::Int(n)))) if *n <= 0 => {
+                self.grants.forget(key, token);
+            }
+            (Some((Role::Release, key, token)), Ok(Ok(redis::Value::Int(_)))) => {
                 self.grants.forget(key, token);
             }
             _ => {}
@@ -152,7 +232,7 @@ impl Host for HostState {
         Ok(match reply {
             Err(_elapsed) => Err(WitRedisError::Timeout),
             Ok(Err(e)) => Err(classify(&e).into()),
-            Ok(Ok(value)) => flatten(value, max_reply)
+            Ok(Ok(value)) => flatten(value, policy.max_reply_bytes)
                 .map(Value::from)
                 .map_err(WitRedisError::from),
         })

@@ -1,9 +1,8 @@
 //! The data of one lock client's store.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::random::WasiRandomCtx;
@@ -11,6 +10,7 @@ use wasmtime_wasi::random::WasiRandomCtx;
 use crate::clock::GuestClock;
 use crate::engine::MAX_MEMORY_BYTES;
 use crate::grants::Grants;
+use crate::limits::MAX_TTL_MS;
 use crate::redis_eval::RedisLink;
 
 /// The store data of one lock client: the guest's resource table, WASI random, the
@@ -18,13 +18,15 @@ use crate::redis_eval::RedisLink;
 pub(crate) struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) random: WasiRandomCtx,
-    pub(crate) conn: ConnectionManager,
     pub(crate) link: Arc<RedisLink>,
     pub(crate) limits: StoreLimits,
     /// When the guest call in progress must end; checked at every epoch tick.
     pub(crate) deadline: Option<Instant>,
-    /// `redis-eval` calls in the current one-second window of the guest call in progress.
-    pub(crate) evals: EvalWindow,
+    /// `redis-eval` calls of the guest call in progress (a new bucket for every call).
+    pub(crate) evals: TokenBucket,
+    /// Bytes of keys and arguments this client has sent to Redis (one bucket for the client's
+    /// whole life).
+    pub(crate) bytes: TokenBucket,
     /// How long the guest has been computing without calling Redis.
     pub(crate) compute: ComputeWatch,
     /// The locks the component may hold (see `grants.rs`).
@@ -45,7 +47,7 @@ pub(crate) struct ComputeWatch {
 
 impl ComputeWatch {
     /// Callbacks further apart than this belong to separate runs (the guest slept between).
-    const GAP: std::time::Duration = std::time::Duration::from_millis(250);
+    const GAP: Duration = Duration::from_millis(250);
 
     /// Records an epoch callback at `now`; returns the ticks of the current run.
     pub(crate) fn tick(&mut self, now: Instant) -> u32 {
@@ -63,30 +65,56 @@ impl ComputeWatch {
     }
 }
 
-/// Counts a guest's `redis-eval` calls per one-second window: a rate bound that a long
-/// `wait-for-lock` (one attempt per second at most) never reaches.
-#[derive(Debug, Default)]
-pub(crate) struct EvalWindow {
-    started: Option<Instant>,
-    count: u32,
+/// A token bucket: up to `capacity` units at once, refilled at `capacity` units per second.
+///
+/// It bounds a rate the way the policy states it: no more than `capacity` in a burst, and no
+/// more than `capacity` per second sustained (any one-second window admits at most twice the
+/// capacity).
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    capacity: u64,
+    available: f64,
+    refilled: Option<Instant>,
 }
 
-impl EvalWindow {
-    const LENGTH: std::time::Duration = std::time::Duration::from_secs(1);
-
-    /// Records a call at `now`; false when it is over `max` in its window.
-    pub(crate) fn admit(&mut self, now: Instant, max: u32) -> bool {
-        match self.started {
-            Some(started) if now.duration_since(started) < Self::LENGTH => {
-                self.count = self.count.saturating_add(1);
-            }
-            _ => {
-                self.started = Some(now);
-                self.count = 1;
-            }
+impl TokenBucket {
+    /// A full bucket of `capacity` units per second.
+    pub(crate) fn new(capacity: u64) -> Self {
+        TokenBucket {
+            capacity,
+            available: capacity as f64,
+            refilled: None,
         }
-        self.count <= max
     }
+
+    /// Takes `units` at `now`; false (and nothing taken) when the bucket holds fewer.
+    pub(crate) fn take(&mut self, now: Instant, units: u64) -> bool {
+        let capacity = self.capacity as f64;
+        if let Some(last) = self.refilled {
+            let earned = now.saturating_duration_since(last).as_secs_f64() * capacity;
+            self.available = (self.available + earned).min(capacity);
+        }
+        self.refilled = Some(now);
+        let units = units as f64;
+        if units > self.available {
+            return false;
+        }
+        self.available -= units;
+        true
+    }
+}
+
+/// The longest time budget a call into the component gets: the longest lock duration
+/// ([`MAX_TTL_MS`], about 31.7 years) plus an hour. A larger budget (as from
+/// `Duration::MAX` through the embedding API) is clamped to it, so every call has a deadline.
+pub(crate) const MAX_CALL_BUDGET: Duration =
+    Duration::from_millis(MAX_TTL_MS).saturating_add(Duration::from_secs(3600));
+
+/// When a call with this time budget, starting now, must end.
+pub(crate) fn deadline_after(budget: Duration) -> Instant {
+    let now = Instant::now();
+    let budget = budget.min(MAX_CALL_BUDGET);
+    now.checked_add(budget).unwrap_or(now)
 }
 
 /// Most entries in a client's host resource table (loaded scripts, sleep pollables): far above
@@ -100,8 +128,6 @@ impl HostState {
         HostState {
             table,
             random: WasiRandomCtx::default(),
-            conn: link.conn.clone(),
-            link,
             limits: StoreLimitsBuilder::new()
                 .memory_size(MAX_MEMORY_BYTES)
                 .memories(2)
@@ -111,17 +137,24 @@ impl HostState {
                 .trap_on_grow_failure(false)
                 .build(),
             deadline: None,
-            evals: EvalWindow::default(),
+            evals: TokenBucket::new(link.policy.max_evals_per_second.into()),
+            bytes: TokenBucket::new(link.policy.max_bytes_per_second),
             compute: ComputeWatch::default(),
             grants: Arc::default(),
+            link,
         }
     }
 
     /// Prepares for a guest call that must end by `deadline`.
-    pub(crate) fn begin_call(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
-        self.evals = EvalWindow::default();
+    pub(crate) fn begin_call(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+        self.evals = TokenBucket::new(self.link.policy.max_evals_per_second.into());
         self.compute.reset();
+    }
+
+    /// The guest call is over: no deadline until the next one.
+    pub(crate) fn end_call(&mut self) {
+        self.deadline = None;
     }
 
     pub(crate) fn clock(&mut self) -> GuestClock<'_> {
@@ -134,7 +167,7 @@ impl HostState {
 
 #[cfg(test)]
 mod tests {
-    use super::{ComputeWatch, EvalWindow};
+    use super::{ComputeWatch, MAX_CALL_BUDGET, TokenBucket, deadline_after};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -152,16 +185,37 @@ mod tests {
     }
 
     #[test]
-    fn evals_are_bounded_per_one_second_window() {
-        let mut window = EvalWindow::default();
+    fn every_budget_has_a_deadline_even_duration_max() {
+        let start = Instant::now();
+        let deadline = deadline_after(Duration::MAX);
+        assert!(deadline > start + Duration::from_secs(30 * 365 * 86_400));
+        assert!(deadline <= Instant::now() + MAX_CALL_BUDGET);
+    }
+
+    #[test]
+    fn the_bucket_admits_a_burst_then_its_rate() {
+        let mut bucket = TokenBucket::new(4);
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        assert!(window.admit(at(0), 2));
-        assert!(window.admit(at(10), 2));
-        assert!(!window.admit(at(20), 2), "a third call in the same second");
-        assert!(!window.admit(at(999), 2));
-        assert!(window.admit(at(1000), 2), "a new window");
-        assert!(window.admit(at(1500), 2));
-        assert!(!window.admit(at(1600), 2));
+        assert!(bucket.take(at(0), 3));
+        assert!(bucket.take(at(0), 1));
+        assert!(!bucket.take(at(0), 1), "the burst is spent");
+        assert!(!bucket.take(at(100), 1), "0.4 units earned in 100 ms");
+        assert!(bucket.take(at(250), 1), "1 unit earned by 250 ms");
+        assert!(
+            !bucket.take(at(5000), 5),
+            "never more than the capacity at once"
+        );
+        assert!(bucket.take(at(5000), 4));
+    }
+
+    #[test]
+    fn no_one_second_window_admits_more_than_twice_the_capacity() {
+        let mut bucket = TokenBucket::new(10);
+        let t0 = Instant::now();
+        let admitted = (0..1000)
+            .filter(|&ms| bucket.take(t0 + Duration::from_millis(ms), 1))
+            .count();
+        assert!((10..=20).contains(&admitted), "{admitted}");
     }
 }

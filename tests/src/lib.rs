@@ -79,6 +79,24 @@ pub async fn dbsize(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     redis::cmd("DBSIZE").query_async(conn).await.unwrap()
 }
 
+/// A proxy in front of `server`, and a runtime whose Redis connection runs through it with
+/// this command timeout.
+pub async fn via_proxy(
+    server: &RedisServer,
+    command_timeout: std::time::Duration,
+) -> (proxy::Proxy, Runtime) {
+    let proxy = proxy::Proxy::start(([127, 0, 0, 1], server.port()).into())
+        .await
+        .unwrap();
+    let policy = dlock_host::Policy::default().with_command_timeout(command_timeout);
+    let runtime = Runtime::builder(&proxy.url())
+        .policy(policy)
+        .build()
+        .await
+        .unwrap();
+    (proxy, runtime)
+}
+
 /// Options that give up fast: `retry_count` retries, 10 ms apart at first.
 pub fn quick_options(retry_count: u32) -> LockOptions {
     LockOptions {

@@ -71,6 +71,7 @@ pub struct Proxy {
     addr: SocketAddr,
     fault: watch::Sender<Fault>,
     resets: watch::Sender<u64>,
+    silences: watch::Sender<u64>,
     open: Arc<AtomicUsize>,
     acceptor: JoinHandle<()>,
 }
@@ -84,18 +85,23 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let (fault, faults) = watch::channel(Fault::None);
         let (resets, reset_rx) = watch::channel(0);
+        let (silences, silence_rx) = watch::channel(0);
         let open = Arc::new(AtomicUsize::new(0));
         let acceptor = tokio::spawn(accept_loop(
             listener,
             upstream,
             faults,
-            reset_rx,
+            Ends {
+                resets: reset_rx,
+                silences: silence_rx,
+            },
             Arc::clone(&open),
         ));
         Ok(Proxy {
             addr,
             fault,
             resets,
+            silences,
             open,
             acceptor,
         })
@@ -127,6 +133,14 @@ impl Proxy {
         self.resets.send_modify(|generation| *generation += 1);
     }
 
+    /// Silences every client connection open now, for good: from then on it forwards nothing
+    /// in either direction and discards what it reads, while both its sockets stay open (a
+    /// peer gone without a reset, a firewall dropping packets). Connections accepted
+    /// afterwards are served normally.
+    pub fn silence_open(&self) {
+        self.silences.send_modify(|generation| *generation += 1);
+    }
+
     /// How many client connections are open: accepted and not yet closed by either side.
     pub fn connections(&self) -> usize {
         self.open.load(Ordering::SeqCst)
@@ -148,12 +162,20 @@ impl Drop for Open {
     }
 }
 
+/// What ends or silences the connections open at the time: [`Proxy::reset_all`] and
+/// [`Proxy::silence_open`].
+#[derive(Clone)]
+struct Ends {
+    resets: watch::Receiver<u64>,
+    silences: watch::Receiver<u64>,
+}
+
 /// Accepts until aborted; owns the connection tasks, so aborting it aborts them all.
 async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
     faults: watch::Receiver<Fault>,
-    mut resets: watch::Receiver<u64>,
+    mut ends: Ends,
     open: Arc<AtomicUsize>,
 ) {
     let mut tasks = JoinSet::new();
@@ -161,11 +183,13 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
-                    // A connection counted as open must already see the next reset_all.
-                    resets.mark_unchanged();
+                    // A connection counted as open must already see the next reset_all or
+                    // silence_open, and none before it.
+                    ends.resets.mark_unchanged();
+                    ends.silences.mark_unchanged();
                     open.fetch_add(1, Ordering::SeqCst);
                     let guard = Open(Arc::clone(&open));
-                    let conn = serve(client, upstream, faults.clone(), resets.clone());
+                    let conn = serve(client, upstream, faults.clone(), ends.clone());
                     tasks.spawn(async move {
                         conn.await;
                         drop(guard);
@@ -190,6 +214,8 @@ enum End {
     Reset,
     /// The client connection must be closed cleanly.
     Close,
+    /// The connection must go silent and stay open.
+    Silence,
 }
 
 /// Proxies one client connection until it ends, then closes the client as the ending requires.
@@ -197,7 +223,7 @@ async fn serve(
     mut client: TcpStream,
     upstream: SocketAddr,
     faults: watch::Receiver<Fault>,
-    mut resets: watch::Receiver<u64>,
+    mut ends: Ends,
 ) {
     let _ = client.set_nodelay(true);
     let mut server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await
@@ -217,7 +243,8 @@ async fn serve(
             let end = tokio::select! {
                 end = &mut up, if !up_done => { up_done = true; end }
                 end = &mut down, if !down_done => { down_done = true; end }
-                _ = resets.changed() => End::Reset,
+                _ = ends.resets.changed() => End::Reset,
+                _ = ends.silences.changed() => End::Silence,
             };
             if end != End::Eof || (up_done && down_done) {
                 break end;
@@ -229,8 +256,21 @@ async fn serve(
         End::Close => {
             let _ = client.shutdown().await;
         }
+        End::Silence => {
+            tokio::select! {
+                () = discard(&mut client) => {}
+                () = discard(&mut server) => {}
+                _ = ends.resets.changed() => reset(client),
+            }
+        }
         End::Eof | End::Failed => {}
     }
+}
+
+/// Reads and drops whatever `stream` sends until it closes or fails.
+async fn discard(stream: &mut TcpStream) {
+    let mut buf = vec![0; CHUNK];
+    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
 /// Closes `client` with a TCP RST instead of a FIN.

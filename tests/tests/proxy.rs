@@ -322,6 +322,32 @@ async fn reset_all_resets_every_open_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_open_mutes_open_connections_for_good_and_serves_new_ones() {
+    let (server, proxy) = start().await;
+    let mut muted = connect(&proxy).await;
+    assert_pong(&mut muted).await;
+    wait_connections(&proxy, 1).await;
+
+    proxy.silence_open();
+    muted.write_all(b"SET silenced yes\r\n").await.unwrap();
+    let mut buf = [0; 64];
+    let read = timeout(SILENCE, muted.read(&mut buf)).await;
+    assert!(read.is_err(), "a silenced connection answered: {read:?}");
+    assert_eq!(proxy.connections(), 1, "silencing closed the connection");
+
+    let mut fresh = connect(&proxy).await;
+    assert_pong(&mut fresh).await;
+    assert_eq!(proxy.fault(), Fault::None);
+    let read = timeout(SILENCE, muted.read(&mut buf)).await;
+    assert!(read.is_err(), "the silenced connection came back: {read:?}");
+    let mut direct = raw(&server).await;
+    assert!(
+        !exists(&mut direct, "silenced").await,
+        "a silenced request reached Redis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_proxy_closes_its_connections_and_listener() {
     let (_server, proxy) = start().await;
     let mut stream = connect(&proxy).await;

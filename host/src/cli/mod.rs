@@ -13,7 +13,7 @@ mod worker;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use dlock_host::{Error, LockOptions, Runtime};
+use dlock_host::{Error, LockOptions, Policy, Runtime};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -257,17 +257,21 @@ impl Failure {
     /// Maps a library error to the CLI's exit codes; `url` names the Redis in messages.
     fn from_lock(e: Error, url: &str) -> Self {
         let code = match &e {
-            Error::NotAcquired | Error::NotHeld => EXIT_BUSY,
+            Error::NotAcquired | Error::NotHeld | Error::NotALock => EXIT_BUSY,
             Error::InvalidArgument(_) => EXIT_USAGE,
             Error::RedisUnavailable(_)
             | Error::RedisTimeout
+            | Error::GrantedTooLate
             | Error::RedisRejected(_)
             | Error::Denied(_)
             | Error::Connect { .. } => EXIT_REDIS,
             _ => EXIT_INTERNAL,
         };
         let message = match &e {
-            Error::RedisUnavailable(_) | Error::RedisTimeout | Error::RedisRejected(_) => {
+            Error::RedisUnavailable(_)
+            | Error::RedisTimeout
+            | Error::RedisRejected(_)
+            | Error::GrantedTooLate => {
                 format!("Redis at {url}: {e}")
             }
             _ => e.to_string(),
@@ -287,7 +291,11 @@ struct Ctx {
 
 impl Ctx {
     async fn connect(global: &Global, url: &str) -> CliResult<Ctx> {
-        let runtime = Runtime::connect(url)
+        // The user types the token, so locks of other clients of the convention (redis-py,
+        // redsync) can be released and extended too.
+        let runtime = Runtime::builder(url)
+            .policy(Policy::default().allow_foreign_tokens())
+            .build()
             .await
             .map_err(|e| Failure::from_lock(e, &dlock_host::redact_url(url)))?;
         Ok(Ctx {

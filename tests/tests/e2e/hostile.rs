@@ -258,16 +258,21 @@ async fn a_flood_of_redis_calls_is_cut_off() {
     let server = redis();
     let mut conn = raw(&server).await;
     let runtime = hostile_runtime(&server, Policy::default().with_max_evals_per_second(100)).await;
-    let err = hang_guard(hostile(&runtime, "flood").await.acquire("app:job", TTL))
+    let flooder = hostile(&runtime, "flood").await;
+    let started = std::time::Instant::now();
+    let err = hang_guard(flooder.acquire("app:job", TTL))
         .await
         .err()
         .unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
     assert!(
         matches!(&err, Error::Denied(m) if m.contains("Redis calls")),
         "{err:?}"
     );
     let ran = calls(&mut conn, "evalsha").await + calls(&mut conn, "eval").await;
-    assert_eq!(ran, 100);
+    // A bucket of 100 calls, refilled at 100 per second while the burst lasts.
+    let bound = 100 + (100.0 * elapsed).ceil() as u64;
+    assert!((100..=bound).contains(&ran), "{ran} calls, bound {bound}");
 }
 
 #[tokio::test]
@@ -293,4 +298,191 @@ async fn a_forged_token_cannot_release_another_clients_lock() {
     assert!(matches!(err, Error::NotHeld), "{err:?}");
     assert_eq!(get(&mut conn, "app:job").await, Some(token));
     lock.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn allowed_scripts_are_no_oracle_for_guessed_values_and_no_deleter_of_fence_counters() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    plant_victim(&mut conn).await;
+    let honest = Runtime::connect(&server.url()).await.unwrap();
+    let fenced = LockOptions {
+        fencing: true,
+        ..LockOptions::default()
+    };
+    honest
+        .client(fenced)
+        .await
+        .unwrap()
+        .acquire("job", TTL)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+
+    // The acquire script with the victim's value as its "token" would renew the victim's
+    // lease and answer 1: a read oracle that also writes.
+    let err = hostile(&runtime, "oracle")
+        .await
+        .acquire("other:secret", TTL)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Denied(m) if m.contains("token")),
+        "{err:?}"
+    );
+    // The release script with the counter's value as its "token" would delete the counter.
+    let err = hostile(&runtime, "delete-fence")
+        .await
+        .acquire("{job}:fence", TTL)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Denied(m) if m.contains("fence counter")),
+        "{err:?}"
+    );
+
+    assert_eq!(
+        get(&mut conn, "other:secret").await.as_deref(),
+        Some("crown-jewels")
+    );
+    assert_eq!(dlock_tests::pttl(&mut conn, "other:secret").await, -1);
+    assert_eq!(get(&mut conn, "{job}:fence").await.as_deref(), Some("1"));
+}
+
+/// `used_memory` of the server, in bytes.
+async fn used_memory(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_write_flood_is_held_to_the_byte_rate_and_other_clients_keep_working() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let rate: u64 = 64 * 1024;
+    let runtime = hostile_runtime(&server, Policy::default().with_max_bytes_per_second(rate)).await;
+    let flooder = hostile(&runtime, "flood-write").await;
+    let honest_rt = Runtime::connect(&server.url()).await.unwrap();
+    let honest = honest_rt.client(LockOptions::default()).await.unwrap();
+    let memory_before = used_memory(&mut conn).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bystander = tokio::spawn({
+        let stop = stop.clone();
+        // Every call of the bystander must succeed while the flood goes on.
+        async move {
+            loop {
+                let lock = honest.try_acquire("honest", TTL).await.unwrap().unwrap();
+                lock.release().await.unwrap();
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let reached = match flooder.acquire("f:", TTL).await {
+        Err(Error::InvalidArgument(n)) => n.parse::<u64>().unwrap(),
+        other => panic!("{:?}", other.map(|_| ())),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+
+    // Each write sends a 1000-byte key, a 36-byte token and a 13-digit TTL: the bucket (full
+    // at the start, refilled at `rate`) lets at most this many through.
+    let per_write = 1000 + 36 + 13;
+    let bound = ((rate as f64 * (1.0 + elapsed)) / per_write as f64).ceil() as u64;
+    assert!(
+        reached > 0 && reached <= bound,
+        "{reached} writes, bound {bound}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    bystander.await.unwrap();
+    assert_eq!(dbsize(&mut conn).await, reached);
+    let grown = used_memory(&mut conn).await.saturating_sub(memory_before);
+    assert!(
+        grown <= bound * 2048 + (1 << 20),
+        "Redis grew by {grown} bytes for {reached} writes"
+    );
+}
+
+#[tokio::test]
+async fn a_script_longer_than_any_allowed_one_is_refused_unhashed() {
+    let server = redis();
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+    let err = hostile(&runtime, "huge-script")
+        .await
+        .acquire("app:job", TTL)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::Denied(m) if m.contains("longer than any allowed script")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn asking_for_megabytes_of_randomness_traps() {
+    let server = redis();
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+    let err = hang_guard(
+        hostile(&runtime, "random-bomb")
+            .await
+            .acquire("app:job", TTL),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, Error::Trap(e) if format!("{e:#}").contains("random bytes")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sleeper_gets_no_endless_budget_and_is_cut_off_at_its_deadline() {
+    let server = redis();
+    let policy = Policy::default().with_command_timeout(Duration::from_millis(100));
+    let runtime = hostile_runtime(&server, policy).await;
+    let sleeper = hostile(&runtime, "sleep").await;
+    // Duration::MAX would once have meant "no deadline at all".
+    let err = hang_guard(sleeper.wait_for_lock("app:job", Duration::MAX, TTL))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    // A sleep of u64::MAX nanoseconds ends at the call's deadline, and the call traps there.
+    let options = LockOptions {
+        key_prefix: "sleep".into(),
+        retry_count: 0,
+        ..LockOptions::default()
+    };
+    let err = hang_guard(
+        runtime
+            .client(options)
+            .await
+            .unwrap()
+            .acquire("app:job", TTL),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&err, Error::Trap(e) if format!("{e:#}").contains("time budget")),
+        "{err:?}"
+    );
 }

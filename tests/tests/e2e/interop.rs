@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dlock_host::{Error, LockOptions};
+use dlock_host::{Error, LockOptions, Policy, Runtime};
 use dlock_tests::{client, get, quick_options, raw, redis};
 
 async fn set_nx_px(conn: &mut redis::aio::MultiplexedConnection, key: &str, token: &str) -> bool {
@@ -22,7 +22,12 @@ async fn set_nx_px(conn: &mut redis::aio::MultiplexedConnection, key: &str, toke
 #[tokio::test]
 async fn a_foreign_lock_makes_dlock_busy_and_survives_dlock_release_attempts() {
     let server = redis();
-    let (rt, client) = client(&server).await;
+    let rt = Runtime::builder(&server.url())
+        .policy(Policy::default().allow_foreign_tokens())
+        .build()
+        .await
+        .unwrap();
+    let client = rt.client(LockOptions::default()).await.unwrap();
     let mut conn = raw(&server).await;
     assert!(set_nx_px(&mut conn, "shared", "redis-py-token").await);
 
@@ -66,26 +71,19 @@ async fn a_dlock_lock_makes_foreign_clients_busy() {
 }
 
 #[tokio::test]
-async fn a_key_of_another_type_is_a_rejected_call_not_a_free_lock() {
+async fn foreign_tokens_are_refused_unless_the_policy_allows_them() {
     let server = redis();
-    let (rt, _client) = client(&server).await;
+    let (_rt, client) = client(&server).await;
     let mut conn = raw(&server).await;
-    let () = redis::cmd("HSET")
-        .arg("hash")
-        .arg("f")
-        .arg("v")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let client = rt.client(LockOptions::default()).await.unwrap();
-    let err = client
-        .try_acquire("hash", Duration::from_secs(5))
-        .await
-        .err()
-        .unwrap();
+    assert!(set_nx_px(&mut conn, "shared", "redis-py-token").await);
+    let foreign = client.attach("shared", "redis-py-token").await.unwrap();
+    let err = foreign.release().await.err().unwrap();
     assert!(
-        matches!(&err, Error::RedisRejected(m) if m.contains("WRONGTYPE")),
+        matches!(&err, Error::Denied(m) if m.contains("UUID")),
         "{err:?}"
     );
-    assert!(!err.is_retryable());
+    assert_eq!(
+        get(&mut conn, "shared").await.as_deref(),
+        Some("redis-py-token")
+    );
 }

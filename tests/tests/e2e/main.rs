@@ -3,6 +3,7 @@
 //! the component is compiled once per process.
 
 mod acl;
+mod cleanup;
 mod contention;
 mod expiry;
 mod fencing;
@@ -13,3 +14,4 @@ mod outage;
 mod properties;
 mod sandbox;
 mod semantics;
+mod unknown;

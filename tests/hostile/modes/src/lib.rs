@@ -6,7 +6,14 @@
 //! one-byte-changed copy of the bundled acquire script), `foreign-key` (an allowed script on
 //! `key`), `huge-reply` (a script returning 16 MiB), `spin` (an endless loop), `memory-bomb`
 //! (allocate until refused), `recursion` (recurse until the stack runs out), `flood` (call
-//! Redis in a loop), `forged-release` (the bundled release script with a forged token).
+//! Redis in a loop), `forged-release` (the bundled release script with a forged token),
+//! `oracle` (the bundled acquire script with a guessed value as its token, to learn or touch
+//! `key`'s value), `delete-fence` (the bundled release script on a fence counter, with the
+//! counter's value as the token), `grant-then-trap` (a real lock on `key` with a UUID-shaped
+//! token, then a trap when `key` contains `trap`), `flood-write` (20,000 acquires of 1000-byte
+//! keys with the longest TTL, reporting how many reached Redis), `huge-script` (registering a
+//! 1 MiB script), `sleep` (`acquire` sleeps forever, `wait-for-lock` for its timeout),
+//! `random-bomb` (asks WASI random for 8 MiB, which fits in its memory).
 
 #![no_std]
 
@@ -29,6 +36,7 @@ use bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
     self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState, LockStatus,
 };
+use wasip2::clocks::monotonic_clock;
 
 const ACQUIRE: &str = include_str!("../../../../guest/scripts/acquire.lua");
 const RELEASE: &str = include_str!("../../../../guest/scripts/release.lua");
@@ -45,6 +53,11 @@ struct NoLock;
 fn run(source: &str, keys: &[String], args: &[String]) -> Result<Value, RedisError> {
     let script = Script::load(source)?;
     redis::redis_eval(&script, keys, args)
+}
+
+/// A token of dlock's form (a UUID v4) that is not random: the n-th of this component.
+fn uuid_shaped(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
 }
 
 fn outcome(reply: Result<Value, RedisError>) -> Result<api::LockHandle, Error> {
@@ -106,13 +119,53 @@ impl GuestClient for Hostile {
                     &["token".to_owned(), "1000".to_owned()],
                 ))
             }
-            "foreign-key" => outcome(run(RELEASE, &keys, &["token".to_owned()])),
+            "foreign-key" => outcome(run(RELEASE, &keys, &[uuid_shaped(0)])),
             "huge-reply" => outcome(run(HUGE_REPLY, &[], &[])),
-            "forged-release" => match run(RELEASE, &keys, &["forged-token".to_owned()]) {
+            "forged-release" => match run(RELEASE, &keys, &[uuid_shaped(1)]) {
                 Ok(Value::Int(1)) => Ok(api::LockHandle::new(NoLock)),
                 Ok(_) => Err(Error::NotHeld),
                 Err(e) => Err(Error::Redis(e)),
             },
+            "oracle" => outcome(run(
+                ACQUIRE,
+                &keys,
+                &["crown-jewels".to_owned(), "1000".to_owned()],
+            )),
+            "delete-fence" => outcome(run(RELEASE, &keys, &["1".to_owned()])),
+            "grant-then-trap" => {
+                let token = uuid_shaped(keys[0].len() as u64);
+                run(ACQUIRE, &keys, &[token, "30000".to_owned()]).map_err(Error::Redis)?;
+                if keys[0].contains("trap") {
+                    core::arch::wasm32::unreachable();
+                }
+                Ok(api::LockHandle::new(NoLock))
+            }
+            "flood-write" => {
+                let script = Script::load(ACQUIRE).map_err(Error::Redis)?;
+                let padding = "x".repeat(990);
+                let ttl = "1000000000000".to_owned();
+                let mut reached = 0u32;
+                for n in 0..20_000u64 {
+                    let key = vec![format!("{}{padding}{n:08}", keys[0])];
+                    let args = [uuid_shaped(n), ttl.clone()];
+                    if redis::redis_eval(&script, &key, &args).is_ok() {
+                        reached += 1;
+                    }
+                }
+                Err(Error::InvalidArgument(format!("{reached}")))
+            }
+            "huge-script" => {
+                let source = format!("return 1 -- {}", "x".repeat(1 << 20));
+                outcome(run(&source, &keys, &[]))
+            }
+            "sleep" => {
+                monotonic_clock::subscribe_duration(u64::MAX).block();
+                Err(Error::NotAcquired)
+            }
+            "random-bomb" => {
+                let bytes = wasip2::random::random::get_random_bytes(8 << 20);
+                Err(Error::InvalidArgument(format!("{}", bytes.len())))
+            }
             "flood" => {
                 let script = Script::load(CHECK).map_err(Error::Redis)?;
                 loop {
@@ -146,9 +199,12 @@ impl GuestClient for Hostile {
     fn wait_for_lock(
         &self,
         _key: String,
-        _timeout_ms: u64,
+        timeout_ms: u64,
         _ttl_ms: u64,
     ) -> Result<api::LockHandle, Error> {
+        if self.mode == "sleep" {
+            monotonic_clock::subscribe_duration(timeout_ms.saturating_mul(1_000_000)).block();
+        }
         Err(Error::NotAcquired)
     }
 
