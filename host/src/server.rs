@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a server may take to start answering `PING`.
+/// How long a server may take to start answering and load its data.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A `redis-server` process owned by this value.
@@ -97,9 +97,10 @@ impl RedisServer {
                     format!("redis-server exited with {status} during start-up; log:\n{log}"),
                 ));
             }
-            // Ready when the server on the port is this process: another test's server may
-            // have taken the port in between, and then this one is about to exit.
-            if answering_pid(self.port) == Some(child.id()) {
+            // Ready when the server on the port is this process (another test's server may
+            // have taken the port in between, and then this one is about to exit) and it has
+            // loaded its data (until then it answers most commands with LOADING).
+            if ready_pid(self.port) == Some(child.id()) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -108,7 +109,7 @@ impl RedisServer {
                 let _ = child.wait();
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("redis-server did not answer PING within {STARTUP_TIMEOUT:?}"),
+                    format!("redis-server was not ready within {STARTUP_TIMEOUT:?}"),
                 ));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -171,13 +172,14 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The process id of the Redis answering on `port` (from `INFO server`), if one answers.
-fn answering_pid(port: u16) -> Option<u32> {
+/// The process id of the Redis answering on `port` (from `INFO`), if one answers and has
+/// finished loading its data.
+fn ready_pid(port: u16) -> Option<u32> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .ok()?;
-    stream.write_all(b"INFO server\r\n").ok()?;
+    stream.write_all(b"INFO\r\n").ok()?;
     let mut reply = Vec::new();
     let mut chunk = [0u8; 4096];
     // A bulk string: `$<len>\r\n<len bytes>\r\n`; read until the whole of it is in.
@@ -193,6 +195,9 @@ fn answering_pid(port: u16) -> Option<u32> {
         };
         let len: usize = header.strip_prefix('$')?.parse().ok()?;
         if body.len() >= len {
+            if !body.lines().any(|line| line.trim() == "loading:0") {
+                return None;
+            }
             return body
                 .lines()
                 .find_map(|line| line.strip_prefix("process_id:"))
