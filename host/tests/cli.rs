@@ -703,3 +703,56 @@ async fn max_hold_caps_the_watchdog_and_cmd_is_terminated_when_the_lock_lapses()
     assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
     assert!(!exists(&mut conn, "job").await);
 }
+
+/// Redis URLs in the forms redis-rs accepts (and near misses a user may type), each carrying
+/// a password that contains `sekrit`. (`rediss://` is left out: without a rustls crypto
+/// provider a TLS connect panics before any message is printed.)
+fn urls_with_passwords(port: u16) -> Vec<String> {
+    vec![
+        "unix:///nope.sock?pass=sekrit".to_owned(),
+        "unix:///nope.sock?db=1&password=sekrit".to_owned(),
+        "redis+unix:///nope.sock?user=me&pass=sekrit%2F1".to_owned(),
+        "unix:/nope.sock?pass=sek@rit?sekrit".to_owned(),
+        format!("redis://:pa/sekrit@127.0.0.1:{port}"),
+        format!("redis://me:sekrit/x@127.0.0.1:{port}/0"),
+        format!("redis://me:sek@rit:sekrit?y@127.0.0.1:{port}"),
+        format!("redis://:sekrit%40%2F@127.0.0.1:{port}/2"),
+        format!("redis://:sekrit#frag@127.0.0.1:{port}"),
+        format!("redis://:sekrit@127.0.0.1:{port}/0?protocol=3"),
+        format!("redis://127.0.0.1:sekrit"),
+    ]
+}
+
+#[tokio::test]
+async fn no_password_reaches_stdout_or_stderr_whatever_the_url_form() {
+    let mut server = RedisServer::start().unwrap();
+    let port = server.port();
+    server.stop();
+    for url in urls_with_passwords(port) {
+        for args in [
+            vec!["status", "job"],
+            vec!["--json", "acquire", "job", "--ttl", "1s"],
+            vec!["run", "job", "--ttl", "1s", "--", "true"],
+        ] {
+            let r = ran(dlock_bare().arg("--redis").arg(&url).args(&args)).await;
+            assert!(matches!(r.code, 2 | 3), "{url} {args:?}: {}", r.stderr);
+            assert!(!r.stderr.is_empty(), "{url} {args:?}: no message");
+            let shown = format!("{}\n{}", r.stdout, r.stderr);
+            assert!(!shown.contains("sekrit"), "{url} {args:?}: {shown}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_password_in_a_unix_socket_url_or_with_an_unescaped_slash_is_not_printed() {
+    let r =
+        ran(dlock_bare().args(["--redis", "unix:///nope.sock?pass=sekrit", "status", "k"])).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("unix:///nope.sock"), "{}", r.stderr);
+    assert!(!r.stderr.contains("sekrit"), "{}", r.stderr);
+
+    let r = ran(dlock_bare().args(["--redis", "redis://:pa/sekrit@host", "status", "k"])).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid Redis URL"), "{}", r.stderr);
+    assert!(!r.stderr.contains("sekrit"), "{}", r.stderr);
+}

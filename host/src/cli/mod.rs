@@ -57,7 +57,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or
-    /// unix:///path/to/socket. Passwords are never printed.
+    /// unix:///path/to/socket[?pass=PASSWORD]. Passwords are never printed (messages show
+    /// credentials and query parameters other than db and protocol as ***).
     /// [default: redis://127.0.0.1:6379]
     #[arg(
         long,
