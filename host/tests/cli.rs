@@ -32,7 +32,15 @@ struct Ran {
 }
 
 async fn ran(cmd: &mut Command) -> Ran {
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    ran_as_set_up(cmd).await
+}
+
+/// Runs `cmd` with the stdin, stdout and stderr it was given (unlike `Command::output`, which
+/// pipes stdout and stderr whatever was set) and collects what was piped.
+async fn ran_as_set_up(cmd: &mut Command) -> Ran {
+    let child = cmd.spawn().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("dlock hung")
         .unwrap();
@@ -755,4 +763,81 @@ async fn a_password_in_a_unix_socket_url_or_with_an_unescaped_slash_is_not_print
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("invalid Redis URL"), "{}", r.stderr);
     assert!(!r.stderr.contains("sekrit"), "{}", r.stderr);
+}
+
+/// The write end of a pipe whose read end is already closed: every write to it fails (EPIPE).
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[tokio::test]
+async fn acquire_with_stdout_closed_releases_the_lock_and_exits_4_without_a_panic() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    for json in [false, true] {
+        let mut cmd = dlock(&server);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.args(["acquire", "job", "--ttl", "30s", "--fence"])
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped());
+        let r = ran_as_set_up(&mut cmd).await;
+        assert_eq!(r.code, 4, "json {json}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(r.stderr.contains("released"), "{}", r.stderr);
+        assert!(
+            !exists(&mut conn, "job").await,
+            "the unreported lock is left"
+        );
+    }
+    let r = ran_as_set_up(
+        dlock(&server)
+            .args(["status", "job"])
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped()),
+    )
+    .await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn a_closed_stderr_changes_no_exit_code() {
+    let server = redis();
+    acquire(&server, "job", "30s").await;
+    let cases: [(&[&str], i32); 3] = [
+        (&["acquire", "job", "--ttl", "1s"], 1),
+        (&["release", "job", "not-the-token"], 1),
+        (&["run", "job", "--ttl", "1s", "--", "true"], 75),
+    ];
+    for (args, code) in cases {
+        let r = ran_as_set_up(dlock(&server).args(args).stderr(closed_pipe())).await;
+        assert_eq!(r.code, code, "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn run_with_stderr_closed_still_terminates_cmd_when_the_lock_is_lost() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("signal");
+    let mut child = dlock(&server)
+        .args(["run", "job", "--ttl", "900ms", "--kill-after", "5s", "--"])
+        .args(signal_recorder(&got))
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&got).await;
+    let () = redis::cmd("DEL")
+        .arg("job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
 }

@@ -5,6 +5,7 @@ mod demo;
 mod duration;
 mod keys;
 mod origin;
+pub(crate) mod output;
 mod run;
 mod stats;
 mod torture;
@@ -23,7 +24,8 @@ pub const EXIT_BUSY: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Redis is unreachable or failing (or refused the call).
 pub const EXIT_REDIS: u8 = 3;
-/// dlock itself failed (the lock component trapped, a process could not be started).
+/// dlock itself failed (the lock component trapped, a process could not be started), or its
+/// output could not be written (a closed stdout; `acquire` then releases the lock it took).
 pub const EXIT_INTERNAL: u8 = 4;
 /// `run`: the lock was busy and CMD never started (changeable with --conflict-exit-code).
 pub const EXIT_RUN_CONFLICT: u8 = 75;
@@ -37,7 +39,8 @@ Exit codes:
   1   the lock is held by someone else / TOKEN does not own the lock
   2   bad input (usage, empty key, bad duration); nothing was written to Redis
   3   Redis unreachable or failing (the message names the URL, without password)
-  4   internal failure (the lock component trapped, a process could not start)
+  4   internal failure (the lock component trapped, a process could not start), or stdout
+      closed before the result was written (`acquire` then releases the lock it took)
   run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
        76 when the lock was lost while CMD ran, 126/127 when CMD cannot be run";
 
@@ -126,7 +129,7 @@ enum Command {
     /// One attempt, or with --wait retries (exponential backoff, at most 1 s apart) until the
     /// lock is free or the wait is over. Keep the token: `release` and `extend` need it.
     #[command(
-        after_help = "Exit codes: 0 acquired (token on stdout), 1 held by someone else (after --wait), 2 bad input, 3 Redis unreachable or failing."
+        after_help = "Exit codes: 0 acquired (token on stdout), 1 held by someone else (after --wait), 2 bad input, 3 Redis unreachable or failing, 4 the token could not be written (stdout closed; the lock was released)."
     )]
     Acquire {
         /// The lock's key.

@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
+use super::output::errln;
 use super::{CliResult, Ctx, EXIT_INTERNAL, Failure};
 
 /// What `run` was asked to do (its command-line arguments).
@@ -66,7 +67,7 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     let lock = match acquired {
         Ok(Some(lock)) => lock,
         Ok(None) | Err(Error::NotAcquired) => {
-            eprintln!(
+            errln!(
                 "dlock: {}: held by someone else; not running the command",
                 spec.key
             );
@@ -183,7 +184,7 @@ async fn supervise(
                     keep_alive(lock, spec.ttl, period + command_timeout).await
                 };
                 if !alive {
-                    eprintln!("dlock: {}: the lock was lost; terminating the command", spec.key);
+                    errln!("dlock: {}: the lock was lost; terminating the command", spec.key);
                     return Ok(Outcome::Lost(terminate(child, pid, spec.kill_after).await?));
                 }
             }
@@ -210,13 +211,13 @@ async fn keep_alive(lock: &LockHandle, ttl: Duration, next_try: Duration) -> boo
                 _ => Duration::ZERO,
             };
             if left > next_try {
-                eprintln!(
+                errln!(
                     "dlock: could not extend the lock ({e}); {} of validity left, will retry",
                     humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
                 );
                 true
             } else {
-                eprintln!("dlock: could not extend the lock ({e}) and its validity is running out");
+                errln!("dlock: could not extend the lock ({e}) and its validity is running out");
                 false
             }
         }
@@ -242,8 +243,8 @@ async fn release(ctx: &Ctx, lock: &LockHandle, lost: bool) {
     match lock.release().await {
         Ok(()) => {}
         Err(Error::NotHeld) if lost => {}
-        Err(Error::NotHeld) => eprintln!("dlock: the lock had expired or changed hands by the end"),
-        Err(e) => eprintln!(
+        Err(Error::NotHeld) => errln!("dlock: the lock had expired or changed hands by the end"),
+        Err(e) => errln!(
             "dlock: could not release the lock (it expires with its TTL): {}",
             ctx.fail(e).message
         ),

@@ -14,6 +14,7 @@ use dlock_host::server::RedisServer;
 use indicatif::{ProgressBar, ProgressStyle};
 use rustix::process::{Pid, Signal, kill_process};
 
+use super::output::outln;
 use super::stats::XorShift;
 use super::{CliResult, EXIT_BUSY, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure, duration};
 use crate::driver::Driven;
@@ -334,15 +335,15 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
             "violations": report.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "passed": report.is_ok(),
         });
-        println!("{out}");
+        outln!("{out}")?;
     } else {
-        println!(
+        outln!(
             "dlock torture: {} workers for {}",
             args.workers,
             humantime::format_duration(args.duration)
-        );
-        println!("faults injected: {}", faults.join(", "));
-        println!("{report}");
+        )?;
+        outln!("faults injected: {}", faults.join(", "))?;
+        outln!("{report}")?;
     }
     Ok(if report.is_ok() && report.holds > 0 {
         EXIT_OK
