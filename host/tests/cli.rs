@@ -841,3 +841,63 @@ async fn run_with_stderr_closed_still_terminates_cmd_when_the_lock_is_lost() {
     assert_eq!(exit_code(&mut child).await, Some(76));
     assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
 }
+
+#[tokio::test]
+async fn torture_on_a_given_redis_injects_no_server_wide_fault_and_keeps_its_password_and_db() {
+    let server = RedisServer::start_with(&["--requirepass", "tortured-pw"]).unwrap();
+    let given = format!("{}/3", server.url());
+    assert!(given.contains(":tortured-pw@"), "{given}");
+    let r = ran(dlock_bare().args([
+        "--redis",
+        &given,
+        "--json",
+        "torture",
+        "--duration",
+        "10s",
+        "--nemesis-interval",
+        "100ms",
+        "--workers",
+        "3",
+    ]))
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["passed"], true, "{v}");
+    assert_eq!(v["redis"], "given", "{v}");
+    let faults = v["faults"].to_string();
+    for server_wide in ["PauseRedis", "ClientPause", "ScriptFlush", "CrashRedis"] {
+        assert!(!faults.contains(server_wide), "{faults}");
+    }
+    assert!(!r.stderr.contains("tortured-pw") && !r.stdout.contains("tortured-pw"));
+
+    let mut db0 = raw(&server).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut db0)
+        .await
+        .unwrap();
+    for server_wide in [
+        "cmdstat_client|pause",
+        "cmdstat_script|flush",
+        "cmdstat_debug",
+    ] {
+        assert!(
+            !stats.contains(server_wide),
+            "the given Redis saw {server_wide}"
+        );
+    }
+    assert!(
+        stats.contains("cmdstat_evalsha"),
+        "the workers never reached it: {stats}"
+    );
+    assert_eq!(dbsize(&mut db0).await, 0, "the workers wrote to db 0");
+    let mut db3 = redis::Client::open(given.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert!(
+        exists(&mut db3, "{dlock-torture:hot}:fence").await,
+        "the workers' fence counter is not in db 3"
+    );
+}

@@ -222,11 +222,12 @@ enum Command {
     /// invariant is checked on the recorded history.
     ///
     /// Starts its own redis-servers (the lock's with `appendfsync always`, and one for the
-    /// protected resources) unless --redis is given (then only worker and network faults are
-    /// injected). Workers reach the lock's Redis through an in-process TCP proxy. Every
-    /// --nemesis-interval one fault: pause a worker past the TTL, kill a worker, add latency,
-    /// blackhole, reset connections, pause Redis, CLIENT PAUSE, SCRIPT FLUSH, crash and restart
-    /// Redis. Checks: one holder at a time, fences increasing and stale writes refused, no lost
+    /// protected resources). With --redis redis://... the lock's Redis is that one (password,
+    /// database and options kept) and only worker and network faults are injected: no pause,
+    /// CLIENT PAUSE, SCRIPT FLUSH or crash of a server other clients share. Workers reach the
+    /// lock's Redis through an in-process TCP proxy. Every --nemesis-interval one fault: pause
+    /// a worker past the TTL, kill a worker, add latency, blackhole, reset connections, and on
+    /// its own Redis only: pause Redis, CLIENT PAUSE, SCRIPT FLUSH, crash and restart Redis. Checks: one holder at a time, fences increasing and stale writes refused, no lost
     /// update, every call returning in time, nothing left behind.
     #[command(
         after_help = "Exit codes: 0 no violation, 1 a violation (listed), 2 bad input, 3 redis-server missing or Redis unreachable, 4 internal failure."
