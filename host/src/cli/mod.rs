@@ -29,8 +29,8 @@ pub const EXIT_REDIS: u8 = 3;
 pub const EXIT_INTERNAL: u8 = 4;
 /// `run`: the lock was busy and CMD never started (changeable with --conflict-exit-code).
 pub const EXIT_RUN_CONFLICT: u8 = 75;
-/// `run`: the lock was lost while CMD ran; CMD was terminated (changeable with
-/// --lost-exit-code).
+/// `run`: the lock was lost (or could not be kept, or `--max-hold` was reached) while CMD ran;
+/// CMD was terminated (changeable with --lost-exit-code).
 pub const EXIT_RUN_LOST: u8 = 76;
 
 const EXIT_CODES: &str = "\
@@ -42,7 +42,8 @@ Exit codes:
   4   internal failure (the lock component trapped, a process could not start), or stdout
       closed before the result was written (`acquire` then releases the lock it took)
   run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
-       76 when the lock was lost while CMD ran, 126/127 when CMD cannot be run";
+       76 when the lock was lost (or could not be kept, or --max-hold was reached) while
+       CMD ran and CMD was terminated, 126/127 when CMD cannot be run";
 
 /// A distributed lock on Redis, with its logic in a sandboxed WebAssembly component.
 ///
@@ -185,15 +186,20 @@ enum Command {
     ///
     /// Takes the lock (or exits 75 without running CMD), runs CMD with DLOCK_KEY and
     /// DLOCK_TOKEN (and DLOCK_FENCE with --fence) in its environment, extends the lock every
-    /// TTL/3 while CMD runs, and releases it when CMD ends, however it ends. SIGTERM, SIGHUP,
-    /// SIGQUIT and SIGINT are forwarded to CMD (SIGINT only when stdin is not a terminal: a
-    /// terminal's Ctrl-C reaches CMD directly). If the lock is lost while CMD runs (an extend finds the key expired or
-    /// taken over), CMD gets SIGTERM, then SIGKILL after --kill-after, and dlock exits 76.
-    /// Exits with CMD's status (128+N if signal N ended it).
+    /// TTL/3 while CMD runs, and releases it when CMD ends, however it ends. SIGTERM, SIGHUP
+    /// and SIGQUIT are forwarded to CMD, and SIGINT too unless dlock is in the foreground
+    /// process group of its terminal (there Ctrl-C reaches CMD directly). A signal while the
+    /// lock is being taken ends dlock (128+N) without running CMD.
+    ///
+    /// CMD runs only while the lease is valid. When the lock is lost (an extend finds the key
+    /// expired or taken over), cannot be extended in time (Redis failing or slow), or
+    /// --max-hold is reached, CMD gets SIGTERM, then SIGKILL after --kill-after or shortly
+    /// before the lease ends, whichever comes first; the lock is released and dlock exits 76.
+    /// Otherwise dlock exits with CMD's status (128+N if signal N ended it).
     ///
     /// Crontab example:  */5 * * * * dlock run nightly-report --ttl 1m -- /usr/local/bin/report
     #[command(
-        after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost while CMD ran (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
+        after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost or not kept (or --max-hold reached) while CMD ran, CMD terminated (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
     )]
     Run(run::RunSpec),
     /// Show dlock at work: workers contend for a few locks, then a checked summary.
