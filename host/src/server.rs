@@ -106,8 +106,10 @@ impl RedisServer {
                     format!("redis-server exited with {status} during start-up; log:\n{log}"),
                 ));
             }
-            // Ready when the server on the port is this process: another test's server may
-            // have taken the port in between, and then this one is about to exit.
+            // Ready when the server on the port is this process (another test's server may
+            // have taken the port in between, and then this one is about to exit) and it has
+            // loaded its dataset (after a restart with persistence it answers INFO, but
+            // nothing else, while it loads).
             if answering_pid(self.port, self.password.as_deref()) == Some(child.id()) {
                 self.child = Some(child);
                 return Ok(());
@@ -200,8 +202,8 @@ fn percent_encoded(text: &str) -> String {
         .collect()
 }
 
-/// The process id of the Redis answering on `port` (from `INFO server`, after `AUTH password`
-/// when one is given), if one answers.
+/// The process id of the Redis answering on `port` (from `INFO`, after `AUTH password` when
+/// one is given), if one answers and is not loading its dataset.
 fn answering_pid(port: u16, password: Option<&str>) -> Option<u32> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
@@ -216,7 +218,7 @@ fn answering_pid(port: u16, password: Option<&str>) -> Option<u32> {
             return None;
         }
     }
-    stream.write_all(b"INFO server\r\n").ok()?;
+    stream.write_all(b"INFO\r\n").ok()?;
     let mut reply = Vec::new();
     let mut chunk = [0u8; 4096];
     // A bulk string: `$<len>\r\n<len bytes>\r\n`; read until the whole of it is in.
@@ -232,6 +234,9 @@ fn answering_pid(port: u16, password: Option<&str>) -> Option<u32> {
         };
         let len: usize = header.strip_prefix('$')?.parse().ok()?;
         if body.len() >= len {
+            if !body.lines().any(|line| line.trim() == "loading:0") {
+                return None;
+            }
             return body
                 .lines()
                 .find_map(|line| line.strip_prefix("process_id:"))
