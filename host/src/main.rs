@@ -35,14 +35,14 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("dlock: cannot start the async runtime: {e}");
+            cli::output::stderr_line(format_args!("dlock: cannot start the async runtime: {e}"));
             return ExitCode::from(cli::EXIT_INTERNAL);
         }
     };
     let code = match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("dlock: {}", failure.message);
+            cli::output::stderr_line(format_args!("dlock: {}", failure.message));
             failure.code
         }
     };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a server may take to start answering and load its data.
+/// How long a server may take to start answering `PING`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A `redis-server` process owned by this value.
@@ -19,6 +19,8 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// The `--requirepass` argument, if one was given.
+    password: Option<String>,
 }
 
 /// The `redis-server` binary: `$DLOCK_REDIS_SERVER` if set, else `redis-server` on `PATH`.
@@ -36,14 +38,21 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (for example
     /// `["--appendonly", "yes", "--appendfsync", "always"]`). Retries on a new port if the
-    /// chosen one was taken in between.
+    /// chosen one was taken in between. With `["--requirepass", PASSWORD]` the server needs
+    /// that password, and [`url`](Self::url) carries it.
     pub fn start_with(extra_args: &[&str]) -> io::Result<RedisServer> {
         let dir = tempfile::Builder::new().prefix("dlock-redis-").tempdir()?;
+        let password = extra_args
+            .iter()
+            .position(|arg| *arg == "--requirepass")
+            .and_then(|i| extra_args.get(i + 1))
+            .map(|password| password.to_string());
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir,
             args: extra_args.iter().map(|s| s.to_string()).collect(),
+            password,
         };
         let mut last_error = None;
         for _ in 0..5 {
@@ -99,8 +108,9 @@ impl RedisServer {
             }
             // Ready when the server on the port is this process (another test's server may
             // have taken the port in between, and then this one is about to exit) and it has
-            // loaded its data (until then it answers most commands with LOADING).
-            if ready_pid(self.port) == Some(child.id()) {
+            // loaded its dataset (after a restart with persistence it answers INFO, but
+            // nothing else, while it loads).
+            if answering_pid(self.port, self.password.as_deref()) == Some(child.id()) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -109,16 +119,24 @@ impl RedisServer {
                 let _ = child.wait();
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("redis-server was not ready within {STARTUP_TIMEOUT:?}"),
+                    format!("redis-server did not answer PING within {STARTUP_TIMEOUT:?}"),
                 ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `redis://:PASSWORD@127.0.0.1:PORT` (the password
+    /// percent-encoded) for a server started with `--requirepass`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(password) => format!(
+                "redis://:{}@127.0.0.1:{}",
+                percent_encoded(password),
+                self.port
+            ),
+        }
     }
 
     /// The TCP port on 127.0.0.1.
@@ -172,13 +190,34 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The process id of the Redis answering on `port` (from `INFO`), if one answers and has
-/// finished loading its data.
-fn ready_pid(port: u16) -> Option<u32> {
+/// `text` with every byte but ASCII letters, digits and `-._~` percent-encoded.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The process id of the Redis answering on `port` (from `INFO`, after `AUTH password` when
+/// one is given), if one answers and is not loading its dataset.
+fn answering_pid(port: u16, password: Option<&str>) -> Option<u32> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .ok()?;
+    if let Some(password) = password {
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len());
+        stream.write_all(auth.as_bytes()).ok()?;
+        let mut reply = [0u8; 5];
+        stream.read_exact(&mut reply).ok()?;
+        if &reply != b"+OK\r\n" {
+            return None;
+        }
+    }
     stream.write_all(b"INFO\r\n").ok()?;
     let mut reply = Vec::new();
     let mut chunk = [0u8; 4096];

@@ -32,7 +32,15 @@ struct Ran {
 }
 
 async fn ran(cmd: &mut Command) -> Ran {
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    ran_as_set_up(cmd).await
+}
+
+/// Runs `cmd` with the stdin, stdout and stderr it was given (unlike `Command::output`, which
+/// pipes stdout and stderr whatever was set) and collects what was piped.
+async fn ran_as_set_up(cmd: &mut Command) -> Ran {
+    let child = cmd.spawn().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("dlock hung")
         .unwrap();
@@ -582,6 +590,7 @@ async fn help_explains_flags_defaults_and_exit_codes() {
         "--wait",
         "--conflict-exit-code",
         "--kill-after",
+        "--max-hold",
         "[default: 10s]",
         "DLOCK_TOKEN",
         "DLOCK_FENCE",
@@ -676,7 +685,7 @@ fn any_key_and_ttl_text_gets_a_lock_a_busy_answer_or_exit_2_and_no_panic() {
 }
 
 #[tokio::test]
-async fn max_hold_caps_the_watchdog_and_cmd_is_terminated_when_the_lock_lapses() {
+async fn max_hold_terminates_cmd_and_releases_the_lock() {
     let server = redis();
     let mut conn = raw(&server).await;
     let dir = tempfile::tempdir().unwrap();
@@ -698,8 +707,535 @@ async fn max_hold_caps_the_watchdog_and_cmd_is_terminated_when_the_lock_lapses()
         .unwrap();
     until_locked(&conn, "job").await;
     until_ready(&got).await;
-    // Extended up to 1 s, then left to lapse: CMD (which would run 30 s) is terminated.
+    // At 1 s CMD (which would run 30 s) is terminated, then the lock released.
     assert_eq!(exit_code(&mut child).await, Some(76));
     assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
     assert!(!exists(&mut conn, "job").await);
+}
+
+/// Redis URLs in the forms redis-rs accepts (and near misses a user may type), each carrying
+/// a password that contains `sekrit`. (`rediss://` is left out: without a rustls crypto
+/// provider a TLS connect panics before any message is printed.)
+fn urls_with_passwords(port: u16) -> Vec<String> {
+    vec![
+        "unix:///nope.sock?pass=sekrit".to_owned(),
+        "unix:///nope.sock?db=1&password=sekrit".to_owned(),
+        "redis+unix:///nope.sock?user=me&pass=sekrit%2F1".to_owned(),
+        "unix:/nope.sock?pass=sek@rit?sekrit".to_owned(),
+        format!("redis://:pa/sekrit@127.0.0.1:{port}"),
+        format!("redis://me:sekrit/x@127.0.0.1:{port}/0"),
+        format!("redis://me:sek@rit:sekrit?y@127.0.0.1:{port}"),
+        format!("redis://:sekrit%40%2F@127.0.0.1:{port}/2"),
+        format!("redis://:sekrit#frag@127.0.0.1:{port}"),
+        format!("redis://:sekrit@127.0.0.1:{port}/0?protocol=3"),
+        format!("redis://127.0.0.1:sekrit"),
+    ]
+}
+
+#[tokio::test]
+async fn no_password_reaches_stdout_or_stderr_whatever_the_url_form() {
+    let mut server = RedisServer::start().unwrap();
+    let port = server.port();
+    server.stop();
+    for url in urls_with_passwords(port) {
+        for args in [
+            vec!["status", "job"],
+            vec!["--json", "acquire", "job", "--ttl", "1s"],
+            vec!["run", "job", "--ttl", "1s", "--", "true"],
+        ] {
+            let r = ran(dlock_bare().arg("--redis").arg(&url).args(&args)).await;
+            assert!(matches!(r.code, 2 | 3), "{url} {args:?}: {}", r.stderr);
+            assert!(!r.stderr.is_empty(), "{url} {args:?}: no message");
+            let shown = format!("{}\n{}", r.stdout, r.stderr);
+            assert!(!shown.contains("sekrit"), "{url} {args:?}: {shown}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_password_in_a_unix_socket_url_or_with_an_unescaped_slash_is_not_printed() {
+    let r =
+        ran(dlock_bare().args(["--redis", "unix:///nope.sock?pass=sekrit", "status", "k"])).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("unix:///nope.sock"), "{}", r.stderr);
+    assert!(!r.stderr.contains("sekrit"), "{}", r.stderr);
+
+    let r = ran(dlock_bare().args(["--redis", "redis://:pa/sekrit@host", "status", "k"])).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("invalid Redis URL"), "{}", r.stderr);
+    assert!(!r.stderr.contains("sekrit"), "{}", r.stderr);
+}
+
+/// The write end of a pipe whose read end is already closed: every write to it fails (EPIPE).
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[tokio::test]
+async fn acquire_with_stdout_closed_releases_the_lock_and_exits_4_without_a_panic() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    for json in [false, true] {
+        let mut cmd = dlock(&server);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.args(["acquire", "job", "--ttl", "30s", "--fence"])
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped());
+        let r = ran_as_set_up(&mut cmd).await;
+        assert_eq!(r.code, 4, "json {json}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(r.stderr.contains("released"), "{}", r.stderr);
+        assert!(
+            !exists(&mut conn, "job").await,
+            "the unreported lock is left"
+        );
+    }
+    let r = ran_as_set_up(
+        dlock(&server)
+            .args(["status", "job"])
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped()),
+    )
+    .await;
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[tokio::test]
+async fn a_closed_stderr_changes_no_exit_code() {
+    let server = redis();
+    acquire(&server, "job", "30s").await;
+    let cases: [(&[&str], i32); 3] = [
+        (&["acquire", "job", "--ttl", "1s"], 1),
+        (&["release", "job", "not-the-token"], 1),
+        (&["run", "job", "--ttl", "1s", "--", "true"], 75),
+    ];
+    for (args, code) in cases {
+        let r = ran_as_set_up(dlock(&server).args(args).stderr(closed_pipe())).await;
+        assert_eq!(r.code, code, "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn run_with_stderr_closed_still_terminates_cmd_when_the_lock_is_lost() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("signal");
+    let mut child = dlock(&server)
+        .args(["run", "job", "--ttl", "900ms", "--kill-after", "5s", "--"])
+        .args(signal_recorder(&got))
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&got).await;
+    let () = redis::cmd("DEL")
+        .arg("job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+}
+
+#[tokio::test]
+async fn torture_on_a_given_redis_injects_no_server_wide_fault_and_keeps_its_password_and_db() {
+    let server = RedisServer::start_with(&["--requirepass", "tortured-pw"]).unwrap();
+    let given = format!("{}/3", server.url());
+    assert!(given.contains(":tortured-pw@"), "{given}");
+    let r = ran(dlock_bare().args([
+        "--redis",
+        &given,
+        "--json",
+        "torture",
+        "--duration",
+        "10s",
+        "--nemesis-interval",
+        "100ms",
+        "--workers",
+        "3",
+    ]))
+    .await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["passed"], true, "{v}");
+    assert_eq!(v["redis"], "given", "{v}");
+    let faults = v["faults"].to_string();
+    for server_wide in ["PauseRedis", "ClientPause", "ScriptFlush", "CrashRedis"] {
+        assert!(!faults.contains(server_wide), "{faults}");
+    }
+    assert!(!r.stderr.contains("tortured-pw") && !r.stdout.contains("tortured-pw"));
+
+    let mut db0 = raw(&server).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut db0)
+        .await
+        .unwrap();
+    for server_wide in [
+        "cmdstat_client|pause",
+        "cmdstat_script|flush",
+        "cmdstat_debug",
+    ] {
+        assert!(
+            !stats.contains(server_wide),
+            "the given Redis saw {server_wide}"
+        );
+    }
+    assert!(
+        stats.contains("cmdstat_evalsha"),
+        "the workers never reached it: {stats}"
+    );
+    assert_eq!(dbsize(&mut db0).await, 0, "the workers wrote to db 0");
+    let mut db3 = redis::Client::open(given.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert!(
+        exists(&mut db3, "{dlock-torture:hot}:fence").await,
+        "the workers' fence counter is not in db 3"
+    );
+}
+
+/// A command that never stops on SIGTERM and watches the lock it runs under: it reads the
+/// lock's key (`DLOCK_KEY`) from the Redis on 127.0.0.1:`port` in a tight loop and appends
+/// `saw <value>` to `file` whenever the key does not hold its own token (`DLOCK_TOKEN`): the
+/// lease ended, or someone else holds the lock, while it still runs. It creates `file.ready`
+/// once it has seen its token.
+fn lease_watcher(port: u16, file: &Path) -> Vec<String> {
+    let script = "import os, signal, socket, sys\n\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+        port, out = int(sys.argv[1]), sys.argv[2]\n\
+        key, token = os.environ['DLOCK_KEY'].encode(), os.environ['DLOCK_TOKEN'].encode()\n\
+        conn = socket.create_connection(('127.0.0.1', port))\n\
+        replies = conn.makefile('rb')\n\
+        get = b'*2\\r\\n$3\\r\\nGET\\r\\n$%d\\r\\n%s\\r\\n' % (len(key), key)\n\
+        ready = False\n\
+        while True:\n\
+        \x20   conn.sendall(get)\n\
+        \x20   header = replies.readline()\n\
+        \x20   value = None if header.startswith(b'$-1') else replies.read(int(header[1:]) + 2)[:-2]\n\
+        \x20   if value != token:\n\
+        \x20       with open(out, 'a') as f: f.write('saw %r\\n' % (value,))\n\
+        \x20   elif not ready:\n\
+        \x20       open(out + '.ready', 'w').close()\n\
+        \x20       ready = True\n";
+    vec![
+        "python3".into(),
+        "-c".into(),
+        script.into(),
+        port.to_string(),
+        file.display().to_string(),
+    ]
+}
+
+/// Asserts that the watcher writing to `file` never saw the lock's key without its token.
+fn assert_never_outlived_its_lease(file: &Path) {
+    let seen = std::fs::read_to_string(file).unwrap_or_default();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(
+        lines.is_empty(),
+        "CMD ran on while the key did not hold its token ({} reads), first: {:?}, last: {:?}",
+        lines.len(),
+        lines.first(),
+        lines.last()
+    );
+}
+
+#[tokio::test]
+async fn max_hold_kills_a_cmd_that_ignores_sigterm_before_anyone_else_can_take_the_lock() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let mut run = dlock(&server)
+        .args([
+            "run",
+            "job",
+            "--ttl",
+            "3s",
+            "--max-hold",
+            "1s",
+            "--kill-after",
+            "20s",
+            "--",
+        ])
+        .args(lease_watcher(server.port(), &seen))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&seen).await;
+    // Waits for the lock while CMD runs; gets it once `run` has killed CMD and released it.
+    let second =
+        ran(dlock(&server).args(["acquire", "job", "--ttl", "30s", "--wait", "60s"])).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(exit_code(&mut run).await, Some(76));
+    assert_never_outlived_its_lease(&seen);
+    assert_eq!(get(&mut conn.clone(), "job").await, Some(second.stdout));
+}
+
+#[tokio::test]
+async fn a_failing_extend_kills_a_cmd_that_ignores_sigterm_before_the_lease_ends() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let mut run = dlock(&server)
+        .args(["run", "job", "--ttl", "3s", "--kill-after", "20s", "--"])
+        .args(lease_watcher(server.port(), &seen))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&seen).await;
+    // Scripts are refused from now on: every extend fails at once, the key stays.
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-eval", "-evalsha"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut run).await, Some(76));
+    assert_never_outlived_its_lease(&seen);
+}
+
+#[tokio::test]
+async fn an_extend_that_hangs_kills_a_cmd_that_ignores_sigterm_before_the_lease_ends() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let proxy = dlock_tests::proxy::Proxy::start(([127, 0, 0, 1], server.port()).into())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    // Through the proxy, a 1.5 s lease; CMD watches Redis directly.
+    let mut run = dlock_bare()
+        .args(["--redis", &proxy.url()])
+        .args(["run", "job", "--ttl", "1500ms", "--kill-after", "20s", "--"])
+        .args(lease_watcher(server.port(), &seen))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&seen).await;
+    // Every extend from now on waits for its command timeout (2 s): longer than the lease.
+    proxy.set_fault(dlock_tests::proxy::Fault::Blackhole);
+    assert_eq!(exit_code(&mut run).await, Some(76));
+    assert_never_outlived_its_lease(&seen);
+}
+
+/// `text` quoted for `sh`.
+fn sh_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A `dlock run` set up to be started by a shell inside a pseudo-terminal: CMD appends the
+/// name of every SIGINT and SIGTERM it gets to `signals` (and exits 3 after SIGTERM), and
+/// `run.sh` writes dlock's pid to `pid` before exec'ing it.
+struct PtyRun {
+    dir: tempfile::TempDir,
+    signals: std::path::PathBuf,
+    pid: std::path::PathBuf,
+}
+
+impl PtyRun {
+    /// `stdin_from_null`: dlock's stdin is /dev/null instead of the terminal.
+    fn new(server: &RedisServer, stdin_from_null: bool) -> PtyRun {
+        let dir = tempfile::tempdir().unwrap();
+        let signals = dir.path().join("signals");
+        let pid = dir.path().join("pid");
+        let recorder = dir.path().join("recorder.py");
+        std::fs::write(
+            &recorder,
+            "import signal, sys, time\n\
+             f = sys.argv[1]\n\
+             def record(sig, _frame):\n    \
+                 with open(f, 'a') as out: out.write(signal.Signals(sig).name[3:] + '\\n')\n    \
+                 if sig == signal.SIGTERM: sys.exit(3)\n\
+             signal.signal(signal.SIGTERM, record)\n\
+             signal.signal(signal.SIGINT, record)\n\
+             open(f + '.ready', 'w').close()\n\
+             while True: time.sleep(30)\n",
+        )
+        .unwrap();
+        let dlock = [
+            env!("CARGO_BIN_EXE_dlock").to_owned(),
+            "--redis".into(),
+            server.url(),
+            "run".into(),
+            "job".into(),
+            "--ttl".into(),
+            "600ms".into(),
+            "--".into(),
+            "python3".into(),
+            recorder.display().to_string(),
+            signals.display().to_string(),
+        ]
+        .map(|arg| sh_quoted(&arg))
+        .join(" ");
+        let stdin = if stdin_from_null { " </dev/null" } else { "" };
+        let script = dir.path().join("run.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "echo $$ > {}\nexec {dlock}{stdin}\n",
+                sh_quoted(&pid.display().to_string())
+            ),
+        )
+        .unwrap();
+        PtyRun { dir, signals, pid }
+    }
+
+    /// `script(1)` running `command` (which starts `sh run.sh`, in its directory) on a new
+    /// pseudo-terminal; what is written to its stdin is typed into that terminal. `script`
+    /// exits with the status of the shell running `command`.
+    fn spawn(&self, command: &str) -> tokio::process::Child {
+        Command::new("script")
+            .args(["-qfec", command, "/dev/null"])
+            .env("SHELL", "/bin/sh")
+            .env_remove("DLOCK_REDIS_URL")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("script(1) from util-linux")
+    }
+
+    fn dlock_pid(&self) -> rustix::process::Pid {
+        let pid = std::fs::read_to_string(&self.pid).unwrap();
+        rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap()
+    }
+
+    fn signals(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.signals)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    async fn until_signalled(&self) {
+        eventually("CMD to record a signal", Duration::from_secs(20), || {
+            let got = !self.signals().is_empty();
+            async move { got }
+        })
+        .await;
+    }
+
+    /// Ends the run with a SIGTERM to dlock (forwarded to CMD, which records it and exits 3).
+    async fn terminate(&self, pty: &mut tokio::process::Child) {
+        rustix::process::kill_process(self.dlock_pid(), rustix::process::Signal::TERM).unwrap();
+        assert_eq!(exit_code(pty).await, Some(3), "CMD's status through dlock");
+    }
+}
+
+/// Waits until the lock's watchdog has extended `key` twice: twice a PTTL reading above the
+/// one before it.
+async fn two_extends(conn: &MultiplexedConnection, key: &str) {
+    for _ in 0..2 {
+        let last = std::cell::Cell::new(pttl(&mut conn.clone(), key).await);
+        eventually(
+            "the watchdog to extend the lock",
+            Duration::from_secs(20),
+            || {
+                let mut c = conn.clone();
+                let last = &last;
+                async move {
+                    let now = pttl(&mut c, key).await;
+                    now > last.replace(now)
+                }
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_ctrl_c_on_the_terminal_reaches_cmd_once_even_with_stdin_from_dev_null() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let run = PtyRun::new(&server, true);
+    // exec: dlock alone (with CMD) in the terminal's foreground process group, no shell
+    // waiting there that a Ctrl-C would end.
+    let mut pty = run.spawn("exec sh run.sh");
+    until_locked(&conn, "job").await;
+    until_ready(&run.signals).await;
+    let stdin = pty.stdin.as_mut().unwrap();
+    tokio::io::AsyncWriteExt::write_all(stdin, b"\x03")
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::flush(stdin).await.unwrap();
+    run.until_signalled().await;
+    // Two watchdog rounds later dlock has long handled its own copy of the SIGINT (a forward
+    // would have reached CMD before the SIGTERM below).
+    two_extends(&conn, "job").await;
+    run.terminate(&mut pty).await;
+    assert_eq!(run.signals(), ["INT", "TERM"]);
+}
+
+#[tokio::test]
+async fn kill_int_reaches_cmd_once_when_dlock_has_a_terminal_but_is_not_its_foreground() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let no_controlling_terminal = "exec setsid -w sh run.sh";
+    let background_job = "set -m; sh run.sh & wait $!";
+    for command in [no_controlling_terminal, background_job] {
+        let run = PtyRun::new(&server, false);
+        let mut pty = run.spawn(command);
+        until_locked(&conn, "job").await;
+        until_ready(&run.signals).await;
+        rustix::process::kill_process(run.dlock_pid(), rustix::process::Signal::INT).unwrap();
+        run.until_signalled().await;
+        run.terminate(&mut pty).await;
+        assert_eq!(run.signals(), ["INT", "TERM"], "{command}");
+        eventually("the lock to be released", Duration::from_secs(20), || {
+            let mut c = conn.clone();
+            async move { !exists(&mut c, "job").await }
+        })
+        .await;
+    }
+}
+
+/// How many scripts (`EVALSHA`) `conn`'s server has run.
+async fn scripts_run(conn: &MultiplexedConnection) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_signal_while_run_waits_for_the_lock_ends_it_like_the_default_action_without_cmd() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let token = acquire(&server, "job", "1m").await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let before = scripts_run(&conn).await;
+    let mut waiting = dlock(&server)
+        .args(["run", "job", "--ttl", "10s", "--wait", "1m", "--", "touch"])
+        .arg(&marker)
+        .spawn()
+        .unwrap();
+    // Its attempts reach Redis: it is waiting, its signal handlers long in place.
+    eventually("run to try for the lock", Duration::from_secs(20), || {
+        let conn = conn.clone();
+        async move { scripts_run(&conn).await > before + 1 }
+    })
+    .await;
+    let pid = rustix::process::Pid::from_raw(waiting.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(exit_code(&mut waiting).await, Some(128 + 15));
+    assert!(!marker.exists(), "CMD must not run");
+    assert_eq!(get(&mut conn.clone(), "job").await, Some(token));
 }

@@ -1,6 +1,7 @@
 //! Worker processes whose every operation is recorded in a history: what a fault-injection
 //! scenario drives, and what the checker then judges.
 
+use std::io::Write;
 use std::time::Duration;
 
 use serde_json::json;
@@ -74,7 +75,12 @@ impl Driven {
             Err(NoReply::Gone | NoReply::Garbled(_)) => {
                 let stderr = self.worker.stderr();
                 if !stderr.trim().is_empty() {
-                    eprintln!("worker {} is gone: {}", self.id, stderr.trim());
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "worker {} is gone: {}",
+                        self.id,
+                        stderr.trim()
+                    );
                 }
                 op.abandon();
                 self.recorder.crashed(self.id);

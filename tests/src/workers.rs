@@ -99,8 +99,10 @@ impl Worker {
     ) -> std::io::Result<Worker> {
         let stderr = tempfile::NamedTempFile::new()?;
         let mut child = Command::new(dlock)
-            .args(["--redis", redis_url, "worker", "--resource", resource_url])
-            .env_remove("DLOCK_REDIS_URL")
+            .args(["worker", "--resource", resource_url])
+            // In the environment rather than on the command line, where `ps` would show a
+            // password.
+            .env("DLOCK_REDIS_URL", redis_url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr.reopen()?)

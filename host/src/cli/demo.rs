@@ -12,6 +12,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
 use super::origin::Origin;
+use super::output::outln;
 use super::stats::{XorShift, human, percentile};
 use super::{CliResult, EXIT_BUSY, EXIT_OK, duration};
 
@@ -124,9 +125,9 @@ pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool)
     cleanup(&mut conn.clone(), &prefix, args.keys).await;
     let summary = Summary::new(&tally, &counted, args.duration);
     if json_out {
-        summary.print_json(&args, &origin, &version, &failures);
+        summary.print_json(&args, &origin, &version, &failures)?;
     } else {
-        summary.print_table(&args, &origin, &version, &failures);
+        summary.print_table(&args, &origin, &version, &failures)?;
     }
     Ok(if summary.passed() && failures.is_empty() {
         EXIT_OK
@@ -321,57 +322,70 @@ impl Summary {
         }
     }
 
-    fn print_table(&self, args: &DemoArgs, origin: &Origin, version: &str, failures: &[String]) {
+    fn print_table(
+        &self,
+        args: &DemoArgs,
+        origin: &Origin,
+        version: &str,
+        failures: &[String],
+    ) -> CliResult<()> {
         let mark = |ok: bool| if ok { "ok" } else { "FAILED" };
-        println!(
+        outln!(
             "dlock demo: {} workers (one component instance each) on {} keys for {}",
             args.workers,
             args.keys,
             humantime::format_duration(args.duration)
-        );
-        println!("Redis {version}, {}", origin.description);
-        println!();
-        println!(
+        )?;
+        outln!("Redis {version}, {}", origin.description)?;
+        outln!("")?;
+        outln!(
             "  acquisitions       {:>10}   ({:.0}/s)",
-            self.acquisitions, self.per_second
-        );
-        println!(
+            self.acquisitions,
+            self.per_second
+        )?;
+        outln!(
             "  contention         {:>9.1}%   found the lock busy and waited",
             self.contention()
-        );
-        println!(
+        )?;
+        outln!(
             "  wait p50 / p99     {:>10} / {}",
             human(self.wait_p50),
             human(self.wait_p99)
-        );
-        println!("  hold p50           {:>10}", human(self.hold_p50));
-        println!(
+        )?;
+        outln!("  hold p50           {:>10}", human(self.hold_p50))?;
+        outln!(
             "  fencing tokens     {:>10}   strictly increasing per key ({} violations)",
             mark(self.fences_ok()),
             self.fence_violations
-        );
-        println!(
+        )?;
+        outln!(
             "  guarded counters   {:>10}   {} increments under the lock, {} counted in Redis, {} lost",
             mark(self.counters_ok()),
             self.increments,
             self.counted,
             self.increments.saturating_sub(self.counted)
-        );
+        )?;
         for failure in failures {
-            println!("  worker error: {failure}");
+            outln!("  worker error: {failure}")?;
         }
-        println!();
-        println!(
+        outln!("")?;
+        outln!(
             "{}",
             if self.passed() && failures.is_empty() {
                 "all checks passed"
             } else {
                 "CHECKS FAILED"
             }
-        );
+        )
     }
 
-    fn print_json(&self, args: &DemoArgs, origin: &Origin, version: &str, failures: &[String]) {
+    fn print_json(
+        &self,
+        args: &DemoArgs,
+        origin: &Origin,
+        version: &str,
+        failures: &[String],
+    ) -> CliResult<()> {
         let out = json!({
             "workers": args.workers,
             "keys": args.keys,
@@ -389,6 +403,6 @@ impl Summary {
             "worker_errors": failures,
             "passed": self.passed() && failures.is_empty(),
         });
-        println!("{out}");
+        outln!("{out}")
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use dlock_host::LockState;
 use serde_json::json;
 
+use super::output::outln;
 use super::{CliResult, Ctx, EXIT_BUSY, EXIT_OK, Failure, epoch_ms};
 
 pub(super) async fn acquire(
@@ -29,20 +30,38 @@ pub(super) async fn acquire(
         }
         Err(e) => return Err(ctx.fail(e)),
     };
-    let info = lock.info().await.map_err(|e| ctx.fail(e))?;
-    if ctx.json {
+    let info = match lock.info().await {
+        Ok(info) => info,
+        Err(e) => {
+            let _ = lock.release().await;
+            return Err(ctx.fail(e));
+        }
+    };
+    let printed = if ctx.json {
         let out = json!({
             "key": info.key,
             "token": info.token,
             "fence": info.fence,
             "expires_at_ms": epoch_ms(info.expires_at),
         });
-        println!("{out}");
+        outln!("{out}")
     } else {
         match info.fence {
-            Some(fence) => println!("{} {fence}", info.token),
-            None => println!("{}", info.token),
+            Some(fence) => outln!("{} {fence}", info.token),
+            None => outln!("{}", info.token),
         }
+    };
+    if let Err(unprinted) = printed {
+        // Nobody can learn the token: a lock kept now could only expire.
+        let message = match lock.release().await {
+            Ok(()) => format!("{}; the lock was released", unprinted.message),
+            Err(e) => format!(
+                "{}, and the lock could not be released (it expires with its TTL): {}",
+                unprinted.message,
+                ctx.fail(e).message
+            ),
+        };
+        return Err(Failure::new(unprinted.code, message));
     }
     Ok(EXIT_OK)
 }
@@ -67,7 +86,7 @@ pub(super) async fn extend(ctx: &Ctx, key: &str, token: &str, ttl: Duration) -> 
     }
     if ctx.json {
         let info = handle.info().await.map_err(|e| ctx.fail(e))?;
-        println!("{}", json!({ "expires_at_ms": epoch_ms(info.expires_at) }));
+        outln!("{}", json!({ "expires_at_ms": epoch_ms(info.expires_at) }))?;
     }
     Ok(EXIT_OK)
 }
@@ -84,12 +103,12 @@ pub(super) async fn status(ctx: &Ctx, key: &str) -> CliResult<u8> {
         LockState::Persistent => (true, None, "locked (no expiry)".to_owned()),
     };
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             json!({ "key": key, "locked": locked, "ttl_ms": ttl_ms })
-        );
+        )?;
     } else {
-        println!("{text}");
+        outln!("{text}")?;
     }
     Ok(EXIT_OK)
 }

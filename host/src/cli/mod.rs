@@ -5,6 +5,7 @@ mod demo;
 mod duration;
 mod keys;
 mod origin;
+pub(crate) mod output;
 mod run;
 mod stats;
 mod torture;
@@ -23,12 +24,13 @@ pub const EXIT_BUSY: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Redis is unreachable or failing (or refused the call).
 pub const EXIT_REDIS: u8 = 3;
-/// dlock itself failed (the lock component trapped, a process could not be started).
+/// dlock itself failed (the lock component trapped, a process could not be started), or its
+/// output could not be written (a closed stdout; `acquire` then releases the lock it took).
 pub const EXIT_INTERNAL: u8 = 4;
 /// `run`: the lock was busy and CMD never started (changeable with --conflict-exit-code).
 pub const EXIT_RUN_CONFLICT: u8 = 75;
-/// `run`: the lock was lost while CMD ran; CMD was terminated (changeable with
-/// --lost-exit-code).
+/// `run`: the lock was lost (or could not be kept, or `--max-hold` was reached) while CMD ran;
+/// CMD was terminated (changeable with --lost-exit-code).
 pub const EXIT_RUN_LOST: u8 = 76;
 
 const EXIT_CODES: &str = "\
@@ -37,9 +39,11 @@ Exit codes:
   1   the lock is held by someone else / TOKEN does not own the lock
   2   bad input (usage, empty key, bad duration); nothing was written to Redis
   3   Redis unreachable or failing (the message names the URL, without password)
-  4   internal failure (the lock component trapped, a process could not start)
+  4   internal failure (the lock component trapped, a process could not start), or stdout
+      closed before the result was written (`acquire` then releases the lock it took)
   run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
-       76 when the lock was lost while CMD ran, 126/127 when CMD cannot be run";
+       76 when the lock was lost (or could not be kept, or --max-hold was reached) while
+       CMD ran and CMD was terminated, 126/127 when CMD cannot be run";
 
 /// A distributed lock on Redis, with its logic in a sandboxed WebAssembly component.
 ///
@@ -57,7 +61,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or
-    /// unix:///path/to/socket. Passwords are never printed.
+    /// unix:///path/to/socket[?pass=PASSWORD]. Passwords are never printed (messages show
+    /// credentials and query parameters other than db and protocol as ***).
     /// [default: redis://127.0.0.1:6379]
     #[arg(
         long,
@@ -125,7 +130,7 @@ enum Command {
     /// One attempt, or with --wait retries (exponential backoff, at most 1 s apart) until the
     /// lock is free or the wait is over. Keep the token: `release` and `extend` need it.
     #[command(
-        after_help = "Exit codes: 0 acquired (token on stdout), 1 held by someone else (after --wait), 2 bad input, 3 Redis unreachable or failing."
+        after_help = "Exit codes: 0 acquired (token on stdout), 1 held by someone else (after --wait), 2 bad input, 3 Redis unreachable or failing, 4 the token could not be written (stdout closed; the lock was released)."
     )]
     Acquire {
         /// The lock's key.
@@ -181,15 +186,20 @@ enum Command {
     ///
     /// Takes the lock (or exits 75 without running CMD), runs CMD with DLOCK_KEY and
     /// DLOCK_TOKEN (and DLOCK_FENCE with --fence) in its environment, extends the lock every
-    /// TTL/3 while CMD runs, and releases it when CMD ends, however it ends. SIGTERM, SIGHUP,
-    /// SIGQUIT and SIGINT are forwarded to CMD (SIGINT only when stdin is not a terminal: a
-    /// terminal's Ctrl-C reaches CMD directly). If the lock is lost while CMD runs (an extend finds the key expired or
-    /// taken over), CMD gets SIGTERM, then SIGKILL after --kill-after, and dlock exits 76.
-    /// Exits with CMD's status (128+N if signal N ended it).
+    /// TTL/3 while CMD runs, and releases it when CMD ends, however it ends. SIGTERM, SIGHUP
+    /// and SIGQUIT are forwarded to CMD, and SIGINT too unless dlock is in the foreground
+    /// process group of its terminal (there Ctrl-C reaches CMD directly). A signal while the
+    /// lock is being taken ends dlock (128+N) without running CMD.
+    ///
+    /// CMD runs only while the lease is valid. When the lock is lost (an extend finds the key
+    /// expired or taken over), cannot be extended in time (Redis failing or slow), or
+    /// --max-hold is reached, CMD gets SIGTERM, then SIGKILL after --kill-after or shortly
+    /// before the lease ends, whichever comes first; the lock is released and dlock exits 76.
+    /// Otherwise dlock exits with CMD's status (128+N if signal N ended it).
     ///
     /// Crontab example:  */5 * * * * dlock run nightly-report --ttl 1m -- /usr/local/bin/report
     #[command(
-        after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost while CMD ran (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
+        after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost or not kept (or --max-hold reached) while CMD ran, CMD terminated (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
     )]
     Run(run::RunSpec),
     /// Show dlock at work: workers contend for a few locks, then a checked summary.
@@ -218,11 +228,12 @@ enum Command {
     /// invariant is checked on the recorded history.
     ///
     /// Starts its own redis-servers (the lock's with `appendfsync always`, and one for the
-    /// protected resources) unless --redis is given (then only worker and network faults are
-    /// injected). Workers reach the lock's Redis through an in-process TCP proxy. Every
-    /// --nemesis-interval one fault: pause a worker past the TTL, kill a worker, add latency,
-    /// blackhole, reset connections, pause Redis, CLIENT PAUSE, SCRIPT FLUSH, crash and restart
-    /// Redis. Checks: one holder at a time, fences increasing and stale writes refused, no lost
+    /// protected resources). With --redis redis://... the lock's Redis is that one (password,
+    /// database and options kept) and only worker and network faults are injected: no pause,
+    /// CLIENT PAUSE, SCRIPT FLUSH or crash of a server other clients share. Workers reach the
+    /// lock's Redis through an in-process TCP proxy. Every --nemesis-interval one fault: pause
+    /// a worker past the TTL, kill a worker, add latency, blackhole, reset connections, and on
+    /// its own Redis only: pause Redis, CLIENT PAUSE, SCRIPT FLUSH, crash and restart Redis. Checks: one holder at a time, fences increasing and stale writes refused, no lost
     /// update, every call returning in time, nothing left behind.
     #[command(
         after_help = "Exit codes: 0 no violation, 1 a violation (listed), 2 bad input, 3 redis-server missing or Redis unreachable, 4 internal failure."

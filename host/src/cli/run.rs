@@ -1,7 +1,14 @@
 //! `dlock run`: a command under the lock, with a watchdog that keeps the lock alive.
+//!
+//! The invariant: CMD runs only while the lease is valid. Once the lock cannot be kept (lost,
+//! an extend failing or hanging while validity runs out, `--max-hold` reached) CMD gets
+//! SIGTERM, and SIGKILL no later than shortly before the lease ends. Whatever happens after CMD
+//! has started, it is no longer running when the lock is released, and the lock is released
+//! before anything is reported.
 
-use std::io::IsTerminal;
+use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -9,8 +16,9 @@ use dlock_host::{Error, LockHandle};
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout_at};
 
+use super::output::errln;
 use super::{CliResult, Ctx, EXIT_INTERNAL, Failure};
 
 /// What `run` was asked to do (its command-line arguments).
@@ -31,14 +39,15 @@ pub(super) struct RunSpec {
     /// Exit code when the lock is lost while CMD runs.
     #[arg(long, default_value_t = super::EXIT_RUN_LOST, value_name = "N")]
     lost_exit_code: u8,
-    /// After the lock is lost: how long CMD has between SIGTERM and SIGKILL.
+    /// When the lock is lost or cannot be kept: how long CMD has between SIGTERM and SIGKILL.
+    /// SIGKILL comes earlier if the lease would end first.
     #[arg(long, value_parser = super::duration::parse, default_value = "10s")]
     kill_after: Duration,
     /// Take a fencing token and pass it to CMD as DLOCK_FENCE.
     #[arg(long)]
     fence: bool,
-    /// Stop extending the lock this long after taking it: past it the lock lapses and CMD
-    /// is terminated as for a lost lock (exit 76). [default: no cap]
+    /// Hold the lock at most this long: then CMD is terminated as for a lost lock (while the
+    /// lease is still valid), the lock released, and dlock exits 76. [default: no cap]
     #[arg(long, value_parser = super::duration::parse, value_name = "D")]
     max_hold: Option<Duration>,
     /// The command and its arguments (after `--`).
@@ -46,27 +55,45 @@ pub(super) struct RunSpec {
     command: Vec<String>,
 }
 
-/// How CMD ended.
-enum Outcome {
+/// How supervision ended. In every case CMD is no longer running (or, for `Failed`, has been
+/// sent SIGKILL).
+enum Ended {
     /// CMD exited on its own (or after a forwarded signal).
     Exited(ExitStatus),
-    /// The lock was lost; CMD was terminated and ended with this status.
-    Lost(ExitStatus),
+    /// The lock could not be kept (lost, running out, `--max-hold`): CMD was terminated.
+    Stopped,
+    /// dlock could not supervise CMD (its process id or status could not be had): CMD was
+    /// killed.
+    Failed(Failure),
 }
 
 pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
+    // Before anything is taken: from here on a signal is dlock's to handle, never the default
+    // action that would end dlock and leave the lock or CMD behind.
+    let mut signals = Signals::new()?;
     let client = ctx.client(spec.fence).await?;
-    let acquired = match spec.wait {
-        None => client.try_acquire(&spec.key, spec.ttl).await,
-        Some(wait) => client
-            .wait_for_lock(&spec.key, wait, spec.ttl)
-            .await
-            .map(Some),
+    let acquiring = async {
+        match spec.wait {
+            None => client.try_acquire(&spec.key, spec.ttl).await,
+            Some(wait) => client
+                .wait_for_lock(&spec.key, wait, spec.ttl)
+                .await
+                .map(Some),
+        }
+    };
+    let acquired = tokio::select! {
+        acquired = acquiring => acquired,
+        signal = signals.recv() => {
+            // As the default action would: end with 128+N. A lock granted in this very
+            // instant is given back by the client, or expires with its TTL.
+            errln!("dlock: {}: interrupted while taking the lock; not running the command", spec.key);
+            return Ok(shell_signal_status(signal.as_raw()));
+        }
     };
     let lock = match acquired {
         Ok(Some(lock)) => lock,
         Ok(None) | Err(Error::NotAcquired) => {
-            eprintln!(
+            errln!(
                 "dlock: {}: held by someone else; not running the command",
                 spec.key
             );
@@ -81,15 +108,14 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
             return Err(ctx.fail(e));
         }
     };
-    // Before CMD starts: a signal from here on is forwarded to it, never the default action
-    // that would leave CMD running unsupervised.
-    let signals = Signals::new()?;
 
     let mut command = Command::new(&spec.command[0]);
     command
         .args(&spec.command[1..])
         .env("DLOCK_KEY", &spec.key)
-        .env("DLOCK_TOKEN", &info.token);
+        .env("DLOCK_TOKEN", &info.token)
+        // Should dlock itself fail (a panic), CMD does not run on without the lease.
+        .kill_on_drop(true);
     if let Some(fence) = info.fence {
         command.env("DLOCK_FENCE", fence.to_string());
     }
@@ -109,19 +135,24 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
         }
     };
 
-    let outcome = supervise(child, signals, &lock, &spec, ctx.command_timeout()).await?;
-    let (status, lost) = match outcome {
-        Outcome::Exited(status) => (status, false),
-        Outcome::Lost(status) => (status, true),
-    };
-    release(ctx, &lock, lost).await;
-    if lost {
-        return Ok(spec.lost_exit_code);
+    // CMD runs. `supervise` returns only once it has ended, whatever happens, and the lock is
+    // released before the outcome is reported.
+    let lease = Lease::new(
+        spec.ttl,
+        spec.kill_after,
+        ctx.command_timeout(),
+        Instant::from_std(info.valid_until),
+    );
+    let ended = supervise(child, &mut signals, &lock, &spec, lease).await;
+    release(ctx, &lock, matches!(ended, Ended::Stopped)).await;
+    match ended {
+        Ended::Exited(status) => Ok(shell_status(status)),
+        Ended::Stopped => Ok(spec.lost_exit_code),
+        Ended::Failed(failure) => Err(failure),
     }
-    Ok(shell_status(status))
 }
 
-/// The signals `run` forwards to CMD.
+/// The signals `run` handles: forwarded to CMD while it runs; before, they end `run`.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -142,99 +173,192 @@ impl Signals {
             quit: handler(SignalKind::quit())?,
         })
     }
+
+    /// The next signal received.
+    async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::TERM,
+            _ = self.int.recv() => Signal::INT,
+            _ = self.hup.recv() => Signal::HUP,
+            _ = self.quit.recv() => Signal::QUIT,
+        }
+    }
 }
 
-/// Waits for CMD while extending the lock every TTL/3 and forwarding signals.
+/// Whether a SIGINT dlock received has reached CMD already: dlock has a controlling terminal
+/// whose foreground process group is dlock's own, which CMD shares, so the SIGINT came from
+/// the terminal (Ctrl-C), which delivers it to the whole group. Otherwise (no controlling
+/// terminal, or dlock in the background) it was sent to dlock alone and must be forwarded.
+fn terminal_delivered_sigint() -> bool {
+    use rustix::fs::{Mode, OFlags, open};
+    let Ok(tty) = open(
+        "/dev/tty",
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    rustix::termios::tcgetpgrp(&tty)
+        .is_ok_and(|foreground| foreground == rustix::process::getpgrp())
+}
+
+/// The watchdog's schedule, and how long the lease is known to be valid.
+struct Lease {
+    /// How often the lock is extended (TTL/3).
+    period: Duration,
+    /// How long one extend may take (the command timeout).
+    command_timeout: Duration,
+    /// When CMD is still running this close to the end of the lease and no extend has
+    /// succeeded, it is terminated: min(--kill-after, TTL/6).
+    grace: Duration,
+    /// SIGKILL comes no later than this long before the lease ends: min(TTL/10, 1 s).
+    margin: Duration,
+    /// The end of the lease, on the local monotonic clock, counted from when the last
+    /// successful acquire or extend was sent (so never after Redis's own expiry).
+    valid_until: Instant,
+}
+
+impl Lease {
+    fn new(
+        ttl: Duration,
+        kill_after: Duration,
+        command_timeout: Duration,
+        valid_until: Instant,
+    ) -> Lease {
+        Lease {
+            period: (ttl / 3).max(Duration::from_millis(1)),
+            command_timeout,
+            grace: kill_after.min(ttl / 6),
+            margin: (ttl / 10).min(Duration::from_secs(1)),
+            valid_until,
+        }
+    }
+
+    /// When to stop CMD if no extend has succeeded by then.
+    fn stop_by(&self) -> Instant {
+        earlier(self.valid_until, self.margin + self.grace)
+    }
+
+    /// The latest moment for SIGKILL.
+    fn kill_by(&self) -> Instant {
+        earlier(self.valid_until, self.margin)
+    }
+
+    /// Whether, after a failed extend, the next try (one period away, taking up to a command
+    /// timeout) can still succeed while the lease is valid.
+    fn can_retry(&self) -> bool {
+        self.valid_until.saturating_duration_since(Instant::now())
+            > self.period + self.command_timeout
+    }
+}
+
+/// `at` minus `before`, or now if that is not representable.
+fn earlier(at: Instant, before: Duration) -> Instant {
+    at.checked_sub(before).unwrap_or_else(Instant::now)
+}
+
+/// An extend in flight; the watchdog goes on while it runs.
+type Extending<'a> = Pin<Box<dyn Future<Output = dlock_host::Result<()>> + Send + 'a>>;
+
+/// Waits for CMD while extending the lock every TTL/3 and forwarding signals; terminates CMD
+/// when the lock cannot be kept. Returns once CMD is no longer running.
 async fn supervise(
     mut child: Child,
-    mut signals: Signals,
+    signals: &mut Signals,
     lock: &LockHandle,
     spec: &RunSpec,
-    command_timeout: Duration,
-) -> CliResult<Outcome> {
-    let pid = child
+    mut lease: Lease,
+) -> Ended {
+    let Some(pid) = child
         .id()
-        .and_then(|id| Pid::from_raw(id as i32))
-        .ok_or_else(|| Failure::new(EXIT_INTERNAL, "the command has no process id"))?;
-    let period = (spec.ttl / 3).max(Duration::from_millis(1));
-    let stop_extending = spec
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw)
+    else {
+        let _ = child.start_kill();
+        return Ended::Failed(Failure::new(EXIT_INTERNAL, "the command has no process id"));
+    };
+    let mut ticks = interval_at(Instant::now() + lease.period, lease.period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let cap = spec
         .max_hold
         .and_then(|cap| Instant::now().checked_add(cap));
-    let mut watchdog = interval_at(Instant::now() + period, period);
-    watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // A terminal delivers Ctrl-C to the whole foreground process group, CMD included.
-    let forward_sigint = !std::io::stdin().is_terminal();
-    let forward = |sig: Signal| {
-        let _ = kill_process(pid, sig);
-    };
+    let mut extending: Option<Extending<'_>> = None;
 
-    loop {
+    let reason = loop {
         tokio::select! {
             status = child.wait() => {
-                let status = status.map_err(|e| Failure::new(EXIT_INTERNAL, format!("waiting for the command: {e}")))?;
-                return Ok(Outcome::Exited(status));
-            }
-            _ = watchdog.tick() => {
-                let capped = stop_extending.is_some_and(|end| Instant::now() >= end);
-                let alive = if capped {
-                    lock.is_held().await.unwrap_or(false)
-                } else {
-                    // The next try comes one period later and may take a command timeout.
-                    keep_alive(lock, spec.ttl, period + command_timeout).await
+                return match status {
+                    Ok(status) => Ended::Exited(status),
+                    Err(e) => {
+                        let _ = child.start_kill();
+                        Ended::Failed(wait_failure(e))
+                    }
                 };
-                if !alive {
-                    eprintln!("dlock: {}: the lock was lost; terminating the command", spec.key);
-                    return Ok(Outcome::Lost(terminate(child, pid, spec.kill_after).await?));
+            }
+            _ = ticks.tick(), if extending.is_none() => {
+                extending = Some(Box::pin(lock.extend(spec.ttl)));
+            }
+            extended = async { extending.as_mut().expect("guarded").await }, if extending.is_some() => {
+                extending = None;
+                match extended {
+                    Ok(()) => match lock.info().await {
+                        Ok(info) if info.is_held => lease.valid_until = Instant::from_std(info.valid_until),
+                        _ => break "the lock was lost".to_owned(),
+                    },
+                    Err(Error::NotHeld) => break "the lock was lost".to_owned(),
+                    Err(e) if lease.can_retry() => {
+                        let left = lease.valid_until.saturating_duration_since(Instant::now());
+                        errln!(
+                            "dlock: could not extend the lock ({e}); {} of validity left, will retry",
+                            humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
+                        );
+                    }
+                    Err(e) => break format!("could not extend the lock ({e}) and its validity is running out"),
                 }
             }
-            _ = signals.term.recv() => forward(Signal::TERM),
-            _ = signals.hup.recv() => forward(Signal::HUP),
-            _ = signals.quit.recv() => forward(Signal::QUIT),
-            _ = signals.int.recv() => if forward_sigint { forward(Signal::INT) },
-        }
-    }
-}
-
-/// Extends the lock; false once it is lost or about to be: the key no longer holds the token,
-/// or the extend failed and less than `next_try` of validity is left (the next try could only
-/// come after the lease ran out, so CMD is stopped while the lock is still valid).
-async fn keep_alive(lock: &LockHandle, ttl: Duration, next_try: Duration) -> bool {
-    match lock.extend(ttl).await {
-        Ok(()) => true,
-        Err(Error::NotHeld) => false,
-        Err(e) => {
-            let left = match lock.info().await {
-                Ok(info) if info.is_held => info
-                    .valid_until
-                    .saturating_duration_since(std::time::Instant::now()),
-                _ => Duration::ZERO,
-            };
-            if left > next_try {
-                eprintln!(
-                    "dlock: could not extend the lock ({e}); {} of validity left, will retry",
-                    humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
-                );
-                true
-            } else {
-                eprintln!("dlock: could not extend the lock ({e}) and its validity is running out");
-                false
+            _ = sleep_until(lease.stop_by()) => {
+                break "no extend succeeded and the lock's validity is running out".to_owned();
+            }
+            _ = sleep_until(cap.unwrap_or_else(Instant::now)), if cap.is_some() => {
+                break "--max-hold reached".to_owned();
+            }
+            signal = signals.recv() => {
+                if signal != Signal::INT || !terminal_delivered_sigint() {
+                    let _ = kill_process(pid, signal);
+                }
             }
         }
+    };
+    errln!("dlock: {}: {reason}; terminating the command", spec.key);
+    let kill_by = (Instant::now() + spec.kill_after).min(lease.kill_by());
+    // An extend still in flight runs to its end (within its command timeout) meanwhile, so
+    // that the lock is released after it, not raced by it.
+    let in_flight = async {
+        if let Some(extend) = extending {
+            let _ = extend.await;
+        }
+    };
+    let (terminated, ()) = tokio::join!(terminate(&mut child, pid, kill_by), in_flight);
+    match terminated {
+        Ok(_) => Ended::Stopped,
+        Err(failure) => Ended::Failed(failure),
     }
 }
 
-/// SIGTERM, then SIGKILL after `grace`; returns how CMD ended.
-async fn terminate(mut child: Child, pid: Pid, grace: Duration) -> CliResult<ExitStatus> {
+/// SIGTERM now, SIGKILL at `kill_by` if CMD is still running; returns how CMD ended.
+async fn terminate(child: &mut Child, pid: Pid, kill_by: Instant) -> CliResult<ExitStatus> {
     let _ = kill_process(pid, Signal::TERM);
-    let wait_error =
-        |e: std::io::Error| Failure::new(EXIT_INTERNAL, format!("waiting for the command: {e}"));
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status.map_err(wait_error),
+    match timeout_at(kill_by, child.wait()).await {
+        Ok(status) => status.map_err(wait_failure),
         Err(_) => {
             let _ = child.start_kill();
-            child.wait().await.map_err(wait_error)
+            child.wait().await.map_err(wait_failure)
         }
     }
+}
+
+fn wait_failure(e: std::io::Error) -> Failure {
+    Failure::new(EXIT_INTERNAL, format!("waiting for the command: {e}"))
 }
 
 /// Releases the lock at the end of `run`, reporting (not failing on) problems.
@@ -242,8 +366,8 @@ async fn release(ctx: &Ctx, lock: &LockHandle, lost: bool) {
     match lock.release().await {
         Ok(()) => {}
         Err(Error::NotHeld) if lost => {}
-        Err(Error::NotHeld) => eprintln!("dlock: the lock had expired or changed hands by the end"),
-        Err(e) => eprintln!(
+        Err(Error::NotHeld) => errln!("dlock: the lock had expired or changed hands by the end"),
+        Err(e) => errln!(
             "dlock: could not release the lock (it expires with its TTL): {}",
             ctx.fail(e).message
         ),
@@ -254,7 +378,62 @@ async fn release(ctx: &Ctx, lock: &LockHandle, lost: bool) {
 fn shell_status(status: ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
         (Some(code), _) => u8::try_from(code).unwrap_or(u8::MAX),
-        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
+        (None, Some(signal)) => shell_signal_status(signal),
         (None, None) => EXIT_INTERNAL,
+    }
+}
+
+/// 128 + `signal`, as a shell reports a process that signal ended.
+fn shell_signal_status(signal: i32) -> u8 {
+    u8::try_from(128 + signal).unwrap_or(u8::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::Lease;
+
+    const TTLS_MS: [u64; 6] = [1, 250, 900, 3_000, 60_000, 3_600_000];
+
+    #[test]
+    fn cmd_is_stopped_then_killed_before_the_lease_ends() {
+        let now = Instant::now();
+        for ttl in TTLS_MS.map(Duration::from_millis) {
+            for kill_after in [
+                Duration::ZERO,
+                Duration::from_secs(1),
+                Duration::from_secs(10),
+            ] {
+                let lease = Lease::new(ttl, kill_after, Duration::from_secs(2), now + ttl);
+                let (stop, kill) = (lease.stop_by(), lease.kill_by());
+                assert!(kill < now + ttl, "SIGKILL at the lease's end, ttl {ttl:?}");
+                assert!(stop <= kill, "stop after SIGKILL, ttl {ttl:?}");
+                assert!(
+                    stop > now + ttl / 2,
+                    "a healthy extend (TTL/3) would be cut short, ttl {ttl:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_extend_is_retried_only_if_the_next_try_fits_in_the_lease() {
+        let now = Instant::now();
+        let timeout = Duration::from_secs(2);
+        let lease = |ttl_ms, left_ms| {
+            Lease::new(
+                Duration::from_millis(ttl_ms),
+                Duration::from_secs(10),
+                timeout,
+                now + Duration::from_millis(left_ms),
+            )
+        };
+        // Next try: TTL/3 from now, taking up to the 2 s command timeout.
+        assert!(lease(60_000, 40_000).can_retry());
+        assert!(!lease(60_000, 21_000).can_retry());
+        assert!(!lease(3_000, 2_000).can_retry());
     }
 }

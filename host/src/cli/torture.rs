@@ -14,6 +14,7 @@ use dlock_host::server::RedisServer;
 use indicatif::{ProgressBar, ProgressStyle};
 use rustix::process::{Pid, Signal, kill_process};
 
+use super::output::outln;
 use super::stats::XorShift;
 use super::{CliResult, EXIT_BUSY, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure, duration};
 use crate::driver::Driven;
@@ -47,7 +48,7 @@ pub(super) struct TortureArgs {
 }
 
 /// The faults the nemesis cycles through.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Nemesis {
     PauseWorker,
     KillWorker,
@@ -60,6 +61,7 @@ enum Nemesis {
     CrashRedis,
 }
 
+/// Every fault, in the nemesis's order, for the lock's Redis that torture started itself.
 const FAULTS: [Nemesis; 9] = [
     Nemesis::PauseWorker,
     Nemesis::Latency,
@@ -72,10 +74,24 @@ const FAULTS: [Nemesis; 9] = [
     Nemesis::CrashRedis,
 ];
 
+/// The faults that touch only the workers and the proxy in front of the Redis, for a given
+/// Redis: nothing reaches its other clients (no pause, `CLIENT PAUSE`, `SCRIPT FLUSH` or crash).
+const WORKER_AND_NETWORK_FAULTS: [Nemesis; 5] = [
+    Nemesis::PauseWorker,
+    Nemesis::Latency,
+    Nemesis::KillWorker,
+    Nemesis::ResetConnections,
+    Nemesis::Blackhole,
+];
+
 struct Rig {
+    /// The lock's Redis when torture started it (server-wide faults are allowed on it only).
     lock_server: Mutex<Option<RedisServer>>,
     _resource_server: RedisServer,
     proxy: Proxy,
+    /// The lock's Redis as the workers reach it: through the proxy, with the credentials,
+    /// database and options of the URL it was given.
+    lock_url: String,
     resource_url: String,
     exe: std::path::PathBuf,
     recorder: Recorder,
@@ -97,7 +113,7 @@ fn signal(pid: u32, signal: Signal) {
 impl Rig {
     async fn worker(&self) -> CliResult<Driven> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let worker = Worker::spawn(&self.exe, &self.proxy.url(), &self.resource_url)
+        let worker = Worker::spawn(&self.exe, &self.lock_url, &self.resource_url)
             .await
             .map_err(fail)?;
         self.pids.lock().unwrap().push(worker.pid());
@@ -149,7 +165,13 @@ async fn work(rig: Arc<Rig>, mut client: Driven, seed: u64) -> CliResult<()> {
     Ok(())
 }
 
-async fn nemesis(rig: Arc<Rig>, interval: Duration, seed: u64, counts: Arc<Mutex<Vec<u32>>>) {
+async fn nemesis(
+    rig: Arc<Rig>,
+    faults: &'static [Nemesis],
+    interval: Duration,
+    seed: u64,
+    counts: Arc<Mutex<Vec<u32>>>,
+) {
     let mut rng = XorShift::new(seed ^ 0x5eed);
     let mut tick = 0usize;
     while !rig.stopping.load(Ordering::Relaxed) {
@@ -157,11 +179,11 @@ async fn nemesis(rig: Arc<Rig>, interval: Duration, seed: u64, counts: Arc<Mutex
         if rig.stopping.load(Ordering::Relaxed) {
             break;
         }
-        let fault = FAULTS[(tick + rng.below(2) as usize) % FAULTS.len()];
+        let index = (tick + rng.below(2) as usize) % faults.len();
         tick += 1;
-        let applied = apply(&rig, fault, &mut rng).await;
+        let applied = apply(&rig, faults[index], &mut rng).await;
         if applied {
-            counts.lock().unwrap()[fault as usize] += 1;
+            counts.lock().unwrap()[index] += 1;
         }
     }
 }
@@ -205,7 +227,10 @@ async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
             signal(pid, Signal::CONT);
         }
         Nemesis::ClientPause | Nemesis::ScriptFlush => {
-            let Ok(client) = redis::Client::open(rig.proxy.url()) else {
+            if rig.lock_server.lock().unwrap().is_none() {
+                return false;
+            }
+            let Ok(client) = redis::Client::open(rig.lock_url.as_str()) else {
                 return false;
             };
             let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
@@ -242,18 +267,23 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
             .map_err(fail)?
             .map_err(|e| Failure::new(EXIT_REDIS, format!("cannot start redis-server: {e}")))
     };
-    let (lock_server, upstream) = match given {
-        Some(url) => (None, socket_of(url)?),
+    let (lock_server, upstream, faults) = match given {
+        Some(url) => (
+            None,
+            GivenRedis::parse(url)?,
+            &WORKER_AND_NETWORK_FAULTS[..],
+        ),
         None => {
             let server = spawn_server(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
-            let addr = SocketAddr::from(([127, 0, 0, 1], server.port()));
-            (Some(server), addr)
+            let upstream = GivenRedis::parse(&server.url())?;
+            (Some(server), upstream, &FAULTS[..])
         }
     };
     let resource_server = spawn_server(&[]).await?;
-    let proxy = Proxy::start(upstream).await.map_err(fail)?;
+    let proxy = Proxy::start(upstream.addr).await.map_err(fail)?;
     let rig = Arc::new(Rig {
         lock_server: Mutex::new(lock_server),
+        lock_url: upstream.through(proxy.addr()),
         resource_url: resource_server.url(),
         _resource_server: resource_server,
         proxy,
@@ -283,9 +313,10 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
             args.seed.wrapping_add(u64::from(i)),
         )));
     }
-    let counts = Arc::new(Mutex::new(vec![0u32; FAULTS.len()]));
+    let counts = Arc::new(Mutex::new(vec![0u32; faults.len()]));
     let nemesis_task = tokio::spawn(nemesis(
         rig.clone(),
+        faults,
         args.nemesis_interval,
         args.seed,
         counts.clone(),
@@ -319,9 +350,10 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
     let history = rig.recorder.history();
     let report = history.check(&final_state);
     let counts = counts.lock().unwrap().clone();
-    let faults: Vec<String> = FAULTS
+    let faults: Vec<String> = faults
         .iter()
-        .map(|f| format!("{f:?} x{}", counts[*f as usize]))
+        .zip(&counts)
+        .map(|(fault, count)| format!("{fault:?} x{count}"))
         .collect();
     if json_out {
         let out = serde_json::json!({
@@ -334,15 +366,15 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
             "violations": report.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "passed": report.is_ok(),
         });
-        println!("{out}");
+        outln!("{out}")?;
     } else {
-        println!(
+        outln!(
             "dlock torture: {} workers for {}",
             args.workers,
             humantime::format_duration(args.duration)
-        );
-        println!("faults injected: {}", faults.join(", "));
-        println!("{report}");
+        )?;
+        outln!("faults injected: {}", faults.join(", "))?;
+        outln!("{report}")?;
     }
     Ok(if report.is_ok() && report.holds > 0 {
         EXIT_OK
@@ -369,7 +401,7 @@ async fn final_state(rig: &Rig, run_ended: Instant) -> CliResult<FinalState> {
         .filter(|e| !e.is_empty())
         .map(str::to_owned)
         .collect();
-    let mut locks = redis::Client::open(rig.proxy.url())
+    let mut locks = redis::Client::open(rig.lock_url.as_str())
         .map_err(redis_fail)?
         .get_multiplexed_async_connection()
         .await
@@ -387,17 +419,45 @@ async fn final_state(rig: &Rig, run_ended: Instant) -> CliResult<FinalState> {
     Ok(state)
 }
 
-fn socket_of(url: &str) -> CliResult<SocketAddr> {
-    let rest = url.strip_prefix("redis://").ok_or_else(|| {
-        Failure::new(
-            super::EXIT_USAGE,
-            "dlock torture needs a redis://HOST:PORT URL (TCP, no TLS)",
-        )
-    })?;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    std::net::ToSocketAddrs::to_socket_addrs(host_port)
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| Failure::new(super::EXIT_USAGE, format!("cannot resolve {host_port}")))
+/// A `redis://` URL split around its host and port, so the workers can reach the same Redis
+/// (same credentials, database and options) through the proxy.
+struct GivenRedis {
+    /// `user:password@` (or empty).
+    credentials: String,
+    addr: SocketAddr,
+    /// `/db?options` (or empty).
+    tail: String,
+}
+
+impl GivenRedis {
+    fn parse(url: &str) -> CliResult<GivenRedis> {
+        let usage = |what: String| Failure::new(super::EXIT_USAGE, what);
+        let rest = url.strip_prefix("redis://").ok_or_else(|| {
+            usage("dlock torture needs a redis://HOST:PORT URL (TCP, no TLS)".to_owned())
+        })?;
+        // Everything up to the last `@` is credentials, whatever characters the password has.
+        let host_start = rest.rfind('@').map_or(0, |at| at + 1);
+        let location = &rest[host_start..];
+        let host_end = location.find(['/', '?', '#']).unwrap_or(location.len());
+        let host_port = &location[..host_end];
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(host_port)
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| {
+                usage(format!(
+                    "cannot resolve HOST:PORT of {}",
+                    dlock_host::redact_url(url)
+                ))
+            })?;
+        Ok(GivenRedis {
+            credentials: rest[..host_start].to_owned(),
+            addr,
+            tail: location[host_end..].to_owned(),
+        })
+    }
+
+    /// The URL of this Redis reached through `proxy`.
+    fn through(&self, proxy: SocketAddr) -> String {
+        format!("redis://{}{proxy}{}", self.credentials, self.tail)
+    }
 }

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::origin::Origin;
+use super::output::outln;
 use super::{CliResult, EXIT_OK, duration};
 use paths::Path;
 use throughput::{Cell, Workload};
@@ -127,20 +128,20 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> Cl
     progress.finish_and_clear();
     throughput::add_ratios(&mut cells);
     if json_out {
-        println!(
+        outln!(
             "{}",
             json!({ "redis": redis.description, "duration_ms": args.duration.as_millis(), "cells": cells })
-        );
+        )?;
     } else {
-        print_table(&cells, redis);
+        print_table(&cells, redis)?;
     }
     Ok(EXIT_OK)
 }
 
-fn print_table(cells: &[Cell], redis: &Origin) {
-    println!("dlock bench: acquire+release, Redis {}", redis.description);
-    println!();
-    println!(
+fn print_table(cells: &[Cell], redis: &Origin) -> CliResult<()> {
+    outln!("dlock bench: acquire+release, Redis {}", redis.description)?;
+    outln!("")?;
+    outln!(
         "{:<12} {:>5}  {:<10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
         "workload",
         "conc",
@@ -152,13 +153,13 @@ fn print_table(cells: &[Cell], redis: &Origin) {
         "vs native",
         "cpu/op",
         "redis/op"
-    );
+    )?;
     for c in cells {
         let ratio = c
             .ratio_to_native
             .map(|r| format!("{r:.3}"))
             .unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<12} {:>5}  {:<10} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9} {:>9.1} {:>9.1}",
             format!("{:?}", c.workload).to_lowercase(),
             c.concurrency,
@@ -170,6 +171,7 @@ fn print_table(cells: &[Cell], redis: &Origin) {
             ratio,
             c.client_cpu_us_per_op,
             c.redis_cpu_us_per_op
-        );
+        )?;
     }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::origin::Origin;
+use crate::cli::output::outln;
 use crate::cli::stats::{human, percentile};
 use crate::cli::{CliResult, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure};
 
@@ -25,7 +26,9 @@ async fn time_to_first_lock(
     let started = Instant::now();
     let mut child = tokio::process::Command::new(exe)
         .env("DLOCK_CACHE_DIR", cache_dir)
-        .args(["--redis", &redis.url, "acquire", key, "--ttl", "10s"])
+        // Not `--redis`: `ps` would show a password in the URL.
+        .env("DLOCK_REDIS_URL", &redis.url)
+        .args(["acquire", key, "--ttl", "10s"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -73,19 +76,19 @@ pub(super) async fn startup(redis: &Origin, runs: u32, json_out: bool) -> CliRes
             "cached_p50_ms": ms(percentile(&warm, 0.5)),
             "cached_max_ms": ms(*warm.last().unwrap_or(&Duration::ZERO)),
         });
-        println!("{out}");
+        outln!("{out}")?;
     } else {
-        println!("process start to first lock acquired ({runs} runs each; `dlock acquire`):");
-        println!(
+        outln!("process start to first lock acquired ({runs} runs each; `dlock acquire`):")?;
+        outln!(
             "  compiling the component   p50 {:>8}   max {}",
             human(percentile(&cold, 0.5)),
             human(*cold.last().unwrap_or(&Duration::ZERO))
-        );
-        println!(
+        )?;
+        outln!(
             "  cached compiled component p50 {:>8}   max {}",
             human(percentile(&warm, 0.5)),
             human(*warm.last().unwrap_or(&Duration::ZERO))
-        );
+        )?;
     }
     Ok(EXIT_OK)
 }
@@ -139,18 +142,18 @@ pub(super) async fn instantiate(redis: &Origin, clients: u32, json_out: bool) ->
             .iter()
             .map(|(name, mean, p50, p99)| json!({"allocation": name, "mean_us": us(*mean), "p50_us": us(*p50), "p99_us": us(*p99)}))
             .collect();
-        println!("{}", json!({ "clients": clients, "results": cells }));
+        outln!("{}", json!({ "clients": clients, "results": cells }))?;
     } else {
-        println!(
+        outln!(
             "creating a client (store + instance + the component's `client.create`), {clients} clients:"
-        );
+        )?;
         for (name, mean, p50, p99) in results {
-            println!(
+            outln!(
                 "  {name:<10} mean {:>7.1}us  p50 {:>7.1}us  p99 {:>7.1}us",
                 us(mean),
                 us(p50),
                 us(p99)
-            );
+            )?;
         }
     }
     Ok(EXIT_OK)
@@ -234,23 +237,23 @@ pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliRes
             "rss_with_locks_mib": mib(with_locks),
             "rss_for_locks_mib": mib(with_locks.saturating_sub(before_locks)),
         });
-        println!("{out}");
+        outln!("{out}")?;
     } else {
-        println!("resident memory (VmRSS):");
-        println!(
+        outln!("resident memory (VmRSS):")?;
+        outln!(
             "  one client, after a lock     {:>8.1} MiB (code, runtime, connection)",
             mib(baseline)
-        );
-        println!(
+        )?;
+        outln!(
             "  per idle client              {:>8.1} KiB",
             per_idle_client as f64 / 1024.0
-        );
-        println!(
+        )?;
+        outln!(
             "  {held} locks held by {} clients  {:>8.1} MiB in all ({:.1} MiB for the locks)",
             clients_holding,
             mib(with_locks),
             mib(with_locks.saturating_sub(before_locks))
-        );
+        )?;
     }
     Ok(EXIT_OK)
 }
@@ -273,15 +276,15 @@ pub(super) async fn calls(redis: &Origin, calls: u32, json_out: bool) -> CliResu
     let wall_us = elapsed.as_secs_f64() * 1e6 / f64::from(calls.max(1));
     lock.release().await.map_err(fail)?;
     if json_out {
-        println!(
+        outln!(
             "{}",
             json!({ "calls": calls, "wall_us_per_call": wall_us, "cpu_us_per_call": cpu_us })
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "one call into the component (`is_held`: export + one clock import), {calls} calls:"
-        );
-        println!("  {wall_us:.2}us wall, {cpu_us:.2}us CPU per call");
+        )?;
+        outln!("  {wall_us:.2}us wall, {cpu_us:.2}us CPU per call")?;
     }
     Ok(EXIT_OK)
 }
