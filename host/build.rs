@@ -1,88 +1,105 @@
-//! Builds the guest component (`../guest`, for `wasm32-wasip2`) with a nested cargo, and
-//! generates `bundled.rs`: the component's path and the SHA1 of each of its Lua scripts.
-
-#[path = "build_support/wasm_build.rs"]
-mod wasm_build;
+//! Generates `bundled.rs` from `bundle/scripts/`: the `BundledScript` enum, one variant per
+//! Lua script of the bundled component, with each script's source and SHA1.
+//!
+//! `bundle/` is a copy of what `guest/` and `wit/` build, committed so that this crate
+//! packages and builds alone; the test suite checks it against a fresh build of the guest.
 
 use std::env;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-
-const SCRIPTS: [&str; 4] = ["acquire", "release", "extend", "check"];
+use std::path::PathBuf;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let guest = manifest_dir.join("../guest");
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    println!(
-        "cargo:rerun-if-changed={}",
-        manifest_dir.join("../wit").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        manifest_dir.join("build_support").display()
-    );
-    let watch = [
-        "src",
-        "rt",
-        "scripts",
-        "Cargo.toml",
-        "Cargo.lock",
-        ".cargo/config.toml",
-    ];
-    let release = wasm_build::build_wasm(&guest, &out_dir.join("guest-target"), &watch);
-    let wasm = release.join("dlock_guest.wasm");
-    assert!(
-        wasm.exists(),
-        "the guest build produced no {}",
-        wasm.display()
-    );
+    let scripts_dir = manifest_dir.join("bundle/scripts");
+    println!("cargo:rerun-if-changed={}", scripts_dir.display());
+    let mut scripts: Vec<(String, String)> = std::fs::read_dir(&scripts_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "lua"))
+        .map(|path| {
+            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let source = std::fs::read_to_string(&path).unwrap();
+            (name, source)
+        })
+        .collect();
+    scripts.sort();
 
+    let variant = |name: &str| {
+        name.split(['-', '_'])
+            .map(|word| {
+                let mut chars = word.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<String>()
+    };
     let mut code = String::new();
-    writeln!(code, "/// Path of the guest component built from `guest/`.").unwrap();
+    let w = &mut code;
     writeln!(
-        code,
-        "pub const COMPONENT_PATH: &str = {:?};",
-        wasm.display().to_string()
+        w,
+        "/// One of the bundled component's Lua scripts (`bundle/scripts/`)."
     )
     .unwrap();
-    writeln!(code, "/// The guest component's bytes.").unwrap();
+    writeln!(w, "#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]").unwrap();
+    writeln!(w, "pub enum BundledScript {{").unwrap();
+    for (name, _) in &scripts {
+        writeln!(w, "    /// `{name}.lua`.\n    {},", variant(name)).unwrap();
+    }
+    writeln!(w, "}}\n\nimpl BundledScript {{").unwrap();
+    writeln!(w, "    /// Every bundled script.").unwrap();
+    let all: Vec<String> = scripts
+        .iter()
+        .map(|(n, _)| format!("BundledScript::{}", variant(n)))
+        .collect();
     writeln!(
-        code,
-        "pub static COMPONENT: &[u8] = include_bytes!({:?});",
-        wasm.display().to_string()
+        w,
+        "    pub const ALL: [BundledScript; {}] = [{}];",
+        all.len(),
+        all.join(", ")
     )
     .unwrap();
-    writeln!(
-        code,
-        "/// The guest's Lua scripts, with SHA1s computed at build time."
-    )
-    .unwrap();
-    writeln!(code, "pub static SCRIPTS: &[BundledScript] = &[").unwrap();
-    for name in SCRIPTS {
-        let path = guest.join("scripts").join(format!("{name}.lua"));
-        let source = std::fs::read_to_string(&path).unwrap();
-        let sha1 = sha1_smol::Sha1::from(&source).digest().to_string();
+    let method = |w: &mut String, doc: &str, name: &str, value: &dyn Fn(&str, &str) -> String| {
         writeln!(
-            code,
-            "    BundledScript {{ name: {name:?}, role: Role::{}, sha1: {sha1:?}, source: include_str!({:?}) }},",
-            capitalized(name),
-            canonical(&path).display().to_string()
+            w,
+            "\n    /// {doc}\n    pub fn {name}(self) -> &'static str {{\n        match self {{"
         )
         .unwrap();
-    }
-    writeln!(code, "];").unwrap();
-    std::fs::write(out_dir.join("bundled.rs"), code).unwrap();
-}
-
-fn capitalized(name: &str) -> String {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-        .unwrap_or_default()
-}
-
-fn canonical(path: &Path) -> PathBuf {
-    path.canonicalize().unwrap()
+        for (script, source) in &scripts {
+            writeln!(
+                w,
+                "            BundledScript::{} => {},",
+                variant(script),
+                value(script, source)
+            )
+            .unwrap();
+        }
+        writeln!(w, "        }}\n    }}").unwrap();
+    };
+    method(
+        w,
+        "The script's file name without `.lua`.",
+        "name",
+        &|n, _| format!("{n:?}"),
+    );
+    method(
+        w,
+        "SHA1 of the source in lowercase hex, as Redis names the script.",
+        "sha1",
+        &|_, s| format!("{:?}", sha1_smol::Sha1::from(s).digest().to_string()),
+    );
+    method(
+        w,
+        "The Lua source, as the component sends it.",
+        "source",
+        &|n, _| {
+            format!(
+                "include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/bundle/scripts/{n}.lua\"))"
+            )
+        },
+    );
+    writeln!(w, "}}").unwrap();
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("bundled.rs");
+    std::fs::write(out, code).unwrap();
 }

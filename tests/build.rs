@@ -1,52 +1,62 @@
-//! Builds the hostile components (`hostile/`, for `wasm32-wasip2`) with a nested cargo and
-//! generates `hostile.rs` with their paths.
+//! Builds the guest component (`../guest`) and the hostile components (`hostile/`) for
+//! `wasm32-wasip2` with a nested cargo, and generates `components.rs` with their paths: the
+//! hostile components for the security tests, the fresh guest for the test that checks the
+//! bundle committed in `host/bundle/` against its sources.
 
-#[path = "../host/build_support/wasm_build.rs"]
+#[path = "build_support/wasm_build.rs"]
 mod wasm_build;
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let hostile = manifest_dir.join("hostile");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    for shared in [
-        "../wit",
-        "../guest/rt",
-        "../guest/scripts",
-        "../host/build_support",
-    ] {
+    for shared in ["../wit", "build_support"] {
         println!(
             "cargo:rerun-if-changed={}",
             manifest_dir.join(shared).display()
         );
     }
-    let watch = [
-        "modes",
-        "start-loop",
-        "huge-reply.lua",
-        "Cargo.toml",
-        "Cargo.lock",
-        ".cargo/config.toml",
-    ];
-    let release = wasm_build::build_wasm(&hostile, &out_dir.join("hostile-target"), &watch);
-    let path = |name: &str| {
-        let wasm = release.join(name);
-        assert!(
-            wasm.exists(),
-            "the hostile build produced no {}",
-            wasm.display()
-        );
+    let guest = wasm_build::build_wasm(
+        &manifest_dir.join("../guest"),
+        &out_dir.join("guest-target"),
+        &[
+            "src",
+            "rt",
+            "scripts",
+            "Cargo.toml",
+            "Cargo.lock",
+            ".cargo/config.toml",
+        ],
+    );
+    let hostile = wasm_build::build_wasm(
+        &manifest_dir.join("hostile"),
+        &out_dir.join("hostile-target"),
+        &[
+            "modes",
+            "start-loop",
+            "huge-reply.lua",
+            "Cargo.toml",
+            "Cargo.lock",
+            ".cargo/config.toml",
+        ],
+    );
+    let path = |dir: &Path, name: &str| {
+        let wasm = dir.join(name);
+        assert!(wasm.exists(), "the build produced no {}", wasm.display());
         wasm.display().to_string()
     };
     let code = format!(
         "/// The hostile component whose misbehaviour is chosen by its key prefix.\n\
          pub const HOSTILE: &str = {:?};\n\
          /// The hostile component that loops while being instantiated.\n\
-         pub const HOSTILE_START: &str = {:?};\n",
-        path("dlock_hostile.wasm"),
-        path("dlock_hostile_start.wasm"),
+         pub const HOSTILE_START: &str = {:?};\n\
+         /// The guest component freshly built from `guest/`.\n\
+         pub const GUEST: &str = {:?};\n",
+        path(&hostile, "dlock_hostile.wasm"),
+        path(&hostile, "dlock_hostile_start.wasm"),
+        path(&guest, "dlock_guest.wasm"),
     );
-    std::fs::write(out_dir.join("hostile.rs"), code).unwrap();
+    std::fs::write(out_dir.join("components.rs"), code).unwrap();
 }

@@ -6,13 +6,13 @@ use core::cell::RefCell;
 
 use crate::bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
 use crate::bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState,
+    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, KeyState,
 };
 use crate::lock::{self, Client, Handle};
 use crate::platform::{self, Platform};
 use crate::scripts::Op;
-use wasip2::clocks::{monotonic_clock, wall_clock};
-use wasip2::random::random;
+use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
+use crate::bindings::wasi::random::random;
 
 extern crate dlock_guest_rt;
 
@@ -133,8 +133,8 @@ impl GuestClient for ClientResource {
         self.0.is_locked(&key)
     }
 
-    fn lock_state(&self, key: String) -> Result<LockState, Error> {
-        self.0.lock_state(&key)
+    fn key_state(&self, key: String) -> Result<KeyState, Error> {
+        self.0.key_state(&key)
     }
 
     fn attach(&self, key: String, token: String) -> Result<api::LockHandle, Error> {

@@ -15,16 +15,18 @@ extern crate alloc;
 
 #[allow(missing_docs, reason = "generated bindings; the WIT carries the docs")]
 pub mod bindings {
-    wit_bindgen::generate!({ path: "../wit", world: "dlock" });
+    wit_bindgen::generate!({ path: "../wit", world: "dlock", generate_all });
 }
 
-pub mod backoff;
 #[cfg(target_family = "wasm")]
 mod component;
+pub mod contract;
 pub mod lock;
 pub mod platform;
 pub mod scripts;
 pub mod validate;
 
+#[cfg(test)]
+mod contract_tests;
 #[cfg(test)]
 mod tests;

@@ -9,29 +9,27 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use crate::backoff::Backoff;
+use crate::contract::{self, Backoff, WAIT_MAX_DELAY_MS};
 use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
 use crate::bindings::exports::dlock::lock::lock::{
-    Error, LockInfo, LockOptions, LockState, LockStatus,
+    Error, LockInfo, LockOptions, KeyState, HandleStatus,
 };
 use crate::platform::Platform;
 use crate::scripts::Op;
 use crate::validate;
 
 const NS_PER_MS: u64 = 1_000_000;
-/// `wait-for-lock` never waits longer than this between two attempts.
-pub const WAIT_MAX_DELAY_MS: u64 = 1000;
 
 /// The documented defaults of `lock-options`.
 pub fn default_options() -> LockOptions {
     LockOptions {
-        retry_count: 5,
-        retry_delay_ms: 100,
-        max_retry_delay_ms: 5000,
-        jitter: false,
+        retry_count: contract::DEFAULT_RETRY_COUNT,
+        retry_delay_ms: contract::DEFAULT_RETRY_DELAY_MS,
+        max_retry_delay_ms: contract::DEFAULT_MAX_RETRY_DELAY_MS,
+        jitter: contract::DEFAULT_JITTER,
         key_prefix: String::new(),
-        fencing: false,
-        safety_margin_ms: 0,
+        fencing: contract::DEFAULT_FENCING,
+        safety_margin_ms: contract::DEFAULT_SAFETY_MARGIN_MS,
     }
 }
 
@@ -252,20 +250,20 @@ impl<P: Platform> Client<P> {
 
     /// True when the key exists.
     pub fn is_locked(&self, key: &str) -> Result<bool, Error> {
-        Ok(!matches!(self.lock_state(key)?, LockState::Unlocked))
+        Ok(!matches!(self.key_state(key)?, KeyState::Unlocked))
     }
 
     /// The key's state and remaining TTL.
-    pub fn lock_state(&self, key: &str) -> Result<LockState, Error> {
+    pub fn key_state(&self, key: &str) -> Result<KeyState, Error> {
         let keys = [self.redis_key(key)?];
         let reply = self
             .platform
             .eval(Op::Check, &keys, &[])
             .map_err(Error::Redis)?;
         match int_reply(Op::Check, reply)? {
-            -2 => Ok(LockState::Unlocked),
-            -1 => Ok(LockState::Persistent),
-            n if n >= 0 => Ok(LockState::Expiring(n.unsigned_abs())),
+            -2 => Ok(KeyState::Unlocked),
+            -1 => Ok(KeyState::Persistent),
+            n if n >= 0 => Ok(KeyState::Expiring(n.unsigned_abs())),
             n => Err(Error::Redis(unexpected(Op::Check, &Value::Int(n)))),
         }
     }
@@ -413,21 +411,20 @@ impl<P: Platform> Handle<P> {
             fence: self.fence,
             acquired_at_ms: self.acquired_at_ms,
             expires_at_ms: self.lease.borrow().expires_at_ms,
-            valid_until: self.lease.borrow().valid_until_ns,
-            is_held: self.is_held(),
+            valid_until_ns: self.lease.borrow().valid_until_ns,
             status: self.status(),
         }
     }
 
     /// Where the handle stands (see `lock-status` in the WIT).
-    pub fn status(&self) -> LockStatus {
+    pub fn status(&self) -> HandleStatus {
         match self.lease.borrow().phase {
-            Phase::Held if self.is_held() => LockStatus::Held,
-            Phase::Held => LockStatus::Expired,
-            Phase::Attached => LockStatus::Attached,
-            Phase::Released => LockStatus::Released,
-            Phase::Lost => LockStatus::Lost,
-            Phase::Releasing => LockStatus::Releasing,
+            Phase::Held if self.is_held() => HandleStatus::Held,
+            Phase::Held => HandleStatus::Expired,
+            Phase::Attached => HandleStatus::Attached,
+            Phase::Released => HandleStatus::Released,
+            Phase::Lost => HandleStatus::Lost,
+            Phase::Releasing => HandleStatus::Releasing,
         }
     }
 }

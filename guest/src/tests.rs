@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
-use crate::bindings::exports::dlock::lock::lock::{Error, LockOptions, LockState, LockStatus};
+use crate::bindings::exports::dlock::lock::lock::{Error, LockOptions, KeyState, HandleStatus};
 use crate::lock::{Client, default_options};
 use crate::platform::Platform;
 use crate::scripts::Op;
@@ -389,7 +389,7 @@ fn a_release_that_failed_with_an_unknown_outcome_can_be_retried() {
         Err(Error::Redis(RedisError::Timeout))
     ));
     h.release().unwrap();
-    assert!(matches!(h.status(), LockStatus::Released));
+    assert!(matches!(h.status(), HandleStatus::Released));
 }
 
 #[test]
@@ -458,15 +458,15 @@ fn attached_handles_act_on_the_given_token_and_learn_validity_from_extend() {
 fn lock_state_maps_pttl() {
     let p = Recorded::new([int(-2), int(-1), int(1234), int(0), int(-7)]);
     let c = client(&p, defaults());
-    assert!(matches!(c.lock_state("k").unwrap(), LockState::Unlocked));
-    assert!(matches!(c.lock_state("k").unwrap(), LockState::Persistent));
+    assert!(matches!(c.key_state("k").unwrap(), KeyState::Unlocked));
+    assert!(matches!(c.key_state("k").unwrap(), KeyState::Persistent));
     assert!(matches!(
-        c.lock_state("k").unwrap(),
-        LockState::Expiring(1234)
+        c.key_state("k").unwrap(),
+        KeyState::Expiring(1234)
     ));
     assert!(c.is_locked("k").unwrap());
     assert!(matches!(
-        c.lock_state("k"),
+        c.key_state("k"),
         Err(Error::Redis(RedisError::Rejected(_)))
     ));
 }
@@ -507,7 +507,7 @@ fn an_extend_with_an_unknown_outcome_can_only_shorten_validity() {
     ));
     p.advance_ms(500);
     assert!(!h.is_held(), "the lease may have been cut to 1000 ms");
-    assert!(matches!(h.status(), LockStatus::Expired));
+    assert!(matches!(h.status(), HandleStatus::Expired));
 }
 
 #[test]
@@ -523,7 +523,7 @@ fn extend_refuses_without_calling_redis_once_validity_is_within_the_margin() {
     p.advance_ms(801);
     assert!(h.is_held());
     assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
-    assert!(matches!(h.status(), LockStatus::Lost));
+    assert!(matches!(h.status(), HandleStatus::Lost));
     assert!(
         matches!(h.extend(1000), Err(Error::NotHeld)),
         "a lost handle stays lost"
@@ -536,18 +536,18 @@ fn status_follows_the_handle_through_its_life() {
     let p = Recorded::new([int(1), int(1), int(1), int(0)]);
     let c = client(&p, defaults());
     let h = c.acquire("job", 1000).unwrap();
-    assert!(matches!(h.status(), LockStatus::Held));
+    assert!(matches!(h.status(), HandleStatus::Held));
     p.advance_ms(1000);
-    assert!(matches!(h.status(), LockStatus::Expired));
+    assert!(matches!(h.status(), HandleStatus::Expired));
     let attached = c.attach("job", "t").unwrap();
-    assert!(matches!(attached.status(), LockStatus::Attached));
+    assert!(matches!(attached.status(), HandleStatus::Attached));
     attached.extend(1000).unwrap();
-    assert!(matches!(attached.status(), LockStatus::Held));
+    assert!(matches!(attached.status(), HandleStatus::Held));
     attached.release().unwrap();
-    assert!(matches!(attached.status(), LockStatus::Released));
+    assert!(matches!(attached.status(), HandleStatus::Released));
     let other = c.attach("job", "t2").unwrap();
     assert!(matches!(other.release(), Err(Error::NotHeld)));
-    assert!(matches!(other.status(), LockStatus::Lost));
+    assert!(matches!(other.status(), HandleStatus::Lost));
 }
 
 #[test]
@@ -598,14 +598,14 @@ fn a_release_whose_outcome_is_unknown_no_longer_claims_the_lock_but_may_be_retri
         Err(Error::Redis(RedisError::Timeout))
     ));
     assert!(!h.is_held());
-    assert!(!h.info().is_held);
-    assert!(matches!(h.status(), LockStatus::Releasing));
+    assert!(!matches!(h.info().status, HandleStatus::Held));
+    assert!(matches!(h.status(), HandleStatus::Releasing));
     // Extending a lock the caller asked to give up is refused without calling Redis.
     assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
     // The retry runs the token-checked script again; here the first attempt had deleted it.
     assert!(matches!(h.release(), Err(Error::NotHeld)));
     assert_eq!(p.ops(), [Op::Acquire, Op::Release, Op::Release]);
-    assert!(matches!(h.status(), LockStatus::Lost));
+    assert!(matches!(h.status(), HandleStatus::Lost));
 }
 
 #[test]

@@ -24,13 +24,13 @@ async fn main() -> anyhow::Result<()> {
     let lock = client
         .acquire("quickstart", Duration::from_secs(10))
         .await?;
-    let info = lock.info().await?;
+    let info = lock.info();
     println!("acquired {} with token {}", info.key, info.token);
 
     lock.extend(Duration::from_secs(30)).await?;
     println!(
         "extended; locked in Redis: {:?}",
-        client.lock_state("quickstart").await?
+        client.key_state("quickstart").await?
     );
 
     lock.release().await?;

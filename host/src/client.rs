@@ -5,22 +5,55 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, MutexGuard};
+use wasmtime::Store;
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::Dlock;
-use crate::engine::LockComponent;
+use crate::cleanup::ReleaseOnFailure;
+use crate::component::LockComponent;
+use crate::contract::MAX_DURATION_MS;
 use crate::error::{Error, Result};
-use crate::grants::ReleaseOnFailure;
-use crate::limits::MAX_TTL_MS;
-use crate::redis_eval::RedisLink;
-use crate::state::{HostState, deadline_after};
-use crate::types::{LockInfo, LockOptions, LockState, millis};
+use crate::options::{KeyState, LockInfo, LockOptions, millis};
+use crate::redis::RedisCtx;
+use crate::sandbox::deadline_after;
+use crate::store::HostState;
 
 /// Extra time a guest call gets on top of what its arguments allow.
 const CALL_SLACK: Duration = Duration::from_secs(1);
-/// Longest `wait_for_lock` timeout: the same limit as every lock duration (about 31.7 years).
-const MAX_WAIT: Duration = Duration::from_millis(MAX_TTL_MS);
+/// Longest `wait_for_lock` wait: the same limit as every lock duration (about 31.7 years).
+const MAX_WAIT: Duration = Duration::from_millis(MAX_DURATION_MS);
+
+/// When [`Client::wait_for_lock`] gives up: a point in time, or a wait measured from the call.
+///
+/// A type of its own, so that a wait and a TTL (both durations) cannot be swapped silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(DeadlineKind);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeadlineKind {
+    After(Duration),
+    At(Instant),
+}
+
+impl Deadline {
+    /// This long after the call starts.
+    pub fn after(wait: Duration) -> Self {
+        Deadline(DeadlineKind::After(wait))
+    }
+
+    /// At `instant` (already passed: one attempt).
+    pub fn at(instant: Instant) -> Self {
+        Deadline(DeadlineKind::At(instant))
+    }
+
+    /// How long is left from `now`.
+    fn left(self, now: Instant) -> Duration {
+        match self.0 {
+            DeadlineKind::After(wait) => wait,
+            DeadlineKind::At(at) => at.saturating_duration_since(now),
+        }
+    }
+}
 
 /// A lock client: one instance of the lock component, with its own store.
 ///
@@ -29,13 +62,21 @@ const MAX_WAIT: Duration = Duration::from_millis(MAX_TTL_MS);
 /// their futures are `Send`.
 ///
 /// Each guest call runs under a time budget derived from its arguments (the retry schedule,
-/// the wait timeout, and the Redis command timeout). A call that traps, runs past its budget,
-/// or whose future is dropped before it completes leaves the client unusable
-/// ([`Error::Poisoned`]), and the host then releases (compare-and-delete, in the background)
-/// every lock the bundled component may hold for this client; locks of other components expire
-/// with their TTL.
+/// the wait, and the Redis command timeout). A call that traps, runs past its budget, or whose
+/// future is dropped before it completes leaves the client unusable ([`Error::Poisoned`]),
+/// and the host then releases (compare-and-delete, in the background) the locks *that call*
+/// may have taken with the bundled component's scripts; locks whose handles earlier calls
+/// returned stay in Redis, and locks of other components expire with their TTL.
 pub struct Client {
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Shared {
@@ -59,10 +100,22 @@ struct Session {
 /// One acquired lock.
 ///
 /// Dropping a handle does not release the lock: it stays in Redis until its TTL ends. Call
-/// [`LockHandle::release`] to free it early.
+/// [`LockHandle::release`] to free it early. [`LockHandle::is_held`] and
+/// [`LockHandle::info`] answer at once, from what the handle learnt at its last call, without
+/// waiting for other calls on the client.
 pub struct LockHandle {
     shared: Arc<Shared>,
     resource: ResourceAny,
+    /// What the component said about this handle after its last call.
+    info: StdMutex<LockInfo>,
+}
+
+impl std::fmt::Debug for LockHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockHandle")
+            .field("info", &self.info())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs one guest call on a session under a time budget, poisoning the session if the call
@@ -78,7 +131,7 @@ macro_rules! guest_call {
         session.poisoned = true;
         let state = session.store.data_mut();
         state.begin_call(deadline_after(budget));
-        let release_on_failure = ReleaseOnFailure::arm(&state.grants, &state.link);
+        let release_on_failure = ReleaseOnFailure::arm(&state.redis);
         let Session {
             store: $store,
             api,
@@ -88,7 +141,7 @@ macro_rules! guest_call {
         let $api = api.dlock_lock_lock();
         let $client = *$client;
         let outcome = $call.await;
-        session.store.data_mut().end_call();
+        session.store.data_mut().sandbox.end_call();
         match outcome {
             Ok(value) => {
                 session.poisoned = false;
@@ -103,30 +156,12 @@ macro_rules! guest_call {
 impl Client {
     pub(crate) async fn new(
         component: &LockComponent,
-        link: Arc<RedisLink>,
+        redis: RedisCtx,
         options: LockOptions,
     ) -> Result<Client> {
         let wit_options = options.to_wit()?;
-        let command_timeout = link.policy.command_timeout;
-        let max_compute_ticks = compute_ticks(link.policy.max_compute);
-        let mut store = Store::new(component.engine(), HostState::new(link));
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let state = ctx.data_mut();
-            let now = Instant::now();
-            if state.deadline.is_some_and(|deadline| now >= deadline) {
-                return Err(wasmtime::Error::msg(
-                    "the component ran past its time budget",
-                ));
-            }
-            if state.compute.tick(now) > max_compute_ticks {
-                return Err(wasmtime::Error::msg(
-                    "the component computed too long without calling Redis or sleeping",
-                ));
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
+        let command_timeout = redis.policy().command_timeout();
+        let mut store = HostState::store(component.engine(), redis);
         // Instantiation runs the component's start functions, so it is bounded too.
         store.data_mut().begin_call(deadline_after(command_timeout));
         let api = component
@@ -141,7 +176,7 @@ impl Client {
             .call_create(&mut store, &wit_options)
             .await
             .map_err(Error::Trap)??;
-        store.data_mut().end_call();
+        store.data_mut().sandbox.end_call();
         Ok(Client {
             shared: Arc::new(Shared {
                 session: Mutex::new(Session {
@@ -174,7 +209,7 @@ impl Client {
             key,
             millis(ttl)
         ))??;
-        Ok(self.handle(handle))
+        self.handle(&mut s, handle).await
     }
 
     /// One attempt, no retry: `None` when someone else holds the lock.
@@ -184,30 +219,34 @@ impl Client {
         let handle = guest_call!(s, budget, |store, api, client| api
             .client()
             .call_try_acquire(&mut *store, client, key, millis(ttl)))??;
-        Ok(handle.map(|h| self.handle(h)))
+        match handle {
+            Some(handle) => Ok(Some(self.handle(&mut s, handle).await?)),
+            None => Ok(None),
+        }
     }
 
-    /// Polls until the lock is acquired or `timeout` has passed (backoff capped at 1 s, never
-    /// sleeping past the deadline, one last attempt at the deadline). A timeout over 10^12 ms
-    /// is [`Error::InvalidArgument`], whatever the component would make of it.
+    /// Polls until the lock is acquired for `ttl` or `deadline` has passed (backoff capped at
+    /// 1 s, never sleeping past the deadline, one last attempt at the deadline). A wait over
+    /// 10^12 ms is [`Error::InvalidArgument`], whatever the component would make of it.
     pub async fn wait_for_lock(
         &self,
         key: &str,
-        timeout: Duration,
         ttl: Duration,
+        deadline: Deadline,
     ) -> Result<LockHandle> {
-        if timeout > MAX_WAIT {
+        let wait = deadline.left(Instant::now());
+        if wait > MAX_WAIT {
             return Err(Error::InvalidArgument(format!(
-                "the wait timeout of {timeout:?} is over the limit of {} ms",
+                "a wait of {wait:?} is over the limit of {} ms",
                 MAX_WAIT.as_millis()
             )));
         }
-        let budget = timeout.saturating_add(self.shared.single_call_budget());
+        let budget = wait.saturating_add(self.shared.single_call_budget());
         let mut s = self.shared.session().await?;
         let handle = guest_call!(s, budget, |store, api, client| api
             .client()
-            .call_wait_for_lock(&mut *store, client, key, millis(timeout), millis(ttl)))??;
-        Ok(self.handle(handle))
+            .call_wait_for_lock(&mut *store, client, key, millis(wait), millis(ttl)))??;
+        self.handle(&mut s, handle).await
     }
 
     /// True when the key exists in Redis (held by anyone).
@@ -220,12 +259,14 @@ impl Client {
     }
 
     /// The key's state in Redis and the time left on its lease.
-    pub async fn lock_state(&self, key: &str) -> Result<LockState> {
+    pub async fn key_state(&self, key: &str) -> Result<KeyState> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        let state = guest_call!(s, budget, |store, api, client| api
-            .client()
-            .call_lock_state(&mut *store, client, key))??;
+        let state = guest_call!(s, budget, |store, api, client| api.client().call_key_state(
+            &mut *store,
+            client,
+            key
+        ))??;
         Ok(state.into())
     }
 
@@ -241,7 +282,7 @@ impl Client {
             key,
             token
         ))??;
-        Ok(self.handle(handle))
+        self.handle(&mut s, handle).await
     }
 
     /// The defaults the component itself documents (its `default-options`); for the bundled
@@ -254,18 +295,15 @@ impl Client {
         Ok(LockOptions::from_wit(options))
     }
 
-    fn handle(&self, resource: ResourceAny) -> LockHandle {
-        LockHandle {
+    /// The handle of a resource the component just returned, with what it knows.
+    async fn handle(&self, session: &mut Session, resource: ResourceAny) -> Result<LockHandle> {
+        let info = self.shared.info(session, resource).await?;
+        Ok(LockHandle {
             shared: self.shared.clone(),
             resource,
-        }
+            info: StdMutex::new(info),
+        })
     }
-}
-
-/// `limit` in epoch ticks (at least one).
-fn compute_ticks(limit: Duration) -> u32 {
-    let ticks = limit.as_nanos() / crate::engine::EPOCH_TICK.as_nanos();
-    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
 }
 
 impl Shared {
@@ -285,6 +323,15 @@ impl Shared {
                 .resource_drop_async(&mut *store))?;
         }
         Ok(session)
+    }
+
+    /// What the component knows about the handle `resource`.
+    async fn info(&self, session: &mut Session, resource: ResourceAny) -> Result<LockInfo> {
+        let budget = self.single_call_budget();
+        let info = guest_call!(session, budget, |store, api, _client| api
+            .lock_handle()
+            .call_info(&mut *store, resource))?;
+        Ok(info.into())
     }
 
     /// A call that makes a few Redis calls at most (load, eval, cleanup).
@@ -309,50 +356,56 @@ impl Shared {
 impl LockHandle {
     /// Deletes the lock if Redis still holds this handle's token. [`Error::NotHeld`] if the
     /// handle was released or lost before (no Redis call), or if the key no longer holds the
-    /// token (the handle is then lost). A Redis error leaves the handle as it was, so the
-    /// release can be retried.
+    /// token (the handle is then lost). When the outcome is unknown (a timeout, a broken
+    /// connection) the handle becomes [`crate::HandleStatus::Releasing`] and only `release`
+    /// may be retried; a refused call leaves it as it was.
     pub async fn release(&self) -> Result<()> {
         let mut s = self.shared.session().await?;
         let budget = self.shared.single_call_budget();
         let resource = self.resource;
-        Ok(guest_call!(s, budget, |store, api, _client| api
+        let released = guest_call!(s, budget, |store, api, _client| api
             .lock_handle()
-            .call_release(&mut *store, resource))??)
+            .call_release(&mut *store, resource))?;
+        self.refresh(&mut s).await?;
+        Ok(released?)
     }
 
     /// Sets the lock's TTL to `ttl` from now if Redis still holds this handle's token; the
     /// handle's validity restarts from when the call was sent. Errors as for `release`;
-    /// [`Error::InvalidArgument`] for a zero `ttl`.
+    /// [`Error::InvalidArgument`] for a zero `ttl`. When the outcome is unknown, the handle's
+    /// validity can only shrink.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         let mut s = self.shared.session().await?;
         let budget = self.shared.single_call_budget();
         let resource = self.resource;
-        Ok(guest_call!(s, budget, |store, api, _client| api
+        let extended = guest_call!(s, budget, |store, api, _client| api
             .lock_handle()
-            .call_extend(&mut *store, resource, millis(ttl)))??)
+            .call_extend(&mut *store, resource, millis(ttl)))?;
+        self.refresh(&mut s).await?;
+        Ok(extended?)
     }
 
     /// True while the handle holds the lock as far as it knows, without asking Redis: not
     /// released, not lost, and its validity (measured from when the acquire or last extend
-    /// was sent, on the monotonic clock) has not run out.
-    pub async fn is_held(&self) -> Result<bool> {
-        let mut s = self.shared.session().await?;
-        let budget = self.shared.single_call_budget();
-        let resource = self.resource;
-        guest_call!(s, budget, |store, api, _client| api
-            .lock_handle()
-            .call_is_held(&mut *store, resource))
+    /// was sent, on the monotonic clock) has not run out. Answers at once.
+    pub fn is_held(&self) -> bool {
+        self.info().status == crate::HandleStatus::Held
     }
 
-    /// A snapshot of what the handle knows.
-    pub async fn info(&self) -> Result<LockInfo> {
-        let mut s = self.shared.session().await?;
-        let budget = self.shared.single_call_budget();
-        let resource = self.resource;
-        let info = guest_call!(s, budget, |store, api, _client| api
-            .lock_handle()
-            .call_info(&mut *store, resource))?;
-        Ok(info.into())
+    /// What the handle knows, as of now. Answers at once.
+    pub fn info(&self) -> LockInfo {
+        self.info
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .as_of(Instant::now())
+    }
+
+    /// Asks the component what it knows about this handle after a call.
+    async fn refresh(&self, session: &mut Session) -> Result<()> {
+        let info = self.shared.info(session, self.resource).await?;
+        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+        Ok(())
     }
 }
 

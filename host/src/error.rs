@@ -46,12 +46,13 @@ pub enum Error {
     #[error("refused by the host's policy: {0}")]
     Denied(String),
     /// The first connection to Redis failed.
-    #[error("cannot connect to Redis at {url}: {reason}")]
+    #[error("cannot connect to Redis at {url}: {source}")]
     Connect {
         /// The Redis URL, without its password.
         url: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: redis::RedisError,
     },
     /// The component could not be compiled, linked or instantiated.
     #[error("cannot load the lock component: {0:#}")]

@@ -27,27 +27,55 @@
 //! `extend` never touch another holder's lock; a crashed holder's lock frees within its TTL.
 //! See the README for what breaks them and how fencing tokens protect a resource.
 
-mod bindings;
-pub mod bundled;
-mod cache;
-mod client;
-mod clock;
-mod engine;
-mod error;
-mod grants;
-mod limits;
-mod policy;
-mod random;
-mod redis_eval;
-mod reply;
-mod runtime;
-pub mod server;
-mod state;
-mod types;
+extern crate alloc;
 
-pub use client::{Client, LockHandle};
-pub use engine::{Allocation, LockComponent};
+pub mod bundled;
+#[path = "../bundle/contract.rs"]
+pub mod contract;
+pub mod redis;
+
+#[cfg(feature = "runtime")]
+mod bindings;
+#[cfg(feature = "runtime")]
+mod cache;
+#[cfg(feature = "runtime")]
+mod cleanup;
+#[cfg(feature = "runtime")]
+mod client;
+#[cfg(feature = "runtime")]
+mod clock;
+#[cfg(feature = "runtime")]
+mod component;
+#[cfg(feature = "runtime")]
+mod error;
+#[cfg(feature = "runtime")]
+mod options;
+#[cfg(feature = "runtime")]
+mod random;
+#[cfg(feature = "runtime")]
+mod runtime;
+#[cfg(feature = "runtime")]
+mod sandbox;
+#[cfg(feature = "testing")]
+pub mod server;
+#[cfg(feature = "runtime")]
+mod store;
+
+#[cfg(feature = "runtime")]
+pub use client::{Client, Deadline, LockHandle};
+#[cfg(feature = "runtime")]
+pub use component::{Allocation, LockComponent};
+#[cfg(feature = "runtime")]
 pub use error::{Error, Result};
-pub use policy::{Policy, sha1_hex};
-pub use runtime::{Runtime, RuntimeBuilder, redact_url};
-pub use types::{LockInfo, LockOptions, LockState, LockStatus};
+#[cfg(feature = "runtime")]
+pub use options::{HandleStatus, KeyState, LockInfo, LockOptions};
+pub use redis::Policy;
+#[cfg(feature = "runtime")]
+pub use runtime::{Runtime, RuntimeBuilder};
+/// The redis-rs crate this crate is built on ([`Runtime::connection`] hands out its
+/// `ConnectionManager`, [`Error::Connect`] carries its error).
+pub use ::redis as redis_rs;
+/// The wasmtime crate this crate is built on ([`LockComponent::new`] takes its `Engine`; the
+/// [`redis`] module links into its `Linker`).
+#[cfg(feature = "runtime")]
+pub use wasmtime;

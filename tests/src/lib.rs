@@ -90,7 +90,7 @@ pub async fn via_proxy(
         .unwrap();
     let policy = dlock_host::Policy::default().with_command_timeout(command_timeout);
     let runtime = Runtime::builder(&proxy.url())
-        .policy(policy)
+        .with_policy(policy)
         .build()
         .await
         .unwrap();
@@ -99,12 +99,10 @@ pub async fn via_proxy(
 
 /// Options that give up fast: `retry_count` retries, 10 ms apart at first.
 pub fn quick_options(retry_count: u32) -> LockOptions {
-    LockOptions {
-        retry_count,
-        retry_delay: std::time::Duration::from_millis(10),
-        max_retry_delay: std::time::Duration::from_millis(50),
-        ..LockOptions::default()
-    }
+    LockOptions::default()
+        .with_retry_count(retry_count)
+        .with_retry_delay(std::time::Duration::from_millis(10))
+        .with_max_retry_delay(std::time::Duration::from_millis(50))
 }
 
 /// The Redis Cluster hash slot of `key` (CRC16/XMODEM of the hash tag or the whole key,
@@ -139,9 +137,10 @@ pub fn signal_server(server: &RedisServer, signal: rustix::process::Signal) {
     rustix::process::kill_process(pid, signal).unwrap();
 }
 
-/// The hostile components built from `tests/hostile/` (see its README in the crate docs there).
-pub mod hostile {
-    include!(concat!(env!("OUT_DIR"), "/hostile.rs"));
+/// Components built by `build.rs`: the hostile ones from `tests/hostile/` (their modes are
+/// listed in `tests/hostile/modes/src/lib.rs`) and a fresh build of `guest/`.
+pub mod components {
+    include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
     /// The Lua script of the hostile `huge-reply` mode (16 MiB reply).
     pub const HUGE_REPLY_SCRIPT: &str = include_str!("../hostile/huge-reply.lua");

@@ -43,17 +43,15 @@ async fn the_minimal_acl_is_enough_for_every_lock_operation() {
     let server = redis();
     let url = confined_user(&server).await;
     let rt = Runtime::connect(&url).await.unwrap();
-    let options = LockOptions {
-        key_prefix: "app:".into(),
-        fencing: true,
-        ..LockOptions::default()
-    };
+    let options = LockOptions::default()
+        .with_key_prefix("app:")
+        .with_fencing(true);
     let client = rt.client(options).await.unwrap();
     let lock = client
         .acquire("job", Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(lock.info().await.unwrap().fence, Some(1));
+    assert_eq!(lock.info().fence, Some(1));
     assert!(client.is_locked("job").await.unwrap());
     lock.extend(Duration::from_secs(60)).await.unwrap();
     lock.release().await.unwrap();
@@ -73,7 +71,7 @@ async fn with_the_acl_an_allowed_script_cannot_touch_foreign_keys() {
     let url = confined_user(&server).await;
     // The host's policy allows any key here: Redis alone must refuse.
     let rt = Runtime::builder(&url)
-        .policy(Policy::default())
+        .with_policy(Policy::default())
         .build()
         .await
         .unwrap();

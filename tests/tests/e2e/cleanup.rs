@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use dlock_host::{Allocation, Error, LockComponent, LockOptions, Policy, Runtime};
-use dlock_tests::hostile::HOSTILE;
+use dlock_host::{Allocation, Deadline, Error, LockComponent, LockOptions, Policy, Runtime};
+use dlock_tests::components::HOSTILE;
 use dlock_tests::proxy::Fault;
 use dlock_tests::{client, eventually, exists, get, raw, redis, via_proxy};
 
@@ -30,7 +30,7 @@ async fn a_cancelled_wait_leaves_the_clients_earlier_locks_in_place() {
     let (rt, c) = client(&server).await;
     let mut conn = raw(&server).await;
     let a = c.acquire("a", TTL).await.unwrap();
-    let token = a.info().await.unwrap().token;
+    let token = a.info().token;
     let _b = rt
         .client(LockOptions::default())
         .await
@@ -41,7 +41,7 @@ async fn a_cancelled_wait_leaves_the_clients_earlier_locks_in_place() {
 
     let waited = tokio::time::timeout(
         Duration::from_millis(50),
-        c.wait_for_lock("b", 10 * SECOND, TTL),
+        c.wait_for_lock("b", TTL, Deadline::after(10 * SECOND)),
     )
     .await;
     assert!(waited.is_err(), "the wait was meant to be cut short");
@@ -62,7 +62,7 @@ async fn a_cancelled_acquire_gives_back_its_own_grant_and_nothing_else() {
     let c = std::sync::Arc::new(runtime.client(LockOptions::default()).await.unwrap());
     let conn = raw(&server).await;
     let a = c.acquire("a", TTL).await.unwrap();
-    let token = a.info().await.unwrap().token;
+    let token = a.info().token;
 
     // The acquire of `b` is granted in Redis while its reply is still on the way; cancel it.
     proxy.set_fault(Fault::Latency(Duration::from_millis(800)));
@@ -94,15 +94,12 @@ async fn a_trapped_call_gives_back_its_own_grant_and_nothing_else() {
     let conn = raw(&server).await;
     let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
     let runtime = Runtime::builder(&server.url())
-        .component(component)
-        .policy(Policy::default())
+        .with_component(component)
+        .with_policy(Policy::default())
         .build()
         .await
         .unwrap();
-    let options = LockOptions {
-        key_prefix: "grant-then-trap".into(),
-        ..LockOptions::default()
-    };
+    let options = LockOptions::default().with_key_prefix("grant-then-trap");
     let c = runtime.client(options).await.unwrap();
     c.acquire("kept", TTL).await.unwrap();
     let mut c2 = conn.clone();

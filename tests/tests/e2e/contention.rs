@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dlock_host::{LockOptions, Runtime};
+use dlock_host::{Deadline, LockOptions, Runtime};
 use dlock_tests::{get, raw, redis, runtime};
 
 const CLIENTS: usize = 16;
@@ -13,11 +13,9 @@ const ROUNDS: usize = 12;
 /// Each round: take the lock, read a counter from Redis, yield, write it back plus one. Without
 /// mutual exclusion two holders read the same value and an increment is lost.
 async fn worker(rt: Runtime, url: String, holders: Arc<AtomicUsize>, max_seen: Arc<AtomicUsize>) {
-    let options = LockOptions {
-        jitter: true,
-        retry_delay: Duration::from_millis(5),
-        ..LockOptions::default()
-    };
+    let options = LockOptions::default()
+        .with_jitter(true)
+        .with_retry_delay(Duration::from_millis(5));
     let client = rt.client(options).await.unwrap();
     let mut conn = redis::Client::open(url)
         .unwrap()
@@ -28,8 +26,8 @@ async fn worker(rt: Runtime, url: String, holders: Arc<AtomicUsize>, max_seen: A
         let lock = client
             .wait_for_lock(
                 "counter-lock",
-                Duration::from_secs(60),
                 Duration::from_secs(10),
+                Deadline::after(Duration::from_secs(60)),
             )
             .await
             .unwrap();

@@ -3,14 +3,11 @@
 
 use std::time::Duration;
 
-use dlock_host::{Error, LockOptions, Runtime};
+use dlock_host::{Deadline, Error, LockOptions, Runtime};
 use dlock_tests::{get, key_slot, raw, redis, runtime};
 
 fn fenced() -> LockOptions {
-    LockOptions {
-        fencing: true,
-        ..LockOptions::default()
-    }
+    LockOptions::default().with_fencing(true)
 }
 
 #[tokio::test]
@@ -28,7 +25,7 @@ async fn fences_strictly_increase_across_a_hundred_acquisitions_by_different_cli
             .acquire("ledger", Duration::from_secs(30))
             .await
             .unwrap();
-        let fence = lock.info().await.unwrap().fence.expect("fencing is on");
+        let fence = lock.info().fence.expect("fencing is on");
         assert!(fence > last, "fence {fence} after {last}");
         last = fence;
         lock.release().await.unwrap();
@@ -47,7 +44,7 @@ async fn the_counter_shares_the_lock_keys_slot() {
         ("app:{ledger}", "app:{ledger}:fence"),
     ] {
         let lock = client.acquire(key, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(lock.info().await.unwrap().fence, Some(1));
+        assert_eq!(lock.info().fence, Some(1));
         assert_eq!(
             get(&mut conn, counter).await.as_deref(),
             Some("1"),
@@ -67,12 +64,16 @@ async fn fences_keep_increasing_after_a_lock_expires_unreleased() {
         .acquire("ledger", Duration::from_millis(50))
         .await
         .unwrap();
-    let first_fence = first.info().await.unwrap().fence.unwrap();
+    let first_fence = first.info().fence.unwrap();
     let second = client
-        .wait_for_lock("ledger", Duration::from_secs(10), Duration::from_secs(30))
+        .wait_for_lock(
+            "ledger",
+            Duration::from_secs(30),
+            Deadline::after(Duration::from_secs(10)),
+        )
         .await
         .unwrap();
-    assert!(second.info().await.unwrap().fence.unwrap() > first_fence);
+    assert!(second.info().fence.unwrap() > first_fence);
     // The expired holder's token no longer owns the key.
     assert!(matches!(first.release().await, Err(Error::NotHeld)));
 }
@@ -87,7 +88,7 @@ async fn unfenced_clients_report_no_fence_and_write_no_counter() {
         .acquire("ledger", Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(lock.info().await.unwrap().fence, None);
+    assert_eq!(lock.info().fence, None);
     assert_eq!(get(&mut conn, "{ledger}:fence").await, None);
 }
 
@@ -144,13 +145,10 @@ async fn fence_counters_cannot_be_released_extended_or_taken_as_locks() {
         ("", "job", "{job}:fence"),
         ("app:", "{job}", "app:{job}:fence"),
     ] {
-        let options = LockOptions {
-            key_prefix: prefix.into(),
-            ..fenced()
-        };
+        let options = fenced().with_key_prefix(prefix);
         let client = rt.client(options).await.unwrap();
         let lock = client.acquire(key, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(lock.info().await.unwrap().fence, Some(1));
+        assert_eq!(lock.info().fence, Some(1));
         // The counter's own name, as a lock key, under the same prefix.
         let name = counter.strip_prefix(prefix).unwrap();
         let refused = [
@@ -167,6 +165,6 @@ async fn fence_counters_cannot_be_released_extended_or_taken_as_locks() {
         assert_eq!(get(&mut conn, counter).await.as_deref(), Some("1"));
         lock.release().await.unwrap();
         let next = client.acquire(key, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(next.info().await.unwrap().fence, Some(2), "{counter}");
+        assert_eq!(next.info().fence, Some(2), "{counter}");
     }
 }

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use dlock_host::{Allocation, Client, Error, LockComponent, LockOptions, Policy, Runtime};
-use dlock_tests::hostile::{HOSTILE, HOSTILE_START, HUGE_REPLY_SCRIPT};
+use dlock_host::{
+    Allocation, Client, Deadline, Error, LockComponent, LockOptions, Policy, Runtime,
+};
+use dlock_tests::components::{HOSTILE, HOSTILE_START, HUGE_REPLY_SCRIPT};
 use dlock_tests::{RedisServer, dbsize, get, raw, redis};
 use redis::aio::MultiplexedConnection;
 
@@ -14,18 +16,15 @@ const TTL: Duration = Duration::from_secs(30);
 async fn hostile_runtime(server: &RedisServer, policy: Policy) -> Runtime {
     let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
     Runtime::builder(&server.url())
-        .component(component)
-        .policy(policy)
+        .with_component(component)
+        .with_policy(policy)
         .build()
         .await
         .unwrap()
 }
 
 async fn hostile(runtime: &Runtime, mode: &str) -> Client {
-    let options = LockOptions {
-        key_prefix: mode.into(),
-        ..LockOptions::default()
-    };
+    let options = LockOptions::default().with_key_prefix(mode);
     runtime.client(options).await.unwrap()
 }
 
@@ -207,8 +206,8 @@ async fn a_loop_in_the_start_function_fails_instantiation() {
     let component = LockComponent::from_file(HOSTILE_START, Allocation::default()).unwrap();
     let policy = Policy::default().with_max_compute(Duration::from_millis(200));
     let runtime = Runtime::builder(&server.url())
-        .component(component)
-        .policy(policy)
+        .with_component(component)
+        .with_policy(policy)
         .build()
         .await
         .unwrap();
@@ -287,7 +286,7 @@ async fn a_forged_token_cannot_release_another_clients_lock() {
         .acquire("app:job", TTL)
         .await
         .unwrap();
-    let token = lock.info().await.unwrap().token;
+    let token = lock.info().token;
     let runtime = hostile_runtime(&server, Policy::default()).await;
     let err = hostile(&runtime, "forged-release")
         .await
@@ -306,10 +305,7 @@ async fn allowed_scripts_are_no_oracle_for_guessed_values_and_no_deleter_of_fenc
     let mut conn = raw(&server).await;
     plant_victim(&mut conn).await;
     let honest = Runtime::connect(&server.url()).await.unwrap();
-    let fenced = LockOptions {
-        fencing: true,
-        ..LockOptions::default()
-    };
+    let fenced = LockOptions::default().with_fencing(true);
     honest
         .client(fenced)
         .await
@@ -460,17 +456,15 @@ async fn a_sleeper_gets_no_endless_budget_and_is_cut_off_at_its_deadline() {
     let runtime = hostile_runtime(&server, policy).await;
     let sleeper = hostile(&runtime, "sleep").await;
     // Duration::MAX would once have meant "no deadline at all".
-    let err = hang_guard(sleeper.wait_for_lock("app:job", Duration::MAX, TTL))
+    let err = hang_guard(sleeper.wait_for_lock("app:job", TTL, Deadline::after(Duration::MAX)))
         .await
         .err()
         .unwrap();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     // A sleep of u64::MAX nanoseconds ends at the call's deadline, and the call traps there.
-    let options = LockOptions {
-        key_prefix: "sleep".into(),
-        retry_count: 0,
-        ..LockOptions::default()
-    };
+    let options = LockOptions::default()
+        .with_key_prefix("sleep")
+        .with_retry_count(0);
     let err = hang_guard(
         runtime
             .client(options)

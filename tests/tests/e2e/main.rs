@@ -3,6 +3,7 @@
 //! the component is compiled once per process.
 
 mod acl;
+mod bundle;
 mod cleanup;
 mod contention;
 mod expiry;

@@ -60,7 +60,7 @@ async fn a_frozen_redis_gives_timeout_and_a_thawed_one_answers() {
     let server = redis();
     let policy = Policy::default().with_command_timeout(Duration::from_millis(300));
     let rt = Runtime::builder(&server.url())
-        .policy(policy)
+        .with_policy(policy)
         .build()
         .await
         .unwrap();
@@ -78,10 +78,10 @@ async fn a_frozen_redis_gives_timeout_and_a_thawed_one_answers() {
     // The timed-out attempt may have set the key after all; the lock must end up either free
     // or held by the attempt that timed out, and a new client must see a consistent state.
     let other = rt.client(LockOptions::default()).await.unwrap();
-    let state = promptly(other.lock_state("job")).await.unwrap();
+    let state = promptly(other.key_state("job")).await.unwrap();
     assert!(matches!(
         state,
-        dlock_host::LockState::Unlocked | dlock_host::LockState::Expiring(_)
+        dlock_host::KeyState::Unlocked | dlock_host::KeyState::Expiring(_)
     ));
 }
 

@@ -88,15 +88,14 @@ fn any_options_make_a_client_or_a_clear_refusal() {
         .run(
             &options,
             |(retry_count, delay_ms, max_ms, jitter, key_prefix, fencing)| {
-                let options = LockOptions {
-                    retry_count,
-                    retry_delay: Duration::from_millis(delay_ms),
-                    max_retry_delay: Duration::from_millis(max_ms),
-                    jitter,
-                    key_prefix: key_prefix.clone(),
-                    fencing,
-                    safety_margin: Duration::ZERO,
-                };
+                let options = LockOptions::default()
+                    .with_retry_count(retry_count)
+                    .with_retry_delay(Duration::from_millis(delay_ms))
+                    .with_max_retry_delay(Duration::from_millis(max_ms))
+                    .with_jitter(jitter)
+                    .with_key_prefix(key_prefix.clone())
+                    .with_fencing(fencing)
+                    .with_safety_margin(Duration::ZERO);
                 let fits = delay_ms <= u64::from(u32::MAX)
                     && max_ms <= u64::from(u32::MAX)
                     && key_prefix.len() <= 256

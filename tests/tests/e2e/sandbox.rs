@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use dlock_host::{Error, LockComponent, LockOptions, Policy, Runtime, bundled};
+use dlock_host::bundled::{self, BundledScript};
+use dlock_host::{Error, LockComponent, LockOptions, Policy, Runtime};
 use dlock_tests::{dbsize, raw, redis, runtime};
 
 #[test]
@@ -36,7 +37,7 @@ async fn scripts_outside_the_allowlist_are_denied_before_redis_sees_them() {
     let server = redis();
     let mut conn = raw(&server).await;
     let rt = Runtime::builder(&server.url())
-        .policy(Policy::default().deny_all_scripts())
+        .with_policy(Policy::default().deny_all_scripts())
         .build()
         .await
         .unwrap();
@@ -54,7 +55,7 @@ async fn scripts_outside_the_allowlist_are_denied_before_redis_sees_them() {
     assert_eq!(dbsize(&mut conn).await, 0);
     let cached: Vec<bool> = redis::cmd("SCRIPT")
         .arg("EXISTS")
-        .arg(bundled::SCRIPTS.iter().map(|s| s.sha1).collect::<Vec<_>>())
+        .arg(BundledScript::ALL.map(BundledScript::sha1).to_vec())
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -64,15 +65,11 @@ async fn scripts_outside_the_allowlist_are_denied_before_redis_sees_them() {
 #[tokio::test]
 async fn an_explicitly_allowed_script_runs_under_a_deny_all_policy() {
     let server = redis();
-    let acquire = bundled::SCRIPTS
-        .iter()
-        .find(|s| s.name == "acquire")
-        .unwrap();
     let policy = Policy::default()
         .deny_all_scripts()
-        .allow_script(acquire.source);
+        .allow_script(BundledScript::Acquire.source());
     let rt = Runtime::builder(&server.url())
-        .policy(policy)
+        .with_policy(policy)
         .build()
         .await
         .unwrap();
@@ -120,7 +117,7 @@ async fn the_pool_bounds_live_clients_and_frees_slots_on_drop() {
     )
     .unwrap();
     let rt = Runtime::builder(&server.url())
-        .component(component)
+        .with_component(component)
         .build()
         .await
         .unwrap();

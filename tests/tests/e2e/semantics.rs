@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use dlock_host::{Error, LockOptions, LockState};
+use dlock_host::{Deadline, Error, HandleStatus, KeyState, LockOptions};
 use dlock_tests::{client, dbsize, get, pttl, quick_options, raw, redis, runtime};
 
 const TTL: Duration = Duration::from_secs(30);
@@ -14,18 +14,18 @@ async fn acquire_sets_the_token_with_a_px_expiry_and_release_deletes_it() {
     let mut conn = raw(&server).await;
 
     let lock = client.acquire("job", TTL).await.unwrap();
-    let info = lock.info().await.unwrap();
+    let info = lock.info();
     assert_eq!(
         get(&mut conn, "job").await.as_deref(),
         Some(info.token.as_str())
     );
     let ttl = pttl(&mut conn, "job").await;
     assert!(ttl > 25_000 && ttl <= 30_000, "PTTL {ttl}");
-    assert!(lock.is_held().await.unwrap());
+    assert!(lock.is_held());
 
     lock.release().await.unwrap();
     assert_eq!(get(&mut conn, "job").await, None);
-    assert!(!lock.is_held().await.unwrap());
+    assert!(!lock.is_held());
 }
 
 #[tokio::test]
@@ -36,13 +36,13 @@ async fn info_describes_the_acquisition() {
     let invoked = std::time::Instant::now();
     let lock = client.acquire("report", TTL).await.unwrap();
     let completed = std::time::Instant::now();
-    let info = lock.info().await.unwrap();
+    let info = lock.info();
     // Validity counts from when the acquire was sent: after invocation, before completion.
     assert!(info.valid_until >= invoked + TTL, "{info:?}");
     assert!(info.valid_until <= completed + TTL, "{info:?}");
     assert_eq!(info.key, "report");
     assert_eq!(info.fence, None);
-    assert!(info.is_held);
+    assert_eq!(info.status, HandleStatus::Held);
     assert!(info.acquired_at >= before, "{info:?}");
     assert_eq!(
         info.expires_at.duration_since(info.acquired_at).unwrap(),
@@ -65,7 +65,7 @@ async fn every_acquisition_gets_a_fresh_token() {
     let mut tokens = std::collections::HashSet::new();
     for _ in 0..50 {
         let lock = client.acquire("job", TTL).await.unwrap();
-        assert!(tokens.insert(lock.info().await.unwrap().token));
+        assert!(tokens.insert(lock.info().token));
         lock.release().await.unwrap();
     }
 }
@@ -91,7 +91,7 @@ async fn acquire_gives_up_after_its_retries_and_leaves_the_holder_alone() {
     let (rt, holder) = client(&server).await;
     let mut conn = raw(&server).await;
     let lock = holder.acquire("job", TTL).await.unwrap();
-    let token = lock.info().await.unwrap().token;
+    let token = lock.info().token;
 
     let contender = rt.client(quick_options(3)).await.unwrap();
     let err = contender.acquire("job", TTL).await.err().unwrap();
@@ -110,7 +110,7 @@ async fn acquire_retries_until_the_holder_lets_go() {
     // 20 retries of up to 50 ms outlast the holder's 150 ms lease.
     let contender = rt.client(quick_options(20)).await.unwrap();
     let lock = contender.acquire("job", TTL).await.unwrap();
-    assert!(lock.is_held().await.unwrap());
+    assert!(lock.is_held());
 }
 
 #[tokio::test]
@@ -121,15 +121,12 @@ async fn wait_for_lock_fails_at_the_deadline_without_touching_the_holder() {
     let lock = holder.acquire("job", TTL).await.unwrap();
     let waiter = rt.client(LockOptions::default()).await.unwrap();
     let err = waiter
-        .wait_for_lock("job", Duration::from_millis(300), TTL)
+        .wait_for_lock("job", TTL, Deadline::after(Duration::from_millis(300)))
         .await
         .err()
         .unwrap();
     assert!(matches!(err, Error::NotAcquired), "{err:?}");
-    assert_eq!(
-        get(&mut conn, "job").await,
-        Some(lock.info().await.unwrap().token)
-    );
+    assert_eq!(get(&mut conn, "job").await, Some(lock.info().token));
 }
 
 #[tokio::test]
@@ -140,12 +137,12 @@ async fn wait_for_lock_gets_the_lock_when_it_is_released() {
     let waiter = rt.client(LockOptions::default()).await.unwrap();
     let waiting = tokio::spawn(async move {
         waiter
-            .wait_for_lock("job", Duration::from_secs(30), TTL)
+            .wait_for_lock("job", TTL, Deadline::after(Duration::from_secs(30)))
             .await
     });
     lock.release().await.unwrap();
     let got = waiting.await.unwrap().unwrap();
-    assert!(got.is_held().await.unwrap());
+    assert!(got.is_held());
 }
 
 #[tokio::test]
@@ -154,12 +151,12 @@ async fn is_locked_and_lock_state_report_what_redis_holds() {
     let (_rt, client) = client(&server).await;
     let mut conn = raw(&server).await;
     assert!(!client.is_locked("job").await.unwrap());
-    assert_eq!(client.lock_state("job").await.unwrap(), LockState::Unlocked);
+    assert_eq!(client.key_state("job").await.unwrap(), KeyState::Unlocked);
 
     let lock = client.acquire("job", TTL).await.unwrap();
     assert!(client.is_locked("job").await.unwrap());
-    match client.lock_state("job").await.unwrap() {
-        LockState::Expiring(left) => assert!(left > Duration::from_secs(25) && left <= TTL),
+    match client.key_state("job").await.unwrap() {
+        KeyState::Expiring(left) => assert!(left > Duration::from_secs(25) && left <= TTL),
         other => panic!("expected an expiring lock, got {other:?}"),
     }
     lock.release().await.unwrap();
@@ -172,8 +169,8 @@ async fn is_locked_and_lock_state_report_what_redis_holds() {
         .unwrap();
     assert!(client.is_locked("forever").await.unwrap());
     assert_eq!(
-        client.lock_state("forever").await.unwrap(),
-        LockState::Persistent
+        client.key_state("forever").await.unwrap(),
+        KeyState::Persistent
     );
 }
 
@@ -189,10 +186,7 @@ async fn releasing_twice_fails_the_second_time_without_touching_redis() {
     let theirs = other.acquire("job", TTL).await.unwrap();
     assert!(matches!(lock.release().await, Err(Error::NotHeld)));
     assert!(matches!(lock.extend(TTL).await, Err(Error::NotHeld)));
-    assert_eq!(
-        get(&mut conn, "job").await,
-        Some(theirs.info().await.unwrap().token)
-    );
+    assert_eq!(get(&mut conn, "job").await, Some(theirs.info().token));
 }
 
 #[tokio::test]
@@ -201,11 +195,11 @@ async fn extend_resets_the_ttl_and_the_expiry() {
     let (_rt, client) = client(&server).await;
     let mut conn = raw(&server).await;
     let lock = client.acquire("job", Duration::from_secs(5)).await.unwrap();
-    let before = lock.info().await.unwrap().expires_at;
+    let before = lock.info().expires_at;
     lock.extend(Duration::from_secs(60)).await.unwrap();
     let ttl = pttl(&mut conn, "job").await;
     assert!(ttl > 55_000 && ttl <= 60_000, "PTTL {ttl}");
-    let after = lock.info().await.unwrap().expires_at;
+    let after = lock.info().expires_at;
     assert!(
         after >= before + Duration::from_secs(50),
         "{before:?} -> {after:?}"
@@ -224,7 +218,7 @@ async fn extend_with_zero_is_refused_and_leaves_the_lease() {
         "{err:?}"
     );
     assert!(pttl(&mut conn, "job").await > 25_000);
-    assert!(lock.is_held().await.unwrap());
+    assert!(lock.is_held());
 }
 
 #[tokio::test]
@@ -233,7 +227,7 @@ async fn a_non_owner_can_neither_extend_nor_release() {
     let (rt, owner) = client(&server).await;
     let mut conn = raw(&server).await;
     let lock = owner.acquire("job", Duration::from_secs(10)).await.unwrap();
-    let token = lock.info().await.unwrap().token;
+    let token = lock.info().token;
 
     let intruder = rt.client(LockOptions::default()).await.unwrap();
     let forged = intruder
@@ -254,23 +248,13 @@ async fn attach_lets_another_process_release_with_the_token() {
     let server = redis();
     let (rt, owner) = client(&server).await;
     let mut conn = raw(&server).await;
-    let token = owner
-        .acquire("job", TTL)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .token;
+    let token = owner.acquire("job", TTL).await.unwrap().info().token;
 
     let later = rt.client(LockOptions::default()).await.unwrap();
     let handle = later.attach("job", &token).await.unwrap();
-    assert!(
-        !handle.is_held().await.unwrap(),
-        "validity is unknown until an extend"
-    );
+    assert!(!handle.is_held(), "validity is unknown until an extend");
     handle.extend(TTL).await.unwrap();
-    assert!(handle.is_held().await.unwrap());
+    assert!(handle.is_held());
     handle.release().await.unwrap();
     assert_eq!(get(&mut conn, "job").await, None);
 }
@@ -280,13 +264,10 @@ async fn the_key_prefix_is_applied_in_redis_only() {
     let server = redis();
     let rt = runtime(&server).await;
     let mut conn = raw(&server).await;
-    let options = LockOptions {
-        key_prefix: "app:locks:".into(),
-        ..LockOptions::default()
-    };
+    let options = LockOptions::default().with_key_prefix("app:locks:");
     let client = rt.client(options).await.unwrap();
     let lock = client.acquire("job", TTL).await.unwrap();
-    assert_eq!(lock.info().await.unwrap().key, "job");
+    assert_eq!(lock.info().key, "job");
     assert!(get(&mut conn, "app:locks:job").await.is_some());
     assert_eq!(get(&mut conn, "job").await, None);
     assert!(client.is_locked("job").await.unwrap());
@@ -320,15 +301,12 @@ async fn bad_arguments_are_refused_and_nothing_is_written() {
         );
     }
     let err = client
-        .wait_for_lock("job", Duration::MAX, TTL)
+        .wait_for_lock("job", TTL, Deadline::after(Duration::MAX))
         .await
         .err()
         .unwrap();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    let bad_prefix = LockOptions {
-        key_prefix: "tab\tprefix".into(),
-        ..LockOptions::default()
-    };
+    let bad_prefix = LockOptions::default().with_key_prefix("tab\tprefix");
     assert!(matches!(
         rt.client(bad_prefix).await,
         Err(Error::InvalidArgument(_))
@@ -353,7 +331,7 @@ async fn dropping_a_handle_leaves_the_lock_to_its_ttl() {
     let mut conn = raw(&server).await;
     let token = {
         let lock = client.acquire("job", TTL).await.unwrap();
-        lock.info().await.unwrap().token
+        lock.info().token
     };
     // The next call cleans up the dropped handle's component resource, not the Redis key.
     assert!(client.is_locked("job").await.unwrap());

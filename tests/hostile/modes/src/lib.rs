@@ -22,7 +22,7 @@ extern crate dlock_guest_rt;
 
 #[allow(missing_docs, reason = "generated bindings")]
 mod bindings {
-    wit_bindgen::generate!({ path: "../../../wit", world: "dlock" });
+    wit_bindgen::generate!({ path: "../../../wit", world: "dlock", generate_all });
 }
 
 use alloc::borrow::ToOwned;
@@ -34,9 +34,9 @@ use core::hint::black_box;
 
 use bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState, LockStatus,
+    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, KeyState, HandleStatus,
 };
-use wasip2::clocks::monotonic_clock;
+use bindings::wasi::clocks::monotonic_clock;
 
 const ACQUIRE: &str = include_str!("../../../../guest/scripts/acquire.lua");
 const RELEASE: &str = include_str!("../../../../guest/scripts/release.lua");
@@ -163,7 +163,7 @@ impl GuestClient for Hostile {
                 Err(Error::NotAcquired)
             }
             "random-bomb" => {
-                let bytes = wasip2::random::random::get_random_bytes(8 << 20);
+                let bytes = bindings::wasi::random::random::get_random_bytes(8 << 20);
                 Err(Error::InvalidArgument(format!("{}", bytes.len())))
             }
             "flood" => {
@@ -212,8 +212,8 @@ impl GuestClient for Hostile {
         Ok(false)
     }
 
-    fn lock_state(&self, _key: String) -> Result<LockState, Error> {
-        Ok(LockState::Unlocked)
+    fn key_state(&self, _key: String) -> Result<KeyState, Error> {
+        Ok(KeyState::Unlocked)
     }
 
     fn attach(&self, _key: String, _token: String) -> Result<api::LockHandle, Error> {
@@ -241,9 +241,8 @@ impl GuestLockHandle for NoLock {
             fence: None,
             acquired_at_ms: 0,
             expires_at_ms: 0,
-            valid_until: 0,
-            is_held: false,
-            status: LockStatus::Lost,
+            valid_until_ns: 0,
+            status: HandleStatus::Lost,
         }
     }
 }

@@ -9,14 +9,14 @@ extern crate dlock_guest_rt;
 
 #[allow(missing_docs, reason = "generated bindings")]
 mod bindings {
-    wit_bindgen::generate!({ path: "../../../wit", world: "dlock" });
+    wit_bindgen::generate!({ path: "../../../wit", world: "dlock", generate_all });
 }
 
 use alloc::string::String;
 use core::hint::black_box;
 
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, LockState, LockStatus,
+    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, KeyState, HandleStatus,
 };
 
 /// Runs when the instance is created, and never returns.
@@ -64,8 +64,8 @@ impl GuestClient for Never {
     fn is_locked(&self, _: String) -> Result<bool, Error> {
         Ok(false)
     }
-    fn lock_state(&self, _: String) -> Result<LockState, Error> {
-        Ok(LockState::Unlocked)
+    fn key_state(&self, _: String) -> Result<KeyState, Error> {
+        Ok(KeyState::Unlocked)
     }
     fn attach(&self, _: String, _: String) -> Result<api::LockHandle, Error> {
         Err(Error::NotHeld)
@@ -89,9 +89,8 @@ impl GuestLockHandle for Never {
             fence: None,
             acquired_at_ms: 0,
             expires_at_ms: 0,
-            valid_until: 0,
-            is_held: false,
-            status: LockStatus::Lost,
+            valid_until_ns: 0,
+            status: HandleStatus::Lost,
         }
     }
 }

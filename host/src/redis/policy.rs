@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::limits::RequestLimits;
+use super::limits::RequestLimits;
+use crate::bundled::BundledScript;
 
 /// The host's rules for a component's Redis calls.
 ///
@@ -25,9 +26,9 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            allowed_sha1: crate::bundled::SCRIPTS
+            allowed_sha1: BundledScript::ALL
                 .iter()
-                .map(|s| s.sha1.to_owned())
+                .map(|s| s.sha1().to_owned())
                 .collect(),
             extra_sources: Vec::new(),
             command_timeout: Duration::from_secs(2),
@@ -152,6 +153,11 @@ impl Policy {
         self.limits.check(keys, args)
     }
 
+    /// See [`Policy::with_max_compute`].
+    pub fn max_compute(&self) -> Duration {
+        self.max_compute
+    }
+
     /// See [`Policy::with_command_timeout`].
     pub fn command_timeout(&self) -> Duration {
         self.command_timeout
@@ -189,9 +195,9 @@ impl Policy {
 
     /// The sources known up front (bundled and added), for the host's source cache.
     pub(crate) fn known_sources(&self) -> impl Iterator<Item = &str> {
-        crate::bundled::SCRIPTS
+        BundledScript::ALL
             .iter()
-            .map(|s| s.source)
+            .map(|s| s.source())
             .chain(self.extra_sources.iter().map(String::as_str))
             .filter(|source| self.allows(&sha1_hex(source)))
     }
@@ -261,16 +267,16 @@ mod tests {
     #[test]
     fn the_default_allowlist_is_exactly_the_bundled_scripts() {
         let policy = Policy::default();
-        for script in crate::bundled::SCRIPTS {
-            assert!(policy.allows(script.sha1));
+        for script in BundledScript::ALL {
+            assert!(policy.allows(script.sha1()));
         }
-        let mut tampered = crate::bundled::SCRIPTS[0].source.to_owned();
+        let mut tampered = BundledScript::ALL[0].source().to_owned();
         tampered.push(' ');
         assert!(!policy.allows(&sha1_hex(&tampered)));
         assert!(
             !Policy::default()
                 .deny_all_scripts()
-                .allows(crate::bundled::SCRIPTS[0].sha1)
+                .allows(BundledScript::ALL[0].sha1())
         );
     }
 }

@@ -1,15 +1,18 @@
-//! The embedding API's plain data types, and their conversions to and from the WIT types.
+//! The embedding API's plain data types (options, what a handle knows, what Redis says of a
+//! key), and their conversions to and from the WIT types.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bindings::{
-    WitLockError, WitLockInfo, WitLockOptions, WitLockState, WitLockStatus, WitRedisError,
+    WitHandleStatus, WitKeyState, WitLockError, WitLockInfo, WitLockOptions, WitRedisError,
 };
+use crate::contract;
 use crate::error::{Error, Result};
 
 /// How a client acquires locks. `Default` gives the documented defaults, the same as the
-/// component's `default-options`.
+/// component's `default-options`; the `with_*` methods change one field each.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockOptions {
     /// How many times `acquire` retries after its first attempt. Default 5.
     pub retry_count: u32,
@@ -33,14 +36,58 @@ pub struct LockOptions {
 impl Default for LockOptions {
     fn default() -> Self {
         LockOptions {
-            retry_count: 5,
-            retry_delay: Duration::from_millis(100),
-            max_retry_delay: Duration::from_secs(5),
-            jitter: false,
+            retry_count: contract::DEFAULT_RETRY_COUNT,
+            retry_delay: Duration::from_millis(contract::DEFAULT_RETRY_DELAY_MS.into()),
+            max_retry_delay: Duration::from_millis(contract::DEFAULT_MAX_RETRY_DELAY_MS.into()),
+            jitter: contract::DEFAULT_JITTER,
             key_prefix: String::new(),
-            fencing: false,
-            safety_margin: Duration::ZERO,
+            fencing: contract::DEFAULT_FENCING,
+            safety_margin: Duration::from_millis(contract::DEFAULT_SAFETY_MARGIN_MS),
         }
+    }
+}
+
+impl LockOptions {
+    /// See [`LockOptions::retry_count`].
+    pub fn with_retry_count(mut self, retries: u32) -> Self {
+        self.retry_count = retries;
+        self
+    }
+
+    /// See [`LockOptions::retry_delay`].
+    pub fn with_retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// See [`LockOptions::max_retry_delay`].
+    pub fn with_max_retry_delay(mut self, delay: Duration) -> Self {
+        self.max_retry_delay = delay;
+        self
+    }
+
+    /// See [`LockOptions::jitter`].
+    pub fn with_jitter(mut self, jitter: bool) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// See [`LockOptions::key_prefix`].
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// See [`LockOptions::fencing`].
+    pub fn with_fencing(mut self, fencing: bool) -> Self {
+        self.fencing = fencing;
+        self
+    }
+
+    /// See [`LockOptions::safety_margin`].
+    pub fn with_safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = margin;
+        self
     }
 }
 
@@ -86,17 +133,18 @@ impl LockOptions {
 
     /// Longest `acquire` can sleep in total between its attempts.
     pub(crate) fn total_backoff(&self) -> Duration {
-        let max = self.max_retry_delay;
-        let doubling = self.retry_count.min(32);
-        let growing = (0..doubling)
-            .map(|n| self.retry_delay.checked_mul(1 << n).unwrap_or(max).min(max))
-            .fold(Duration::ZERO, Duration::saturating_add);
-        growing.saturating_add(max.saturating_mul(self.retry_count - doubling))
+        let schedule = contract::Backoff {
+            base_ms: millis(self.retry_delay),
+            max_ms: millis(self.max_retry_delay),
+            jitter: self.jitter,
+        };
+        Duration::from_millis(schedule.total_ms(self.retry_count))
     }
 }
 
 /// What a handle knows about its lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockInfo {
     /// The key as given (without the client's prefix).
     pub key: String,
@@ -112,40 +160,49 @@ pub struct LockInfo {
     /// When the handle's validity ends on this process's monotonic clock, counted from when
     /// the last acquire or extend was sent: what `is_held` compares against.
     pub valid_until: Instant,
-    /// Same as [`crate::LockHandle::is_held`] at the time of the call.
-    pub is_held: bool,
     /// Where the handle stands.
-    pub status: LockStatus,
+    pub status: HandleStatus,
+}
+
+impl LockInfo {
+    /// This snapshot as of `now`: a held lock whose validity has run out is `Expired`.
+    pub(crate) fn as_of(mut self, now: Instant) -> Self {
+        if self.status == HandleStatus::Held && now >= self.valid_until {
+            self.status = HandleStatus::Expired;
+        }
+        self
+    }
 }
 
 /// Where a handle stands, as it knows without asking Redis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockStatus {
+#[non_exhaustive]
+pub enum HandleStatus {
     /// Acquired and valid.
     Held,
     /// Acquired, but its validity ran out (not extended in time).
     Expired,
     /// Released by this handle.
     Released,
+    /// A release was sent but its outcome is unknown (Redis timed out or the connection
+    /// broke): the handle no longer claims the lock; only `release` may be retried.
+    Releasing,
     /// Gone: Redis said the key no longer holds the token (expired or taken over), or an
     /// extend was refused for want of validity.
     Lost,
     /// Made by `attach`; validity unknown until the first successful extend.
     Attached,
-    /// A release was sent but its outcome is unknown (Redis timed out or the connection
-    /// broke): the handle no longer claims the lock; only `release` may be retried.
-    Releasing,
 }
 
-impl From<WitLockStatus> for LockStatus {
-    fn from(s: WitLockStatus) -> Self {
+impl From<WitHandleStatus> for HandleStatus {
+    fn from(s: WitHandleStatus) -> Self {
         match s {
-            WitLockStatus::Held => LockStatus::Held,
-            WitLockStatus::Expired => LockStatus::Expired,
-            WitLockStatus::Released => LockStatus::Released,
-            WitLockStatus::Lost => LockStatus::Lost,
-            WitLockStatus::Attached => LockStatus::Attached,
-            WitLockStatus::Releasing => LockStatus::Releasing,
+            WitHandleStatus::Held => HandleStatus::Held,
+            WitHandleStatus::Expired => HandleStatus::Expired,
+            WitHandleStatus::Released => HandleStatus::Released,
+            WitHandleStatus::Releasing => HandleStatus::Releasing,
+            WitHandleStatus::Lost => HandleStatus::Lost,
+            WitHandleStatus::Attached => HandleStatus::Attached,
         }
     }
 }
@@ -158,8 +215,7 @@ impl From<WitLockInfo> for LockInfo {
             fence: i.fence,
             acquired_at: UNIX_EPOCH + Duration::from_millis(i.acquired_at_ms),
             expires_at: UNIX_EPOCH + Duration::from_millis(i.expires_at_ms),
-            valid_until: crate::clock::instant_at(i.valid_until),
-            is_held: i.is_held,
+            valid_until: crate::clock::instant_at(i.valid_until_ns),
             status: i.status.into(),
         }
     }
@@ -167,7 +223,8 @@ impl From<WitLockInfo> for LockInfo {
 
 /// What Redis says about a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockState {
+#[non_exhaustive]
+pub enum KeyState {
     /// No such key.
     Unlocked,
     /// The key exists and expires after this long.
@@ -176,12 +233,12 @@ pub enum LockState {
     Persistent,
 }
 
-impl From<WitLockState> for LockState {
-    fn from(s: WitLockState) -> Self {
+impl From<WitKeyState> for KeyState {
+    fn from(s: WitKeyState) -> Self {
         match s {
-            WitLockState::Unlocked => LockState::Unlocked,
-            WitLockState::Expiring(ms) => LockState::Expiring(Duration::from_millis(ms)),
-            WitLockState::Persistent => LockState::Persistent,
+            WitKeyState::Unlocked => KeyState::Unlocked,
+            WitKeyState::Expiring(ms) => KeyState::Expiring(Duration::from_millis(ms)),
+            WitKeyState::Persistent => KeyState::Persistent,
         }
     }
 }
@@ -215,28 +272,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn total_backoff_follows_the_capped_schedule() {
-        let o = LockOptions::default();
-        // 100 + 200 + 400 + 800 + 1600
-        assert_eq!(o.total_backoff(), Duration::from_millis(3100));
-        let o = LockOptions {
-            retry_count: u32::MAX,
-            ..LockOptions::default()
-        };
-        let five_s = Duration::from_secs(5);
-        assert_eq!(
-            o.total_backoff(),
-            // 100 ms doubling to 3.2 s, then the 5 s cap for every other retry.
-            Duration::from_millis(6300) + five_s * (u32::MAX - 6)
-        );
-    }
-
-    #[test]
     fn options_over_u32_milliseconds_are_refused() {
-        let o = LockOptions {
-            retry_delay: Duration::from_secs(u64::MAX),
-            ..LockOptions::default()
-        };
+        let o = LockOptions::default().with_retry_delay(Duration::from_secs(u64::MAX));
         assert!(matches!(o.to_wit(), Err(Error::InvalidArgument(m)) if m.contains("retry_delay")));
     }
 }

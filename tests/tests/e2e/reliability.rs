@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dlock_host::{Error, LockOptions, LockStatus, Runtime};
+use dlock_host::{Deadline, Error, HandleStatus, LockOptions, Runtime};
 use dlock_tests::driver::Driven;
 use dlock_tests::history::{Check, FinalState, Recorder, Report};
 use dlock_tests::proxy::{Fault, Proxy};
@@ -503,7 +503,7 @@ async fn cut_replies_give_errors_or_one_lock_never_a_false_success() {
         match got {
             // Retries reuse the token: a success is the one lock, and Redis agrees.
             Ok(lock) => {
-                let token = lock.info().await.unwrap().token;
+                let token = lock.info().token;
                 assert_eq!(get(&mut conn, &key).await, Some(token), "{fault:?}");
             }
             // A failure leaves no lock of this client behind.
@@ -529,13 +529,15 @@ async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
         .unwrap();
     let waiter = runtime.client(LockOptions::default()).await.unwrap();
     let waiting = tokio::spawn(async move {
-        let _ = waiter.wait_for_lock("job", 30 * SECOND, 30 * SECOND).await;
+        let _ = waiter
+            .wait_for_lock("job", 30 * SECOND, Deadline::after(30 * SECOND))
+            .await;
     });
     // Release, and slow the waiter's traffic: its next attempt is granted in Redis while its
     // reply is still on the way (800 ms each way: the round trip stays under the 2 s command
     // timeout, and the test has 800 ms to see the grant and cancel). Cancel it then.
     proxy.set_fault(Fault::Latency(Duration::from_millis(800)));
-    let token = held.info().await.unwrap().token;
+    let token = held.info().token;
     held.release().await.unwrap();
     let conn = raw(&server).await;
     eventually("the waiter's grant", 10 * SECOND, || {
@@ -558,10 +560,7 @@ async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
 async fn a_lost_lease_is_reported_lost_and_refuses_further_extends() {
     let server = redis();
     let rt = Runtime::connect(&server.url()).await.unwrap();
-    let options = LockOptions {
-        safety_margin: Duration::from_millis(100),
-        ..LockOptions::default()
-    };
+    let options = LockOptions::default().with_safety_margin(Duration::from_millis(100));
     let client = rt.client(options).await.unwrap();
     let mut conn = raw(&server).await;
     let lock = client.acquire("job", 10 * SECOND).await.unwrap();
@@ -575,8 +574,8 @@ async fn a_lost_lease_is_reported_lost_and_refuses_further_extends() {
         lock.extend(10 * SECOND).await,
         Err(Error::NotHeld)
     ));
-    let info = lock.info().await.unwrap();
-    assert_eq!(info.status, LockStatus::Lost);
+    let info = lock.info();
+    assert_eq!(info.status, HandleStatus::Lost);
     assert!(!info.is_held);
     assert!(matches!(
         lock.extend(10 * SECOND).await,
@@ -594,5 +593,5 @@ async fn a_lost_lease_is_reported_lost_and_refuses_further_extends() {
         short.extend(10 * SECOND).await,
         Err(Error::NotHeld)
     ));
-    assert_eq!(short.info().await.unwrap().status, LockStatus::Lost);
+    assert_eq!(short.info().status, HandleStatus::Lost);
 }

@@ -1,8 +1,10 @@
 //! The limits on one `redis-eval` call's keys and arguments, and the argument shapes of the
-//! bundled scripts.
-//!
-//! Self-contained (no dependencies) so that the fuzz target in `fuzz/` can include it and
-//! exercise exactly this code.
+//! bundled scripts. The fuzz target in `fuzz/` exercises this code (feature `fuzzing`).
+
+use crate::bundled::BundledScript;
+use crate::contract::{
+    MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES, fence_key, is_fence_counter, is_uuid_v4,
+};
 
 /// Bounds on the keys and arguments of one call. Keys must be non-empty, free of control
 /// characters, at most `max_key_bytes` long, and inside `key_namespace`.
@@ -22,27 +24,9 @@ pub struct RequestLimits {
     pub foreign_tokens: bool,
 }
 
-/// Which of the bundled component's scripts a call runs, recognised by the script's SHA1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// `acquire.lua`: KEYS = lock key [, its fence counter]; ARGV = token, TTL.
-    Acquire,
-    /// `release.lua`: KEYS = lock key; ARGV = token.
-    Release,
-    /// `extend.lua`: KEYS = lock key; ARGV = token, TTL.
-    Extend,
-    /// `check.lua`: KEYS = one key; no ARGV.
-    Check,
-}
-
-/// Length of dlock's own tokens: a UUID v4 in hyphenated lowercase form.
-pub const TOKEN_BYTES: usize = 36;
 /// Longest token of another client that `release` and `extend` accept when foreign tokens are
-/// allowed (the component's own limit for `attach`).
-pub const MAX_FOREIGN_TOKEN_BYTES: usize = 256;
-/// Longest lease a bundled script may be asked for, in milliseconds (the component's own
-/// limit: about 31.7 years).
-pub const MAX_TTL_MS: u64 = 1_000_000_000_000;
+/// allowed: what the component's `attach` accepts.
+pub const MAX_FOREIGN_TOKEN_BYTES: usize = MAX_TOKEN_BYTES;
 
 impl RequestLimits {
     /// Whether a call with these keys and arguments is within the limits; the reason when it
@@ -72,12 +56,18 @@ impl RequestLimits {
     /// an allowed script cannot be turned into something else: an oracle for values it was
     /// not given (a guessed "token"), a deleter of fence counters, or a writer of arbitrary
     /// data. Call after [`RequestLimits::check`].
-    pub fn check_role(&self, role: Role, keys: &[String], args: &[String]) -> Result<(), String> {
+    pub fn check_role(
+        &self,
+        role: BundledScript,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<(), String> {
+        // A new bundled script needs its shape stated here: this match is exhaustive.
         let arity = match role {
-            Role::Acquire => (1..=2, 2),
-            Role::Release => (1..=1, 1),
-            Role::Extend => (1..=1, 2),
-            Role::Check => (1..=1, 0),
+            BundledScript::Acquire => (1..=2, 2),
+            BundledScript::Release => (1..=1, 1),
+            BundledScript::Extend => (1..=1, 2),
+            BundledScript::Check => (1..=1, 0),
         };
         if !arity.0.contains(&keys.len()) || args.len() != arity.1 {
             return Err(format!(
@@ -88,7 +78,7 @@ impl RequestLimits {
                 args.len()
             ));
         }
-        if role == Role::Check {
+        if role == BundledScript::Check {
             return Ok(());
         }
         let lock = &keys[0];
@@ -96,11 +86,11 @@ impl RequestLimits {
             return Err(format!("{lock:?} is a fence counter, not a lock key"));
         }
         if let Some(counter) = keys.get(1)
-            && fence_key(lock).as_deref() != Some(counter.as_str())
+            && fence_key(lock).ok().as_deref() != Some(counter.as_str())
         {
             return Err(format!("{counter:?} is not the fence counter of {lock:?}"));
         }
-        let foreign = self.foreign_tokens && role != Role::Acquire;
+        let foreign = self.foreign_tokens && role != BundledScript::Acquire;
         check_token(&args[0], foreign)?;
         if let Some(ttl) = args.get(1) {
             check_ttl(ttl)?;
@@ -163,54 +153,18 @@ fn check_token(token: &str, foreign: bool) -> Result<(), String> {
     }
 }
 
-/// `xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx` in lowercase hex.
-fn is_uuid_v4(token: &str) -> bool {
-    let b = token.as_bytes();
-    b.len() == TOKEN_BYTES
-        && b.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            14 => c == b'4',
-            19 => matches!(c, b'8' | b'9' | b'a' | b'b'),
-            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
-        })
-}
-
-/// A TTL argument: a decimal number of milliseconds from 1 to [`MAX_TTL_MS`].
+/// A TTL argument: a decimal number of milliseconds from 1 to [`MAX_DURATION_MS`].
 fn check_ttl(ttl: &str) -> Result<(), String> {
     match ttl.parse::<u64>() {
-        Ok(ms) if ttl.bytes().all(|c| c.is_ascii_digit()) && (1..=MAX_TTL_MS).contains(&ms) => {
+        Ok(ms)
+            if ttl.bytes().all(|c| c.is_ascii_digit()) && (1..=MAX_DURATION_MS).contains(&ms) =>
+        {
             Ok(())
         }
         _ => Err(format!(
-            "a TTL must be 1 to {MAX_TTL_MS} milliseconds in decimal digits, not {:?}",
+            "a TTL must be 1 to {MAX_DURATION_MS} milliseconds in decimal digits, not {:?}",
             ttl.get(..ttl.len().min(32)).unwrap_or("")
         )),
-    }
-}
-
-/// The fence counter of a lock key, in the same cluster slot: `KEY:fence` when KEY has a hash
-/// tag, `{KEY}:fence` otherwise; `None` for a key with `}` but no hash tag.
-fn fence_key(lock: &str) -> Option<String> {
-    if has_hash_tag(lock) {
-        Some(format!("{lock}:fence"))
-    } else if !lock.contains('}') {
-        Some(format!("{{{lock}}}:fence"))
-    } else {
-        None
-    }
-}
-
-/// Whether `key` is some lock key's fence counter.
-fn is_fence_counter(key: &str) -> bool {
-    key.strip_suffix(":fence").is_some_and(has_hash_tag)
-}
-
-/// Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with at least
-/// one byte between them.
-fn has_hash_tag(key: &str) -> bool {
-    match key.find('{') {
-        Some(open) => matches!(key[open + 1..].find('}'), Some(len) if len > 0),
-        None => false,
     }
 }
 
@@ -238,16 +192,20 @@ mod tests {
     fn the_bundled_shapes_pass() {
         let l = limits(false);
         let ok = [
-            (Role::Acquire, v(&["job"]), v(&[TOKEN, "30000"])),
-            (Role::Acquire, v(&["job", "{job}:fence"]), v(&[TOKEN, "1"])),
+            (BundledScript::Acquire, v(&["job"]), v(&[TOKEN, "30000"])),
             (
-                Role::Acquire,
+                BundledScript::Acquire,
+                v(&["job", "{job}:fence"]),
+                v(&[TOKEN, "1"]),
+            ),
+            (
+                BundledScript::Acquire,
                 v(&["a:{j}", "a:{j}:fence"]),
                 v(&[TOKEN, "1000000000000"]),
             ),
-            (Role::Release, v(&["job"]), v(&[TOKEN])),
-            (Role::Extend, v(&["job"]), v(&[TOKEN, "5"])),
-            (Role::Check, v(&["{job}:fence"]), v(&[])),
+            (BundledScript::Release, v(&["job"]), v(&[TOKEN])),
+            (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "5"])),
+            (BundledScript::Check, v(&["{job}:fence"]), v(&[])),
         ];
         for (role, keys, args) in ok {
             assert_eq!(
@@ -263,23 +221,43 @@ mod tests {
         let l = limits(false);
         let bad = [
             // The read/delete oracle: a guessed value in place of a token.
-            (Role::Acquire, v(&["victim"]), v(&["on", "1000"])),
-            (Role::Release, v(&["victim"]), v(&["crown-jewels"])),
-            (Role::Release, v(&["victim"]), v(&[&TOKEN.to_uppercase()])),
+            (BundledScript::Acquire, v(&["victim"]), v(&["on", "1000"])),
+            (BundledScript::Release, v(&["victim"]), v(&["crown-jewels"])),
+            (
+                BundledScript::Release,
+                v(&["victim"]),
+                v(&[&TOKEN.to_uppercase()]),
+            ),
             // Fence counters as locks, or a counter that is not the lock's.
-            (Role::Release, v(&["{job}:fence"]), v(&[TOKEN])),
-            (Role::Extend, v(&["app:{job}:fence"]), v(&[TOKEN, "1"])),
-            (Role::Acquire, v(&["{job}:fence"]), v(&[TOKEN, "1"])),
-            (Role::Acquire, v(&["job", "other"]), v(&[TOKEN, "1"])),
+            (BundledScript::Release, v(&["{job}:fence"]), v(&[TOKEN])),
+            (
+                BundledScript::Extend,
+                v(&["app:{job}:fence"]),
+                v(&[TOKEN, "1"]),
+            ),
+            (
+                BundledScript::Acquire,
+                v(&["{job}:fence"]),
+                v(&[TOKEN, "1"]),
+            ),
+            (
+                BundledScript::Acquire,
+                v(&["job", "other"]),
+                v(&[TOKEN, "1"]),
+            ),
             // TTLs out of range or not decimal.
-            (Role::Acquire, v(&["job"]), v(&[TOKEN, "0"])),
-            (Role::Acquire, v(&["job"]), v(&[TOKEN, "10000000000000"])),
-            (Role::Extend, v(&["job"]), v(&[TOKEN, "+5"])),
-            (Role::Extend, v(&["job"]), v(&[TOKEN, "-1"])),
+            (BundledScript::Acquire, v(&["job"]), v(&[TOKEN, "0"])),
+            (
+                BundledScript::Acquire,
+                v(&["job"]),
+                v(&[TOKEN, "10000000000000"]),
+            ),
+            (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "+5"])),
+            (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "-1"])),
             // Arity.
-            (Role::Release, v(&["job"]), v(&[TOKEN, "extra"])),
-            (Role::Check, v(&["a", "b"]), v(&[])),
-            (Role::Release, v(&[]), v(&[TOKEN])),
+            (BundledScript::Release, v(&["job"]), v(&[TOKEN, "extra"])),
+            (BundledScript::Check, v(&["a", "b"]), v(&[])),
+            (BundledScript::Release, v(&[]), v(&[TOKEN])),
         ];
         for (role, keys, args) in bad {
             assert!(
@@ -294,42 +272,31 @@ mod tests {
         let foreign = v(&["redis-py-token"]);
         assert!(
             limits(false)
-                .check_role(Role::Release, &v(&["k"]), &foreign)
+                .check_role(BundledScript::Release, &v(&["k"]), &foreign)
                 .is_err()
         );
         assert!(
             limits(true)
-                .check_role(Role::Release, &v(&["k"]), &foreign)
+                .check_role(BundledScript::Release, &v(&["k"]), &foreign)
                 .is_ok()
         );
         let with_ttl = v(&["redis-py-token", "1000"]);
         assert!(
             limits(true)
-                .check_role(Role::Extend, &v(&["k"]), &with_ttl)
+                .check_role(BundledScript::Extend, &v(&["k"]), &with_ttl)
                 .is_ok()
         );
         assert!(
             limits(true)
-                .check_role(Role::Acquire, &v(&["k"]), &with_ttl)
+                .check_role(BundledScript::Acquire, &v(&["k"]), &with_ttl)
                 .is_err()
         );
         let long = "t".repeat(MAX_FOREIGN_TOKEN_BYTES + 1);
         assert!(
             limits(true)
-                .check_role(Role::Release, &v(&["k"]), &[long])
+                .check_role(BundledScript::Release, &v(&["k"]), &[long])
                 .is_err()
         );
-    }
-
-    #[test]
-    fn fence_counters_are_recognised_as_the_component_derives_them() {
-        for lock in ["job", "app:{job}", "a{b", "app:job"] {
-            let counter = fence_key(lock).unwrap();
-            assert!(is_fence_counter(&counter), "{counter}");
-            assert!(!is_fence_counter(lock), "{lock}");
-        }
-        assert!(!is_fence_counter("job:fence"));
-        assert!(!is_fence_counter("{}:fence"));
     }
 }
 
@@ -372,7 +339,7 @@ mod properties {
         #[test]
         fn a_release_or_extend_token_that_passes_is_a_uuid_v4(token in ".{0,40}") {
             let keys = ["app:k".to_owned()];
-            if limits().check_role(Role::Release, &keys, std::slice::from_ref(&token)).is_ok() {
+            if limits().check_role(BundledScript::Release, &keys, std::slice::from_ref(&token)).is_ok() {
                 prop_assert_eq!(token.len(), TOKEN_BYTES);
                 prop_assert!(is_uuid_v4(&token));
             }

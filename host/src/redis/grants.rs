@@ -12,9 +12,7 @@
 //! handles earlier calls returned stay in Redis until they are released or expire. Scripts of
 //! other components are not recognised; their locks expire with their TTL.
 
-use std::sync::{Arc, Mutex};
-
-use crate::redis_eval::{RedisLink, eval};
+use std::sync::Mutex;
 
 /// Most pairs remembered for one call. The bundled component notes one per call (its retries
 /// reuse the token); past this the oldest are forgotten (and expire with their TTL), so a
@@ -47,59 +45,9 @@ impl Grants {
         self.with(|grants| grants.retain(|(k, t)| !(k == key && t == token)));
     }
 
-    fn take(&self) -> Vec<(String, String)> {
+    /// Everything noted, emptying the list.
+    pub(crate) fn take(&self) -> Vec<(String, String)> {
         self.with(std::mem::take)
-    }
-}
-
-/// Releases the locks the current call noted if dropped while armed: created before a call
-/// into the component (which starts the list afresh) and disarmed when the call returns
-/// normally.
-pub(crate) struct ReleaseOnFailure {
-    grants: Arc<Grants>,
-    link: Arc<RedisLink>,
-    armed: bool,
-}
-
-impl ReleaseOnFailure {
-    pub(crate) fn arm(grants: &Arc<Grants>, link: &Arc<RedisLink>) -> Self {
-        grants.take();
-        ReleaseOnFailure {
-            grants: grants.clone(),
-            link: link.clone(),
-            armed: true,
-        }
-    }
-
-    pub(crate) fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for ReleaseOnFailure {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let grants = self.grants.take();
-        let Some(release) = self.link.release_script() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if grants.is_empty() {
-            return;
-        }
-        let link = self.link.clone();
-        runtime.spawn(async move {
-            let mut conn = link.connection();
-            for (key, token) in grants {
-                let (keys, args) = ([key], [token]);
-                let call = eval(&mut conn, &release, &keys, &args);
-                let _ = tokio::time::timeout(link.policy.command_timeout, call).await;
-            }
-        });
     }
 }
 
