@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use dlock_host::{Client, LockOptions, Runtime};
+use dlock_host::{Client, Deadline, LockOptions, Runtime};
 use indicatif::{ProgressBar, ProgressStyle};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
@@ -47,7 +47,9 @@ struct Tally {
 pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool) -> CliResult<u8> {
     let origin = Origin::get(redis_url, "the demo").await?;
     let redis_fail = |e: String| origin.fail(e);
-    let runtime = Runtime::connect(&origin.url)
+    let runtime = Runtime::builder(&origin.url)
+        .with_component(super::component().map_err(|e| redis_fail(e.to_string()))?)
+        .build()
         .await
         .map_err(|e| redis_fail(e.to_string()))?;
     let conn = redis::Client::open(origin.url.as_str())
@@ -78,13 +80,11 @@ pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool)
     let deadline = Instant::now() + args.duration;
     let mut workers = Vec::new();
     for id in 0..args.workers {
-        let options = LockOptions {
-            key_prefix: prefix.clone(),
-            fencing: true,
-            jitter: true,
-            retry_delay: Duration::from_millis(2),
-            ..LockOptions::default()
-        };
+        let options = LockOptions::default()
+            .with_key_prefix(prefix.clone())
+            .with_fencing(true)
+            .with_jitter(true)
+            .with_retry_delay(Duration::from_millis(2));
         let client = runtime
             .client(options)
             .await
@@ -169,18 +169,13 @@ impl Worker {
                     self.tally.contended.fetch_add(1, Ordering::Relaxed);
                     let wait = Duration::from_secs(30);
                     self.client
-                        .wait_for_lock(&key, wait, ttl)
+                        .wait_for_lock(&key, ttl, Deadline::after(wait))
                         .await
                         .map_err(|e| e.to_string())?
                 }
             };
             let acquired = Instant::now();
-            let fence = lock
-                .info()
-                .await
-                .map_err(|e| e.to_string())?
-                .fence
-                .unwrap_or(0);
+            let fence = lock.info().fence.unwrap_or(0);
             self.check_fence(key_index, fence);
             self.increment(key_index, rng.below(3)).await?;
             lock.release().await.map_err(|e| e.to_string())?;

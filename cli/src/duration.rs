@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-/// The longest TTL or wait the component accepts (10^12 ms, about 31.7 years).
-pub const MAX: Duration = Duration::from_millis(1_000_000_000_000);
+/// The longest TTL or wait the component accepts (about 31.7 years).
+pub const MAX: Duration = Duration::from_millis(dlock_host::contract::MAX_DURATION_MS);
 
 /// Parses a positive duration of at most [`MAX`], in whole milliseconds.
 pub fn parse(text: &str) -> Result<Duration, String> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dlock_host::LockState;
+use dlock_host::{Deadline, KeyState};
 use serde_json::json;
 
 use super::output::outln;
@@ -18,7 +18,10 @@ pub(super) async fn acquire(
     let client = ctx.client(fence).await?;
     let acquired = match wait {
         None => client.try_acquire(key, ttl).await,
-        Some(wait) => client.wait_for_lock(key, wait, ttl).await.map(Some),
+        Some(wait) => client
+            .wait_for_lock(key, ttl, Deadline::after(wait))
+            .await
+            .map(Some),
     };
     let lock = match acquired {
         Ok(Some(lock)) => lock,
@@ -28,15 +31,9 @@ pub(super) async fn acquire(
                 format!("{key}: held by someone else"),
             ));
         }
-        Err(e) => return Err(ctx.fail(e)),
+        Err(e) => return Err(ctx.fail_to_acquire(key, e)),
     };
-    let info = match lock.info().await {
-        Ok(info) => info,
-        Err(e) => {
-            let _ = lock.release().await;
-            return Err(ctx.fail(e));
-        }
-    };
+    let info = lock.info();
     let printed = if ctx.json {
         let out = json!({
             "key": info.key,
@@ -85,7 +82,7 @@ pub(super) async fn extend(ctx: &Ctx, key: &str, token: &str, ttl: Duration) -> 
         Err(e) => return Err(ctx.fail(e)),
     }
     if ctx.json {
-        let info = handle.info().await.map_err(|e| ctx.fail(e))?;
+        let info = handle.info();
         outln!("{}", json!({ "expires_at_ms": epoch_ms(info.expires_at) }))?;
     }
     Ok(EXIT_OK)
@@ -93,14 +90,15 @@ pub(super) async fn extend(ctx: &Ctx, key: &str, token: &str, ttl: Duration) -> 
 
 pub(super) async fn status(ctx: &Ctx, key: &str) -> CliResult<u8> {
     let client = ctx.client(false).await?;
-    let state = client.lock_state(key).await.map_err(|e| ctx.fail(e))?;
+    let state = client.key_state(key).await.map_err(|e| ctx.fail(e))?;
     let (locked, ttl_ms, text) = match state {
-        LockState::Unlocked => (false, None, "unlocked".to_owned()),
-        LockState::Expiring(left) => {
+        KeyState::Unlocked => (false, None, "unlocked".to_owned()),
+        KeyState::Expiring(left) => {
             let ms = left.as_millis();
             (true, Some(ms), format!("locked {ms}ms"))
         }
-        LockState::Persistent => (true, None, "locked (no expiry)".to_owned()),
+        KeyState::Persistent => (true, None, "locked (no expiry)".to_owned()),
+        other => (true, None, format!("locked ({other:?})")),
     };
     if ctx.json {
         outln!(

@@ -1,20 +1,28 @@
-//! The `dlock` command line: argument parsing, exit codes and dispatch.
+//! `dlock`: a distributed lock on Redis from the shell, with the lock logic in a sandboxed
+//! WebAssembly component. See `dlock --help`.
+//!
+//! This file holds the command line (arguments, exit codes, dispatch); each command lives in
+//! the module named after it.
 
-mod bench;
 mod demo;
 mod duration;
 mod keys;
 mod origin;
-pub(crate) mod output;
+mod output;
 mod run;
 mod stats;
-mod torture;
-mod worker;
+
+/// mimalloc instead of glibc's malloc: the lock path allocates small buffers on every call
+/// from several tokio workers at once, and glibc's arena locks showed up in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::process::ExitCode;
 
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use dlock_host::{Error, LockOptions, Policy, Runtime};
+use dlock_host::{Error, LockComponent, LockOptions, Policy, Runtime, contract};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -92,35 +100,20 @@ struct Global {
 const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
 
 /// A lock key as the component accepts it (checked here too, so that bad input is exit 2
-/// even when Redis is unreachable): 1 to 512 bytes, no control characters.
+/// A lock key as the component accepts it (checked here too, so that bad input is exit 2
+/// even when Redis is unreachable).
 fn key(text: &str) -> Result<String, String> {
-    checked_text("the key", text, 512, false)
+    contract::check_key(text).map(|()| text.to_owned())
 }
 
-/// A token as `release` and `extend` accept it: 1 to 256 bytes, no control characters.
+/// A token as `release` and `extend` accept it.
 fn token(text: &str) -> Result<String, String> {
-    checked_text("the token", text, 256, false)
+    contract::check_token(text).map(|()| text.to_owned())
 }
 
-/// A key prefix: up to 256 bytes, no control characters.
+/// A key prefix.
 fn prefix(text: &str) -> Result<String, String> {
-    checked_text("the prefix", text, 256, true)
-}
-
-fn checked_text(what: &str, text: &str, max: usize, allow_empty: bool) -> Result<String, String> {
-    if text.is_empty() && !allow_empty {
-        return Err(format!("{what} must not be empty"));
-    }
-    if text.len() > max {
-        return Err(format!(
-            "{what} is {} bytes long; the limit is {max}",
-            text.len()
-        ));
-    }
-    if let Some(c) = text.chars().find(|c| c.is_control()) {
-        return Err(format!("{what} contains the control character {c:?}"));
-    }
-    Ok(text.to_owned())
+    contract::check_prefix(text).map(|()| text.to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,40 +205,6 @@ enum Command {
         after_help = "Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 Redis unreachable or redis-server missing."
     )]
     Demo(demo::DemoArgs),
-    /// Measure what the sandbox costs: the component against plain Rust and rslock.
-    ///
-    /// Acquire+release pairs on distinct keys (uncontended) and on one hot key (contended), at
-    /// each concurrency, through each path, in one run: ops/s, latency percentiles and the
-    /// ratio to the native path. Starts its own redis-server unless --redis (or
-    /// DLOCK_REDIS_URL) is given. `bench startup`, `bench instantiate`, `bench calls` and
-    /// `bench memory` measure start-up, client creation, one call into the component and
-    /// memory. Build with --release for real numbers.
-    #[command(
-        after_help = "Exit codes: 0 done, 2 bad input, 3 Redis unreachable or redis-server missing, 4 internal failure."
-    )]
-    Bench(bench::BenchArgs),
-    /// Soak test: worker processes contend for one lock while faults are injected; then every
-    /// invariant is checked on the recorded history.
-    ///
-    /// Starts its own redis-servers (the lock's with `appendfsync always`, and one for the
-    /// protected resources). With --redis redis://... the lock's Redis is that one (password,
-    /// database and options kept) and only worker and network faults are injected: no pause,
-    /// CLIENT PAUSE, SCRIPT FLUSH or crash of a server other clients share. Workers reach the
-    /// lock's Redis through an in-process TCP proxy. Every --nemesis-interval one fault: pause
-    /// a worker past the TTL, kill a worker, add latency, blackhole, reset connections, and on
-    /// its own Redis only: pause Redis, CLIENT PAUSE, SCRIPT FLUSH, crash and restart Redis. Checks: one holder at a time, fences increasing and stale writes refused, no lost
-    /// update, every call returning in time, nothing left behind.
-    #[command(
-        after_help = "Exit codes: 0 no violation, 1 a violation (listed), 2 bad input, 3 redis-server missing or Redis unreachable, 4 internal failure."
-    )]
-    Torture(torture::TortureArgs),
-    /// A lock client driven over stdin/stdout (JSON lines), for `dlock torture` and tests.
-    #[command(hide = true)]
-    Worker {
-        /// Where the fenced resource and guarded sets live. [default: the lock's Redis]
-        #[arg(long, value_name = "URL")]
-        resource: Option<String>,
-    },
 }
 
 /// A failed command: its exit code and the one-line message for stderr.
@@ -293,6 +252,27 @@ impl Failure {
 
 type CliResult<T> = Result<T, Failure>;
 
+/// The bundled component, its compiled code cached on disk (see [`cache_dir`]) so that a
+/// command starts in milliseconds.
+fn component() -> Result<LockComponent, Error> {
+    match cache_dir() {
+        Some(dir) => LockComponent::bundled_cached(&dir),
+        None => LockComponent::bundled(),
+    }
+}
+
+/// Where compiled components are cached: `$DLOCK_CACHE_DIR` (empty or `off` turns caching
+/// off), else `$XDG_CACHE_HOME/dlock`, else `$HOME/.cache/dlock`.
+fn cache_dir() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("DLOCK_CACHE_DIR") {
+        return (!dir.is_empty() && dir != "off").then(|| dir.into());
+    }
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(std::path::PathBuf::from(xdg).join("dlock"));
+    }
+    std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cache/dlock"))
+}
+
 /// Everything a command needs to reach the lock.
 struct Ctx {
     runtime: Runtime,
@@ -305,10 +285,14 @@ impl Ctx {
         // The user types the token, so locks of other clients of the convention (redis-py,
         // redsync) can be released and extended too.
         let runtime = Runtime::builder(url)
-            .policy(Policy::default().allow_foreign_tokens())
+            .with_component(
+                component()
+                    .map_err(|e| Failure::from_lock(e, &dlock_host::redis::redact_url(url)))?,
+            )
+            .with_policy(Policy::default().allow_foreign_tokens())
             .build()
             .await
-            .map_err(|e| Failure::from_lock(e, &dlock_host::redact_url(url)))?;
+            .map_err(|e| Failure::from_lock(e, &dlock_host::redis::redact_url(url)))?;
         Ok(Ctx {
             runtime,
             json: global.json,
@@ -322,36 +306,52 @@ impl Ctx {
     }
 
     async fn client(&self, fencing: bool) -> CliResult<dlock_host::Client> {
-        let options = LockOptions {
-            key_prefix: self.prefix.clone(),
-            fencing,
-            ..LockOptions::default()
-        };
+        let options = LockOptions::default()
+            .with_key_prefix(self.prefix.clone())
+            .with_fencing(fencing);
         self.runtime.client(options).await.map_err(|e| self.fail(e))
     }
 
     fn fail(&self, e: Error) -> Failure {
         Failure::from_lock(e, self.runtime.redis_url())
     }
+
+    /// A failure to take `key`, said in terms of the key where the error is about it.
+    fn fail_to_acquire(&self, key: &str, e: Error) -> Failure {
+        match e {
+            Error::NotALock => Failure::new(
+                EXIT_BUSY,
+                format!("{key} holds a non-lock value (a hash, a list, ...); nothing was changed"),
+            ),
+            Error::GrantedTooLate => Failure::new(
+                EXIT_REDIS,
+                format!(
+                    "{key}: Redis granted the lock only after its TTL had run out (too slow for \
+                     a TTL this short), so it was given back; try a longer --ttl"
+                ),
+            ),
+            e => self.fail(e),
+        }
+    }
 }
 
 /// Runs the parsed command line; `Ok` carries the exit code.
-pub async fn run(cli: Cli) -> CliResult<u8> {
+async fn run(cli: Cli) -> CliResult<u8> {
     let Cli { global, command } = cli;
     let command = match command {
         Command::Demo(args) => return demo::run(args, global.redis.as_deref(), global.json).await,
-        Command::Bench(args) => {
-            return bench::run(args, global.redis.as_deref(), global.json).await;
-        }
-        Command::Torture(args) => {
-            return torture::run(args, global.redis.as_deref(), global.json).await;
-        }
-        Command::Worker { resource } => {
-            let url = global.redis.as_deref().unwrap_or(DEFAULT_REDIS);
-            return worker::run(url, resource.as_deref().unwrap_or(url)).await;
-        }
         other => other,
     };
+    let key = match &command {
+        Command::Acquire { key, .. }
+        | Command::Release { key, .. }
+        | Command::Extend { key, .. }
+        | Command::Status { key } => key,
+        Command::Run(spec) => spec.key(),
+        Command::Demo(_) => unreachable!("handled above"),
+    };
+    contract::check_lock_key(&format!("{}{key}", global.prefix))
+        .map_err(|reason| Failure::new(EXIT_USAGE, reason))?;
     let url = global
         .redis
         .clone()
@@ -368,9 +368,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Command::Extend { key, token, ttl } => keys::extend(&ctx, &key, &token, ttl).await,
         Command::Status { key } => keys::status(&ctx, &key).await,
         Command::Run(spec) => run::run(&ctx, spec).await,
-        Command::Demo(_) | Command::Bench(_) | Command::Torture(_) | Command::Worker { .. } => {
-            unreachable!("handled above")
-        }
+        Command::Demo(_) => unreachable!("handled above"),
     }
 }
 
@@ -378,4 +376,28 @@ fn epoch_ms(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            output::stderr_line(format_args!("dlock: cannot start the async runtime: {e}"));
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let code = match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(failure) => {
+            output::stderr_line(format_args!("dlock: {}", failure.message));
+            failure.code
+        }
+    };
+    // Do not wait for blocking tasks (a child's stdin copy, a pending connect) at exit.
+    runtime.shutdown_background();
+    ExitCode::from(code)
 }

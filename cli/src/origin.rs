@@ -17,7 +17,7 @@ impl Origin {
         if let Some(url) = given {
             return Ok(Origin {
                 url: url.to_owned(),
-                description: format!("given: {}", dlock_host::redact_url(url)),
+                description: format!("given: {}", dlock_host::redis::redact_url(url)),
                 _server: None,
             });
         }
@@ -40,7 +40,7 @@ impl Origin {
     pub(super) fn fail(&self, e: impl std::fmt::Display) -> Failure {
         Failure::new(
             EXIT_REDIS,
-            format!("Redis at {}: {e}", dlock_host::redact_url(&self.url)),
+            format!("Redis at {}: {e}", dlock_host::redis::redact_url(&self.url)),
         )
     }
 }

@@ -31,14 +31,14 @@ pub(crate) fn stderr_line(text: fmt::Arguments<'_>) {
 /// `println!` that returns `CliResult<()>` instead of panicking; see [`stdout_line`].
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::cli::output::stdout_line(format_args!($($arg)*))
+        $crate::output::stdout_line(format_args!($($arg)*))
     };
 }
 
 /// `eprintln!` that never panics; see [`stderr_line`].
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::cli::output::stderr_line(format_args!($($arg)*))
+        $crate::output::stderr_line(format_args!($($arg)*))
     };
 }
 

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use dlock_host::{Error, LockHandle};
+use dlock_host::{Deadline, Error, HandleStatus, LockHandle};
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
@@ -55,6 +55,13 @@ pub(super) struct RunSpec {
     command: Vec<String>,
 }
 
+impl RunSpec {
+    /// The lock's key.
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// How supervision ended. In every case CMD is no longer running (or, for `Failed`, has been
 /// sent SIGKILL).
 enum Ended {
@@ -76,7 +83,7 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
         match spec.wait {
             None => client.try_acquire(&spec.key, spec.ttl).await,
             Some(wait) => client
-                .wait_for_lock(&spec.key, wait, spec.ttl)
+                .wait_for_lock(&spec.key, spec.ttl, Deadline::after(wait))
                 .await
                 .map(Some),
         }
@@ -99,15 +106,9 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
             );
             return Ok(spec.conflict_exit_code);
         }
-        Err(e) => return Err(ctx.fail(e)),
+        Err(e) => return Err(ctx.fail_to_acquire(&spec.key, e)),
     };
-    let info = match lock.info().await {
-        Ok(info) => info,
-        Err(e) => {
-            release(ctx, &lock, false).await;
-            return Err(ctx.fail(e));
-        }
-    };
+    let info = lock.info();
 
     let mut command = Command::new(&spec.command[0]);
     command
@@ -301,8 +302,8 @@ async fn supervise(
             extended = async { extending.as_mut().expect("guarded").await }, if extending.is_some() => {
                 extending = None;
                 match extended {
-                    Ok(()) => match lock.info().await {
-                        Ok(info) if info.is_held => lease.valid_until = Instant::from_std(info.valid_until),
+                    Ok(()) => match lock.info() {
+                        info if info.status == HandleStatus::Held => lease.valid_until = Instant::from_std(info.valid_until),
                         _ => break "the lock was lost".to_owned(),
                     },
                     Err(Error::NotHeld) => break "the lock was lost".to_owned(),

@@ -660,8 +660,11 @@ fn any_key_and_ttl_text_gets_a_lock_a_busy_answer_or_exit_2_and_no_panic() {
             let r = tokio.block_on(ran(
                 dlock(&server).args(["acquire", "--ttl", &ttl, "--", &key])
             ));
+            // Exit 3 only for a grant that came after a TTL of a few milliseconds had run out
+            // on a loaded machine: given back, and said so.
+            let late = r.code == 3 && r.stderr.contains("only after its TTL had run out");
             prop_assert!(
-                matches!(r.code, 0..=2),
+                matches!(r.code, 0..=2) || late,
                 "{key:?} {ttl:?}: exit {} {}",
                 r.code,
                 r.stderr
@@ -841,66 +844,6 @@ async fn run_with_stderr_closed_still_terminates_cmd_when_the_lock_is_lost() {
         .unwrap();
     assert_eq!(exit_code(&mut child).await, Some(76));
     assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
-}
-
-#[tokio::test]
-async fn torture_on_a_given_redis_injects_no_server_wide_fault_and_keeps_its_password_and_db() {
-    let server = RedisServer::start_with(&["--requirepass", "tortured-pw"]).unwrap();
-    let given = format!("{}/3", server.url());
-    assert!(given.contains(":tortured-pw@"), "{given}");
-    let r = ran(dlock_bare().args([
-        "--redis",
-        &given,
-        "--json",
-        "torture",
-        "--duration",
-        "10s",
-        "--nemesis-interval",
-        "100ms",
-        "--workers",
-        "3",
-    ]))
-    .await;
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["passed"], true, "{v}");
-    assert_eq!(v["redis"], "given", "{v}");
-    let faults = v["faults"].to_string();
-    for server_wide in ["PauseRedis", "ClientPause", "ScriptFlush", "CrashRedis"] {
-        assert!(!faults.contains(server_wide), "{faults}");
-    }
-    assert!(!r.stderr.contains("tortured-pw") && !r.stdout.contains("tortured-pw"));
-
-    let mut db0 = raw(&server).await;
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut db0)
-        .await
-        .unwrap();
-    for server_wide in [
-        "cmdstat_client|pause",
-        "cmdstat_script|flush",
-        "cmdstat_debug",
-    ] {
-        assert!(
-            !stats.contains(server_wide),
-            "the given Redis saw {server_wide}"
-        );
-    }
-    assert!(
-        stats.contains("cmdstat_evalsha"),
-        "the workers never reached it: {stats}"
-    );
-    assert_eq!(dbsize(&mut db0).await, 0, "the workers wrote to db 0");
-    let mut db3 = redis::Client::open(given.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    assert!(
-        exists(&mut db3, "{dlock-torture:hot}:fence").await,
-        "the workers' fence counter is not in db 3"
-    );
 }
 
 /// A command that never stops on SIGTERM and watches the lock it runs under: it reads the
@@ -1238,4 +1181,67 @@ async fn a_signal_while_run_waits_for_the_lock_ends_it_like_the_default_action_w
     assert_eq!(exit_code(&mut waiting).await, Some(128 + 15));
     assert!(!marker.exists(), "CMD must not run");
     assert_eq!(get(&mut conn.clone(), "job").await, Some(token));
+}
+
+#[tokio::test]
+async fn a_key_holding_another_type_is_a_non_lock_value_exit_1_and_stays_as_it_was() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let () = redis::cmd("HSET")
+        .arg("job")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for args in [
+        &["acquire", "job", "--ttl", "30s"][..],
+        &["run", "job", "--ttl", "30s", "--", "true"][..],
+    ] {
+        let r = ran(dlock(&server).args(args)).await;
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("job holds a non-lock value"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = ran(dlock(&server).args(["release", "job", "some-token"])).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let kind: String = redis::cmd("TYPE")
+        .arg("job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "hash");
+}
+
+#[tokio::test]
+async fn fence_counters_are_refused_as_keys_with_exit_2_and_nothing_written() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "30s", "--fence"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for args in [
+        &["release", "{job}:fence", "1"][..],
+        &["extend", "{job}:fence", "1", "--ttl", "1ms"][..],
+        &["acquire", "{job}:fence", "--ttl", "1s"][..],
+        &["--prefix", "app:", "release", "{job}:fence", "1"][..],
+    ] {
+        let r = ran(dlock(&server).args(args)).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("fence counter"), "{}", r.stderr);
+    }
+    assert_eq!(get(&mut conn, "{job}:fence").await.as_deref(), Some("1"));
+    assert_eq!(pttl(&mut conn, "{job}:fence").await, -1);
+    // Even with Redis unreachable, it is bad input.
+    let r = ran(dlock_bare().args([
+        "--redis",
+        "redis://127.0.0.1:1",
+        "release",
+        "{job}:fence",
+        "1",
+    ]))
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }

@@ -1,7 +1,8 @@
 //! Fuzzes what the host does with input a hostile component or a hostile Redis controls:
-//! the validation of a `redis-eval` call's keys and arguments (`host/src/limits.rs`) and the
-//! decoding of a Redis reply into what may cross into the component (`host/src/reply.rs`).
-//! Both files are included as they are, so this is exactly the host's code.
+//! the validation of a `redis-eval` call's keys and arguments (`host/src/redis/limits.rs`) and the
+//! decoding of a Redis reply into what may cross into the component (`host/src/redis/reply.rs`).
+//! The target links `dlock-host` with only its `fuzzing` feature, so this is exactly the
+//! host's code, without wasmtime.
 //!
 //! Oracles: nothing panics; an accepted request really is inside the limits, and a bundled
 //! script's accepted arguments have its shape (dlock's own token, a TTL in range, no fence
@@ -9,22 +10,11 @@
 
 #![no_main]
 
-#[path = "../../host/src/limits.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the host; not every item is used here"
-)]
-mod limits;
-#[path = "../../host/src/reply.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the host; not every item is used here"
-)]
-mod reply;
 
 use libfuzzer_sys::fuzz_target;
-use limits::{RequestLimits, Role};
-use reply::{Reply, Scalar};
+use dlock_host::bundled::BundledScript;
+use dlock_host::contract::MAX_DURATION_MS;
+use dlock_host::redis::{Reply, RequestLimits, Scalar, flatten};
 
 const NAMESPACE: &str = "app:";
 const REPLY_BUDGET: usize = 256;
@@ -73,8 +63,8 @@ fn check_request(data: &[u8]) {
                     .is_some_and(|k| k.starts_with(NAMESPACE));
             assert!(inside, "{key:?} accepted outside {NAMESPACE:?}");
         }
-        for role in [Role::Acquire, Role::Release, Role::Extend, Role::Check] {
-            if limits.check_role(role, &keys, &args).is_ok() && role != Role::Check {
+        for role in BundledScript::ALL {
+            if limits.check_role(role, &keys, &args).is_ok() && role != BundledScript::Check {
                 // A token-checked script only ever sees dlock's own tokens and real TTLs.
                 let token = args[0].as_bytes();
                 assert_eq!(token.len(), 36, "{role:?} accepted token {:?}", args[0]);
@@ -86,7 +76,7 @@ fn check_request(data: &[u8]) {
                 );
                 if let Some(ttl) = args.get(1) {
                     let ms: u64 = ttl.parse().expect("a decimal TTL");
-                    assert!((1..=limits::MAX_TTL_MS).contains(&ms), "{role:?} accepted TTL {ttl}");
+                    assert!((1..=MAX_DURATION_MS).contains(&ms), "{role:?} accepted TTL {ttl}");
                 }
             }
         }
@@ -117,7 +107,7 @@ fn decode_reply(data: &[u8]) {
     let Ok(value) = redis::parse_redis_value(data) else {
         return;
     };
-    if let Ok(reply) = reply::flatten(value, REPLY_BUDGET) {
+    if let Ok(reply) = flatten(value, REPLY_BUDGET) {
         let size = match &reply {
             Reply::Array(items) => items.iter().map(|s| 8 + scalar_bytes(s)).sum(),
             Reply::Bulk(b) => b.len(),

@@ -22,20 +22,8 @@ use wasmtime::component::Component;
 const TRAILER_MAGIC: &[u8; 8] = b"DLOCKSUM";
 const TRAILER_LEN: usize = TRAILER_MAGIC.len() + 20;
 
-/// The cache directory: `$DLOCK_CACHE_DIR` (empty or `off` turns caching off), else
-/// `$XDG_CACHE_HOME/dlock`, else `$HOME/.cache/dlock`.
-pub fn default_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DLOCK_CACHE_DIR") {
-        return (!dir.is_empty() && dir != "off").then(|| PathBuf::from(dir));
-    }
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(xdg).join("dlock"));
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/dlock"))
-}
-
 /// The artifact file for `bytes` compiled by `engine` in `dir`.
-pub fn artifact_path(engine: &Engine, bytes: &[u8], dir: &Path) -> PathBuf {
+pub(crate) fn artifact_path(engine: &Engine, bytes: &[u8], dir: &Path) -> PathBuf {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let component = sha1_smol::Sha1::from(bytes).digest().to_string();
@@ -44,7 +32,11 @@ pub fn artifact_path(engine: &Engine, bytes: &[u8], dir: &Path) -> PathBuf {
 
 /// The compiled component: loaded from `dir` when a trustworthy artifact is there, otherwise
 /// compiled and (best effort) stored for next time.
-pub fn load_or_compile(engine: &Engine, bytes: &[u8], dir: &Path) -> wasmtime::Result<Component> {
+pub(crate) fn load_or_compile(
+    engine: &Engine,
+    bytes: &[u8],
+    dir: &Path,
+) -> wasmtime::Result<Component> {
     let path = artifact_path(engine, bytes, dir);
     if let Some(component) = load(engine, &path) {
         return Ok(component);

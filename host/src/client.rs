@@ -398,7 +398,7 @@ impl LockHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .as_of(Instant::now())
+            .seen_at(Instant::now())
     }
 
     /// Asks the component what it knows about this handle after a call.

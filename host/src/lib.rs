@@ -61,6 +61,9 @@ pub mod server;
 #[cfg(feature = "runtime")]
 mod store;
 
+/// The redis-rs crate this crate is built on ([`Runtime::connection`] hands out its
+/// `ConnectionManager`, [`Error::Connect`] carries its error).
+pub use ::redis as redis_rs;
 #[cfg(feature = "runtime")]
 pub use client::{Client, Deadline, LockHandle};
 #[cfg(feature = "runtime")]
@@ -72,9 +75,6 @@ pub use options::{HandleStatus, KeyState, LockInfo, LockOptions};
 pub use redis::Policy;
 #[cfg(feature = "runtime")]
 pub use runtime::{Runtime, RuntimeBuilder};
-/// The redis-rs crate this crate is built on ([`Runtime::connection`] hands out its
-/// `ConnectionManager`, [`Error::Connect`] carries its error).
-pub use ::redis as redis_rs;
 /// The wasmtime crate this crate is built on ([`LockComponent::new`] takes its `Engine`; the
 /// [`redis`] module links into its `Linker`).
 #[cfg(feature = "runtime")]

@@ -166,7 +166,7 @@ pub struct LockInfo {
 
 impl LockInfo {
     /// This snapshot as of `now`: a held lock whose validity has run out is `Expired`.
-    pub(crate) fn as_of(mut self, now: Instant) -> Self {
+    pub(crate) fn seen_at(mut self, now: Instant) -> Self {
         if self.status == HandleStatus::Held && now >= self.valid_until {
             self.status = HandleStatus::Expired;
         }

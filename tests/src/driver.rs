@@ -4,10 +4,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::history::{Call, Completion, Outcome as Recorded, PendingOp, Recorder};
-use crate::workers::{NoReply, Outcome, Reply, Worker};
+use crate::workers::{NoReply, Outcome, Reply, Request, Worker};
 
 /// A worker process plus what it holds, recording each operation it performs.
 pub struct Driven {
@@ -52,8 +50,8 @@ impl Driven {
             .map(|(_, token)| (token.as_str(), self.fence))
     }
 
-    async fn call(&mut self, request: serde_json::Value, op: PendingOp) -> Option<Reply> {
-        match self.worker.call(request, self.patience).await {
+    async fn call(&mut self, request: Request, op: PendingOp) -> Option<Reply> {
+        match self.worker.call(&request, self.patience).await {
             Ok(reply) => {
                 let mut completion = recorded(reply.outcome);
                 if let Some(token) = &reply.token {
@@ -101,7 +99,11 @@ impl Driven {
         let op = self
             .recorder
             .invoke(Call::acquire(self.id, key, ttl).deadline(deadline));
-        let request = json!({"cmd": "acquire", "key": key, "ttl_ms": ttl.as_millis() as u64, "wait_ms": wait.as_millis() as u64});
+        let request = Request::Acquire {
+            key: key.to_owned(),
+            ttl_ms: ttl.as_millis() as u64,
+            wait_ms: Some(wait.as_millis() as u64),
+        };
         let reply = self.call(request, op).await;
         if let Some(reply) = reply.as_ref().filter(|r| r.outcome == Outcome::Ok) {
             self.held = Some((key.to_owned(), reply.token.clone().unwrap_or_default()));
@@ -116,7 +118,9 @@ impl Driven {
         let call = Call::extend(self.id, key, token, ttl).deadline(deadline);
         let op = self.recorder.invoke(call);
         self.call(
-            json!({"cmd": "extend", "ttl_ms": ttl.as_millis() as u64}),
+            Request::Extend {
+                ttl_ms: ttl.as_millis() as u64,
+            },
             op,
         )
         .await
@@ -126,7 +130,7 @@ impl Driven {
     pub async fn release(&mut self) -> Option<Reply> {
         let (key, token) = self.held.take()?;
         let op = self.recorder.invoke(Call::release(self.id, key, token));
-        self.call(json!({"cmd": "release"}), op).await
+        self.call(Request::Release, op).await
     }
 
     /// Writes `element` to the fenced `resource` with the held lock's fence.
@@ -137,7 +141,10 @@ impl Driven {
             .recorder
             .invoke(Call::fenced_write(self.id, key, resource, element, fence));
         self.call(
-            json!({"cmd": "fenced_write", "resource": resource, "element": element}),
+            Request::FencedWrite {
+                resource: resource.to_owned(),
+                element: element.to_owned(),
+            },
             op,
         )
         .await
@@ -154,7 +161,12 @@ impl Driven {
             .invoke(Call::guarded_add(self.id, key, set, element));
         match self
             .worker
-            .call(json!({"cmd": "guarded_read", "set": set}), self.patience)
+            .call(
+                &Request::GuardedRead {
+                    set: set.to_owned(),
+                },
+                self.patience,
+            )
             .await
         {
             Ok(reply) if reply.outcome == Outcome::Ok => {
@@ -176,8 +188,11 @@ impl Driven {
     /// With `fenced`, the write is refused (a failed add) once a newer holder has written.
     pub async fn guarded_write(&mut self, set: &str, element: &str, fenced: bool) -> Option<Reply> {
         let op = self.read.take()?;
-        let request =
-            json!({"cmd": "guarded_write", "set": set, "element": element, "fenced": fenced});
+        let request = Request::GuardedWrite {
+            set: set.to_owned(),
+            element: element.to_owned(),
+            fenced,
+        };
         self.call(request, op).await
     }
 

@@ -4,6 +4,9 @@
 //! Every suite starts its own servers; nothing here mocks Redis.
 
 pub mod driver;
+pub mod protocol;
+pub mod stats;
+pub mod tool;
 pub mod workers;
 
 pub use dlock_host::server::RedisServer;

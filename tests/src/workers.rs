@@ -1,8 +1,8 @@
-//! Lock clients as separate processes (`dlock worker`), so a test can pause (SIGSTOP), resume
-//! or kill a client while it holds a lock, exactly as a real process would be.
+//! Lock clients as separate processes (the `worker` binary), so a test can pause (SIGSTOP),
+//! resume or kill a client while it holds a lock, exactly as a real process would be.
 //!
-//! Each worker is a real host with the real component, driven over its stdin/stdout one JSON
-//! request per line (see `host/src/cli/worker.rs` for the protocol).
+//! Each worker is a real host with the real component, driven over its stdin/stdout by the
+//! worker protocol (`crate::protocol`).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -10,43 +10,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-/// What a request came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// It happened.
-    Ok,
-    /// It certainly did not happen (busy, not the owner, a stale fence).
-    Fail,
-    /// It may or may not have happened (a timeout, a lost connection).
-    Unknown,
-}
-
-/// A worker's answer.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Reply {
-    /// What happened.
-    pub outcome: Outcome,
-    /// The lock's token (acquire, extend).
-    pub token: Option<String>,
-    /// The lock's fence (acquire, extend).
-    pub fence: Option<u64>,
-    /// When the handle's validity ends, in `CLOCK_MONOTONIC` nanoseconds.
-    pub valid_until_ns: Option<u64>,
-    /// The error, when the outcome is not `Ok`.
-    pub error: Option<String>,
-}
-
-impl Reply {
-    /// `valid_until_ns` as an `Instant` of this process.
-    pub fn valid_until(&self) -> Option<Instant> {
-        self.valid_until_ns.map(instant_at)
-    }
-}
+use crate::protocol::monotonic_ns;
+pub use crate::protocol::{Outcome, Reply, Request};
 
 /// Why a call got no reply.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,12 +38,6 @@ pub struct Worker {
     owed: usize,
 }
 
-/// `CLOCK_MONOTONIC` now, in nanoseconds.
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
-}
-
 /// The `Instant` of a `CLOCK_MONOTONIC` reading from any process on this machine.
 pub fn instant_at(monotonic: u64) -> Instant {
     static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
@@ -89,17 +51,17 @@ pub fn instant_at(monotonic: u64) -> Instant {
 }
 
 impl Worker {
-    /// Starts `dlock worker` (the binary at `dlock`) with its locks in the Redis at
-    /// `redis_url` and its fenced resource and guarded sets in the one at `resource_url`, and
-    /// waits until it is connected and answering.
+    /// Starts the worker binary at `program` with its locks in the Redis at `redis_url` and
+    /// its fenced resource and guarded sets in the one at `resource_url`, and waits until it
+    /// is connected and answering.
     pub async fn spawn(
-        dlock: &Path,
+        program: &Path,
         redis_url: &str,
         resource_url: &str,
     ) -> std::io::Result<Worker> {
         let stderr = tempfile::NamedTempFile::new()?;
-        let mut child = Command::new(dlock)
-            .args(["worker", "--resource", resource_url])
+        let mut child = Command::new(program)
+            .args(["--resource", resource_url])
             // In the environment rather than on the command line, where `ps` would show a
             // password.
             .env("DLOCK_REDIS_URL", redis_url)
@@ -117,10 +79,7 @@ impl Worker {
             stdout,
             owed: 0,
         };
-        match worker
-            .call(serde_json::json!({"cmd": "ping"}), Duration::from_secs(30))
-            .await
-        {
+        match worker.call(&Request::Ping, Duration::from_secs(30)).await {
             Ok(_) => Ok(worker),
             Err(e) => Err(std::io::Error::other(format!(
                 "the worker did not start ({e:?}): {}",
@@ -147,12 +106,8 @@ impl Worker {
     }
 
     /// Sends one request and waits up to `timeout` for its reply.
-    pub async fn call(
-        &mut self,
-        request: serde_json::Value,
-        timeout: Duration,
-    ) -> Result<Reply, NoReply> {
-        let mut line = request.to_string();
+    pub async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Reply, NoReply> {
+        let mut line = serde_json::to_string(request).expect("requests serialize");
         line.push('\n');
         if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err()
         {

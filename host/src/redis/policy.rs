@@ -194,6 +194,7 @@ impl Policy {
     }
 
     /// The sources known up front (bundled and added), for the host's source cache.
+    #[cfg(feature = "runtime")]
     pub(crate) fn known_sources(&self) -> impl Iterator<Item = &str> {
         BundledScript::ALL
             .iter()

@@ -1,26 +1,39 @@
-//! `dlock torture`: worker processes contend for one lock while a nemesis injects a fault every
-//! few seconds; every operation is recorded and the history checked at the end.
+//! `torture`: worker processes contend for one lock while a nemesis injects a fault every few
+//! seconds; every operation is recorded and the history checked at the end.
 //!
-//! The toolkit (worker processes, the history checker, the fault proxy) is the test suite's
-//! own, from `tests/src/`, compiled into this binary (see `main.rs`).
+//! Starts its own redis-servers (the lock's with `appendfsync always`, and one for the
+//! protected resources). With `--redis redis://...` the lock's Redis is that one (password,
+//! database and options kept) and only worker and network faults are injected: no pause,
+//! CLIENT PAUSE, SCRIPT FLUSH or crash of a server other clients share. Workers (the `worker`
+//! binary beside this one) reach the lock's Redis through an in-process TCP proxy. Every
+//! `--nemesis-interval` one fault: pause a worker past the TTL, kill a worker, add latency,
+//! blackhole, reset connections, and on its own Redis only: pause Redis, CLIENT PAUSE, SCRIPT
+//! FLUSH, crash and restart Redis. Checks: one holder at a time, fences increasing and stale
+//! writes refused, no lost update, every call returning in time, nothing left behind.
+//!
+//! Exit codes: 0 no violation, 1 a violation (listed), 2 bad input, 3 redis-server missing or
+//! Redis unreachable, 4 internal failure.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::Parser;
 use dlock_host::server::RedisServer;
+use dlock_tests::driver::Driven;
+use dlock_tests::history::{FinalState, Recorder};
+use dlock_tests::outln;
+use dlock_tests::proxy::{Fault, Proxy};
+use dlock_tests::stats::XorShift;
+use dlock_tests::tool::{
+    self, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, EXIT_USAGE, EXIT_VIOLATION, Failure, ToolResult,
+    parse_duration,
+};
+use dlock_tests::workers::{Outcome, Worker};
 use indicatif::{ProgressBar, ProgressStyle};
 use rustix::process::{Pid, Signal, kill_process};
-
-use super::output::outln;
-use super::stats::XorShift;
-use super::{CliResult, EXIT_BUSY, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure, duration};
-use crate::driver::Driven;
-use crate::history::{FinalState, Recorder};
-use crate::proxy::{Fault, Proxy};
-use crate::workers::{Outcome, Worker};
 
 const KEY: &str = "dlock-torture:hot";
 const SET: &str = "dlock-torture:set";
@@ -30,17 +43,31 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The bound on one worker call (the wait, its retries and Redis timeouts).
 const CALL_BOUND: Duration = Duration::from_secs(30);
 
-/// Options of `dlock torture`.
-#[derive(Debug, Args)]
-pub(super) struct TortureArgs {
+/// Soak test: worker processes contend for one lock while faults are injected; then every
+/// invariant is checked on the recorded history.
+#[derive(Debug, Parser)]
+#[command(name = "torture", max_term_width = 100)]
+struct TortureArgs {
+    /// The lock's Redis (redis://HOST:PORT[/DB], password allowed); only worker and network
+    /// faults are injected on it. [default: one started here]
+    #[arg(
+        long,
+        env = "DLOCK_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    redis: Option<String>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
     /// How long the workers run (then one TTL for the cleanup check).
-    #[arg(long, value_parser = duration::parse, default_value = "2m")]
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
     duration: Duration,
     /// How many worker processes contend for the lock.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=64))]
     workers: u32,
     /// How often the nemesis injects a fault.
-    #[arg(long, value_parser = duration::parse, default_value = "3s")]
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
     nemesis_interval: Duration,
     /// Seed for the workload and the order of faults.
     #[arg(long, default_value_t = 1)]
@@ -111,7 +138,7 @@ fn signal(pid: u32, signal: Signal) {
 }
 
 impl Rig {
-    async fn worker(&self) -> CliResult<Driven> {
+    async fn worker(&self) -> ToolResult<Driven> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let worker = Worker::spawn(&self.exe, &self.lock_url, &self.resource_url)
             .await
@@ -138,7 +165,7 @@ impl Rig {
 
 /// One worker's loop: lock, fenced write, fenced guarded add, unlock; a killed worker is
 /// replaced by a fresh one (a new client in the history).
-async fn work(rig: Arc<Rig>, mut client: Driven, seed: u64) -> CliResult<()> {
+async fn work(rig: Arc<Rig>, mut client: Driven, seed: u64) -> ToolResult<()> {
     let mut rng = XorShift::new(seed);
     let mut round = 0u64;
     while !rig.stopping.load(Ordering::Relaxed) {
@@ -259,7 +286,14 @@ async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
     true
 }
 
-pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) -> CliResult<u8> {
+fn main() -> ExitCode {
+    let args = TortureArgs::parse();
+    tool::main("torture", run(args))
+}
+
+async fn run(args: TortureArgs) -> ToolResult<u8> {
+    let given = args.redis.as_deref();
+    let json_out = args.json;
     let started_servers = given.is_none();
     let spawn_server = |extra: &'static [&'static str]| async move {
         tokio::task::spawn_blocking(move || RedisServer::start_with(extra))
@@ -287,7 +321,7 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
         resource_url: resource_server.url(),
         _resource_server: resource_server,
         proxy,
-        exe: std::env::current_exe().map_err(fail)?,
+        exe: worker_binary()?,
         recorder: Recorder::new(),
         pids: Mutex::new(Vec::new()),
         stopping: AtomicBool::new(false),
@@ -359,7 +393,7 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
         let out = serde_json::json!({
             "duration_ms": args.duration.as_millis(),
             "workers": args.workers,
-            "redis": if started_servers { "started by dlock torture (appendfsync always)" } else { "given" },
+            "redis": if started_servers { "started by torture (appendfsync always)" } else { "given" },
             "ops": report.ops,
             "holds": report.holds,
             "faults": faults,
@@ -369,7 +403,7 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
         outln!("{out}")?;
     } else {
         outln!(
-            "dlock torture: {} workers for {}",
+            "torture: {} workers for {}",
             args.workers,
             humantime::format_duration(args.duration)
         )?;
@@ -379,11 +413,11 @@ pub(super) async fn run(args: TortureArgs, given: Option<&str>, json_out: bool) 
     Ok(if report.is_ok() && report.holds > 0 {
         EXIT_OK
     } else {
-        EXIT_BUSY
+        EXIT_VIOLATION
     })
 }
 
-async fn final_state(rig: &Rig, run_ended: Instant) -> CliResult<FinalState> {
+async fn final_state(rig: &Rig, run_ended: Instant) -> ToolResult<FinalState> {
     let redis_fail = |e: redis::RedisError| Failure::new(EXIT_REDIS, e.to_string());
     let mut resource = redis::Client::open(rig.resource_url.as_str())
         .map_err(redis_fail)?
@@ -419,6 +453,22 @@ async fn final_state(rig: &Rig, run_ended: Instant) -> CliResult<FinalState> {
     Ok(state)
 }
 
+/// The `worker` binary, built beside this one.
+fn worker_binary() -> ToolResult<std::path::PathBuf> {
+    let exe = std::env::current_exe().map_err(fail)?;
+    let worker = exe.with_file_name("worker");
+    if !worker.exists() {
+        return Err(Failure::new(
+            EXIT_INTERNAL,
+            format!(
+                "{} is missing: build it (cargo build -p dlock-tests --bins)",
+                worker.display()
+            ),
+        ));
+    }
+    Ok(worker)
+}
+
 /// A `redis://` URL split around its host and port, so the workers can reach the same Redis
 /// (same credentials, database and options) through the proxy.
 struct GivenRedis {
@@ -430,10 +480,10 @@ struct GivenRedis {
 }
 
 impl GivenRedis {
-    fn parse(url: &str) -> CliResult<GivenRedis> {
-        let usage = |what: String| Failure::new(super::EXIT_USAGE, what);
+    fn parse(url: &str) -> ToolResult<GivenRedis> {
+        let usage = |what: String| Failure::new(EXIT_USAGE, what);
         let rest = url.strip_prefix("redis://").ok_or_else(|| {
-            usage("dlock torture needs a redis://HOST:PORT URL (TCP, no TLS)".to_owned())
+            usage("torture needs a redis://HOST:PORT URL (TCP, no TLS)".to_owned())
         })?;
         // Everything up to the last `@` is credentials, whatever characters the password has.
         let host_start = rest.rfind('@').map_or(0, |at| at + 1);
@@ -446,7 +496,7 @@ impl GivenRedis {
             .ok_or_else(|| {
                 usage(format!(
                     "cannot resolve HOST:PORT of {}",
-                    dlock_host::redact_url(url)
+                    dlock_host::redis::redact_url(url)
                 ))
             })?;
         Ok(GivenRedis {

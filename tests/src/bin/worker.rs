@@ -1,54 +1,21 @@
-//! `dlock worker` (hidden): a lock client driven over stdin/stdout, one JSON object per line,
-//! for `dlock torture` and the reliability tests, which run several as separate processes and
-//! pause, kill or partition them.
+//! `worker`: a lock client driven over stdin/stdout by the worker protocol
+//! (`dlock_tests::protocol`), for `torture` and the reliability tests, which run several as
+//! separate processes and pause, kill or partition them.
 //!
-//! Requests (`{"cmd": ...}`): `ping` (answered once connected); `acquire {key, ttl_ms,
-//! wait_ms?}` (fenced); `extend {ttl_ms}` and `release` on the handle the last acquire
-//! returned; `fenced_write {resource, element}` (the `examples/fenced-write.lua` verifier with
-//! the handle's fence); `guarded_read {set}` and `guarded_write {set, element, fenced?}` (a
-//! read-modify-write of a comma-separated set, split in two so a pause can fall between them;
-//! `fenced` refuses the write once a newer fence has written). Each gets one reply:
-//! `{"outcome": "ok"|"fail"|"unknown", ...}`; times are `CLOCK_MONOTONIC` nanoseconds,
-//! comparable across processes.
+//! `worker [--resource URL]`, with the lock's Redis in `DLOCK_REDIS_URL` (not on the command
+//! line, where `ps` would show a password); the fenced resource and guarded sets live at
+//! `--resource` (default: the lock's Redis).
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use dlock_host::{Error, LockHandle, LockOptions, Runtime};
+use dlock_host::{Deadline, Error, LockHandle, LockOptions, Runtime};
+use dlock_tests::protocol::{Reply, Request, monotonic_ns};
+use dlock_tests::tool::{self, EXIT_OK, EXIT_USAGE, Failure, ToolResult};
 use redis::aio::MultiplexedConnection;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{CliResult, EXIT_INTERNAL, EXIT_OK, Failure};
-
 const FENCED_WRITE: &str = include_str!("../../../examples/fenced-write.lua");
-
-#[derive(Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-enum Request {
-    Ping,
-    Acquire {
-        key: String,
-        ttl_ms: u64,
-        wait_ms: Option<u64>,
-    },
-    Extend {
-        ttl_ms: u64,
-    },
-    Release,
-    FencedWrite {
-        resource: String,
-        element: String,
-    },
-    GuardedRead {
-        set: String,
-    },
-    GuardedWrite {
-        set: String,
-        element: String,
-        #[serde(default)]
-        fenced: bool,
-    },
-}
 
 /// A fenced register write: `KEYS[1]` the value, `KEYS[2]` the highest fence seen, `ARGV[1]` the
 /// writer's fence, `ARGV[2]` the new value. 1 written, 0 refused (a newer holder has written).
@@ -56,57 +23,14 @@ const FENCED_SET: &str = "local highest = tonumber(redis.call('GET', KEYS[2]) or
     if tonumber(ARGV[1]) < highest then return 0 end \
     redis.call('SET', KEYS[2], ARGV[1]) redis.call('SET', KEYS[1], ARGV[2]) return 1";
 
-#[derive(Default, Serialize)]
-struct Reply {
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fence: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    valid_until_ns: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl Reply {
-    fn ok() -> Reply {
-        Reply {
-            outcome: "ok",
-            ..Reply::default()
-        }
+/// A reply for a lock error: `unknown` when a retry might help (the outcome may be either),
+/// else `fail`.
+fn from_lock_error(e: &Error) -> Reply {
+    if e.is_retryable() {
+        Reply::unknown(e)
+    } else {
+        Reply::fail(e)
     }
-
-    fn fail(error: impl ToString) -> Reply {
-        Reply {
-            outcome: "fail",
-            error: Some(error.to_string()),
-            ..Reply::default()
-        }
-    }
-
-    fn from_lock_error(e: &Error) -> Reply {
-        let outcome = if e.is_retryable() { "unknown" } else { "fail" };
-        Reply {
-            outcome,
-            error: Some(e.to_string()),
-            ..Reply::default()
-        }
-    }
-
-    fn from_redis_error(e: &redis::RedisError) -> Reply {
-        Reply {
-            outcome: "unknown",
-            error: Some(e.to_string()),
-            ..Reply::default()
-        }
-    }
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the one clock all processes on the machine share.
-pub(crate) fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
 struct Worker {
@@ -130,16 +54,13 @@ impl Worker {
         }
     }
 
-    async fn held(&self, lock: &LockHandle) -> Reply {
-        match lock.info().await {
-            Ok(info) => Reply {
-                outcome: "ok",
-                token: Some(info.token),
-                fence: info.fence,
-                valid_until_ns: Some(self.monotonic_at(info.valid_until)),
-                error: None,
-            },
-            Err(e) => Reply::from_lock_error(&e),
+    fn held(&self, lock: &LockHandle) -> Reply {
+        let info = lock.info();
+        Reply {
+            token: Some(info.token),
+            fence: info.fence,
+            valid_until_ns: Some(self.monotonic_at(info.valid_until)),
+            ..Reply::ok()
         }
     }
 
@@ -154,34 +75,33 @@ impl Worker {
                 let ttl = Duration::from_millis(ttl_ms);
                 let acquired = match wait_ms {
                     Some(wait) => {
-                        self.client
-                            .wait_for_lock(&key, Duration::from_millis(wait), ttl)
-                            .await
+                        let deadline = Deadline::after(Duration::from_millis(wait));
+                        self.client.wait_for_lock(&key, ttl, deadline).await
                     }
                     None => self.client.acquire(&key, ttl).await,
                 };
                 match acquired {
                     Ok(lock) => {
-                        let reply = self.held(&lock).await;
+                        let reply = self.held(&lock);
                         self.fence = reply.fence;
                         self.lock = Some(lock);
                         reply
                     }
-                    Err(e) => Reply::from_lock_error(&e),
+                    Err(e) => from_lock_error(&e),
                 }
             }
             Request::Extend { ttl_ms } => match &self.lock {
                 None => Reply::fail("no lock"),
                 Some(lock) => match lock.extend(Duration::from_millis(ttl_ms)).await {
-                    Ok(()) => self.held(lock).await,
-                    Err(e) => Reply::from_lock_error(&e),
+                    Ok(()) => self.held(lock),
+                    Err(e) => from_lock_error(&e),
                 },
             },
             Request::Release => match self.lock.take() {
                 None => Reply::fail("no lock"),
                 Some(lock) => match lock.release().await {
                     Ok(()) => Reply::ok(),
-                    Err(e) => Reply::from_lock_error(&e),
+                    Err(e) => from_lock_error(&e),
                 },
             },
             Request::FencedWrite { resource, element } => {
@@ -198,7 +118,7 @@ impl Worker {
                 match accepted {
                     Ok(1) => Reply::ok(),
                     Ok(_) => Reply::fail(format!("fence {fence} rejected as stale")),
-                    Err(e) => Reply::from_redis_error(&e),
+                    Err(e) => Reply::unknown(e),
                 }
             }
             Request::GuardedRead { set } => {
@@ -211,7 +131,7 @@ impl Worker {
                         self.read = Some(value.unwrap_or_default());
                         Reply::ok()
                     }
-                    Err(e) => Reply::from_redis_error(&e),
+                    Err(e) => Reply::unknown(e),
                 }
             }
             Request::GuardedWrite {
@@ -238,7 +158,7 @@ impl Worker {
                     return match written {
                         Ok(1) => Reply::ok(),
                         Ok(_) => Reply::fail("a newer holder has written"),
-                        Err(e) => Reply::from_redis_error(&e),
+                        Err(e) => Reply::unknown(e),
                     };
                 }
                 match redis::cmd("SET")
@@ -248,33 +168,40 @@ impl Worker {
                     .await
                 {
                     Ok(()) => Reply::ok(),
-                    Err(e) => Reply::from_redis_error(&e),
+                    Err(e) => Reply::unknown(e),
                 }
             }
         }
     }
 }
 
+fn main() -> ExitCode {
+    tool::main("worker", async {
+        let redis_url = std::env::var("DLOCK_REDIS_URL")
+            .map_err(|_| Failure::new(EXIT_USAGE, "DLOCK_REDIS_URL is not set"))?;
+        let mut args = std::env::args().skip(1);
+        let resource_url = match (args.next().as_deref(), args.next()) {
+            (Some("--resource"), Some(url)) => url,
+            (None, _) => redis_url.clone(),
+            _ => return Err(Failure::new(EXIT_USAGE, "usage: worker [--resource URL]")),
+        };
+        serve(&redis_url, &resource_url).await
+    })
+}
+
 /// Serves requests from stdin until it closes; locks live at `redis_url`, the fenced resource
 /// and guarded sets at `resource_url`.
-pub(super) async fn run(redis_url: &str, resource_url: &str) -> CliResult<u8> {
-    let internal = |e: String| Failure::new(EXIT_INTERNAL, e);
+async fn serve(redis_url: &str, resource_url: &str) -> ToolResult<u8> {
     let runtime = Runtime::connect(redis_url)
         .await
-        .map_err(|e| internal(e.to_string()))?;
-    let options = LockOptions {
-        fencing: true,
-        ..LockOptions::default()
-    };
-    let client = runtime
-        .client(options)
-        .await
-        .map_err(|e| internal(e.to_string()))?;
+        .map_err(Failure::internal)?;
+    let options = LockOptions::default().with_fencing(true);
+    let client = runtime.client(options).await.map_err(Failure::internal)?;
     let conn = redis::Client::open(resource_url)
-        .map_err(|e| internal(e.to_string()))?
+        .map_err(Failure::internal)?
         .get_multiplexed_async_connection()
         .await
-        .map_err(|e| internal(e.to_string()))?;
+        .map_err(Failure::internal)?;
     let mut worker = Worker {
         client,
         conn,
@@ -285,22 +212,15 @@ pub(super) async fn run(redis_url: &str, resource_url: &str) -> CliResult<u8> {
     };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
-    while let Some(line) = lines
-        .next_line()
-        .await
-        .map_err(|e| internal(e.to_string()))?
-    {
+    while let Some(line) = lines.next_line().await.map_err(Failure::internal)? {
         let reply = match serde_json::from_str::<Request>(&line) {
             Ok(request) => worker.handle(request).await,
             Err(e) => Reply::fail(format!("bad request: {e}")),
         };
-        let mut out = serde_json::to_vec(&reply).map_err(|e| internal(e.to_string()))?;
+        let mut out = serde_json::to_vec(&reply).map_err(Failure::internal)?;
         out.push(b'\n');
-        stdout
-            .write_all(&out)
-            .await
-            .map_err(|e| internal(e.to_string()))?;
-        stdout.flush().await.map_err(|e| internal(e.to_string()))?;
+        stdout.write_all(&out).await.map_err(Failure::internal)?;
+        stdout.flush().await.map_err(Failure::internal)?;
     }
     Ok(EXIT_OK)
 }

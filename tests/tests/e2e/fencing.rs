@@ -125,8 +125,7 @@ async fn a_broken_fence_counter_fails_the_acquire_and_leaves_no_lock_behind() {
     let err = client
         .try_acquire("ledger", Duration::from_secs(30))
         .await
-        .err()
-        .expect("a counter Redis cannot increment fails the acquire");
+        .expect_err("a counter Redis cannot increment fails the acquire");
     assert!(matches!(err, Error::RedisRejected(_)), "{err:?}");
     assert_eq!(get(&mut conn, "ledger").await, None, "no lock left behind");
     assert_eq!(

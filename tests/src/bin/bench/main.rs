@@ -1,4 +1,11 @@
-//! `dlock bench`: what the sandbox costs, measured against plain Rust in the same run.
+//! `bench`: what the sandbox costs, measured against plain Rust and rslock in the same run.
+//!
+//! Acquire+release pairs on distinct keys (uncontended) and on one hot key (contended), at
+//! each concurrency, through each path, in one run: ops/s, latency percentiles, client CPU per
+//! op and the ratio to the native path. Starts its own redis-server unless --redis (or
+//! DLOCK_REDIS_URL) is given. `bench startup`, `bench instantiate`, `bench calls` and `bench
+//! memory` measure start-up, client creation, one call into the component and memory. Build
+//! with --release for real numbers: `cargo run --release -p dlock-tests --bin bench`.
 
 mod paths;
 mod process;
@@ -6,23 +13,40 @@ mod throughput;
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 use dlock_host::Runtime;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::origin::Origin;
-use super::output::outln;
-use super::{CliResult, EXIT_OK, duration};
+use dlock_tests::outln;
+use dlock_tests::tool::{self, EXIT_OK, Origin, ToolResult, parse_duration};
 use paths::Path;
 use throughput::{Cell, Workload};
 
-/// Options of `dlock bench`.
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub(super) struct BenchArgs {
+/// Measure what the sandbox costs: the component against plain Rust and rslock.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    args_conflicts_with_subcommands = true,
+    max_term_width = 100
+)]
+struct BenchArgs {
+    /// The Redis to measure against. [default: one started here]
+    #[arg(
+        long,
+        global = true,
+        env = "DLOCK_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    redis: Option<String>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
     /// How long each cell is measured (after a short warm-up).
-    #[arg(long, value_parser = duration::parse, default_value = "2s")]
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
     duration: Duration,
     /// Concurrency levels (workers, each its own client), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
@@ -76,8 +100,14 @@ enum Other {
     },
 }
 
-pub(super) async fn run(args: BenchArgs, redis_url: Option<&str>, json_out: bool) -> CliResult<u8> {
-    let redis = Origin::get(redis_url, "dlock bench").await?;
+fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    tool::main("bench", run(args))
+}
+
+async fn run(args: BenchArgs) -> ToolResult<u8> {
+    let json_out = args.json;
+    let redis = Origin::get(args.redis.as_deref(), "bench").await?;
     match args.other {
         Some(Other::Startup { runs }) => process::startup(&redis, runs, json_out).await,
         Some(Other::Instantiate { clients }) => {
@@ -89,7 +119,7 @@ pub(super) async fn run(args: BenchArgs, redis_url: Option<&str>, json_out: bool
     }
 }
 
-async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> CliResult<u8> {
+async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> ToolResult<u8> {
     let fail = |e: String| redis.fail(e);
     let runtime = Runtime::connect(&redis.url)
         .await
@@ -138,7 +168,7 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> Cl
     Ok(EXIT_OK)
 }
 
-fn print_table(cells: &[Cell], redis: &Origin) -> CliResult<()> {
+fn print_table(cells: &[Cell], redis: &Origin) -> ToolResult<()> {
     outln!("dlock bench: acquire+release, Redis {}", redis.description)?;
     outln!("")?;
     outln!(

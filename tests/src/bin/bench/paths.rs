@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use dlock_host::{Client, LockHandle, LockOptions, Runtime, bundled};
+use dlock_host::bundled::BundledScript;
+use dlock_host::{Client, LockHandle, LockOptions, Runtime};
 use redis::aio::ConnectionManager;
 
 /// A lock implementation under test.
@@ -97,25 +98,18 @@ pub struct Native {
     release_sha: &'static str,
 }
 
-fn script(name: &str) -> &'static bundled::BundledScript {
-    bundled::SCRIPTS
-        .iter()
-        .find(|s| s.name == name)
-        .expect("a bundled script")
-}
-
 impl Native {
     fn new(conn: ConnectionManager) -> Native {
         Native {
             conn,
-            acquire_sha: script("acquire").sha1,
-            release_sha: script("release").sha1,
+            acquire_sha: BundledScript::Acquire.sha1(),
+            release_sha: BundledScript::Release.sha1(),
         }
     }
 
     async fn eval(
         &mut self,
-        name: &str,
+        script: BundledScript,
         sha: &str,
         keys: &[&str],
         args: &[&str],
@@ -126,7 +120,7 @@ impl Native {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 let _: String = redis::cmd("SCRIPT")
                     .arg("LOAD")
-                    .arg(script(name).source)
+                    .arg(script.source())
                     .query_async(&mut self.conn)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -142,7 +136,9 @@ impl Native {
         let token = uuid::Uuid::new_v4().hyphenated().to_string();
         let ttl = TTL.as_millis().to_string();
         let sha = self.acquire_sha;
-        let reply = self.eval("acquire", sha, &[key], &[&token, &ttl]).await?;
+        let reply = self
+            .eval(BundledScript::Acquire, sha, &[key], &[&token, &ttl])
+            .await?;
         Ok((reply > 0).then(|| Held::Native {
             key: key.to_owned(),
             token,
@@ -151,7 +147,10 @@ impl Native {
 
     async fn release(&mut self, key: &str, token: &str) -> Result<(), String> {
         let sha = self.release_sha;
-        match self.eval("release", sha, &[key], &[token]).await? {
+        match self
+            .eval(BundledScript::Release, sha, &[key], &[token])
+            .await?
+        {
             1 => Ok(()),
             _ => Err(format!("{key}: released by someone else")),
         }

@@ -7,13 +7,30 @@ use dlock_host::{Allocation, LockComponent, LockOptions, Runtime, bundled};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::origin::Origin;
-use crate::cli::output::outln;
-use crate::cli::stats::{human, percentile};
-use crate::cli::{CliResult, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure};
+use dlock_tests::outln;
+use dlock_tests::stats::{human, percentile};
+use dlock_tests::tool::Origin;
+use dlock_tests::tool::{EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, Failure, ToolResult};
 
 fn internal(e: impl std::fmt::Display) -> Failure {
-    Failure::new(EXIT_INTERNAL, e.to_string())
+    Failure::internal(e)
+}
+
+/// The `dlock` binary, built into the same target directory as this one.
+fn dlock_binary() -> ToolResult<std::path::PathBuf> {
+    let dlock = std::env::current_exe()
+        .map_err(internal)?
+        .with_file_name("dlock");
+    if !dlock.exists() {
+        return Err(Failure::new(
+            EXIT_INTERNAL,
+            format!(
+                "{} is missing: build it (cargo build --release -p dlock)",
+                dlock.display()
+            ),
+        ));
+    }
+    Ok(dlock)
 }
 
 /// Time from spawning `dlock acquire` to its token on stdout.
@@ -21,8 +38,8 @@ async fn time_to_first_lock(
     redis: &Origin,
     cache_dir: &std::path::Path,
     key: &str,
-) -> CliResult<Duration> {
-    let exe = std::env::current_exe().map_err(internal)?;
+) -> ToolResult<Duration> {
+    let exe = dlock_binary()?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(exe)
         .env("DLOCK_CACHE_DIR", cache_dir)
@@ -50,7 +67,7 @@ async fn time_to_first_lock(
     Ok(elapsed)
 }
 
-pub(super) async fn startup(redis: &Origin, runs: u32, json_out: bool) -> CliResult<u8> {
+pub(super) async fn startup(redis: &Origin, runs: u32, json_out: bool) -> ToolResult<u8> {
     let warm_dir = tempfile::tempdir().map_err(internal)?;
     // Fill the warm cache once.
     time_to_first_lock(redis, warm_dir.path(), "bench:startup:prime").await?;
@@ -93,7 +110,7 @@ pub(super) async fn startup(redis: &Origin, runs: u32, json_out: bool) -> CliRes
     Ok(EXIT_OK)
 }
 
-pub(super) async fn instantiate(redis: &Origin, clients: u32, json_out: bool) -> CliResult<u8> {
+pub(super) async fn instantiate(redis: &Origin, clients: u32, json_out: bool) -> ToolResult<u8> {
     let mut results = Vec::new();
     for (name, allocation) in [
         (
@@ -107,7 +124,7 @@ pub(super) async fn instantiate(redis: &Origin, clients: u32, json_out: bool) ->
         let component =
             LockComponent::from_bytes(bundled::COMPONENT, allocation).map_err(internal)?;
         let runtime = Runtime::builder(&redis.url)
-            .component(component)
+            .with_component(component)
             .build()
             .await
             .map_err(internal)?;
@@ -169,7 +186,7 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliResult<u8> {
+pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> ToolResult<u8> {
     let fail = |e: dlock_host::Error| Failure::new(EXIT_REDIS, e.to_string());
     let runtime = Runtime::connect(&redis.url).await.map_err(fail)?;
     // Warm up: one client, one lock, so the baseline includes the compiled code and runtime.
@@ -213,7 +230,7 @@ pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliRes
     let component =
         LockComponent::from_bytes(bundled::COMPONENT, Allocation::default()).map_err(internal)?;
     let fresh = Runtime::builder(&redis.url)
-        .component(component)
+        .with_component(component)
         .build()
         .await
         .map_err(fail)?;
@@ -258,23 +275,18 @@ pub(super) async fn memory(redis: &Origin, locks: u32, json_out: bool) -> CliRes
     Ok(EXIT_OK)
 }
 
-pub(super) async fn calls(redis: &Origin, calls: u32, json_out: bool) -> CliResult<u8> {
+pub(super) async fn calls(redis: &Origin, calls: u32, json_out: bool) -> ToolResult<u8> {
     let fail = |e: dlock_host::Error| Failure::new(EXIT_REDIS, e.to_string());
     let runtime = Runtime::connect(&redis.url).await.map_err(fail)?;
     let client = runtime.client(LockOptions::default()).await.map_err(fail)?;
-    let lock = client
-        .acquire("bench:calls", Duration::from_secs(600))
-        .await
-        .map_err(fail)?;
     let cpu = super::throughput::process_cpu_secs();
     let started = Instant::now();
     for _ in 0..calls {
-        lock.is_held().await.map_err(fail)?;
+        client.component_default_options().await.map_err(fail)?;
     }
     let elapsed = started.elapsed();
     let cpu_us = (super::throughput::process_cpu_secs() - cpu) * 1e6 / f64::from(calls.max(1));
     let wall_us = elapsed.as_secs_f64() * 1e6 / f64::from(calls.max(1));
-    lock.release().await.map_err(fail)?;
     if json_out {
         outln!(
             "{}",
@@ -282,7 +294,7 @@ pub(super) async fn calls(redis: &Origin, calls: u32, json_out: bool) -> CliResu
         )?;
     } else {
         outln!(
-            "one call into the component (`is_held`: export + one clock import), {calls} calls:"
+            "one call into the component (`default-options`: an export returning a record, no import), {calls} calls:"
         )?;
         outln!("  {wall_us:.2}us wall, {cpu_us:.2}us CPU per call")?;
     }

@@ -8,7 +8,7 @@ use dlock_host::Runtime;
 use indicatif::ProgressBar;
 
 use super::paths::{Path, Worker};
-use crate::cli::stats::percentile;
+use dlock_tests::stats::percentile;
 
 /// Which keys the workers use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

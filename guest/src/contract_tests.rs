@@ -1,0 +1,153 @@
+//! Unit tests of `contract.rs` (kept apart so that the host's copy of it carries no tests).
+
+use crate::contract::*;
+
+#[test]
+fn keys_must_be_nonempty_short_and_printable() {
+    assert!(check_key("jobs:nightly").is_ok());
+    assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+    assert!(check_key("").unwrap_err().contains("empty"));
+    assert!(
+        check_key(&"k".repeat(MAX_KEY_BYTES + 1))
+            .unwrap_err()
+            .contains("limit is 512")
+    );
+    assert!(check_key("a\nb").unwrap_err().contains("control character"));
+    assert!(check_key("a\0b").unwrap_err().contains("control character"));
+}
+
+#[test]
+fn empty_prefix_is_allowed_but_control_characters_are_not() {
+    assert!(check_prefix("").is_ok());
+    assert!(check_prefix("app\r").unwrap_err().contains("control"));
+}
+
+#[test]
+fn durations_are_bounded() {
+    assert!(check_duration_ms("ttl", 1, false).is_ok());
+    assert!(check_duration_ms("ttl", MAX_DURATION_MS, false).is_ok());
+    assert!(check_duration_ms("timeout", 0, true).is_ok());
+    assert!(check_duration_ms("ttl", 0, false).unwrap_err().contains("positive"));
+    assert!(
+        check_duration_ms("ttl", u64::MAX, false)
+            .unwrap_err()
+            .contains("over the limit")
+    );
+}
+
+#[test]
+fn fence_keys_share_the_lock_keys_slot() {
+    assert_eq!(fence_key("job").unwrap(), "{job}:fence");
+    assert_eq!(fence_key("app:{job}").unwrap(), "app:{job}:fence");
+    assert_eq!(fence_key("a{b").unwrap(), "{a{b}:fence");
+    // An empty tag does not count: the whole key is hashed.
+    assert!(fence_key("a{}").is_err());
+    assert!(fence_key("a}b").is_err());
+}
+
+#[test]
+fn every_fence_key_is_recognised_as_a_fence_counter_and_refused_as_a_lock() {
+    for lock in ["job", "app:{job}", "a{b", "x", "app:job"] {
+        let counter = fence_key(lock).unwrap();
+        assert!(is_fence_counter(&counter), "{counter}");
+        assert!(check_lock_key(&counter).unwrap_err().contains("fence counter"));
+        assert!(check_lock_key(lock).is_ok(), "{lock}");
+    }
+    for not_a_counter in ["job:fence", "{}:fence", "fence", ":fence", "{job}:fenced"] {
+        assert!(!is_fence_counter(not_a_counter), "{not_a_counter}");
+    }
+}
+
+#[test]
+fn only_lowercase_uuid_v4_tokens_are_the_components_own() {
+    assert!(is_uuid_v4("0f8fad5b-d9cb-469f-a165-70867728950e"));
+    for other in [
+        "0F8FAD5B-D9CB-469F-A165-70867728950E",
+        "0f8fad5b-d9cb-169f-a165-70867728950e",
+        "0f8fad5b-d9cb-469f-c165-70867728950e",
+        "0f8fad5bd9cb469fa16570867728950e",
+        "redis-py-token",
+        "",
+    ] {
+        assert!(!is_uuid_v4(other), "{other}");
+    }
+    assert!(is_uuid_v4(&crate::platform::uuid_v4([7; 16])));
+}
+
+fn no_jitter(base_ms: u64, max_ms: u64) -> Backoff {
+    Backoff {
+        base_ms,
+        max_ms,
+        jitter: false,
+    }
+}
+
+#[test]
+fn first_attempt_is_immediate_and_later_ones_double() {
+    let b = no_jitter(100, u64::MAX);
+    let delays: Vec<u64> = (1..=6).map(|n| b.delay_ms(n, || unreachable!())).collect();
+    assert_eq!(delays, [0, 100, 200, 400, 800, 1600]);
+}
+
+#[test]
+fn delays_stop_growing_at_the_cap() {
+    let b = no_jitter(100, 1000);
+    assert_eq!(b.delay_ms(5, || 0), 800);
+    assert_eq!(b.delay_ms(6, || 0), 1000);
+    assert_eq!(b.delay_ms(40, || 0), 1000);
+}
+
+#[test]
+fn huge_attempt_numbers_saturate_instead_of_overflowing() {
+    let b = no_jitter(u64::MAX / 2, u64::MAX);
+    assert_eq!(b.delay_ms(4, || 0), u64::MAX);
+    assert_eq!(b.delay_ms(u32::MAX, || 0), u64::MAX);
+}
+
+#[test]
+fn capped_takes_the_smaller_cap() {
+    assert_eq!(no_jitter(100, 5000).capped(1000).max_ms, 1000);
+    assert_eq!(no_jitter(100, 500).capped(1000).max_ms, 500);
+}
+
+#[test]
+fn full_jitter_stays_within_zero_and_the_delay() {
+    let b = Backoff {
+        jitter: true,
+        ..no_jitter(100, 10_000)
+    };
+    assert_eq!(b.delay_ms(3, || 0), 0);
+    assert_eq!(b.delay_ms(3, || 200), 200);
+    assert_eq!(b.delay_ms(3, || 201), 0);
+    assert_eq!(b.delay_ms(3, || u64::MAX), u64::MAX % 201);
+}
+
+#[test]
+fn zero_base_never_asks_for_randomness() {
+    let b = Backoff {
+        jitter: true,
+        ..no_jitter(0, 1000)
+    };
+    assert_eq!(b.delay_ms(5, || unreachable!()), 0);
+}
+
+#[test]
+fn the_total_backoff_follows_the_capped_schedule_with_or_without_jitter() {
+    let defaults = no_jitter(
+        DEFAULT_RETRY_DELAY_MS.into(),
+        DEFAULT_MAX_RETRY_DELAY_MS.into(),
+    );
+    // 100 + 200 + 400 + 800 + 1600
+    assert_eq!(defaults.total_ms(DEFAULT_RETRY_COUNT), 3100);
+    let jittery = Backoff {
+        jitter: true,
+        ..defaults
+    };
+    assert_eq!(jittery.total_ms(DEFAULT_RETRY_COUNT), 3100);
+    // 100 ms doubling to 3.2 s, then the 5 s cap for every later retry.
+    assert_eq!(defaults.total_ms(10), 6300 + 5000 * 4);
+    assert_eq!(
+        defaults.total_ms(u32::MAX),
+        u64::MAX.min(6300 + 5000 * (u64::from(u32::MAX) - 6))
+    );
+}

@@ -1,0 +1,201 @@
+//! What the component and its hosts agree on, stated once: the limits on keys, prefixes, tokens
+//! and durations, the option defaults, the retry schedule, and how fence counters are named.
+//!
+//! The component enforces these; `dlock-host` embeds a copy of this file
+//! (`host/bundle/contract.rs`, checked against this one by the test suite) so that its policy,
+//! its API and the CLI apply the same rules before anything reaches the component. It uses
+//! only `core` and `alloc`.
+
+use alloc::format;
+use alloc::string::String;
+
+/// Longest lock key, in bytes (without the client's prefix).
+pub const MAX_KEY_BYTES: usize = 512;
+/// Longest key prefix, in bytes.
+pub const MAX_PREFIX_BYTES: usize = 256;
+/// Longest token `attach` accepts (a token another client of the convention wrote), in bytes.
+pub const MAX_TOKEN_BYTES: usize = 256;
+/// Length of the component's own tokens: a UUID v4 in hyphenated lowercase form.
+pub const TOKEN_BYTES: usize = 36;
+/// Longest TTL or wait: 10^12 ms, about 31.7 years. Redis accepts more, but a longer lease is a
+/// bug, and this bound keeps every deadline computation far from overflow.
+pub const MAX_DURATION_MS: u64 = 1_000_000_000_000;
+/// `wait-for-lock` never waits longer than this between two attempts, in milliseconds.
+pub const WAIT_MAX_DELAY_MS: u64 = 1000;
+
+/// `lock-options.retry-count` by default.
+pub const DEFAULT_RETRY_COUNT: u32 = 5;
+/// `lock-options.retry-delay-ms` by default.
+pub const DEFAULT_RETRY_DELAY_MS: u32 = 100;
+/// `lock-options.max-retry-delay-ms` by default.
+pub const DEFAULT_MAX_RETRY_DELAY_MS: u32 = 5000;
+/// `lock-options.jitter` by default.
+pub const DEFAULT_JITTER: bool = false;
+/// `lock-options.fencing` by default.
+pub const DEFAULT_FENCING: bool = false;
+/// `lock-options.safety-margin-ms` by default.
+pub const DEFAULT_SAFETY_MARGIN_MS: u64 = 0;
+
+/// Text that names something: 1 (or 0 with `allow_empty`) to `max` bytes, no control
+/// characters. The error names `what`.
+pub fn check_text(what: &str, value: &str, max: usize, allow_empty: bool) -> Result<(), String> {
+    if value.is_empty() && !allow_empty {
+        return Err(format!("{what} must not be empty"));
+    }
+    if value.len() > max {
+        return Err(format!(
+            "{what} is {} bytes long; the limit is {max}",
+            value.len()
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("{what} contains the control character {c:?}"));
+    }
+    Ok(())
+}
+
+/// A lock key: 1 to [`MAX_KEY_BYTES`] bytes, no control characters.
+pub fn check_key(key: &str) -> Result<(), String> {
+    check_text("the lock key", key, MAX_KEY_BYTES, false)
+}
+
+/// A key prefix: up to [`MAX_PREFIX_BYTES`] bytes, no control characters (empty is fine).
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    check_text("the key prefix", prefix, MAX_PREFIX_BYTES, true)
+}
+
+/// A token given to `attach`: 1 to [`MAX_TOKEN_BYTES`] bytes, no control characters.
+pub fn check_token(token: &str) -> Result<(), String> {
+    check_text("the token", token, MAX_TOKEN_BYTES, false)
+}
+
+/// A lease or wait in milliseconds: 1 to [`MAX_DURATION_MS`] (0 too when `allow_zero`).
+pub fn check_duration_ms(what: &str, ms: u64, allow_zero: bool) -> Result<(), String> {
+    if ms == 0 && !allow_zero {
+        return Err(format!("{what} must be positive, got 0 ms"));
+    }
+    if ms > MAX_DURATION_MS {
+        return Err(format!(
+            "{what} of {ms} ms is over the limit of {MAX_DURATION_MS} ms"
+        ));
+    }
+    Ok(())
+}
+
+/// A Redis key used as a lock (prefix included): not some lock's fence counter, so that no
+/// release, extend or acquire through the lock API can delete, expire or overwrite a counter
+/// that fencing relies on never going backwards.
+pub fn check_lock_key(redis_key: &str) -> Result<(), String> {
+    if is_fence_counter(redis_key) {
+        return Err(format!(
+            "the key {redis_key:?} is a lock's fence counter, not a lock: use another key"
+        ));
+    }
+    Ok(())
+}
+
+/// The fence counter key of a lock key, in the same Redis Cluster slot.
+///
+/// A key with a hash tag (`{...}` with something inside) keeps its tag, so the counter is the
+/// key plus `:fence`. A key without one is hashed whole, so it becomes the counter's tag:
+/// `{key}:fence`. A key that has no hash tag but contains `}` cannot be wrapped that way and is
+/// refused for fencing.
+pub fn fence_key(redis_key: &str) -> Result<String, String> {
+    if has_hash_tag(redis_key) {
+        Ok(format!("{redis_key}:fence"))
+    } else if !redis_key.contains('}') {
+        Ok(format!("{{{redis_key}}}:fence"))
+    } else {
+        Err(format!(
+            "the key {redis_key:?} contains '}}' but no hash tag, so no fence counter can share \
+             its cluster slot; give it a hash tag such as {{name}}"
+        ))
+    }
+}
+
+/// Whether `key` is what [`fence_key`] makes of some lock key: a key ending in `:fence`
+/// whose part before that has a hash tag (`{job}:fence`, `app:{job}:fence`).
+pub fn is_fence_counter(key: &str) -> bool {
+    key.strip_suffix(":fence").is_some_and(has_hash_tag)
+}
+
+/// Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with at
+/// least one byte between them.
+pub fn has_hash_tag(key: &str) -> bool {
+    match key.find('{') {
+        Some(open) => matches!(key[open + 1..].find('}'), Some(len) if len > 0),
+        None => false,
+    }
+}
+
+/// Whether `token` has the form of the component's own tokens:
+/// `xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx` in lowercase hex.
+pub fn is_uuid_v4(token: &str) -> bool {
+    let b = token.as_bytes();
+    b.len() == TOKEN_BYTES
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            14 => c == b'4',
+            19 => matches!(c, b'8' | b'9' | b'a' | b'b'),
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
+}
+
+/// The retry schedule: attempt 1 at once, then `base * 2^(n-2)` before attempt `n`, capped,
+/// with optional full jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before attempt 2, in milliseconds.
+    pub base_ms: u64,
+    /// No delay is longer than this.
+    pub max_ms: u64,
+    /// Draw each delay uniformly from `[0, delay]` instead of using it as is.
+    pub jitter: bool,
+}
+
+impl Backoff {
+    /// The delay in milliseconds before attempt `attempt` (1-based). Attempt 1 has none.
+    /// `random` is called only with jitter on, and only for a non-zero delay.
+    pub fn delay_ms(&self, attempt: u32, random: impl FnOnce() -> u64) -> u64 {
+        if attempt <= 1 {
+            return 0;
+        }
+        let doublings = attempt - 2;
+        let delay = if doublings >= 63 {
+            u64::MAX
+        } else {
+            self.base_ms.saturating_mul(1u64 << doublings)
+        }
+        .min(self.max_ms);
+        if self.jitter && delay > 0 {
+            random() % (delay + 1)
+        } else {
+            delay
+        }
+    }
+
+    /// The same schedule with every delay capped at `cap_ms` as well.
+    pub fn capped(self, cap_ms: u64) -> Backoff {
+        Backoff {
+            max_ms: self.max_ms.min(cap_ms),
+            ..self
+        }
+    }
+
+    /// The longest total sleep of `retries` retries (attempts 2 to `retries + 1`), jitter
+    /// aside.
+    pub fn total_ms(&self, retries: u32) -> u64 {
+        let exact = Backoff {
+            jitter: false,
+            ..*self
+        };
+        let growing = retries.min(64);
+        let mut total = (2..growing.saturating_add(2))
+            .map(|attempt| exact.delay_ms(attempt, || 0))
+            .fold(0u64, u64::saturating_add);
+        if retries > growing {
+            total = total.saturating_add(self.max_ms.saturating_mul(u64::from(retries - growing)));
+        }
+        total
+    }
+}

@@ -1,0 +1,46 @@
+-- dlock acquire: take the lock if it is free, in one atomic step.
+--
+-- KEYS[1]  the lock key; it holds the owner's token as a plain string with a PX expiry
+-- KEYS[2]  optional: the fence counter key (same cluster slot as KEYS[1]); present only for
+--          fenced acquisitions
+-- ARGV[1]  the caller's token
+-- ARGV[2]  the lease in milliseconds (a positive integer)
+--
+-- Returns (integer):
+--   0   the key holds another token (or a string that is not a token): nothing was changed
+--   -1  the key holds a value of another type (a hash, a list, ...): it is not a lock;
+--       nothing was changed
+--   1   acquired, unfenced
+--   n   acquired, fenced: n (>= 1) is the counter's value after this acquisition
+--
+-- When the key already holds ARGV[1] (a retry of an attempt whose reply was lost), the lease is
+-- renewed and the acquisition is reported again, with the counter's current value when fenced:
+-- a retried acquire never reports two different acquisitions or skips a fence value.
+--
+-- Errors (nothing written): the fence counter is not an integer, or is missing when a retried
+-- acquisition asks for its value again.
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' and current.err then
+  return -1
+end
+if current == ARGV[1] then
+  local fence = 1
+  if KEYS[2] then
+    fence = tonumber(redis.call('GET', KEYS[2]))
+    if not fence or fence < 1 then
+      return redis.error_reply('dlock: fence counter ' .. KEYS[2] .. ' is missing or not a positive integer')
+    end
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return fence
+end
+if current then
+  return 0
+end
+-- The counter first: INCR fails on a non-integer before anything is written.
+local fence = 1
+if KEYS[2] then
+  fence = redis.call('INCR', KEYS[2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return fence

@@ -1,0 +1,117 @@
+//! The store side of the Redis import: the [`RedisCtx`] a store holds, the [`RedisView`] it
+//! lends out, and [`add_to_linker`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+use super::link::{DEFAULT_CONNECT_TIMEOUT, Link};
+use super::{Grants, Policy};
+use crate::error::Result;
+use crate::sandbox::TokenBucket;
+
+/// The Redis capability of one store: a connection (shared with every other `RedisCtx` made
+/// from the same runtime or connection), the policy, and this store's meters (calls of the
+/// current call into the component, bytes sent over its life, what the current call
+/// acquired).
+pub struct RedisCtx {
+    pub(crate) link: Arc<Link>,
+    /// `redis-eval` calls of the current call into the component.
+    pub(crate) evals: TokenBucket,
+    /// Bytes of keys and arguments sent over this context's life.
+    pub(crate) bytes: TokenBucket,
+    /// Calls that reached Redis so far (the compute watchdog resets when this moves).
+    pub(crate) calls: u64,
+    /// Locks the bundled acquire script may have taken in the current call.
+    pub(crate) grants: Arc<Grants>,
+}
+
+impl std::fmt::Debug for RedisCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCtx")
+            .field("url", &self.link.url())
+            .field("policy", &self.link.policy)
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCtx {
+    pub(crate) fn new(link: Arc<Link>) -> Self {
+        let policy = &link.policy;
+        RedisCtx {
+            evals: TokenBucket::new(policy.max_evals_per_second.into()),
+            bytes: TokenBucket::new(policy.max_bytes_per_second),
+            calls: 0,
+            grants: Arc::default(),
+            link,
+        }
+    }
+
+    /// A context on its own connection to the Redis at `url`, under `policy`. Fails with
+    /// [`crate::Error::InvalidArgument`] for a malformed URL and [`crate::Error::Connect`] when
+    /// Redis cannot be reached. Prefer [`crate::Runtime::redis_ctx`] to share one connection
+    /// among many stores.
+    pub async fn connect(url: &str, policy: Policy) -> Result<Self> {
+        let link = Link::connect(url, policy, DEFAULT_CONNECT_TIMEOUT).await?;
+        Ok(RedisCtx::new(Arc::new(link)))
+    }
+
+    /// Another context on the same connection and policy, with meters of its own (for another
+    /// store).
+    pub fn share(&self) -> Self {
+        RedisCtx::new(self.link.clone())
+    }
+
+    /// Starts a new call into the component: its `redis-eval` rate bucket is full again and
+    /// the locks it noted for release on failure are forgotten. Call it before each call into
+    /// the component if you want the per-call rate of [`Policy::with_max_evals_per_second`];
+    /// without it the bucket simply refills at that rate.
+    pub fn begin_call(&mut self) {
+        self.evals = TokenBucket::new(self.link.policy.max_evals_per_second.into());
+        self.grants.take();
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.link.policy
+    }
+
+    pub(crate) fn admit_eval(&mut self, now: Instant) -> bool {
+        self.evals.take(now, 1)
+    }
+}
+
+/// A store's Redis context lent out with its resource table, for the duration of one call.
+pub struct RedisView<'a> {
+    /// The store's Redis context.
+    pub ctx: &'a mut RedisCtx,
+    /// The store's resource table (holds the component's `script` resources).
+    pub table: &'a mut ResourceTable,
+}
+
+impl std::fmt::Debug for RedisView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisView").field("ctx", &self.ctx).finish()
+    }
+}
+
+/// Store data that can lend out a [`RedisView`]: what [`add_to_linker`] needs of `T`.
+pub trait RedisHostView: Send {
+    /// The store's Redis context and resource table.
+    fn redis(&mut self) -> RedisView<'_>;
+}
+
+/// Ties [`RedisView`] to the linker.
+struct HasRedis;
+
+impl HasData for HasRedis {
+    type Data<'a> = RedisView<'a>;
+}
+
+/// Adds `dlock:lock/redis` (the `script` resource and `redis-eval`), as this crate implements
+/// it, to `linker`. The functions are async: instantiate and call with the `_async` methods.
+pub fn add_to_linker<T: RedisHostView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    crate::bindings::dlock::lock::redis::add_to_linker::<T, HasRedis>(linker, T::redis)
+}

@@ -1,0 +1,161 @@
+//! The worker protocol: how a test drives a lock client in another process (the `worker`
+//! binary, or the Node package's worker) over its stdin and stdout, one JSON object per line.
+//!
+//! Each [`Request`] gets one [`Reply`]; times are `CLOCK_MONOTONIC` nanoseconds, comparable
+//! across processes. Requests act on the handle the last `acquire` returned:
+//! `acquire {key, ttl_ms, wait_ms?}` (fenced; with `wait_ms`, waits that long), `extend
+//! {ttl_ms}`, `release`; `fenced_write {resource, element}` (the `examples/fenced-write.lua`
+//! verifier with the handle's fence); `guarded_read {set}` and `guarded_write {set, element,
+//! fenced?}` (a read-modify-write of a comma-separated set, split in two so that a pause can
+//! fall between them; `fenced` refuses the write once a newer fence has written); `ping`
+//! (answered once the client is connected).
+
+use serde::{Deserialize, Serialize};
+
+/// One request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Answered once connected.
+    Ping,
+    /// Takes the lock (fenced), at once or waiting up to `wait_ms`.
+    Acquire {
+        /// The lock key.
+        key: String,
+        /// The lease.
+        ttl_ms: u64,
+        /// How long to wait for a busy lock (none: retry as the options say).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_ms: Option<u64>,
+    },
+    /// Extends the held lock.
+    Extend {
+        /// The new lease, from now.
+        ttl_ms: u64,
+    },
+    /// Releases the held lock.
+    Release,
+    /// Writes `element` to the fenced register `resource` with the lock's fence.
+    FencedWrite {
+        /// The register's key.
+        resource: String,
+        /// The value.
+        element: String,
+    },
+    /// Reads the guarded set `set` (the first half of a read-modify-write).
+    GuardedRead {
+        /// The set's key.
+        set: String,
+    },
+    /// Writes back the set read last with `element` added.
+    GuardedWrite {
+        /// The set's key.
+        set: String,
+        /// What to add.
+        element: String,
+        /// Refuse the write once a newer fence has written.
+        #[serde(default)]
+        fenced: bool,
+    },
+}
+
+/// What a request came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It happened.
+    Ok,
+    /// It certainly did not happen (busy, not the owner, a stale fence).
+    Fail,
+    /// It may or may not have happened (a timeout, a lost connection).
+    Unknown,
+}
+
+/// A worker's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// What happened.
+    pub outcome: Outcome,
+    /// The lock's token (acquire, extend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The lock's fence (acquire, extend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<u64>,
+    /// When the handle's validity ends, in `CLOCK_MONOTONIC` nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ns: Option<u64>,
+    /// The error, when the outcome is not `Ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    /// A reply of `outcome` and nothing else.
+    pub fn new(outcome: Outcome) -> Reply {
+        Reply {
+            outcome,
+            token: None,
+            fence: None,
+            valid_until_ns: None,
+            error: None,
+        }
+    }
+
+    /// `ok`.
+    pub fn ok() -> Reply {
+        Reply::new(Outcome::Ok)
+    }
+
+    /// `fail`, with the reason.
+    pub fn fail(error: impl ToString) -> Reply {
+        Reply {
+            error: Some(error.to_string()),
+            ..Reply::new(Outcome::Fail)
+        }
+    }
+
+    /// `unknown`, with the reason.
+    pub fn unknown(error: impl ToString) -> Reply {
+        Reply {
+            error: Some(error.to_string()),
+            ..Reply::new(Outcome::Unknown)
+        }
+    }
+}
+
+impl Reply {
+    /// `valid_until_ns` as an `Instant` of this process.
+    pub fn valid_until(&self) -> Option<std::time::Instant> {
+        self.valid_until_ns.map(crate::workers::instant_at)
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the one clock all processes on the machine share.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_keep_their_wire_form() {
+        let acquire = Request::Acquire {
+            key: "k".into(),
+            ttl_ms: 5,
+            wait_ms: None,
+        };
+        let line = serde_json::to_string(&acquire).unwrap();
+        assert_eq!(line, r#"{"cmd":"acquire","key":"k","ttl_ms":5}"#);
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), acquire);
+        let reply: Reply = serde_json::from_str(r#"{"outcome":"unknown","error":"e"}"#).unwrap();
+        assert_eq!(reply, Reply::unknown("e"));
+        assert_eq!(
+            serde_json::to_string(&Reply::ok()).unwrap(),
+            r#"{"outcome":"ok"}"#
+        );
+    }
+}
