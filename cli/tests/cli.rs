@@ -358,36 +358,42 @@ async fn run_maps_signals_and_missing_commands_like_a_shell() {
 }
 
 #[tokio::test]
-async fn the_watchdog_keeps_a_one_second_lock_through_a_four_second_command() {
+async fn the_watchdog_keeps_a_short_lock_through_a_longer_command() {
     let server = redis();
     let mut conn = raw(&server).await;
     let mut child = dlock(&server)
-        .args(["run", "job", "--ttl", "1s", "--", "sleep", "4"])
+        .args(["run", "job", "--ttl", "2s", "--", "sleep", "7"])
         .spawn()
         .unwrap();
     until_locked(&conn, "job").await;
     let token = get(&mut conn, "job").await.unwrap();
     // While CMD runs, the lock never lapses: every look finds the same token and another
-    // client never gets in. Only once `run` has released it may a look succeed; if the lock had
-    // lapsed mid-run instead, `run` would notice at its next extend and exit 76, not 0.
-    let mut looks = 0;
-    while tokio::time::timeout(Duration::from_millis(100), child.wait())
+    // client never gets in, while the watchdog's extends show as the key's TTL going back up;
+    // three of them carry the lock past its first 2 s lease.
+    let (mut extends, mut last_ttl) = (0, pttl(&mut conn, "job").await);
+    while tokio::time::timeout(Duration::from_millis(50), child.wait())
         .await
         .is_err()
     {
-        if let Some(now) = get(&mut conn, "job").await {
-            assert_eq!(now, token, "someone else holds the lock during the command");
+        let Some(now) = get(&mut conn, "job").await else {
+            break;
+        };
+        assert_eq!(now, token, "someone else holds the lock during the command");
+        let ttl = pttl(&mut conn, "job").await;
+        if ttl > last_ttl {
+            extends += 1;
         }
+        last_ttl = ttl;
+        // A look that gets the lock can only come after `run` released it: had the lock
+        // lapsed mid-run instead, `run` would notice at its next extend and exit 76, not 0.
         let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "1s"])).await;
         if r.code == 0 {
             break;
         }
         assert_eq!(r.code, 1, "{}", r.stderr);
-        looks += 1;
     }
     assert_eq!(exit_code(&mut child).await, Some(0));
-    // Each look lasts over 100 ms: ten of them span well past the first 1 s lease.
-    assert!(looks >= 10, "looked only {looks} times");
+    assert!(extends >= 3, "saw only {extends} extends");
 }
 
 /// A command that records the signal that ends it (`TERM` or `INT`) into `file` and exits 3,

@@ -10,11 +10,10 @@
 
 #![no_main]
 
-
-use libfuzzer_sys::fuzz_target;
 use dlock_host::bundled::BundledScript;
 use dlock_host::contract::MAX_DURATION_MS;
 use dlock_host::redis::{Reply, RequestLimits, Scalar, flatten};
+use libfuzzer_sys::fuzz_target;
 
 const NAMESPACE: &str = "app:";
 const REPLY_BUDGET: usize = 256;
@@ -76,7 +75,10 @@ fn check_request(data: &[u8]) {
                 );
                 if let Some(ttl) = args.get(1) {
                     let ms: u64 = ttl.parse().expect("a decimal TTL");
-                    assert!((1..=MAX_DURATION_MS).contains(&ms), "{role:?} accepted TTL {ttl}");
+                    assert!(
+                        (1..=MAX_DURATION_MS).contains(&ms),
+                        "{role:?} accepted TTL {ttl}"
+                    );
                 }
             }
         }

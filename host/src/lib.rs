@@ -26,6 +26,14 @@
 //! Guarantees (single Redis primary): at most one unexpired holder per key; `release` and
 //! `extend` never touch another holder's lock; a crashed holder's lock frees within its TTL.
 //! See the README for what breaks them and how fencing tokens protect a resource.
+//!
+//! For a plugin host with stores of its own, [`redis::add_to_linker`] gives any `Store<T>` the
+//! component's Redis import under the same [`Policy`], and [`bindings`] are the world's
+//! generated bindings to call the component with.
+//!
+//! Features: `runtime` (default: everything above), `testing` ([`server::RedisServer`], a
+//! throwaway `redis-server` for your own tests), `fuzzing` (exposes the request checks and
+//! reply decoding to this crate's fuzz target).
 
 extern crate alloc;
 
@@ -35,7 +43,7 @@ pub mod contract;
 pub mod redis;
 
 #[cfg(feature = "runtime")]
-mod bindings;
+pub mod bindings;
 #[cfg(feature = "runtime")]
 mod cache;
 #[cfg(feature = "runtime")]

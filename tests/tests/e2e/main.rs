@@ -6,6 +6,7 @@ mod acl;
 mod bundle;
 mod cleanup;
 mod contention;
+mod embedder;
 mod expiry;
 mod fencing;
 mod hostile;

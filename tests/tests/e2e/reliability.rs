@@ -322,7 +322,9 @@ async fn with_appendfsync_always_locks_and_fences_survive_a_crash() {
     let mut server =
         RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).unwrap();
     let (recorder, mut a, mut b) = pair(&server).await;
-    let ttl = 3 * SECOND;
+    // Long enough that a restart on a loaded machine (AOF loaded before it answers) ends
+    // well within the lease.
+    let ttl = 10 * SECOND;
     let token = take(&mut a, ttl).await.token.unwrap();
     server.restart().unwrap();
     let mut conn = raw(&server).await;
@@ -343,7 +345,7 @@ async fn with_appendfsync_always_locks_and_fences_survive_a_crash() {
         .unwrap();
     assert_eq!(busy.outcome, Outcome::Fail);
     let got = b
-        .acquire("job", ttl, 10 * SECOND, CALL_BOUND)
+        .acquire("job", ttl, 3 * ttl, CALL_BOUND + 3 * ttl)
         .await
         .unwrap();
     assert_eq!((got.outcome, got.fence), (Outcome::Ok, Some(2)));
@@ -518,7 +520,7 @@ async fn cut_replies_give_errors_or_one_lock_never_a_false_success() {
 #[tokio::test]
 async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
     let server = redis();
-    let (proxy, runtime) = via_proxy(&server).await;
+    let (proxy, runtime) = dlock_tests::via_proxy(&server, 6 * SECOND).await;
     let holder = Runtime::connect(&server.url()).await.unwrap();
     let held = holder
         .client(LockOptions::default())
@@ -534,9 +536,9 @@ async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
             .await;
     });
     // Release, and slow the waiter's traffic: its next attempt is granted in Redis while its
-    // reply is still on the way (800 ms each way: the round trip stays under the 2 s command
-    // timeout, and the test has 800 ms to see the grant and cancel). Cancel it then.
-    proxy.set_fault(Fault::Latency(Duration::from_millis(800)));
+    // reply is still on the way (2 s each way: the round trip stays under the 6 s command
+    // timeout, and the test has 2 s to see the grant and cancel). Cancel it then.
+    proxy.set_fault(Fault::Latency(2 * SECOND));
     let token = held.info().token;
     held.release().await.unwrap();
     let conn = raw(&server).await;
