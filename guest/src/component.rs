@@ -6,13 +6,13 @@ use core::cell::RefCell;
 
 use crate::bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
 use crate::bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, KeyState,
+    self as api, Error, GuestClient, GuestLockHandle, KeyState, LockInfo, LockOptions,
 };
+use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
+use crate::bindings::wasi::random::random;
 use crate::lock::{self, Client, Handle};
 use crate::platform::{self, Platform};
 use crate::scripts::Op;
-use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
-use crate::bindings::wasi::random::random;
 
 extern crate dlock_guest_rt;
 

@@ -27,7 +27,11 @@ fn durations_are_bounded() {
     assert!(check_duration_ms("ttl", 1, false).is_ok());
     assert!(check_duration_ms("ttl", MAX_DURATION_MS, false).is_ok());
     assert!(check_duration_ms("timeout", 0, true).is_ok());
-    assert!(check_duration_ms("ttl", 0, false).unwrap_err().contains("positive"));
+    assert!(
+        check_duration_ms("ttl", 0, false)
+            .unwrap_err()
+            .contains("positive")
+    );
     assert!(
         check_duration_ms("ttl", u64::MAX, false)
             .unwrap_err()
@@ -50,7 +54,11 @@ fn every_fence_key_is_recognised_as_a_fence_counter_and_refused_as_a_lock() {
     for lock in ["job", "app:{job}", "a{b", "x", "app:job"] {
         let counter = fence_key(lock).unwrap();
         assert!(is_fence_counter(&counter), "{counter}");
-        assert!(check_lock_key(&counter).unwrap_err().contains("fence counter"));
+        assert!(
+            check_lock_key(&counter)
+                .unwrap_err()
+                .contains("fence counter")
+        );
         assert!(check_lock_key(lock).is_ok(), "{lock}");
     }
     for not_a_counter in ["job:fence", "{}:fence", "fence", ":fence", "{job}:fenced"] {

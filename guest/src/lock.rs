@@ -9,11 +9,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use crate::contract::{self, Backoff, WAIT_MAX_DELAY_MS};
 use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
 use crate::bindings::exports::dlock::lock::lock::{
-    Error, LockInfo, LockOptions, KeyState, HandleStatus,
+    Error, HandleStatus, KeyState, LockInfo, LockOptions,
 };
+use crate::contract::{self, Backoff, WAIT_MAX_DELAY_MS};
 use crate::platform::Platform;
 use crate::scripts::Op;
 use crate::validate;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
-use crate::bindings::exports::dlock::lock::lock::{Error, LockOptions, KeyState, HandleStatus};
+use crate::bindings::exports::dlock::lock::lock::{Error, HandleStatus, KeyState, LockOptions};
 use crate::lock::{Client, default_options};
 use crate::platform::Platform;
 use crate::scripts::Op;

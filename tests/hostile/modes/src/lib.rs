@@ -34,7 +34,7 @@ use core::hint::black_box;
 
 use bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, KeyState, HandleStatus,
+    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo, LockOptions,
 };
 use bindings::wasi::clocks::monotonic_clock;
 

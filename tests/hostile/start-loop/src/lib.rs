@@ -16,7 +16,7 @@ use alloc::string::String;
 use core::hint::black_box;
 
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, LockInfo, LockOptions, KeyState, HandleStatus,
+    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo, LockOptions,
 };
 
 /// Runs when the instance is created, and never returns.
