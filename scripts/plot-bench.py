@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-COLORS = {"component": "#1f77b4", "native": "#2ca02c", "rslock": "#d62728"}
+COLORS = {"component": "#1f77b4", "native": "#2ca02c", "rslock": "#d62728", "plugin-host": "#9467bd", "plugin-composed": "#8c564b"}
 PANEL_W, PANEL_H = 420, 300
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 70, 20, 40, 50
 

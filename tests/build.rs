@@ -1,10 +1,7 @@
-//! Builds the guest component (`../guest`) and the hostile components (`hostile/`) for
+//! Builds the guest component (`../guest`) and the hostile components and plugins (`hostile/`) for
 //! `wasm32-wasip2` with a nested cargo, and generates `components.rs` with their paths: the
 //! hostile components for the security tests, the fresh guest for the test that checks the
 //! bundle committed in `host/bundle/` against its sources.
-
-#[path = "build_support/wasm_build.rs"]
-mod wasm_build;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -12,13 +9,11 @@ use std::path::{Path, PathBuf};
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    for shared in ["../wit", "build_support"] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            manifest_dir.join(shared).display()
-        );
-    }
-    let guest = wasm_build::build_wasm(
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../wit").display()
+    );
+    let guest = dlock_wasm_build::build_wasm(
         &manifest_dir.join("../guest"),
         &out_dir.join("guest-target"),
         &[
@@ -30,17 +25,25 @@ fn main() {
             ".cargo/config.toml",
         ],
     );
-    let hostile = wasm_build::build_wasm(
+    let hostile_watch = [
+        "modes",
+        "start-loop",
+        "plugin",
+        "huge-reply.lua",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ];
+    let hostile = dlock_wasm_build::build_wasm(
         &manifest_dir.join("hostile"),
         &out_dir.join("hostile-target"),
-        &[
-            "modes",
-            "start-loop",
-            "huge-reply.lua",
-            "Cargo.toml",
-            "Cargo.lock",
-            ".cargo/config.toml",
-        ],
+        &hostile_watch,
+    );
+    let redis_plugin = dlock_wasm_build::build_wasm_with(
+        &manifest_dir.join("hostile"),
+        &out_dir.join("hostile-redis-target"),
+        &hostile_watch,
+        &["-p", "dlock-hostile-plugin", "--features", "redis"],
     );
     let path = |dir: &Path, name: &str| {
         let wasm = dir.join(name);
@@ -52,10 +55,16 @@ fn main() {
          pub const HOSTILE: &str = {:?};\n\
          /// The hostile component that loops while being instantiated.\n\
          pub const HOSTILE_START: &str = {:?};\n\
+         /// The hostile plugin: imports the lock API (`lock-user`) and misbehaves by mode.\n\
+         pub const HOSTILE_PLUGIN: &str = {:?};\n\
+         /// The hostile plugin that also imports `dlock:lock/redis`.\n\
+         pub const HOSTILE_REDIS_PLUGIN: &str = {:?};\n\
          /// The guest component freshly built from `guest/`.\n\
          pub const GUEST: &str = {:?};\n",
         path(&hostile, "dlock_hostile.wasm"),
         path(&hostile, "dlock_hostile_start.wasm"),
+        path(&hostile, "dlock_hostile_plugin.wasm"),
+        path(&redis_plugin, "dlock_hostile_plugin.wasm"),
         path(&guest, "dlock_guest.wasm"),
     );
     std::fs::write(out_dir.join("components.rs"), code).unwrap();

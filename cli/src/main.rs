@@ -205,6 +205,20 @@ enum Command {
         after_help = "Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 Redis unreachable or redis-server missing."
     )]
     Demo(demo::DemoArgs),
+    /// Compose a plugin with the lock component: its dlock:lock/lock import is satisfied by the
+    /// bundled component, so OUT carries the lock logic and imports dlock:lock/redis (and WASI
+    /// clocks, poll and random) instead; a host that provides those runs it (dlock-host's
+    /// `redis::add_to_linker`). Does not contact Redis.
+    #[command(
+        after_help = "Exit codes: 0 written, 2 bad input (not a component, no dlock:lock/lock import, unreadable PLUGIN or unwritable OUT)."
+    )]
+    Compose {
+        /// The plugin component (it imports dlock:lock/lock: the lock-user world).
+        plugin: std::path::PathBuf,
+        /// Where to write the composed component.
+        #[arg(short, long, value_name = "OUT")]
+        output: std::path::PathBuf,
+    },
 }
 
 /// A failed command: its exit code and the one-line message for stderr.
@@ -340,6 +354,7 @@ async fn run(cli: Cli) -> CliResult<u8> {
     let Cli { global, command } = cli;
     let command = match command {
         Command::Demo(args) => return demo::run(args, global.redis.as_deref(), global.json).await,
+        Command::Compose { plugin, output } => return compose(&plugin, &output),
         other => other,
     };
     let key = match &command {
@@ -348,7 +363,7 @@ async fn run(cli: Cli) -> CliResult<u8> {
         | Command::Extend { key, .. }
         | Command::Status { key } => key,
         Command::Run(spec) => spec.key(),
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Compose { .. } => unreachable!("handled above"),
     };
     contract::check_lock_key(&format!("{}{key}", global.prefix))
         .map_err(|reason| Failure::new(EXIT_USAGE, reason))?;
@@ -368,8 +383,19 @@ async fn run(cli: Cli) -> CliResult<u8> {
         Command::Extend { key, token, ttl } => keys::extend(&ctx, &key, &token, ttl).await,
         Command::Status { key } => keys::status(&ctx, &key).await,
         Command::Run(spec) => run::run(&ctx, spec).await,
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Compose { .. } => unreachable!("handled above"),
     }
+}
+
+/// `dlock compose`: writes `plugin` composed with the bundled lock component to `output`.
+fn compose(plugin: &std::path::Path, output: &std::path::Path) -> CliResult<u8> {
+    let usage = |what: String| Failure::new(EXIT_USAGE, what);
+    let bytes = std::fs::read(plugin)
+        .map_err(|e| usage(format!("cannot read {}: {e}", plugin.display())))?;
+    let composed = dlock_host::compose(&bytes).map_err(|e| usage(e.to_string()))?;
+    std::fs::write(output, composed)
+        .map_err(|e| usage(format!("cannot write {}: {e}", output.display())))?;
+    Ok(EXIT_OK)
 }
 
 fn epoch_ms(t: std::time::SystemTime) -> u64 {

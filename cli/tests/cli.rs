@@ -1251,3 +1251,39 @@ async fn fence_counters_are_refused_as_keys_with_exit_2_and_nothing_written() {
     .await;
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[tokio::test]
+async fn compose_writes_a_component_that_imports_redis_instead_of_the_lock_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("composed.wasm");
+    let r = ran(dlock_bare().args([
+        "compose",
+        dlock_tests::components::HOSTILE_PLUGIN,
+        "-o",
+        out.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let composed = std::fs::read(&out).unwrap();
+    assert_eq!(&composed[..8], b"\0asm\x0d\x00\x01\x00", "a component");
+    let text = String::from_utf8_lossy(&composed);
+    assert!(text.contains("dlock:lock/redis@0.2.0"));
+
+    // The lock component itself does not import the lock API: nothing to compose.
+    let bundled = dir.path().join("bundled.wasm");
+    std::fs::write(&bundled, dlock_host::bundled::COMPONENT).unwrap();
+    let r = ran(dlock_bare().args(["compose", bundled.to_str().unwrap(), "-o", "/dev/null"])).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("does not import dlock:lock/lock"),
+        "{}",
+        r.stderr
+    );
+    let r = ran(dlock_bare().args(["compose", "/nonexistent.wasm", "-o", "/dev/null"])).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot read /nonexistent.wasm"),
+        "{}",
+        r.stderr
+    );
+}

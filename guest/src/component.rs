@@ -4,7 +4,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use core::cell::RefCell;
 
-use crate::bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
+use crate::bindings::dlock::lock::redis::{self, RedisError, Script, Value};
 use crate::bindings::exports::dlock::lock::lock::{
     self as api, Error, GuestClient, GuestLockHandle, KeyState, LockInfo, LockOptions,
 };

@@ -156,6 +156,6 @@ fn the_total_backoff_follows_the_capped_schedule_with_or_without_jitter() {
     assert_eq!(defaults.total_ms(10), 6300 + 5000 * 4);
     assert_eq!(
         defaults.total_ms(u32::MAX),
-        u64::MAX.min(6300 + 5000 * (u64::from(u32::MAX) - 6))
+        6300 + 5000 * (u64::from(u32::MAX) - 6)
     );
 }

@@ -9,7 +9,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
+use crate::bindings::dlock::lock::redis::{RedisError, Value};
 use crate::bindings::exports::dlock::lock::lock::{
     Error, HandleStatus, KeyState, LockInfo, LockOptions,
 };

@@ -7,7 +7,7 @@
 use alloc::borrow::ToOwned;
 use alloc::string::String;
 
-use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
+use crate::bindings::dlock::lock::redis::{RedisError, Value};
 use crate::scripts::Op;
 
 /// The component's view of its environment.

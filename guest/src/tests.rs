@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use crate::bindings::dlock::lock::redis::{Error as RedisError, Value};
+use crate::bindings::dlock::lock::redis::{RedisError, Value};
 use crate::bindings::exports::dlock::lock::lock::{Error, HandleStatus, KeyState, LockOptions};
 use crate::lock::{Client, default_options};
 use crate::platform::Platform;

@@ -22,8 +22,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use dlock::lock::redis::{Error as WitRedisError, Scalar, Value};
-pub(crate) use exports::dlock::lock::lock::{
-    Error as WitLockError, HandleStatus as WitHandleStatus, KeyState as WitKeyState,
-    LockInfo as WitLockInfo, LockOptions as WitLockOptions,
-};
+pub(crate) use dlock::lock::redis::{Scalar, Value};
+pub(crate) use dlock::lock::types::RedisError as WitRedisError;

@@ -9,11 +9,12 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::Dlock;
+use crate::bindings::exports::dlock::lock::lock::LockOptions as WitLockOptions;
 use crate::cleanup::ReleaseOnFailure;
 use crate::component::LockComponent;
 use crate::contract::MAX_DURATION_MS;
 use crate::error::{Error, Result};
-use crate::options::{KeyState, LockInfo, LockOptions, millis};
+use crate::options::{HandleStatus, KeyState, LockInfo, LockOptions, millis};
 use crate::redis::RedisCtx;
 use crate::sandbox::deadline_after;
 use crate::store::HostState;
@@ -159,7 +160,7 @@ impl Client {
         redis: RedisCtx,
         options: LockOptions,
     ) -> Result<Client> {
-        let wit_options = options.to_wit()?;
+        let wit_options = WitLockOptions::try_from(&options)?;
         let command_timeout = redis.policy().command_timeout();
         let mut store = HostState::store(component.engine(), redis);
         // Instantiation runs the component's start functions, so it is bounded too.
@@ -292,7 +293,7 @@ impl Client {
         let mut s = self.shared.session().await?;
         let options = guest_call!(s, budget, |store, api, _client| api
             .call_default_options(&mut *store))?;
-        Ok(LockOptions::from_wit(options))
+        Ok(options.into())
     }
 
     /// The handle of a resource the component just returned, with what it knows.
@@ -366,7 +367,13 @@ impl LockHandle {
         let released = guest_call!(s, budget, |store, api, _client| api
             .lock_handle()
             .call_release(&mut *store, resource))?;
-        self.refresh(&mut s).await?;
+        match released {
+            // Released is all that changed: no need to ask the component.
+            Ok(()) => {
+                self.info.lock().unwrap_or_else(|e| e.into_inner()).status = HandleStatus::Released
+            }
+            Err(_) => self.refresh(&mut s).await?,
+        }
         Ok(released?)
     }
 
@@ -389,7 +396,7 @@ impl LockHandle {
     /// released, not lost, and its validity (measured from when the acquire or last extend
     /// was sent, on the monotonic clock) has not run out. Answers at once.
     pub fn is_held(&self) -> bool {
-        self.info().status == crate::HandleStatus::Held
+        self.info().status == HandleStatus::Held
     }
 
     /// What the handle knows, as of now. Answers at once.

@@ -42,6 +42,11 @@ pub(crate) fn instant_at(reading_ns: u64) -> Instant {
         .unwrap_or_else(|| origin + Duration::from_secs(1 << 40))
 }
 
+/// The component's monotonic clock reading at `instant` (0 before its origin).
+pub(crate) fn reading_at(instant: Instant) -> u64 {
+    nanos(instant.saturating_duration_since(origin()))
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -61,6 +61,9 @@ pub enum Error {
     /// unusable from now on (see [`Error::Poisoned`]); other clients are unaffected.
     #[error("the lock component failed: {0:#}")]
     Trap(wasmtime::Error),
+    /// A plugin could not be composed with the lock component (see `compose`).
+    #[error("cannot compose the plugin with the lock component: {0}")]
+    Compose(String),
     /// The client was poisoned by an earlier trap or an interrupted call; create a new one.
     #[error("this client is unusable after an earlier component failure; create a new client")]
     Poisoned,

@@ -31,9 +31,10 @@
 //! component's Redis import under the same [`Policy`], and [`bindings`] are the world's
 //! generated bindings to call the component with.
 //!
-//! Features: `runtime` (default: everything above), `testing` ([`server::RedisServer`], a
-//! throwaway `redis-server` for your own tests), `fuzzing` (exposes the request checks and
-//! reply decoding to this crate's fuzz target).
+//! Features: `runtime` (default: everything above), `compose` (`compose`: a plugin composed
+//! with the lock component ahead of time, with `wac-graph`), `testing`
+//! ([`server::RedisServer`], a throwaway `redis-server` for your own tests), `fuzzing` (exposes
+//! the request checks and reply decoding to this crate's fuzz target).
 
 extern crate alloc;
 
@@ -54,8 +55,14 @@ mod client;
 mod clock;
 #[cfg(feature = "runtime")]
 mod component;
+#[cfg(feature = "compose")]
+mod compose;
+#[cfg(feature = "runtime")]
+mod convert;
 #[cfg(feature = "runtime")]
 mod error;
+#[cfg(feature = "runtime")]
+pub mod lock;
 #[cfg(feature = "runtime")]
 mod options;
 #[cfg(feature = "runtime")]
@@ -76,6 +83,8 @@ pub use ::redis as redis_rs;
 pub use client::{Client, Deadline, LockHandle};
 #[cfg(feature = "runtime")]
 pub use component::{Allocation, LockComponent};
+#[cfg(feature = "compose")]
+pub use compose::{compose, compose_with};
 #[cfg(feature = "runtime")]
 pub use error::{Error, Result};
 #[cfg(feature = "runtime")]

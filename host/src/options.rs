@@ -1,13 +1,9 @@
-//! The embedding API's plain data types (options, what a handle knows, what Redis says of a
-//! key), and their conversions to and from the WIT types.
+//! The embedding API's plain data types: options, what a handle knows, what Redis says of a
+//! key (`convert.rs` maps them to and from the WIT's).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::bindings::{
-    WitHandleStatus, WitKeyState, WitLockError, WitLockInfo, WitLockOptions, WitRedisError,
-};
 use crate::contract;
-use crate::error::{Error, Result};
 
 /// How a client acquires locks. `Default` gives the documented defaults, the same as the
 /// component's `default-options`; the `with_*` methods change one field each.
@@ -91,15 +87,6 @@ impl LockOptions {
     }
 }
 
-fn millis_u32(what: &str, d: Duration) -> Result<u32> {
-    u32::try_from(d.as_millis()).map_err(|_| {
-        Error::InvalidArgument(format!(
-            "{what} of {d:?} is over the limit of {} ms",
-            u32::MAX
-        ))
-    })
-}
-
 /// A duration in whole milliseconds for the component, saturating (the component rejects
 /// anything past its documented maximum).
 pub(crate) fn millis(d: Duration) -> u64 {
@@ -107,30 +94,6 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 impl LockOptions {
-    pub(crate) fn to_wit(&self) -> Result<WitLockOptions> {
-        Ok(WitLockOptions {
-            retry_count: self.retry_count,
-            retry_delay_ms: millis_u32("retry_delay", self.retry_delay)?,
-            max_retry_delay_ms: millis_u32("max_retry_delay", self.max_retry_delay)?,
-            jitter: self.jitter,
-            key_prefix: self.key_prefix.clone(),
-            fencing: self.fencing,
-            safety_margin_ms: millis(self.safety_margin),
-        })
-    }
-
-    pub(crate) fn from_wit(o: WitLockOptions) -> Self {
-        LockOptions {
-            retry_count: o.retry_count,
-            retry_delay: Duration::from_millis(o.retry_delay_ms.into()),
-            max_retry_delay: Duration::from_millis(o.max_retry_delay_ms.into()),
-            jitter: o.jitter,
-            key_prefix: o.key_prefix,
-            fencing: o.fencing,
-            safety_margin: Duration::from_millis(o.safety_margin_ms),
-        }
-    }
-
     /// Longest `acquire` can sleep in total between its attempts.
     pub(crate) fn total_backoff(&self) -> Duration {
         let schedule = contract::Backoff {
@@ -194,33 +157,6 @@ pub enum HandleStatus {
     Attached,
 }
 
-impl From<WitHandleStatus> for HandleStatus {
-    fn from(s: WitHandleStatus) -> Self {
-        match s {
-            WitHandleStatus::Held => HandleStatus::Held,
-            WitHandleStatus::Expired => HandleStatus::Expired,
-            WitHandleStatus::Released => HandleStatus::Released,
-            WitHandleStatus::Releasing => HandleStatus::Releasing,
-            WitHandleStatus::Lost => HandleStatus::Lost,
-            WitHandleStatus::Attached => HandleStatus::Attached,
-        }
-    }
-}
-
-impl From<WitLockInfo> for LockInfo {
-    fn from(i: WitLockInfo) -> Self {
-        LockInfo {
-            key: i.key,
-            token: i.token,
-            fence: i.fence,
-            acquired_at: UNIX_EPOCH + Duration::from_millis(i.acquired_at_ms),
-            expires_at: UNIX_EPOCH + Duration::from_millis(i.expires_at_ms),
-            valid_until: crate::clock::instant_at(i.valid_until_ns),
-            status: i.status.into(),
-        }
-    }
-}
-
 /// What Redis says about a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -231,49 +167,4 @@ pub enum KeyState {
     Expiring(Duration),
     /// The key exists and has no expiry (not set by a client of the lock convention).
     Persistent,
-}
-
-impl From<WitKeyState> for KeyState {
-    fn from(s: WitKeyState) -> Self {
-        match s {
-            WitKeyState::Unlocked => KeyState::Unlocked,
-            WitKeyState::Expiring(ms) => KeyState::Expiring(Duration::from_millis(ms)),
-            WitKeyState::Persistent => KeyState::Persistent,
-        }
-    }
-}
-
-impl From<WitLockError> for Error {
-    fn from(e: WitLockError) -> Self {
-        match e {
-            WitLockError::NotAcquired => Error::NotAcquired,
-            WitLockError::NotHeld => Error::NotHeld,
-            WitLockError::GrantedTooLate => Error::GrantedTooLate,
-            WitLockError::NotALock => Error::NotALock,
-            WitLockError::InvalidArgument(m) => Error::InvalidArgument(m),
-            WitLockError::Redis(e) => e.into(),
-        }
-    }
-}
-
-impl From<WitRedisError> for Error {
-    fn from(e: WitRedisError) -> Self {
-        match e {
-            WitRedisError::Unavailable(m) => Error::RedisUnavailable(m),
-            WitRedisError::Timeout => Error::RedisTimeout,
-            WitRedisError::Rejected(m) => Error::RedisRejected(m),
-            WitRedisError::Denied(m) => Error::Denied(m),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_over_u32_milliseconds_are_refused() {
-        let o = LockOptions::default().with_retry_delay(Duration::from_secs(u64::MAX));
-        assert!(matches!(o.to_wit(), Err(Error::InvalidArgument(m)) if m.contains("retry_delay")));
-    }
 }

@@ -115,6 +115,15 @@ impl Runtime {
         Client::new(&self.component, self.redis_ctx(), options).await
     }
 
+    /// The same runtime (component and connection) under another policy: for each plugin of
+    /// a plugin host, its own namespace, caps and rates on one shared connection.
+    pub fn with_policy(&self, policy: Policy) -> Runtime {
+        Runtime {
+            component: self.component.clone(),
+            link: Arc::new(self.link.with_policy(policy)),
+        }
+    }
+
     /// A Redis context on this runtime's connection and policy, for a store of your own (see
     /// [`crate::redis`]).
     pub fn redis_ctx(&self) -> RedisCtx {

@@ -32,9 +32,9 @@ pub(crate) struct AllowedScript {
     pub(super) role: Option<BundledScript>,
 }
 
-/// What every context of one runtime shares for Redis: the connection (replaced when it goes
-/// silent), the policy, and the allowed scripts.
-pub(crate) struct Link {
+/// One Redis connection (multiplexed, reconnecting, replaced when it goes silent), shared by
+/// every [`Link`] made on it.
+pub(crate) struct Connection {
     /// The current connection, with its generation (counting replacements).
     conn: RwLock<(u64, ConnectionManager)>,
     /// What a replacement connection is made from.
@@ -42,23 +42,15 @@ pub(crate) struct Link {
     config: ConnectionManagerConfig,
     /// `redis-eval` timeouts in a row since the last reply on the current connection.
     timeouts_in_a_row: AtomicU32,
-    pub(crate) policy: Policy,
     /// The Redis URL without its password.
     url: String,
-    known: HashMap<Box<str>, Arc<AllowedScript>>,
-    /// The longest allowed source: anything longer is refused without being hashed.
-    longest_source: usize,
 }
 
-impl Link {
+impl Connection {
     /// Connects to the Redis at `url` (each connection attempt bounded by `connect_timeout`).
     /// Fails with [`Error::InvalidArgument`] for a malformed URL and [`Error::Connect`] when
     /// Redis cannot be reached; it gives up within a few connect timeouts.
-    pub(crate) async fn connect(
-        url: &str,
-        policy: Policy,
-        connect_timeout: Duration,
-    ) -> Result<Self> {
+    pub(crate) async fn open(url: &str, connect_timeout: Duration) -> Result<Self> {
         let shown = redact_url(url);
         let invalid = |e: redis::RedisError| {
             Error::InvalidArgument(format!(
@@ -81,45 +73,17 @@ impl Link {
                 url: shown.clone(),
                 source,
             })?;
-        Ok(Link::new(conn, client, config, policy, shown))
-    }
-
-    fn new(
-        conn: ConnectionManager,
-        client: redis::Client,
-        config: ConnectionManagerConfig,
-        policy: Policy,
-        url: String,
-    ) -> Self {
-        let known: HashMap<Box<str>, Arc<AllowedScript>> = policy
-            .known_sources()
-            .map(|source| (source.into(), Arc::new(AllowedScript::new(source))))
-            .collect();
-        let longest_source = known.keys().map(|s| s.len()).max().unwrap_or(0);
-        Link {
+        Ok(Connection {
             conn: RwLock::new((0, conn)),
             client,
             config,
             timeouts_in_a_row: AtomicU32::new(0),
-            policy,
-            url,
-            known,
-            longest_source,
-        }
-    }
-
-    /// The Redis URL without its password.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The current connection (multiplexed, reconnecting; cheap to clone).
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        self.current().1
+            url: shown,
+        })
     }
 
     /// The current connection and its generation.
-    pub(super) fn current(&self) -> (u64, ConnectionManager) {
+    fn current(&self) -> (u64, ConnectionManager) {
         self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -128,7 +92,7 @@ impl Link {
     /// callers that still hold the dead one find a new one in place already). A connection
     /// that times out forever never reports an error of its own, so its manager would never
     /// reconnect by itself.
-    pub(super) fn note_outcome(&self, used: u64, timed_out: bool) {
+    fn note_outcome(&self, used: u64, timed_out: bool) {
         if !timed_out {
             self.timeouts_in_a_row.store(0, Ordering::Relaxed);
             return;
@@ -146,6 +110,68 @@ impl Link {
             *current = (used + 1, fresh);
             self.timeouts_in_a_row.store(0, Ordering::Relaxed);
         }
+    }
+}
+
+/// What every context of one runtime shares for Redis: the connection, the policy, and the
+/// scripts the policy allows.
+pub(crate) struct Link {
+    connection: Arc<Connection>,
+    pub(crate) policy: Policy,
+    known: HashMap<Box<str>, Arc<AllowedScript>>,
+    /// The longest allowed source: anything longer is refused without being hashed.
+    longest_source: usize,
+}
+
+impl Link {
+    /// A link to the Redis at `url`; see [`Connection::open`].
+    pub(crate) async fn connect(
+        url: &str,
+        policy: Policy,
+        connect_timeout: Duration,
+    ) -> Result<Self> {
+        let connection = Connection::open(url, connect_timeout).await?;
+        Ok(Link::new(Arc::new(connection), policy))
+    }
+
+    /// A link on `connection` under `policy`.
+    pub(crate) fn new(connection: Arc<Connection>, policy: Policy) -> Self {
+        let known: HashMap<Box<str>, Arc<AllowedScript>> = policy
+            .known_sources()
+            .map(|source| (source.into(), Arc::new(AllowedScript::new(source))))
+            .collect();
+        let longest_source = known.keys().map(|s| s.len()).max().unwrap_or(0);
+        Link {
+            connection,
+            policy,
+            known,
+            longest_source,
+        }
+    }
+
+    /// Another link on the same connection, under `policy`.
+    pub(crate) fn with_policy(&self, policy: Policy) -> Self {
+        Link::new(self.connection.clone(), policy)
+    }
+
+    /// The Redis URL without its password.
+    pub(crate) fn url(&self) -> &str {
+        &self.connection.url
+    }
+
+    /// The current connection (multiplexed, reconnecting; cheap to clone).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.connection.current().1
+    }
+
+    /// The current connection and its generation.
+    pub(super) fn current(&self) -> (u64, ConnectionManager) {
+        self.connection.current()
+    }
+
+    /// See [`Connection::note_outcome`].
+    pub(super) fn note_outcome(&self, used: u64, timed_out: bool) {
+        self.connection.note_outcome(used, timed_out);
     }
 
     /// The bundled release script, when the policy allows it.

@@ -4,7 +4,7 @@
 
 use dlock_host::Policy;
 use dlock_host::bindings::Dlock;
-use dlock_host::bindings::dlock::lock::redis::Error as RedisError;
+use dlock_host::bindings::dlock::lock::types::RedisError;
 use dlock_host::bindings::exports::dlock::lock::lock::Error as LockError;
 use dlock_host::redis::{RedisCtx, RedisHostView, RedisView};
 use dlock_tests::{get, raw, redis};

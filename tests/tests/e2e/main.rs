@@ -13,6 +13,7 @@ mod hostile;
 mod interop;
 mod noscript;
 mod outage;
+mod plugins;
 mod properties;
 mod proxy;
 mod reliability;

@@ -20,10 +20,12 @@ fn the_bundled_guest_is_a_component_that_imports_only_redis_clocks_random_and_po
         .map(|(name, _)| name.split('@').next().unwrap().to_owned())
         .collect();
     imports.sort();
+    // `types` holds only the error type `redis` and `lock` share: no function, no capability.
     assert_eq!(
         imports,
         [
             "dlock:lock/redis",
+            "dlock:lock/types",
             "wasi:clocks/monotonic-clock",
             "wasi:clocks/wall-clock",
             "wasi:io/poll",

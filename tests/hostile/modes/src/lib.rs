@@ -32,7 +32,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::hint::black_box;
 
-use bindings::dlock::lock::redis::{self, Error as RedisError, Script, Value};
+use bindings::dlock::lock::redis::{self, RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
     self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo, LockOptions,
 };

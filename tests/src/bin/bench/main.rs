@@ -22,7 +22,7 @@ use serde_json::json;
 
 use dlock_tests::outln;
 use dlock_tests::tool::{self, EXIT_OK, Origin, ToolResult, parse_duration};
-use paths::Path;
+use paths::{Path, Plugins};
 use throughput::{Cell, Workload};
 
 /// Measure what the sandbox costs: the component against plain Rust and rslock.
@@ -56,7 +56,7 @@ struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "component,native,rslock"
+        default_value = "component,native,rslock,plugin-host,plugin-composed"
     )]
     paths: Vec<Path>,
     /// Workloads, comma-separated.
@@ -92,6 +92,12 @@ enum Other {
         #[arg(long, default_value_t = 200_000)]
         calls: u32,
     },
+    /// What one plugin instance costs, host-provided vs composed (time and memory).
+    Plugins {
+        /// Plugin instances to create and keep alive per path.
+        #[arg(long, default_value_t = 200)]
+        instances: u32,
+    },
     /// Resident memory: per idle client, and with 10,000 locks held in one process.
     Memory {
         /// Locks to hold at once.
@@ -115,6 +121,7 @@ async fn run(args: BenchArgs) -> ToolResult<u8> {
         }
         Some(Other::Calls { calls }) => process::calls(&redis, calls, json_out).await,
         Some(Other::Memory { locks }) => process::memory(&redis, locks, json_out).await,
+        Some(Other::Plugins { instances }) => process::plugins(&redis, instances, json_out).await,
         None => throughput_table(args, &redis, json_out).await,
     }
 }
@@ -124,6 +131,7 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> To
     let runtime = Runtime::connect(&redis.url)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let plugins = Plugins::new(&redis.url).await.map_err(fail)?;
     let total = args.workloads.len() * args.concurrency.len() * args.paths.len();
     let progress = if json_out {
         ProgressBar::hidden()
@@ -142,6 +150,7 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> To
                 progress.set_message(format!("{path:?} {workload:?} x{concurrency}"));
                 let cell = throughput::cell(
                     &runtime,
+                    &plugins,
                     &redis.url,
                     path,
                     workload,
@@ -169,10 +178,10 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> To
 }
 
 fn print_table(cells: &[Cell], redis: &Origin) -> ToolResult<()> {
-    outln!("dlock bench: acquire+release, Redis {}", redis.description)?;
+    outln!("bench: acquire+release, Redis {}", redis.description)?;
     outln!("")?;
     outln!(
-        "{:<12} {:>5}  {:<10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "{:<12} {:>5}  {:<15} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
         "workload",
         "conc",
         "path",
@@ -190,10 +199,13 @@ fn print_table(cells: &[Cell], redis: &Origin) -> ToolResult<()> {
             .map(|r| format!("{r:.3}"))
             .unwrap_or_else(|| "-".into());
         outln!(
-            "{:<12} {:>5}  {:<10} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9} {:>9.1} {:>9.1}",
+            "{:<12} {:>5}  {:<15} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9} {:>9.1} {:>9.1}",
             format!("{:?}", c.workload).to_lowercase(),
             c.concurrency,
-            format!("{:?}", c.path).to_lowercase(),
+            serde_json::to_value(c.path)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
             c.ops_per_sec,
             c.p50_us,
             c.p99_us,

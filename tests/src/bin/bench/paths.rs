@@ -1,14 +1,15 @@
-//! The three lock clients the throughput bench compares, behind one small interface.
+//! The lock clients the throughput bench compares, behind one small interface.
 
 use std::time::Duration;
 
 use dlock_host::bundled::BundledScript;
 use dlock_host::{Client, LockHandle, LockOptions, Runtime};
+use dlock_plugin_host::{JOB_PLUGIN, Path as PluginPath, Plugin, PluginHost, PluginInstance};
 use redis::aio::ConnectionManager;
 
 /// A lock implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Path {
     /// The product: the guest component through the host API.
     Component,
@@ -16,6 +17,11 @@ pub enum Path {
     Native,
     /// The `rslock` crate (Redlock, single node), on its own connection.
     Rslock,
+    /// From inside a plugin (the example job plugin's `lock-pair`), the lock API provided by
+    /// the host (the reference plugin host, `examples/plugin-host`).
+    PluginHost,
+    /// From inside the same plugin composed with the dlock component.
+    PluginComposed,
 }
 
 /// The lock key of the hot-key workload and the TTL every bench lock gets.
@@ -26,18 +32,61 @@ pub enum Worker {
     Component(Client),
     Native(Native),
     Rslock(rslock::LockManager),
+    Plugin(PluginInstance),
 }
 
 /// A held lock, to release.
 pub enum Held {
     Component(LockHandle),
-    Native { key: String, token: String },
+    Native {
+        key: String,
+        token: String,
+    },
     Rslock(rslock::Lock),
+    /// Taken and already released inside the plugin: one call is the whole pair.
+    Plugin,
+}
+
+/// The plugin paths' host and the job plugin loaded both ways, made once per bench run.
+pub struct Plugins {
+    host: PluginHost,
+    host_provided: Plugin,
+    composed: Plugin,
+}
+
+impl Plugins {
+    pub async fn new(url: &str) -> Result<Plugins, String> {
+        let fail = |e: anyhow::Error| format!("{e:#}");
+        let host = PluginHost::connect(url).await.map_err(fail)?;
+        let host_provided = host
+            .load(JOB_PLUGIN, PluginPath::HostProvided, "bench:")
+            .map_err(fail)?;
+        let composed = host
+            .load(JOB_PLUGIN, PluginPath::Composed, "bench:")
+            .map_err(fail)?;
+        Ok(Plugins {
+            host,
+            host_provided,
+            composed,
+        })
+    }
+
+    async fn instance(&self, plugin: &Plugin) -> Result<Worker, String> {
+        let instance = self.host.instantiate(plugin).await;
+        instance.map(Worker::Plugin).map_err(|e| format!("{e:#}"))
+    }
 }
 
 impl Worker {
-    pub async fn new(path: Path, runtime: &Runtime, url: &str) -> Result<Worker, String> {
+    pub async fn new(
+        path: Path,
+        runtime: &Runtime,
+        url: &str,
+        plugins: &Plugins,
+    ) -> Result<Worker, String> {
         Ok(match path {
+            Path::PluginHost => plugins.instance(&plugins.host_provided).await?,
+            Path::PluginComposed => plugins.instance(&plugins.composed).await?,
             Path::Component => Worker::Component(
                 runtime
                     .client(LockOptions::default())
@@ -68,6 +117,14 @@ impl Worker {
                 Err(rslock::LockError::Unavailable) => Ok(None),
                 Err(e) => Err(e.to_string()),
             },
+            Worker::Plugin(instance) => {
+                let ttl_ms = TTL.as_millis() as u64;
+                let (taken,): (Result<bool, String>,) = instance
+                    .call("lock-pair", (key.to_owned(), ttl_ms))
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok(taken?.then_some(Held::Plugin))
+            }
         }
     }
 
@@ -84,6 +141,7 @@ impl Worker {
                 manager.unlock(&lock).await;
                 Ok(())
             }
+            (Worker::Plugin(_), Held::Plugin) => Ok(()),
             _ => Err("a lock released by another path".into()),
         }
     }

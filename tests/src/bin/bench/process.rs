@@ -300,3 +300,66 @@ pub(super) async fn calls(redis: &Origin, calls: u32, json_out: bool) -> ToolRes
     }
     Ok(EXIT_OK)
 }
+
+/// What one plugin instance costs, host-provided vs composed: time to instantiate it (a
+/// store and its instance; for host-provided also its first lock client, which is the dlock
+/// instance it gets) and resident memory per live instance.
+pub(super) async fn plugins(redis: &Origin, instances: u32, json_out: bool) -> ToolResult<u8> {
+    use dlock_plugin_host::{JOB_PLUGIN, Path, PluginHost};
+    let host = PluginHost::connect(&redis.url).await.map_err(internal)?;
+    let mut results = Vec::new();
+    for (name, path) in [
+        ("host-provided", Path::HostProvided),
+        ("composed", Path::Composed),
+    ] {
+        let plugin = host.load(JOB_PLUGIN, path, "bench:").map_err(internal)?;
+        let mut times = Vec::with_capacity(instances as usize);
+        let before = rss_bytes();
+        let mut live = Vec::with_capacity(instances as usize);
+        for i in 0..instances {
+            let started = Instant::now();
+            let mut instance = host.instantiate(&plugin).await.map_err(internal)?;
+            // The first lock call: host-provided, it creates the plugin's dlock instance.
+            let (taken,): (Result<bool, String>,) = instance
+                .call(
+                    "lock-pair",
+                    (format!("bench:plugins:{name}:{i}"), 10_000u64),
+                )
+                .await
+                .map_err(internal)?;
+            taken.map_err(internal)?;
+            times.push(started.elapsed());
+            live.push(instance);
+        }
+        let per_instance = rss_bytes().saturating_sub(before) / u64::from(instances.max(1));
+        times.sort();
+        results.push((
+            name,
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            per_instance,
+        ));
+        drop(live);
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    if json_out {
+        let cells: Vec<_> = results
+            .iter()
+            .map(|(name, p50, p99, rss)| json!({"path": name, "p50_us": us(*p50), "p99_us": us(*p99), "rss_bytes_per_instance": rss}))
+            .collect();
+        outln!("{}", json!({ "instances": instances, "results": cells }))?;
+    } else {
+        outln!(
+            "one plugin instance (store + instance + its first lock call, one lock-pair), {instances} live instances:"
+        )?;
+        for (name, p50, p99, rss) in results {
+            outln!(
+                "  {name:<14} p50 {:>8.1}us  p99 {:>8.1}us  {:>7.1} KiB resident each",
+                us(p50),
+                us(p99),
+                rss as f64 / 1024.0
+            )?;
+        }
+    }
+    Ok(EXIT_OK)
+}

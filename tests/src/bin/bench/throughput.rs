@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use dlock_host::Runtime;
 use indicatif::ProgressBar;
 
-use super::paths::{Path, Worker};
+use super::paths::{Path, Plugins, Worker};
 use dlock_tests::stats::percentile;
 
 /// Which keys the workers use.
@@ -76,8 +76,13 @@ async fn redis_cpu_secs(conn: &mut redis::aio::ConnectionManager) -> f64 {
 }
 
 /// Runs one cell: `concurrency` workers for `duration`, after a short warm-up.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one cell's whole setting, passed once"
+)]
 pub async fn cell(
     runtime: &Runtime,
+    plugins: &Plugins,
     url: &str,
     path: Path,
     workload: Workload,
@@ -87,7 +92,7 @@ pub async fn cell(
 ) -> Result<Cell, String> {
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        workers.push(Worker::new(path, runtime, url).await?);
+        workers.push(Worker::new(path, runtime, url, plugins).await?);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));

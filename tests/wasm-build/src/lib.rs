@@ -1,5 +1,6 @@
-//! Used by `build.rs`: builds a cargo workspace of components for `wasm32-wasip2` with a
-//! nested cargo, reproducibly.
+//! Used by the build scripts of dlock's unpublished crates (`tests`, the plugin-host example):
+//! builds a cargo workspace of components for `wasm32-wasip2` with a nested cargo,
+//! reproducibly.
 //!
 //! The nested build gets its own target directory (sharing the outer one deadlocks on cargo's
 //! lock) and none of the outer build's rustflags or target settings (they would leak host
@@ -13,6 +14,11 @@ use std::process::Command;
 /// Builds the workspace at `dir` (`--release --locked`) into `target_dir`, watching `watch`
 /// (paths relative to `dir`) for changes; returns the directory holding the `.wasm` files.
 pub fn build_wasm(dir: &Path, target_dir: &Path, watch: &[&str]) -> PathBuf {
+    build_wasm_with(dir, target_dir, watch, &[])
+}
+
+/// Like [`build_wasm`], with more arguments for `cargo build` (`-p`, `--features`).
+pub fn build_wasm_with(dir: &Path, target_dir: &Path, watch: &[&str], args: &[&str]) -> PathBuf {
     for path in watch {
         println!("cargo:rerun-if-changed={}", dir.join(path).display());
     }
@@ -38,6 +44,7 @@ pub fn build_wasm(dir: &Path, target_dir: &Path, watch: &[&str]) -> PathBuf {
             "--target-dir",
         ])
         .arg(target_dir)
+        .args(args)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
