@@ -1,0 +1,232 @@
+// The only module that knows the shapes of `dlock:lock/lock` (the component's export): option
+// records, the error and lock-state variants, lock-info, and which export each operation calls.
+// When the WIT changes (new error cases, renamed fields, new exports), this file and the
+// ASYNC_EXPORTS list in scripts/build.mjs are what follow it.
+//
+// Runs in the caller's thread (conversions) and inside the component's thread (the executor:
+// in-process under JSPI, in a worker otherwise), so it holds plain functions only.
+import {
+  ComponentTrapError,
+  InvalidArgumentError,
+  InvalidLockError,
+  LockAcquisitionError,
+  LockRedisError,
+} from './errors.js';
+
+// ---------------------------------------------------------------------------------------------
+// Inside the component's thread: run one operation on one instance.
+
+/** True for the error jco throws when an export returns `err(payload)`. */
+function isComponentError(e) {
+  return e !== null && typeof e === 'object' && Object.prototype.hasOwnProperty.call(e, 'payload');
+}
+
+/**
+ * The operations of one component instance: a `client` created with `witOptions`, and a table of
+ * the lock handles it gave out (by number, so that they can be named across a thread boundary).
+ * Each operation resolves to `{ ok }` or `{ err: <WIT error> }`, with `info` (the handle's
+ * lock-info after the operation) for handle operations. A trap is thrown.
+ *
+ * `lock` is jco's `dlock:lock/lock` export object; its methods return promises under JSPI and
+ * values in the sync build: the executor awaits either.
+ */
+export function createExecutor(lock, witOptions) {
+  const client = lock.Client.create(witOptions);
+  const handles = new Map();
+  let nextId = 1;
+  const put = (h) => {
+    const id = nextId++;
+    handles.set(id, h);
+    return { ok: id, info: h.info() };
+  };
+  const handle = (id) => {
+    const h = handles.get(id);
+    if (h === undefined) throw new Error(`dlock: no lock handle ${id} in this instance`);
+    return h;
+  };
+  const wrap = async (promiseOrValue, onOk) => {
+    try {
+      return onOk(await promiseOrValue);
+    } catch (e) {
+      if (isComponentError(e)) return { err: e.payload };
+      throw e;
+    }
+  };
+  const afterHandleOp = async (h, promiseOrValue) => {
+    try {
+      await promiseOrValue;
+      return { ok: null, info: h.info() };
+    } catch (e) {
+      if (isComponentError(e)) return { err: e.payload, info: h.info() };
+      throw e;
+    }
+  };
+  // Calls are wrapped so a synchronous throw (sync build) and a rejection (JSPI) end alike.
+  const call = (fn) => {
+    try {
+      return fn();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+  return {
+    /** Runs `op` with its arguments; see the cases for the arguments each takes. */
+    exec(op, a, b, c) {
+      switch (op) {
+        case 'acquire': // key, ttlMs (bigint)
+          return wrap(call(() => client.acquire(a, b)), put);
+        case 'tryAcquire': // key, ttlMs
+          return wrap(call(() => client.tryAcquire(a, b)), (h) => (h === undefined ? { ok: null } : put(h)));
+        case 'waitForLock': // key, timeoutMs, ttlMs
+          return wrap(call(() => client.waitForLock(a, b, c)), put);
+        case 'isLocked': // key
+          return wrap(call(() => client.isLocked(a)), (ok) => ({ ok }));
+        case 'lockState': // key
+          return wrap(call(() => client.lockState(a)), (ok) => ({ ok }));
+        case 'attach': // key, token
+          return wrap(call(() => client.attach(a, b)), put);
+        case 'release': {
+          // handle id
+          const h = handle(a);
+          return afterHandleOp(h, call(() => h.release()));
+        }
+        case 'extend': {
+          // handle id, ttlMs
+          const h = handle(a);
+          return afterHandleOp(h, call(() => h.extend(b)));
+        }
+        case 'info':
+          return Promise.resolve({ ok: null, info: handle(a).info() });
+        case 'drop': {
+          const h = handles.get(a);
+          if (h !== undefined) {
+            handles.delete(a);
+            h[Symbol.dispose]?.();
+          }
+          return Promise.resolve({ ok: null });
+        }
+        case 'dropAll': {
+          for (const h of handles.values()) h[Symbol.dispose]?.();
+          handles.clear();
+          client[Symbol.dispose]?.();
+          return Promise.resolve({ ok: null });
+        }
+        default:
+          return Promise.reject(new Error(`dlock: unknown operation ${op}`));
+      }
+    },
+  };
+}
+
+/** Whether `op` may reach `redis-eval` or `pollable.block` (a suspending call). */
+export const SUSPENDING_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'isLocked', 'lockState', 'release', 'extend']);
+
+// ---------------------------------------------------------------------------------------------
+// In the caller's thread: conversions between the public API and the WIT types.
+
+const U32_MAX = 2 ** 32 - 1;
+
+function u32(name, v) {
+  if (!Number.isInteger(v) || v < 0 || v > U32_MAX) throw new InvalidArgumentError(`${name} must be an integer in [0, 2^32), got ${v}`);
+  return v;
+}
+
+/** A duration in milliseconds (number or bigint) as a WIT u64. */
+export function u64(name, v) {
+  if (typeof v === 'bigint') {
+    if (v < 0n || v >= 2n ** 64n) throw new InvalidArgumentError(`${name} must be in [0, 2^64), got ${v}`);
+    return v;
+  }
+  if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer number of milliseconds, got ${v}`);
+  return BigInt(v);
+}
+
+function bool(name, v) {
+  if (typeof v !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${v}`);
+  return v;
+}
+
+function str(name, v) {
+  if (typeof v !== 'string') throw new InvalidArgumentError(`${name} must be a string, got ${typeof v}`);
+  return v;
+}
+
+/** The public option names (camelCase of `lock-options`) and their conversions. */
+const OPTION_FIELDS = {
+  retryCount: u32,
+  retryDelayMs: u32,
+  maxRetryDelayMs: u32,
+  jitter: bool,
+  keyPrefix: str,
+  fencing: bool,
+  safetyMarginMs: u64,
+};
+export const LOCK_OPTION_NAMES = Object.keys(OPTION_FIELDS);
+
+/** The WIT `lock-options` record from the component's defaults and the user's options. */
+export function toLockOptions(defaults, options = {}) {
+  const out = {};
+  for (const [name, convert] of Object.entries(OPTION_FIELDS)) {
+    out[name] = options[name] === undefined ? defaults[name] : convert(name, options[name]);
+  }
+  return out;
+}
+
+/** The public error for a WIT `lock.error`. */
+export function toError(err, key) {
+  switch (err.tag) {
+    case 'not-acquired':
+      return new LockAcquisitionError(key);
+    case 'not-held':
+      return new InvalidLockError(key);
+    case 'invalid-argument':
+      return new InvalidArgumentError(err.val);
+    case 'redis':
+      return new LockRedisError(err.val.tag, err.val.val);
+    default:
+      return new ComponentTrapError(`dlock: an error the package does not know: ${JSON.stringify(err)}`);
+  }
+}
+
+/**
+ * A handle's state as the caller sees it: the component's lock-info, with times in
+ * milliseconds since the Unix epoch (numbers), `validUntilNs` on the process' monotonic clock
+ * (process.hrtime.bigint()), and `fence` (bigint) when the client has fencing on.
+ */
+export function fromInfo(info) {
+  return {
+    key: info.key,
+    token: info.token,
+    fence: info.fence ?? null,
+    acquiredAt: Number(info.acquiredAtMs),
+    expiresAt: Number(info.expiresAtMs),
+    validUntilNs: info.validUntil,
+    isHeld: info.isHeld,
+    status: info.status,
+  };
+}
+
+/** `held` and `attached` can change to `expired` and `held` without a call; the others stay. */
+export function localStatus(info, now) {
+  if (info.status === 'held' && now >= info.validUntilNs) return 'expired';
+  return info.status;
+}
+
+/** Whether a handle holds its lock as far as it knows, without asking Redis (WIT `is-held`). */
+export function localIsHeld(info, now) {
+  return info.status === 'held' && now < info.validUntilNs;
+}
+
+/** The public form of a WIT `lock-state`. */
+export function fromLockState(state) {
+  switch (state.tag) {
+    case 'unlocked':
+      return { state: 'unlocked' };
+    case 'expiring':
+      return { state: 'expiring', ttlMs: Number(state.val) };
+    case 'persistent':
+      return { state: 'persistent' };
+    default:
+      return { state: state.tag };
+  }
+}
