@@ -3,6 +3,7 @@
 // the component's stack (WebAssembly.Suspending) and gives the event loop back until the
 // promise settles: nothing blocks, and many instances can be suspended at once.
 import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import { EvalWindow } from './policy.js';
 import { redisImportsAsync } from './redis-host.js';
 import { wasiImports } from './wasi.js';
@@ -25,9 +26,31 @@ function getCoreModule(path) {
   return m;
 }
 
+/**
+ * The size of the stack V8 gives each suspendable call, in KiB. V8's default (984 KiB) is above
+ * glibc's mmap threshold, so every call into the component maps and unmaps a fresh stack and
+ * faults its pages in: measured, that tripled the CPU per acquire+release at concurrency 32
+ * (see NOTES.md). Only wasm frames live on these stacks (V8 runs JavaScript imports on the
+ * central stack), and the component's frames are small: 64 KiB is many times what it needs.
+ * A process that sets the flag itself (NODE_OPTIONS or the command line) keeps its value;
+ * DLOCK_WASM_STACK_KB=0 leaves V8's default.
+ */
+const STACK_KB = Number(process.env.DLOCK_WASM_STACK_KB ?? 64);
+
+function tuneStacks() {
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]
+    .some((a) => a.startsWith('--wasm-stack-switching-stack-size'));
+  if (!given && Number.isSafeInteger(STACK_KB) && STACK_KB > 0) {
+    setFlagsFromString(`--wasm-stack-switching-stack-size=${STACK_KB}`);
+  }
+}
+
 /** Loads the bindings; call (and await) once before `createJspiInstance`. */
 export async function loadJspi() {
-  generated ??= await import('../gen/jspi/component.js');
+  if (generated === undefined) {
+    tuneStacks();
+    generated = await import('../gen/jspi/component.js');
+  }
   return generated;
 }
 

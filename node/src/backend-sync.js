@@ -26,11 +26,11 @@ export function probeInstance() {
   probe ??= instantiateSync({
     Script: class {
       static load() {
-        return { tag: 'err', val: { tag: 'denied', val: 'no Redis in the probe instance' } };
+        throw { tag: 'denied', val: 'no Redis in the probe instance' };
       }
     },
     redisEval() {
-      return { tag: 'err', val: { tag: 'denied', val: 'no Redis in the probe instance' } };
+      throw { tag: 'denied', val: 'no Redis in the probe instance' };
     },
   });
   return probe;

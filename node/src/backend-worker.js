@@ -38,11 +38,15 @@ export function createWorkerInstance({ redis, policy, witOptions }) {
     switch (msg.t) {
       case 'eval': {
         const entry = policy.allowed.get(msg.sha1);
-        evalScript(redis, policy, entry, msg.keys, msg.args).then((res) => {
-          port1.postMessage({ id: msg.id, res });
+        const answer = (reply) => {
+          port1.postMessage(reply);
           Atomics.store(ctrl, 0, 1);
           Atomics.notify(ctrl, 0);
-        });
+        };
+        evalScript(redis, policy, entry, msg.keys, msg.args).then(
+          (val) => answer({ id: msg.id, val }),
+          (err) => answer({ id: msg.id, err }),
+        );
         break;
       }
       case 'done': {

@@ -52,10 +52,7 @@ function rethrow(e) {
 }
 
 // Handles that are dropped without release give their component resource back.
-const finalizer = new FinalizationRegistry(({ slot, id }) => {
-  slot.handles -= 1;
-  slot.run('drop', id).catch(() => {});
-});
+const finalizer = new FinalizationRegistry(({ slot, id }) => slot.dropLater(id));
 
 export class DistributedLock {
   #pool;
@@ -104,7 +101,7 @@ export class DistributedLock {
   }
 
   async #handleOp(op, key, a, b) {
-    const slot = this.#pool.pick();
+    const slot = this.#pool.pick(op === 'acquire' || op === 'waitForLock');
     let r;
     try {
       r = await slot.run(op, key, a, b);
@@ -113,8 +110,7 @@ export class DistributedLock {
     }
     if (r.err) throw toError(r.err, key);
     if (r.ok === null) return null;
-    slot.handles += 1;
-    return new LockHandle(slot, r.ok, r.info);
+    return new LockHandle(slot, r.ok, r.info); // the slot counted it
   }
 
   /** Acquires `key` for `ttlMs`, retrying with exponential backoff; `LockAcquisitionError` when
@@ -143,7 +139,7 @@ export class DistributedLock {
   async #query(op, key) {
     let r;
     try {
-      r = await this.#pool.pick().run(op, checkKey(key));
+      r = await this.#pool.pick(false).run(op, checkKey(key));
     } catch (e) {
       rethrow(e);
     }
@@ -185,11 +181,12 @@ export class LockHandle {
     if (this.#dropped) return;
     this.#dropped = true;
     finalizer.unregister(this);
-    this.#slot.handles -= 1;
-    this.#slot.run('drop', this.#id).catch(() => {});
+    this.#slot.dropLater(this.#id);
   }
 
   async #op(op, arg) {
+    // A handle whose resource is gone was released (here or by markAsReleased): the component
+    // would answer `not-held` without calling Redis.
     if (this.#dropped) throw new InvalidLockError(this.#info.key);
     let r;
     try {
@@ -197,7 +194,7 @@ export class LockHandle {
     } catch (e) {
       rethrow(e);
     }
-    this.#info = fromInfo(r.info);
+    if (r.info !== null) this.#info = fromInfo(r.info);
     if (r.err) throw toError(r.err, this.#info.key);
   }
 
@@ -205,7 +202,11 @@ export class LockHandle {
    * handle does not hold it (then nothing in Redis changed). */
   async release() {
     await this.#op('release');
-    this.#drop();
+    // The instance dropped the released handle's resource already.
+    this.#dropped = true;
+    finalizer.unregister(this);
+    this.#slot.handles -= 1;
+    this.#info = { ...this.#info, status: 'released', isHeld: false };
   }
 
   /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. */

@@ -5,6 +5,9 @@
 // DistributedLock go to different instances: the pool grows up to `maxInstances`, preferring an
 // idle instance; a lock handle stays with the instance that created it.
 
+// Operations whose result names a new lock handle in the instance.
+const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
+
 class Slot {
   constructor(instance) {
     this.instance = instance;
@@ -13,18 +16,50 @@ class Slot {
     this.handles = 0; // live lock handles created here
     this.failed = null;
     this.ready = instance.ready ?? null; // a promise for instances that start asynchronously
+    this.drops = []; // handles given up, dropped before the next operation
+    this.dropScheduled = false;
   }
 
   get load() {
     return this.queue.length + (this.busy ? 1 : 0);
   }
 
+  /** Runs one operation once the instance is free; resolves to its result. */
   run(op, a, b, c) {
     if (this.failed) return Promise.reject(this.failed);
-    return new Promise((resolve, reject) => {
-      this.queue.push({ op, a, b, c, resolve, reject });
-      if (!this.busy) this.drain();
-    });
+    if (this.busy || this.ready !== null) {
+      return new Promise((resolve, reject) => {
+        this.queue.push({ op, a, b, c, resolve, reject });
+        if (!this.busy) this.drain();
+      });
+    }
+    this.busy = true;
+    return this.runNow(op, a, b, c);
+  }
+
+  async runNow(op, a, b, c) {
+    try {
+      if (this.drops.length > 0) await this.instance.exec('drop', this.drops.splice(0));
+      return this.count(op, await this.instance.exec(op, a, b, c));
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    } finally {
+      this.busy = false;
+      if (this.queue.length > 0) this.drain();
+    }
+  }
+
+  /** Counts a new handle before the instance can be picked again (see Pool.pick). */
+  count(op, result) {
+    if (typeof result.ok === 'number' && HANDLE_OPS.has(op)) this.handles += 1;
+    return result;
+  }
+
+  fail(e) {
+    // A trap: the instance's state is unknown from here on; fail everything queued on it.
+    this.failed ??= e;
+    for (const job of this.queue.splice(0)) job.reject(e);
   }
 
   async drain() {
@@ -34,24 +69,36 @@ class Slot {
         await this.ready;
         this.ready = null;
       } catch (e) {
-        this.failed = e;
-        for (const job of this.queue.splice(0)) job.reject(e);
+        this.fail(e);
         this.busy = false;
         return;
       }
     }
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && !this.failed) {
       const job = this.queue.shift();
       try {
-        job.resolve(await this.instance.exec(job.op, job.a, job.b, job.c));
+        if (this.drops.length > 0) await this.instance.exec('drop', this.drops.splice(0));
+        job.resolve(this.count(job.op, await this.instance.exec(job.op, job.a, job.b, job.c)));
       } catch (e) {
-        // A trap: the instance's state is unknown from here on; fail everything queued on it.
-        this.failed = e;
         job.reject(e);
-        for (const rest of this.queue.splice(0)) rest.reject(e);
+        this.fail(e);
       }
     }
     this.busy = false;
+  }
+
+  /** Gives a lock handle's resource back to the instance, before its next operation or soon. */
+  dropLater(id) {
+    this.handles -= 1;
+    if (this.failed) return;
+    this.drops.push(id);
+    if (!this.dropScheduled) {
+      this.dropScheduled = true;
+      setImmediate(() => {
+        this.dropScheduled = false;
+        if (this.drops.length > 0 && !this.failed) this.run('drop', this.drops.splice(0)).catch(() => {});
+      }).unref();
+    }
   }
 }
 
@@ -66,24 +113,45 @@ export class Pool {
     this.slots = [];
   }
 
-  /** The slot for a new operation: an idle one (fewest handles first), else a new one while
-   * under the cap, else the least loaded. */
-  pick() {
-    let idle = null;
-    let least = null;
+  /**
+   * The slot for a new operation. A lock handle's release and extend run on the instance that
+   * created it, so an operation that can wait long (`blocking`: acquire's retries,
+   * waitForLock's polling) goes only to an instance holding no handles: a release must never
+   * wait behind someone else's wait. Otherwise: an idle instance (one without handles first),
+   * else a new one while under the cap, else the least loaded.
+   */
+  pick(blocking) {
+    let idleFree = null; // idle, no handles
+    let idle = null; // idle, with handles
+    let failed = 0;
     for (const s of this.slots) {
-      if (s.failed) continue;
-      if (!s.busy && (idle === null || s.handles < idle.handles)) idle = s;
-      if (least === null || s.load < least.load) least = s;
+      if (s.failed) {
+        failed += 1;
+      } else if (!s.busy) {
+        if (s.handles === 0) {
+          idleFree = s;
+          break;
+        }
+        idle ??= s;
+      }
     }
-    if (idle !== null) return idle;
-    this.slots = this.slots.filter((s) => !s.failed);
+    if (idleFree !== null) return idleFree;
+    if (idle !== null && !blocking) return idle;
+    if (failed > 0) this.slots = this.slots.filter((s) => !s.failed);
     if (this.slots.length < this.max) {
       const slot = new Slot(this.create());
       this.slots.push(slot);
       return slot;
     }
-    return least ?? this.pick();
+    // At the cap: the least loaded instance, among those without handles for a blocking call
+    // when there is one.
+    let least = null;
+    let leastFree = null;
+    for (const s of this.slots) {
+      if (least === null || s.load < least.load) least = s;
+      if (s.handles === 0 && (leastFree === null || s.load < leastFree.load)) leastFree = s;
+    }
+    return (blocking ? leastFree : null) ?? least;
   }
 
   async close() {

@@ -24,8 +24,8 @@ function isComponentError(e) {
 /**
  * The operations of one component instance: a `client` created with `witOptions`, and a table of
  * the lock handles it gave out (by number, so that they can be named across a thread boundary).
- * Each operation resolves to `{ ok }` or `{ err: <WIT error> }`, with `info` (the handle's
- * lock-info after the operation) for handle operations. A trap is thrown.
+ * `exec` resolves to `{ ok }` or `{ err: <WIT error> }`, with `info` (the handle's lock-info
+ * after the operation) for handle operations; a trap rejects.
  *
  * `lock` is jco's `dlock:lock/lock` export object; its methods return promises under JSPI and
  * values in the sync build: the executor awaits either.
@@ -34,6 +34,7 @@ export function createExecutor(lock, witOptions) {
   const client = lock.Client.create(witOptions);
   const handles = new Map();
   let nextId = 1;
+
   const put = (h) => {
     const id = nextId++;
     handles.set(id, h);
@@ -44,78 +45,74 @@ export function createExecutor(lock, witOptions) {
     if (h === undefined) throw new Error(`dlock: no lock handle ${id} in this instance`);
     return h;
   };
-  const wrap = async (promiseOrValue, onOk) => {
-    try {
-      return onOk(await promiseOrValue);
-    } catch (e) {
-      if (isComponentError(e)) return { err: e.payload };
-      throw e;
+  const drop = (id) => {
+    const h = handles.get(id);
+    if (h !== undefined) {
+      handles.delete(id);
+      h[Symbol.dispose]();
     }
   };
-  const afterHandleOp = async (h, promiseOrValue) => {
+
+  async function exec(op, a, b, c) {
     try {
-      await promiseOrValue;
-      return { ok: null, info: h.info() };
-    } catch (e) {
-      if (isComponentError(e)) return { err: e.payload, info: h.info() };
-      throw e;
-    }
-  };
-  // Calls are wrapped so a synchronous throw (sync build) and a rejection (JSPI) end alike.
-  const call = (fn) => {
-    try {
-      return fn();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  };
-  return {
-    /** Runs `op` with its arguments; see the cases for the arguments each takes. */
-    exec(op, a, b, c) {
       switch (op) {
         case 'acquire': // key, ttlMs (bigint)
-          return wrap(call(() => client.acquire(a, b)), put);
-        case 'tryAcquire': // key, ttlMs
-          return wrap(call(() => client.tryAcquire(a, b)), (h) => (h === undefined ? { ok: null } : put(h)));
+          return put(await client.acquire(a, b));
+        case 'tryAcquire': {
+          // key, ttlMs
+          const h = await client.tryAcquire(a, b);
+          return h === undefined ? { ok: null } : put(h);
+        }
         case 'waitForLock': // key, timeoutMs, ttlMs
-          return wrap(call(() => client.waitForLock(a, b, c)), put);
+          return put(await client.waitForLock(a, b, c));
         case 'isLocked': // key
-          return wrap(call(() => client.isLocked(a)), (ok) => ({ ok }));
+          return { ok: await client.isLocked(a) };
         case 'lockState': // key
-          return wrap(call(() => client.lockState(a)), (ok) => ({ ok }));
+          return { ok: await client.lockState(a) };
         case 'attach': // key, token
-          return wrap(call(() => client.attach(a, b)), put);
+          return put(client.attach(a, b));
         case 'release': {
-          // handle id
+          // handle id. A released handle can do nothing more: its resource goes at once, and the
+          // caller knows its state (released, not held) without asking.
           const h = handle(a);
-          return afterHandleOp(h, call(() => h.release()));
+          try {
+            await h.release();
+          } catch (e) {
+            if (isComponentError(e)) return { err: e.payload, info: h.info() };
+            throw e;
+          }
+          drop(a);
+          return { ok: null, info: null };
         }
         case 'extend': {
           // handle id, ttlMs
           const h = handle(a);
-          return afterHandleOp(h, call(() => h.extend(b)));
+          try {
+            await h.extend(b);
+          } catch (e) {
+            if (isComponentError(e)) return { err: e.payload, info: h.info() };
+            throw e;
+          }
+          return { ok: null, info: h.info() };
         }
         case 'info':
-          return Promise.resolve({ ok: null, info: handle(a).info() });
-        case 'drop': {
-          const h = handles.get(a);
-          if (h !== undefined) {
-            handles.delete(a);
-            h[Symbol.dispose]?.();
-          }
-          return Promise.resolve({ ok: null });
-        }
-        case 'dropAll': {
-          for (const h of handles.values()) h[Symbol.dispose]?.();
-          handles.clear();
-          client[Symbol.dispose]?.();
-          return Promise.resolve({ ok: null });
-        }
+          return { ok: null, info: handle(a).info() };
+        case 'drop': // handle ids (an array)
+          for (const id of a) drop(id);
+          return { ok: null };
+        case 'close':
+          for (const id of [...handles.keys()]) drop(id);
+          client[Symbol.dispose]();
+          return { ok: null };
         default:
-          return Promise.reject(new Error(`dlock: unknown operation ${op}`));
+          throw new Error(`dlock: unknown operation ${op}`);
       }
-    },
-  };
+    } catch (e) {
+      if (isComponentError(e)) return { err: e.payload };
+      throw e;
+    }
+  }
+  return { exec };
 }
 
 /** Whether `op` may reach `redis-eval` or `pollable.block` (a suspending call). */

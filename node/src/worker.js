@@ -4,7 +4,8 @@
 // event loop never waits for the component.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { instantiateSync } from './backend-sync.js';
-import { admitScript, checkRequest, EvalWindow } from './policy.js';
+import { admitScript, EvalWindow } from './policy.js';
+import { refusal } from './redis-host.js';
 import { createExecutor, SUSPENDING_OPS } from './wit.js';
 
 const { policy, witOptions, ctrl, port } = workerData;
@@ -20,28 +21,28 @@ class Script {
   }
   static load(source) {
     const entry = admitScript(policy, source);
-    if (typeof entry === 'string') return { tag: 'err', val: { tag: 'denied', val: entry } };
+    if (typeof entry === 'string') throw { tag: 'denied', val: entry };
     return new Script(entry);
   }
 }
 
 function redisEval(script, keys, args) {
-  if (!window.admit(policy.maxEvalsPerSecond)) {
-    return { tag: 'err', val: { tag: 'denied', val: `more than ${policy.maxEvalsPerSecond} Redis calls in one second` } };
-  }
-  const reason = checkRequest(policy, keys, args);
-  if (reason !== null) return { tag: 'err', val: { tag: 'denied', val: reason } };
+  const denied = refusal(policy, window, keys, args);
+  if (denied !== null) throw denied;
   const id = ++seq;
   Atomics.store(ctrl, 0, 0);
   parentPort.postMessage({ t: 'eval', id, sha1: script.entry.sha1, keys, args });
   const deadline = performance.now() + FAILSAFE_MS;
   for (;;) {
     const left = deadline - performance.now();
-    if (left <= 0) return { tag: 'err', val: { tag: 'timeout' } };
+    if (left <= 0) throw { tag: 'timeout' };
     Atomics.wait(ctrl, 0, 0, left);
     let msg;
     while ((msg = receiveMessageOnPort(port)) !== undefined) {
-      if (msg.message.id === id) return msg.message.res;
+      if (msg.message.id === id) {
+        if (msg.message.err !== undefined) throw msg.message.err;
+        return msg.message.val;
+      }
       // a reply to a call given up on earlier: dropped
     }
     Atomics.store(ctrl, 0, 0);

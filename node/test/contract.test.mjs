@@ -1,0 +1,264 @@
+// The original package's contract (../../shared/SEED-API.md), and what the component adds,
+// against a real redis-server, for every backend this Node can run.
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import {
+  DistributedLock,
+  DistributedLockError,
+  InvalidArgumentError,
+  InvalidLockError,
+  LockAcquisitionError,
+  LockHandle,
+} from '../src/index.js';
+import { backends, rejection, sleep, startRedis, timed } from './helpers.mjs';
+
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+// At the top level: `after` hooks registered here run when the whole file is done.
+const server = await startRedis();
+const redis = server.client();
+
+for (const backend of backends()) {
+  describe(`contract (${backend})`, () => {
+    const locks = [];
+    const make = (options = {}) => {
+      const l = new DistributedLock(redis, { backend, ...options });
+      locks.push(l);
+      return l;
+    };
+    after(() => Promise.all(locks.map((l) => l.close())));
+    let n = 0;
+    const key = (what) => `t:${backend}:${what}:${n++}`;
+
+    test('acquire stores the token alone with a PX expiry; info and isHeld are local', async () => {
+      const lock = make();
+      assert.equal(lock.backend, backend);
+      const k = key('acquire');
+      const before = Date.now();
+      const h = await lock.acquire(k, 5000);
+      assert.ok(h instanceof LockHandle);
+      assert.match(h.token, UUID_V4);
+      assert.equal(await redis.get(k), h.token);
+      const pttl = await redis.pttl(k);
+      assert.ok(pttl > 4000 && pttl <= 5000, `pttl ${pttl}`);
+      assert.equal(h.isHeld, true);
+      const info = h.info;
+      assert.equal(info.key, k);
+      assert.equal(info.token, h.token);
+      assert.equal(info.isHeld, true);
+      assert.equal(info.status, 'held');
+      assert.equal(info.fence, null);
+      assert.ok(info.acquiredAt >= before - 5 && info.acquiredAt <= Date.now() + 5, `acquiredAt ${info.acquiredAt}`);
+      assert.ok(Math.abs(info.expiresAt - info.acquiredAt - 5000) <= 5, `expiresAt ${info.expiresAt}`);
+      assert.equal(typeof info.validUntilNs, 'bigint');
+      await h.release();
+      assert.equal(await redis.exists(k), 0);
+      assert.equal(h.isHeld, false);
+      assert.equal(h.info.status, 'released');
+    });
+
+    test('tryAcquire: a handle, or null when busy, no retry', async () => {
+      const lock = make({ retryCount: 5, retryDelayMs: 200 });
+      const k = key('try');
+      const h = await lock.tryAcquire(k, 5000);
+      assert.ok(h);
+      const { ms, value } = await timed(() => lock.tryAcquire(k, 5000));
+      assert.equal(value, null);
+      assert.ok(ms < 150, `tryAcquire took ${ms} ms: it must not retry`);
+      await h.release();
+      const again = await lock.tryAcquire(k, 5000);
+      assert.ok(again);
+      await again.release();
+    });
+
+    test('acquire retries with exponential backoff, then LockAcquisitionError', async () => {
+      const lock = make({ retryCount: 3, retryDelayMs: 50 });
+      const k = key('backoff');
+      const holder = await lock.acquire(k, 10000);
+      const { ms, value: err } = await timed(() => rejection(lock.acquire(k, 1000)));
+      assert.ok(err instanceof LockAcquisitionError, err);
+      assert.ok(err instanceof DistributedLockError);
+      assert.ok(err instanceof Error);
+      // attempt 1 at once, then 50, 100, 200 ms
+      assert.ok(ms >= 340 && ms < 1500, `3 retries from 50 ms took ${ms} ms`);
+      await holder.release();
+    });
+
+    test('acquire succeeds on a retry once the holder releases', async () => {
+      const lock = make({ retryCount: 5, retryDelayMs: 40 });
+      const k = key('retry');
+      const holder = await lock.acquire(k, 10000);
+      setTimeout(() => holder.release(), 100);
+      const h = await lock.acquire(k, 1000);
+      assert.equal(h.isHeld, true);
+      await h.release();
+    });
+
+    test('maxRetryDelayMs caps each delay', async () => {
+      const lock = make({ retryCount: 3, retryDelayMs: 100, maxRetryDelayMs: 60 });
+      const k = key('cap');
+      const holder = await lock.acquire(k, 10000);
+      const { ms } = await timed(() => rejection(lock.acquire(k, 1000)));
+      // 60 + 60 + 60 instead of 100 + 200 + 400
+      assert.ok(ms >= 170 && ms < 600, `capped delays took ${ms} ms`);
+      await holder.release();
+    });
+
+    test('waitForLock: acquires when released; LockAcquisitionError at the deadline, not past it', async () => {
+      const lock = make({ retryDelayMs: 20 });
+      const k = key('wait');
+      const holder = await lock.acquire(k, 10000);
+      setTimeout(() => holder.release(), 150);
+      const { ms, value: h } = await timed(() => lock.waitForLock(k, 2000, 1000));
+      assert.ok(ms >= 140 && ms < 1500, `waited ${ms} ms`);
+      assert.equal(h.isHeld, true);
+      const t = await timed(() => rejection(lock.waitForLock(k, 300, 1000)));
+      assert.ok(t.value instanceof LockAcquisitionError, t.value);
+      assert.ok(t.ms >= 290 && t.ms < 800, `a 300 ms wait took ${t.ms} ms`);
+      await h.release();
+    });
+
+    test('isLocked and lockState see any holder of the convention', async () => {
+      const lock = make();
+      const k = key('state');
+      assert.equal(await lock.isLocked(k), false);
+      assert.deepEqual(await lock.lockState(k), { state: 'unlocked' });
+      await redis.set(k, 'someone-else', 'PX', 5000);
+      assert.equal(await lock.isLocked(k), true);
+      const st = await lock.lockState(k);
+      assert.equal(st.state, 'expiring');
+      assert.ok(st.ttlMs > 4000 && st.ttlMs <= 5000);
+      assert.equal(await lock.tryAcquire(k, 1000), null);
+      await redis.set(k, 'forever');
+      assert.equal(await lock.isLocked(k), true);
+      assert.deepEqual(await lock.lockState(k), { state: 'persistent' });
+      await redis.del(k);
+    });
+
+    test('release of a handle that no longer owns the key: InvalidLockError, the key untouched', async () => {
+      const lock = make();
+      const k = key('stolen');
+      const h = await lock.acquire(k, 5000);
+      await redis.set(k, 'new-owner', 'PX', 5000);
+      const err = await rejection(h.release());
+      assert.ok(err instanceof InvalidLockError, err);
+      assert.equal(await redis.get(k), 'new-owner');
+      assert.equal(h.isHeld, false);
+      assert.equal(h.info.status, 'lost');
+      const again = await rejection(h.release());
+      assert.ok(again instanceof InvalidLockError);
+      await redis.del(k);
+    });
+
+    test('double release: InvalidLockError without touching Redis', async () => {
+      const lock = make();
+      const k = key('double');
+      const h = await lock.acquire(k, 5000);
+      await h.release();
+      await redis.set(k, h.token, 'PX', 5000); // were Redis asked, this would delete it
+      const err = await rejection(h.release());
+      assert.ok(err instanceof InvalidLockError);
+      assert.equal(await redis.get(k), h.token);
+      await redis.del(k);
+    });
+
+    test('extend sets the TTL from now and moves expiresAt; rejects bad durations', async () => {
+      const lock = make();
+      const k = key('extend');
+      const h = await lock.acquire(k, 1000);
+      const before = h.info.expiresAt;
+      await sleep(20);
+      await h.extend(8000);
+      const pttl = await redis.pttl(k);
+      assert.ok(pttl > 7000 && pttl <= 8000, `pttl ${pttl}`);
+      assert.ok(h.info.expiresAt >= before + 6900, `expiresAt moved from ${before} to ${h.info.expiresAt}`);
+      assert.ok((await rejection(h.extend(0))) instanceof InvalidArgumentError);
+      assert.ok((await rejection(Promise.resolve().then(() => h.extend(-5)))) instanceof InvalidArgumentError);
+      assert.ok((await rejection(Promise.resolve().then(() => h.extend(1.5)))) instanceof InvalidArgumentError);
+      await h.release();
+      const err = await rejection(h.extend(1000));
+      assert.ok(err instanceof InvalidLockError);
+    });
+
+    test('extend of a lost lock: InvalidLockError, the handle lost', async () => {
+      const lock = make();
+      const k = key('extend-lost');
+      const h = await lock.acquire(k, 5000);
+      await redis.del(k);
+      assert.ok((await rejection(h.extend(1000))) instanceof InvalidLockError);
+      assert.equal(h.info.status, 'lost');
+      assert.equal(await redis.exists(k), 0);
+    });
+
+    test('a handle expires on its own clock: isHeld turns false without a Redis call', async () => {
+      const lock = make();
+      const k = key('expire');
+      const h = await lock.acquire(k, 120);
+      assert.equal(h.isHeld, true);
+      await sleep(200);
+      assert.equal(h.isHeld, false);
+      assert.equal(h.info.status, 'expired');
+      assert.ok((await rejection(h.release())) instanceof InvalidLockError);
+    });
+
+    test('markAsReleased: local only, the lock stays until its TTL', async () => {
+      const lock = make();
+      const k = key('mark');
+      const h = await lock.acquire(k, 5000);
+      h.markAsReleased();
+      assert.equal(h.isHeld, false);
+      assert.equal(h.info.status, 'released');
+      assert.equal(await redis.get(k), h.token);
+      assert.ok((await rejection(h.release())) instanceof InvalidLockError);
+      await redis.del(k);
+    });
+
+    test('fencing: every acquisition of a key gets a larger fence', async () => {
+      const lock = make({ fencing: true });
+      const k = key('fence');
+      const a = await lock.acquire(k, 5000);
+      assert.equal(typeof a.fence, 'bigint');
+      await a.release();
+      const b = await lock.acquire(k, 5000);
+      assert.ok(b.fence > a.fence, `${b.fence} > ${a.fence}`);
+      assert.equal(b.info.fence, b.fence);
+      await b.release();
+      assert.equal(await redis.get(`{${k}}:fence`), String(b.fence));
+    });
+
+    test('keyPrefix: the Redis key is prefix + key; info keeps the caller\'s key', async () => {
+      const lock = make({ keyPrefix: 'app:' });
+      const k = key('prefix');
+      const h = await lock.acquire(k, 5000);
+      assert.equal(await redis.get(`app:${k}`), h.token);
+      assert.equal(h.info.key, k);
+      assert.equal(await lock.isLocked(k), true);
+      await h.release();
+    });
+
+    test('attach: not held until extended, then release works', async () => {
+      const lock = make();
+      const k = key('attach');
+      await redis.set(k, 'token-from-elsewhere', 'PX', 5000);
+      const h = await lock.attach(k, 'token-from-elsewhere');
+      assert.equal(h.isHeld, false);
+      assert.equal(h.info.status, 'attached');
+      await h.extend(3000);
+      assert.equal(h.isHeld, true);
+      await h.release();
+      assert.equal(await redis.exists(k), 0);
+    });
+
+    test('bad arguments and options are refused before Redis', async () => {
+      assert.throws(() => make({ retryDelayMs: 0 }), InvalidArgumentError);
+      assert.throws(() => make({ keyPrefix: 'a\nb' }), InvalidArgumentError);
+      assert.throws(() => make({ retryCount: -1 }), InvalidArgumentError);
+      assert.throws(() => make({ retryCont: 3 }), InvalidArgumentError);
+      assert.throws(() => new DistributedLock(null), InvalidArgumentError);
+      const lock = make();
+      assert.throws(() => lock.acquire(42, 1000), InvalidArgumentError);
+      assert.throws(() => lock.acquire('k', -1), InvalidArgumentError);
+      assert.ok((await rejection(lock.acquire(key('zero'), 0))) instanceof InvalidArgumentError);
+    });
+  });
+}
