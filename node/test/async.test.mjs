@@ -76,6 +76,7 @@ for (const backend of backends()) {
       const [ka, kb] = [key('ca'), key('cb')];
       await admin.set(ka, 'other', 'PX', 10000);
       await admin.set(kb, 'other', 'PX', 10000);
+      await Promise.all([a.isLocked(ka), b.isLocked(kb)]); // instances (worker threads) started
       const { ms } = await timed(() =>
         Promise.all([rejection(a.waitForLock(ka, 400, 1000)), rejection(b.waitForLock(kb, 400, 1000))]),
       );
@@ -86,6 +87,7 @@ for (const backend of backends()) {
       const lock = make(server.client(), { retryDelayMs: 50 });
       const keys = Array.from({ length: 6 }, () => key('pool'));
       for (const k of keys) await admin.set(k, 'other', 'PX', 10000);
+      await Promise.all(keys.map((k) => lock.isLocked(k))); // six instances started
       const { ms, value } = await timed(() => Promise.all(keys.map((k) => rejection(lock.waitForLock(k, 300, 1000)))));
       for (const e of value) assert.ok(e instanceof LockAcquisitionError);
       assert.ok(ms < 800, `six concurrent 300 ms waits took ${ms} ms`);
