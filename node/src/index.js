@@ -158,8 +158,8 @@ export class DistributedLock {
   }
 
   /** Ends the worker threads (worker backend). The Redis client stays open: it is the caller's. */
-  close() {
-    return this.#pool.close();
+  async close() {
+    await this.#pool.close();
   }
 }
 
