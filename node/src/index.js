@@ -13,7 +13,7 @@ import {
 import { resolvePolicy } from './policy.js';
 import { Pool } from './pool.js';
 import { monotonicNow } from './wasi.js';
-import { fromInfo, fromLockState, LOCK_OPTION_NAMES, localIsHeld, localStatus, toError, toLockOptions, u64 } from './wit.js';
+import { fromInfo, fromLockState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
 
 export {
   ComponentTrapError,
@@ -166,14 +166,15 @@ export class DistributedLock {
 export class LockHandle {
   #slot;
   #id;
-  #info;
+  #info; // the component's lock-info after the last operation, as jco gives it
+  #released = false;
   #dropped = false;
 
   /** @internal */
   constructor(slot, id, info) {
     this.#slot = slot;
     this.#id = id;
-    this.#info = fromInfo(info);
+    this.#info = info;
     finalizer.register(this, { slot, id }, this);
   }
 
@@ -194,7 +195,7 @@ export class LockHandle {
     } catch (e) {
       rethrow(e);
     }
-    if (r.info !== null) this.#info = fromInfo(r.info);
+    if (r.info !== null) this.#info = r.info;
     if (r.err) throw toError(r.err, this.#info.key);
   }
 
@@ -206,7 +207,7 @@ export class LockHandle {
     this.#dropped = true;
     finalizer.unregister(this);
     this.#slot.handles -= 1;
-    this.#info = { ...this.#info, status: 'released', isHeld: false };
+    this.#released = true;
   }
 
   /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. */
@@ -216,19 +217,18 @@ export class LockHandle {
 
   /** Marks the handle released without touching Redis (the lock expires with its TTL). */
   markAsReleased() {
-    this.#info = { ...this.#info, status: 'released', isHeld: false };
+    this.#released = true;
     this.#drop();
   }
 
   /** Whether this handle holds the lock as far as it knows, without asking Redis. */
   get isHeld() {
-    return localIsHeld(this.#info, monotonicNow());
+    return !this.#released && localIsHeld(this.#info, monotonicNow());
   }
 
   /** `{ key, token, acquiredAt, expiresAt, isHeld, fence, status, validUntilNs }`. */
   get info() {
-    const now = monotonicNow();
-    return { ...this.#info, isHeld: localIsHeld(this.#info, now), status: localStatus(this.#info, now) };
+    return fromInfo(this.#info, monotonicNow(), this.#released);
   }
 
   get key() {
@@ -241,6 +241,6 @@ export class LockHandle {
 
   /** The fencing token (bigint) when the client has `fencing` on, else null. */
   get fence() {
-    return this.#info.fence;
+    return this.#info.fence ?? null;
   }
 }

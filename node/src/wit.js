@@ -186,11 +186,16 @@ export function toError(err, key) {
 }
 
 /**
- * A handle's state as the caller sees it: the component's lock-info, with times in
- * milliseconds since the Unix epoch (numbers), `validUntilNs` on the process' monotonic clock
- * (process.hrtime.bigint()), and `fence` (bigint) when the client has fencing on.
+ * A handle's state as the caller sees it, from the component's lock-info (`info`, kept as the
+ * component gave it) read at monotonic time `now`: times in milliseconds since the Unix epoch
+ * (numbers), `validUntilNs` on the process' monotonic clock (process.hrtime.bigint()), `fence`
+ * (bigint) when the client has fencing on, `status` and `isHeld` as of `now` (WIT `is-held`:
+ * held, and validity not run out). `released` overrides the status (released without a call).
  */
-export function fromInfo(info) {
+export function fromInfo(info, now, released) {
+  const isHeld = !released && localIsHeld(info, now);
+  let status = released ? 'released' : info.status;
+  if (status === 'held' && !isHeld) status = 'expired';
   return {
     key: info.key,
     token: info.token,
@@ -198,20 +203,14 @@ export function fromInfo(info) {
     acquiredAt: Number(info.acquiredAtMs),
     expiresAt: Number(info.expiresAtMs),
     validUntilNs: info.validUntil,
-    isHeld: info.isHeld,
-    status: info.status,
+    isHeld,
+    status,
   };
-}
-
-/** `held` and `attached` can change to `expired` and `held` without a call; the others stay. */
-export function localStatus(info, now) {
-  if (info.status === 'held' && now >= info.validUntilNs) return 'expired';
-  return info.status;
 }
 
 /** Whether a handle holds its lock as far as it knows, without asking Redis (WIT `is-held`). */
 export function localIsHeld(info, now) {
-  return info.status === 'held' && now < info.validUntilNs;
+  return info.status === 'held' && now < info.validUntil;
 }
 
 /** The public form of a WIT `lock-state`. */
