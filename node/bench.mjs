@@ -150,7 +150,7 @@ async function measure(pair, concurrency, seconds) {
 }
 
 const { url, stop } = await startRedis();
-const redis = new Redis(url);
+const redis = new Redis(url, { enableAutoPipelining: process.env.AUTOPIPE === "1" });
 await redis.ping();
 
 const impls = {

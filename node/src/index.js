@@ -100,17 +100,13 @@ export class DistributedLock {
     return this.#backend;
   }
 
-  async #handleOp(op, key, a, b) {
+  #handleOp(op, key, a, b) {
     const slot = this.#pool.pick(op === 'acquire' || op === 'waitForLock');
-    let r;
-    try {
-      r = await slot.run(op, key, a, b);
-    } catch (e) {
-      rethrow(e);
-    }
-    if (r.err) throw toError(r.err, key);
-    if (r.ok === null) return null;
-    return new LockHandle(slot, r.ok, r.info); // the slot counted it
+    return slot.run(op, key, a, b).then((r) => {
+      if (r.err) throw toError(r.err, key);
+      if (r.ok === null) return null;
+      return new LockHandle(slot, r.ok, r.info); // the slot counted it
+    }, rethrow);
   }
 
   /** Acquires `key` for `ttlMs`, retrying with exponential backoff; `LockAcquisitionError` when
@@ -185,29 +181,30 @@ export class LockHandle {
     this.#slot.dropLater(this.#id);
   }
 
-  async #op(op, arg) {
+  #op(op, arg) {
     // A handle whose resource is gone was released (here or by markAsReleased): the component
     // would answer `not-held` without calling Redis.
-    if (this.#dropped) throw new InvalidLockError(this.#info.key);
-    let r;
-    try {
-      r = await this.#slot.run(op, this.#id, arg);
-    } catch (e) {
-      rethrow(e);
-    }
+    if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));
+    return this.#slot.run(op, this.#id, arg).then((r) => this.#after(r), rethrow);
+  }
+
+  #after(r) {
     if (r.info !== null) this.#info = r.info;
     if (r.err) throw toError(r.err, this.#info.key);
   }
 
   /** Deletes the lock if the key still holds this handle's token; `InvalidLockError` when this
    * handle does not hold it (then nothing in Redis changed). */
-  async release() {
-    await this.#op('release');
-    // The instance dropped the released handle's resource already.
-    this.#dropped = true;
-    finalizer.unregister(this);
-    this.#slot.handles -= 1;
-    this.#released = true;
+  release() {
+    if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));
+    return this.#slot.run('release', this.#id).then((r) => {
+      this.#after(r);
+      // The instance dropped the released handle's resource already.
+      this.#dropped = true;
+      finalizer.unregister(this);
+      this.#slot.handles -= 1;
+      this.#released = true;
+    }, rethrow);
   }
 
   /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. */

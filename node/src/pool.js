@@ -34,20 +34,25 @@ class Slot {
       });
     }
     this.busy = true;
-    return this.runNow(op, a, b, c);
+    // Without async functions on this path: see NOTES.md.
+    const p = this.drops.length > 0 ? this.instance.exec('drop', this.drops.splice(0)).then(() => this.instance.exec(op, a, b, c)) : this.instance.exec(op, a, b, c);
+    return p.then(
+      (r) => {
+        this.count(op, r);
+        this.idle();
+        return r;
+      },
+      (e) => {
+        this.fail(e);
+        this.idle();
+        throw e;
+      },
+    );
   }
 
-  async runNow(op, a, b, c) {
-    try {
-      if (this.drops.length > 0) await this.instance.exec('drop', this.drops.splice(0));
-      return this.count(op, await this.instance.exec(op, a, b, c));
-    } catch (e) {
-      this.fail(e);
-      throw e;
-    } finally {
-      this.busy = false;
-      if (this.queue.length > 0) this.drain();
-    }
+  idle() {
+    this.busy = false;
+    if (this.queue.length > 0) this.drain();
   }
 
   /** Counts a new handle before the instance can be picked again (see Pool.pick). */

@@ -97,28 +97,26 @@ export function evalScript(redis, policy, entry, keys, args) {
     const call = { settled: false, reject, deadline: 0 };
     const deadlines = deadlinesFor(redis, policy.commandTimeoutMs);
     deadlines.add(call);
-    evalOnce(redis, entry, keys, args).then(
-      (reply) => {
-        if (!deadlines.settle(call)) return;
-        const r = flatten(reply, policy.maxReplyBytes);
-        if (r.tag === 'ok') resolve(r.val);
-        else reject(r.val);
-      },
-      (err) => {
-        if (!deadlines.settle(call)) return;
-        reject(classify(err));
-      },
-    );
-  });
-}
-
-function evalOnce(redis, entry, keys, args) {
-  const n = keys.length;
-  return redis.evalshaBuffer(entry.sha1, n, ...keys, ...args).catch((err) => {
-    if (err?.name === 'ReplyError' && err.message.startsWith('NOSCRIPT')) {
-      return redis.evalBuffer(entry.source, n, ...keys, ...args);
-    }
-    throw err;
+    const onReply = (reply) => {
+      if (!deadlines.settle(call)) return;
+      const r = flatten(reply, policy.maxReplyBytes);
+      if (r.tag === 'ok') resolve(r.val);
+      else reject(r.val);
+    };
+    const onError = (err) => {
+      if (!deadlines.settle(call)) return;
+      reject(classify(err));
+    };
+    const n = keys.length;
+    redis.evalshaBuffer(entry.sha1, n, ...keys, ...args).then(onReply, (err) => {
+      if (err?.name === 'ReplyError' && err.message.startsWith('NOSCRIPT') && !call.settled) {
+        // EVAL runs the script and caches it in one step (a SCRIPT LOAD then EVALSHA could
+        // lose it to a SCRIPT FLUSH between the two).
+        redis.evalBuffer(entry.source, n, ...keys, ...args).then(onReply, onError);
+      } else {
+        onError(err);
+      }
+    });
   });
 }
 

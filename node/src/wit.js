@@ -40,6 +40,8 @@ export function createExecutor(lock, witOptions) {
     handles.set(id, h);
     return { ok: id, info: h.info() };
   };
+  const putMaybe = (h) => (h === undefined ? NONE : put(h));
+  const ok = (v) => ({ ok: v });
   const handle = (id) => {
     const h = handles.get(id);
     if (h === undefined) throw new Error(`dlock: no lock handle ${id} in this instance`);
@@ -52,68 +54,80 @@ export function createExecutor(lock, witOptions) {
       h[Symbol.dispose]();
     }
   };
+  // A component error becomes a result; anything else (a trap) stays an error.
+  const fail = (e) => {
+    if (isComponentError(e)) return { err: e.payload };
+    throw e;
+  };
+  // `v` is a promise (JSPI) or a value (sync build). Written without async functions: each
+  // await layer costs promises and microtasks on the hot path (see NOTES.md).
+  const then = (v, f, onErr = fail) => (v instanceof Promise ? v.then(f, onErr) : Promise.resolve(f(v)));
 
-  async function exec(op, a, b, c) {
+  function exec(op, a, b, c) {
     try {
       switch (op) {
         case 'acquire': // key, ttlMs (bigint)
-          return put(await client.acquire(a, b));
-        case 'tryAcquire': {
-          // key, ttlMs
-          const h = await client.tryAcquire(a, b);
-          return h === undefined ? { ok: null } : put(h);
-        }
+          return then(client.acquire(a, b), put);
+        case 'tryAcquire': // key, ttlMs
+          return then(client.tryAcquire(a, b), putMaybe);
         case 'waitForLock': // key, timeoutMs, ttlMs
-          return put(await client.waitForLock(a, b, c));
+          return then(client.waitForLock(a, b, c), put);
         case 'isLocked': // key
-          return { ok: await client.isLocked(a) };
+          return then(client.isLocked(a), ok);
         case 'lockState': // key
-          return { ok: await client.lockState(a) };
+          return then(client.lockState(a), ok);
         case 'attach': // key, token
-          return put(client.attach(a, b));
+          return Promise.resolve(put(client.attach(a, b)));
         case 'release': {
           // handle id. A released handle can do nothing more: its resource goes at once, and the
           // caller knows its state (released, not held) without asking.
           const h = handle(a);
-          try {
-            await h.release();
-          } catch (e) {
-            if (isComponentError(e)) return { err: e.payload, info: h.info() };
-            throw e;
-          }
-          drop(a);
-          return { ok: null, info: null };
+          return then(
+            h.release(),
+            () => {
+              drop(a);
+              return RELEASED;
+            },
+            (e) => ({ ...fail(e), info: h.info() }),
+          );
         }
         case 'extend': {
           // handle id, ttlMs
           const h = handle(a);
-          try {
-            await h.extend(b);
-          } catch (e) {
-            if (isComponentError(e)) return { err: e.payload, info: h.info() };
-            throw e;
-          }
-          return { ok: null, info: h.info() };
+          return then(
+            h.extend(b),
+            () => ({ ok: null, info: h.info() }),
+            (e) => ({ ...fail(e), info: h.info() }),
+          );
         }
         case 'info':
-          return { ok: null, info: handle(a).info() };
+          return Promise.resolve({ ok: null, info: handle(a).info() });
         case 'drop': // handle ids (an array)
           for (const id of a) drop(id);
-          return { ok: null };
+          return Promise.resolve(NONE);
         case 'close':
           for (const id of [...handles.keys()]) drop(id);
           client[Symbol.dispose]();
-          return { ok: null };
+          return Promise.resolve(NONE);
         default:
           throw new Error(`dlock: unknown operation ${op}`);
       }
     } catch (e) {
-      if (isComponentError(e)) return { err: e.payload };
-      throw e;
+      // the sync build throws from the call itself
+      try {
+        const r = fail(e);
+        if (op === 'release' || op === 'extend') r.info = handles.get(a)?.info() ?? null;
+        return Promise.resolve(r);
+      } catch (trap) {
+        return Promise.reject(trap);
+      }
     }
   }
   return { exec };
 }
+
+const NONE = Object.freeze({ ok: null });
+const RELEASED = Object.freeze({ ok: null, info: null });
 
 /** Whether `op` may reach `redis-eval` or `pollable.block` (a suspending call). */
 export const SUSPENDING_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'isLocked', 'lockState', 'release', 'extend']);
