@@ -249,6 +249,28 @@ for (const backend of backends()) {
       assert.equal(await redis.exists(k), 0);
     });
 
+    test('non-ASCII keys round-trip byte for byte', async () => {
+      const lock = make({ keyPrefix: 'préfixe:' });
+      const k = `${key('utf8')}-clé-🔒`;
+      const h = await lock.acquire(k, 5000);
+      assert.equal(h.info.key, k);
+      assert.equal(await redis.get(`préfixe:${k}`), h.token);
+      await h.release();
+    });
+
+    test('an instance whose memory grows keeps working (2500 live handles, 500-byte keys)', async () => {
+      const lock = make({ maxInstances: 1 });
+      const base = key('grow').padEnd(490, 'x');
+      const handles = [];
+      for (let i = 0; i < 2500; i++) handles.push(await lock.tryAcquire(`${base}${i}`, 20000));
+      for (const [i, h] of handles.entries()) {
+        assert.equal(h.info.key, `${base}${i}`);
+        assert.equal(h.isHeld, true);
+      }
+      await Promise.all(handles.map((h) => h.release()));
+      assert.equal(await redis.exists(`${base}0`), 0);
+    });
+
     test('bad arguments and options are refused before Redis', async () => {
       assert.throws(() => make({ retryDelayMs: 0 }), InvalidArgumentError);
       assert.throws(() => make({ keyPrefix: 'a\nb' }), InvalidArgumentError);
