@@ -45,6 +45,16 @@ function checkKey(key) {
   return key;
 }
 
+/** Runs `fn`; a synchronous throw (an argument refused before anything runs) becomes a
+ * rejection, so that every method returns a promise as the original package's did. */
+function promised(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
 /** A component's error, or a trap, as the error this package throws. */
 function rethrow(e) {
   if (e instanceof DistributedLockError) throw e;
@@ -112,24 +122,26 @@ export class DistributedLock {
   /** Acquires `key` for `ttlMs`, retrying with exponential backoff; `LockAcquisitionError` when
    * every attempt found it held. */
   acquire(key, ttlMs) {
-    return this.#handleOp('acquire', checkKey(key), u64('ttlMs', ttlMs));
+    return promised(() => this.#handleOp('acquire', checkKey(key), u64('ttlMs', ttlMs)));
   }
 
   /** One attempt: a handle, or `null` when the lock is held by someone else. */
   tryAcquire(key, ttlMs) {
-    return this.#handleOp('tryAcquire', checkKey(key), u64('ttlMs', ttlMs));
+    return promised(() => this.#handleOp('tryAcquire', checkKey(key), u64('ttlMs', ttlMs)));
   }
 
   /** Polls until acquired or `timeoutMs` have passed (`LockAcquisitionError`). */
   waitForLock(key, timeoutMs, ttlMs) {
-    return this.#handleOp('waitForLock', checkKey(key), u64('timeoutMs', timeoutMs), u64('ttlMs', ttlMs));
+    return promised(() => this.#handleOp('waitForLock', checkKey(key), u64('timeoutMs', timeoutMs), u64('ttlMs', ttlMs)));
   }
 
   /** A handle for a lock taken elsewhere with `token` (no Redis call): `release` and `extend`
    * work if the key still holds the token; `isHeld` is false until the first `extend`. */
   attach(key, token) {
-    if (typeof token !== 'string') throw new InvalidArgumentError('token must be a string');
-    return this.#handleOp('attach', checkKey(key), token);
+    return promised(() => {
+      if (typeof token !== 'string') throw new InvalidArgumentError('token must be a string');
+      return this.#handleOp('attach', checkKey(key), token);
+    });
   }
 
   async #query(op, key) {
@@ -209,7 +221,7 @@ export class LockHandle {
 
   /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. */
   extend(ms) {
-    return this.#op('extend', u64('ms', ms));
+    return promised(() => this.#op('extend', u64('ms', ms)));
   }
 
   /** Marks the handle released without touching Redis (the lock expires with its TTL). */

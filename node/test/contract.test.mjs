@@ -173,8 +173,8 @@ for (const backend of backends()) {
       assert.ok(pttl > 7000 && pttl <= 8000, `pttl ${pttl}`);
       assert.ok(h.info.expiresAt >= before + 6900, `expiresAt moved from ${before} to ${h.info.expiresAt}`);
       assert.ok((await rejection(h.extend(0))) instanceof InvalidArgumentError);
-      assert.ok((await rejection(Promise.resolve().then(() => h.extend(-5)))) instanceof InvalidArgumentError);
-      assert.ok((await rejection(Promise.resolve().then(() => h.extend(1.5)))) instanceof InvalidArgumentError);
+      assert.ok((await rejection(h.extend(-5))) instanceof InvalidArgumentError);
+      assert.ok((await rejection(h.extend(1.5))) instanceof InvalidArgumentError);
       await h.release();
       const err = await rejection(h.extend(1000));
       assert.ok(err instanceof InvalidLockError);
@@ -278,8 +278,13 @@ for (const backend of backends()) {
       assert.throws(() => make({ retryCont: 3 }), InvalidArgumentError);
       assert.throws(() => new DistributedLock(null), InvalidArgumentError);
       const lock = make();
-      assert.throws(() => lock.acquire(42, 1000), InvalidArgumentError);
-      assert.throws(() => lock.acquire('k', -1), InvalidArgumentError);
+      // every method returns a promise, argument errors included
+      await assert.rejects(lock.acquire(42, 1000), InvalidArgumentError);
+      await assert.rejects(lock.acquire('k', -1), InvalidArgumentError);
+      await assert.rejects(lock.tryAcquire('k', 1.5), InvalidArgumentError);
+      await assert.rejects(lock.waitForLock('k', -1, 1000), InvalidArgumentError);
+      await assert.rejects(lock.attach('k', 7), InvalidArgumentError);
+      await assert.rejects(lock.isLocked(null), InvalidArgumentError);
       assert.ok((await rejection(lock.acquire(key('zero'), 0))) instanceof InvalidArgumentError);
     });
   });
