@@ -1,8 +1,8 @@
 // Builds the JavaScript bindings of the dlock component with jco, from the .wasm file itself.
 //
 // Inputs (each: environment variable, else default):
-//   DLOCK_WASM     the component (default: ../host/dlock_guest.wasm, relative to this package)
-//   DLOCK_SCRIPTS  the directory of the component's Lua scripts (default: ../guest/scripts);
+//   DLOCK_WASM     the component (default: ../host/bundle/dlock_guest.wasm, the component the Rust host bundles)
+//   DLOCK_SCRIPTS  the directory of the component's Lua scripts (default: ../host/bundle/scripts);
 //                  the build checks that each script's source is inside the component, and the
 //                  default allowlist is exactly these scripts, by SHA1
 // Output: gen/ (not in git)
@@ -19,8 +19,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const wasm = resolve(pkg, process.env.DLOCK_WASM || process.argv[2] || '../host/dlock_guest.wasm');
-const scriptsDir = resolve(pkg, process.env.DLOCK_SCRIPTS || '../guest/scripts');
+const wasm = resolve(pkg, process.env.DLOCK_WASM || process.argv[2] || '../host/bundle/dlock_guest.wasm');
+const scriptsDir = resolve(pkg, process.env.DLOCK_SCRIPTS || '../host/bundle/scripts');
 const gen = join(pkg, 'gen');
 
 if (!existsSync(wasm)) {
@@ -55,7 +55,7 @@ const ASYNC_EXPORTS = [
   `${LOCK}#[method]client.try-acquire`,
   `${LOCK}#[method]client.wait-for-lock`,
   `${LOCK}#[method]client.is-locked`,
-  `${LOCK}#[method]client.lock-state`,
+  `${LOCK}#[method]client.key-state`,
   `${LOCK}#[method]lock-handle.release`,
   `${LOCK}#[method]lock-handle.extend`,
 ];

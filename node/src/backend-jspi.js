@@ -4,10 +4,11 @@
 // promise settles: nothing blocks, and many instances can be suspended at once.
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
-import { EvalWindow } from './policy.js';
-import { redisImportsAsync } from './redis-host.js';
+import { memoryCap } from './memory.js';
+import { admitScript } from './policy.js';
+import { RedisHost, Script } from './redis-host.js';
 import { wasiImports } from './wasi.js';
-import { createExecutor, SUSPENDING_OPS } from './wit.js';
+import { createExecutor } from './wit.js';
 
 /** Whether this Node has JSPI as the component needs it (the current API). */
 export function jspiAvailable() {
@@ -54,22 +55,52 @@ export async function loadJspi() {
   return generated;
 }
 
+/** The `dlock:lock/redis` import for one instance: `redisEval` returns a promise the
+ * component's stack waits on. */
+function redisImports(host) {
+  class HostScript extends Script {
+    static load(source) {
+      const entry = admitScript(host.policy, source);
+      if (typeof entry === 'string') throw { tag: 'denied', val: entry };
+      return new HostScript(entry);
+    }
+  }
+  return {
+    Script: HostScript,
+    redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
+  };
+}
+
 /**
  * One component instance with its lock client, in this thread. `exec` runs one operation; the
- * caller serialises them (a suspended instance must not be re-entered).
+ * caller serialises them (a suspended instance must not be re-entered). `trapped` is called
+ * when an operation failed with a trap: the locks that call may have taken are given back.
  * Synchronous: core modules are compiled and instantiated synchronously (allowed in Node).
+ * `wasi` replaces WASI functions (tests only).
  */
-export function createJspiInstance({ redis, policy, witOptions }) {
-  const ctx = { redis, policy, window: new EvalWindow() };
-  const imports = { 'dlock:lock/redis': redisImportsAsync(ctx), ...wasiImports('async') };
-  const root = generated.instantiate(getCoreModule, imports, (module, imp) => new WebAssembly.Instance(module, imp));
+export function createJspiInstance({ redis, policy, witOptions, bytes, wasi }) {
+  const host = new RedisHost(redis, policy, bytes);
+  const imports = { 'dlock:lock/redis': redisImports(host), ...wasiImports('async', wasi) };
+  const memories = [];
+  const root = generated.instantiate(getCoreModule, imports, (module, imp) => {
+    const instance = new WebAssembly.Instance(module, imp);
+    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) memories.push(v);
+    return instance;
+  });
   if (typeof root?.then === 'function') throw new Error('dlock: jco instantiation did not complete synchronously');
   const executor = createExecutor(root.lock, witOptions);
+  const memoryCheck = memoryCap(memories, policy.maxMemoryBytes);
   return {
     exec(op, a, b, c) {
-      if (SUSPENDING_OPS.has(op)) ctx.window.begin();
+      host.begin();
       return executor.exec(op, a, b, c);
     },
+    afterCall: memoryCheck,
+    trapped() {
+      return host.releaseGrants();
+    },
     close() {},
+    /** @internal for tests */
+    host,
   };
 }

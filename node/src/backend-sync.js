@@ -15,9 +15,18 @@ function getCoreModule(path) {
   return m;
 }
 
-/** Instantiates the sync build with this `dlock:lock/redis` import; returns jco's root. */
-export function instantiateSync(redisImport) {
-  return instantiate(getCoreModule, { 'dlock:lock/redis': redisImport, ...wasiImports('sync') });
+/**
+ * Instantiates the sync build with this `dlock:lock/redis` import; returns jco's root. The
+ * instance's memories are pushed onto `memories` (for the memory cap); `onSleep(ms)` is told
+ * of every sleep before it starts; `overrides` replace WASI functions (tests only).
+ */
+export function instantiateSync(redisImport, memories = [], onSleep = undefined, overrides = {}) {
+  const imports = { 'dlock:lock/redis': redisImport, ...wasiImports('sync', overrides, onSleep) };
+  return instantiate(getCoreModule, imports, (module, imp) => {
+    const instance = new WebAssembly.Instance(module, imp);
+    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) memories.push(v);
+    return instance;
+  });
 }
 
 let probe;

@@ -1,5 +1,6 @@
 // Types of the public API: the original package's (`@lilith/distributed-lock`), plus what the
-// dlock component adds (fencing, attach, lock state, lease status, the host's policy).
+// dlock component (WIT `dlock:lock@0.2.0`) adds (fencing, attach, key state, handle status, the
+// host's policy).
 
 import type { Cluster, Redis } from 'ioredis';
 
@@ -17,12 +18,29 @@ export interface PolicyOptions {
   /** Every key must start with this (or be the fence counter `{KEY}:fence` of one that does).
    * Default '' (any key). Use the same value as `keyPrefix`. */
   keyNamespace?: string;
-  /** Most bytes of keys and arguments in one call. Default 65536. */
+  /** Most bytes of keys and arguments in one call. Default 4096. */
   maxRequestBytes?: number;
   /** Most bytes a reply may carry (bulk bytes, 8 per array element). Default 65536. */
   maxReplyBytes?: number;
-  /** Most Redis calls in any one-second window of one operation. Default 4096. */
+  /** Redis calls per call into the component: a token bucket that starts full with this many
+   * at every call and refills at this many per second. Default 4096. */
   maxEvalsPerSecond?: number;
+  /** Bytes of keys and arguments one DistributedLock may send: a token bucket of this many,
+   * refilled at this many per second over the client's life. Default 4 MiB. */
+  maxBytesPerSecond?: number;
+  /** Let `release` and `extend` name tokens of other clients of the convention (node-redlock,
+   * redis-py, redsync: 1 to 256 bytes without control characters), for `attach`. Default false:
+   * only dlock's own tokens (UUID v4). */
+  allowForeignTokens?: boolean;
+  /** After this many command timeouts in a row on one ioredis client, the client is made to
+   * reconnect (`disconnect(true)`): its connection is taken for dead. 0: never. Default 3. */
+  reconnectAfterTimeouts?: number;
+  /** Worker backend: longest a call may compute without calling Redis or sleeping before its
+   * worker is stopped (a trap). Default 1000. The JSPI backend cannot enforce it. */
+  maxComputeMs?: number;
+  /** Largest linear memory of an instance, checked after each call (an instance past it is
+   * discarded as if it had trapped). Default 16 MiB. */
+  maxMemoryBytes?: number;
   /** Lua sources allowed besides the component's own scripts. */
   allowScripts?: string[];
   /** Allow none of the component's own scripts (only `allowScripts`). */
@@ -56,7 +74,9 @@ export interface DistributedLockOptions extends LockOptions {
   maxInstances?: number;
 }
 
-export type LockStatus = 'held' | 'expired' | 'released' | 'lost' | 'attached';
+/** Where a handle stands, as it knows without asking Redis. `releasing`: a release was sent
+ * but its outcome is unknown (timeout, broken connection); only `release` may be retried. */
+export type HandleStatus = 'held' | 'expired' | 'released' | 'releasing' | 'lost' | 'attached';
 
 export interface LockInfo {
   /** The key as given (without `keyPrefix`). */
@@ -71,12 +91,13 @@ export interface LockInfo {
   isHeld: boolean;
   /** The fencing token, when the client has `fencing` on. */
   fence: bigint | null;
-  status: LockStatus;
+  status: HandleStatus;
   /** The end of validity on `process.hrtime.bigint()`'s clock (ns). */
   validUntilNs: bigint;
 }
 
-export type LockState = { state: 'unlocked' } | { state: 'expiring'; ttlMs: number } | { state: 'persistent' };
+/** What Redis says about a key (whoever set it). */
+export type KeyState = { state: 'unlocked' } | { state: 'expiring'; ttlMs: number } | { state: 'persistent' };
 
 export declare class LockHandle {
   private constructor();
@@ -101,7 +122,7 @@ export declare class DistributedLock {
   tryAcquire(key: string, ttlMs: number | bigint): Promise<LockHandle | null>;
   waitForLock(key: string, timeoutMs: number | bigint, ttlMs: number | bigint): Promise<LockHandle>;
   isLocked(key: string): Promise<boolean>;
-  lockState(key: string): Promise<LockState>;
+  keyState(key: string): Promise<KeyState>;
   attach(key: string, token: string): Promise<LockHandle>;
   /** Ends the worker threads (worker backend); the Redis client stays the caller's. */
   close(): Promise<void>;
@@ -110,8 +131,22 @@ export declare class DistributedLock {
 /** `jspi` where this Node has JSPI, else `worker`. */
 export declare function defaultBackend(): 'jspi' | 'worker';
 
-export declare class DistributedLockError extends Error {}
+/** The component this package runs: the SHA-256 and size of the .wasm file it was built from
+ * (the Rust host's bundled component) and the jco version. */
+export declare const COMPONENT: { readonly sha256: string; readonly bytes: number; readonly jco: string };
+
+export declare class DistributedLockError extends Error {
+  /** Whether the same call may succeed if retried later. */
+  readonly retryable: boolean;
+}
+/** Not acquired within the retries (`acquire`) or the deadline (`waitForLock`). */
 export declare class LockAcquisitionError extends DistributedLockError {
+  readonly key: string;
+}
+/** Granted only after the TTL had run out (Redis too slow for it): given back. Retryable. */
+export declare class LockGrantedTooLateError extends LockAcquisitionError {}
+/** The key holds another type than a lock (a hash, a list): nothing changed; not retryable. */
+export declare class NotALockError extends DistributedLockError {
   readonly key: string;
 }
 export declare class InvalidLockError extends DistributedLockError {
@@ -121,7 +156,5 @@ export declare class InvalidArgumentError extends DistributedLockError {}
 export declare class LockRedisError extends DistributedLockError {
   readonly kind: 'unavailable' | 'timeout' | 'rejected' | 'denied';
   readonly detail: string | null;
-  /** Whether the same call may succeed later (`unavailable`, `timeout`). */
-  readonly retryable: boolean;
 }
 export declare class ComponentTrapError extends DistributedLockError {}

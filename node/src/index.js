@@ -8,12 +8,14 @@ import {
   InvalidArgumentError,
   InvalidLockError,
   LockAcquisitionError,
+  LockGrantedTooLateError,
   LockRedisError,
+  NotALockError,
 } from './errors.js';
-import { resolvePolicy } from './policy.js';
+import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
 import { Pool } from './pool.js';
 import { monotonicNow } from './wasi.js';
-import { fromInfo, fromLockState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
+import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
 
 export {
   ComponentTrapError,
@@ -21,10 +23,20 @@ export {
   InvalidArgumentError,
   InvalidLockError,
   LockAcquisitionError,
+  LockGrantedTooLateError,
   LockRedisError,
+  NotALockError,
 };
 
 if (jspiAvailable()) await loadJspi();
+
+/** The component this package runs: `{ sha256, bytes, jco }` (the SHA-256 of the .wasm file it
+ * was built from, the Rust host's bundled component). */
+export const COMPONENT = Object.freeze({
+  sha256: componentInfo().sha256,
+  bytes: componentInfo().bytes,
+  jco: componentInfo().jco,
+});
 
 const OTHER_OPTIONS = new Set(['policy', 'backend', 'maxInstances']);
 const DEFAULT_MAX_INSTANCES = { jspi: 64, worker: 8 };
@@ -93,7 +105,12 @@ export class DistributedLock {
       if (e?.payload) throw toError(e.payload);
       rethrow(e);
     }
-    const policy = resolvePolicy(options.policy);
+    let policy;
+    try {
+      policy = resolvePolicy(options.policy ?? {});
+    } catch (e) {
+      throw new InvalidArgumentError(e.message);
+    }
     let backend = options.backend ?? 'auto';
     if (backend === 'auto') backend = defaultBackend();
     if (backend === 'jspi' && !jspiAvailable()) throw jspiMissing();
@@ -101,7 +118,9 @@ export class DistributedLock {
     const max = options.maxInstances ?? DEFAULT_MAX_INSTANCES[backend];
     if (!Number.isSafeInteger(max) || max < 1) throw new InvalidArgumentError(`maxInstances must be a positive integer, got ${max}`);
     const create = backend === 'jspi' ? createJspiInstance : createWorkerInstance;
-    this.#pool = new Pool(() => create({ redis, policy, witOptions }), max);
+    // The byte rate is metered per DistributedLock over its life, across its instances.
+    const bytes = new TokenBucket(policy.maxBytesPerSecond);
+    this.#pool = new Pool(() => create({ redis, policy, witOptions, bytes }), max);
     this.#backend = backend;
   }
 
@@ -160,9 +179,10 @@ export class DistributedLock {
     return this.#query('isLocked', key);
   }
 
-  /** `{state: 'unlocked'} | {state: 'expiring', ttlMs} | {state: 'persistent'}`. */
-  async lockState(key) {
-    return fromLockState(await this.#query('lockState', key));
+  /** What Redis says about the key: `{state: 'unlocked'} | {state: 'expiring', ttlMs} |
+   * {state: 'persistent'}` (a key without expiry: not set by a client of the convention). */
+  async keyState(key) {
+    return fromKeyState(await this.#query('keyState', key));
   }
 
   /** Ends the worker threads (worker backend). The Redis client stays open: it is the caller's. */

@@ -38,6 +38,12 @@ class Slot {
     const p = this.drops.length > 0 ? this.instance.exec('drop', this.drops.splice(0)).then(() => this.instance.exec(op, a, b, c)) : this.instance.exec(op, a, b, c);
     return p.then(
       (r) => {
+        const trap = this.checked();
+        if (trap !== null) {
+          this.fail(trap);
+          this.idle();
+          throw trap;
+        }
         this.count(op, r);
         this.idle();
         return r;
@@ -61,8 +67,15 @@ class Slot {
     return result;
   }
 
+  /** The instance's check after a call (its memory cap): a trap, or null. */
+  checked() {
+    return this.instance.afterCall === undefined ? null : this.instance.afterCall();
+  }
+
   fail(e) {
-    // A trap: the instance's state is unknown from here on; fail everything queued on it.
+    // A trap: the instance's state is unknown from here on; fail everything queued on it, and
+    // give back the locks the failed call may have taken.
+    if (this.failed === null) this.instance.trapped?.();
     this.failed ??= e;
     for (const job of this.queue.splice(0)) job.reject(e);
   }
@@ -83,7 +96,10 @@ class Slot {
       const job = this.queue.shift();
       try {
         if (this.drops.length > 0) await this.instance.exec('drop', this.drops.splice(0));
-        job.resolve(this.count(job.op, await this.instance.exec(job.op, job.a, job.b, job.c)));
+        const r = await this.instance.exec(job.op, job.a, job.b, job.c);
+        const trap = this.checked();
+        if (trap !== null) throw trap;
+        job.resolve(this.count(job.op, r));
       } catch (e) {
         job.reject(e);
         this.fail(e);

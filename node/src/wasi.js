@@ -42,8 +42,12 @@ async function sleepUntilAsync(deadline) {
 }
 
 let sleepCell = null;
-function sleepUntilSync(deadline) {
+function sleepUntilSync(deadline, onSleep) {
   sleepCell ??= new Int32Array(new SharedArrayBuffer(4));
+  if (onSleep !== undefined) {
+    const left = deadline - hrtime();
+    if (left > 0n) onSleep(Number(left) / 1e6);
+  }
   for (;;) {
     const left = deadline - hrtime();
     if (left <= 0n) return;
@@ -51,6 +55,9 @@ function sleepUntilSync(deadline) {
     Atomics.wait(sleepCell, 0, 0, ms);
   }
 }
+
+/** Most bytes one `get-random-bytes` call may ask for; a larger request traps the call. */
+export const MAX_RANDOM_BYTES = 4096n;
 
 // Random u64s are drawn from the OS 64 at a time: a lock token (UUID v4) takes two.
 const POOL = 64;
@@ -75,10 +82,12 @@ function wallNow() {
  * The WASI imports, keyed as jco's `instantiate` wants them.
  * @param {'async' | 'sync'} mode async: `pollable.block` returns a promise (JSPI); sync: it blocks
  *   the current thread (worker backend).
+ * @param overrides functions replacing these, by interface (tests only)
+ * @param onSleep sync mode: told of each sleep's length (ms) before it starts
  */
-export function wasiImports(mode) {
-  const Pollable = makePollableClass(mode === 'async' ? sleepUntilAsync : sleepUntilSync);
-  return {
+export function wasiImports(mode, overrides = {}, onSleep = undefined) {
+  const Pollable = makePollableClass(mode === 'async' ? sleepUntilAsync : (deadline) => sleepUntilSync(deadline, onSleep));
+  const base = {
     'wasi:clocks/monotonic-clock': {
       now: hrtime,
       resolution: () => 1n,
@@ -95,10 +104,18 @@ export function wasiImports(mode) {
     'wasi:random/random': {
       getRandomU64,
       getRandomBytes(len) {
+        // As the Rust host (random.rs): a lock component needs 16 bytes per token; a larger
+        // request traps the call instead of making the host allocate it.
+        if (len > MAX_RANDOM_BYTES) {
+          throw new Error(`the component asked for ${len} random bytes; the limit is ${MAX_RANDOM_BYTES}`);
+        }
         const out = new Uint8Array(Number(len));
-        for (let at = 0; at < out.length; at += 65536) getRandomValues(out.subarray(at, at + 65536));
+        getRandomValues(out);
         return out;
       },
     },
   };
+  // Tests replace single functions (a clock that fails, to make the component trap).
+  for (const [name, fns] of Object.entries(overrides)) base[name] = { ...base[name], ...fns };
+  return base;
 }

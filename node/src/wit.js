@@ -1,5 +1,5 @@
-// The only module that knows the shapes of `dlock:lock/lock` (the component's export): option
-// records, the error and lock-state variants, lock-info, and which export each operation calls.
+// The only module that knows the shapes of `dlock:lock/lock@0.2.0` (the component's export):
+// option records, the error and key-state variants, lock-info, and which export each operation calls.
 // When the WIT changes (new error cases, renamed fields, new exports), this file and the
 // ASYNC_EXPORTS list in scripts/build.mjs are what follow it.
 //
@@ -10,7 +10,9 @@ import {
   InvalidArgumentError,
   InvalidLockError,
   LockAcquisitionError,
+  LockGrantedTooLateError,
   LockRedisError,
+  NotALockError,
 } from './errors.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -74,8 +76,8 @@ export function createExecutor(lock, witOptions) {
           return then(client.waitForLock(a, b, c), put);
         case 'isLocked': // key
           return then(client.isLocked(a), ok);
-        case 'lockState': // key
-          return then(client.lockState(a), ok);
+        case 'keyState': // key
+          return then(client.keyState(a), ok);
         case 'attach': // key, token
           return Promise.resolve(put(client.attach(a, b)));
         case 'release': {
@@ -130,7 +132,7 @@ const NONE = Object.freeze({ ok: null });
 const RELEASED = Object.freeze({ ok: null, info: null });
 
 /** Whether `op` may reach `redis-eval` or `pollable.block` (a suspending call). */
-export const SUSPENDING_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'isLocked', 'lockState', 'release', 'extend']);
+export const SUSPENDING_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'isLocked', 'keyState', 'release', 'extend']);
 
 // ---------------------------------------------------------------------------------------------
 // In the caller's thread: conversions between the public API and the WIT types.
@@ -188,6 +190,10 @@ export function toError(err, key) {
   switch (err.tag) {
     case 'not-acquired':
       return new LockAcquisitionError(key);
+    case 'granted-too-late':
+      return new LockGrantedTooLateError(key);
+    case 'not-a-lock':
+      return new NotALockError(key);
     case 'not-held':
       return new InvalidLockError(key);
     case 'invalid-argument':
@@ -203,8 +209,9 @@ export function toError(err, key) {
  * A handle's state as the caller sees it, from the component's lock-info (`info`, kept as the
  * component gave it) read at monotonic time `now`: times in milliseconds since the Unix epoch
  * (numbers), `validUntilNs` on the process' monotonic clock (process.hrtime.bigint()), `fence`
- * (bigint) when the client has fencing on, `status` and `isHeld` as of `now` (WIT `is-held`:
- * held, and validity not run out). `released` overrides the status (released without a call).
+ * (bigint) when the client has fencing on, `status` (`held`, `expired`, `released`,
+ * `releasing`, `lost`, `attached`) and `isHeld` as of `now` (WIT `is-held`: held, and validity
+ * not run out). `released` overrides the status (markAsReleased: released without a call).
  */
 export function fromInfo(info, now, released) {
   const isHeld = !released && localIsHeld(info, now);
@@ -216,7 +223,7 @@ export function fromInfo(info, now, released) {
     fence: info.fence ?? null,
     acquiredAt: Number(info.acquiredAtMs),
     expiresAt: Number(info.expiresAtMs),
-    validUntilNs: info.validUntil,
+    validUntilNs: info.validUntilNs,
     isHeld,
     status,
   };
@@ -224,11 +231,11 @@ export function fromInfo(info, now, released) {
 
 /** Whether a handle holds its lock as far as it knows, without asking Redis (WIT `is-held`). */
 export function localIsHeld(info, now) {
-  return info.status === 'held' && now < info.validUntil;
+  return info.status === 'held' && now < info.validUntilNs;
 }
 
-/** The public form of a WIT `lock-state`. */
-export function fromLockState(state) {
+/** The public form of a WIT `key-state`. */
+export function fromKeyState(state) {
   switch (state.tag) {
     case 'unlocked':
       return { state: 'unlocked' };

@@ -99,3 +99,23 @@ export async function rejection(promise) {
   }
   throw new Error('expected a rejection');
 }
+
+/**
+ * Polls `check` every 5 ms until it resolves to true; fails naming `what` after `limitMs` (a
+ * hang guard for events that have no notification, such as a key expiring: not a timing
+ * assertion).
+ */
+export async function until(what, check, limitMs = 10_000) {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** EVALSHA and EVAL calls the server behind `redis` has served so far. */
+export async function scriptCalls(redis) {
+  const stats = await redis.info('commandstats');
+  const calls = (cmd) => Number(stats.match(new RegExp(`cmdstat_${cmd}:calls=(\\d+),`))?.[1] ?? 0);
+  return calls('evalsha') + calls('eval');
+}

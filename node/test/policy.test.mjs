@@ -1,11 +1,17 @@
-// The host's policy (as the Rust host's: host/src/policy.rs, limits.rs, reply.rs) and the
-// classification of Redis failures: the rules alone, then through the component on a real
-// redis-server.
+// The host's policy (as the Rust host's: host/src/redis/policy.rs, limits.rs, reply.rs, link.rs,
+// grants.rs; sandbox.rs's buckets and memory limit; random.rs) and the classification of Redis
+// failures: the rules alone, then through the component on a real redis-server.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
-import { DistributedLock, InvalidArgumentError, LockRedisError } from '../src/index.js';
-import { bundledScripts, checkRequest, classify, flatten, resolvePolicy, sha1Hex } from '../src/policy.js';
-import { backends, rejection, startRedis, timed } from './helpers.mjs';
+import { createWorkerInstance } from '../src/backend-worker.js';
+import { ComponentTrapError, DistributedLock, InvalidArgumentError, LockRedisError } from '../src/index.js';
+import { admitScript, bundledScripts, checkRequest, checkRole, classify, DEFAULT_POLICY, flatten, resolvePolicy, sha1Hex, TokenBucket } from '../src/policy.js';
+import { linkFor } from '../src/redis-host.js';
+import { MAX_RANDOM_BYTES, wasiImports } from '../src/wasi.js';
+import { backends, rejection, scriptCalls, startRedis, until } from './helpers.mjs';
+
+const TOKEN = '0f8fad5b-d9cb-469f-a165-70867728950e';
 
 describe('policy rules', () => {
   test('the default allowlist is exactly the bundled scripts', () => {
@@ -16,6 +22,20 @@ describe('policy rules', () => {
     for (const s of bundledScripts()) assert.equal(sha1Hex(s.source), s.sha1);
     assert.equal(resolvePolicy({ denyBundledScripts: true }).allowed.size, 0);
     assert.equal(resolvePolicy({ allowScripts: ['return 1'] }).allowed.size, 5);
+  });
+
+  test('the defaults are the Rust host\'s', () => {
+    assert.equal(DEFAULT_POLICY.commandTimeoutMs, 2000);
+    assert.equal(DEFAULT_POLICY.maxKeys, 8);
+    assert.equal(DEFAULT_POLICY.maxKeyBytes, 1024);
+    assert.equal(DEFAULT_POLICY.maxRequestBytes, 4096);
+    assert.equal(DEFAULT_POLICY.maxReplyBytes, 65536);
+    assert.equal(DEFAULT_POLICY.maxEvalsPerSecond, 4096);
+    assert.equal(DEFAULT_POLICY.maxBytesPerSecond, 4 * 1024 * 1024);
+    assert.equal(DEFAULT_POLICY.allowForeignTokens, false);
+    assert.equal(DEFAULT_POLICY.reconnectAfterTimeouts, 3);
+    assert.equal(DEFAULT_POLICY.maxComputeMs, 1000);
+    assert.equal(DEFAULT_POLICY.maxMemoryBytes, 16 * 1024 * 1024);
   });
 
   test('request caps, empty keys, control characters', () => {
@@ -70,6 +90,97 @@ describe('policy rules', () => {
   test('policy options are checked', () => {
     assert.throws(() => resolvePolicy({ commandTimeoutMs: 0 }), TypeError);
     assert.throws(() => resolvePolicy({ maxKeys: 1.5 }), TypeError);
+    assert.throws(() => resolvePolicy({ allowForeignTokens: 'yes' }), TypeError);
+    assert.throws(() => resolvePolicy({ maxKey: 3 }), /unknown policy option/);
+  });
+
+  // The cases of limits.rs's unit tests.
+  test('the bundled scripts\' argument shapes pass', () => {
+    const p = resolvePolicy();
+    const ok = [
+      ['acquire', ['job'], [TOKEN, '30000']],
+      ['acquire', ['job', '{job}:fence'], [TOKEN, '1']],
+      ['acquire', ['a:{j}', 'a:{j}:fence'], [TOKEN, '1000000000000']],
+      ['release', ['job'], [TOKEN]],
+      ['extend', ['job'], [TOKEN, '5']],
+      ['check', ['{job}:fence'], []],
+    ];
+    for (const [role, keys, args] of ok) assert.equal(checkRole(p, role, keys, args), null, `${role} ${keys}`);
+    const roles = Object.fromEntries([...p.allowed.values()].map((e) => [e.role, e.sha1]));
+    assert.deepEqual(Object.keys(roles).sort(), ['acquire', 'check', 'extend', 'release']);
+  });
+
+  test('guessed values, fence counters and odd shapes are refused', () => {
+    const p = resolvePolicy();
+    const bad = [
+      ['acquire', ['victim'], ['on', '1000']],
+      ['release', ['victim'], ['crown-jewels']],
+      ['release', ['victim'], [TOKEN.toUpperCase()]],
+      ['release', ['{job}:fence'], [TOKEN]],
+      ['extend', ['app:{job}:fence'], [TOKEN, '1']],
+      ['acquire', ['{job}:fence'], [TOKEN, '1']],
+      ['acquire', ['job', 'other'], [TOKEN, '1']],
+      ['acquire', ['job'], [TOKEN, '0']],
+      ['acquire', ['job'], [TOKEN, '10000000000000']],
+      ['extend', ['job'], [TOKEN, '+5']],
+      ['extend', ['job'], [TOKEN, '-1']],
+      ['extend', ['job'], [TOKEN, '1e3']],
+      ['release', ['job'], [TOKEN, 'extra']],
+      ['check', ['a', 'b'], []],
+      ['release', [], [TOKEN]],
+    ];
+    for (const [role, keys, args] of bad) assert.notEqual(checkRole(p, role, keys, args), null, `${role} ${keys} ${args}`);
+  });
+
+  test('foreign tokens are for release and extend only, and only when allowed', () => {
+    const strict = resolvePolicy();
+    const open = resolvePolicy({ allowForeignTokens: true });
+    assert.match(checkRole(strict, 'release', ['k'], ['redis-py-token']), /not dlock's/);
+    assert.equal(checkRole(open, 'release', ['k'], ['redis-py-token']), null);
+    assert.equal(checkRole(open, 'extend', ['k'], ['redis-py-token', '1000']), null);
+    assert.notEqual(checkRole(open, 'acquire', ['k'], ['redis-py-token', '1000']), null);
+    assert.notEqual(checkRole(open, 'release', ['k'], ['t'.repeat(257)]), null);
+    assert.notEqual(checkRole(open, 'release', ['k'], ['a\nb']), null);
+    assert.equal(checkRole(open, 'release', ['k'], ['t'.repeat(256)]), null);
+  });
+
+  test('a script longer than every allowed one is refused without being hashed', () => {
+    const p = resolvePolicy();
+    const longest = Math.max(...bundledScripts().map((s) => s.source.length));
+    assert.match(admitScript(p, 'x'.repeat(longest + 1)), /longer than any allowed script/);
+    assert.match(admitScript(p, 'return 1'), new RegExp(`script ${sha1Hex('return 1')} is not`));
+    assert.equal(admitScript(p, bundledScripts()[0].source).sha1, bundledScripts()[0].sha1);
+  });
+
+  test('token buckets admit a burst, then their rate', () => {
+    const b = new TokenBucket(4);
+    assert.ok(b.take(3, 0));
+    assert.ok(b.take(1, 0));
+    assert.ok(!b.take(1, 0), 'the burst is spent');
+    assert.ok(!b.take(1, 100), '0.4 units earned in 100 ms');
+    assert.ok(b.take(1, 250), '1 unit earned by 250 ms');
+    assert.ok(!b.take(5, 5000), 'never more than the capacity at once');
+    assert.ok(b.take(4, 5000));
+    const ten = new TokenBucket(10);
+    let admitted = 0;
+    for (let ms = 0; ms < 1000; ms++) if (ten.take(1, ms)) admitted++;
+    assert.ok(admitted >= 10 && admitted <= 20, `${admitted}`);
+  });
+
+  test('integers: exact within 2^53, refused beyond (never rounded) unless ioredis gives strings', () => {
+    assert.deepEqual(flatten(2 ** 53 - 1, 64).val, { tag: 'int', val: 2n ** 53n - 1n });
+    assert.match(flatten(2 ** 53 + 2, 64).val.val, /stringNumbers/);
+    assert.deepEqual(flatten('9007199254740993', 64).val, { tag: 'int', val: 9007199254740993n });
+    assert.deepEqual(flatten('-9223372036854775808', 64).val, { tag: 'int', val: -(2n ** 63n) });
+    assert.equal(flatten('9223372036854775808', 64).val.tag, 'rejected');
+    assert.equal(flatten(1.5, 64).val.tag, 'rejected');
+  });
+
+  test('get-random-bytes is capped at 4 KiB: a larger request traps', () => {
+    const random = wasiImports('sync')['wasi:random/random'];
+    assert.equal(random.getRandomBytes(MAX_RANDOM_BYTES).length, 4096);
+    assert.throws(() => random.getRandomBytes(MAX_RANDOM_BYTES + 1n), /limit is 4096/);
+    assert.throws(() => random.getRandomBytes(64n << 20n), /random bytes/);
   });
 });
 
@@ -113,20 +224,30 @@ for (const backend of backends()) {
       await denied(make({ policy: { maxRequestBytes: 40 } }).acquire(key('req'), 1000), /bytes of keys and arguments/);
     });
 
-    test('the rate limit stops a runaway retry loop', async () => {
-      const lock = make({ retryCount: 50, retryDelayMs: 1, maxRetryDelayMs: 1, policy: { maxEvalsPerSecond: 3 } });
+    test('the call rate stops a runaway retry loop', async () => {
+      const lock = make({ retryCount: 500, retryDelayMs: 1, maxRetryDelayMs: 1, policy: { maxEvalsPerSecond: 3 } });
       const k = key('rate');
       await admin.set(k, 'other', 'PX', 10000);
-      const evals = async () => {
-        const stats = await admin.info('commandstats');
-        const calls = (cmd) => Number(stats.match(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`))?.[1] ?? 0);
-        return calls('evalsha') + calls('eval');
-      };
-      const before = await evals();
-      await denied(lock.acquire(k, 1000), /in one second/);
-      const reached = (await evals()) - before;
-      // three calls admitted (an EVALSHA each, plus one EVAL after a NOSCRIPT at most)
-      assert.ok(reached >= 3 && reached <= 4, `${reached} script calls reached Redis`);
+      const before = await scriptCalls(admin);
+      await denied(lock.acquire(k, 1000), /Redis calls in one second/);
+      const reached = (await scriptCalls(admin)) - before;
+      // A burst of three, then one per 333 ms: far from the 501 attempts asked for.
+      assert.ok(reached >= 3 && reached < 20, `${reached} script calls reached Redis`);
+    });
+
+    test('the byte rate is metered per DistributedLock over its life, across calls', async () => {
+      const keys = ['a', 'b', 'c'].map((x) => `${key('bytes')}-${x}`.padEnd(40, 'x'));
+      const perAcquire = 40 + 36 + 4; // key, token, TTL of 4 digits
+      const lock = make({ policy: { maxBytesPerSecond: 2 * perAcquire + 10 } });
+      const a = await lock.acquire(keys[0], 1000);
+      const b = await lock.acquire(keys[1], 1000);
+      await denied(lock.acquire(keys[2], 1000), /bytes sent to Redis in one second/);
+      assert.equal(await admin.exists(keys[2]), 0);
+      assert.ok(a.isHeld && b.isHeld);
+      // another DistributedLock has a bucket of its own
+      const other = make({ policy: { maxBytesPerSecond: 2 * perAcquire + 10 } });
+      await other.acquire(keys[2], 1000);
+      await admin.del(...keys);
     });
 
     test('scripts outside the allowlist are denied', async () => {
@@ -146,42 +267,105 @@ for (const backend of backends()) {
     });
 
     test('a Redis refusal is rejected, not retried', async () => {
-      const k = key('wrongtype');
-      await admin.hset(k, 'f', 'v');
-      const lock = make({ retryCount: 5, retryDelayMs: 100 });
-      await lock.isLocked(k); // the instance is started
-      const { ms, value: e } = await timed(() => rejection(lock.acquire(k, 1000)));
+      const k = key('badfence');
+      await admin.set(`{${k}}:fence`, 'not-a-number');
+      const lock = make({ fencing: true, retryCount: 5, retryDelayMs: 100 });
+      await (await lock.acquire(key('warm'), 1000)).release(); // the scripts are loaded
+      const before = await scriptCalls(admin);
+      const e = await rejection(lock.acquire(k, 1000));
       assert.ok(e instanceof LockRedisError, e);
       assert.equal(e.kind, 'rejected');
       assert.equal(e.retryable, false);
-      assert.match(e.message, /WRONGTYPE/);
-      assert.ok(ms < 90, `a rejected call was retried (${ms} ms)`);
+      assert.match(e.message, /not an integer/);
+      // one attempt, and the give-back of its token (a script error may come after a write)
+      assert.equal((await scriptCalls(admin)) - before, 2);
     });
 
     test('no reply within the command timeout: timeout, retryable', async () => {
-      const lock = make({ policy: { commandTimeoutMs: 100 } });
+      const redis = server.client();
+      const lock = make({ policy: { commandTimeoutMs: 100 } }, redis);
       const k = key('timeout');
       await lock.isLocked(k);
-      await admin.client('PAUSE', 600, 'ALL');
-      const { ms, value: e } = await timed(() => rejection(lock.tryAcquire(k, 1000)));
+      await admin.client('PAUSE', 5000, 'WRITE'); // scripts count as writes; UNPAUSE does not
+      const e = await rejection(lock.isLocked(k));
+      await admin.client('UNPAUSE');
       assert.ok(e instanceof LockRedisError, e);
       assert.equal(e.kind, 'timeout');
       assert.equal(e.retryable, true);
-      assert.ok(ms >= 95 && ms < 450, `timed out after ${ms} ms`);
-      await admin.client('UNPAUSE');
+      assert.equal(await lock.isLocked(k), false);
     });
 
-    test('Redis down: unavailable, retryable', async () => {
-      const other = await startRedis();
-      const redis = other.client({ maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 200 });
-      if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
-      const lock = make({}, redis);
-      await lock.isLocked(key('warm'));
-      await other.stop();
-      const e = await rejection(lock.tryAcquire(key('down'), 1000));
+    test('a connection that keeps timing out is made to reconnect after 3 timeouts in a row', async () => {
+      const redis = server.client();
+      const lock = make({ policy: { commandTimeoutMs: 50 } }, redis);
+      const lazyRedis = server.client();
+      const lazy = make({ policy: { commandTimeoutMs: 50, reconnectAfterTimeouts: 0 } }, lazyRedis);
+      const k = key('silent');
+      await lock.isLocked(k);
+      await lazy.isLocked(k);
+      let closes = 0;
+      redis.on('close', () => closes++);
+      const link = linkFor(redis);
+      await admin.client('PAUSE', 10000, 'WRITE'); // scripts count as writes
+      try {
+        for (let i = 1; i <= 2; i++) {
+          assert.equal((await rejection(lock.isLocked(k))).kind, 'timeout');
+          assert.equal(link.reconnects, 0, `after ${i} timeouts`);
+        }
+        assert.equal((await rejection(lock.isLocked(k))).kind, 'timeout');
+        assert.equal(link.reconnects, 1, 'after 3 timeouts in a row');
+        await until('the old connection to close', () => closes > 0);
+        for (let i = 0; i < 4; i++) assert.equal((await rejection(lazy.isLocked(k))).kind, 'timeout');
+        assert.equal(linkFor(lazyRedis).reconnects, 0, 'reconnectAfterTimeouts: 0 never reconnects');
+      } finally {
+        await admin.client('UNPAUSE');
+      }
+      assert.equal(await lock.isLocked(k), false, 'works again once Redis answers');
+    });
+
+    test('a call that traps gives back the locks it took, and only those', async () => {
+      // The instance's memory starts at 128 KiB: the first growth is over this cap, and the call
+      // that grew it traps (after it acquired).
+      const lock = make({ maxInstances: 1, policy: { maxMemoryBytes: 128 * 1024 } });
+      const base = key('trap').padEnd(500, 'x');
+      const kept = [];
+      let trapped = null;
+      for (let i = 0; i < 5000 && trapped === null; i++) {
+        try {
+          kept.push(await lock.tryAcquire(`${base}${i}`, 60000));
+        } catch (e) {
+          trapped = { e, key: `${base}${i}` };
+        }
+      }
+      assert.ok(trapped, 'the memory never grew');
+      assert.ok(trapped.e instanceof ComponentTrapError, trapped.e);
+      assert.match(trapped.e.message, /memory grew/);
+      await until('the trapped call\'s lock to be given back', async () => (await admin.exists(trapped.key)) === 0);
+      // earlier calls returned their handles: their locks stay until released or expired
+      assert.equal(await admin.get(kept[0].key), kept[0].token);
+      assert.equal(await admin.get(kept.at(-1).key), kept.at(-1).token);
+      // the handles of the trapped instance are unusable; the DistributedLock goes on with a new one
+      assert.ok((await rejection(kept[0].release())) instanceof ComponentTrapError);
+      const fresh = await lock.tryAcquire(key('after-trap'), 1000);
+      await fresh.release();
+      await admin.del(...kept.map((h) => h.key));
+    });
+
+    test('integers beyond 2^53 (fence counters) are refused, never rounded; exact with stringNumbers', async () => {
+      // 2^53 + 1 (a Lua number cannot hold it, but the INCR's 2^53 + 2 is exact: see NOTES.md)
+      const [k1, k2] = [key('bigfence'), key('bigfence')];
+      await admin.set(`{${k1}}:fence`, '9007199254740993');
+      await admin.set(`{${k2}}:fence`, '9007199254740993');
+      const plain = make({ fencing: true, retryCount: 0 });
+      const e = await rejection(plain.acquire(k1, 1000));
       assert.ok(e instanceof LockRedisError, e);
-      assert.equal(e.kind, 'unavailable');
-      assert.equal(e.retryable, true);
+      assert.equal(e.kind, 'rejected');
+      assert.match(e.message, /stringNumbers/);
+      assert.equal(await admin.exists(k1), 0, 'the grant it could not read was given back');
+      const exact = make({ fencing: true }, server.client({ stringNumbers: true }));
+      const h = await exact.acquire(k2, 1000);
+      assert.equal(h.fence, 9007199254740994n);
+      await h.release();
     });
 
     test('the lock options the component refuses are InvalidArgumentError', () => {
@@ -192,3 +376,20 @@ for (const backend of backends()) {
     });
   });
 }
+
+test('worker backend: a call computing longer than maxComputeMs without Redis or sleep is stopped', async () => {
+  const policy = resolvePolicy({ maxComputeMs: 100 });
+  const probe = new DistributedLock(admin, { backend: 'worker' });
+  await probe.close();
+  const instance = createWorkerInstance({
+    redis: admin,
+    policy,
+    witOptions: { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n },
+    bytes: new TokenBucket(policy.maxBytesPerSecond),
+    testSpinMs: 60_000,
+  });
+  await instance.ready;
+  const e = await rejection(instance.exec('tryAcquire', `spin-${randomUUID()}`, 1000n));
+  assert.match(e.message, /computed more than 100 ms/);
+  await instance.close();
+});

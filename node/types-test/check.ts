@@ -1,6 +1,6 @@
 // Type-checked by `npm run typecheck`: the declarations fit an ioredis client and the API's use.
 import { Redis } from 'ioredis';
-import { DistributedLock, InvalidLockError, LockAcquisitionError, LockRedisError, type LockHandle, type LockInfo } from '../src/index.js';
+import { COMPONENT, DistributedLock, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo } from '../src/index.js';
 
 async function main(): Promise<void> {
   const redis = new Redis();
@@ -16,11 +16,17 @@ async function main(): Promise<void> {
   try {
     await lock.waitForLock('job', 1000, 1000);
   } catch (e) {
-    if (e instanceof LockAcquisitionError) console.log(e.key);
+    if (e instanceof LockGrantedTooLateError && e.retryable) console.log('retry with a longer TTL');
+    else if (e instanceof LockAcquisitionError) console.log(e.key);
+    else if (e instanceof NotALockError) console.log(e.key);
     else if (e instanceof InvalidLockError) console.log(e.key);
     else if (e instanceof LockRedisError && e.retryable) console.log(e.kind);
   }
   const locked: boolean = await lock.isLocked('job');
+  const state: KeyState = await lock.keyState('job');
+  if (state.state === 'expiring') console.log(state.ttlMs);
+  const status: HandleStatus = info.status;
+  console.log(status, COMPONENT.sha256);
   console.log(held, fence, locked, lock.backend);
   await lock.close();
   redis.disconnect();
