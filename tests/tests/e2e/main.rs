@@ -5,6 +5,7 @@
 mod acl;
 mod bundle;
 mod cleanup;
+mod conformance;
 mod contention;
 mod embedder;
 mod expiry;
