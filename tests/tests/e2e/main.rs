@@ -7,6 +7,7 @@ mod bundle;
 mod cleanup;
 mod conformance;
 mod contention;
+mod crossruntime;
 mod embedder;
 mod expiry;
 mod fencing;
