@@ -58,7 +58,7 @@ class PlainLock {
     for (let attempt = 1; attempt <= this.retryCount + 1; attempt++) {
       if (attempt > 1) await new Promise((r) => setTimeout(r, this.retryDelayMs * 2 ** (attempt - 2)));
       const acquiredAt = Date.now();
-      if ((await this.run(scripts.acquire, key, [token, String(ttlMs)])) !== 0) {
+      if ((await this.run(scripts.acquire, key, [token, String(ttlMs)])) > 0) {
         return new PlainHandle(this, key, token, acquiredAt, acquiredAt + ttlMs);
       }
     }
@@ -101,6 +101,7 @@ async function startRedis() {
   const url = `redis://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {}); // refused until the server listens
     try {
       await probe.connect();
       await probe.ping();

@@ -8,14 +8,15 @@
 // Output: gen/ (not in git)
 //   gen/jspi/      jco --async-mode jspi --instantiation async   (Node with JSPI)
 //   gen/sync/      jco --instantiation sync                       (worker-thread backend)
-//   gen/component.json  {sha256, wasm path, scripts: [{name, sha1, source}], jco version}
+//   gen/component.json  {sha256, wasm path (relative to this package), scripts: [{name, sha1,
+//                       source}], jco version}
 //
 // The list of async exports below is the only WIT knowledge here: every export that can reach
 // `redis-eval` or `pollable.block` must be listed, or JSPI traps with "SuspendError".
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -128,7 +129,7 @@ const patches = {
   sync: patchGlue(join(gen, 'sync', 'component.js')),
 };
 writeFileSync(join(gen, 'component.json'), JSON.stringify({
-  wasm, sha256, bytes: bytes.length, jco: jcoPkg.version, patches, scripts,
+  wasm: relative(pkg, wasm), sha256, bytes: bytes.length, jco: jcoPkg.version, patches, scripts,
 }, null, 2) + '\n');
 console.log(`dlock build: ${wasm} (sha256 ${sha256.slice(0, 16)}..., ${bytes.length} bytes), `
   + `${scripts.length} scripts, jco ${jcoPkg.version} -> ${gen}`);
