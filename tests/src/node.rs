@@ -69,6 +69,7 @@ impl NodeWorkers {
     }
 }
 
+/// Makes the launcher runnable.
 fn set_executable(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))

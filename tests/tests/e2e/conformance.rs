@@ -53,10 +53,12 @@ fn kind(e: &Error) -> &'static str {
     }
 }
 
+/// A host error as the step's outcome: its kind and message.
 fn failed(e: Error) -> (String, String) {
     (kind(&e).to_owned(), e.to_string())
 }
 
+/// A handle status in the format's terms.
 fn status_name(status: HandleStatus) -> &'static str {
     match status {
         HandleStatus::Held => "held",
@@ -85,6 +87,7 @@ fn info_json(info: &LockInfo) -> Value {
     })
 }
 
+/// A key state in the format's terms.
 fn key_state_json(state: KeyState) -> Value {
     match state {
         KeyState::Unlocked => json!({ "state": "unlocked" }),
@@ -172,6 +175,7 @@ impl Run {
         }
     }
 
+    /// The client the step names (`default` when it names none).
     fn client(&self, step: &Value) -> &Client {
         let name = step["client"].as_str().unwrap_or("default");
         self.clients
@@ -179,6 +183,7 @@ impl Run {
             .unwrap_or_else(|| panic!("no client {name}"))
     }
 
+    /// The handle the step names.
     fn handle(&self, step: &Value) -> &LockHandle {
         let name = step["handle"].as_str().expect("handle");
         self.handles
@@ -194,6 +199,7 @@ impl Run {
         json!("handle")
     }
 
+    /// Runs a raw Redis command (`[name, args...]`) on the case's plain connection.
     async fn raw_command(&mut self, cmd: &Value) -> Result<Value, String> {
         let parts = cmd.as_array().expect("cmd is a list");
         let mut command = redis::cmd(parts[0].as_str().expect("a command name"));
@@ -210,6 +216,7 @@ impl Run {
             .map_err(|e| e.to_string())
     }
 
+    /// Runs one step; its value or its error.
     async fn step(&mut self, step: &Value) -> Outcome {
         let ms = |field: &str| Duration::from_millis(step[field].as_u64().expect(field));
         let key = step.get("key").map(|k| k.as_str().expect("key").to_owned());
