@@ -4,6 +4,7 @@
 //! Every suite starts its own servers; nothing here mocks Redis.
 
 pub mod driver;
+pub mod node;
 pub mod protocol;
 pub mod stats;
 pub mod tool;

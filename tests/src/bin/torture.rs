@@ -2,7 +2,10 @@
 //! seconds; every operation is recorded and the history checked at the end.
 //!
 //! Starts its own redis-servers (the lock's with `appendfsync always`, and one for the
-//! protected resources). With `--redis redis://...` the lock's Redis is that one (password,
+//! protected resources). With `--node-workers N`, N of the workers run the Node package's
+//! implementation of the worker protocol (`node/tools/protocol-worker.mjs`, with the Node of
+//! `$DLOCK_NODE` or `PATH`; see `dlock_tests::node`) beside the Rust `worker` binary, on the
+//! same lock; a killed worker is replaced by one of the same runtime. With `--redis redis://...` the lock's Redis is that one (password,
 //! database and options kept) and only worker and network faults are injected: no pause,
 //! CLIENT PAUSE, SCRIPT FLUSH or crash of a server other clients share. Workers (the `worker`
 //! binary beside this one) reach the lock's Redis through an in-process TCP proxy. Every
@@ -24,6 +27,7 @@ use clap::Parser;
 use dlock_host::server::RedisServer;
 use dlock_tests::driver::Driven;
 use dlock_tests::history::{FinalState, Recorder};
+use dlock_tests::node::NodeWorkers;
 use dlock_tests::outln;
 use dlock_tests::proxy::{Fault, Proxy};
 use dlock_tests::stats::XorShift;
@@ -66,6 +70,15 @@ struct TortureArgs {
     /// How many worker processes contend for the lock.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(2..=64))]
     workers: u32,
+    /// How many of the workers run the Node package (`$DLOCK_NODE`, else `node` on PATH, Node
+    /// 22 or later) instead of the Rust `worker` binary.
+    #[arg(long, default_value_t = 0)]
+    node_workers: u32,
+    /// After each release a worker waits a random time up to this before its next acquire, so
+    /// that the lock changes hands more often than when the holder re-acquires at once (waiters
+    /// poll at most once a second). Default 0: no wait.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    think: Duration,
     /// How often the nemesis injects a fault.
     #[arg(long, value_parser = parse_duration, default_value = "3s")]
     nemesis_interval: Duration,
@@ -121,8 +134,12 @@ struct Rig {
     lock_url: String,
     resource_url: String,
     exe: std::path::PathBuf,
+    /// The launcher of Node workers, when some run.
+    node: Option<NodeWorkers>,
     recorder: Recorder,
     pids: Mutex<Vec<u32>>,
+    /// Locks acquired by Rust workers and by Node workers.
+    holds: [AtomicU32; 2],
     stopping: AtomicBool,
     next_id: AtomicU32,
 }
@@ -138,9 +155,13 @@ fn signal(pid: u32, signal: Signal) {
 }
 
 impl Rig {
-    async fn worker(&self) -> ToolResult<Driven> {
+    async fn worker(&self, node: bool) -> ToolResult<Driven> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let worker = Worker::spawn(&self.exe, &self.lock_url, &self.resource_url)
+        let program = match (&self.node, node) {
+            (Some(launcher), true) => launcher.program(),
+            _ => self.exe.as_path(),
+        };
+        let worker = Worker::spawn(program, &self.lock_url, &self.resource_url)
             .await
             .map_err(fail)?;
         self.pids.lock().unwrap().push(worker.pid());
@@ -164,8 +185,14 @@ impl Rig {
 }
 
 /// One worker's loop: lock, fenced write, fenced guarded add, unlock; a killed worker is
-/// replaced by a fresh one (a new client in the history).
-async fn work(rig: Arc<Rig>, mut client: Driven, seed: u64) -> ToolResult<()> {
+/// replaced by a fresh one of the same runtime (a new client in the history).
+async fn work(
+    rig: Arc<Rig>,
+    mut client: Driven,
+    node: bool,
+    think: Duration,
+    seed: u64,
+) -> ToolResult<()> {
     let mut rng = XorShift::new(seed);
     let mut round = 0u64;
     while !rig.stopping.load(Ordering::Relaxed) {
@@ -174,18 +201,23 @@ async fn work(rig: Arc<Rig>, mut client: Driven, seed: u64) -> ToolResult<()> {
         let got = client.acquire(KEY, TTL, WAIT, CALL_BOUND).await;
         match got.map(|r| r.outcome) {
             Some(Outcome::Ok) => {
+                rig.holds[usize::from(node)].fetch_add(1, Ordering::Relaxed);
                 client.fenced_write(RESOURCE, &element).await;
                 if client.guarded_read(SET, &element).await.is_some() {
                     tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
                     client.guarded_write(SET, &element, true).await;
                 }
                 client.release().await;
+                let think_ms = think.as_millis() as u64;
+                if think_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(rng.below(think_ms + 1))).await;
+                }
             }
             Some(_) => {}
             None => {
                 // Gone (killed by the nemesis) or unanswered: replace the process.
                 client.kill().await;
-                client = rig.worker().await?;
+                client = rig.worker(node).await?;
             }
         }
     }
@@ -292,6 +324,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: TortureArgs) -> ToolResult<u8> {
+    if args.node_workers > args.workers {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            format!(
+                "--node-workers {} is more than --workers {}",
+                args.node_workers, args.workers
+            ),
+        ));
+    }
+    let node = match args.node_workers {
+        0 => None,
+        _ => Some(NodeWorkers::find().map_err(|e| Failure::new(EXIT_USAGE, e))?),
+    };
     let given = args.redis.as_deref();
     let json_out = args.json;
     let started_servers = given.is_none();
@@ -322,8 +367,10 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
         _resource_server: resource_server,
         proxy,
         exe: worker_binary()?,
+        node,
         recorder: Recorder::new(),
         pids: Mutex::new(Vec::new()),
+        holds: [AtomicU32::new(0), AtomicU32::new(0)],
         stopping: AtomicBool::new(false),
         next_id: AtomicU32::new(0),
     });
@@ -340,10 +387,15 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
     );
     let mut tasks = Vec::new();
     for i in 0..args.workers {
-        let client = rig.worker().await?;
+        // The Node workers are spread among the Rust ones.
+        let node =
+            i * args.node_workers / args.workers != (i + 1) * args.node_workers / args.workers;
+        let client = rig.worker(node).await?;
         tasks.push(tokio::spawn(work(
             rig.clone(),
             client,
+            node,
+            args.think,
             args.seed.wrapping_add(u64::from(i)),
         )));
     }
@@ -384,6 +436,7 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
     let history = rig.recorder.history();
     let report = history.check(&final_state);
     let counts = counts.lock().unwrap().clone();
+    let holds = rig.holds.each_ref().map(|h| h.load(Ordering::Relaxed));
     let faults: Vec<String> = faults
         .iter()
         .zip(&counts)
@@ -393,6 +446,9 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
         let out = serde_json::json!({
             "duration_ms": args.duration.as_millis(),
             "workers": args.workers,
+            "node_workers": args.node_workers,
+            "node": rig.node.as_ref().map(|n| n.version.clone()),
+            "holds_by_runtime": { "rust": holds[0], "node": holds[1] },
             "redis": if started_servers { "started by torture (appendfsync always)" } else { "given" },
             "ops": report.ops,
             "holds": report.holds,
@@ -402,12 +458,23 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
         });
         outln!("{out}")?;
     } else {
+        let node = match &rig.node {
+            Some(n) => format!(" ({} on Node {})", args.node_workers, n.version),
+            None => String::new(),
+        };
         outln!(
-            "torture: {} workers for {}",
+            "torture: {} workers{node} for {}",
             args.workers,
             humantime::format_duration(args.duration)
         )?;
         outln!("faults injected: {}", faults.join(", "))?;
+        if rig.node.is_some() {
+            outln!(
+                "locks taken: {} by Rust workers, {} by Node workers",
+                holds[0],
+                holds[1]
+            )?;
+        }
         outln!("{report}")?;
     }
     Ok(if report.is_ok() && report.holds > 0 {

@@ -5,7 +5,9 @@
 mod acl;
 mod bundle;
 mod cleanup;
+mod conformance;
 mod contention;
+mod crossruntime;
 mod embedder;
 mod expiry;
 mod fencing;

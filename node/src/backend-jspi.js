@@ -1,0 +1,106 @@
+// The JSPI backend: component instances in the caller's thread, built with jco's
+// `--async-mode jspi`. A call into the component that reaches `redis-eval` (or a sleep) suspends
+// the component's stack (WebAssembly.Suspending) and gives the event loop back until the
+// promise settles: nothing blocks, and many instances can be suspended at once.
+import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { memoryCap } from './memory.js';
+import { admitScript } from './policy.js';
+import { RedisHost, Script } from './redis-host.js';
+import { wasiImports } from './wasi.js';
+import { createExecutor } from './wit.js';
+
+/** Whether this Node has JSPI as the component needs it (the current API). */
+export function jspiAvailable() {
+  return typeof WebAssembly.Suspending === 'function' && typeof WebAssembly.promising === 'function';
+}
+
+let generated; // the jco bindings module, loaded on first use (it cannot run without JSPI)
+const modules = new Map(); // core modules, compiled once per process
+
+function getCoreModule(path) {
+  let m = modules.get(path);
+  if (m === undefined) {
+    m = new WebAssembly.Module(readFileSync(new URL(`../gen/jspi/${path}`, import.meta.url)));
+    modules.set(path, m);
+  }
+  return m;
+}
+
+/**
+ * The size of the stack V8 gives each suspendable call, in KiB. V8's default (984 KiB) is above
+ * glibc's mmap threshold, so every call into the component maps and unmaps a fresh stack and
+ * faults its pages in: measured, that tripled the CPU per acquire+release at concurrency 32
+ * (see NOTES.md). Only wasm frames live on these stacks (V8 runs JavaScript imports on the
+ * central stack), and the component's frames are small: 64 KiB is many times what it needs.
+ * A process that sets the flag itself (NODE_OPTIONS or the command line) keeps its value;
+ * DLOCK_WASM_STACK_KB=0 leaves V8's default.
+ */
+const STACK_KB = Number(process.env.DLOCK_WASM_STACK_KB ?? 64);
+
+function tuneStacks() {
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]
+    .some((a) => a.startsWith('--wasm-stack-switching-stack-size'));
+  if (!given && Number.isSafeInteger(STACK_KB) && STACK_KB > 0) {
+    setFlagsFromString(`--wasm-stack-switching-stack-size=${STACK_KB}`);
+  }
+}
+
+/** Loads the bindings; call (and await) once before `createJspiInstance`. */
+export async function loadJspi() {
+  if (generated === undefined) {
+    tuneStacks();
+    generated = await import('../gen/jspi/component.js');
+  }
+  return generated;
+}
+
+/** The `dlock:lock/redis` import for one instance: `redisEval` returns a promise the
+ * component's stack waits on. */
+function redisImports(host) {
+  class HostScript extends Script {
+    static load(source) {
+      const entry = admitScript(host.policy, source);
+      if (typeof entry === 'string') throw { tag: 'denied', val: entry };
+      return new HostScript(entry);
+    }
+  }
+  return {
+    Script: HostScript,
+    redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
+  };
+}
+
+/**
+ * One component instance with its lock client, in this thread. `exec` runs one operation; the
+ * caller serialises them (a suspended instance must not be re-entered). `trapped` is called
+ * when an operation failed with a trap: the locks that call may have taken are given back.
+ * Synchronous: core modules are compiled and instantiated synchronously (allowed in Node).
+ * `wasi` replaces WASI functions (tests only).
+ */
+export function createJspiInstance({ redis, policy, witOptions, bytes, wasi }) {
+  const host = new RedisHost(redis, policy, bytes);
+  const imports = { 'dlock:lock/redis': redisImports(host), ...wasiImports('async', wasi) };
+  const memories = [];
+  const root = generated.instantiate(getCoreModule, imports, (module, imp) => {
+    const instance = new WebAssembly.Instance(module, imp);
+    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) memories.push(v);
+    return instance;
+  });
+  if (typeof root?.then === 'function') throw new Error('dlock: jco instantiation did not complete synchronously');
+  const executor = createExecutor(root.lock, witOptions);
+  const memoryCheck = memoryCap(memories, policy.maxMemoryBytes);
+  return {
+    exec(op, a, b, c) {
+      host.begin();
+      return executor.exec(op, a, b, c);
+    },
+    afterCall: memoryCheck,
+    trapped() {
+      return host.releaseGrants();
+    },
+    close() {},
+    /** @internal for tests */
+    host,
+  };
+}

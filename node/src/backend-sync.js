@@ -1,0 +1,46 @@
+// The component in its synchronous build (jco --instantiation sync), for the worker backend and
+// for what needs no Redis in the caller's thread (the default options, checking options).
+import { readFileSync } from 'node:fs';
+import { instantiate } from '../gen/sync/component.js';
+import { wasiImports } from './wasi.js';
+
+const modules = new Map();
+
+function getCoreModule(path) {
+  let m = modules.get(path);
+  if (m === undefined) {
+    m = new WebAssembly.Module(readFileSync(new URL(`../gen/sync/${path}`, import.meta.url)));
+    modules.set(path, m);
+  }
+  return m;
+}
+
+/**
+ * Instantiates the sync build with this `dlock:lock/redis` import; returns jco's root. The
+ * instance's memories are pushed onto `memories` (for the memory cap); `onSleep(ms)` is told
+ * of every sleep before it starts; `overrides` replace WASI functions (tests only).
+ */
+export function instantiateSync(redisImport, memories = [], onSleep = undefined, overrides = {}) {
+  const imports = { 'dlock:lock/redis': redisImport, ...wasiImports('sync', overrides, onSleep) };
+  return instantiate(getCoreModule, imports, (module, imp) => {
+    const instance = new WebAssembly.Instance(module, imp);
+    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) memories.push(v);
+    return instance;
+  });
+}
+
+let probe;
+/** An instance that may not reach Redis: for `default-options` and `client.create` checks. */
+export function probeInstance() {
+  probe ??= instantiateSync({
+    Script: class {
+      static load() {
+        throw { tag: 'denied', val: 'no Redis in the probe instance' };
+      }
+    },
+    redisEval() {
+      throw { tag: 'denied', val: 'no Redis in the probe instance' };
+    },
+  });
+  return probe;
+}

@@ -1,0 +1,160 @@
+// Types of the public API: the original package's (`@lilith/distributed-lock`), plus what the
+// dlock component (WIT `dlock:lock@0.2.0`) adds (fencing, attach, key state, handle status, the
+// host's policy).
+
+import type { Cluster, Redis } from 'ioredis';
+
+/** An ioredis client the caller owns (this package uses its `evalshaBuffer` and `evalBuffer`). */
+export type RedisLike = Redis | Cluster;
+
+/** What the component may do on Redis; the Rust host's `Policy`, with the same defaults. */
+export interface PolicyOptions {
+  /** Each Redis call (EVALSHA, and EVAL after NOSCRIPT) must answer within this. Default 2000. */
+  commandTimeoutMs?: number;
+  /** Most keys in one call. Default 8. */
+  maxKeys?: number;
+  /** Longest key in UTF-8 bytes. Default 1024. */
+  maxKeyBytes?: number;
+  /** Every key must start with this (or be the fence counter `{KEY}:fence` of one that does).
+   * Default '' (any key). Use the same value as `keyPrefix`. */
+  keyNamespace?: string;
+  /** Most bytes of keys and arguments in one call. Default 4096. */
+  maxRequestBytes?: number;
+  /** Most bytes a reply may carry (bulk bytes, 8 per array element). Default 65536. */
+  maxReplyBytes?: number;
+  /** Redis calls per call into the component: a token bucket that starts full with this many
+   * at every call and refills at this many per second. Default 4096. */
+  maxEvalsPerSecond?: number;
+  /** Bytes of keys and arguments one DistributedLock may send: a token bucket of this many,
+   * refilled at this many per second over the client's life. Default 4 MiB. */
+  maxBytesPerSecond?: number;
+  /** Let `release` and `extend` name tokens of other clients of the convention (node-redlock,
+   * redis-py, redsync: 1 to 256 bytes without control characters), for `attach`. Default false:
+   * only dlock's own tokens (UUID v4). */
+  allowForeignTokens?: boolean;
+  /** After this many command timeouts in a row on one ioredis client, the client is made to
+   * reconnect (`disconnect(true)`): its connection is taken for dead. 0: never. Default 3. */
+  reconnectAfterTimeouts?: number;
+  /** Worker backend: longest a call may compute without calling Redis or sleeping before its
+   * worker is stopped (a trap). Default 1000. The JSPI backend cannot enforce it. */
+  maxComputeMs?: number;
+  /** Largest linear memory of an instance, checked after each call (an instance past it is
+   * discarded as if it had trapped). Default 16 MiB. */
+  maxMemoryBytes?: number;
+  /** Lua sources allowed besides the component's own scripts. */
+  allowScripts?: string[];
+  /** Allow none of the component's own scripts (only `allowScripts`). */
+  denyBundledScripts?: boolean;
+}
+
+export interface LockOptions {
+  /** Retries after the first attempt of `acquire`. Default from the component: 5. */
+  retryCount?: number;
+  /** Base delay: attempt n (n >= 2) waits retryDelayMs * 2^(n-2). Default 100. */
+  retryDelayMs?: number;
+  /** Cap on any one delay of `acquire`. Default 5000. */
+  maxRetryDelayMs?: number;
+  /** Full jitter: each delay drawn from [0, delay]. Default false. */
+  jitter?: boolean;
+  /** Prepended to every key in Redis. Default ''. */
+  keyPrefix?: string;
+  /** Give every acquisition a fencing token (strictly increasing per key). Default false. */
+  fencing?: boolean;
+  /** `extend` refuses (and the handle is lost) when validity has this little left. Default 0. */
+  safetyMarginMs?: number | bigint;
+}
+
+export interface DistributedLockOptions extends LockOptions {
+  policy?: PolicyOptions;
+  /** Where the component runs: `jspi` (in this thread, WebAssembly JSPI: Node 24.x with JSPI on,
+   * 26), `worker` (one worker thread per instance), `auto` (jspi when available). */
+  backend?: 'auto' | 'jspi' | 'worker';
+  /** Most component instances, i.e. calls in flight at once, of this client. Default 64 (jspi),
+   * 8 (worker). */
+  maxInstances?: number;
+}
+
+/** Where a handle stands, as it knows without asking Redis. `releasing`: a release was sent
+ * but its outcome is unknown (timeout, broken connection); only `release` may be retried. */
+export type HandleStatus = 'held' | 'expired' | 'released' | 'releasing' | 'lost' | 'attached';
+
+export interface LockInfo {
+  /** The key as given (without `keyPrefix`). */
+  key: string;
+  /** The token stored in Redis while this handle owns the lock. */
+  token: string;
+  /** When the acquiring call was sent, ms since the Unix epoch. */
+  acquiredAt: number;
+  /** When the lease ends (from the last acquire or extend), ms since the Unix epoch. */
+  expiresAt: number;
+  /** Held, as far as the handle knows without asking Redis. */
+  isHeld: boolean;
+  /** The fencing token, when the client has `fencing` on. */
+  fence: bigint | null;
+  status: HandleStatus;
+  /** The end of validity on `process.hrtime.bigint()`'s clock (ns). */
+  validUntilNs: bigint;
+}
+
+/** What Redis says about a key (whoever set it). */
+export type KeyState = { state: 'unlocked' } | { state: 'expiring'; ttlMs: number } | { state: 'persistent' };
+
+export declare class LockHandle {
+  private constructor();
+  /** Deletes the lock if the key still holds this handle's token. */
+  release(): Promise<void>;
+  /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. */
+  extend(ms: number | bigint): Promise<void>;
+  /** Marks the handle released without touching Redis. */
+  markAsReleased(): void;
+  /** Answered locally, without Redis. */
+  get isHeld(): boolean;
+  get info(): LockInfo;
+  get key(): string;
+  get token(): string;
+  get fence(): bigint | null;
+}
+
+export declare class DistributedLock {
+  constructor(redis: RedisLike, options?: DistributedLockOptions);
+  get backend(): 'jspi' | 'worker';
+  acquire(key: string, ttlMs: number | bigint): Promise<LockHandle>;
+  tryAcquire(key: string, ttlMs: number | bigint): Promise<LockHandle | null>;
+  waitForLock(key: string, timeoutMs: number | bigint, ttlMs: number | bigint): Promise<LockHandle>;
+  isLocked(key: string): Promise<boolean>;
+  keyState(key: string): Promise<KeyState>;
+  attach(key: string, token: string): Promise<LockHandle>;
+  /** Ends the worker threads (worker backend); the Redis client stays the caller's. */
+  close(): Promise<void>;
+}
+
+/** `jspi` where this Node has JSPI, else `worker`. */
+export declare function defaultBackend(): 'jspi' | 'worker';
+
+/** The component this package runs: the SHA-256 and size of the .wasm file it was built from
+ * (the Rust host's bundled component) and the jco version. */
+export declare const COMPONENT: { readonly sha256: string; readonly bytes: number; readonly jco: string };
+
+export declare class DistributedLockError extends Error {
+  /** Whether the same call may succeed if retried later. */
+  readonly retryable: boolean;
+}
+/** Not acquired within the retries (`acquire`) or the deadline (`waitForLock`). */
+export declare class LockAcquisitionError extends DistributedLockError {
+  readonly key: string;
+}
+/** Granted only after the TTL had run out (Redis too slow for it): given back. Retryable. */
+export declare class LockGrantedTooLateError extends LockAcquisitionError {}
+/** The key holds another type than a lock (a hash, a list): nothing changed; not retryable. */
+export declare class NotALockError extends DistributedLockError {
+  readonly key: string;
+}
+export declare class InvalidLockError extends DistributedLockError {
+  readonly key: string;
+}
+export declare class InvalidArgumentError extends DistributedLockError {}
+export declare class LockRedisError extends DistributedLockError {
+  readonly kind: 'unavailable' | 'timeout' | 'rejected' | 'denied';
+  readonly detail: string | null;
+}
+export declare class ComponentTrapError extends DistributedLockError {}

@@ -1,0 +1,275 @@
+// The public API: the original package's (`@lilith/distributed-lock`), over the dlock component.
+import { createJspiInstance, jspiAvailable, loadJspi } from './backend-jspi.js';
+import { probeInstance } from './backend-sync.js';
+import { createWorkerInstance } from './backend-worker.js';
+import {
+  ComponentTrapError,
+  DistributedLockError,
+  InvalidArgumentError,
+  InvalidLockError,
+  LockAcquisitionError,
+  LockGrantedTooLateError,
+  LockRedisError,
+  NotALockError,
+} from './errors.js';
+import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
+import { Pool } from './pool.js';
+import { monotonicNow } from './wasi.js';
+import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
+
+export {
+  ComponentTrapError,
+  DistributedLockError,
+  InvalidArgumentError,
+  InvalidLockError,
+  LockAcquisitionError,
+  LockGrantedTooLateError,
+  LockRedisError,
+  NotALockError,
+};
+
+if (jspiAvailable()) await loadJspi();
+
+/** The component this package runs: `{ sha256, bytes, jco }` (the SHA-256 of the .wasm file it
+ * was built from, the Rust host's bundled component). */
+export const COMPONENT = Object.freeze({
+  sha256: componentInfo().sha256,
+  bytes: componentInfo().bytes,
+  jco: componentInfo().jco,
+});
+
+const OTHER_OPTIONS = new Set(['policy', 'backend', 'maxInstances']);
+const DEFAULT_MAX_INSTANCES = { jspi: 64, worker: 8 };
+
+/** Which backend runs the component: `jspi` where this Node has JSPI, else `worker`. */
+export function defaultBackend() {
+  return jspiAvailable() ? 'jspi' : 'worker';
+}
+
+function jspiMissing() {
+  const [major] = process.versions.node.split('.').map(Number);
+  const hint = major === 24 ? ' (Node 24 releases before JSPI was on by default need --experimental-wasm-jspi)' : '';
+  return new InvalidArgumentError(`backend 'jspi' needs WebAssembly JSPI, which Node ${process.version} does not have${hint}; use backend 'worker' or 'auto'`);
+}
+
+function checkKey(key) {
+  if (typeof key !== 'string') throw new InvalidArgumentError(`key must be a string, got ${typeof key}`);
+  return key;
+}
+
+/** Runs `fn`; a synchronous throw (an argument refused before anything runs) becomes a
+ * rejection, so that every method returns a promise as the original package's did. */
+function promised(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** A component's error, or a trap, as the error this package throws. */
+function rethrow(e) {
+  if (e instanceof DistributedLockError) throw e;
+  throw new ComponentTrapError(`dlock: the component failed: ${e?.message ?? e}`, { cause: e });
+}
+
+// Handles that are dropped without release give their component resource back.
+const finalizer = new FinalizationRegistry(({ slot, id }) => slot.dropLater(id));
+
+export class DistributedLock {
+  #pool;
+  #backend;
+
+  /**
+   * @param redis an ioredis client (or Cluster) the caller owns; this package never closes it
+   * @param options `retryCount`, `retryDelayMs`, `maxRetryDelayMs`, `jitter`, `keyPrefix`,
+   *   `fencing`, `safetyMarginMs` (the component's lock options, defaults from the component);
+   *   `policy` (what the component may do on Redis); `backend` (`auto` | `jspi` | `worker`);
+   *   `maxInstances` (most component instances, i.e. concurrent calls, of this client)
+   */
+  constructor(redis, options = {}) {
+    if (redis === null || typeof redis !== 'object' || typeof redis.evalshaBuffer !== 'function') {
+      throw new InvalidArgumentError('DistributedLock needs an ioredis client (Redis or Cluster)');
+    }
+    for (const name of Object.keys(options)) {
+      if (!LOCK_OPTION_NAMES.includes(name) && !OTHER_OPTIONS.has(name)) {
+        throw new InvalidArgumentError(`unknown option ${JSON.stringify(name)}`);
+      }
+    }
+    const { lock } = probeInstance();
+    const witOptions = toLockOptions(lock.defaultOptions(), options);
+    // The component checks the options (a zero delay, a control character in the prefix...).
+    try {
+      lock.Client.create(witOptions)[Symbol.dispose]();
+    } catch (e) {
+      if (e?.payload) throw toError(e.payload);
+      rethrow(e);
+    }
+    let policy;
+    try {
+      policy = resolvePolicy(options.policy ?? {});
+    } catch (e) {
+      throw new InvalidArgumentError(e.message);
+    }
+    let backend = options.backend ?? 'auto';
+    if (backend === 'auto') backend = defaultBackend();
+    if (backend === 'jspi' && !jspiAvailable()) throw jspiMissing();
+    if (backend !== 'jspi' && backend !== 'worker') throw new InvalidArgumentError(`unknown backend ${JSON.stringify(backend)}`);
+    const max = options.maxInstances ?? DEFAULT_MAX_INSTANCES[backend];
+    if (!Number.isSafeInteger(max) || max < 1) throw new InvalidArgumentError(`maxInstances must be a positive integer, got ${max}`);
+    const create = backend === 'jspi' ? createJspiInstance : createWorkerInstance;
+    // The byte rate is metered per DistributedLock over its life, across its instances.
+    const bytes = new TokenBucket(policy.maxBytesPerSecond);
+    this.#pool = new Pool(() => create({ redis, policy, witOptions, bytes }), max);
+    this.#backend = backend;
+  }
+
+  /** `jspi` or `worker`. */
+  get backend() {
+    return this.#backend;
+  }
+
+  #handleOp(op, key, a, b) {
+    const slot = this.#pool.pick(op === 'acquire' || op === 'waitForLock');
+    return slot.run(op, key, a, b).then((r) => {
+      if (r.err) throw toError(r.err, key);
+      if (r.ok === null) return null;
+      return new LockHandle(slot, r.ok, r.info); // the slot counted it
+    }, rethrow);
+  }
+
+  /** Acquires `key` for `ttlMs`, retrying with exponential backoff; `LockAcquisitionError` when
+   * every attempt found it held. */
+  acquire(key, ttlMs) {
+    return promised(() => this.#handleOp('acquire', checkKey(key), u64('ttlMs', ttlMs)));
+  }
+
+  /** One attempt: a handle, or `null` when the lock is held by someone else. */
+  tryAcquire(key, ttlMs) {
+    return promised(() => this.#handleOp('tryAcquire', checkKey(key), u64('ttlMs', ttlMs)));
+  }
+
+  /** Polls until acquired or `timeoutMs` have passed (`LockAcquisitionError`). */
+  waitForLock(key, timeoutMs, ttlMs) {
+    return promised(() => this.#handleOp('waitForLock', checkKey(key), u64('timeoutMs', timeoutMs), u64('ttlMs', ttlMs)));
+  }
+
+  /** A handle for a lock taken elsewhere with `token` (no Redis call): `release` and `extend`
+   * work if the key still holds the token; `isHeld` is false until the first `extend`. */
+  attach(key, token) {
+    return promised(() => {
+      if (typeof token !== 'string') throw new InvalidArgumentError('token must be a string');
+      return this.#handleOp('attach', checkKey(key), token);
+    });
+  }
+
+  async #query(op, key) {
+    let r;
+    try {
+      r = await this.#pool.pick(false).run(op, checkKey(key));
+    } catch (e) {
+      rethrow(e);
+    }
+    if (r.err) throw toError(r.err, key);
+    return r.ok;
+  }
+
+  /** True when the key exists (held by anyone following the convention). */
+  isLocked(key) {
+    return this.#query('isLocked', key);
+  }
+
+  /** What Redis says about the key: `{state: 'unlocked'} | {state: 'expiring', ttlMs} |
+   * {state: 'persistent'}` (a key without expiry: not set by a client of the convention). */
+  async keyState(key) {
+    return fromKeyState(await this.#query('keyState', key));
+  }
+
+  /** Ends the worker threads (worker backend). The Redis client stays open: it is the caller's. */
+  async close() {
+    await this.#pool.close();
+  }
+}
+
+export class LockHandle {
+  #slot;
+  #id;
+  #info; // the component's lock-info after the last operation, as jco gives it
+  #released = false;
+  #dropped = false;
+
+  /** @internal */
+  constructor(slot, id, info) {
+    this.#slot = slot;
+    this.#id = id;
+    this.#info = info;
+    finalizer.register(this, { slot, id }, this);
+  }
+
+  #drop() {
+    if (this.#dropped) return;
+    this.#dropped = true;
+    finalizer.unregister(this);
+    this.#slot.dropLater(this.#id);
+  }
+
+  #op(op, arg) {
+    // A handle whose resource is gone was released (here or by markAsReleased): the component
+    // would answer `not-held` without calling Redis.
+    if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));
+    return this.#slot.run(op, this.#id, arg).then((r) => this.#after(r), rethrow);
+  }
+
+  #after(r) {
+    if (r.info !== null) this.#info = r.info;
+    if (r.err) throw toError(r.err, this.#info.key);
+  }
+
+  /** Deletes the lock if the key still holds this handle's token; `InvalidLockError` when this
+   * handle does not hold it (then nothing in Redis changed). */
+  release() {
+    if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));
+    return this.#slot.run('release', this.#id).then((r) => {
+      this.#after(r);
+      // The instance dropped the released handle's resource already.
+      this.#dropped = true;
+      finalizer.unregister(this);
+      this.#slot.handles -= 1;
+      this.#released = true;
+    }, rethrow);
+  }
+
+  /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. */
+  extend(ms) {
+    return promised(() => this.#op('extend', u64('ms', ms)));
+  }
+
+  /** Marks the handle released without touching Redis (the lock expires with its TTL). */
+  markAsReleased() {
+    this.#released = true;
+    this.#drop();
+  }
+
+  /** Whether this handle holds the lock as far as it knows, without asking Redis. */
+  get isHeld() {
+    return !this.#released && localIsHeld(this.#info, monotonicNow());
+  }
+
+  /** `{ key, token, acquiredAt, expiresAt, isHeld, fence, status, validUntilNs }`. */
+  get info() {
+    return fromInfo(this.#info, monotonicNow(), this.#released);
+  }
+
+  get key() {
+    return this.#info.key;
+  }
+
+  get token() {
+    return this.#info.token;
+  }
+
+  /** The fencing token (bigint) when the client has `fencing` on, else null. */
+  get fence() {
+    return this.#info.fence ?? null;
+  }
+}

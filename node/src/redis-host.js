@@ -1,0 +1,274 @@
+// The `dlock:lock/redis` import over the caller's ioredis client: the policy's checks (rates,
+// caps, namespace, the bundled scripts' argument shapes), then EVALSHA and on NOSCRIPT one EVAL
+// of the allowed source (which runs the script and caches it in one step), bounded by the
+// policy's command timeout, the reply flattened within the policy's byte budget, failures
+// classified as the Rust host does (host/src/redis/eval.rs, reply.rs, link.rs, grants.rs).
+//
+// This always runs in the thread that owns the ioredis client: the JSPI backend calls it from
+// the component's import directly, the worker backend on the worker's message.
+//
+// jco's convention for an import returning `result<T, E>`: return (or resolve) T, throw (or
+// reject with) E as a plain object: an Error would be taken for a trap.
+import { checkRequest, checkRole, classify, flatten, TokenBucket } from './policy.js';
+
+const TIMEOUT = Object.freeze({ tag: 'timeout' });
+
+/**
+ * The command timeout of every call in flight with one timeout length, without a timer per call:
+ * calls with the same timeout expire in the order they started, so they wait in a FIFO and a
+ * single timer is armed for the oldest. (A timer per call, with Promise.race, cost about 3 us
+ * of CPU per call at concurrency 32: see NOTES.md.)
+ */
+class Deadlines {
+  constructor(ms) {
+    this.ms = ms;
+    this.queue = [];
+    this.head = 0;
+    this.timer = null;
+    this.pending = 0;
+    this.fire = () => this.expire();
+  }
+
+  /** Tracks `entry` ({settled, reject}) until `settle(entry)` or its time is up. */
+  add(entry) {
+    entry.deadline = performance.now() + this.ms;
+    this.queue.push(entry);
+    this.pending += 1;
+    if (this.timer === null) this.arm(this.ms);
+  }
+
+  /** Marks `entry` answered; false when it had timed out already. */
+  settle(entry) {
+    if (entry.settled) return false;
+    entry.settled = true;
+    if (--this.pending === 0) {
+      // Nothing in flight: no timer left to hold the process open.
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.queue = [];
+      this.head = 0;
+    }
+    return true;
+  }
+
+  arm(ms) {
+    this.timer = setTimeout(this.fire, Math.max(1, Math.ceil(ms)));
+  }
+
+  expire() {
+    this.timer = null;
+    const now = performance.now();
+    const q = this.queue;
+    while (this.head < q.length) {
+      const e = q[this.head];
+      if (!e.settled) {
+        if (e.deadline > now) break;
+        e.settled = true;
+        this.pending -= 1;
+        e.timedOut();
+      }
+      q[this.head++] = undefined;
+    }
+    if (this.head === q.length) {
+      this.queue = [];
+      this.head = 0;
+    } else {
+      if (this.head > 1024) {
+        this.queue = q.slice(this.head);
+        this.head = 0;
+      }
+      this.arm(this.queue[this.head].deadline - now);
+    }
+  }
+}
+
+/**
+ * What this package keeps per ioredis client, shared by every DistributedLock on it: the
+ * deadline queues (one per timeout length) and the count of command timeouts in a row. A
+ * connection that stops answering without being closed (a vanished peer, a firewall dropping
+ * packets) never errors by itself; after `policy.reconnectAfterTimeouts` timeouts in a row the
+ * client is made to reconnect (ioredis `disconnect(true)`), as the Rust host replaces its
+ * connection after 3.
+ */
+class Link {
+  constructor(redis) {
+    this.redis = redis;
+    this.deadlines = new Map();
+    this.timeoutsInARow = 0;
+    /** How many times this package made the client reconnect (for tests and diagnostics). */
+    this.reconnects = 0;
+  }
+
+  deadlinesFor(ms) {
+    let d = this.deadlines.get(ms);
+    if (d === undefined) this.deadlines.set(ms, (d = new Deadlines(ms)));
+    return d;
+  }
+
+  noteOutcome(timedOut, limit) {
+    if (!timedOut) {
+      this.timeoutsInARow = 0;
+      return;
+    }
+    this.timeoutsInARow += 1;
+    if (limit > 0 && this.timeoutsInARow >= limit) {
+      this.timeoutsInARow = 0;
+      this.reconnects += 1;
+      try {
+        this.redis.disconnect(true);
+      } catch {
+        // a client that cannot reconnect keeps failing its calls, which are bounded anyway
+      }
+    }
+  }
+}
+
+const links = new WeakMap(); // ioredis client -> Link
+
+/** This package's state for one ioredis client. */
+export function linkFor(redis) {
+  let link = links.get(redis);
+  if (link === undefined) links.set(redis, (link = new Link(redis)));
+  return link;
+}
+
+/**
+ * Runs an allowed script (`entry` from the policy's allowlist) on `redis`. Resolves to the WIT
+ * `value`, or rejects with the WIT `error`. Notes on the client's link whether it timed out;
+ * hands a reply to `host.replied` (grant bookkeeping) before resolving.
+ */
+export function evalScript(redis, policy, entry, keys, args, host = null) {
+  const link = linkFor(redis);
+  return new Promise((resolve, reject) => {
+    const call = {
+      settled: false,
+      deadline: 0,
+      timedOut() {
+        link.noteOutcome(true, policy.reconnectAfterTimeouts);
+        reject(TIMEOUT);
+      },
+    };
+    const deadlines = link.deadlinesFor(policy.commandTimeoutMs);
+    deadlines.add(call);
+    const onReply = (reply) => {
+      if (!deadlines.settle(call)) return;
+      link.timeoutsInARow = 0;
+      const r = flatten(reply, policy.maxReplyBytes);
+      if (host !== null && r.tag === 'ok') host.replied(entry.role, keys, args, r.val);
+      if (r.tag === 'ok') resolve(r.val);
+      else reject(r.val);
+    };
+    const onError = (err) => {
+      if (!deadlines.settle(call)) return;
+      const e = classify(err);
+      link.noteOutcome(e.tag === 'timeout', policy.reconnectAfterTimeouts);
+      reject(e);
+    };
+    const n = keys.length;
+    redis.evalshaBuffer(entry.sha1, n, ...keys, ...args).then(onReply, (err) => {
+      if (err?.name === 'ReplyError' && err.message.startsWith('NOSCRIPT') && !call.settled) {
+        // EVAL runs the script and caches it in one step (a SCRIPT LOAD then EVALSHA could
+        // lose it to a SCRIPT FLUSH between the two).
+        redis.evalBuffer(entry.source, n, ...keys, ...args).then(onReply, onError);
+      } else {
+        onError(err);
+      }
+    });
+  });
+}
+
+/** Most (key, token) pairs remembered for one call (grants.rs `MAX_GRANTS`). */
+const MAX_GRANTS = 64;
+
+/**
+ * The Redis side of one component instance: the policy's meters (the `redis-eval` bucket of
+ * the current call into the component; the byte bucket shared by every instance of one
+ * DistributedLock over its life) and the locks the current call may have taken (`grants`, as
+ * the bundled acquire and release scripts go by), released if the call traps.
+ */
+export class RedisHost {
+  /**
+   * @param redis the caller's ioredis client
+   * @param policy a resolved policy
+   * @param bytes the DistributedLock's byte-rate TokenBucket
+   */
+  constructor(redis, policy, bytes) {
+    this.redis = redis;
+    this.policy = policy;
+    this.bytes = bytes;
+    this.evals = new TokenBucket(policy.maxEvalsPerSecond);
+    this.grants = [];
+    this.out = { bytes: 0 };
+  }
+
+  /** A new call into the component: its `redis-eval` bucket is full again, and the locks
+   * noted by the previous call are forgotten (that call returned them as handles). */
+  begin() {
+    this.evals.available = this.evals.capacity;
+    this.evals.refilled = null;
+    if (this.grants.length > 0) this.grants = [];
+  }
+
+  /** One `redis-eval` of an allowed script: resolves to the WIT value, rejects with the WIT
+   * error. */
+  eval(entry, keys, args) {
+    const policy = this.policy;
+    const now = performance.now();
+    if (!this.evals.take(1, now)) {
+      return Promise.reject({ tag: 'denied', val: `more than ${policy.maxEvalsPerSecond} Redis calls in one second` });
+    }
+    let reason = checkRequest(policy, keys, args, this.out);
+    if (reason === null && entry.role !== null) reason = checkRole(policy, entry.role, keys, args);
+    if (reason !== null) return Promise.reject({ tag: 'denied', val: reason });
+    if (!this.bytes.take(this.out.bytes, now)) {
+      return Promise.reject({ tag: 'denied', val: `more than ${policy.maxBytesPerSecond} bytes sent to Redis in one second` });
+    }
+    if (entry.role === 'acquire') this.note(keys[0], args[0]);
+    return evalScript(this.redis, policy, entry, keys, args, entry.role === 'acquire' || entry.role === 'release' ? this : null);
+  }
+
+  /** A reply of the bundled acquire or release script: a busy (0) or not-a-lock (-1) acquire,
+   * or any release reply, means the key does not hold the token because of this call. */
+  replied(role, keys, args, value) {
+    if (value.tag === 'int' && (role === 'release' || value.val <= 0n)) this.forget(keys[0], args[0]);
+  }
+
+  note(key, token) {
+    if (this.grants.some(([k, t]) => k === key && t === token)) return;
+    if (this.grants.length === MAX_GRANTS) this.grants.shift();
+    this.grants.push([key, token]);
+  }
+
+  forget(key, token) {
+    if (this.grants.length === 0) return;
+    this.grants = this.grants.filter(([k, t]) => !(k === key && t === token));
+  }
+
+  /**
+   * The call in progress failed (a trap): gives back, in the background, the locks it may have
+   * taken, with the bundled compare-and-delete script (a lock never taken, or since changed
+   * hands, is left alone). Locks whose handles earlier calls returned are not touched.
+   */
+  releaseGrants() {
+    const grants = this.grants;
+    this.grants = [];
+    const release = [...this.policy.allowed.values()].find((e) => e.role === 'release');
+    if (release === undefined || grants.length === 0) return Promise.resolve();
+    return (async () => {
+      for (const [key, token] of grants) {
+        try {
+          await evalScript(this.redis, this.policy, release, [key], [token]);
+        } catch {
+          // best effort: the lock expires with its TTL
+        }
+      }
+    })();
+  }
+}
+
+/** The `script` resource the component holds: an allowlist entry. */
+export class Script {
+  constructor(entry) {
+    this.entry = entry;
+  }
+}

@@ -1,0 +1,92 @@
+// The worker thread of the worker backend: one component instance (jco's sync build). A
+// `redis-eval` posts the call to the thread that owns the Redis client (which applies the
+// policy and runs it) and blocks this thread (Atomics.wait) until the reply is there; sleeps
+// block this thread too. The owning thread's event loop never waits for the component.
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { memoryCap } from './memory.js';
+import { instantiateSync } from './backend-sync.js';
+import { admitScript } from './policy.js';
+import { createExecutor } from './wit.js';
+
+const { policy, witOptions, ctrl, port } = workerData;
+// A reply that comes later than this is given up (the owner's own timer ends every call long
+// before; this only guards against an owner whose event loop is stuck).
+const FAILSAFE_MS = policy.commandTimeoutMs + 5000;
+let seq = 0;
+
+class Script {
+  constructor(entry) {
+    this.entry = entry;
+  }
+  static load(source) {
+    const entry = admitScript(policy, source);
+    if (typeof entry === 'string') throw { tag: 'denied', val: entry };
+    return new Script(entry);
+  }
+}
+
+function redisEval(script, keys, args) {
+  const id = ++seq;
+  Atomics.store(ctrl, 0, 0);
+  parentPort.postMessage({ t: 'eval', id, sha1: script.entry.sha1, keys, args });
+  const deadline = performance.now() + FAILSAFE_MS;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) throw { tag: 'timeout' };
+    Atomics.wait(ctrl, 0, 0, left);
+    let msg;
+    while ((msg = receiveMessageOnPort(port)) !== undefined) {
+      if (msg.message.id === id) {
+        if (msg.message.err !== undefined) throw msg.message.err;
+        return msg.message.val;
+      }
+      // a reply to a call given up on earlier: dropped
+    }
+    Atomics.store(ctrl, 0, 0);
+  }
+}
+
+// Sleeps are announced to the owning thread, whose watchdog does not count them as computing.
+const onSleep = (ms) => parentPort.postMessage({ t: 'sleep', ms });
+
+/** Tests only (`createWorkerInstance({ testSpinMs })`): the first random draw computes that
+ * long, standing in for a component that loops without calling Redis or sleeping. */
+function testOverrides() {
+  let spin = workerData.testSpinMs ?? 0;
+  if (spin === 0) return {};
+  const draw = new BigUint64Array(1);
+  return {
+    'wasi:random/random': {
+      getRandomU64() {
+        const until = performance.now() + spin;
+        spin = 0;
+        while (performance.now() < until);
+        crypto.getRandomValues(draw);
+        return draw[0];
+      },
+    },
+  };
+}
+
+let executor;
+let memoryCheck = () => null;
+try {
+  const memories = [];
+  const root = instantiateSync({ Script, redisEval }, memories, onSleep, testOverrides());
+  memoryCheck = memoryCap(memories, policy.maxMemoryBytes);
+  executor = createExecutor(root.lock, witOptions);
+  parentPort.postMessage({ t: 'ready' });
+} catch (e) {
+  parentPort.postMessage({ t: 'trap', error: e?.stack ?? String(e), payload: e?.payload });
+}
+
+parentPort.on('message', ({ op, a, b, c }) => {
+  executor.exec(op, a, b, c).then(
+    (res) => {
+      const trap = memoryCheck();
+      if (trap !== null) parentPort.postMessage({ t: 'trap', error: trap.message });
+      else parentPort.postMessage({ t: 'done', res });
+    },
+    (e) => parentPort.postMessage({ t: 'trap', error: e?.stack ?? String(e) }),
+  );
+});

@@ -1,0 +1,60 @@
+// The package runs the unmodified component the Rust host bundles (host/bundle/dlock_guest.wasm,
+// byte for byte what guest/ builds), and applies the same contract (guest/src/contract.rs).
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { COMPONENT } from '../src/index.js';
+import { MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES, fenceKey, isFenceCounter, isUuidV4 } from '../src/contract.js';
+import { bundledScripts } from '../src/policy.js';
+
+const bundle = new URL('../../host/bundle/', import.meta.url);
+const wasm = readFileSync(new URL('dlock_guest.wasm', bundle));
+
+test('the package was built from the bundled component: same SHA-256', () => {
+  const sha256 = createHash('sha256').update(wasm).digest('hex');
+  assert.equal(COMPONENT.sha256, sha256, 'gen/ is stale: run npm run build');
+  assert.equal(COMPONENT.bytes, wasm.length);
+});
+
+test('every core module the package instantiates is a verbatim slice of that file', () => {
+  for (const build of ['jspi', 'sync']) {
+    const dir = new URL(`../gen/${build}/`, import.meta.url);
+    const cores = readdirSync(dir).filter((f) => f.endsWith('.wasm'));
+    assert.ok(cores.length >= 1);
+    for (const f of cores) {
+      const core = readFileSync(new URL(f, dir));
+      assert.ok(wasm.indexOf(core) >= 0, `${build}/${f} is not inside dlock_guest.wasm`);
+    }
+  }
+});
+
+test('the allowlist is the bundled scripts, byte for byte', () => {
+  for (const s of bundledScripts()) {
+    assert.equal(readFileSync(new URL(`scripts/${s.name}.lua`, bundle), 'utf8'), s.source, s.name);
+  }
+  assert.deepEqual(bundledScripts().map((s) => s.name).sort(), readdirSync(new URL('scripts/', bundle)).map((f) => f.replace(/\.lua$/, '')).sort());
+});
+
+test('the constants and key rules are contract.rs\'s', () => {
+  const rs = readFileSync(new URL('contract.rs', bundle), 'utf8');
+  const constant = (name) => {
+    const m = new RegExp(`pub const ${name}: \\w+ = ([0-9_]+);`).exec(rs);
+    assert.ok(m, `${name} in contract.rs`);
+    return Number(m[1].replaceAll('_', ''));
+  };
+  assert.equal(MAX_TOKEN_BYTES, constant('MAX_TOKEN_BYTES'));
+  assert.equal(TOKEN_BYTES, constant('TOKEN_BYTES'));
+  assert.equal(MAX_DURATION_MS, constant('MAX_DURATION_MS'));
+  // the examples of contract.rs's documentation and the host's tests
+  assert.equal(fenceKey('job'), '{job}:fence');
+  assert.equal(fenceKey('app:{job}'), 'app:{job}:fence');
+  assert.equal(fenceKey('a}b'), null);
+  assert.equal(fenceKey('{}x'), null); // a '}' but no hash tag
+  for (const k of ['{job}:fence', 'app:{job}:fence']) assert.ok(isFenceCounter(k), k);
+  for (const k of ['job:fence', '{}:fence', 'job', '{job}:fences']) assert.ok(!isFenceCounter(k), k);
+  assert.ok(isUuidV4('0f8fad5b-d9cb-469f-a165-70867728950e'));
+  for (const t of ['0F8FAD5B-D9CB-469F-A165-70867728950E', '0f8fad5b-d9cb-369f-a165-70867728950e', '0f8fad5b-d9cb-469f-c165-70867728950e', 'token']) {
+    assert.ok(!isUuidV4(t), t);
+  }
+});

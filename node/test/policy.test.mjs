@@ -1,0 +1,395 @@
+// The host's policy (as the Rust host's: host/src/redis/policy.rs, limits.rs, reply.rs, link.rs,
+// grants.rs; sandbox.rs's buckets and memory limit; random.rs) and the classification of Redis
+// failures: the rules alone, then through the component on a real redis-server.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { createWorkerInstance } from '../src/backend-worker.js';
+import { ComponentTrapError, DistributedLock, InvalidArgumentError, LockRedisError } from '../src/index.js';
+import { admitScript, bundledScripts, checkRequest, checkRole, classify, DEFAULT_POLICY, flatten, resolvePolicy, sha1Hex, TokenBucket } from '../src/policy.js';
+import { linkFor } from '../src/redis-host.js';
+import { MAX_RANDOM_BYTES, wasiImports } from '../src/wasi.js';
+import { backends, rejection, scriptCalls, startRedis, until } from './helpers.mjs';
+
+const TOKEN = '0f8fad5b-d9cb-469f-a165-70867728950e';
+
+describe('policy rules', () => {
+  test('the default allowlist is exactly the bundled scripts', () => {
+    const p = resolvePolicy();
+    const names = bundledScripts().map((s) => s.name).sort();
+    assert.deepEqual(names, ['acquire', 'check', 'extend', 'release']);
+    assert.deepEqual([...p.allowed.keys()].sort(), bundledScripts().map((s) => s.sha1).sort());
+    for (const s of bundledScripts()) assert.equal(sha1Hex(s.source), s.sha1);
+    assert.equal(resolvePolicy({ denyBundledScripts: true }).allowed.size, 0);
+    assert.equal(resolvePolicy({ allowScripts: ['return 1'] }).allowed.size, 5);
+  });
+
+  test('the defaults are the Rust host\'s', () => {
+    assert.equal(DEFAULT_POLICY.commandTimeoutMs, 2000);
+    assert.equal(DEFAULT_POLICY.maxKeys, 8);
+    assert.equal(DEFAULT_POLICY.maxKeyBytes, 1024);
+    assert.equal(DEFAULT_POLICY.maxRequestBytes, 4096);
+    assert.equal(DEFAULT_POLICY.maxReplyBytes, 65536);
+    assert.equal(DEFAULT_POLICY.maxEvalsPerSecond, 4096);
+    assert.equal(DEFAULT_POLICY.maxBytesPerSecond, 4 * 1024 * 1024);
+    assert.equal(DEFAULT_POLICY.allowForeignTokens, false);
+    assert.equal(DEFAULT_POLICY.reconnectAfterTimeouts, 3);
+    assert.equal(DEFAULT_POLICY.maxComputeMs, 1000);
+    assert.equal(DEFAULT_POLICY.maxMemoryBytes, 16 * 1024 * 1024);
+  });
+
+  test('request caps, empty keys, control characters', () => {
+    const p = resolvePolicy({ maxKeys: 2, maxRequestBytes: 10 });
+    assert.equal(checkRequest(p, ['a', 'b'], []), null);
+    assert.match(checkRequest(p, ['a', 'b', 'c'], []), /3 keys/);
+    assert.match(checkRequest(p, ['a'], ['123456789', 'x']), /bytes of keys/);
+    assert.match(checkRequest(resolvePolicy(), ['k'.repeat(1025)], []), /1025 bytes/);
+    assert.match(checkRequest(resolvePolicy({ maxKeyBytes: 4 }), ['ééé'], []), /6 bytes/);
+    for (const bad of ['', 'a\nb', 'nul\0', 'tab\t', '\u007f', '\u0085']) {
+      assert.match(checkRequest(resolvePolicy(), [bad], []), /key/, JSON.stringify(bad));
+    }
+    assert.equal(checkRequest(resolvePolicy(), ['*', 'other:secret'], []), null);
+  });
+
+  test('the namespace admits its keys and their fence counters only', () => {
+    const p = resolvePolicy({ keyNamespace: 'app:' });
+    for (const ok of ['app:job', 'app:{job}', 'app:{job}:fence', '{app:job}:fence']) {
+      assert.equal(checkRequest(p, [ok], []), null, ok);
+    }
+    for (const bad of ['other:secret', '*', 'ap', '{other}:fence', 'x{app:job}']) {
+      assert.match(checkRequest(p, ['app:ok', bad], []), /outside the namespace/, bad);
+    }
+  });
+
+  test('replies: flat values cross, nested ones are rejected, the byte budget is enforced', () => {
+    assert.deepEqual(flatten(-2, 64), { tag: 'ok', val: { tag: 'int', val: -2n } });
+    assert.deepEqual(flatten(null, 64), { tag: 'ok', val: { tag: 'nil' } });
+    assert.deepEqual(flatten(Buffer.from('tok'), 64).val.tag, 'bulk');
+    const arr = flatten([1, Buffer.from('x'), null], 64);
+    assert.equal(arr.val.tag, 'array');
+    assert.deepEqual(arr.val.val.map((s) => s.tag), ['int', 'bulk', 'nil']);
+    assert.match(flatten([[1]], 64).val.val, /nested array/);
+    assert.equal(flatten(Buffer.alloc(64), 64).tag, 'ok');
+    assert.equal(flatten(Buffer.alloc(65), 64).val.tag, 'denied');
+    assert.equal(flatten(new Array(9).fill(0), 64).val.tag, 'denied'); // 8 bytes per element
+  });
+
+  test('failures are classified by whether a retry can help', () => {
+    const reply = (message) => Object.assign(new Error(message), { name: 'ReplyError' });
+    assert.equal(classify(reply('LOADING Redis is loading')).tag, 'unavailable');
+    assert.equal(classify(reply('BUSY Redis is busy running a script')).tag, 'unavailable');
+    assert.equal(classify(reply('READONLY You can\'t write against a read only replica.')).tag, 'unavailable');
+    assert.equal(classify(reply('WRONGTYPE Operation against a key holding the wrong kind of value')).tag, 'rejected');
+    assert.equal(classify(reply('NOPERM this user has no permissions')).tag, 'rejected');
+    assert.equal(classify(reply('ERR Error running script')).tag, 'rejected');
+    assert.equal(classify(new Error('Connection is closed.')).tag, 'unavailable');
+    assert.equal(classify(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })).tag, 'unavailable');
+    assert.equal(classify(new Error('Command timed out')).tag, 'timeout');
+  });
+
+  test('policy options are checked', () => {
+    assert.throws(() => resolvePolicy({ commandTimeoutMs: 0 }), TypeError);
+    assert.throws(() => resolvePolicy({ maxKeys: 1.5 }), TypeError);
+    assert.throws(() => resolvePolicy({ allowForeignTokens: 'yes' }), TypeError);
+    assert.throws(() => resolvePolicy({ maxKey: 3 }), /unknown policy option/);
+  });
+
+  // The cases of limits.rs's unit tests.
+  test('the bundled scripts\' argument shapes pass', () => {
+    const p = resolvePolicy();
+    const ok = [
+      ['acquire', ['job'], [TOKEN, '30000']],
+      ['acquire', ['job', '{job}:fence'], [TOKEN, '1']],
+      ['acquire', ['a:{j}', 'a:{j}:fence'], [TOKEN, '1000000000000']],
+      ['release', ['job'], [TOKEN]],
+      ['extend', ['job'], [TOKEN, '5']],
+      ['check', ['{job}:fence'], []],
+    ];
+    for (const [role, keys, args] of ok) assert.equal(checkRole(p, role, keys, args), null, `${role} ${keys}`);
+    const roles = Object.fromEntries([...p.allowed.values()].map((e) => [e.role, e.sha1]));
+    assert.deepEqual(Object.keys(roles).sort(), ['acquire', 'check', 'extend', 'release']);
+  });
+
+  test('guessed values, fence counters and odd shapes are refused', () => {
+    const p = resolvePolicy();
+    const bad = [
+      ['acquire', ['victim'], ['on', '1000']],
+      ['release', ['victim'], ['crown-jewels']],
+      ['release', ['victim'], [TOKEN.toUpperCase()]],
+      ['release', ['{job}:fence'], [TOKEN]],
+      ['extend', ['app:{job}:fence'], [TOKEN, '1']],
+      ['acquire', ['{job}:fence'], [TOKEN, '1']],
+      ['acquire', ['job', 'other'], [TOKEN, '1']],
+      ['acquire', ['job'], [TOKEN, '0']],
+      ['acquire', ['job'], [TOKEN, '10000000000000']],
+      ['extend', ['job'], [TOKEN, '+5']],
+      ['extend', ['job'], [TOKEN, '-1']],
+      ['extend', ['job'], [TOKEN, '1e3']],
+      ['release', ['job'], [TOKEN, 'extra']],
+      ['check', ['a', 'b'], []],
+      ['release', [], [TOKEN]],
+    ];
+    for (const [role, keys, args] of bad) assert.notEqual(checkRole(p, role, keys, args), null, `${role} ${keys} ${args}`);
+  });
+
+  test('foreign tokens are for release and extend only, and only when allowed', () => {
+    const strict = resolvePolicy();
+    const open = resolvePolicy({ allowForeignTokens: true });
+    assert.match(checkRole(strict, 'release', ['k'], ['redis-py-token']), /not dlock's/);
+    assert.equal(checkRole(open, 'release', ['k'], ['redis-py-token']), null);
+    assert.equal(checkRole(open, 'extend', ['k'], ['redis-py-token', '1000']), null);
+    assert.notEqual(checkRole(open, 'acquire', ['k'], ['redis-py-token', '1000']), null);
+    assert.notEqual(checkRole(open, 'release', ['k'], ['t'.repeat(257)]), null);
+    assert.notEqual(checkRole(open, 'release', ['k'], ['a\nb']), null);
+    assert.equal(checkRole(open, 'release', ['k'], ['t'.repeat(256)]), null);
+  });
+
+  test('a script longer than every allowed one is refused without being hashed', () => {
+    const p = resolvePolicy();
+    const longest = Math.max(...bundledScripts().map((s) => s.source.length));
+    assert.match(admitScript(p, 'x'.repeat(longest + 1)), /longer than any allowed script/);
+    assert.match(admitScript(p, 'return 1'), new RegExp(`script ${sha1Hex('return 1')} is not`));
+    assert.equal(admitScript(p, bundledScripts()[0].source).sha1, bundledScripts()[0].sha1);
+  });
+
+  test('token buckets admit a burst, then their rate', () => {
+    const b = new TokenBucket(4);
+    assert.ok(b.take(3, 0));
+    assert.ok(b.take(1, 0));
+    assert.ok(!b.take(1, 0), 'the burst is spent');
+    assert.ok(!b.take(1, 100), '0.4 units earned in 100 ms');
+    assert.ok(b.take(1, 250), '1 unit earned by 250 ms');
+    assert.ok(!b.take(5, 5000), 'never more than the capacity at once');
+    assert.ok(b.take(4, 5000));
+    const ten = new TokenBucket(10);
+    let admitted = 0;
+    for (let ms = 0; ms < 1000; ms++) if (ten.take(1, ms)) admitted++;
+    assert.ok(admitted >= 10 && admitted <= 20, `${admitted}`);
+  });
+
+  test('integers: exact within 2^53, refused beyond (never rounded) unless ioredis gives strings', () => {
+    assert.deepEqual(flatten(2 ** 53 - 1, 64).val, { tag: 'int', val: 2n ** 53n - 1n });
+    assert.match(flatten(2 ** 53 + 2, 64).val.val, /stringNumbers/);
+    assert.deepEqual(flatten('9007199254740993', 64).val, { tag: 'int', val: 9007199254740993n });
+    assert.deepEqual(flatten('-9223372036854775808', 64).val, { tag: 'int', val: -(2n ** 63n) });
+    assert.equal(flatten('9223372036854775808', 64).val.tag, 'rejected');
+    assert.equal(flatten(1.5, 64).val.tag, 'rejected');
+  });
+
+  test('get-random-bytes is capped at 4 KiB: a larger request traps', () => {
+    const random = wasiImports('sync')['wasi:random/random'];
+    assert.equal(random.getRandomBytes(MAX_RANDOM_BYTES).length, 4096);
+    assert.throws(() => random.getRandomBytes(MAX_RANDOM_BYTES + 1n), /limit is 4096/);
+    assert.throws(() => random.getRandomBytes(64n << 20n), /random bytes/);
+  });
+});
+
+const server = await startRedis();
+const admin = server.admin;
+
+for (const backend of backends()) {
+  describe(`policy through the component (${backend})`, () => {
+    const locks = [];
+    const make = (options = {}, redis = server.client()) => {
+      const l = new DistributedLock(redis, { backend, ...options });
+      locks.push(l);
+      return l;
+    };
+    after(() => Promise.all(locks.map((l) => l.close())));
+    let n = 0;
+    const key = (what) => `p:${backend}:${what}:${n++}`;
+
+    const denied = async (promise, pattern) => {
+      const e = await rejection(promise);
+      assert.ok(e instanceof LockRedisError, e);
+      assert.equal(e.kind, 'denied', e.message);
+      assert.equal(e.retryable, false);
+      if (pattern) assert.match(e.message, pattern);
+      return e;
+    };
+
+    test('a key outside the namespace is denied and never reaches Redis', async () => {
+      const lock = make({ policy: { keyNamespace: 'app:' } });
+      const k = key('ns');
+      await denied(lock.acquire(k, 1000), /outside the namespace/);
+      assert.equal(await admin.exists(k), 0);
+      const inside = make({ keyPrefix: 'app:', fencing: true, policy: { keyNamespace: 'app:' } });
+      const h = await inside.acquire(k, 1000);
+      assert.equal(await admin.get(`app:${k}`), h.token);
+      await h.release();
+    });
+
+    test('size caps: key bytes, request bytes', async () => {
+      await denied(make({ policy: { maxKeyBytes: 16 } }).acquire(`${key('long')}-xxxxxxxxxxxxxxxx`, 1000), /bytes/);
+      await denied(make({ policy: { maxRequestBytes: 40 } }).acquire(key('req'), 1000), /bytes of keys and arguments/);
+    });
+
+    test('the call rate stops a runaway retry loop', async () => {
+      const lock = make({ retryCount: 500, retryDelayMs: 1, maxRetryDelayMs: 1, policy: { maxEvalsPerSecond: 3 } });
+      const k = key('rate');
+      await admin.set(k, 'other', 'PX', 10000);
+      const before = await scriptCalls(admin);
+      await denied(lock.acquire(k, 1000), /Redis calls in one second/);
+      const reached = (await scriptCalls(admin)) - before;
+      // A burst of three, then one per 333 ms: far from the 501 attempts asked for.
+      assert.ok(reached >= 3 && reached < 20, `${reached} script calls reached Redis`);
+    });
+
+    test('the byte rate is metered per DistributedLock over its life, across calls', async () => {
+      const keys = ['a', 'b', 'c'].map((x) => `${key('bytes')}-${x}`.padEnd(40, 'x'));
+      const perAcquire = 40 + 36 + 4; // key, token, TTL of 4 digits
+      const lock = make({ policy: { maxBytesPerSecond: 2 * perAcquire + 10 } });
+      const a = await lock.acquire(keys[0], 1000);
+      const b = await lock.acquire(keys[1], 1000);
+      await denied(lock.acquire(keys[2], 1000), /bytes sent to Redis in one second/);
+      assert.equal(await admin.exists(keys[2]), 0);
+      assert.ok(a.isHeld && b.isHeld);
+      // another DistributedLock has a bucket of its own
+      const other = make({ policy: { maxBytesPerSecond: 2 * perAcquire + 10 } });
+      await other.acquire(keys[2], 1000);
+      await admin.del(...keys);
+    });
+
+    test('scripts outside the allowlist are denied', async () => {
+      await denied(make({ policy: { denyBundledScripts: true } }).acquire(key('deny'), 1000), /allowlist/);
+      const h = await make({ policy: { allowScripts: ['return 1'] } }).acquire(key('extra'), 1000);
+      await h.release();
+    });
+
+    test('NOSCRIPT falls back to one EVAL of the allowed source', async () => {
+      const lock = make();
+      await admin.script('FLUSH');
+      const h = await lock.acquire(key('noscript'), 1000);
+      const acquireSha = bundledScripts().find((s) => s.name === 'acquire').sha1;
+      assert.deepEqual(await admin.script('EXISTS', acquireSha), [1]);
+      await admin.script('FLUSH');
+      await h.release();
+    });
+
+    test('a Redis refusal is rejected, not retried', async () => {
+      const k = key('badfence');
+      await admin.set(`{${k}}:fence`, 'not-a-number');
+      const lock = make({ fencing: true, retryCount: 5, retryDelayMs: 100 });
+      await (await lock.acquire(key('warm'), 1000)).release(); // the scripts are loaded
+      const before = await scriptCalls(admin);
+      const e = await rejection(lock.acquire(k, 1000));
+      assert.ok(e instanceof LockRedisError, e);
+      assert.equal(e.kind, 'rejected');
+      assert.equal(e.retryable, false);
+      assert.match(e.message, /not an integer/);
+      // one attempt, and the give-back of its token (a script error may come after a write)
+      assert.equal((await scriptCalls(admin)) - before, 2);
+    });
+
+    test('no reply within the command timeout: timeout, retryable', async () => {
+      const redis = server.client();
+      const lock = make({ policy: { commandTimeoutMs: 100 } }, redis);
+      const k = key('timeout');
+      await lock.isLocked(k);
+      await admin.client('PAUSE', 5000, 'WRITE'); // scripts count as writes; UNPAUSE does not
+      const e = await rejection(lock.isLocked(k));
+      await admin.client('UNPAUSE');
+      assert.ok(e instanceof LockRedisError, e);
+      assert.equal(e.kind, 'timeout');
+      assert.equal(e.retryable, true);
+      assert.equal(await lock.isLocked(k), false);
+    });
+
+    test('a connection that keeps timing out is made to reconnect after 3 timeouts in a row', async () => {
+      const redis = server.client();
+      const lock = make({ policy: { commandTimeoutMs: 50 } }, redis);
+      const lazyRedis = server.client();
+      const lazy = make({ policy: { commandTimeoutMs: 50, reconnectAfterTimeouts: 0 } }, lazyRedis);
+      const k = key('silent');
+      await lock.isLocked(k);
+      await lazy.isLocked(k);
+      let closes = 0;
+      redis.on('close', () => closes++);
+      const link = linkFor(redis);
+      await admin.client('PAUSE', 10000, 'WRITE'); // scripts count as writes
+      try {
+        for (let i = 1; i <= 2; i++) {
+          assert.equal((await rejection(lock.isLocked(k))).kind, 'timeout');
+          assert.equal(link.reconnects, 0, `after ${i} timeouts`);
+        }
+        assert.equal((await rejection(lock.isLocked(k))).kind, 'timeout');
+        assert.equal(link.reconnects, 1, 'after 3 timeouts in a row');
+        await until('the old connection to close', () => closes > 0);
+        for (let i = 0; i < 4; i++) assert.equal((await rejection(lazy.isLocked(k))).kind, 'timeout');
+        assert.equal(linkFor(lazyRedis).reconnects, 0, 'reconnectAfterTimeouts: 0 never reconnects');
+      } finally {
+        await admin.client('UNPAUSE');
+      }
+      assert.equal(await lock.isLocked(k), false, 'works again once Redis answers');
+    });
+
+    test('a call that traps gives back the locks it took, and only those', async () => {
+      // The instance's memory starts at 128 KiB: the first growth is over this cap, and the call
+      // that grew it traps (after it acquired).
+      const lock = make({ maxInstances: 1, policy: { maxMemoryBytes: 128 * 1024 } });
+      const base = key('trap').padEnd(500, 'x');
+      const kept = [];
+      let trapped = null;
+      for (let i = 0; i < 5000 && trapped === null; i++) {
+        try {
+          kept.push(await lock.tryAcquire(`${base}${i}`, 60000));
+        } catch (e) {
+          trapped = { e, key: `${base}${i}` };
+        }
+      }
+      assert.ok(trapped, 'the memory never grew');
+      assert.ok(trapped.e instanceof ComponentTrapError, trapped.e);
+      assert.match(trapped.e.message, /memory grew/);
+      await until('the trapped call\'s lock to be given back', async () => (await admin.exists(trapped.key)) === 0);
+      // earlier calls returned their handles: their locks stay until released or expired
+      assert.equal(await admin.get(kept[0].key), kept[0].token);
+      assert.equal(await admin.get(kept.at(-1).key), kept.at(-1).token);
+      // the handles of the trapped instance are unusable; the DistributedLock goes on with a new one
+      assert.ok((await rejection(kept[0].release())) instanceof ComponentTrapError);
+      const fresh = await lock.tryAcquire(key('after-trap'), 1000);
+      await fresh.release();
+      await admin.del(...kept.map((h) => h.key));
+    });
+
+    test('integers beyond 2^53 (fence counters) are refused, never rounded; exact with stringNumbers', async () => {
+      // 2^53 + 1 (a Lua number cannot hold it, but the INCR's 2^53 + 2 is exact: see NOTES.md)
+      const [k1, k2] = [key('bigfence'), key('bigfence')];
+      await admin.set(`{${k1}}:fence`, '9007199254740993');
+      await admin.set(`{${k2}}:fence`, '9007199254740993');
+      const plain = make({ fencing: true, retryCount: 0 });
+      const e = await rejection(plain.acquire(k1, 1000));
+      assert.ok(e instanceof LockRedisError, e);
+      assert.equal(e.kind, 'rejected');
+      assert.match(e.message, /stringNumbers/);
+      assert.equal(await admin.exists(k1), 0, 'the grant it could not read was given back');
+      const exact = make({ fencing: true }, server.client({ stringNumbers: true }));
+      const h = await exact.acquire(k2, 1000);
+      assert.equal(h.fence, 9007199254740994n);
+      await h.release();
+    });
+
+    test('the lock options the component refuses are InvalidArgumentError', () => {
+      assert.throws(() => make({ safetyMarginMs: -1 }), InvalidArgumentError);
+      assert.throws(() => make({ jitter: 'yes' }), InvalidArgumentError);
+      assert.throws(() => make({ maxInstances: 0 }), InvalidArgumentError);
+      assert.throws(() => make({ backend: 'threads' }), InvalidArgumentError);
+    });
+  });
+}
+
+test('worker backend: a call computing longer than maxComputeMs without Redis or sleep is stopped', async () => {
+  const policy = resolvePolicy({ maxComputeMs: 100 });
+  const probe = new DistributedLock(admin, { backend: 'worker' });
+  await probe.close();
+  const instance = createWorkerInstance({
+    redis: admin,
+    policy,
+    witOptions: { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n },
+    bytes: new TokenBucket(policy.maxBytesPerSecond),
+    testSpinMs: 60_000,
+  });
+  await instance.ready;
+  const e = await rejection(instance.exec('tryAcquire', `spin-${randomUUID()}`, 1000n));
+  assert.match(e.message, /computed more than 100 ms/);
+  await instance.close();
+});

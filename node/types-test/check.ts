@@ -1,0 +1,34 @@
+// Type-checked by `npm run typecheck`: the declarations fit an ioredis client and the API's use.
+import { Redis } from 'ioredis';
+import { COMPONENT, DistributedLock, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo } from '../src/index.js';
+
+async function main(): Promise<void> {
+  const redis = new Redis();
+  const lock = new DistributedLock(redis, { retryCount: 3, retryDelayMs: 50, keyPrefix: 'app:', fencing: true, policy: { keyNamespace: 'app:' } });
+  const h: LockHandle = await lock.acquire('job', 10_000);
+  const info: LockInfo = h.info;
+  const held: boolean = h.isHeld;
+  const fence: bigint | null = info.fence;
+  await h.extend(5_000);
+  await h.release();
+  const maybe: LockHandle | null = await lock.tryAcquire('job', 1000);
+  if (maybe) await maybe.release();
+  try {
+    await lock.waitForLock('job', 1000, 1000);
+  } catch (e) {
+    if (e instanceof LockGrantedTooLateError && e.retryable) console.log('retry with a longer TTL');
+    else if (e instanceof LockAcquisitionError) console.log(e.key);
+    else if (e instanceof NotALockError) console.log(e.key);
+    else if (e instanceof InvalidLockError) console.log(e.key);
+    else if (e instanceof LockRedisError && e.retryable) console.log(e.kind);
+  }
+  const locked: boolean = await lock.isLocked('job');
+  const state: KeyState = await lock.keyState('job');
+  if (state.state === 'expiring') console.log(state.ttlMs);
+  const status: HandleStatus = info.status;
+  console.log(status, COMPONENT.sha256);
+  console.log(held, fence, locked, lock.backend);
+  await lock.close();
+  redis.disconnect();
+}
+void main;
