@@ -7,7 +7,7 @@
 use alloc::borrow::ToOwned;
 use alloc::string::String;
 
-use crate::bindings::dlock::lock::redis::{RedisError, Value};
+use crate::bindings::dlock::lock::redis::{RedisError, Value, Wake};
 use crate::scripts::Op;
 
 /// The component's view of its environment.
@@ -26,6 +26,14 @@ pub trait Platform {
     fn new_token(&self) -> String;
     /// Runs one of the component's scripts in Redis.
     fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError>;
+    /// Pauses up to `timeout_ms` between two attempts on the lock key `redis_key`; with
+    /// `listen`, until a release is signalled (the host's `wait-for-release`).
+    fn wait_for_release(
+        &self,
+        redis_key: &str,
+        timeout_ms: u64,
+        listen: bool,
+    ) -> Result<Wake, RedisError>;
 }
 
 /// Formats 16 random bytes as a UUID v4 (version and variant bits set).
