@@ -48,6 +48,8 @@ pub mod bindings;
 #[cfg(feature = "runtime")]
 mod cache;
 #[cfg(feature = "runtime")]
+mod cancel;
+#[cfg(feature = "runtime")]
 mod cleanup;
 #[cfg(feature = "runtime")]
 mod client;
@@ -62,7 +64,11 @@ mod convert;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+mod keep_alive;
+#[cfg(feature = "runtime")]
 pub mod lock;
+#[cfg(feature = "runtime")]
+pub mod observe;
 #[cfg(feature = "runtime")]
 mod options;
 #[cfg(feature = "runtime")]
@@ -88,7 +94,9 @@ pub use compose::{compose, compose_with};
 #[cfg(feature = "runtime")]
 pub use error::{Error, Result};
 #[cfg(feature = "runtime")]
-pub use options::{HandleStatus, KeyState, LockInfo, LockOptions};
+pub use keep_alive::{KeepAlive, KeepAliveOptions, Lost, LostSignal};
+#[cfg(feature = "runtime")]
+pub use options::{HandleStatus, KeyState, LockInfo, LockOptions, ReleaseOutcome, WakeOnRelease};
 pub use redis::Policy;
 #[cfg(feature = "runtime")]
 pub use runtime::{Runtime, RuntimeBuilder};

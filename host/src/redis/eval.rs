@@ -6,14 +6,16 @@ use std::time::Instant;
 
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, ServerErrorKind};
+use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use super::RedisView;
 use super::link::AllowedScript;
 use super::reply::{self, Failure, Reply, classify, flatten};
-use crate::bindings::dlock::lock::redis::{Host, HostScript};
+use crate::bindings::dlock::lock::redis::{Host, HostScript, Wake};
 use crate::bindings::{Scalar, Value, WitRedisError};
 use crate::bundled::BundledScript;
+use crate::observe::{self, Denial};
 
 /// The host value behind a guest's `script` resource.
 #[derive(Debug)]
@@ -26,7 +28,10 @@ impl HostScript for RedisView<'_> {
     ) -> wasmtime::Result<Result<Resource<ScriptEntry>, WitRedisError>> {
         match self.ctx.link.admit(&source) {
             Ok(script) => Ok(Ok(self.table.push(ScriptEntry(script))?)),
-            Err(denied) => Ok(Err(WitRedisError::Denied(denied))),
+            Err(denied) => {
+                observe::denied(Denial::Script);
+                Ok(Err(WitRedisError::Denied(denied)))
+            }
         }
     }
 
@@ -36,7 +41,22 @@ impl HostScript for RedisView<'_> {
     }
 }
 
+/// A refusal by the policy, counted.
+fn denied(why: Denial, reason: String) -> wasmtime::Result<Result<Value, WitRedisError>> {
+    observe::denied(why);
+    Ok(Err(WitRedisError::Denied(reason)))
+}
+
 impl Host for RedisView<'_> {
+    async fn wait_for_release(
+        &mut self,
+        key: String,
+        timeout_ms: u64,
+        listen: bool,
+    ) -> wasmtime::Result<Result<Wake, WitRedisError>> {
+        Ok(super::wait::wait_for_release(self, key, timeout_ms, listen).await)
+    }
+
     async fn redis_eval(
         &mut self,
         script: Resource<ScriptEntry>,
@@ -49,25 +69,27 @@ impl Host for RedisView<'_> {
         let policy = &link.policy;
         let now = Instant::now();
         if !ctx.admit_eval(now) {
-            return Ok(Err(WitRedisError::Denied(format!(
+            let reason = format!(
                 "more than {} Redis calls in one second",
                 policy.max_evals_per_second
-            ))));
+            );
+            return denied(Denial::Rate, reason);
         }
         if let Err(reason) = policy.check_request(&keys, &args) {
-            return Ok(Err(WitRedisError::Denied(reason)));
+            return denied(Denial::Policy, reason);
         }
         if let Some(role) = script.role
             && let Err(reason) = policy.limits.check_role(role, &keys, &args)
         {
-            return Ok(Err(WitRedisError::Denied(reason)));
+            return denied(Denial::Policy, reason);
         }
         let bytes: usize = keys.iter().chain(&args).map(String::len).sum();
         if !ctx.bytes.take(now, bytes as u64) {
-            return Ok(Err(WitRedisError::Denied(format!(
+            let reason = format!(
                 "more than {} bytes sent to Redis in one second",
                 policy.max_bytes_per_second
-            ))));
+            );
+            return denied(Denial::Rate, reason);
         }
         let lock = match (script.role, keys.first(), args.first()) {
             (
@@ -79,33 +101,67 @@ impl Host for RedisView<'_> {
         };
         if let Some((BundledScript::Acquire, key, token)) = lock {
             ctx.grants.note(key, token);
+            ctx.acquire_attempts += 1;
         }
         let (generation, mut conn) = link.current();
+        let span = observe::redis_span(
+            "EVALSHA",
+            observe::script_name(script.role),
+            link.server(),
+        );
         let reply = tokio::time::timeout(
             policy.command_timeout,
             eval(&mut conn, &script, &keys, &args),
         )
+        .instrument(span.clone())
         .await;
+        observe::redis_call("EVALSHA", script.role, now.elapsed());
         link.note_outcome(generation, reply.is_err());
         ctx.calls += 1;
         match (lock, &reply) {
-            (Some((BundledScript::Acquire, key, token)), Ok(Ok(redis::Value::Int(n))))
-                if *n <= 0 =>
-            {
+            (Some((BundledScript::Acquire, key, token)), Ok(Ok(reply))) if !acquired(reply) => {
                 ctx.grants.forget(key, token);
+                if busy(reply) {
+                    observe::busy();
+                }
             }
             (Some((BundledScript::Release, key, token)), Ok(Ok(redis::Value::Int(_)))) => {
                 ctx.grants.forget(key, token);
             }
             _ => {}
         }
-        Ok(match reply {
+        let outcome = match reply {
             Err(_elapsed) => Err(WitRedisError::Timeout),
             Ok(Err(e)) => Err(classify(&e).into()),
             Ok(Ok(value)) => flatten(value, policy.max_reply_bytes)
                 .map(Value::from)
                 .map_err(WitRedisError::from),
-        })
+        };
+        if let Err(e) = &outcome {
+            span.record(
+                "error.type",
+                match e {
+                    WitRedisError::Timeout => "timeout",
+                    WitRedisError::Unavailable(_) => "unavailable",
+                    _ => "rejected",
+                },
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+/// Whether a reply of the bundled acquire script granted the lock (a positive integer).
+fn acquired(reply: &redis::Value) -> bool {
+    matches!(reply, redis::Value::Int(n) if *n > 0)
+}
+
+/// Whether a reply of the bundled acquire script found the lock held (0, or `{0, pttl}`).
+fn busy(reply: &redis::Value) -> bool {
+    match reply {
+        redis::Value::Int(0) => true,
+        redis::Value::Array(items) => matches!(items.first(), Some(redis::Value::Int(0))),
+        _ => false,
     }
 }
 

@@ -9,6 +9,7 @@ use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::{TcpSettings, socket2};
 
+use super::blocking::BlockingPool;
 use super::policy::{Policy, sha1_hex};
 use super::url::redact_url;
 use crate::bundled::BundledScript;
@@ -44,7 +45,15 @@ pub(crate) struct Connection {
     timeouts_in_a_row: AtomicU32,
     /// The Redis URL without its password.
     url: String,
+    /// Connections of their own for blocking waits (release signals).
+    blocking: BlockingPool,
+    /// Where Redis is: host (or socket path), port, database index; for spans.
+    server: Server,
 }
+
+/// Where a connection goes, as OpenTelemetry's `server.address`, `server.port` and
+/// `db.namespace` name it.
+pub(crate) type Server = (String, Option<u16>, i64);
 
 impl Connection {
     /// Connects to the Redis at `url` (each connection attempt bounded by `connect_timeout`).
@@ -59,6 +68,13 @@ impl Connection {
             ))
         };
         let info = url.into_connection_info().map_err(invalid)?;
+        let server = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port)
+            | redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), Some(*port)),
+            redis::ConnectionAddr::Unix(path) => (path.display().to_string(), None),
+            _ => (String::new(), None),
+        };
+        let server = (server.0, server.1, info.redis_settings().db());
         let client = redis::Client::open(info.set_tcp_settings(tcp_settings())).map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
@@ -75,10 +91,12 @@ impl Connection {
             })?;
         Ok(Connection {
             conn: RwLock::new((0, conn)),
+            blocking: BlockingPool::new(client.clone(), connect_timeout),
             client,
             config,
             timeouts_in_a_row: AtomicU32::new(0),
             url: shown,
+            server,
         })
     }
 
@@ -121,6 +139,8 @@ pub(crate) struct Link {
     known: HashMap<Box<str>, Arc<AllowedScript>>,
     /// The longest allowed source: anything longer is refused without being hashed.
     longest_source: usize,
+    /// Blocking connections this link's waits may hold at once (the policy's bound).
+    waits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Link {
@@ -141,11 +161,17 @@ impl Link {
             .map(|source| (source.into(), Arc::new(AllowedScript::new(source))))
             .collect();
         let longest_source = known.keys().map(|s| s.len()).max().unwrap_or(0);
+        let waits = Arc::new(tokio::sync::Semaphore::new(
+            policy
+                .max_blocking_connections
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         Link {
             connection,
             policy,
             known,
             longest_source,
+            waits,
         }
     }
 
@@ -167,6 +193,22 @@ impl Link {
     /// The current connection and its generation.
     pub(super) fn current(&self) -> (u64, ConnectionManager) {
         self.connection.current()
+    }
+
+    /// Where Redis is, for spans.
+    pub(super) fn server(&self) -> &Server {
+        &self.connection.server
+    }
+
+    /// A permit to hold one connection of [`Link::blocking_pool`]: `None` when this link's
+    /// waits hold as many as its policy allows.
+    pub(super) fn blocking_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.waits.clone().try_acquire_owned().ok()
+    }
+
+    /// The connections for blocking waits (shared by every link on this connection).
+    pub(super) fn blocking_pool(&self) -> &BlockingPool {
+        &self.connection.blocking
     }
 
     /// See [`Connection::note_outcome`].
