@@ -41,6 +41,9 @@ export function probeInstance() {
     redisEval() {
       throw { tag: 'denied', val: 'no Redis in the probe instance' };
     },
+    waitForRelease() {
+      return 'unsupported';
+    },
   });
   return probe;
 }

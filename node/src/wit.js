@@ -1,4 +1,4 @@
-// The only module that knows the shapes of `dlock:lock/lock@0.2.0` (the component's export):
+// The only module that knows the shapes of `dlock:lock/lock@0.3.0` (the component's export):
 // option records, the error and key-state variants, lock-info, and which export each operation calls.
 // When the WIT changes (new error cases, renamed fields, new exports), this file and the
 // ASYNC_EXPORTS list in scripts/build.mjs are what follow it.
@@ -7,11 +7,14 @@
 // in-process under JSPI, in a worker otherwise), so it holds plain functions only.
 import {
   ComponentTrapError,
+  DistributedLockError,
   InvalidArgumentError,
   InvalidLockError,
   LockAcquisitionError,
+  LockExpiredError,
   LockGrantedTooLateError,
   LockRedisError,
+  LockTakenOverError,
   NotALockError,
 } from './errors.js';
 
@@ -82,11 +85,13 @@ export function createExecutor(lock, witOptions) {
           return Promise.resolve(put(client.attach(a, b)));
         case 'release': {
           // handle id. A released handle can do nothing more: its resource goes at once, and the
-          // caller knows its state (released, not held) without asking.
+          // caller knows its state (released, not held) without asking. A release that found
+          // the key gone or taken over (`ok`: the release-outcome) leaves a lost handle.
           const h = handle(a);
           return then(
             h.release(),
-            () => {
+            (outcome) => {
+              if (outcome !== 'released') return { ok: outcome, info: h.info() };
               drop(a);
               return RELEASED;
             },
@@ -129,7 +134,7 @@ export function createExecutor(lock, witOptions) {
 }
 
 const NONE = Object.freeze({ ok: null });
-const RELEASED = Object.freeze({ ok: null, info: null });
+const RELEASED = Object.freeze({ ok: 'released', info: null });
 
 /** Whether `op` may reach `redis-eval` or `pollable.block` (a suspending call). */
 export const SUSPENDING_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'isLocked', 'keyState', 'release', 'extend']);
@@ -164,6 +169,13 @@ function str(name, v) {
   return v;
 }
 
+const WAKES = ['never', 'wait-for-lock', 'always'];
+
+function wake(name, v) {
+  if (!WAKES.includes(v)) throw new InvalidArgumentError(`${name} must be one of ${WAKES.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 /** The public option names (camelCase of `lock-options`) and their conversions. */
 const OPTION_FIELDS = {
   retryCount: u32,
@@ -173,6 +185,7 @@ const OPTION_FIELDS = {
   keyPrefix: str,
   fencing: bool,
   safetyMarginMs: u64,
+  wakeOnRelease: wake,
 };
 export const LOCK_OPTION_NAMES = Object.keys(OPTION_FIELDS);
 
@@ -196,6 +209,12 @@ export function toError(err, key) {
       return new NotALockError(key);
     case 'not-held':
       return new InvalidLockError(key);
+    case 'expired':
+      return new LockExpiredError(key);
+    case 'taken-over':
+      return new LockTakenOverError(key);
+    case 'cancelled':
+      return new DistributedLockError(`the call on ${JSON.stringify(key)} was cancelled`);
     case 'invalid-argument':
       return new InvalidArgumentError(err.val);
     case 'redis':

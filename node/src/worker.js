@@ -6,6 +6,7 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import { memoryCap } from './memory.js';
 import { instantiateSync } from './backend-sync.js';
 import { admitScript } from './policy.js';
+import { waitForRelease } from './redis-host.js';
 import { createExecutor } from './wit.js';
 
 const { policy, witOptions, ctrl, port } = workerData;
@@ -72,7 +73,7 @@ let executor;
 let memoryCheck = () => null;
 try {
   const memories = [];
-  const root = instantiateSync({ Script, redisEval }, memories, onSleep, testOverrides());
+  const root = instantiateSync({ Script, redisEval, waitForRelease }, memories, onSleep, testOverrides());
   memoryCheck = memoryCap(memories, policy.maxMemoryBytes);
   executor = createExecutor(root.lock, witOptions);
   parentPort.postMessage({ t: 'ready' });
