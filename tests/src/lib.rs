@@ -7,6 +7,7 @@ pub mod driver;
 pub mod node;
 pub mod protocol;
 pub mod stats;
+pub mod tls;
 pub mod tool;
 pub mod workers;
 

@@ -21,5 +21,6 @@ mod proxy;
 mod reliability;
 mod sandbox;
 mod semantics;
+mod tls;
 mod tools;
 mod unknown;
