@@ -77,7 +77,7 @@ pub mod server;
 mod store;
 
 /// The redis-rs crate this crate is built on ([`Runtime::connection`] hands out its
-/// `ConnectionManager`, [`Error::Connect`] carries its error).
+/// connections, [`Error::Connect`] carries its error).
 pub use ::redis as redis_rs;
 #[cfg(feature = "runtime")]
 pub use client::{Client, Deadline, LockHandle};
@@ -90,6 +90,8 @@ pub use error::{Error, Result};
 #[cfg(feature = "runtime")]
 pub use options::{HandleStatus, KeyState, LockInfo, LockOptions};
 pub use redis::Policy;
+#[cfg(feature = "runtime")]
+pub use redis::{RedisConnection, TlsConfig, Topology};
 #[cfg(feature = "runtime")]
 pub use runtime::{Runtime, RuntimeBuilder};
 /// The wasmtime crate this crate is built on ([`LockComponent::new`] takes its `Engine`; the

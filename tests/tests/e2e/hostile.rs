@@ -15,7 +15,7 @@ const TTL: Duration = Duration::from_secs(30);
 
 async fn hostile_runtime(server: &RedisServer, policy: Policy) -> Runtime {
     let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
-    Runtime::builder(&server.url())
+    Runtime::builder(server.url())
         .with_component(component)
         .with_policy(policy)
         .build()
@@ -205,7 +205,7 @@ async fn a_loop_in_the_start_function_fails_instantiation() {
     let server = redis();
     let component = LockComponent::from_file(HOSTILE_START, Allocation::default()).unwrap();
     let policy = Policy::default().with_max_compute(Duration::from_millis(200));
-    let runtime = Runtime::builder(&server.url())
+    let runtime = Runtime::builder(server.url())
         .with_component(component)
         .with_policy(policy)
         .build()

@@ -60,7 +60,7 @@ pub(super) fn process_cpu_secs() -> f64 {
 }
 
 /// CPU seconds Redis has used, from `INFO cpu`.
-async fn redis_cpu_secs(conn: &mut redis::aio::ConnectionManager) -> f64 {
+async fn redis_cpu_secs(conn: &mut dlock_host::RedisConnection) -> f64 {
     let info: String = redis::cmd("INFO")
         .arg("cpu")
         .query_async(conn)
