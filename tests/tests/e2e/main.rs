@@ -18,6 +18,7 @@ mod outage;
 mod plugins;
 mod properties;
 mod proxy;
+mod quorum;
 mod reliability;
 mod sandbox;
 mod semantics;
