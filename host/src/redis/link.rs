@@ -67,8 +67,8 @@ impl Stores {
                     }
                     return Err(Error::Connect {
                         url: format!(
-                            "a majority of {} primaries ({reached} reachable, {needed} needed; \
-                             unreachable: {})",
+                            "a quorum of {} primaries (no quorum: {reached} reachable, {needed} \
+                             needed; unreachable: {})",
                             urls.len(),
                             unreachable.join(", ")
                         ),
