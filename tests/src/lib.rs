@@ -3,6 +3,7 @@
 //!
 //! Every suite starts its own servers; nothing here mocks Redis.
 
+pub mod cluster;
 pub mod driver;
 pub mod node;
 pub mod protocol;

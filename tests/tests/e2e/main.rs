@@ -5,6 +5,7 @@
 mod acl;
 mod bundle;
 mod cleanup;
+mod cluster;
 mod conformance;
 mod contention;
 mod crossruntime;
