@@ -75,17 +75,17 @@ struct Global {
     /// unix:///path/to/socket[?pass=PASSWORD], or
     /// redis+sentinel://[:password@]host:port[,host:port...]/SERVICE[/db] (the primary the
     /// Sentinels name for SERVICE, followed across failovers). Given more than once (or as a
-    /// comma list in DLOCK_REDIS_URL; write a comma in a password as %2C): independent
+    /// comma list in DLOCK_REDIS_URL): independent
     /// primaries in quorum mode (Redlock: a lock needs a majority of them; no --fence); with
-    /// --cluster: seed nodes of a Redis Cluster. Passwords are never printed (messages show
-    /// credentials and query parameters other than db and protocol as ***).
-    /// [default: redis://127.0.0.1:6379]
+    /// --cluster: seed nodes of a Redis Cluster. In a list a comma starts a new URL only
+    /// where a scheme follows, so a Sentinel URL's hosts stay together. Passwords are never
+    /// printed (messages show credentials and query parameters other than db and protocol as
+    /// ***). [default: redis://127.0.0.1:6379]
     #[arg(
         long,
         global = true,
         env = "DLOCK_REDIS_URL",
         value_name = "URL",
-        value_delimiter = ',',
         hide_env_values = true
     )]
     redis: Vec<String>,
@@ -338,11 +338,14 @@ impl Global {
     /// Where the locks live: one Redis, a Redis Cluster (--cluster), or a quorum (more than
     /// one --redis).
     fn topology(&self) -> CliResult<Topology> {
-        let urls = if self.redis.is_empty() {
-            vec![DEFAULT_REDIS.to_owned()]
-        } else {
-            self.redis.clone()
-        };
+        let mut urls: Vec<String> = self
+            .redis
+            .iter()
+            .flat_map(|list| Topology::split_urls(list))
+            .collect();
+        if urls.is_empty() {
+            urls.push(DEFAULT_REDIS.to_owned());
+        }
         if self.cluster {
             return Ok(Topology::cluster(urls));
         }
@@ -431,7 +434,12 @@ async fn run(cli: Cli) -> CliResult<u8> {
     let Cli { global, command } = cli;
     let command = match command {
         Command::Demo(args) => {
-            let url = match (global.redis.as_slice(), global.cluster) {
+            let urls: Vec<String> = global
+                .redis
+                .iter()
+                .flat_map(|list| Topology::split_urls(list))
+                .collect();
+            let url = match (urls.as_slice(), global.cluster) {
                 ([], false) => None,
                 ([url], false) => Some(url.as_str()),
                 _ => {

@@ -16,6 +16,8 @@ pub use dlock_host::server::RedisServer;
 
 pub mod proxy;
 
+pub mod sentinel;
+
 pub mod history;
 
 use dlock_host::{Client, LockOptions, Runtime};

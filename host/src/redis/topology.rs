@@ -67,6 +67,34 @@ impl Topology {
         Topology::Quorum(urls.into_iter().map(Into::into).collect())
     }
 
+    /// Splits a comma-separated list of URLs (as in `DLOCK_REDIS_URL`). A comma starts a new
+    /// URL only where a scheme follows (`redis://`, `rediss://`, `redis+sentinel://`,
+    /// `unix:`), so the comma-separated Sentinels of a `redis+sentinel://` URL, or a comma in
+    /// a password, stay in their URL.
+    pub fn split_urls(list: &str) -> Vec<String> {
+        let starts_url = |rest: &str| {
+            rest.starts_with("unix:")
+                || rest.split_once("://").is_some_and(|(scheme, _)| {
+                    !scheme.is_empty()
+                        && scheme
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+                })
+        };
+        let mut urls: Vec<String> = Vec::new();
+        for part in list.split(',') {
+            match urls.last_mut() {
+                Some(last) if !starts_url(part) => {
+                    last.push(',');
+                    last.push_str(part);
+                }
+                _ => urls.push(part.to_owned()),
+            }
+        }
+        urls.retain(|url| !url.is_empty());
+        urls
+    }
+
     /// The URLs, as given.
     pub fn urls(&self) -> &[String] {
         match self {
@@ -154,6 +182,19 @@ mod tests {
                 .is_ok()
         );
         assert!(Topology::cluster(Vec::<String>::new()).check().is_err());
+    }
+
+    #[test]
+    fn url_lists_split_where_a_scheme_follows_a_comma() {
+        assert_eq!(
+            Topology::split_urls("redis://a:1,rediss://:p,w@b:2,unix:///s"),
+            ["redis://a:1", "rediss://:p,w@b:2", "unix:///s"]
+        );
+        assert_eq!(
+            Topology::split_urls("redis+sentinel://a:1,b:2,c:3/svc,redis://d"),
+            ["redis+sentinel://a:1,b:2,c:3/svc", "redis://d"]
+        );
+        assert!(Topology::split_urls("").is_empty());
     }
 
     #[test]

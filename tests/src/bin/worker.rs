@@ -193,13 +193,13 @@ fn main() -> ExitCode {
 /// Serves requests from stdin until it closes; locks live at `redis_url`, the fenced resource
 /// and guarded sets at `resource_url`.
 async fn serve(redis_url: &str, resource_url: &str) -> ToolResult<u8> {
-    let urls: Vec<&str> = redis_url.split(',').collect();
+    let urls = Topology::split_urls(redis_url);
     let topology = if std::env::var_os("DLOCK_REDIS_CLUSTER").is_some() {
         Topology::cluster(urls)
     } else if urls.len() > 1 {
         Topology::quorum(urls)
     } else {
-        Topology::from(redis_url)
+        Topology::Single(redis_url.to_owned())
     };
     // Fencing cannot be made safe over a quorum (and is refused there).
     let fencing = topology.nodes() == 1;

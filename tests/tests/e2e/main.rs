@@ -23,6 +23,7 @@ mod quorum;
 mod reliability;
 mod sandbox;
 mod semantics;
+mod sentinel;
 mod tls;
 mod tools;
 mod unknown;
