@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { memoryCap } from './memory.js';
 import { admitScript } from './policy.js';
-import { RedisHost, Script } from './redis-host.js';
+import { RedisHost, Script, oneNode } from './redis-host.js';
 import { wasiImports } from './wasi.js';
 import { createExecutor } from './wit.js';
 
@@ -68,6 +68,8 @@ function redisImports(host) {
   return {
     Script: HostScript,
     redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
+    nodeCount: () => 1,
+    redisEvalAll: (script, keys, args) => host.eval(script.entry, keys, args).then(...oneNode),
   };
 }
 

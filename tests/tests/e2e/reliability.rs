@@ -19,7 +19,7 @@ const SECOND: Duration = Duration::from_secs(1);
 /// The bound on one worker call in these scenarios (default command timeout 2 s, retries).
 const CALL_BOUND: Duration = Duration::from_secs(30);
 
-fn worker() -> &'static Path {
+pub(crate) fn worker() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_worker"))
 }
 
@@ -31,7 +31,10 @@ async fn spawn(url: &str, resource_url: &str, id: u32, recorder: &Recorder) -> D
     )
 }
 
-async fn set_contents(conn: &mut redis::aio::MultiplexedConnection, set: &str) -> Vec<String> {
+pub(crate) async fn set_contents(
+    conn: &mut redis::aio::MultiplexedConnection,
+    set: &str,
+) -> Vec<String> {
     get(conn, set)
         .await
         .map(|v| {
@@ -71,7 +74,7 @@ async fn until_absent(conn: &redis::aio::MultiplexedConnection, key: &str, what:
 }
 
 /// One round of the standard workload: lock, fenced write, guarded add, unlock.
-async fn round(client: &mut Driven, key: &str, element: &str, hold: Duration) {
+pub(crate) async fn round(client: &mut Driven, key: &str, element: &str, hold: Duration) {
     let acquired = client
         .acquire(key, 5 * SECOND, 60 * SECOND, CALL_BOUND)
         .await;
@@ -100,7 +103,7 @@ async fn final_state(conn: &mut redis::aio::MultiplexedConnection, keys: &[&str]
     state
 }
 
-fn assert_clean(report: &Report) {
+pub(crate) fn assert_clean(report: &Report) {
     assert!(report.is_ok(), "{report}");
     assert!(
         report.holds > 0,
