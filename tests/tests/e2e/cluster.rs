@@ -7,11 +7,11 @@ use std::time::Duration;
 use dlock_host::{KeyState, LockOptions, Runtime, Topology};
 use dlock_tests::cluster::Cluster;
 use dlock_tests::driver::Driven;
-use dlock_tests::history::{FinalState, Recorder};
+use dlock_tests::history::Recorder;
 use dlock_tests::workers::Worker;
 use dlock_tests::{eventually, key_slot, redis};
 
-use crate::reliability::{assert_clean, round, set_contents, worker};
+use crate::reliability::{assert_rounds_clean, round, set_contents, until_rounds, worker};
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -80,19 +80,7 @@ async fn a_failover_of_the_hot_keys_primary_under_contention_keeps_every_invaria
         }));
     }
     let conn = dlock_tests::raw(&resource).await;
-    let rounds_done = |n: usize| {
-        let conn = conn.clone();
-        move || {
-            let mut conn = conn.clone();
-            async move { set_contents(&mut conn, "set").await.len() >= n }
-        }
-    };
-    eventually(
-        "rounds before the failover",
-        Duration::from_secs(60),
-        rounds_done(10),
-    )
-    .await;
+    until_rounds(&conn, "rounds before the failover", 10).await;
     let primary = cluster.primary_of("hot").await;
     let replica = cluster.replica_of(primary).await;
     cluster.failover(replica).await;
@@ -104,12 +92,7 @@ async fn a_failover_of_the_hot_keys_primary_under_contention_keeps_every_invaria
         || async move { cluster_ref.primary_of("hot").await == replica },
     )
     .await;
-    eventually(
-        "rounds after the failover",
-        Duration::from_secs(60),
-        rounds_done(at_failover + 10),
-    )
-    .await;
+    until_rounds(&conn, "rounds after the failover", at_failover + 10).await;
     for task in tasks {
         task.await.unwrap();
     }
@@ -120,12 +103,5 @@ async fn a_failover_of_the_hot_keys_primary_under_contention_keeps_every_invaria
         .query_async(&mut cluster_conn)
         .await
         .unwrap();
-    let contents = set_contents(&mut conn.clone(), "set").await;
-    let mut state = FinalState::default().with_set("set", contents);
-    if hot_left {
-        state.leftover_keys.push("hot".into());
-    }
-    let report = recorder.history().check(&state);
-    println!("{}", report.summary());
-    assert_clean(&report);
+    assert_rounds_clean(&recorder, &conn, hot_left.then_some("hot")).await;
 }

@@ -103,6 +103,36 @@ async fn final_state(conn: &mut redis::aio::MultiplexedConnection, keys: &[&str]
     state
 }
 
+/// Waits until the workers' rounds have added at least `n` elements to the shared set, and
+/// returns how many it holds.
+pub(crate) async fn until_rounds(
+    conn: &redis::aio::MultiplexedConnection,
+    what: &str,
+    n: usize,
+) -> usize {
+    eventually(what, 60 * SECOND, || {
+        let mut c = conn.clone();
+        async move { set_contents(&mut c, "set").await.len() >= n }
+    })
+    .await;
+    set_contents(&mut conn.clone(), "set").await.len()
+}
+
+/// Judges the recorded history against the shared set's final contents, with `leftover`
+/// among the keys left behind when the caller found it still in Redis.
+pub(crate) async fn assert_rounds_clean(
+    recorder: &Recorder,
+    conn: &redis::aio::MultiplexedConnection,
+    leftover: Option<&str>,
+) {
+    let contents = set_contents(&mut conn.clone(), "set").await;
+    let mut state = FinalState::default().with_set("set", contents);
+    state.leftover_keys.extend(leftover.map(str::to_owned));
+    let report = recorder.history().check(&state);
+    println!("{}", report.summary());
+    assert_clean(&report);
+}
+
 pub(crate) fn assert_clean(report: &Report) {
     assert!(report.is_ok(), "{report}");
     assert!(

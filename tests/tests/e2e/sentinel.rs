@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use dlock_host::{LockOptions, Runtime};
 use dlock_tests::driver::Driven;
-use dlock_tests::history::{FinalState, Recorder};
+use dlock_tests::history::Recorder;
 use dlock_tests::sentinel::Sentinels;
 use dlock_tests::workers::Worker;
 use dlock_tests::{eventually, raw, redis, signal_server};
 use rustix::process::Signal;
 
-use crate::reliability::{assert_clean, round, set_contents, worker};
+use crate::reliability::{assert_rounds_clean, round, set_contents, until_rounds, worker};
 
 const TTL: Duration = Duration::from_secs(30);
 const FENCED_WRITE: &str = include_str!("../../../examples/fenced-write.lua");
@@ -59,19 +59,7 @@ async fn clients_follow_the_new_primary_when_the_old_one_is_killed_under_content
         }));
     }
     let conn = raw(&resource).await;
-    let rounds_done = |n: usize| {
-        let conn = conn.clone();
-        move || {
-            let mut conn = conn.clone();
-            async move { set_contents(&mut conn, "set").await.len() >= n }
-        }
-    };
-    eventually(
-        "rounds before the kill",
-        Duration::from_secs(60),
-        rounds_done(10),
-    )
-    .await;
+    until_rounds(&conn, "rounds before the kill", 10).await;
     // Writes are held back until the replica has everything, so no write the primary
     // acknowledged is lost with it (that case is the next test's); then the primary dies.
     let () = redis::cmd("CLIENT")
@@ -88,24 +76,13 @@ async fn clients_follow_the_new_primary_when_the_old_one_is_killed_under_content
     set.primary.stop();
     set.until_failed_over().await;
     let at_failover = set_contents(&mut conn.clone(), "set").await.len();
-    eventually(
-        "rounds on the new primary",
-        Duration::from_secs(60),
-        rounds_done(at_failover + 10),
-    )
-    .await;
+    until_rounds(&conn, "rounds on the new primary", at_failover + 10).await;
     for task in tasks {
         task.await.unwrap();
     }
     let mut promoted = raw(&set.replica).await;
-    let contents = set_contents(&mut conn.clone(), "set").await;
-    let mut state = FinalState::default().with_set("set", contents);
-    if dlock_tests::exists(&mut promoted, "hot").await {
-        state.leftover_keys.push("hot".into());
-    }
-    let report = recorder.history().check(&state);
-    println!("{}", report.summary());
-    assert_clean(&report);
+    let hot_left = dlock_tests::exists(&mut promoted, "hot").await;
+    assert_rounds_clean(&recorder, &conn, hot_left.then_some("hot")).await;
 }
 
 #[tokio::test]
