@@ -305,7 +305,9 @@ impl Observed {
             "db.client.operation.duration{db.system.name=redis,db.operation.name=EVALSHA,db.stored_procedure.name=acquire}",
         );
         Observed {
-            attempts_per_wait: m.spread("dlock.acquire.attempts{operation=wait_for_lock}").mean,
+            attempts_per_wait: m
+                .spread("dlock.acquire.attempts{operation=wait_for_lock}")
+                .mean,
             busy: m.counter("dlock.acquire.busy"),
             by_signal: m.counter("dlock.wait.wakeups{by=signal}"),
             by_timeout: m.counter("dlock.wait.wakeups{by=timeout}"),

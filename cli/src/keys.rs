@@ -94,7 +94,9 @@ pub(super) async fn extend(ctx: &Ctx, key: &str, token: &str, ttl: Duration) -> 
     if ctx.json {
         let info = handle.info();
         let out = match outcome {
-            "extended" => json!({ "key": key, "outcome": outcome, "expires_at_ms": epoch_ms(info.expires_at) }),
+            "extended" => {
+                json!({ "key": key, "outcome": outcome, "expires_at_ms": epoch_ms(info.expires_at) })
+            }
             _ => json!({ "key": key, "outcome": outcome }),
         };
         outln!("{out}")?;

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use dlock_host::KeyState;
+use dlock_host::RedisConnection;
 use dlock_host::contract::{Companion, companion_key, companion_of};
-use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 
 use super::output::outln;
@@ -141,7 +141,7 @@ fn header(ctx: &Ctx, args: &StatusArgs, locks: usize) -> String {
 /// The keys under `prefix` that may be locks (strings, not companion keys), without the
 /// prefix, sorted, at most `limit`.
 async fn scan(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     prefix: &str,
     limit: usize,
 ) -> redis::RedisResult<Vec<String>> {
@@ -192,7 +192,7 @@ fn glob_escape(text: &str) -> String {
 /// Token, time left and fence of each key (prefix added), in one round trip. A key gone in
 /// the meantime, or holding another type, is left out.
 async fn read(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     prefix: &str,
     keys: &[String],
 ) -> redis::RedisResult<Vec<Row>> {
@@ -215,10 +215,11 @@ async fn read(
             continue;
         };
         let pttl: i64 = redis::from_redis_value(pttl.clone()).unwrap_or(-2);
-        let fence = fence
-            .as_ref()
-            .ok()
-            .and_then(|f| redis::from_redis_value::<Option<String>>(f.clone()).ok().flatten());
+        let fence = fence.as_ref().ok().and_then(|f| {
+            redis::from_redis_value::<Option<String>>(f.clone())
+                .ok()
+                .flatten()
+        });
         rows.push(Row {
             key: key.clone(),
             token,
@@ -239,7 +240,10 @@ fn short(token: &str) -> String {
 
 fn table(rows: &[Row]) -> String {
     let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0).max(3);
-    let mut out = format!("{:<width$}  {:<9}  {:>10}  {:>6}", "KEY", "HOLDER", "TTL", "FENCE");
+    let mut out = format!(
+        "{:<width$}  {:<9}  {:>10}  {:>6}",
+        "KEY", "HOLDER", "TTL", "FENCE"
+    );
     for row in rows {
         let ttl = match row.ttl_ms {
             Some(ms) => format!("{:.1}s", ms as f64 / 1000.0),

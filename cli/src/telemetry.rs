@@ -145,9 +145,9 @@ impl Metrics {
     /// The spread of the histogram `name` (with its labels).
     pub(crate) fn spread(&self, name: &str) -> Spread {
         let histograms = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
-        histograms
-            .get(name)
-            .map_or_else(Spread::default, |h| spread(&h.0.lock().unwrap_or_else(|e| e.into_inner())))
+        histograms.get(name).map_or_else(Spread::default, |h| {
+            spread(&h.0.lock().unwrap_or_else(|e| e.into_inner()))
+        })
     }
 
     /// Every metric, as JSON: counters by name, histograms as their spread.
@@ -173,10 +173,20 @@ impl Metrics {
     /// (durations, whose names end in `duration` or `held`, in milliseconds).
     pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
-        for (name, c) in self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (name, c) in self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(out, "{name} {}", c.load(Ordering::Relaxed));
         }
-        for (name, h) in self.histograms.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (name, h) in self
+            .histograms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let s = spread(&h.0.lock().unwrap_or_else(|e| e.into_inner()));
             let base = name.split('{').next().unwrap_or(name);
             if base.ends_with("duration") || base.ends_with("held") {
@@ -207,7 +217,8 @@ fn spread(values: &[f64]) -> Spread {
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let at = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let at =
+        |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
     Spread {
         count: sorted.len(),
         mean: sorted.iter().sum::<f64>() / sorted.len() as f64,

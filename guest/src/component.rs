@@ -12,7 +12,7 @@ use crate::bindings::exports::dlock::lock::lock::{
 use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use crate::bindings::wasi::random::random;
 use crate::lock::{self, Client, Handle};
-use crate::platform::{self, Platform};
+use crate::platform::{self, Platform, Round};
 use crate::scripts::Op;
 
 extern crate dlock_guest_rt;
@@ -23,6 +23,8 @@ struct Wasi {
     scripts: RefCell<[Option<Rc<Script>>; 4]>,
     /// A monotonic reading and the wall-clock time (ms) taken with it.
     anchor: (u64, u64),
+    /// The host's `node-count`, asked once.
+    nodes: u32,
 }
 
 impl Wasi {
@@ -35,6 +37,7 @@ impl Wasi {
                 monotonic,
                 wall.seconds * 1000 + u64::from(wall.nanoseconds / 1_000_000),
             ),
+            nodes: redis::node_count(),
         }
     }
 
@@ -93,6 +96,15 @@ impl Platform for Wasi {
         listen: bool,
     ) -> Result<Wake, RedisError> {
         redis::wait_for_release(redis_key, timeout_ms, listen)
+    }
+
+    fn nodes(&self) -> u32 {
+        self.nodes
+    }
+
+    fn eval_all(&self, op: Op, keys: &[String], args: &[String]) -> Round {
+        let script = self.script(op)?;
+        redis::redis_eval_all(&script, keys, args)
     }
 }
 

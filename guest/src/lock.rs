@@ -15,6 +15,7 @@ use crate::bindings::exports::dlock::lock::lock::{
 };
 use crate::contract::{self, Backoff, Companion, WAIT_MAX_DELAY_MS};
 use crate::platform::Platform;
+use crate::quorum::{self, Answer, Tally};
 use crate::scripts::Op;
 use crate::validate;
 
@@ -53,6 +54,8 @@ fn int_reply(op: Op, reply: Value) -> Result<i64, Error> {
 /// Acquires locks with one set of validated options.
 pub struct Client<P> {
     platform: Rc<P>,
+    /// Independent primaries (more than 1: quorum mode, Redlock).
+    nodes: u32,
     retry_count: u32,
     backoff: Backoff,
     prefix: String,
@@ -63,10 +66,12 @@ pub struct Client<P> {
 
 /// The outcome of one acquire attempt.
 enum Attempt {
-    /// Acquired: the script's reply (the fence when fenced) and when the attempt was sent.
+    /// Acquired: the script's reply (the fence when fenced), when the attempt was sent, and
+    /// until when (monotonic) the lease may be counted on.
     Acquired {
         reply: i64,
         sent_ns: u64,
+        valid_until_ns: u64,
     },
     /// Held by someone else; with the key's PTTL in milliseconds when the attempt marked the
     /// caller as a waiter (-1: no expiry).
@@ -90,8 +95,18 @@ impl<P: Platform> Client<P> {
             options.max_retry_delay_ms.into(),
             false,
         )?;
+        let nodes = platform.nodes().max(1);
+        if nodes > 1 && options.fencing {
+            return Err(Error::InvalidArgument(format!(
+                "fencing is not available over {nodes} independent Redis primaries (quorum \
+                 mode): their counters are separate, and no majority of them can give a \
+                 single strictly increasing fence; take fenced locks on one primary, Sentinel \
+                 or a Redis Cluster"
+            )));
+        }
         Ok(Client {
             platform,
+            nodes,
             retry_count: options.retry_count,
             backoff: Backoff {
                 base_ms: u64::from(options.retry_delay_ms),
@@ -118,7 +133,8 @@ impl<P: Platform> Client<P> {
     pub fn acquire(&self, key: &str, ttl_ms: u64) -> Result<Handle<P>, Error> {
         let attempts = self.retry_count.saturating_add(1);
         let backoff = self.backoff;
-        let listen = (self.wake_on_release == WakeOnRelease::Always).then_some(backoff.max_ms);
+        let listen = (self.nodes == 1 && self.wake_on_release == WakeOnRelease::Always)
+            .then_some(backoff.max_ms);
         self.acquire_loop(key, ttl_ms, listen, |attempt, _now| {
             (attempt < attempts).then(|| {
                 let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
@@ -146,7 +162,8 @@ impl<P: Platform> Client<P> {
         validate::duration_ms("the wait timeout", timeout_ms, true)?;
         let deadline = self.platform.monotonic_ns() + timeout_ms * NS_PER_MS;
         let backoff = self.backoff.capped(WAIT_MAX_DELAY_MS);
-        let listen = (self.wake_on_release != WakeOnRelease::Never).then_some(backoff.max_ms);
+        let listen = (self.nodes == 1 && self.wake_on_release != WakeOnRelease::Never)
+            .then_some(backoff.max_ms);
         self.acquire_loop(key, ttl_ms, listen, |attempt, now| {
             let left_ns = deadline.checked_sub(now).filter(|&ns| ns > 0)?;
             let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
@@ -156,7 +173,8 @@ impl<P: Platform> Client<P> {
 
     /// The shared attempt loop. After attempt `n` fails (busy, or a transient Redis error),
     /// `next_delay(n, now_ns)` gives the nanoseconds to wait before the next attempt, or
-    /// `None` to give up. With `listen` (the longest single wait, in milliseconds), every
+    /// `None` to give up. With `listen` (the longest single wait, in milliseconds; never over a
+    /// quorum, where waits are polled: no one primary's signal says the lock is free), every
     /// attempt marks the caller as a waiter and a wait ends as soon as the holder releases, or
     /// when the holder's lease runs out. Non-transient errors end the loop at once, and so does
     /// the host's `cancelled`. When any attempt's outcome was unknown and the loop ends without
@@ -171,6 +189,7 @@ impl<P: Platform> Client<P> {
     ) -> Result<Handle<P>, Error> {
         let redis_key = self.redis_key(key)?;
         validate::duration_ms("the TTL", ttl_ms, false)?;
+        check_lease(self.nodes, "the TTL", ttl_ms)?;
         let fence_key = if self.fencing {
             Some(validate::fence_key(&redis_key)?)
         } else {
@@ -191,17 +210,23 @@ impl<P: Platform> Client<P> {
         let mut uncertain = false;
         let mut attempt = 1u32;
         let failure = loop {
+            // A quorum attempt gives back what it may have taken itself (Redlock releases on
+            // every primary after a failed round), so only single-store attempts leave
+            // anything uncertain behind.
+            let single = self.nodes == 1;
             let mut pttl_ms = None;
-            let last = match self.attempt(&keys, &args) {
-                Attempt::Acquired { reply, sent_ns }
-                    if self.platform.monotonic_ns() < sent_ns + ttl_ms * NS_PER_MS =>
-                {
+            let last = match self.attempt(&keys, &args, ttl_ms) {
+                Attempt::Acquired {
+                    reply,
+                    sent_ns,
+                    valid_until_ns,
+                } if self.platform.monotonic_ns() < valid_until_ns => {
                     return Ok(self.new_handle(key, keys, args, ttl_ms, reply, sent_ns));
                 }
                 Attempt::Acquired { .. } => {
                     // Granted, but the reply came after the lease it granted had run out: a
                     // lock with no validity left is no lock. Give it back and try again.
-                    let _ = self.platform.eval(Op::Release, &keys[..1], &args[..1]);
+                    release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
                     Error::GrantedTooLate
                 }
                 Attempt::Busy { pttl_ms: pttl } => {
@@ -210,13 +235,13 @@ impl<P: Platform> Client<P> {
                 }
                 Attempt::NotALock => break Error::NotALock,
                 Attempt::Failed(e) if retryable(&e) => {
-                    uncertain = true;
+                    uncertain |= single;
                     Error::Redis(e)
                 }
                 Attempt::Failed(e) => {
                     // A script error or an odd reply can come after the script wrote; the token
                     // is ours alone, so giving it back is safe. `denied` never reached Redis.
-                    uncertain |= !matches!(e, RedisError::Denied(_));
+                    uncertain |= single && !matches!(e, RedisError::Denied(_));
                     break Error::Redis(e);
                 }
             };
@@ -264,20 +289,55 @@ impl<P: Platform> Client<P> {
         }
     }
 
-    fn attempt(&self, keys: &[String], args: &[String]) -> Attempt {
+    fn attempt(&self, keys: &[String], args: &[String], ttl_ms: u64) -> Attempt {
         let sent_ns = self.platform.monotonic_ns();
-        match self.platform.eval(Op::Acquire, keys, args) {
-            Ok(Value::Int(reply)) if reply > 0 => Attempt::Acquired { reply, sent_ns },
-            Ok(Value::Int(0)) => Attempt::Busy { pttl_ms: None },
-            Ok(Value::Array(items)) => match items.as_slice() {
-                [Scalar::Int(0), Scalar::Int(pttl)] => Attempt::Busy {
-                    pttl_ms: Some(*pttl),
+        let valid_until_ns = sent_ns + lease_ns(self.nodes, ttl_ms);
+        if self.nodes == 1 {
+            return match self.platform.eval(Op::Acquire, keys, args) {
+                Ok(Value::Int(reply)) if reply > 0 => Attempt::Acquired {
+                    reply,
+                    sent_ns,
+                    valid_until_ns,
                 },
-                _ => Attempt::Failed(unexpected(Op::Acquire, &Value::Array(items))),
-            },
-            Ok(Value::Int(-1)) => Attempt::NotALock,
-            Ok(other) => Attempt::Failed(unexpected(Op::Acquire, &other)),
-            Err(e) => Attempt::Failed(e),
+                Ok(Value::Int(0)) => Attempt::Busy { pttl_ms: None },
+                Ok(Value::Array(items)) => match items.as_slice() {
+                    [Scalar::Int(0), Scalar::Int(pttl)] => Attempt::Busy {
+                        pttl_ms: Some(*pttl),
+                    },
+                    _ => Attempt::Failed(unexpected(Op::Acquire, &Value::Array(items))),
+                },
+                Ok(Value::Int(-1)) => Attempt::NotALock,
+                Ok(other) => Attempt::Failed(unexpected(Op::Acquire, &other)),
+                Err(e) => Attempt::Failed(e),
+            };
+        }
+        let tally = match self.platform.eval_all(Op::Acquire, keys, args) {
+            Ok(replies) => Tally::count(replies, |reply| match reply {
+                Value::Int(n) if n > 0 => Answer::Yes,
+                Value::Int(0) => Answer::No,
+                Value::Int(-1) => Answer::NotALock,
+                other => Answer::Refused(unexpected(Op::Acquire, &other)),
+            }),
+            Err(e) => return Attempt::Failed(e),
+        };
+        if tally.has_quorum() {
+            return Attempt::Acquired {
+                reply: 1,
+                sent_ns,
+                valid_until_ns,
+            };
+        }
+        if tally.may_have_written() {
+            release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
+        }
+        if !tally.answered_by_quorum() {
+            Attempt::Failed(tally.no_quorum())
+        } else if tally.not_a_lock > 0 {
+            Attempt::NotALock
+        } else if let Some(e) = tally.refusal() {
+            Attempt::Failed(e)
+        } else {
+            Attempt::Busy { pttl_ms: None }
         }
     }
 
@@ -292,9 +352,11 @@ impl<P: Platform> Client<P> {
         sent_ns: u64,
     ) -> Handle<P> {
         let sent_ms = self.platform.wall_ms_at(sent_ns);
+        let lease_ns = lease_ns(self.nodes, ttl_ms);
         let token = args.into_iter().next().unwrap_or_default();
         Handle {
             platform: self.platform.clone(),
+            nodes: self.nodes,
             key: key.to_owned(),
             redis_key: keys.into_iter().next().unwrap_or_default(),
             token,
@@ -303,8 +365,8 @@ impl<P: Platform> Client<P> {
             safety_margin_ns: self.safety_margin_ns,
             lease: RefCell::new(Lease {
                 phase: Phase::Held,
-                valid_until_ns: sent_ns + ttl_ms * NS_PER_MS,
-                expires_at_ms: sent_ms + ttl_ms,
+                valid_until_ns: sent_ns + lease_ns,
+                expires_at_ms: sent_ms + lease_ns / NS_PER_MS,
             }),
         }
     }
@@ -317,6 +379,14 @@ impl<P: Platform> Client<P> {
     /// The key's state and remaining TTL.
     pub fn key_state(&self, key: &str) -> Result<KeyState, Error> {
         let keys = [self.redis_key(key)?];
+        if self.nodes > 1 {
+            let replies = self
+                .platform
+                .eval_all(Op::Check, &keys, &[])
+                .map_err(Error::Redis)?;
+            return quorum::key_state(replies, |reply| unexpected(Op::Check, reply))
+                .map_err(Error::Redis);
+        }
         let reply = self
             .platform
             .eval(Op::Check, &keys, &[])
@@ -336,6 +406,7 @@ impl<P: Platform> Client<P> {
         let now_ms = self.platform.wall_ms_at(self.platform.monotonic_ns());
         Ok(Handle {
             platform: self.platform.clone(),
+            nodes: self.nodes,
             key: key.to_owned(),
             redis_key,
             token: token.to_owned(),
@@ -397,6 +468,7 @@ struct Lease {
 /// One acquired lock.
 pub struct Handle<P> {
     platform: Rc<P>,
+    nodes: u32,
     key: String,
     redis_key: String,
     token: String,
@@ -419,23 +491,105 @@ impl<P: Platform> Handle<P> {
         }
     }
 
-    /// Compare-and-delete, signalling the waiters marked on the key. Once a release has been
-    /// sent, the handle no longer claims the lock: when the outcome is unknown it is
-    /// `Releasing`, and only `release` may be retried.
+    /// Runs a token-checked script on every primary (quorum mode): 1 is yes, 0 (no key) and
+    /// -1 (another value) are no; the second count is how many said -1. A refusal by the host
+    /// is an error at once.
+    fn owned_round(&self, op: Op, args: &[String]) -> Result<(Tally, u32), Error> {
+        let keys = core::slice::from_ref(&self.redis_key);
+        let replies = self
+            .platform
+            .eval_all(op, keys, args)
+            .map_err(Error::Redis)?;
+        let mut taken = 0;
+        let tally = Tally::count(replies, |reply| match reply {
+            Value::Int(1) => Answer::Yes,
+            Value::Int(0) => Answer::No,
+            Value::Int(-1) => {
+                taken += 1;
+                Answer::No
+            }
+            other => Answer::Refused(unexpected(op, &other)),
+        });
+        Ok((tally, taken))
+    }
+
+    /// Over a quorum, why a round found the lock gone: `TakenOver` when a majority of the
+    /// primaries hold another value in the key, else `Expired`.
+    fn loss_of(tally: &Tally, taken: u32) -> Loss {
+        if taken >= tally.quorum() {
+            Loss::TakenOver
+        } else {
+            Loss::Expired
+        }
+    }
+
+    /// Marks the handle lost and gives back what may still carry its token on a minority of
+    /// primaries (quorum mode).
+    fn lose_everywhere(&self, loss: Loss) -> Error {
+        self.lease.borrow_mut().phase = Phase::Lost(loss);
+        release_everywhere(&*self.platform, self.nodes, &self.redis_key, &self.token);
+        loss.error()
+    }
+
+    /// Release over a quorum: released once a majority answered and one of them deleted the
+    /// key (the others did not keep it, and no majority can hold it); lost when every answer
+    /// was no (see [`Self::loss_of`]).
+    fn release_round(&self) -> Result<Found, Error> {
+        let (tally, taken) = self.owned_round(Op::Release, core::slice::from_ref(&self.token))?;
+        if !tally.answered_by_quorum() {
+            return Err(Error::Redis(tally.no_quorum()));
+        }
+        if tally.yes > 0 {
+            return Ok(Found::Owned);
+        }
+        if let Some(e) = tally.refusal() {
+            return Err(Error::Redis(e));
+        }
+        Ok(Found::Lost(Self::loss_of(&tally, taken)))
+    }
+
+    /// Extend over a quorum: held again only when a majority extended within the new lease's
+    /// validity; lost when too many primaries no longer hold the token for a majority, or
+    /// when the majority came too late (`Expired`).
+    fn extend_round(&self, ttl_ms: u64, sent_ns: u64) -> Result<Found, Error> {
+        let (tally, taken) =
+            self.owned_round(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
+        if tally.has_quorum() {
+            if self.platform.monotonic_ns() < sent_ns + lease_ns(self.nodes, ttl_ms) {
+                return Ok(Found::Owned);
+            }
+            return Err(self.lose_everywhere(Loss::Expired));
+        }
+        if tally.majority_impossible() {
+            return Err(self.lose_everywhere(Self::loss_of(&tally, taken)));
+        }
+        Err(Error::Redis(
+            tally.refusal().unwrap_or_else(|| tally.no_quorum()),
+        ))
+    }
+
+    /// Compare-and-delete, signalling the waiters marked on the key (on one store; over a
+    /// quorum nobody waits on signals). Once a release has been sent, the handle no longer
+    /// claims the lock: when the outcome is unknown it is `Releasing`, and only `release` may
+    /// be retried.
     pub fn release(&self) -> Result<ReleaseOutcome, Error> {
         let before = self.lease.borrow().phase;
         if before == Phase::Released {
             return Err(Error::NotHeld);
         }
-        let mut keys = vec![self.redis_key.clone()];
-        if let (Ok(signal), Ok(waiters)) = (
-            contract::companion_key(&self.redis_key, Companion::Signal),
-            contract::companion_key(&self.redis_key, Companion::Waiters),
-        ) {
-            keys.push(signal);
-            keys.push(waiters);
-        }
-        let found = self.owned_op(Op::Release, &keys, core::slice::from_ref(&self.token));
+        let found = if self.nodes == 1 {
+            let mut keys = vec![self.redis_key.clone()];
+            if let (Ok(signal), Ok(waiters)) = (
+                contract::companion_key(&self.redis_key, Companion::Signal),
+                contract::companion_key(&self.redis_key, Companion::Waiters),
+            ) {
+                keys.push(signal);
+                keys.push(waiters);
+            }
+            self.owned_op(Op::Release, &keys, core::slice::from_ref(&self.token))
+        } else {
+            self.release_round()
+        };
         let mut lease = self.lease.borrow_mut();
         match found {
             Ok(Found::Owned) => {
@@ -465,6 +619,7 @@ impl<P: Platform> Handle<P> {
     /// Compare-and-expire to `ttl_ms` from now.
     pub fn extend(&self, ttl_ms: u64) -> Result<(), Error> {
         validate::duration_ms("the extension", ttl_ms, false)?;
+        check_lease(self.nodes, "the extension", ttl_ms)?;
         let sent_ns = self.platform.monotonic_ns();
         {
             let mut lease = self.lease.borrow_mut();
@@ -481,17 +636,22 @@ impl<P: Platform> Handle<P> {
             }
         }
         let sent_ms = self.platform.wall_ms_at(sent_ns);
-        let found = self.owned_op(
-            Op::Extend,
-            core::slice::from_ref(&self.redis_key),
-            &[self.token.clone(), ttl_ms.to_string()],
-        );
+        let found = if self.nodes == 1 {
+            self.owned_op(
+                Op::Extend,
+                core::slice::from_ref(&self.redis_key),
+                &[self.token.clone(), ttl_ms.to_string()],
+            )
+        } else {
+            self.extend_round(ttl_ms, sent_ns)
+        };
+        let lease_ns = lease_ns(self.nodes, ttl_ms);
         let mut lease = self.lease.borrow_mut();
         match found {
             Ok(Found::Owned) => {
                 lease.phase = Phase::Held;
-                lease.valid_until_ns = sent_ns + ttl_ms * NS_PER_MS;
-                lease.expires_at_ms = sent_ms + ttl_ms;
+                lease.valid_until_ns = sent_ns + lease_ns;
+                lease.expires_at_ms = sent_ms + lease_ns / NS_PER_MS;
                 Ok(())
             }
             Ok(Found::Lost(loss)) => {
@@ -499,10 +659,11 @@ impl<P: Platform> Handle<P> {
                 Err(loss.error())
             }
             // The extend may have run: if it set a shorter TTL than the one left, Redis now
-            // expires the key sooner, so validity may only shrink.
-            Err(Error::Redis(e)) if retryable(&e) => {
-                lease.valid_until_ns = lease.valid_until_ns.min(sent_ns + ttl_ms * NS_PER_MS);
-                lease.expires_at_ms = lease.expires_at_ms.min(sent_ms + ttl_ms);
+            // expires the key sooner, so validity may only shrink. Over a quorum a refusal
+            // may come beside primaries that did extend.
+            Err(Error::Redis(e)) if retryable(&e) || self.nodes > 1 => {
+                lease.valid_until_ns = lease.valid_until_ns.min(sent_ns + lease_ns);
+                lease.expires_at_ms = lease.expires_at_ms.min(sent_ms + lease_ns / NS_PER_MS);
                 Err(Error::Redis(e))
             }
             Err(e) => Err(e),
@@ -538,5 +699,41 @@ impl<P: Platform> Handle<P> {
             Phase::Lost(_) => HandleStatus::Lost,
             Phase::Releasing => HandleStatus::Releasing,
         }
+    }
+}
+
+/// How long a lease of `ttl_ms` granted now may be counted on, in nanoseconds: the TTL on one
+/// store; over a quorum, the TTL less the clock-drift allowance (`contract::quorum_drift_ns`).
+fn lease_ns(nodes: u32, ttl_ms: u64) -> u64 {
+    let ttl_ns = ttl_ms * NS_PER_MS;
+    if nodes == 1 {
+        ttl_ns
+    } else {
+        ttl_ns.saturating_sub(contract::quorum_drift_ns(ttl_ms))
+    }
+}
+
+/// Over a quorum, a lease no longer than the clock-drift allowance can never be valid.
+fn check_lease(nodes: u32, what: &str, ttl_ms: u64) -> Result<(), Error> {
+    if nodes > 1 && lease_ns(nodes, ttl_ms) == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} of {ttl_ms} ms is not longer than the clock-drift allowance over {nodes} \
+             Redis primaries ({} ms + {} per mille)",
+            contract::QUORUM_DRIFT_MS,
+            contract::QUORUM_DRIFT_PER_MILLE
+        )));
+    }
+    Ok(())
+}
+
+/// Best effort: deletes `key` wherever it still holds `token` (on every primary over a
+/// quorum). Its outcome does not matter to the caller, who already has an answer.
+fn release_everywhere<P: Platform>(platform: &P, nodes: u32, key: &str, token: &str) {
+    let keys = [key.to_owned()];
+    let args = [token.to_owned()];
+    if nodes == 1 {
+        let _ = platform.eval(Op::Release, &keys, &args);
+    } else {
+        let _ = platform.eval_all(Op::Release, &keys, &args);
     }
 }

@@ -10,7 +10,7 @@ use crate::bindings::exports::dlock::lock::lock::{
     Error, HandleStatus, KeyState, LockOptions, ReleaseOutcome, WakeOnRelease,
 };
 use crate::lock::{Client, default_options};
-use crate::platform::Platform;
+use crate::platform::{Platform, Round};
 use crate::scripts::Op;
 
 const MS: u64 = 1_000_000;
@@ -37,6 +37,10 @@ struct Recorded {
     wakes: RefCell<VecDeque<Result<Wake, RedisError>>>,
     /// `wait-for-release` calls: (key, timeout in ms, listen).
     waits: RefCell<Vec<(String, u64, bool)>>,
+    /// Independent primaries (`nodes`); 0 is taken as 1.
+    nodes: Cell<u32>,
+    /// Replies to `eval_all`, one round (one reply per primary) at a time.
+    rounds: RefCell<VecDeque<Round>>,
 }
 
 impl Recorded {
@@ -78,6 +82,11 @@ impl Platform for Recorded {
         format!("token-{}", self.tokens.get())
     }
     fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError> {
+        assert_eq!(
+            self.nodes(),
+            1,
+            "redis-eval over a quorum (the host refuses it)"
+        );
         self.calls.borrow_mut().push(Call {
             op,
             keys: keys.to_vec(),
@@ -105,6 +114,24 @@ impl Platform for Recorded {
             self.advance_ms(timeout_ms);
         }
         wake
+    }
+
+    fn nodes(&self) -> u32 {
+        self.nodes.get().max(1)
+    }
+    fn eval_all(&self, op: Op, keys: &[String], args: &[String]) -> Round {
+        assert!(self.nodes() > 1, "eval_all on a single store");
+        self.calls.borrow_mut().push(Call {
+            op,
+            keys: keys.to_vec(),
+            args: args.to_vec(),
+            at_ms: self.now_ns.get() / MS,
+        });
+        self.now_ns.set(self.now_ns.get() + self.call_ns.get());
+        self.rounds
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| panic!("no round recorded for {op:?}"))
     }
 }
 
@@ -737,6 +764,26 @@ fn waiting(wake_on_release: WakeOnRelease) -> LockOptions {
     }
 }
 
+// Quorum mode (Redlock over independent primaries).
+
+fn quorum(nodes: u32, rounds: Vec<Vec<Result<Value, RedisError>>>) -> Rc<Recorded> {
+    let p = Recorded::new([]);
+    p.nodes.set(nodes);
+    p.rounds.borrow_mut().extend(rounds.into_iter().map(Ok));
+    p
+}
+
+fn down() -> Result<Value, RedisError> {
+    Err(RedisError::Unavailable("Connection refused".into()))
+}
+
+fn once() -> LockOptions {
+    LockOptions {
+        retry_count: 0,
+        ..defaults()
+    }
+}
+
 #[test]
 fn a_waiter_marks_itself_and_wakes_on_a_signalled_release_instead_of_sleeping() {
     let p = Recorded::new([busy_for(60_000), int(1)]);
@@ -852,4 +899,232 @@ fn a_key_that_can_have_no_companions_is_polled() {
     assert_eq!(p.calls.borrow()[0].keys, ["a}b"]);
     assert!(matches!(h.release(), Ok(ReleaseOutcome::Expired)));
     assert_eq!(p.calls.borrow()[2].keys, ["a}b"], "no signal to send");
+}
+
+#[test]
+fn a_quorum_acquire_holds_with_a_majority_for_the_ttl_less_elapsed_and_drift() {
+    let p = quorum(3, vec![vec![int(1), int(0), int(1)]]);
+    p.call_ns.set(5 * MS);
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    assert!(h.is_held());
+    // One token for every primary; validity counted from when the round was sent, less the
+    // drift allowance (1 % of 10 s + 2 ms = 102 ms).
+    assert_eq!(p.calls.borrow()[0].args, ["token-1", "10000"]);
+    assert_eq!(h.info().valid_until_ns, 1_000 * MS + (10_000 - 102) * MS);
+    assert_eq!(p.ops(), [Op::Acquire]);
+}
+
+#[test]
+fn a_quorum_acquire_without_a_majority_gives_back_every_grant_and_is_busy() {
+    let p = quorum(3, vec![vec![int(1), int(0), int(0)], vec![int(1); 3]]);
+    assert!(
+        client(&p, once())
+            .try_acquire("job", 1000)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+
+    // All busy: nothing to give back.
+    let p = quorum(5, vec![vec![int(0); 5]]);
+    assert!(
+        client(&p, once())
+            .try_acquire("job", 1000)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(p.ops(), [Op::Acquire]);
+}
+
+#[test]
+fn a_majority_down_is_a_no_quorum_error_and_the_survivors_are_cleaned() {
+    let p = quorum(
+        5,
+        vec![
+            vec![int(1), down(), int(1), down(), down()],
+            vec![int(1), down(), int(1), down(), down()],
+        ],
+    );
+    let err = client(&p, once()).acquire("job", 1000).err().unwrap();
+    let Error::Redis(RedisError::Unavailable(m)) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.starts_with("no quorum: 2 of 5 Redis primaries answered, 3 needed"),
+        "{m}"
+    );
+    assert!(m.contains("Connection refused"), "{m}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+}
+
+#[test]
+fn a_minority_down_does_not_stop_a_quorum_acquire() {
+    let p = quorum(
+        5,
+        vec![vec![
+            int(1),
+            down(),
+            int(1),
+            Err(RedisError::Timeout),
+            int(1),
+        ]],
+    );
+    assert!(client(&p, once()).acquire("job", 1000).unwrap().is_held());
+}
+
+#[test]
+fn a_quorum_grant_that_took_longer_than_its_validity_is_given_back() {
+    let p = quorum(3, vec![vec![int(1); 3], vec![int(1); 3]]);
+    // 990 ms round trip: past 1000 ms - (10 ms + 2 ms) of validity.
+    p.call_ns.set(990 * MS);
+    let err = client(&p, once()).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::GrantedTooLate), "{err:?}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+}
+
+#[test]
+fn a_key_of_another_type_on_a_primary_is_not_a_lock_over_a_quorum() {
+    let p = quorum(3, vec![vec![int(-1), int(0), int(1)], vec![int(0); 3]]);
+    let err = client(&p, defaults()).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::NotALock), "{err:?}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+}
+
+#[test]
+fn fencing_and_leases_within_the_drift_allowance_are_refused_over_a_quorum() {
+    let p = quorum(3, vec![]);
+    let fenced = LockOptions {
+        fencing: true,
+        ..defaults()
+    };
+    let err = Client::new(p.clone(), fenced).err().unwrap();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("fencing is not available")),
+        "{err:?}"
+    );
+    // 2 ms + 1 %: a 2 ms lease can never be valid.
+    let err = client(&p, defaults()).acquire("job", 2).err().unwrap();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("clock-drift")),
+        "{err:?}"
+    );
+    assert!(p.calls.borrow().is_empty());
+}
+
+#[test]
+fn a_quorum_extend_counts_only_with_a_majority_within_validity() {
+    let p = quorum(
+        3,
+        vec![
+            vec![int(1); 3],
+            vec![int(1), int(1), int(0)],
+            vec![int(1), down(), down()],
+            vec![int(1), int(0), int(0)],
+            vec![int(1); 3],
+        ],
+    );
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    p.advance_ms(1000);
+    h.extend(20_000).unwrap();
+    assert_eq!(h.info().valid_until_ns, 2_000 * MS + (20_000 - 202) * MS);
+    // One primary answered: unknown, retryable, and validity only shrinks.
+    p.advance_ms(1000);
+    let err = h.extend(5_000).err().unwrap();
+    assert!(matches!(&err, Error::Redis(RedisError::Unavailable(m)) if m.contains("no quorum")));
+    assert_eq!(h.info().valid_until_ns, 3_000 * MS + (5_000 - 52) * MS);
+    assert!(h.is_held());
+    // Two of three no longer hold the token (the key is gone there): expired, and the last
+    // one is cleaned.
+    let err = h.extend(5_000).err().unwrap();
+    assert!(matches!(err, Error::Expired), "{err:?}");
+    assert_eq!(h.status(), HandleStatus::Lost);
+    assert_eq!(p.ops()[4], Op::Release);
+}
+
+#[test]
+fn a_quorum_extend_is_taken_over_when_a_majority_holds_another_token() {
+    let p = quorum(
+        3,
+        vec![vec![int(1); 3], vec![int(-1), int(-1), int(0)], vec![]],
+    );
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    let err = h.extend(5_000).err().unwrap();
+    assert!(matches!(err, Error::TakenOver), "{err:?}");
+    // Lost: a second extend fails the same way without calling Redis.
+    assert!(matches!(h.extend(5_000), Err(Error::TakenOver)));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Extend, Op::Release]);
+}
+
+#[test]
+fn a_quorum_release_is_done_once_a_majority_answered() {
+    let p = quorum(
+        3,
+        vec![
+            vec![int(1); 3],
+            vec![down(), down(), int(1)],
+            vec![int(1), int(0), Err(RedisError::Timeout)],
+        ],
+    );
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    let err = h.release().err().unwrap();
+    assert!(matches!(&err, Error::Redis(RedisError::Unavailable(m)) if m.contains("1 of 3")));
+    assert_eq!(h.status(), HandleStatus::Releasing);
+    h.release().unwrap();
+    assert_eq!(h.status(), HandleStatus::Released);
+}
+
+#[test]
+fn a_quorum_release_that_finds_no_token_reports_expired_or_taken_over_by_majority() {
+    let p = quorum(3, vec![vec![int(1); 3], vec![int(0), int(-1), int(0)]]);
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Expired)));
+    assert_eq!(h.status(), HandleStatus::Lost);
+
+    let p = quorum(3, vec![vec![int(1); 3], vec![int(-1), int(-1), down()]]);
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::TakenOver)));
+    assert_eq!(h.status(), HandleStatus::Lost);
+}
+
+#[test]
+fn quorum_waits_poll_and_never_mark_a_waiter() {
+    let p = quorum(3, vec![vec![int(0); 3], vec![int(1); 3]]);
+    p.wake_with([Ok(Wake::TimedOut)]);
+    let opts = LockOptions {
+        wake_on_release: WakeOnRelease::Always,
+        ..defaults()
+    };
+    client(&p, opts).wait_for_lock("job", 30_000, 1000).unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["job"]);
+    assert_eq!(p.calls.borrow()[0].args.len(), 2);
+    assert_eq!(*p.waits.borrow(), [("job".to_owned(), 100, false)]);
+}
+
+#[test]
+fn a_key_counts_as_locked_over_a_quorum_while_no_majority_can_form_without_it() {
+    let state = |nodes: u32, round: Vec<Result<Value, RedisError>>| {
+        let p = quorum(nodes, vec![round]);
+        client(&p, defaults()).key_state("job")
+    };
+    assert!(matches!(
+        state(3, vec![int(5000), int(3000), int(-2)]),
+        Ok(KeyState::Expiring(3000))
+    ));
+    assert!(matches!(
+        state(3, vec![int(5000), int(-2), int(-2)]),
+        Ok(KeyState::Unlocked)
+    ));
+    assert!(matches!(
+        state(3, vec![int(-1), int(-1), int(10)]),
+        Ok(KeyState::Persistent)
+    ));
+    assert!(matches!(
+        state(5, vec![int(9), int(8), int(7), int(-2), down()]),
+        Ok(KeyState::Expiring(7))
+    ));
+    assert!(matches!(
+        state(3, vec![int(9), down(), down()]),
+        Err(Error::Redis(RedisError::Unavailable(_)))
+    ));
 }

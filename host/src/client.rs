@@ -228,7 +228,11 @@ impl Client {
     /// cancels the call without harm to the client (see [`Client`]).
     pub async fn acquire(&self, key: &str, ttl: Duration) -> Result<LockHandle> {
         let budget = self.shared.acquire_budget();
-        let span = tracing::info_span!("dlock.acquire", dlock.key = key, dlock.outcome = field::Empty);
+        let span = tracing::info_span!(
+            "dlock.acquire",
+            dlock.key = key,
+            dlock.outcome = field::Empty
+        );
         self.waiting(Waiting::Acquire, key, ttl, budget, std::future::pending())
             .instrument(span)
             .await
@@ -236,7 +240,11 @@ impl Client {
 
     /// One attempt, no retry: `None` when someone else holds the lock.
     pub async fn try_acquire(&self, key: &str, ttl: Duration) -> Result<Option<LockHandle>> {
-        let span = tracing::info_span!("dlock.try_acquire", dlock.key = key, dlock.outcome = field::Empty);
+        let span = tracing::info_span!(
+            "dlock.try_acquire",
+            dlock.key = key,
+            dlock.outcome = field::Empty
+        );
         async {
             let started = Instant::now();
             let budget = self.shared.single_call_budget();
@@ -246,7 +254,9 @@ impl Client {
                 .call_try_acquire(&mut *store, client, key, millis(ttl)));
             let attempts = s.store.data().redis.acquire_attempts;
             let handle = match handle.map(|r| r.map_err(Error::from)) {
-                Ok(Ok(Some(handle))) => Ok(Some(LockHandle::new(&self.shared, &mut s, handle).await?)),
+                Ok(Ok(Some(handle))) => {
+                    Ok(Some(LockHandle::new(&self.shared, &mut s, handle).await?))
+                }
                 Ok(Ok(None)) => Ok(None),
                 Ok(Err(e)) | Err(e) => Err(e),
             };
@@ -290,7 +300,11 @@ impl Client {
         deadline: Deadline,
         cancel: impl Future<Output = ()>,
     ) -> Result<LockHandle> {
-        let span = tracing::info_span!("dlock.wait_for_lock", dlock.key = key, dlock.outcome = field::Empty);
+        let span = tracing::info_span!(
+            "dlock.wait_for_lock",
+            dlock.key = key,
+            dlock.outcome = field::Empty
+        );
         let wait = deadline.left(Instant::now());
         if wait > MAX_WAIT {
             return Err(Error::InvalidArgument(format!(
@@ -351,9 +365,12 @@ impl Client {
     pub async fn is_locked(&self, key: &str) -> Result<bool> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        Ok(guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
-            .client()
-            .call_is_locked(&mut *store, client, key))??)
+        Ok(guest_call!(
+            s,
+            budget,
+            Cancel::NEVER,
+            |store, api, client| api.client().call_is_locked(&mut *store, client, key)
+        )??)
     }
 
     /// The key's state in Redis and the time left on its lease.
@@ -505,8 +522,9 @@ impl Shared {
         let dropped = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
         let budget = self.single_call_budget();
         for resource in dropped {
-            guest_call!(session, budget, Cancel::NEVER, |store, _api, _client| resource
-                .resource_drop_async(&mut *store))?;
+            guest_call!(session, budget, Cancel::NEVER, |store, _api, _client| {
+                resource.resource_drop_async(&mut *store)
+            })?;
         }
         Ok(session)
     }
@@ -590,7 +608,8 @@ impl LockHandle {
                 Ok(outcome) => outcome.as_str(),
                 Err(e) => observe::error_outcome(e),
             };
-            let held = matches!(released, Ok(ReleaseOutcome::Released)).then(|| self.made.elapsed());
+            let held =
+                matches!(released, Ok(ReleaseOutcome::Released)).then(|| self.made.elapsed());
             observe::released(outcome, held);
             tracing::Span::current().record("dlock.outcome", outcome);
             released

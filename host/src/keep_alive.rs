@@ -314,7 +314,12 @@ impl Client {
     /// the point where the lock was found lost or running out. Otherwise the result is
     /// `work`'s output; a failure to release it then is not reported (the lock expires with
     /// its TTL; [`KeepAlive::release`] reports it).
-    pub async fn with_lock<T, F, W>(&self, key: &str, options: KeepAliveOptions, work: W) -> Result<T>
+    pub async fn with_lock<T, F, W>(
+        &self,
+        key: &str,
+        options: KeepAliveOptions,
+        work: W,
+    ) -> Result<T>
     where
         W: FnOnce(LostSignal) -> F,
         F: Future<Output = T>,

@@ -53,7 +53,12 @@ pub(crate) fn error_outcome(e: &Error) -> &'static str {
 }
 
 /// Records a finished `acquire` (`wait`: `wait_for_lock`; `once`: `try_acquire`).
-pub(crate) fn acquired(operation: &'static str, outcome: &'static str, took: Duration, attempts: u64) {
+pub(crate) fn acquired(
+    operation: &'static str,
+    outcome: &'static str,
+    took: Duration,
+    attempts: u64,
+) {
     let secs = took.as_secs_f64();
     macro_rules! record {
         ($op:literal) => {{
@@ -164,8 +169,12 @@ pub(crate) enum Denial {
 pub(crate) fn denied(why: Denial) {
     match why {
         Denial::Rate => metrics::counter!("dlock.redis.denied", "reason" => "rate").increment(1),
-        Denial::Policy => metrics::counter!("dlock.redis.denied", "reason" => "policy").increment(1),
-        Denial::Script => metrics::counter!("dlock.redis.denied", "reason" => "script").increment(1),
+        Denial::Policy => {
+            metrics::counter!("dlock.redis.denied", "reason" => "policy").increment(1)
+        }
+        Denial::Script => {
+            metrics::counter!("dlock.redis.denied", "reason" => "script").increment(1)
+        }
     }
 }
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { memoryCap } from './memory.js';
 import { admitScript } from './policy.js';
-import { RedisHost, Script, waitForRelease } from './redis-host.js';
+import { RedisHost, Script, oneNode, waitForRelease } from './redis-host.js';
 import { wasiImports } from './wasi.js';
 import { createExecutor } from './wit.js';
 
@@ -69,6 +69,8 @@ function redisImports(host) {
     Script: HostScript,
     redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
     waitForRelease,
+    nodeCount: () => 1,
+    redisEvalAll: (script, keys, args) => host.eval(script.entry, keys, args).then(...oneNode),
   };
 }
 

@@ -44,6 +44,10 @@ export function probeInstance() {
     waitForRelease() {
       return 'unsupported';
     },
+    nodeCount: () => 1,
+    redisEvalAll() {
+      throw { tag: 'denied', val: 'no Redis in the probe instance' };
+    },
   });
   return probe;
 }

@@ -275,9 +275,11 @@ export function classify(err) {
  * val}` or `{tag:'err', val: error}`.
  *
  * ioredis does not tell status replies from bulk strings (both arrive as Buffers): both reach
- * the component as `bulk`. Integers arrive as numbers, exact only up to 2^53: a larger one is
- * `rejected`, never rounded, unless the caller's client has `stringNumbers: true`, which makes
- * ioredis deliver integers as decimal strings (then every s64 crosses exactly).
+ * the component as `bulk`. Integers arrive as numbers, exact only below 2^53 - 48 (ioredis 6
+ * decodes `n * 10 + byte - 48`, whose sum rounds past 2^53, so a number in the last 48 below
+ * 2^53 may be a neighbour misread): from there on one is `rejected`, never rounded, unless the
+ * caller's client has `stringNumbers: true`, which makes ioredis deliver integers as decimal
+ * strings (then every s64 crosses exactly).
  */
 export function flatten(reply, maxBytes) {
   let budget = maxBytes;
@@ -313,6 +315,8 @@ function rejected(shape) {
 }
 
 const S64_MIN = -(2n ** 63n);
+/** The largest magnitude ioredis 6's decoder reads exactly (see `flatten`). */
+const IOREDIS_EXACT = 2 ** 53 - 49;
 const S64_MAX = 2n ** 63n - 1n;
 const INTEGER = /^-?[0-9]+$/;
 
@@ -320,9 +324,9 @@ const INTEGER = /^-?[0-9]+$/;
 function scalar(v) {
   if (v === null || v === undefined) return { tag: 'nil' };
   if (typeof v === 'number') {
-    if (Number.isSafeInteger(v)) return { tag: 'int', val: BigInt(v) };
+    if (Number.isInteger(v) && Math.abs(v) <= IOREDIS_EXACT) return { tag: 'int', val: BigInt(v) };
     return Number.isInteger(v)
-      ? 'an integer beyond 2^53, which ioredis cannot read exactly (give the client stringNumbers: true)'
+      ? 'an integer within 48 of 2^53 or beyond, which ioredis cannot read exactly (give the client stringNumbers: true)'
       : 'a number that is not an integer';
   }
   if (typeof v === 'bigint') return v >= S64_MIN && v <= S64_MAX ? { tag: 'int', val: v } : 'an integer outside s64';

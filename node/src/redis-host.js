@@ -276,6 +276,19 @@ export function waitForRelease() {
   return 'unsupported';
 }
 
+/**
+ * `redis-eval-all` on the one Redis this package runs on (`node-count` is 1; quorum mode is
+ * the Rust host's): the two handlers of `redis-eval`'s promise that turn its outcome into a
+ * list of one result. A policy refusal (`denied`) stays the outer error, as in the Rust host.
+ */
+export const oneNode = [
+  (val) => [{ tag: 'ok', val }],
+  (err) => {
+    if (err?.tag === 'denied') throw err;
+    return [{ tag: 'err', val: err }];
+  },
+];
+
 /** The `script` resource the component holds: an allowlist entry. */
 export class Script {
   constructor(entry) {

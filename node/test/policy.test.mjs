@@ -167,8 +167,13 @@ describe('policy rules', () => {
     assert.ok(admitted >= 10 && admitted <= 20, `${admitted}`);
   });
 
-  test('integers: exact within 2^53, refused beyond (never rounded) unless ioredis gives strings', () => {
-    assert.deepEqual(flatten(2 ** 53 - 1, 64).val, { tag: 'int', val: 2n ** 53n - 1n });
+  test('integers: exact below 2^53 - 48, refused from there (never rounded) unless ioredis gives strings', () => {
+    // ioredis 6 decodes an integer as `n * 10 + byte - 48`: the sum passes 2^53 (and rounds)
+    // for the last 48 integers below it, so a number there may be a neighbour's misreading.
+    assert.deepEqual(flatten(2 ** 53 - 49, 64).val, { tag: 'int', val: 2n ** 53n - 49n });
+    assert.deepEqual(flatten(-(2 ** 53 - 49), 64).val, { tag: 'int', val: -(2n ** 53n - 49n) });
+    assert.match(flatten(2 ** 53 - 48, 64).val.val, /stringNumbers/);
+    assert.match(flatten(2 ** 53 - 1, 64).val.val, /stringNumbers/);
     assert.match(flatten(2 ** 53 + 2, 64).val.val, /stringNumbers/);
     assert.deepEqual(flatten('9007199254740993', 64).val, { tag: 'int', val: 9007199254740993n });
     assert.deepEqual(flatten('-9223372036854775808', 64).val, { tag: 'int', val: -(2n ** 63n) });
@@ -186,6 +191,14 @@ describe('policy rules', () => {
 
 const server = await startRedis();
 const admin = server.admin;
+
+test('ioredis misreads 2^53 - 47 as 2^53 - 48, which is why the bound is below it', async () => {
+  await admin.set('ioredis-edge', String(2 ** 53 - 48));
+  const read = await admin.incr('ioredis-edge');
+  await admin.del('ioredis-edge');
+  assert.equal(read, 2 ** 53 - 48);
+  assert.equal(flatten(read, 64).val.tag, 'rejected');
+});
 
 for (const backend of backends()) {
   describe(`policy through the component (${backend})`, () => {
@@ -351,20 +364,19 @@ for (const backend of backends()) {
       await admin.del(...kept.map((h) => h.key));
     });
 
-    test('integers beyond 2^53 (fence counters) are refused, never rounded; exact with stringNumbers', async () => {
-      // 2^53 + 1 (a Lua number cannot hold it, but the INCR's 2^53 + 2 is exact: see NOTES.md)
+    test('fences stop at 9 * 10^15, refused past it, never rounded', async () => {
       const [k1, k2] = [key('bigfence'), key('bigfence')];
       await admin.set(`{${k1}}:fence`, '9007199254740993');
-      await admin.set(`{${k2}}:fence`, '9007199254740993');
-      const plain = make({ fencing: true, retryCount: 0 });
-      const e = await rejection(plain.acquire(k1, 1000));
+      await admin.set(`{${k2}}:fence`, '8999999999999999');
+      const client = make({ fencing: true, retryCount: 0 });
+      const e = await rejection(client.acquire(k1, 1000));
       assert.ok(e instanceof LockRedisError, e);
       assert.equal(e.kind, 'rejected');
-      assert.match(e.message, /stringNumbers/);
-      assert.equal(await admin.exists(k1), 0, 'the grant it could not read was given back');
-      const exact = make({ fencing: true }, server.client({ stringNumbers: true }));
-      const h = await exact.acquire(k2, 1000);
-      assert.equal(h.fence, 9007199254740994n);
+      assert.match(e.message, /9 \* 10\^15/);
+      assert.equal(await admin.exists(k1), 0, 'nothing was written');
+      assert.equal(await admin.get(`{${k1}}:fence`), '9007199254740993');
+      const h = await client.acquire(k2, 1000);
+      assert.equal(h.fence, 9000000000000000n);
       await h.release();
     });
 
@@ -384,7 +396,7 @@ test('worker backend: a call computing longer than maxComputeMs without Redis or
   const instance = createWorkerInstance({
     redis: admin,
     policy,
-    witOptions: { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n },
+    witOptions: { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n, wakeOnRelease: 'wait-for-lock' },
     bytes: new TokenBucket(policy.maxBytesPerSecond),
     testSpinMs: 60_000,
   });

@@ -79,3 +79,15 @@ fn the_composed_plugin_imports_redis_instead_of_the_lock_api() {
         Err(dlock_host::Error::Compose(_))
     ));
 }
+
+#[test]
+fn the_embedding_guide_shows_the_minimal_host_as_it_is() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let guide = std::fs::read_to_string(root.join("docs/EMBEDDING.md")).unwrap();
+    let host =
+        std::fs::read_to_string(root.join("examples/plugin-host/examples/minimal.rs")).unwrap();
+    assert!(
+        guide.contains(&format!("```rust\n{host}```")),
+        "docs/EMBEDDING.md must show examples/plugin-host/examples/minimal.rs verbatim"
+    );
+}

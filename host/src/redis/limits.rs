@@ -137,8 +137,8 @@ impl RequestLimits {
             return Err(format!("a key with control characters: {key:?}"));
         }
         let ns = self.key_namespace.as_str();
-        let inside =
-            key.starts_with(ns) || wrapped_lock_key(key).is_some_and(|locked| locked.starts_with(ns));
+        let inside = key.starts_with(ns)
+            || wrapped_lock_key(key).is_some_and(|locked| locked.starts_with(ns));
         if !inside {
             return Err(format!("the key {key:?} is outside the namespace {ns:?}"));
         }
@@ -322,9 +322,17 @@ mod tests {
                 v(&["job", "{other}:signal", "{other}:waiters"]),
                 v(&[TOKEN]),
             ),
-            (BundledScript::Release, v(&["job", "{job}:signal"]), v(&[TOKEN])),
+            (
+                BundledScript::Release,
+                v(&["job", "{job}:signal"]),
+                v(&[TOKEN]),
+            ),
             (BundledScript::Release, v(&["{job}:signal"]), v(&[TOKEN])),
-            (BundledScript::Extend, v(&["{job}:waiters"]), v(&[TOKEN, "1"])),
+            (
+                BundledScript::Extend,
+                v(&["{job}:waiters"]),
+                v(&[TOKEN, "1"]),
+            ),
             // Arity.
             (BundledScript::Release, v(&["job"]), v(&[TOKEN, "extra"])),
             (BundledScript::Check, v(&["a", "b"]), v(&[])),

@@ -56,7 +56,7 @@ pub(super) async fn wait_for_release(
     let link = ctx.link.clone();
     let policy = &link.policy;
     let now = Instant::now();
-    if !ctx.admit_eval(now) {
+    if !ctx.admit_eval(now, 1) {
         let reason = format!(
             "more than {} Redis calls in one second",
             policy.max_evals_per_second
@@ -125,8 +125,11 @@ async fn listen_for(
     until: Instant,
     cancel: &Cancel,
 ) -> Option<Wake> {
+    let [node] = link.nodes() else {
+        return None;
+    };
+    let pool = link.blocking_pool()?;
     let permit = link.blocking_permit()?;
-    let pool = link.blocking_pool();
     let mut conn = tokio::time::timeout_at(until.into(), pool.take())
         .await
         .ok()?
@@ -144,7 +147,7 @@ async fn listen_for(
     let (tx, mut rx) = oneshot::channel::<bool>();
     let task_link = link.clone();
     let (task_signal, task_waiters) = (signal.clone(), waiters.clone());
-    let span = observe::redis_span("BLPOP", "signal", link.server());
+    let span = observe::redis_span("BLPOP", "signal", node.server());
     tokio::spawn(
         async move {
             let _permit = permit;
@@ -173,7 +176,9 @@ async fn listen_for(
                 pass_on(&task_link, &task_signal, &task_waiters).await;
             }
             let keep = task_link.policy.max_blocking_connections;
-            task_link.blocking_pool().give_back(conn, keep);
+            if let Some(pool) = task_link.blocking_pool() {
+                pool.give_back(conn, keep);
+            }
         }
         .instrument(span),
     );
@@ -207,7 +212,10 @@ async fn listen_for(
 
 /// Hands a signal a waiter took but will not use to the next waiter.
 async fn pass_on(link: &Link, signal: &str, waiters: &str) {
-    let mut conn = link.connection();
+    let Some(node) = link.nodes().first() else {
+        return;
+    };
+    let (_, mut conn) = node.current();
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(PASS_ON).arg(2).arg(signal).arg(waiters);
     let call = cmd.query_async::<i64>(&mut conn);

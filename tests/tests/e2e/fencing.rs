@@ -135,6 +135,53 @@ async fn a_broken_fence_counter_fails_the_acquire_and_leaves_no_lock_behind() {
     );
 }
 
+/// Fences are exact integers in every host (Lua, JavaScript and JSON numbers are doubles):
+/// the last fence handed out is 9 * 10^15 (below 2^53), and past it an acquisition is
+/// refused, writing nothing, rather than repeating a fence rounded by Redis's Lua.
+#[tokio::test]
+async fn fences_stop_at_nine_times_ten_to_the_fifteen_instead_of_repeating() {
+    const MAX_FENCE: u64 = 9_000_000_000_000_000;
+    let server = redis();
+    let rt = runtime(&server).await;
+    let mut conn = raw(&server).await;
+    let client = rt.client(fenced()).await.unwrap();
+    let set_counter = |value: u64| {
+        redis::cmd("SET")
+            .arg("{ledger}:fence")
+            .arg(value)
+            .to_owned()
+    };
+    let _: () = set_counter(MAX_FENCE - 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let lock = client
+        .acquire("ledger", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(lock.info().fence, Some(MAX_FENCE));
+    lock.release().await.unwrap();
+
+    // At the cap, and past 2^53 where Lua would round INCR's reply.
+    for counter in [MAX_FENCE, (1 << 53) + 1] {
+        let _: () = set_counter(counter).query_async(&mut conn).await.unwrap();
+        let err = client
+            .try_acquire("ledger", Duration::from_secs(30))
+            .await
+            .expect_err("no exact fence is left");
+        assert!(
+            matches!(&err, Error::RedisRejected(m) if m.contains("9 * 10^15")),
+            "{err:?}"
+        );
+        assert_eq!(get(&mut conn, "ledger").await, None, "no lock left behind");
+        assert_eq!(
+            get(&mut conn, "{ledger}:fence").await,
+            Some(counter.to_string()),
+            "the counter is left as it was"
+        );
+    }
+}
+
 #[tokio::test]
 async fn fence_counters_cannot_be_released_extended_or_taken_as_locks() {
     let server = redis();
