@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use dlock_host::{Client, Deadline, LockOptions, Runtime};
+use dlock_host::{Client, Deadline, LockOptions, Runtime, contract};
 use indicatif::{ProgressBar, ProgressStyle};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
@@ -254,13 +254,18 @@ async fn read_counters(
     Ok(counted)
 }
 
-/// Deletes everything the run wrote: counters, fence counters, any lock left behind.
+/// Deletes everything the run wrote: counters, any lock left behind and its companion keys
+/// (fence counter, waiters' mark, signal list).
 async fn cleanup(conn: &mut MultiplexedConnection, prefix: &str, keys: u32) {
     let mut cmd = redis::cmd("DEL");
     for key in 0..keys {
-        cmd.arg(format!("{prefix}counter:{key}"))
-            .arg(format!("{prefix}k{key}"))
-            .arg(format!("{{{prefix}k{key}}}:fence"));
+        let lock = format!("{prefix}k{key}");
+        cmd.arg(format!("{prefix}counter:{key}")).arg(&lock);
+        for companion in contract::Companion::ALL {
+            if let Ok(name) = contract::companion_key(&lock, companion) {
+                cmd.arg(name);
+            }
+        }
     }
     let _: Result<u64, _> = cmd.query_async(conn).await;
 }

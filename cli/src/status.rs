@@ -196,6 +196,9 @@ async fn read(
     prefix: &str,
     keys: &[String],
 ) -> redis::RedisResult<Vec<Row>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for key in keys {

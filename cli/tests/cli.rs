@@ -140,7 +140,7 @@ async fn release_needs_the_token() {
     assert_eq!((r.code, r.stdout.as_str()), (0, ""));
     assert!(!exists(&mut conn, "job").await);
     let r = ran(dlock(&server).args(["release", "job", &token])).await;
-    assert_eq!(r.code, 1, "a second release finds nothing to release");
+    assert_eq!(r.code, 5, "a second release finds the key gone: expired");
 }
 
 #[tokio::test]
@@ -192,6 +192,49 @@ async fn status_reports_locked_with_ttl_or_unlocked() {
 }
 
 #[tokio::test]
+async fn status_lists_the_locks_under_the_prefix_once_or_watching() {
+    let server = redis();
+    let r = ran(dlock(&server).args(["--json", "--prefix", "app:", "status"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["locks"], serde_json::json!([]));
+
+    let a = ran(dlock(&server).args(["--prefix", "app:", "acquire", "a", "--ttl", "1m"])).await;
+    let b =
+        ran(dlock(&server).args(["--prefix", "app:", "acquire", "b", "--ttl", "1m", "--fence"]))
+            .await;
+    // Not under the prefix: not listed.
+    acquire(&server, "other", "1m").await;
+    let args = [
+        "--json",
+        "--prefix",
+        "app:",
+        "status",
+        "--watch",
+        "--interval",
+        "10ms",
+    ];
+    let r = ran(dlock(&server).args(args).args(["--count", "2"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let views: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(views.len(), 2, "one JSON line per refresh");
+    for v in views {
+        let locks = v["locks"].as_array().unwrap();
+        let keys: Vec<&str> = locks.iter().map(|l| l["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(locks[0]["token"], a.stdout.as_str());
+        let (b_token, fence) = b.stdout.split_once(' ').unwrap();
+        assert_eq!(locks[1]["token"], b_token);
+        assert_eq!(locks[1]["fence"].to_string(), fence);
+        assert!(locks[0]["ttl_ms"].as_i64().unwrap() > 50_000);
+    }
+}
+
+#[tokio::test]
 async fn the_prefix_names_the_redis_key() {
     let server = redis();
     let mut conn = raw(&server).await;
@@ -220,7 +263,7 @@ async fn bad_input_exits_2_with_a_message_and_writes_nothing() {
         &["release", "job"],
         &["run", "job", "--ttl", "1s"],
         &["run", "job", "--ttl", "0", "--", "true"],
-        &["status"],
+        &["status", "--interval", "0s"],
         &["frobnicate"],
     ];
     for args in cases {
