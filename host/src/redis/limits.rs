@@ -92,7 +92,12 @@ impl RequestLimits {
             };
         }
         if let Some(companion) = companion_of(lock) {
-            return Err(format!("{lock:?} is a {companion:?} key, not a lock key"));
+            let what = match companion {
+                Companion::Fence => "a lock's fence counter",
+                Companion::Signal => "a lock's signal list",
+                Companion::Waiters => "a lock's waiters' mark",
+            };
+            return Err(format!("{lock:?} is {what}, not a lock key"));
         }
         let wanted: &[Companion] = match (role, keys.len(), args.len()) {
             (BundledScript::Acquire, 1, 2) => &[],

@@ -245,3 +245,14 @@ async fn with_lock_runs_the_work_under_the_lock_and_stops_it_when_the_lock_is_lo
         .unwrap();
     assert!(matches!(err, Error::LockLost(Lost::TakenOver)), "{err:?}");
 }
+
+#[test]
+fn the_readme_shows_the_watchdog_example_as_it_is() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("host/examples/watchdog.rs")).unwrap();
+    assert!(
+        readme.contains(&format!("```rust\n{example}```")),
+        "README.md must show host/examples/watchdog.rs verbatim"
+    );
+}
