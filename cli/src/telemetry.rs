@@ -12,8 +12,9 @@ use metrics::{
 use serde_json::{Value, json};
 
 /// Logs to stderr. Without `RUST_LOG`: warnings of the lock library (a failed extend `run`
-/// will retry), as plain `dlock: ...` lines; `-v` adds what each lock operation did (`info`),
-/// `-vv` every Redis call (`debug`), `-vvv` everything (`trace`), with time, level and spans.
+/// will retry), as plain `dlock: ...` lines; `-v` adds what each lock operation did (`info`:
+/// its span, logged when it ends), `-vv` every Redis call (`debug`), `-vvv` everything
+/// (`trace`), with time, level and spans.
 /// `RUST_LOG` (e.g. `dlock_host=debug`) overrides the level. Writing to a closed stderr is
 /// silently dropped.
 pub(crate) fn init_logs(verbose: u8) {
@@ -31,6 +32,7 @@ pub(crate) fn init_logs(verbose: u8) {
         .unwrap_or_else(|| EnvFilter::new(format!("dlock_host={level},dlock={level}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if verbose == 0 && std::env::var_os("RUST_LOG").is_none() {
         builder
@@ -40,7 +42,11 @@ pub(crate) fn init_logs(verbose: u8) {
             .event_format(Plain)
             .try_init()
     } else {
-        builder.try_init()
+        // Each lock operation and Redis call is a span: logged when it closes, with its
+        // fields (key, outcome, ...) and how long it took.
+        builder
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .try_init()
     };
 }
 

@@ -235,6 +235,37 @@ async fn status_lists_the_locks_under_the_prefix_once_or_watching() {
 }
 
 #[tokio::test]
+async fn verbose_logs_each_operation_and_metrics_summarise_them_at_exit() {
+    let server = redis();
+    let r = ran(dlock(&server).args(["-v", "acquire", "job", "--ttl", "1m"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("dlock.try_acquire") && r.stderr.contains("dlock.outcome=\"acquired\""),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains('\x1b'),
+        "no colours into a pipe: {}",
+        r.stderr
+    );
+    let token = r.stdout;
+
+    let r = ran(dlock(&server).args(["--json", "--metrics", "release", "job", &token])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(
+        v["metrics"]["counters"]["dlock.release{outcome=released}"],
+        1
+    );
+    assert_eq!(
+        v["metrics"]["histograms"]["db.client.operation.duration{db.system.name=redis,db.operation.name=EVALSHA,db.stored_procedure.name=release}"]
+            ["count"],
+        1
+    );
+}
+
+#[tokio::test]
 async fn the_prefix_names_the_redis_key() {
     let server = redis();
     let mut conn = raw(&server).await;
