@@ -531,21 +531,24 @@ impl<P: Platform> Handle<P> {
         loss.error()
     }
 
-    /// Release over a quorum: released once a majority answered and one of them deleted the
-    /// key (the others did not keep it, and no majority can hold it); lost when every answer
-    /// was no (see [`Self::loss_of`]).
+    /// Release over a quorum, by the majority: lost (see [`Self::loss_of`]) when so many
+    /// primaries no longer held the token that no majority can have held it; otherwise
+    /// released once a majority answered and one of them deleted the key (no majority can
+    /// hold it now).
     fn release_round(&self) -> Result<Found, Error> {
         let (tally, taken) = self.owned_round(Op::Release, core::slice::from_ref(&self.token))?;
+        if tally.majority_impossible() {
+            return Ok(Found::Lost(Self::loss_of(&tally, taken)));
+        }
         if !tally.answered_by_quorum() {
             return Err(Error::Redis(tally.no_quorum()));
         }
         if tally.yes > 0 {
             return Ok(Found::Owned);
         }
-        if let Some(e) = tally.refusal() {
-            return Err(Error::Redis(e));
-        }
-        Ok(Found::Lost(Self::loss_of(&tally, taken)))
+        Err(Error::Redis(
+            tally.refusal().unwrap_or_else(|| tally.no_quorum()),
+        ))
     }
 
     /// Extend over a quorum: held again only when a majority extended within the new lease's
