@@ -758,7 +758,8 @@ fn any_key_and_ttl_text_gets_a_lock_a_busy_answer_or_exit_2_and_no_panic() {
                 let mut release = dlock(&server);
                 release.args(["release", "--", &key, &r.stdout]);
                 let released = tokio.block_on(ran(&mut release));
-                if released.code != 0 {
+                // Exit 5: a lease of a few milliseconds ran out before the release came.
+                if !matches!(released.code, 0 | 5) {
                     return Err(TestCaseError::fail(released.stderr));
                 }
             }
