@@ -96,6 +96,9 @@ export function createJspiInstance({ redis, policy, witOptions, bytes, wasi }) {
       return executor.exec(op, a, b, c);
     },
     afterCall: memoryCheck,
+    succeeded() {
+      host.end();
+    },
     trapped() {
       return host.releaseGrants();
     },

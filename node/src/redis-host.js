@@ -201,11 +201,17 @@ export class RedisHost {
     this.out = { bytes: 0 };
   }
 
-  /** A new call into the component: its `redis-eval` bucket is full again, and the locks
-   * noted by the previous call are forgotten (that call returned them as handles). */
+  /** A new call into the component: its `redis-eval` bucket is full again, and no lock is
+   * noted yet. */
   begin() {
     this.evals.available = this.evals.capacity;
     this.evals.refilled = null;
+    if (this.grants.length > 0) this.grants = [];
+  }
+
+  /** The call into the component succeeded (its result passed the host's checks): the locks
+   * it took are the caller's now, as handles, and must never be given back by this host. */
+  end() {
     if (this.grants.length > 0) this.grants = [];
   }
 

@@ -358,6 +358,8 @@ for (const backend of backends()) {
       assert.equal(await admin.get(kept[0].key), kept[0].token);
       assert.equal(await admin.get(kept.at(-1).key), kept.at(-1).token);
       // the handles of the trapped instance are unusable; the DistributedLock goes on with a new one
+      assert.equal(kept[0].isHeld, false, 'a handle of a trapped instance does not report held');
+      assert.equal(kept[0].info.status, 'lost');
       assert.ok((await rejection(kept[0].release())) instanceof ComponentTrapError);
       const fresh = await lock.tryAcquire(key('after-trap'), 1000);
       await fresh.release();
