@@ -97,6 +97,18 @@ class Link {
     this.timeoutsInARow = 0;
     /** How many times this package made the client reconnect (for tests and diagnostics). */
     this.reconnects = 0;
+    /**
+     * The client's connection: a new one after each close (ours or not). A call counts toward
+     * the timeouts in a row of the connection it was sent on only: a call sent before a
+     * reconnect that times out after it says nothing about the new connection.
+     */
+    this.generation = 0;
+    redis.on?.('close', () => this.newConnection());
+  }
+
+  newConnection() {
+    this.generation += 1;
+    this.timeoutsInARow = 0;
   }
 
   deadlinesFor(ms) {
@@ -105,14 +117,17 @@ class Link {
     return d;
   }
 
-  noteOutcome(timedOut, limit) {
+  /** The outcome of a call sent on connection `generation`: outcomes of older connections are
+   * ignored. */
+  noteOutcome(timedOut, limit, generation) {
+    if (generation !== this.generation) return;
     if (!timedOut) {
       this.timeoutsInARow = 0;
       return;
     }
     this.timeoutsInARow += 1;
     if (limit > 0 && this.timeoutsInARow >= limit) {
-      this.timeoutsInARow = 0;
+      this.newConnection();
       this.reconnects += 1;
       try {
         this.redis.disconnect(true);
@@ -139,12 +154,13 @@ export function linkFor(redis) {
  */
 export function evalScript(redis, policy, entry, keys, args, host = null) {
   const link = linkFor(redis);
+  const generation = link.generation;
   return new Promise((resolve, reject) => {
     const call = {
       settled: false,
       deadline: 0,
       timedOut() {
-        link.noteOutcome(true, policy.reconnectAfterTimeouts);
+        link.noteOutcome(true, policy.reconnectAfterTimeouts, generation);
         reject(TIMEOUT);
       },
     };
@@ -152,7 +168,7 @@ export function evalScript(redis, policy, entry, keys, args, host = null) {
     deadlines.add(call);
     const onReply = (reply) => {
       if (!deadlines.settle(call)) return;
-      link.timeoutsInARow = 0;
+      link.noteOutcome(false, 0, generation);
       const r = flatten(reply, policy.maxReplyBytes);
       if (host !== null && r.tag === 'ok') host.replied(entry.role, keys, args, r.val);
       if (r.tag === 'ok') resolve(r.val);
@@ -161,7 +177,7 @@ export function evalScript(redis, policy, entry, keys, args, host = null) {
     const onError = (err) => {
       if (!deadlines.settle(call)) return;
       const e = classify(err);
-      link.noteOutcome(e.tag === 'timeout', policy.reconnectAfterTimeouts);
+      link.noteOutcome(e.tag === 'timeout', policy.reconnectAfterTimeouts, generation);
       reject(e);
     };
     const n = keys.length;

@@ -407,3 +407,16 @@ test('worker backend: a call computing longer than maxComputeMs without Redis or
   assert.match(e.message, /computed more than 100 ms/);
   await instance.close();
 });
+
+test('timeouts of calls sent on an older connection do not count toward reconnecting the new one', async () => {
+  const redis = server.client();
+  await redis.ping();
+  const link = linkFor(redis);
+  const old = link.generation;
+  for (let i = 0; i < 3; i++) link.noteOutcome(true, 3, old);
+  assert.equal(link.reconnects, 1, 'three timeouts in a row on one connection');
+  // the late timeouts of calls that were in flight on the old connection
+  for (let i = 0; i < 3; i++) link.noteOutcome(true, 3, old);
+  assert.equal(link.reconnects, 1, 'the fresh connection is not torn down');
+  assert.equal(await redis.ping(), 'PONG');
+});
