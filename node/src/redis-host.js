@@ -9,7 +9,7 @@
 //
 // jco's convention for an import returning `result<T, E>`: return (or resolve) T, throw (or
 // reject with) E as a plain object: an Error would be taken for a trap.
-import { checkRequest, checkRole, classify, flatten, TokenBucket } from './policy.js';
+import { admitScript, checkRequest, checkRole, classify, flatten, TokenBucket } from './policy.js';
 
 const TIMEOUT = Object.freeze({ tag: 'timeout' });
 
@@ -288,9 +288,18 @@ export class RedisHost {
   }
 }
 
-/** The `script` resource the component holds: an allowlist entry. */
-export class Script {
-  constructor(entry) {
-    this.entry = entry;
-  }
+/** The `script` resource of the `dlock:lock/redis` import under `policy`: `load` admits a
+ * source (denied unless the policy's allowlist has it); an instance holds its allowlist entry. */
+export function scriptResource(policy) {
+  return class Script {
+    constructor(entry) {
+      this.entry = entry;
+    }
+
+    static load(source) {
+      const entry = admitScript(policy, source);
+      if (typeof entry === 'string') throw { tag: 'denied', val: entry };
+      return new Script(entry);
+    }
+  };
 }

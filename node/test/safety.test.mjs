@@ -7,6 +7,7 @@ import { createWorkerInstance } from '../src/backend-worker.js';
 import { ClientClosedError, DistributedLock, InvalidArgumentError, InvalidLockError } from '../src/index.js';
 import { resolvePolicy, TokenBucket } from '../src/policy.js';
 import { Pool } from '../src/pool.js';
+import { awaitReply } from '../src/reply-wait.js';
 import { backends, rejection, startRedis } from './helpers.mjs';
 
 const server = await startRedis();
@@ -165,3 +166,33 @@ for (const backend of backends()) {
     });
   });
 }
+
+test('worker reply wait: a reply posted while the worker drains older replies is not missed', () => {
+  // The owning thread posts a reply, then stores 1 in the flag and notifies. Here it does so at
+  // the worst moment: right after the worker found the port empty, before it waits again.
+  const ctrl = new Int32Array(new SharedArrayBuffer(4));
+  const port = [{ id: 1, val: 'stale' }];
+  Atomics.store(ctrl, 0, 1); // the stale reply's notification
+  let posted = false;
+  const receive = () => {
+    if (port.length > 0) return port.shift();
+    if (!posted) {
+      posted = true;
+      port.push({ id: 2, val: 'ours' });
+      Atomics.store(ctrl, 0, 1);
+      Atomics.notify(ctrl, 0);
+    }
+    return undefined;
+  };
+  // Every wait is made with timeout 0 and recorded: 'timed-out' is a wait that would have
+  // blocked although the reply was there (the notification lost).
+  const waits = [];
+  const wait = (a, i, v) => {
+    const r = Atomics.wait(a, i, v, 0);
+    waits.push(r);
+    return r;
+  };
+  const reply = awaitReply(ctrl, receive, 2, performance.now() + 60_000, wait);
+  assert.deepEqual(reply, { id: 2, val: 'ours' });
+  assert.ok(!waits.includes('timed-out'), `waits: ${waits}`);
+});
