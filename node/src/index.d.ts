@@ -70,7 +70,8 @@ export interface DistributedLockOptions extends LockOptions {
    * 26), `worker` (one worker thread per instance), `auto` (jspi when available). */
   backend?: 'auto' | 'jspi' | 'worker';
   /** Most component instances, i.e. calls in flight at once, of this client. Default 64 (jspi),
-   * 8 (worker). */
+   * 8 (worker). One exception: an `acquire` or `waitForLock` when every instance holds lock
+   * handles gets a new instance past the cap, so that it never delays their extend/release. */
   maxInstances?: number;
 }
 

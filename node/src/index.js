@@ -88,7 +88,8 @@ export class DistributedLock {
    * @param options `retryCount`, `retryDelayMs`, `maxRetryDelayMs`, `jitter`, `keyPrefix`,
    *   `fencing`, `safetyMarginMs` (the component's lock options, defaults from the component);
    *   `policy` (what the component may do on Redis); `backend` (`auto` | `jspi` | `worker`);
-   *   `maxInstances` (most component instances, i.e. concurrent calls, of this client)
+   *   `maxInstances` (most component instances, i.e. concurrent calls, of this client; an
+   *   acquire or waitForLock when every instance holds handles gets one more: see Pool.pick)
    */
   constructor(redis, options = {}) {
     if (redis === null || typeof redis !== 'object' || typeof redis.evalshaBuffer !== 'function') {
