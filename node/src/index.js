@@ -15,7 +15,7 @@ import {
   NotALockError,
 } from './errors.js';
 import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
-import { Pool } from './pool.js';
+import { BLOCKING_OPS, Pool } from './pool.js';
 import { monotonicNow } from './wasi.js';
 import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
 
@@ -134,11 +134,12 @@ export class DistributedLock {
   }
 
   #handleOp(op, key, a, b) {
-    const slot = this.#pool.pick(op === 'acquire' || op === 'waitForLock');
+    const slot = this.#pool.pick(BLOCKING_OPS.has(op));
     return slot.run(op, key, a, b).then((r) => {
       if (r.err) throw toError(r.err, key);
       if (r.ok === null) return null;
-      return new LockHandle(slot, r.ok, r.info); // the slot counted it
+      // the slot that ran it (a queued wait may have been moved: Pool.moveBlocking) counted it
+      return new LockHandle(r.slot ?? slot, r.ok, r.info);
     }, rethrow);
   }
 

@@ -7,10 +7,13 @@
 
 // Operations whose result names a new lock handle in the instance.
 const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
+// Operations that can wait long (acquire's retries, waitForLock's polling).
+export const BLOCKING_OPS = new Set(['acquire', 'waitForLock']);
 
 class Slot {
-  constructor(instance) {
+  constructor(instance, pool = null) {
     this.instance = instance;
+    this.pool = pool;
     this.queue = [];
     this.busy = false;
     this.handles = 0; // live lock handles created here
@@ -66,7 +69,11 @@ class Slot {
           throw trap;
         }
         exec.succeeded?.();
-        if (typeof r.ok === 'number' && HANDLE_OPS.has(op)) this.handles += 1; // before the slot can be picked again (Pool.pick)
+        if (typeof r.ok === 'number' && HANDLE_OPS.has(op)) {
+          this.handles += 1; // before the slot can be picked again (Pool.pick)
+          // Waits queued here while it held no handle must not delay this one's calls.
+          if (this.queue.length > 0 && this.pool !== null) this.pool.moveBlocking(this);
+        }
         return r;
       },
       (e) => {
@@ -202,8 +209,29 @@ export class Pool {
     return least;
   }
 
+  /**
+   * Moves the blocking operations queued on `slot` (which now holds a handle) to other slots
+   * (Pool.pick): a job's result then names the slot that ran it (`slot`), which owns the
+   * handle it may return.
+   */
+  moveBlocking(slot) {
+    const moved = slot.queue.filter((j) => BLOCKING_OPS.has(j.op));
+    if (moved.length === 0) return;
+    slot.queue = slot.queue.filter((j) => !BLOCKING_OPS.has(j.op));
+    for (const job of moved) {
+      let to;
+      try {
+        to = this.pick(true);
+      } catch (e) {
+        job.reject(e);
+        continue;
+      }
+      to.run(job.op, job.a, job.b, job.c).then((r) => job.resolve({ ...r, slot: to }), job.reject);
+    }
+  }
+
   add() {
-    const slot = new Slot(this.create());
+    const slot = new Slot(this.create(), this);
     this.slots.push(slot);
     return slot;
   }

@@ -196,3 +196,30 @@ test('worker reply wait: a reply posted while the worker drains older replies is
   assert.deepEqual(reply, { id: 2, val: 'ours' });
   assert.ok(!waits.includes('timed-out'), `waits: ${waits}`);
 });
+
+for (const backend of backends()) {
+  test(`a wait queued behind an acquire that then returns a handle never delays that handle (${backend})`, async () => {
+    const lock = new DistributedLock(server.client(), { backend, maxInstances: 1, retryCount: 1_000_000, retryDelayMs: 10, maxRetryDelayMs: 10 });
+    try {
+      const [k1, k2] = [`safety:${backend}:q1:${randomUUID()}`, `safety:${backend}:q2:${randomUUID()}`];
+      await admin.set(k1, 'other', 'PX', 60_000);
+      await admin.set(k2, 'other', 'PX', 60_000);
+      const first = lock.acquire(k1, 60_000); // retries on the one instance
+      let waitSettled = false;
+      const wait = lock.waitForLock(k2, 60_000, 60_000).finally(() => {
+        waitSettled = true;
+      }); // queued behind it: the instance holds no handle yet
+      await admin.del(k1);
+      const h = await first; // now the instance holds a handle, and the wait was queued there
+      const guard = new Promise((resolve) => setTimeout(resolve, 10_000).unref());
+      const got = await Promise.race([h.extend(60_000).then(() => 'extended'), guard.then(() => 'the extend waited behind the wait')]);
+      assert.equal(got, 'extended');
+      await h.release();
+      assert.equal(waitSettled, false);
+      await admin.del(k2);
+      await (await wait).release();
+    } finally {
+      await lock.close();
+    }
+  });
+}
