@@ -22,7 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use dlock_host::{Error, LockComponent, LockOptions, Policy, Runtime, contract};
+use dlock_host::{
+    Error, LockComponent, LockOptions, Policy, Runtime, RuntimeBuilder, Topology, contract,
+};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -46,7 +48,8 @@ Exit codes:
   0   success
   1   the lock is held by someone else / TOKEN does not own the lock
   2   bad input (usage, empty key, bad duration); nothing was written to Redis
-  3   Redis unreachable or failing (the message names the URL, without password)
+  3   Redis unreachable or failing (the message names the URL, without password); in quorum
+      mode, no majority of the primaries answered (no quorum)
   4   internal failure (the lock component trapped, a process could not start), or stdout
       closed before the result was written (`acquire` then releases the lock it took)
   run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
@@ -68,10 +71,16 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS, or
-    /// unix:///path/to/socket[?pass=PASSWORD]. Passwords are never printed (messages show
-    /// credentials and query parameters other than db and protocol as ***).
-    /// [default: redis://127.0.0.1:6379]
+    /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS,
+    /// unix:///path/to/socket[?pass=PASSWORD], or
+    /// redis+sentinel://[:password@]host:port[,host:port...]/SERVICE[/db] (the primary the
+    /// Sentinels name for SERVICE, followed across failovers). Given more than once (or as a
+    /// comma list in DLOCK_REDIS_URL): independent
+    /// primaries in quorum mode (Redlock: a lock needs a majority of them; no --fence); with
+    /// --cluster: seed nodes of a Redis Cluster. In a list a comma starts a new URL only
+    /// where a scheme follows, so a Sentinel URL's hosts stay together. Passwords are never
+    /// printed (messages show credentials and query parameters other than db and protocol as
+    /// ***). [default: redis://127.0.0.1:6379]
     #[arg(
         long,
         global = true,
@@ -79,7 +88,38 @@ struct Global {
         value_name = "URL",
         hide_env_values = true
     )]
-    redis: Option<String>,
+    redis: Vec<String>,
+
+    /// The --redis URLs are seed nodes of a Redis Cluster: each key goes to its hash slot's
+    /// primary (a key and its fence counter share one slot).
+    #[arg(long, global = true, env = "DLOCK_REDIS_CLUSTER")]
+    cluster: bool,
+
+    /// For rediss://: trust only this certificate authority (PEM file) instead of the
+    /// system's roots.
+    #[arg(long, global = true, env = "DLOCK_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+
+    /// For rediss:// servers that authenticate clients: this certificate (PEM file; with
+    /// --tls-key).
+    #[arg(
+        long,
+        global = true,
+        env = "DLOCK_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM file).
+    #[arg(
+        long,
+        global = true,
+        env = "DLOCK_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
 
     /// Prefix for every key: the Redis key is PREFIX followed by KEY. [default: none]
     #[arg(
@@ -294,19 +334,59 @@ struct Ctx {
     prefix: String,
 }
 
+impl Global {
+    /// Where the locks live: one Redis, a Redis Cluster (--cluster), or a quorum (more than
+    /// one --redis).
+    fn topology(&self) -> CliResult<Topology> {
+        let mut urls: Vec<String> = self
+            .redis
+            .iter()
+            .flat_map(|list| Topology::split_urls(list))
+            .collect();
+        if urls.is_empty() {
+            urls.push(DEFAULT_REDIS.to_owned());
+        }
+        if self.cluster {
+            return Ok(Topology::cluster(urls));
+        }
+        match <[String; 1]>::try_from(urls) {
+            Ok([url]) => Ok(Topology::Single(url)),
+            Err(urls) => Ok(Topology::quorum(urls)),
+        }
+    }
+
+    /// The TLS files, read.
+    fn tls(&self, builder: RuntimeBuilder) -> CliResult<RuntimeBuilder> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                Failure::new(EXIT_USAGE, format!("cannot read {}: {e}", path.display()))
+            })
+        };
+        let mut builder = builder;
+        if let Some(ca) = &self.tls_ca {
+            builder = builder.with_tls_root_ca(read(ca)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            builder = builder.with_tls_client_cert(read(cert)?, read(key)?);
+        }
+        Ok(builder)
+    }
+}
+
 impl Ctx {
-    async fn connect(global: &Global, url: &str) -> CliResult<Ctx> {
+    async fn connect(global: &Global) -> CliResult<Ctx> {
+        let topology = global.topology()?;
+        let shown = topology.describe();
         // The user types the token, so locks of other clients of the convention (redis-py,
         // redsync) can be released and extended too.
-        let runtime = Runtime::builder(url)
-            .with_component(
-                component()
-                    .map_err(|e| Failure::from_lock(e, &dlock_host::redis::redact_url(url)))?,
-            )
-            .with_policy(Policy::default().allow_foreign_tokens())
+        let builder = Runtime::builder(topology)
+            .with_component(component().map_err(|e| Failure::from_lock(e, &shown))?)
+            .with_policy(Policy::default().allow_foreign_tokens());
+        let runtime = global
+            .tls(builder)?
             .build()
             .await
-            .map_err(|e| Failure::from_lock(e, &dlock_host::redis::redact_url(url)))?;
+            .map_err(|e| Failure::from_lock(e, &shown))?;
         Ok(Ctx {
             runtime,
             json: global.json,
@@ -353,7 +433,24 @@ impl Ctx {
 async fn run(cli: Cli) -> CliResult<u8> {
     let Cli { global, command } = cli;
     let command = match command {
-        Command::Demo(args) => return demo::run(args, global.redis.as_deref(), global.json).await,
+        Command::Demo(args) => {
+            let urls: Vec<String> = global
+                .redis
+                .iter()
+                .flat_map(|list| Topology::split_urls(list))
+                .collect();
+            let url = match (urls.as_slice(), global.cluster) {
+                ([], false) => None,
+                ([url], false) => Some(url.as_str()),
+                _ => {
+                    return Err(Failure::new(
+                        EXIT_USAGE,
+                        "the demo runs on one Redis: give at most one --redis, without --cluster",
+                    ));
+                }
+            };
+            return demo::run(args, url, global.json).await;
+        }
         Command::Compose { plugin, output } => return compose(&plugin, &output),
         other => other,
     };
@@ -367,11 +464,7 @@ async fn run(cli: Cli) -> CliResult<u8> {
     };
     contract::check_lock_key(&format!("{}{key}", global.prefix))
         .map_err(|reason| Failure::new(EXIT_USAGE, reason))?;
-    let url = global
-        .redis
-        .clone()
-        .unwrap_or_else(|| DEFAULT_REDIS.to_owned());
-    let ctx = Ctx::connect(&global, &url).await?;
+    let ctx = Ctx::connect(&global).await?;
     match command {
         Command::Acquire {
             key,

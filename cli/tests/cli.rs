@@ -1267,7 +1267,7 @@ async fn compose_writes_a_component_that_imports_redis_instead_of_the_lock_api()
     let composed = std::fs::read(&out).unwrap();
     assert_eq!(&composed[..8], b"\0asm\x0d\x00\x01\x00", "a component");
     let text = String::from_utf8_lossy(&composed);
-    assert!(text.contains("dlock:lock/redis@0.2.0"));
+    assert!(text.contains("dlock:lock/redis@0.2.1"));
 
     // The lock component itself does not import the lock API: nothing to compose.
     let bundled = dir.path().join("bundled.wasm");
@@ -1286,4 +1286,53 @@ async fn compose_writes_a_component_that_imports_redis_instead_of_the_lock_api()
         "{}",
         r.stderr
     );
+}
+
+#[tokio::test]
+async fn repeated_redis_urls_are_a_quorum_and_a_majority_down_exits_3_saying_no_quorum() {
+    let mut servers: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
+    let quorum = |servers: &[RedisServer]| {
+        let mut cmd = dlock_bare();
+        for server in servers {
+            cmd.arg("--redis").arg(server.url());
+        }
+        cmd
+    };
+    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for server in &servers {
+        assert_eq!(
+            get(&mut raw(server).await, "job").await.as_deref(),
+            Some(r.stdout.as_str())
+        );
+    }
+    // The same quorum as a comma list in DLOCK_REDIS_URL.
+    let list: Vec<String> = servers.iter().map(|s| s.url()).collect();
+    let r2 = ran(dlock_bare()
+        .env("DLOCK_REDIS_URL", list.join(","))
+        .args(["release", "job", &r.stdout]))
+    .await;
+    assert_eq!(r2.code, 0, "{}", r2.stderr);
+    assert!(!exists(&mut raw(&servers[2]).await, "job").await);
+
+    // Fencing cannot be made safe over independent primaries.
+    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s", "--fence"])).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("fencing is not available"),
+        "{}",
+        r.stderr
+    );
+
+    // One down: still a majority. Two down: no quorum, exit 3, nothing left on the survivor.
+    servers[0].stop();
+    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = ran(quorum(&servers).args(["release", "job", &r.stdout])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    servers[1].stop();
+    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("no quorum"), "{}", r.stderr);
+    assert_eq!(dbsize(&mut raw(&servers[2]).await).await, 0);
 }

@@ -11,7 +11,7 @@ use crate::bindings::exports::dlock::lock::lock::{
 use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use crate::bindings::wasi::random::random;
 use crate::lock::{self, Client, Handle};
-use crate::platform::{self, Platform};
+use crate::platform::{self, Platform, Round};
 use crate::scripts::Op;
 
 extern crate dlock_guest_rt;
@@ -22,6 +22,8 @@ struct Wasi {
     scripts: RefCell<[Option<Rc<Script>>; 4]>,
     /// A monotonic reading and the wall-clock time (ms) taken with it.
     anchor: (u64, u64),
+    /// The host's `node-count`, asked once.
+    nodes: u32,
 }
 
 impl Wasi {
@@ -34,6 +36,7 @@ impl Wasi {
                 monotonic,
                 wall.seconds * 1000 + u64::from(wall.nanoseconds / 1_000_000),
             ),
+            nodes: redis::node_count(),
         }
     }
 
@@ -83,6 +86,15 @@ impl Platform for Wasi {
     fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError> {
         let script = self.script(op)?;
         redis::redis_eval(&script, keys, args)
+    }
+
+    fn nodes(&self) -> u32 {
+        self.nodes
+    }
+
+    fn eval_all(&self, op: Op, keys: &[String], args: &[String]) -> Round {
+        let script = self.script(op)?;
+        redis::redis_eval_all(&script, keys, args)
     }
 }
 

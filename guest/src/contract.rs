@@ -23,6 +23,14 @@ pub const MAX_DURATION_MS: u64 = 1_000_000_000_000;
 /// `wait-for-lock` never waits longer than this between two attempts, in milliseconds.
 pub const WAIT_MAX_DELAY_MS: u64 = 1000;
 
+/// Quorum mode (Redlock over independent primaries): the allowance for clock drift between
+/// the client and the primaries, per mille of the TTL. A lease granted by a majority is
+/// counted valid for `ttl - elapsed - drift`, where `drift` is this share of the TTL plus
+/// [`QUORUM_DRIFT_MS`] (node-redlock's and rslock's 1 % + 2 ms).
+pub const QUORUM_DRIFT_PER_MILLE: u64 = 10;
+/// Quorum mode: the fixed part of the clock-drift allowance, in milliseconds.
+pub const QUORUM_DRIFT_MS: u64 = 2;
+
 /// `lock-options.retry-count` by default.
 pub const DEFAULT_RETRY_COUNT: u32 = 5;
 /// `lock-options.retry-delay-ms` by default.
@@ -35,6 +43,21 @@ pub const DEFAULT_JITTER: bool = false;
 pub const DEFAULT_FENCING: bool = false;
 /// `lock-options.safety-margin-ms` by default.
 pub const DEFAULT_SAFETY_MARGIN_MS: u64 = 0;
+
+/// How many of `nodes` independent primaries must grant, extend or answer for a quorum
+/// decision: a strict majority, `nodes / 2 + 1`.
+pub fn quorum(nodes: u32) -> u32 {
+    nodes / 2 + 1
+}
+
+/// Quorum mode: the clock-drift allowance of a lease of `ttl_ms`, in nanoseconds
+/// (`ttl * QUORUM_DRIFT_PER_MILLE / 1000 + QUORUM_DRIFT_MS`). A TTL of at most this much can
+/// never be valid, and is refused.
+pub fn quorum_drift_ns(ttl_ms: u64) -> u64 {
+    ttl_ms
+        .saturating_mul(1_000 * QUORUM_DRIFT_PER_MILLE)
+        .saturating_add(QUORUM_DRIFT_MS * 1_000_000)
+}
 
 /// Text that names something: 1 (or 0 with `allow_empty`) to `max` bytes, no control
 /// characters. The error names `what`.

@@ -23,6 +23,7 @@ mod component;
 pub mod contract;
 pub mod lock;
 pub mod platform;
+pub mod quorum;
 pub mod scripts;
 pub mod validate;
 

@@ -15,6 +15,7 @@ use crate::bindings::exports::dlock::lock::lock::{
 };
 use crate::contract::{self, Backoff, WAIT_MAX_DELAY_MS};
 use crate::platform::Platform;
+use crate::quorum::{self, Answer, Tally};
 use crate::scripts::Op;
 use crate::validate;
 
@@ -52,6 +53,8 @@ fn int_reply(op: Op, reply: Value) -> Result<i64, Error> {
 /// Acquires locks with one set of validated options.
 pub struct Client<P> {
     platform: Rc<P>,
+    /// Independent primaries (more than 1: quorum mode, Redlock).
+    nodes: u32,
     retry_count: u32,
     backoff: Backoff,
     prefix: String,
@@ -61,10 +64,12 @@ pub struct Client<P> {
 
 /// The outcome of one acquire attempt.
 enum Attempt {
-    /// Acquired: the script's reply (the fence when fenced) and when the attempt was sent.
+    /// Acquired: the script's reply (the fence when fenced), when the attempt was sent, and
+    /// until when (monotonic) the lease may be counted on.
     Acquired {
         reply: i64,
         sent_ns: u64,
+        valid_until_ns: u64,
     },
     Busy,
     /// The key holds a value of another type.
@@ -84,8 +89,18 @@ impl<P: Platform> Client<P> {
             options.max_retry_delay_ms.into(),
             false,
         )?;
+        let nodes = platform.nodes().max(1);
+        if nodes > 1 && options.fencing {
+            return Err(Error::InvalidArgument(format!(
+                "fencing is not available over {nodes} independent Redis primaries (quorum \
+                 mode): their counters are separate, and no majority of them can give a \
+                 single strictly increasing fence; take fenced locks on one primary, Sentinel \
+                 or a Redis Cluster"
+            )));
+        }
         Ok(Client {
             platform,
+            nodes,
             retry_count: options.retry_count,
             backoff: Backoff {
                 base_ms: u64::from(options.retry_delay_ms),
@@ -158,6 +173,7 @@ impl<P: Platform> Client<P> {
     ) -> Result<Handle<P>, Error> {
         let redis_key = self.redis_key(key)?;
         validate::duration_ms("the TTL", ttl_ms, false)?;
+        check_lease(self.nodes, "the TTL", ttl_ms)?;
         let fence_key = if self.fencing {
             Some(validate::fence_key(&redis_key)?)
         } else {
@@ -171,28 +187,34 @@ impl<P: Platform> Client<P> {
         let mut uncertain = false;
         let mut attempt = 1u32;
         let failure = loop {
-            let last = match self.attempt(&keys, &args) {
-                Attempt::Acquired { reply, sent_ns }
-                    if self.platform.monotonic_ns() < sent_ns + ttl_ms * NS_PER_MS =>
-                {
+            // A quorum attempt gives back what it may have taken itself (Redlock releases on
+            // every primary after a failed round), so only single-store attempts leave
+            // anything uncertain behind.
+            let single = self.nodes == 1;
+            let last = match self.attempt(&keys, &args, ttl_ms) {
+                Attempt::Acquired {
+                    reply,
+                    sent_ns,
+                    valid_until_ns,
+                } if self.platform.monotonic_ns() < valid_until_ns => {
                     return Ok(self.new_handle(key, keys, args, ttl_ms, reply, sent_ns));
                 }
                 Attempt::Acquired { .. } => {
                     // Granted, but the reply came after the lease it granted had run out: a
                     // lock with no validity left is no lock. Give it back and try again.
-                    let _ = self.platform.eval(Op::Release, &keys[..1], &args[..1]);
+                    release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
                     Error::GrantedTooLate
                 }
                 Attempt::Busy => Error::NotAcquired,
                 Attempt::NotALock => break Error::NotALock,
                 Attempt::Failed(e) if retryable(&e) => {
-                    uncertain = true;
+                    uncertain |= single;
                     Error::Redis(e)
                 }
                 Attempt::Failed(e) => {
                     // A script error or an odd reply can come after the script wrote; the token
                     // is ours alone, so giving it back is safe. `denied` never reached Redis.
-                    uncertain |= !matches!(e, RedisError::Denied(_));
+                    uncertain |= single && !matches!(e, RedisError::Denied(_));
                     break Error::Redis(e);
                 }
             };
@@ -209,14 +231,49 @@ impl<P: Platform> Client<P> {
         Err(failure)
     }
 
-    fn attempt(&self, keys: &[String], args: &[String; 2]) -> Attempt {
+    fn attempt(&self, keys: &[String], args: &[String; 2], ttl_ms: u64) -> Attempt {
         let sent_ns = self.platform.monotonic_ns();
-        match self.platform.eval(Op::Acquire, keys, args) {
-            Ok(Value::Int(reply)) if reply > 0 => Attempt::Acquired { reply, sent_ns },
-            Ok(Value::Int(0)) => Attempt::Busy,
-            Ok(Value::Int(-1)) => Attempt::NotALock,
-            Ok(other) => Attempt::Failed(unexpected(Op::Acquire, &other)),
-            Err(e) => Attempt::Failed(e),
+        let valid_until_ns = sent_ns + lease_ns(self.nodes, ttl_ms);
+        if self.nodes == 1 {
+            return match self.platform.eval(Op::Acquire, keys, args) {
+                Ok(Value::Int(reply)) if reply > 0 => Attempt::Acquired {
+                    reply,
+                    sent_ns,
+                    valid_until_ns,
+                },
+                Ok(Value::Int(0)) => Attempt::Busy,
+                Ok(Value::Int(-1)) => Attempt::NotALock,
+                Ok(other) => Attempt::Failed(unexpected(Op::Acquire, &other)),
+                Err(e) => Attempt::Failed(e),
+            };
+        }
+        let tally = match self.platform.eval_all(Op::Acquire, keys, args) {
+            Ok(replies) => Tally::count(replies, |reply| match reply {
+                Value::Int(n) if n > 0 => Answer::Yes,
+                Value::Int(0) => Answer::No,
+                Value::Int(-1) => Answer::NotALock,
+                other => Answer::Refused(unexpected(Op::Acquire, &other)),
+            }),
+            Err(e) => return Attempt::Failed(e),
+        };
+        if tally.has_quorum() {
+            return Attempt::Acquired {
+                reply: 1,
+                sent_ns,
+                valid_until_ns,
+            };
+        }
+        if tally.may_have_written() {
+            release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
+        }
+        if !tally.answered_by_quorum() {
+            Attempt::Failed(tally.no_quorum())
+        } else if tally.not_a_lock > 0 {
+            Attempt::NotALock
+        } else if let Some(e) = tally.refusal() {
+            Attempt::Failed(e)
+        } else {
+            Attempt::Busy
         }
     }
 
@@ -231,9 +288,11 @@ impl<P: Platform> Client<P> {
         sent_ns: u64,
     ) -> Handle<P> {
         let sent_ms = self.platform.wall_ms_at(sent_ns);
+        let lease_ns = lease_ns(self.nodes, ttl_ms);
         let [token, _ttl] = args;
         Handle {
             platform: self.platform.clone(),
+            nodes: self.nodes,
             key: key.to_owned(),
             redis_key: keys.into_iter().next().unwrap_or_default(),
             token,
@@ -242,8 +301,8 @@ impl<P: Platform> Client<P> {
             safety_margin_ns: self.safety_margin_ns,
             lease: RefCell::new(Lease {
                 phase: Phase::Held,
-                valid_until_ns: sent_ns + ttl_ms * NS_PER_MS,
-                expires_at_ms: sent_ms + ttl_ms,
+                valid_until_ns: sent_ns + lease_ns,
+                expires_at_ms: sent_ms + lease_ns / NS_PER_MS,
             }),
         }
     }
@@ -256,6 +315,14 @@ impl<P: Platform> Client<P> {
     /// The key's state and remaining TTL.
     pub fn key_state(&self, key: &str) -> Result<KeyState, Error> {
         let keys = [self.redis_key(key)?];
+        if self.nodes > 1 {
+            let replies = self
+                .platform
+                .eval_all(Op::Check, &keys, &[])
+                .map_err(Error::Redis)?;
+            return quorum::key_state(replies, |reply| unexpected(Op::Check, reply))
+                .map_err(Error::Redis);
+        }
         let reply = self
             .platform
             .eval(Op::Check, &keys, &[])
@@ -275,6 +342,7 @@ impl<P: Platform> Client<P> {
         let now_ms = self.platform.wall_ms_at(self.platform.monotonic_ns());
         Ok(Handle {
             platform: self.platform.clone(),
+            nodes: self.nodes,
             key: key.to_owned(),
             redis_key,
             token: token.to_owned(),
@@ -313,6 +381,7 @@ struct Lease {
 /// One acquired lock.
 pub struct Handle<P> {
     platform: Rc<P>,
+    nodes: u32,
     key: String,
     redis_key: String,
     token: String,
@@ -344,13 +413,77 @@ impl<P: Platform> Handle<P> {
         }
     }
 
+    /// Runs a token-checked script on every primary (quorum mode). A refusal by the host is
+    /// an error at once.
+    fn owned_round(&self, op: Op, args: &[String]) -> Result<Tally, Error> {
+        let keys = core::slice::from_ref(&self.redis_key);
+        let replies = self
+            .platform
+            .eval_all(op, keys, args)
+            .map_err(Error::Redis)?;
+        Ok(Tally::count(replies, |reply| match reply {
+            Value::Int(1) => Answer::Yes,
+            Value::Int(0) => Answer::No,
+            other => Answer::Refused(unexpected(op, &other)),
+        }))
+    }
+
+    /// Marks the handle lost and gives back what may still carry its token on a minority of
+    /// primaries (quorum mode).
+    fn lose_everywhere(&self) -> Error {
+        self.lease.borrow_mut().phase = Phase::Lost;
+        release_everywhere(&*self.platform, self.nodes, &self.redis_key, &self.token);
+        Error::NotHeld
+    }
+
+    /// Release over a quorum: done once a majority answered (the primaries that did not keep
+    /// the key until its TTL, and no majority can hold it); lost when every answer was no.
+    fn release_round(&self) -> Result<(), Error> {
+        let tally = self.owned_round(Op::Release, core::slice::from_ref(&self.token))?;
+        if !tally.answered_by_quorum() {
+            return Err(Error::Redis(tally.no_quorum()));
+        }
+        if tally.yes > 0 {
+            return Ok(());
+        }
+        if let Some(e) = tally.refusal() {
+            return Err(Error::Redis(e));
+        }
+        self.lease.borrow_mut().phase = Phase::Lost;
+        Err(Error::NotHeld)
+    }
+
+    /// Extend over a quorum: held again only when a majority extended within the new lease's
+    /// validity; lost when too many primaries no longer hold the token for a majority, or
+    /// when the majority came too late.
+    fn extend_round(&self, ttl_ms: u64, sent_ns: u64) -> Result<(), Error> {
+        let tally = self.owned_round(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
+        if tally.has_quorum() {
+            if self.platform.monotonic_ns() < sent_ns + lease_ns(self.nodes, ttl_ms) {
+                return Ok(());
+            }
+            return Err(self.lose_everywhere());
+        }
+        if tally.majority_impossible() {
+            return Err(self.lose_everywhere());
+        }
+        Err(Error::Redis(
+            tally.refusal().unwrap_or_else(|| tally.no_quorum()),
+        ))
+    }
+
     /// Compare-and-delete. Once a release has been sent, the handle no longer claims the
     /// lock: when the outcome is unknown it is `Releasing`, and only `release` may be retried.
     pub fn release(&self) -> Result<(), Error> {
         if self.lease.borrow().phase != Phase::Releasing {
             self.ensure_held()?;
         }
-        match self.owned_op(Op::Release, core::slice::from_ref(&self.token)) {
+        let released = if self.nodes == 1 {
+            self.owned_op(Op::Release, core::slice::from_ref(&self.token))
+        } else {
+            self.release_round()
+        };
+        match released {
             Ok(()) => {
                 self.lease.borrow_mut().phase = Phase::Released;
                 Ok(())
@@ -366,6 +499,7 @@ impl<P: Platform> Handle<P> {
     /// Compare-and-expire to `ttl_ms` from now.
     pub fn extend(&self, ttl_ms: u64) -> Result<(), Error> {
         validate::duration_ms("the extension", ttl_ms, false)?;
+        check_lease(self.nodes, "the extension", ttl_ms)?;
         self.ensure_held()?;
         let sent_ns = self.platform.monotonic_ns();
         {
@@ -378,19 +512,25 @@ impl<P: Platform> Handle<P> {
             }
         }
         let sent_ms = self.platform.wall_ms_at(sent_ns);
-        let extended = self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()]);
+        let extended = if self.nodes == 1 {
+            self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])
+        } else {
+            self.extend_round(ttl_ms, sent_ns)
+        };
+        let lease_ns = lease_ns(self.nodes, ttl_ms);
         let mut lease = self.lease.borrow_mut();
         match &extended {
             Ok(()) => {
                 lease.phase = Phase::Held;
-                lease.valid_until_ns = sent_ns + ttl_ms * NS_PER_MS;
-                lease.expires_at_ms = sent_ms + ttl_ms;
+                lease.valid_until_ns = sent_ns + lease_ns;
+                lease.expires_at_ms = sent_ms + lease_ns / NS_PER_MS;
             }
             // The extend may have run: if it set a shorter TTL than the one left, Redis now
-            // expires the key sooner, so validity may only shrink.
-            Err(Error::Redis(e)) if retryable(e) => {
-                lease.valid_until_ns = lease.valid_until_ns.min(sent_ns + ttl_ms * NS_PER_MS);
-                lease.expires_at_ms = lease.expires_at_ms.min(sent_ms + ttl_ms);
+            // expires the key sooner, so validity may only shrink. Over a quorum a refusal
+            // may come beside primaries that did extend.
+            Err(Error::Redis(e)) if retryable(e) || self.nodes > 1 => {
+                lease.valid_until_ns = lease.valid_until_ns.min(sent_ns + lease_ns);
+                lease.expires_at_ms = lease.expires_at_ms.min(sent_ms + lease_ns / NS_PER_MS);
             }
             Err(_) => {}
         }
@@ -426,5 +566,41 @@ impl<P: Platform> Handle<P> {
             Phase::Lost => HandleStatus::Lost,
             Phase::Releasing => HandleStatus::Releasing,
         }
+    }
+}
+
+/// How long a lease of `ttl_ms` granted now may be counted on, in nanoseconds: the TTL on one
+/// store; over a quorum, the TTL less the clock-drift allowance (`contract::quorum_drift_ns`).
+fn lease_ns(nodes: u32, ttl_ms: u64) -> u64 {
+    let ttl_ns = ttl_ms * NS_PER_MS;
+    if nodes == 1 {
+        ttl_ns
+    } else {
+        ttl_ns.saturating_sub(contract::quorum_drift_ns(ttl_ms))
+    }
+}
+
+/// Over a quorum, a lease no longer than the clock-drift allowance can never be valid.
+fn check_lease(nodes: u32, what: &str, ttl_ms: u64) -> Result<(), Error> {
+    if nodes > 1 && lease_ns(nodes, ttl_ms) == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} of {ttl_ms} ms is not longer than the clock-drift allowance over {nodes} \
+             Redis primaries ({} ms + {} per mille)",
+            contract::QUORUM_DRIFT_MS,
+            contract::QUORUM_DRIFT_PER_MILLE
+        )));
+    }
+    Ok(())
+}
+
+/// Best effort: deletes `key` wherever it still holds `token` (on every primary over a
+/// quorum). Its outcome does not matter to the caller, who already has an answer.
+fn release_everywhere<P: Platform>(platform: &P, nodes: u32, key: &str, token: &str) {
+    let keys = [key.to_owned()];
+    let args = [token.to_owned()];
+    if nodes == 1 {
+        let _ = platform.eval(Op::Release, &keys, &args);
+    } else {
+        let _ = platform.eval_all(Op::Release, &keys, &args);
     }
 }

@@ -6,9 +6,14 @@
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::bindings::dlock::lock::redis::{RedisError, Value};
 use crate::scripts::Op;
+
+/// The replies of one script run on every primary (`eval_all`): one per primary, in a fixed
+/// order; the outer error is the host refusing the call before any primary saw it.
+pub type Round = Result<Vec<Result<Value, RedisError>>, RedisError>;
 
 /// The component's view of its environment.
 pub trait Platform {
@@ -26,6 +31,11 @@ pub trait Platform {
     fn new_token(&self) -> String;
     /// Runs one of the component's scripts in Redis.
     fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError>;
+    /// How many independent primaries the host runs scripts on: 1 for one store (a primary,
+    /// Sentinel, a Cluster), where `eval` is used; more in quorum mode, where `eval_all` is.
+    fn nodes(&self) -> u32;
+    /// Runs one of the component's scripts on every primary at once.
+    fn eval_all(&self, op: Op, keys: &[String], args: &[String]) -> Round;
 }
 
 /// Formats 16 random bytes as a UUID v4 (version and variant bits set).

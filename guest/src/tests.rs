@@ -8,7 +8,7 @@ use std::rc::Rc;
 use crate::bindings::dlock::lock::redis::{RedisError, Value};
 use crate::bindings::exports::dlock::lock::lock::{Error, HandleStatus, KeyState, LockOptions};
 use crate::lock::{Client, default_options};
-use crate::platform::Platform;
+use crate::platform::{Platform, Round};
 use crate::scripts::Op;
 
 const MS: u64 = 1_000_000;
@@ -31,6 +31,10 @@ struct Recorded {
     tokens: Cell<u64>,
     /// Virtual time each Redis call takes.
     call_ns: Cell<u64>,
+    /// Independent primaries (`nodes`); 0 is taken as 1.
+    nodes: Cell<u32>,
+    /// Replies to `eval_all`, one round (one reply per primary) at a time.
+    rounds: RefCell<VecDeque<Round>>,
 }
 
 impl Recorded {
@@ -69,6 +73,11 @@ impl Platform for Recorded {
         format!("token-{}", self.tokens.get())
     }
     fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError> {
+        assert_eq!(
+            self.nodes(),
+            1,
+            "redis-eval over a quorum (the host refuses it)"
+        );
         self.calls.borrow_mut().push(Call {
             op,
             keys: keys.to_vec(),
@@ -80,6 +89,23 @@ impl Platform for Recorded {
             .borrow_mut()
             .pop_front()
             .unwrap_or_else(|| panic!("no reply recorded for {op:?}"))
+    }
+    fn nodes(&self) -> u32 {
+        self.nodes.get().max(1)
+    }
+    fn eval_all(&self, op: Op, keys: &[String], args: &[String]) -> Round {
+        assert!(self.nodes() > 1, "eval_all on a single store");
+        self.calls.borrow_mut().push(Call {
+            op,
+            keys: keys.to_vec(),
+            args: args.to_vec(),
+            at_ms: self.now_ns.get() / MS,
+        });
+        self.now_ns.set(self.now_ns.get() + self.call_ns.get());
+        self.rounds
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| panic!("no round recorded for {op:?}"))
     }
 }
 
@@ -655,4 +681,218 @@ fn a_key_of_another_type_is_not_a_lock_and_is_not_retried() {
     assert!(matches!(err, Error::NotALock), "{err:?}");
     assert_eq!(p.ops(), [Op::Acquire]);
     assert!(p.sleeps_ms.borrow().is_empty());
+}
+
+// Quorum mode (Redlock over independent primaries).
+
+fn quorum(nodes: u32, rounds: Vec<Vec<Result<Value, RedisError>>>) -> Rc<Recorded> {
+    let p = Recorded::new([]);
+    p.nodes.set(nodes);
+    p.rounds.borrow_mut().extend(rounds.into_iter().map(Ok));
+    p
+}
+
+fn down() -> Result<Value, RedisError> {
+    Err(RedisError::Unavailable("Connection refused".into()))
+}
+
+fn once() -> LockOptions {
+    LockOptions {
+        retry_count: 0,
+        ..defaults()
+    }
+}
+
+#[test]
+fn a_quorum_acquire_holds_with_a_majority_for_the_ttl_less_elapsed_and_drift() {
+    let p = quorum(3, vec![vec![int(1), int(0), int(1)]]);
+    p.call_ns.set(5 * MS);
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    assert!(h.is_held());
+    // One token for every primary; validity counted from when the round was sent, less the
+    // drift allowance (1 % of 10 s + 2 ms = 102 ms).
+    assert_eq!(p.calls.borrow()[0].args, ["token-1", "10000"]);
+    assert_eq!(h.info().valid_until_ns, 1_000 * MS + (10_000 - 102) * MS);
+    assert_eq!(p.ops(), [Op::Acquire]);
+}
+
+#[test]
+fn a_quorum_acquire_without_a_majority_gives_back_every_grant_and_is_busy() {
+    let p = quorum(3, vec![vec![int(1), int(0), int(0)], vec![int(1); 3]]);
+    assert!(
+        client(&p, once())
+            .try_acquire("job", 1000)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+
+    // All busy: nothing to give back.
+    let p = quorum(5, vec![vec![int(0); 5]]);
+    assert!(
+        client(&p, once())
+            .try_acquire("job", 1000)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(p.ops(), [Op::Acquire]);
+}
+
+#[test]
+fn a_majority_down_is_a_no_quorum_error_and_the_survivors_are_cleaned() {
+    let p = quorum(
+        5,
+        vec![
+            vec![int(1), down(), int(1), down(), down()],
+            vec![int(1), down(), int(1), down(), down()],
+        ],
+    );
+    let err = client(&p, once()).acquire("job", 1000).err().unwrap();
+    let Error::Redis(RedisError::Unavailable(m)) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.starts_with("no quorum: 2 of 5 Redis primaries answered, 3 needed"),
+        "{m}"
+    );
+    assert!(m.contains("Connection refused"), "{m}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+}
+
+#[test]
+fn a_minority_down_does_not_stop_a_quorum_acquire() {
+    let p = quorum(
+        5,
+        vec![vec![
+            int(1),
+            down(),
+            int(1),
+            Err(RedisError::Timeout),
+            int(1),
+        ]],
+    );
+    assert!(client(&p, once()).acquire("job", 1000).unwrap().is_held());
+}
+
+#[test]
+fn a_quorum_grant_that_took_longer_than_its_validity_is_given_back() {
+    let p = quorum(3, vec![vec![int(1); 3], vec![int(1); 3]]);
+    // 990 ms round trip: past 1000 ms - (10 ms + 2 ms) of validity.
+    p.call_ns.set(990 * MS);
+    let err = client(&p, once()).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::GrantedTooLate), "{err:?}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+}
+
+#[test]
+fn a_key_of_another_type_on_a_primary_is_not_a_lock_over_a_quorum() {
+    let p = quorum(3, vec![vec![int(-1), int(0), int(1)], vec![int(0); 3]]);
+    let err = client(&p, defaults()).acquire("job", 1000).err().unwrap();
+    assert!(matches!(err, Error::NotALock), "{err:?}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+}
+
+#[test]
+fn fencing_and_leases_within_the_drift_allowance_are_refused_over_a_quorum() {
+    let p = quorum(3, vec![]);
+    let fenced = LockOptions {
+        fencing: true,
+        ..defaults()
+    };
+    let err = Client::new(p.clone(), fenced).err().unwrap();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("fencing is not available")),
+        "{err:?}"
+    );
+    // 2 ms + 1 %: a 2 ms lease can never be valid.
+    let err = client(&p, defaults()).acquire("job", 2).err().unwrap();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("clock-drift")),
+        "{err:?}"
+    );
+    assert!(p.calls.borrow().is_empty());
+}
+
+#[test]
+fn a_quorum_extend_counts_only_with_a_majority_within_validity() {
+    let p = quorum(
+        3,
+        vec![
+            vec![int(1); 3],
+            vec![int(1), int(1), int(0)],
+            vec![int(1), down(), down()],
+            vec![int(1), int(0), int(0)],
+            vec![int(1); 3],
+        ],
+    );
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    p.advance_ms(1000);
+    h.extend(20_000).unwrap();
+    assert_eq!(h.info().valid_until_ns, 2_000 * MS + (20_000 - 202) * MS);
+    // One primary answered: unknown, retryable, and validity only shrinks.
+    p.advance_ms(1000);
+    let err = h.extend(5_000).err().unwrap();
+    assert!(matches!(&err, Error::Redis(RedisError::Unavailable(m)) if m.contains("no quorum")));
+    assert_eq!(h.info().valid_until_ns, 3_000 * MS + (5_000 - 52) * MS);
+    assert!(h.is_held());
+    // Two of three no longer hold the token: lost, and the last one is cleaned.
+    let err = h.extend(5_000).err().unwrap();
+    assert!(matches!(err, Error::NotHeld));
+    assert_eq!(h.status(), HandleStatus::Lost);
+    assert_eq!(p.ops()[4], Op::Release);
+}
+
+#[test]
+fn a_quorum_release_is_done_once_a_majority_answered() {
+    let p = quorum(
+        3,
+        vec![
+            vec![int(1); 3],
+            vec![down(), down(), int(1)],
+            vec![int(1), int(0), Err(RedisError::Timeout)],
+        ],
+    );
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    let err = h.release().err().unwrap();
+    assert!(matches!(&err, Error::Redis(RedisError::Unavailable(m)) if m.contains("1 of 3")));
+    assert_eq!(h.status(), HandleStatus::Releasing);
+    h.release().unwrap();
+    assert_eq!(h.status(), HandleStatus::Released);
+}
+
+#[test]
+fn a_quorum_release_that_finds_no_token_anywhere_is_not_held() {
+    let p = quorum(3, vec![vec![int(1); 3], vec![int(0); 3]]);
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    assert!(matches!(h.release(), Err(Error::NotHeld)));
+    assert_eq!(h.status(), HandleStatus::Lost);
+}
+
+#[test]
+fn a_key_counts_as_locked_over_a_quorum_while_no_majority_can_form_without_it() {
+    let state = |nodes: u32, round: Vec<Result<Value, RedisError>>| {
+        let p = quorum(nodes, vec![round]);
+        client(&p, defaults()).key_state("job")
+    };
+    assert!(matches!(
+        state(3, vec![int(5000), int(3000), int(-2)]),
+        Ok(KeyState::Expiring(3000))
+    ));
+    assert!(matches!(
+        state(3, vec![int(5000), int(-2), int(-2)]),
+        Ok(KeyState::Unlocked)
+    ));
+    assert!(matches!(
+        state(3, vec![int(-1), int(-1), int(10)]),
+        Ok(KeyState::Persistent)
+    ));
+    assert!(matches!(
+        state(5, vec![int(9), int(8), int(7), int(-2), down()]),
+        Ok(KeyState::Expiring(7))
+    ));
+    assert!(matches!(
+        state(3, vec![int(9), down(), down()]),
+        Err(Error::Redis(RedisError::Unavailable(_)))
+    ));
 }

@@ -1,10 +1,10 @@
 //! Release on failure: when a call into the component traps, overruns its budget or is
 //! cancelled, the locks that call may have taken (as `redis::Grants` saw them go by) are given
-//! back in the background with the bundled compare-and-delete script.
+//! back in the background with the bundled compare-and-delete script, on every primary.
 
 use std::sync::Arc;
 
-use crate::redis::{Grants, Link, RedisCtx, eval};
+use crate::redis::{Grants, Link, RedisCtx, run};
 
 /// Releases the locks the current call noted if dropped while armed: created before a call
 /// into the component (which starts the list afresh) and disarmed when the call returns
@@ -47,11 +47,15 @@ impl Drop for ReleaseOnFailure {
         }
         let link = self.link.clone();
         runtime.spawn(async move {
-            let mut conn = link.connection();
+            let timeout = link.policy.command_timeout;
             for (key, token) in grants {
                 let (keys, args) = ([key], [token]);
-                let call = eval(&mut conn, &release, &keys, &args);
-                let _ = tokio::time::timeout(link.policy.command_timeout, call).await;
+                futures_util::future::join_all(
+                    link.nodes()
+                        .iter()
+                        .map(|node| run(node, &release, &keys, &args, timeout)),
+                )
+                .await;
             }
         });
     }

@@ -25,7 +25,10 @@
 //!
 //! Guarantees (single Redis primary): at most one unexpired holder per key; `release` and
 //! `extend` never touch another holder's lock; a crashed holder's lock frees within its TTL.
-//! See the README for what breaks them and how fencing tokens protect a resource.
+//! See the README for what breaks them and how fencing tokens protect a resource. A
+//! [`Topology`] takes the same component to a Redis Cluster, a Sentinel-managed primary
+//! (`redis+sentinel://`), or quorum mode (Redlock) over independent primaries; the README's
+//! Guarantees section says what holds in each.
 //!
 //! For a plugin host with stores of its own, [`redis::add_to_linker`] gives any `Store<T>` the
 //! component's Redis import under the same [`Policy`], and [`bindings`] are the world's
@@ -77,7 +80,7 @@ pub mod server;
 mod store;
 
 /// The redis-rs crate this crate is built on ([`Runtime::connection`] hands out its
-/// `ConnectionManager`, [`Error::Connect`] carries its error).
+/// connections, [`Error::Connect`] carries its error).
 pub use ::redis as redis_rs;
 #[cfg(feature = "runtime")]
 pub use client::{Client, Deadline, LockHandle};
@@ -90,6 +93,8 @@ pub use error::{Error, Result};
 #[cfg(feature = "runtime")]
 pub use options::{HandleStatus, KeyState, LockInfo, LockOptions};
 pub use redis::Policy;
+#[cfg(feature = "runtime")]
+pub use redis::{RedisConnection, TlsConfig, Topology};
 #[cfg(feature = "runtime")]
 pub use runtime::{Runtime, RuntimeBuilder};
 /// The wasmtime crate this crate is built on ([`LockComponent::new`] takes its `Engine`; the

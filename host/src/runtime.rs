@@ -3,16 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 use crate::client::Client;
 use crate::component::LockComponent;
 use crate::error::Result;
 use crate::options::LockOptions;
-use crate::redis::{DEFAULT_CONNECT_TIMEOUT, Link, Policy, RedisCtx, redact_url};
+use crate::redis::{
+    DEFAULT_CONNECT_TIMEOUT, Link, Policy, RedisConnection, RedisCtx, TlsConfig, Topology,
+};
 
-/// Everything built once: the compiled component (engine, linker, `InstancePre`) and one
-/// multiplexed, reconnecting Redis connection shared by all clients. Cheap to clone.
+/// Everything built once: the compiled component (engine, linker, `InstancePre`) and the
+/// Redis connections shared by all clients (one multiplexed, reconnecting connection per
+/// store: a primary, a Sentinel-managed primary, a Redis Cluster, or each primary of a
+/// quorum). Cheap to clone.
 ///
 /// ```no_run
 /// # async fn demo() -> dlock_host::Result<()> {
@@ -38,19 +40,21 @@ impl std::fmt::Debug for Runtime {
 /// Configures a [`Runtime`]; see [`Runtime::builder`]. Its `Debug` shows the URL redacted.
 #[derive(Clone)]
 pub struct RuntimeBuilder {
-    url: String,
+    topology: Topology,
     component: Option<LockComponent>,
     policy: Policy,
     connect_timeout: Duration,
+    tls: TlsConfig,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuntimeBuilder")
-            .field("url", &redact_url(&self.url))
+            .field("topology", &self.topology)
             .field("component", &self.component)
             .field("policy", &self.policy)
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -75,12 +79,32 @@ impl RuntimeBuilder {
         self
     }
 
+    /// For `rediss://`: trust only this certificate authority (PEM), instead of the system's
+    /// root certificates. A server whose certificate it did not sign is refused
+    /// ([`crate::Error::Connect`]).
+    pub fn with_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_ca = Some(pem.into());
+        self
+    }
+
+    /// For `rediss://` servers that authenticate clients (`tls-auth-clients yes`): show
+    /// this certificate (chain) and private key, both PEM.
+    pub fn with_tls_client_cert(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Connects to Redis and compiles the bundled component (once per process) unless one
-    /// was given. Fails with [`crate::Error::InvalidArgument`] for a malformed URL and
-    /// [`crate::Error::Connect`] when Redis cannot be reached; it gives up within a few
-    /// connect timeouts.
+    /// was given. Fails with [`crate::Error::InvalidArgument`] for a malformed URL or
+    /// topology and [`crate::Error::Connect`] when Redis (in quorum mode: a majority of the
+    /// primaries) cannot be reached; it gives up within a few connect timeouts.
     pub async fn build(self) -> Result<Runtime> {
-        let link = Link::connect(&self.url, self.policy, self.connect_timeout).await?;
+        let link =
+            Link::connect(&self.topology, self.policy, self.connect_timeout, self.tls).await?;
         let component = match self.component {
             Some(component) => component,
             None => LockComponent::bundled()?,
@@ -94,18 +118,20 @@ impl RuntimeBuilder {
 
 impl Runtime {
     /// A runtime on the bundled component with the default policy.
-    pub async fn connect(redis_url: &str) -> Result<Runtime> {
-        Self::builder(redis_url).build().await
+    pub async fn connect(redis: impl Into<Topology>) -> Result<Runtime> {
+        Self::builder(redis).build().await
     }
 
-    /// Starts configuring a runtime for the Redis at `redis_url` (`redis://`, `rediss://`,
-    /// `unix://`; user and password may be in the URL).
-    pub fn builder(redis_url: &str) -> RuntimeBuilder {
+    /// Starts configuring a runtime for the Redis at `redis`: a URL (`redis://`, `rediss://`,
+    /// `unix://`, `redis+sentinel://`; user and password may be in the URL), or a
+    /// [`Topology`] (a Redis Cluster, or quorum mode over independent primaries).
+    pub fn builder(redis: impl Into<Topology>) -> RuntimeBuilder {
         RuntimeBuilder {
-            url: redis_url.to_owned(),
+            topology: redis.into(),
             component: None,
             policy: Policy::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: TlsConfig::default(),
         }
     }
 
@@ -130,16 +156,24 @@ impl Runtime {
         RedisCtx::new(self.link.clone())
     }
 
-    /// The Redis URL with any password replaced by `***`.
+    /// The Redis URL (or, for a Cluster or a quorum, the URLs and the mode) with any
+    /// password replaced by `***`.
     pub fn redis_url(&self) -> &str {
         self.link.url()
     }
 
     /// A handle on the runtime's Redis connection (multiplexed, reconnecting; cheap to clone),
-    /// for reading or arranging Redis state beside the locks. It has no timeout of its own:
-    /// bound your calls on it.
-    pub fn connection(&self) -> ConnectionManager {
-        self.link.connection()
+    /// for reading or arranging Redis state beside the locks; in quorum mode, the first
+    /// primary's (see [`Runtime::connections`]). It has no timeout of its own: bound your
+    /// calls on it.
+    pub fn connection(&self) -> RedisConnection {
+        self.link.nodes()[0].current().1
+    }
+
+    /// The connection of every store, in the order the topology gave them: one, or one per
+    /// primary in quorum mode.
+    pub fn connections(&self) -> Vec<RedisConnection> {
+        self.link.connections()
     }
 
     /// The policy in force.

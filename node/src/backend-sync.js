@@ -28,6 +28,10 @@ export function probeInstance() {
     redisEval() {
       throw { tag: 'denied', val: 'no Redis in the probe instance' };
     },
+    nodeCount: () => 1,
+    redisEvalAll() {
+      throw { tag: 'denied', val: 'no Redis in the probe instance' };
+    },
   });
   return probe;
 }

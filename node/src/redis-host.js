@@ -288,6 +288,19 @@ export class RedisHost {
   }
 }
 
+/**
+ * `redis-eval-all` on the one Redis this package runs on (`node-count` is 1; quorum mode is
+ * the Rust host's): the two handlers of `redis-eval`'s promise that turn its outcome into a
+ * list of one result. A policy refusal (`denied`) stays the outer error, as in the Rust host.
+ */
+export const oneNode = [
+  (val) => [{ tag: 'ok', val }],
+  (err) => {
+    if (err?.tag === 'denied') throw err;
+    return [{ tag: 'err', val: err }];
+  },
+];
+
 /** The `script` resource of the `dlock:lock/redis` import under `policy`: `load` admits a
  * source (denied unless the policy's allowlist has it); an instance holds its allowlist entry. */
 export function scriptResource(policy) {

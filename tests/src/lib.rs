@@ -3,16 +3,20 @@
 //!
 //! Every suite starts its own servers; nothing here mocks Redis.
 
+pub mod cluster;
 pub mod driver;
 pub mod node;
 pub mod protocol;
 pub mod stats;
+pub mod tls;
 pub mod tool;
 pub mod workers;
 
 pub use dlock_host::server::RedisServer;
 
 pub mod proxy;
+
+pub mod sentinel;
 
 pub mod history;
 
@@ -69,6 +73,38 @@ where
     }
 }
 
+/// The minimal ACL rule for a dlock user confined to the key namespace `app:` (see
+/// docs/SECURITY.md), after `ACL SETUSER NAME on >PASSWORD`.
+pub const MINIMAL_ACL: &[&str] = &[
+    "resetkeys",
+    "~app:*",
+    "~{app:*",
+    "resetchannels",
+    "-@all",
+    "+evalsha",
+    "+eval",
+    "+get",
+    "+set",
+    "+del",
+    "+pexpire",
+    "+pttl",
+    "+incr",
+];
+
+/// Creates (or resets) the user `name` with `password` and [`MINIMAL_ACL`] on `server`.
+pub async fn minimal_acl_user(server: &RedisServer, name: &str, password: &str) {
+    let mut admin = raw(server).await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(name)
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg(MINIMAL_ACL)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+}
+
 /// `EXISTS key`.
 pub async fn exists(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
     redis::cmd("EXISTS")
@@ -93,7 +129,7 @@ pub async fn via_proxy(
         .await
         .unwrap();
     let policy = dlock_host::Policy::default().with_command_timeout(command_timeout);
-    let runtime = Runtime::builder(&proxy.url())
+    let runtime = Runtime::builder(proxy.url())
         .with_policy(policy)
         .build()
         .await

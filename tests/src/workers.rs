@@ -59,12 +59,35 @@ impl Worker {
         redis_url: &str,
         resource_url: &str,
     ) -> std::io::Result<Worker> {
+        Self::spawn_with(program, &[("DLOCK_REDIS_URL", redis_url)], resource_url).await
+    }
+
+    /// Like [`Worker::spawn`], with its locks in the Redis Cluster that `seeds` belong to.
+    pub async fn spawn_cluster(
+        program: &Path,
+        seeds: &[String],
+        resource_url: &str,
+    ) -> std::io::Result<Worker> {
+        let env = [
+            ("DLOCK_REDIS_URL", seeds.join(",").as_str()),
+            ("DLOCK_REDIS_CLUSTER", "1"),
+        ]
+        .map(|(k, v)| (k, v.to_owned()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Self::spawn_with(program, &env, resource_url).await
+    }
+
+    async fn spawn_with(
+        program: &Path,
+        env: &[(&str, &str)],
+        resource_url: &str,
+    ) -> std::io::Result<Worker> {
         let stderr = tempfile::NamedTempFile::new()?;
         let mut child = Command::new(program)
             .args(["--resource", resource_url])
             // In the environment rather than on the command line, where `ps` would show a
             // password.
-            .env("DLOCK_REDIS_URL", redis_url)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr.reopen()?)

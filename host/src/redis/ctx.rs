@@ -7,7 +7,7 @@ use std::time::Instant;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use super::link::{DEFAULT_CONNECT_TIMEOUT, Link};
-use super::{Grants, Policy};
+use super::{Grants, Policy, TlsConfig, Topology};
 use crate::error::Result;
 use crate::sandbox::TokenBucket;
 
@@ -49,12 +49,19 @@ impl RedisCtx {
         }
     }
 
-    /// A context on its own connection to the Redis at `url`, under `policy`. Fails with
+    /// A context on its own connections to the Redis of `topology` (a URL for one Redis),
+    /// under `policy`, with TLS trusting the system's roots. Fails with
     /// [`crate::Error::InvalidArgument`] for a malformed URL and [`crate::Error::Connect`] when
     /// Redis cannot be reached. Prefer [`crate::Runtime::redis_ctx`] to share one connection
     /// among many stores.
-    pub async fn connect(url: &str, policy: Policy) -> Result<Self> {
-        let link = Link::connect(url, policy, DEFAULT_CONNECT_TIMEOUT).await?;
+    pub async fn connect(topology: impl Into<Topology>, policy: Policy) -> Result<Self> {
+        let link = Link::connect(
+            &topology.into(),
+            policy,
+            DEFAULT_CONNECT_TIMEOUT,
+            TlsConfig::default(),
+        )
+        .await?;
         Ok(RedisCtx::new(Arc::new(link)))
     }
 
@@ -78,8 +85,9 @@ impl RedisCtx {
         &self.link.policy
     }
 
-    pub(crate) fn admit_eval(&mut self, now: Instant) -> bool {
-        self.evals.take(now, 1)
+    /// Takes `calls` from this call's `redis-eval` bucket.
+    pub(crate) fn admit_eval(&mut self, now: Instant, calls: u64) -> bool {
+        self.evals.take(now, calls)
     }
 }
 

@@ -2,14 +2,16 @@
 //! [`Policy`], then EVALSHA (EVAL after `NOSCRIPT`) under the command timeout.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
+use redis::cluster_routing::Slot;
 use redis::{ErrorKind, ServerErrorKind};
 use wasmtime::component::Resource;
 
 use super::RedisView;
 use super::link::AllowedScript;
+use super::node::{Node, Outcome};
 use super::reply::{self, Failure, Reply, classify, flatten};
 use crate::bindings::dlock::lock::redis::{Host, HostScript};
 use crate::bindings::{Scalar, Value, WitRedisError};
@@ -36,6 +38,129 @@ impl HostScript for RedisView<'_> {
     }
 }
 
+/// The bundled acquire or release script with its key and token: a lock call that
+/// `grants.rs` keeps track of.
+type LockCall<'a> = Option<(BundledScript, &'a String, &'a String)>;
+
+/// Admits a call that will reach `nodes` stores: the rate buckets (one call and its bytes per
+/// store), the policy's caps and namespace, one hash slot in a Redis Cluster, and the bundled
+/// script's argument shape. An acquire is noted before it is sent. `denied` otherwise.
+fn admit<'a>(
+    ctx: &mut super::RedisCtx,
+    script: &AllowedScript,
+    keys: &'a [String],
+    args: &'a [String],
+) -> Result<LockCall<'a>, WitRedisError> {
+    let link = ctx.link.clone();
+    let policy = &link.policy;
+    let nodes = link.nodes().len() as u64;
+    let now = Instant::now();
+    if !ctx.admit_eval(now, nodes) {
+        return Err(WitRedisError::Denied(format!(
+            "more than {} Redis calls in one second",
+            policy.max_evals_per_second
+        )));
+    }
+    policy
+        .check_request(keys, args)
+        .map_err(WitRedisError::Denied)?;
+    if link.stores.cluster {
+        check_one_slot(keys).map_err(WitRedisError::Denied)?;
+    }
+    if let Some(role) = script.role {
+        policy
+            .limits
+            .check_role(role, keys, args)
+            .map_err(WitRedisError::Denied)?;
+    }
+    let bytes: usize = keys.iter().chain(args).map(String::len).sum();
+    if !ctx.bytes.take(now, bytes as u64 * nodes) {
+        return Err(WitRedisError::Denied(format!(
+            "more than {} bytes sent to Redis in one second",
+            policy.max_bytes_per_second
+        )));
+    }
+    let lock = match (script.role, keys.first(), args.first()) {
+        (
+            Some(role @ (BundledScript::Acquire | BundledScript::Release)),
+            Some(key),
+            Some(token),
+        ) => Some((role, key, token)),
+        _ => None,
+    };
+    if let Some((BundledScript::Acquire, key, token)) = lock {
+        ctx.grants.note(key, token);
+    }
+    Ok(lock)
+}
+
+/// In a Redis Cluster a script runs on one node: its keys must hash to one slot. Redis would
+/// refuse anything else with `CROSSSLOT`; this says why, before anything is sent.
+fn check_one_slot(keys: &[String]) -> Result<(), String> {
+    let Some((first, rest)) = keys.split_first() else {
+        return Ok(());
+    };
+    let slot = Slot::for_key(first);
+    match rest.iter().find(|key| Slot::for_key(key) != slot) {
+        None => Ok(()),
+        Some(other) => Err(format!(
+            "the keys {first:?} and {other:?} hash to different Redis Cluster slots: a \
+             script's keys must share one slot (give them a common hash tag, such as \
+             {{name}})"
+        )),
+    }
+}
+
+/// Forgets a noted lock once every store's reply shows it was not taken (a busy acquire) or
+/// is gone (a release, whatever it found).
+fn settle(grants: &super::Grants, lock: LockCall<'_>, replies: &[Result<redis::Value, Failure>]) {
+    let every = |f: fn(i64) -> bool| {
+        replies
+            .iter()
+            .all(|reply| matches!(reply, Ok(redis::Value::Int(n)) if f(*n)))
+    };
+    match lock {
+        Some((BundledScript::Acquire, key, token)) if every(|n| n <= 0) => {
+            grants.forget(key, token)
+        }
+        Some((BundledScript::Release, key, token)) if every(|_| true) => grants.forget(key, token),
+        _ => {}
+    }
+}
+
+/// Runs `script` on one store under `timeout`, and tells the store how it went.
+pub(crate) async fn run(
+    node: &Arc<Node>,
+    script: &AllowedScript,
+    keys: &[String],
+    args: &[String],
+    timeout: Duration,
+) -> Result<redis::Value, Failure> {
+    let (generation, mut conn) = node.current();
+    let reply = tokio::time::timeout(timeout, eval(&mut conn, script, keys, args)).await;
+    let (outcome, result) = match reply {
+        Err(_elapsed) => (Outcome::TimedOut, Err(Failure::Timeout)),
+        Ok(Ok(value)) => (Outcome::Answered, Ok(value)),
+        Ok(Err(e)) => match classify(&e) {
+            Failure::Timeout => (Outcome::TimedOut, Err(Failure::Timeout)),
+            f @ Failure::Unavailable(_) => (Outcome::Unavailable, Err(f)),
+            f => (Outcome::Answered, Err(f)),
+        },
+    };
+    node.note_outcome(generation, outcome);
+    result
+}
+
+fn to_wit(
+    reply: Result<redis::Value, Failure>,
+    max_reply_bytes: usize,
+) -> Result<Value, WitRedisError> {
+    reply
+        .and_then(|value| flatten(value, max_reply_bytes))
+        .map(Value::from)
+        .map_err(WitRedisError::from)
+}
+
 impl Host for RedisView<'_> {
     async fn redis_eval(
         &mut self,
@@ -46,66 +171,52 @@ impl Host for RedisView<'_> {
         let script = self.table.get(&script)?.0.clone();
         let ctx = &mut *self.ctx;
         let link = ctx.link.clone();
-        let policy = &link.policy;
-        let now = Instant::now();
-        if !ctx.admit_eval(now) {
+        let [node] = link.nodes() else {
             return Ok(Err(WitRedisError::Denied(format!(
-                "more than {} Redis calls in one second",
-                policy.max_evals_per_second
+                "this host runs {} independent Redis primaries (quorum mode), where one of \
+                 them alone holds no lock: use redis-eval-all",
+                link.nodes().len()
             ))));
-        }
-        if let Err(reason) = policy.check_request(&keys, &args) {
-            return Ok(Err(WitRedisError::Denied(reason)));
-        }
-        if let Some(role) = script.role
-            && let Err(reason) = policy.limits.check_role(role, &keys, &args)
-        {
-            return Ok(Err(WitRedisError::Denied(reason)));
-        }
-        let bytes: usize = keys.iter().chain(&args).map(String::len).sum();
-        if !ctx.bytes.take(now, bytes as u64) {
-            return Ok(Err(WitRedisError::Denied(format!(
-                "more than {} bytes sent to Redis in one second",
-                policy.max_bytes_per_second
-            ))));
-        }
-        let lock = match (script.role, keys.first(), args.first()) {
-            (
-                Some(role @ (BundledScript::Acquire | BundledScript::Release)),
-                Some(key),
-                Some(token),
-            ) => Some((role, key, token)),
-            _ => None,
         };
-        if let Some((BundledScript::Acquire, key, token)) = lock {
-            ctx.grants.note(key, token);
-        }
-        let (generation, mut conn) = link.current();
-        let reply = tokio::time::timeout(
-            policy.command_timeout,
-            eval(&mut conn, &script, &keys, &args),
+        let lock = match admit(ctx, &script, &keys, &args) {
+            Ok(lock) => lock,
+            Err(denied) => return Ok(Err(denied)),
+        };
+        let timeout = link.policy.command_timeout;
+        let reply = run(node, &script, &keys, &args, timeout).await;
+        ctx.calls += 1;
+        settle(&ctx.grants, lock, std::slice::from_ref(&reply));
+        Ok(to_wit(reply, link.policy.max_reply_bytes))
+    }
+
+    async fn node_count(&mut self) -> wasmtime::Result<u32> {
+        Ok(u32::try_from(self.ctx.link.nodes().len()).unwrap_or(u32::MAX))
+    }
+
+    async fn redis_eval_all(
+        &mut self,
+        script: Resource<ScriptEntry>,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Result<Value, WitRedisError>>, WitRedisError>> {
+        let script = self.table.get(&script)?.0.clone();
+        let ctx = &mut *self.ctx;
+        let link = ctx.link.clone();
+        let lock = match admit(ctx, &script, &keys, &args) {
+            Ok(lock) => lock,
+            Err(denied) => return Ok(Err(denied)),
+        };
+        let timeout = link.policy.command_timeout;
+        let replies = futures_util::future::join_all(
+            link.nodes()
+                .iter()
+                .map(|node| run(node, &script, &keys, &args, timeout)),
         )
         .await;
-        link.note_outcome(generation, reply.is_err());
         ctx.calls += 1;
-        match (lock, &reply) {
-            (Some((BundledScript::Acquire, key, token)), Ok(Ok(redis::Value::Int(n))))
-                if *n <= 0 =>
-            {
-                ctx.grants.forget(key, token);
-            }
-            (Some((BundledScript::Release, key, token)), Ok(Ok(redis::Value::Int(_)))) => {
-                ctx.grants.forget(key, token);
-            }
-            _ => {}
-        }
-        Ok(match reply {
-            Err(_elapsed) => Err(WitRedisError::Timeout),
-            Ok(Err(e)) => Err(classify(&e).into()),
-            Ok(Ok(value)) => flatten(value, policy.max_reply_bytes)
-                .map(Value::from)
-                .map_err(WitRedisError::from),
-        })
+        settle(&ctx.grants, lock, &replies);
+        let max = link.policy.max_reply_bytes;
+        Ok(Ok(replies.into_iter().map(|r| to_wit(r, max)).collect()))
     }
 }
 
@@ -113,7 +224,7 @@ impl Host for RedisView<'_> {
 /// one step (a `SCRIPT LOAD` then EVALSHA could lose the script to a `SCRIPT FLUSH` between
 /// the two).
 pub(crate) async fn eval(
-    conn: &mut ConnectionManager,
+    conn: &mut (impl ConnectionLike + Send),
     script: &AllowedScript,
     keys: &[String],
     args: &[String],
@@ -165,5 +276,24 @@ impl From<Reply> for Value {
             Reply::Status(s) => Value::Status(s),
             Reply::Array(items) => Value::Array(items.into_iter().map(Scalar::from).collect()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_one_slot;
+
+    fn keys(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn a_scripts_keys_must_share_one_cluster_slot() {
+        assert!(check_one_slot(&keys(&["job", "{job}:fence"])).is_ok());
+        assert!(check_one_slot(&keys(&["app:{j}", "app:{j}:fence"])).is_ok());
+        assert!(check_one_slot(&keys(&[])).is_ok());
+        let reason = check_one_slot(&keys(&["job", "other"])).unwrap_err();
+        assert!(reason.contains("different Redis Cluster slots"), "{reason}");
+        assert!(reason.contains("hash tag"), "{reason}");
     }
 }

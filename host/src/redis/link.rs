@@ -1,27 +1,21 @@
-//! The connection every context of one runtime shares, and the scripts its policy allows.
+//! What every context of one runtime shares for Redis: the stores it runs scripts on (one,
+//! or several independent primaries in quorum mode), the policy, and the scripts the policy
+//! allows.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::io::tcp::{TcpSettings, socket2};
-
+use super::connection::RedisConnection;
+use super::node::{Node, Settings};
 use super::policy::{Policy, sha1_hex};
-use super::url::redact_url;
+use super::topology::Topology;
 use crate::bundled::BundledScript;
+use crate::contract::quorum;
 use crate::error::{Error, Result};
 
 /// How long one attempt to open a connection may take, unless configured otherwise.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// After this many `redis-eval` timeouts in a row on one connection, the connection is taken
-/// for dead (a peer gone without a reset, a firewall that drops packets) and replaced by a
-/// fresh one. Three, so that one slow script or a short pause of Redis does not cost a
-/// reconnect, while a dead connection costs at most three command timeouts.
-pub(crate) const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
 /// A script the policy allows: its SHA1 (computed once), its source (for `SCRIPT LOAD`), and
 /// which of the bundled scripts it is, if any.
@@ -32,91 +26,79 @@ pub(crate) struct AllowedScript {
     pub(super) role: Option<BundledScript>,
 }
 
-/// One Redis connection (multiplexed, reconnecting, replaced when it goes silent), shared by
-/// every [`Link`] made on it.
-pub(crate) struct Connection {
-    /// The current connection, with its generation (counting replacements).
-    conn: RwLock<(u64, ConnectionManager)>,
-    /// What a replacement connection is made from.
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    /// `redis-eval` timeouts in a row since the last reply on the current connection.
-    timeouts_in_a_row: AtomicU32,
-    /// The Redis URL without its password.
-    url: String,
+/// The stores of one topology, shared by every [`Link`] made on them.
+pub(crate) struct Stores {
+    /// One node (a primary, Sentinel's primary, a Cluster), or one per quorum member.
+    pub(crate) nodes: Box<[Arc<Node>]>,
+    /// A Redis Cluster: a script's keys must share one hash slot.
+    pub(crate) cluster: bool,
+    /// The topology without passwords, for messages.
+    description: String,
 }
 
-impl Connection {
-    /// Connects to the Redis at `url` (each connection attempt bounded by `connect_timeout`).
-    /// Fails with [`Error::InvalidArgument`] for a malformed URL and [`Error::Connect`] when
-    /// Redis cannot be reached; it gives up within a few connect timeouts.
-    pub(crate) async fn open(url: &str, connect_timeout: Duration) -> Result<Self> {
-        let shown = redact_url(url);
-        let invalid = |e: redis::RedisError| {
-            Error::InvalidArgument(format!(
-                "invalid Redis URL {shown}: {}",
-                redact_url(&e.to_string())
-            ))
+impl Stores {
+    /// Connects to every store of `topology`. In quorum mode the members are connected to
+    /// at once, and a member that cannot be reached is connected to lazily (it counts as
+    /// unavailable until it answers) as long as a majority could be reached.
+    async fn open(topology: &Topology, settings: &Settings) -> Result<Stores> {
+        topology.check()?;
+        let nodes: Vec<Arc<Node>> = match topology {
+            Topology::Single(url) => vec![Arc::new(Node::open(url, settings, false).await?)],
+            Topology::Cluster(seeds) => vec![Arc::new(Node::open_cluster(seeds, settings).await?)],
+            Topology::Quorum(urls) => {
+                let opened = futures_util::future::join_all(
+                    urls.iter().map(|url| Node::open(url, settings, false)),
+                )
+                .await;
+                let reached = opened.iter().filter(|node| node.is_ok()).count();
+                let needed = quorum(u32::try_from(urls.len()).unwrap_or(u32::MAX)) as usize;
+                if reached < needed {
+                    let mut unreachable = Vec::new();
+                    let mut first = None;
+                    for node in opened {
+                        match node {
+                            Err(Error::Connect { url, source }) => {
+                                unreachable.push(url);
+                                first.get_or_insert(source);
+                            }
+                            Err(other) => return Err(other),
+                            Ok(_) => {}
+                        }
+                    }
+                    return Err(Error::Connect {
+                        url: format!(
+                            "a quorum of {} primaries (no quorum: {reached} reachable, {needed} \
+                             needed; unreachable: {})",
+                            urls.len(),
+                            unreachable.join(", ")
+                        ),
+                        source: first.expect("an unreachable primary"),
+                    });
+                }
+                let mut nodes = Vec::with_capacity(urls.len());
+                for (url, node) in urls.iter().zip(opened) {
+                    let node = match node {
+                        Ok(node) => node,
+                        Err(Error::Connect { .. }) => Node::open(url, settings, true).await?,
+                        Err(other) => return Err(other),
+                    };
+                    nodes.push(Arc::new(node));
+                }
+                nodes
+            }
         };
-        let info = url.into_connection_info().map_err(invalid)?;
-        let client = redis::Client::open(info.set_tcp_settings(tcp_settings())).map_err(invalid)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            // `redis-eval` bounds every call with the policy's command timeout itself, and
-            // replaces a connection that keeps timing out.
-            .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_with_config(client.clone(), config.clone())
-            .await
-            .map_err(|source| Error::Connect {
-                url: shown.clone(),
-                source,
-            })?;
-        Ok(Connection {
-            conn: RwLock::new((0, conn)),
-            client,
-            config,
-            timeouts_in_a_row: AtomicU32::new(0),
-            url: shown,
+        Ok(Stores {
+            nodes: nodes.into(),
+            cluster: matches!(topology, Topology::Cluster(_)),
+            description: topology.describe(),
         })
-    }
-
-    /// The current connection and its generation.
-    fn current(&self) -> (u64, ConnectionManager) {
-        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Notes how a call on generation `used` of the connection ended. After
-    /// [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row the connection is replaced (once:
-    /// callers that still hold the dead one find a new one in place already). A connection
-    /// that times out forever never reports an error of its own, so its manager would never
-    /// reconnect by itself.
-    fn note_outcome(&self, used: u64, timed_out: bool) {
-        if !timed_out {
-            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
-            return;
-        }
-        if self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 < TIMEOUTS_BEFORE_RECONNECT {
-            return;
-        }
-        let Ok(fresh) =
-            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
-        else {
-            return;
-        };
-        let mut current = self.conn.write().unwrap_or_else(|e| e.into_inner());
-        if current.0 == used {
-            *current = (used + 1, fresh);
-            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
-        }
     }
 }
 
 /// What every context of one runtime shares for Redis: the connection, the policy, and the
 /// scripts the policy allows.
 pub(crate) struct Link {
-    connection: Arc<Connection>,
+    pub(crate) stores: Arc<Stores>,
     pub(crate) policy: Policy,
     known: HashMap<Box<str>, Arc<AllowedScript>>,
     /// The longest allowed source: anything longer is refused without being hashed.
@@ -124,54 +106,58 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// A link to the Redis at `url`; see [`Connection::open`].
+    /// A link to the stores of `topology`, with TLS as `tls` says. Fails with
+    /// [`Error::InvalidArgument`] for a malformed URL or topology and [`Error::Connect`] when
+    /// Redis (in quorum mode: a majority) cannot be reached; it gives up within a few connect
+    /// timeouts.
     pub(crate) async fn connect(
-        url: &str,
+        topology: &Topology,
         policy: Policy,
         connect_timeout: Duration,
+        tls: super::TlsConfig,
     ) -> Result<Self> {
-        let connection = Connection::open(url, connect_timeout).await?;
-        Ok(Link::new(Arc::new(connection), policy))
+        let settings = Settings {
+            connect_timeout,
+            command_timeout: policy.command_timeout,
+            tls,
+        };
+        let stores = Stores::open(topology, &settings).await?;
+        Ok(Link::new(Arc::new(stores), policy))
     }
 
-    /// A link on `connection` under `policy`.
-    pub(crate) fn new(connection: Arc<Connection>, policy: Policy) -> Self {
+    /// A link on `stores` under `policy`.
+    pub(crate) fn new(stores: Arc<Stores>, policy: Policy) -> Self {
         let known: HashMap<Box<str>, Arc<AllowedScript>> = policy
             .known_sources()
             .map(|source| (source.into(), Arc::new(AllowedScript::new(source))))
             .collect();
         let longest_source = known.keys().map(|s| s.len()).max().unwrap_or(0);
         Link {
-            connection,
+            stores,
             policy,
             known,
             longest_source,
         }
     }
 
-    /// Another link on the same connection, under `policy`.
+    /// Another link on the same stores, under `policy`.
     pub(crate) fn with_policy(&self, policy: Policy) -> Self {
-        Link::new(self.connection.clone(), policy)
+        Link::new(self.stores.clone(), policy)
     }
 
-    /// The Redis URL without its password.
+    /// The topology without passwords.
     pub(crate) fn url(&self) -> &str {
-        &self.connection.url
+        &self.stores.description
     }
 
-    /// The current connection (multiplexed, reconnecting; cheap to clone).
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        self.connection.current().1
+    /// The stores scripts run on: one, or one per quorum member.
+    pub(crate) fn nodes(&self) -> &[Arc<Node>] {
+        &self.stores.nodes
     }
 
-    /// The current connection and its generation.
-    pub(super) fn current(&self) -> (u64, ConnectionManager) {
-        self.connection.current()
-    }
-
-    /// See [`Connection::note_outcome`].
-    pub(super) fn note_outcome(&self, used: u64, timed_out: bool) {
-        self.connection.note_outcome(used, timed_out);
+    /// The current connection of every store (multiplexed, reconnecting; cheap to clone).
+    pub(crate) fn connections(&self) -> Vec<RedisConnection> {
+        self.stores.nodes.iter().map(|n| n.current().1).collect()
     }
 
     /// The bundled release script, when the policy allows it.
@@ -211,17 +197,4 @@ impl AllowedScript {
             role,
         }
     }
-}
-
-/// TCP settings of every connection: keepalive probes and a bound on unacknowledged data, so
-/// that the kernel notices a peer that vanished without a reset (a host gone, a firewall
-/// dropping packets) within about ten seconds instead of fifteen minutes.
-fn tcp_settings() -> TcpSettings {
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(5))
-        .with_interval(Duration::from_secs(1))
-        .with_retries(5);
-    TcpSettings::default()
-        .set_keepalive(keepalive)
-        .set_user_timeout(Duration::from_secs(10))
 }

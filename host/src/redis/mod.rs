@@ -32,6 +32,8 @@
 //! the command timeout, and rates of calls and bytes.
 
 #[cfg(feature = "runtime")]
+mod connection;
+#[cfg(feature = "runtime")]
 mod ctx;
 #[cfg(feature = "runtime")]
 mod eval;
@@ -40,17 +42,27 @@ mod grants;
 mod limits;
 #[cfg(feature = "runtime")]
 mod link;
+#[cfg(feature = "runtime")]
+mod node;
 mod policy;
 mod reply;
 #[cfg(feature = "runtime")]
+mod sentinel;
+#[cfg(feature = "runtime")]
+mod tls;
+#[cfg(feature = "runtime")]
+mod topology;
+#[cfg(feature = "runtime")]
 mod url;
 
+#[cfg(feature = "runtime")]
+pub use connection::RedisConnection;
 #[cfg(feature = "runtime")]
 pub use ctx::{RedisCtx, RedisHostView, RedisView, add_to_linker};
 #[cfg(feature = "runtime")]
 pub use eval::ScriptEntry;
 #[cfg(feature = "runtime")]
-pub(crate) use eval::eval;
+pub(crate) use eval::run;
 #[cfg(feature = "runtime")]
 pub(crate) use grants::Grants;
 #[cfg(feature = "fuzzing")]
@@ -60,5 +72,9 @@ pub(crate) use link::{DEFAULT_CONNECT_TIMEOUT, Link};
 pub use policy::Policy;
 #[cfg(feature = "fuzzing")]
 pub use reply::{Failure, Reply, Scalar, classify, flatten};
+#[cfg(feature = "runtime")]
+pub use tls::TlsConfig;
+#[cfg(feature = "runtime")]
+pub use topology::{MAX_QUORUM_NODES, Topology};
 #[cfg(feature = "runtime")]
 pub use url::redact_url;

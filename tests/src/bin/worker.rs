@@ -3,13 +3,14 @@
 //! separate processes and pause, kill or partition them.
 //!
 //! `worker [--resource URL]`, with the lock's Redis in `DLOCK_REDIS_URL` (not on the command
-//! line, where `ps` would show a password); the fenced resource and guarded sets live at
-//! `--resource` (default: the lock's Redis).
+//! line, where `ps` would show a password; a comma list is quorum mode, or the seeds of a
+//! Redis Cluster with `DLOCK_REDIS_CLUSTER` set); the fenced resource and guarded sets live
+//! at `--resource` (default: the lock's Redis).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use dlock_host::{Deadline, Error, LockHandle, LockOptions, Runtime};
+use dlock_host::{Deadline, Error, LockHandle, LockOptions, Runtime, Topology};
 use dlock_tests::protocol::{Reply, Request, monotonic_ns};
 use dlock_tests::tool::{self, EXIT_OK, EXIT_USAGE, Failure, ToolResult};
 use redis::aio::MultiplexedConnection;
@@ -192,10 +193,20 @@ fn main() -> ExitCode {
 /// Serves requests from stdin until it closes; locks live at `redis_url`, the fenced resource
 /// and guarded sets at `resource_url`.
 async fn serve(redis_url: &str, resource_url: &str) -> ToolResult<u8> {
-    let runtime = Runtime::connect(redis_url)
+    let urls = Topology::split_urls(redis_url);
+    let topology = if std::env::var_os("DLOCK_REDIS_CLUSTER").is_some() {
+        Topology::cluster(urls)
+    } else if urls.len() > 1 {
+        Topology::quorum(urls)
+    } else {
+        Topology::Single(redis_url.to_owned())
+    };
+    // Fencing cannot be made safe over a quorum (and is refused there).
+    let fencing = topology.nodes() == 1;
+    let runtime = Runtime::connect(topology)
         .await
         .map_err(Failure::internal)?;
-    let options = LockOptions::default().with_fencing(true);
+    let options = LockOptions::default().with_fencing(fencing);
     let client = runtime.client(options).await.map_err(Failure::internal)?;
     let conn = redis::Client::open(resource_url)
         .map_err(Failure::internal)?

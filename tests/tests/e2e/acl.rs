@@ -7,34 +7,8 @@ use std::time::Duration;
 use dlock_host::{Error, LockOptions, Policy, Runtime};
 use dlock_tests::{RedisServer, get, raw, redis};
 
-/// The minimal ACL rule for a dlock user confined to `app:` (see docs/SECURITY.md).
-const ACL_RULE: &[&str] = &[
-    "on",
-    ">s3cret",
-    "resetkeys",
-    "~app:*",
-    "~{app:*",
-    "resetchannels",
-    "-@all",
-    "+evalsha",
-    "+eval",
-    "+get",
-    "+set",
-    "+del",
-    "+pexpire",
-    "+pttl",
-    "+incr",
-];
-
 async fn confined_user(server: &RedisServer) -> String {
-    let mut admin = raw(server).await;
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("dlock")
-        .arg(ACL_RULE)
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    dlock_tests::minimal_acl_user(server, "dlock", "s3cret").await;
     server.url().replace("redis://", "redis://dlock:s3cret@")
 }
 

@@ -93,7 +93,7 @@ async fn a_trapped_call_gives_back_its_own_grant_and_nothing_else() {
     let server = redis();
     let conn = raw(&server).await;
     let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
-    let runtime = Runtime::builder(&server.url())
+    let runtime = Runtime::builder(server.url())
         .with_component(component)
         .with_policy(Policy::default())
         .build()

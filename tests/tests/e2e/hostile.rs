@@ -15,7 +15,7 @@ const TTL: Duration = Duration::from_secs(30);
 
 async fn hostile_runtime(server: &RedisServer, policy: Policy) -> Runtime {
     let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
-    Runtime::builder(&server.url())
+    Runtime::builder(server.url())
         .with_component(component)
         .with_policy(policy)
         .build()
@@ -205,7 +205,7 @@ async fn a_loop_in_the_start_function_fails_instantiation() {
     let server = redis();
     let component = LockComponent::from_file(HOSTILE_START, Allocation::default()).unwrap();
     let policy = Policy::default().with_max_compute(Duration::from_millis(200));
-    let runtime = Runtime::builder(&server.url())
+    let runtime = Runtime::builder(server.url())
         .with_component(component)
         .with_policy(policy)
         .build()
@@ -479,4 +479,71 @@ async fn a_sleeper_gets_no_endless_budget_and_is_cut_off_at_its_deadline() {
         matches!(&err, Error::Trap(e) if format!("{e:#}").contains("time budget")),
         "{err:?}"
     );
+}
+
+/// `redis-eval-all` is policed as `redis-eval` is, on every primary of a quorum, and a
+/// quorum host refuses `redis-eval` (one primary of several holds no lock).
+#[tokio::test]
+async fn in_quorum_mode_redis_eval_is_refused_and_redis_eval_all_is_policed() {
+    let servers: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
+    let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
+    let runtime = Runtime::builder(dlock_host::Topology::quorum(
+        servers.iter().map(RedisServer::url),
+    ))
+    .with_component(component)
+    .with_policy(
+        Policy::default()
+            .with_key_namespace("app:")
+            .with_max_evals_per_second(99),
+    )
+    .build()
+    .await
+    .unwrap();
+    let mut conns = Vec::new();
+    for server in &servers {
+        let mut conn = raw(server).await;
+        let () = redis::cmd("SET")
+            .arg("{app:job}:fence")
+            .arg("1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        conns.push(conn);
+    }
+    let denied = |mode: &'static str, key: &'static str| {
+        let runtime = &runtime;
+        async move {
+            let err = hostile(runtime, mode)
+                .await
+                .acquire(key, TTL)
+                .await
+                .err()
+                .unwrap();
+            match err {
+                Error::Denied(reason) => reason,
+                other => panic!("{mode}: {other:?}"),
+            }
+        }
+    };
+    let reason = denied("foreign-key", "app:job").await;
+    assert!(reason.contains("quorum mode"), "{reason}");
+    let reason = denied("all-foreign-key", "other:secret").await;
+    assert!(reason.contains("outside the namespace"), "{reason}");
+    let reason = denied("all-delete-fence", "{app:job}:fence").await;
+    assert!(reason.contains("fence counter"), "{reason}");
+    // A bucket of 99 calls refilled at 99 per second while the burst lasts, and each round
+    // takes 3 (one per primary).
+    let started = std::time::Instant::now();
+    let reason = denied("all-flood", "app:job").await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(reason.contains("Redis calls"), "{reason}");
+    let bound = ((99.0 + 99.0 * elapsed) / 3.0).ceil() as u64;
+    for conn in &mut conns {
+        let ran = calls(conn, "evalsha").await + calls(conn, "eval").await;
+        assert!(
+            (33..=bound).contains(&ran),
+            "{ran} calls reached one primary, bound {bound}"
+        );
+        assert_eq!(get(conn, "{app:job}:fence").await.as_deref(), Some("1"));
+    }
 }

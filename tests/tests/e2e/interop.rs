@@ -22,7 +22,7 @@ async fn set_nx_px(conn: &mut redis::aio::MultiplexedConnection, key: &str, toke
 #[tokio::test]
 async fn a_foreign_lock_makes_dlock_busy_and_survives_dlock_release_attempts() {
     let server = redis();
-    let rt = Runtime::builder(&server.url())
+    let rt = Runtime::builder(server.url())
         .with_policy(Policy::default().allow_foreign_tokens())
         .build()
         .await

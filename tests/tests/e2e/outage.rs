@@ -59,7 +59,7 @@ async fn a_stopped_redis_gives_unavailable_and_a_restarted_one_works_again() {
 async fn a_frozen_redis_gives_timeout_and_a_thawed_one_answers() {
     let server = redis();
     let policy = Policy::default().with_command_timeout(Duration::from_millis(300));
-    let rt = Runtime::builder(&server.url())
+    let rt = Runtime::builder(server.url())
         .with_policy(policy)
         .build()
         .await

@@ -19,7 +19,7 @@ const SECOND: Duration = Duration::from_secs(1);
 /// The bound on one worker call in these scenarios (default command timeout 2 s, retries).
 const CALL_BOUND: Duration = Duration::from_secs(30);
 
-fn worker() -> &'static Path {
+pub(crate) fn worker() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_worker"))
 }
 
@@ -31,7 +31,10 @@ async fn spawn(url: &str, resource_url: &str, id: u32, recorder: &Recorder) -> D
     )
 }
 
-async fn set_contents(conn: &mut redis::aio::MultiplexedConnection, set: &str) -> Vec<String> {
+pub(crate) async fn set_contents(
+    conn: &mut redis::aio::MultiplexedConnection,
+    set: &str,
+) -> Vec<String> {
     get(conn, set)
         .await
         .map(|v| {
@@ -71,7 +74,7 @@ async fn until_absent(conn: &redis::aio::MultiplexedConnection, key: &str, what:
 }
 
 /// One round of the standard workload: lock, fenced write, guarded add, unlock.
-async fn round(client: &mut Driven, key: &str, element: &str, hold: Duration) {
+pub(crate) async fn round(client: &mut Driven, key: &str, element: &str, hold: Duration) {
     let acquired = client
         .acquire(key, 5 * SECOND, 60 * SECOND, CALL_BOUND)
         .await;
@@ -100,7 +103,37 @@ async fn final_state(conn: &mut redis::aio::MultiplexedConnection, keys: &[&str]
     state
 }
 
-fn assert_clean(report: &Report) {
+/// Waits until the workers' rounds have added at least `n` elements to the shared set, and
+/// returns how many it holds.
+pub(crate) async fn until_rounds(
+    conn: &redis::aio::MultiplexedConnection,
+    what: &str,
+    n: usize,
+) -> usize {
+    eventually(what, 60 * SECOND, || {
+        let mut c = conn.clone();
+        async move { set_contents(&mut c, "set").await.len() >= n }
+    })
+    .await;
+    set_contents(&mut conn.clone(), "set").await.len()
+}
+
+/// Judges the recorded history against the shared set's final contents, with `leftover`
+/// among the keys left behind when the caller found it still in Redis.
+pub(crate) async fn assert_rounds_clean(
+    recorder: &Recorder,
+    conn: &redis::aio::MultiplexedConnection,
+    leftover: Option<&str>,
+) {
+    let contents = set_contents(&mut conn.clone(), "set").await;
+    let mut state = FinalState::default().with_set("set", contents);
+    state.leftover_keys.extend(leftover.map(str::to_owned));
+    let report = recorder.history().check(&state);
+    println!("{}", report.summary());
+    assert_clean(&report);
+}
+
+pub(crate) fn assert_clean(report: &Report) {
     assert!(report.is_ok(), "{report}");
     assert!(
         report.holds > 0,

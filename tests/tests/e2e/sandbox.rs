@@ -38,7 +38,7 @@ fn the_bundled_guest_is_a_component_that_imports_only_redis_clocks_random_and_po
 async fn scripts_outside_the_allowlist_are_denied_before_redis_sees_them() {
     let server = redis();
     let mut conn = raw(&server).await;
-    let rt = Runtime::builder(&server.url())
+    let rt = Runtime::builder(server.url())
         .with_policy(Policy::default().deny_all_scripts())
         .build()
         .await
@@ -70,7 +70,7 @@ async fn an_explicitly_allowed_script_runs_under_a_deny_all_policy() {
     let policy = Policy::default()
         .deny_all_scripts()
         .allow_script(BundledScript::Acquire.source());
-    let rt = Runtime::builder(&server.url())
+    let rt = Runtime::builder(server.url())
         .with_policy(policy)
         .build()
         .await
@@ -118,7 +118,7 @@ async fn the_pool_bounds_live_clients_and_frees_slots_on_drop() {
         dlock_host::Allocation::Pooling { max_clients: 2 },
     )
     .unwrap();
-    let rt = Runtime::builder(&server.url())
+    let rt = Runtime::builder(server.url())
         .with_component(component)
         .build()
         .await

@@ -13,7 +13,9 @@
 //! token, then a trap when `key` contains `trap`), `flood-write` (20,000 acquires of 1000-byte
 //! keys with the longest TTL, reporting how many reached Redis), `huge-script` (registering a
 //! 1 MiB script), `sleep` (`acquire` sleeps forever, `wait-for-lock` for its timeout),
-//! `random-bomb` (asks WASI random for 8 MiB, which fits in its memory).
+//! `random-bomb` (asks WASI random for 8 MiB, which fits in its memory); with
+//! `redis-eval-all` (every primary at once): `all-flood`, `all-foreign-key`,
+//! `all-delete-fence`, and `foreign-key` is also how it tries `redis-eval` in quorum mode.
 
 #![no_std]
 
@@ -171,6 +173,24 @@ impl GuestClient for Hostile {
                 loop {
                     redis::redis_eval(&script, &keys, &[]).map_err(Error::Redis)?;
                 }
+            }
+            "all-flood" => {
+                let script = Script::load(CHECK).map_err(Error::Redis)?;
+                loop {
+                    redis::redis_eval_all(&script, &keys, &[]).map_err(Error::Redis)?;
+                }
+            }
+            "all-foreign-key" => {
+                let script = Script::load(RELEASE).map_err(Error::Redis)?;
+                redis::redis_eval_all(&script, &keys, &[uuid_shaped(0)])
+                    .map(|_| api::LockHandle::new(NoLock))
+                    .map_err(Error::Redis)
+            }
+            "all-delete-fence" => {
+                let script = Script::load(RELEASE).map_err(Error::Redis)?;
+                redis::redis_eval_all(&script, &keys, &["1".to_owned()])
+                    .map(|_| api::LockHandle::new(NoLock))
+                    .map_err(Error::Redis)
             }
             "spin" => {
                 let mut n = 0u64;

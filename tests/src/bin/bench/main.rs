@@ -10,13 +10,13 @@
 mod paths;
 mod process;
 mod throughput;
+mod topology;
 
 use std::time::Duration;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dlock_host::Runtime;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -24,6 +24,7 @@ use dlock_tests::outln;
 use dlock_tests::tool::{self, EXIT_OK, Origin, ToolResult, parse_duration};
 use paths::{Path, Plugins};
 use throughput::{Cell, Workload};
+use topology::{Mode, Target};
 
 /// Measure what the sandbox costs: the component against plain Rust and rslock.
 #[derive(Debug, Parser)]
@@ -67,6 +68,16 @@ struct BenchArgs {
         default_value = "uncontended,contended"
     )]
     workloads: Vec<Workload>,
+    /// Deployment modes to measure, comma-separated: the single Redis, quorum mode over
+    /// --nodes redis-servers, a Redis Cluster of --nodes primaries (both started here). Only
+    /// the component path runs in quorum and cluster modes; "vs single" compares each
+    /// component cell with the single-Redis component cell of the same workload and
+    /// concurrency.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "single")]
+    modes: Vec<Mode>,
+    /// Primaries in quorum and cluster modes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
     #[command(subcommand)]
     other: Option<Other>,
 }
@@ -128,11 +139,22 @@ async fn run(args: BenchArgs) -> ToolResult<u8> {
 
 async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> ToolResult<u8> {
     let fail = |e: String| redis.fail(e);
-    let runtime = Runtime::connect(&redis.url)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let mut targets = Vec::new();
+    for &mode in &args.modes {
+        targets.push(
+            Target::start(mode, &redis.url, args.nodes)
+                .await
+                .map_err(fail)?,
+        );
+    }
     let plugins = Plugins::new(&redis.url).await.map_err(fail)?;
-    let total = args.workloads.len() * args.concurrency.len() * args.paths.len();
+    let runs = |mode: Mode, path: Path| mode == Mode::Single || path == Path::Component;
+    let total: usize = args.workloads.len()
+        * args.concurrency.len()
+        * targets
+            .iter()
+            .map(|t| args.paths.iter().filter(|&&p| runs(t.mode, p)).count())
+            .sum::<usize>();
     let progress = if json_out {
         ProgressBar::hidden()
     } else {
@@ -146,21 +168,26 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> To
     let mut cells = Vec::new();
     for &workload in &args.workloads {
         for &concurrency in &args.concurrency {
-            for &path in &args.paths {
-                progress.set_message(format!("{path:?} {workload:?} x{concurrency}"));
-                let cell = throughput::cell(
-                    &runtime,
-                    &plugins,
-                    &redis.url,
-                    path,
-                    workload,
-                    concurrency,
-                    args.duration,
-                    &progress,
-                )
-                .await
-                .map_err(fail)?;
-                cells.push(cell);
+            for target in &targets {
+                for &path in args.paths.iter().filter(|&&p| runs(target.mode, p)) {
+                    progress.set_message(format!(
+                        "{:?} {path:?} {workload:?} x{concurrency}",
+                        target.mode
+                    ));
+                    let cell = throughput::cell(
+                        target,
+                        &plugins,
+                        &redis.url,
+                        path,
+                        workload,
+                        concurrency,
+                        args.duration,
+                        &progress,
+                    )
+                    .await
+                    .map_err(fail)?;
+                    cells.push(cell);
+                }
             }
         }
     }
@@ -181,9 +208,10 @@ fn print_table(cells: &[Cell], redis: &Origin) -> ToolResult<()> {
     outln!("bench: acquire+release, Redis {}", redis.description)?;
     outln!("")?;
     outln!(
-        "{:<12} {:>5}  {:<15} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "{:<12} {:>5}  {:<8} {:<15} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>14}",
         "workload",
         "conc",
+        "mode",
         "path",
         "ops/s",
         "p50 us",
@@ -191,17 +219,23 @@ fn print_table(cells: &[Cell], redis: &Origin) -> ToolResult<()> {
         "max us",
         "vs native",
         "cpu/op",
-        "redis/op"
+        "redis/op",
+        "vs single cpu/p50"
     )?;
     for c in cells {
         let ratio = c
             .ratio_to_native
             .map(|r| format!("{r:.3}"))
             .unwrap_or_else(|| "-".into());
+        let vs_single = c
+            .vs_single
+            .map(|(cpu, p50)| format!("{cpu:.2}x/{p50:.2}x"))
+            .unwrap_or_else(|| "-".into());
         outln!(
-            "{:<12} {:>5}  {:<15} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9} {:>9.1} {:>9.1}",
+            "{:<12} {:>5}  {:<8} {:<15} {:>10.0} {:>9.1} {:>9.1} {:>10.0} {:>9} {:>9.1} {:>9.1} {:>14}",
             format!("{:?}", c.workload).to_lowercase(),
             c.concurrency,
+            format!("{:?}", c.mode).to_lowercase(),
             serde_json::to_value(c.path)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -212,7 +246,8 @@ fn print_table(cells: &[Cell], redis: &Origin) -> ToolResult<()> {
             c.max_us,
             ratio,
             c.client_cpu_us_per_op,
-            c.redis_cpu_us_per_op
+            c.redis_cpu_us_per_op,
+            vs_single
         )?;
     }
     Ok(())

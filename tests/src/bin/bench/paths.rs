@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use dlock_host::RedisConnection;
 use dlock_host::bundled::BundledScript;
 use dlock_host::{Client, LockHandle, LockOptions, Runtime};
 use dlock_plugin_host::{JOB_PLUGIN, Path as PluginPath, Plugin, PluginHost, PluginInstance};
-use redis::aio::ConnectionManager;
 
 /// A lock implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -151,13 +151,13 @@ impl Worker {
 /// token, EVALSHA of the acquire script, EVALSHA of the release script), with the script
 /// hashes computed once.
 pub struct Native {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     acquire_sha: &'static str,
     release_sha: &'static str,
 }
 
 impl Native {
-    fn new(conn: ConnectionManager) -> Native {
+    fn new(conn: RedisConnection) -> Native {
         Native {
             conn,
             acquire_sha: BundledScript::Acquire.sha1(),

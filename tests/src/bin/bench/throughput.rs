@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dlock_host::Runtime;
 use indicatif::ProgressBar;
 
 use super::paths::{Path, Plugins, Worker};
+use super::topology::{Mode, Target};
 use dlock_tests::stats::percentile;
 
 /// Which keys the workers use.
@@ -23,6 +23,7 @@ pub enum Workload {
 /// One measured cell.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Cell {
+    pub mode: Mode,
     pub path: Path,
     pub workload: Workload,
     pub concurrency: u32,
@@ -41,6 +42,9 @@ pub struct Cell {
     pub redis_cpu_us_per_op: f64,
     /// `ops_per_sec` over the native path's in the same workload and concurrency.
     pub ratio_to_native: Option<f64>,
+    /// A component cell's client CPU per op and p50 over the single-Redis component cell's
+    /// of the same workload and concurrency.
+    pub vs_single: Option<(f64, f64)>,
 }
 
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.
@@ -59,20 +63,31 @@ pub(super) fn process_cpu_secs() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU seconds Redis has used, from `INFO cpu`.
-async fn redis_cpu_secs(conn: &mut redis::aio::ConnectionManager) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .unwrap_or_default();
-    info.lines()
-        .filter_map(|l| {
-            l.strip_prefix("used_cpu_user:")
-                .or_else(|| l.strip_prefix("used_cpu_sys:"))
-        })
-        .filter_map(|v| v.trim().parse::<f64>().ok())
-        .sum()
+/// CPU seconds the Redis servers at `urls` have used together, from `INFO cpu`.
+async fn redis_cpu_secs(urls: &[String]) -> f64 {
+    let mut total = 0.0;
+    for url in urls {
+        let Ok(client) = redis::Client::open(url.as_str()) else {
+            continue;
+        };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        total += info
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("used_cpu_user:")
+                    .or_else(|| l.strip_prefix("used_cpu_sys:"))
+            })
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
 }
 
 /// Runs one cell: `concurrency` workers for `duration`, after a short warm-up.
@@ -81,7 +96,7 @@ async fn redis_cpu_secs(conn: &mut redis::aio::ConnectionManager) -> f64 {
     reason = "one cell's whole setting, passed once"
 )]
 pub async fn cell(
-    runtime: &Runtime,
+    target: &Target,
     plugins: &Plugins,
     url: &str,
     path: Path,
@@ -90,6 +105,7 @@ pub async fn cell(
     duration: Duration,
     progress: &ProgressBar,
 ) -> Result<Cell, String> {
+    let runtime = &target.runtime;
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         workers.push(Worker::new(path, runtime, url, plugins).await?);
@@ -125,15 +141,14 @@ pub async fn cell(
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200).min(duration / 4)).await;
-    let mut conn = runtime.connection();
-    let (client_cpu, redis_cpu) = (process_cpu_secs(), redis_cpu_secs(&mut conn).await);
+    let (client_cpu, redis_cpu) = (process_cpu_secs(), redis_cpu_secs(&target.servers).await);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     let client_cpu = process_cpu_secs() - client_cpu;
-    let redis_cpu = redis_cpu_secs(&mut conn).await - redis_cpu;
+    let redis_cpu = redis_cpu_secs(&target.servers).await - redis_cpu;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
@@ -144,6 +159,7 @@ pub async fn cell(
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let per_op = |secs: f64| secs * 1e6 / (latencies.len().max(1) as f64);
     Ok(Cell {
+        mode: target.mode,
         path,
         workload,
         concurrency,
@@ -156,6 +172,7 @@ pub async fn cell(
         client_cpu_us_per_op: per_op(client_cpu),
         redis_cpu_us_per_op: per_op(redis_cpu),
         ratio_to_native: None,
+        vs_single: None,
     })
 }
 
@@ -163,9 +180,25 @@ pub async fn cell(
 pub fn add_ratios(cells: &mut [Cell]) {
     let natives: Vec<(Workload, u32, f64)> = cells
         .iter()
-        .filter(|c| c.path == Path::Native)
+        .filter(|c| c.path == Path::Native && c.mode == Mode::Single)
         .map(|c| (c.workload, c.concurrency, c.ops_per_sec))
         .collect();
+    let singles: Vec<(Workload, u32, f64, f64)> = cells
+        .iter()
+        .filter(|c| c.path == Path::Component && c.mode == Mode::Single)
+        .map(|c| (c.workload, c.concurrency, c.client_cpu_us_per_op, c.p50_us))
+        .collect();
+    for cell in cells.iter_mut() {
+        cell.vs_single = singles
+            .iter()
+            .find(|(w, c, _, _)| {
+                cell.path == Path::Component
+                    && cell.mode != Mode::Single
+                    && *w == cell.workload
+                    && *c == cell.concurrency
+            })
+            .map(|(_, _, cpu, p50)| (cell.client_cpu_us_per_op / cpu, cell.p50_us / p50));
+    }
     for cell in cells {
         cell.ratio_to_native = natives
             .iter()

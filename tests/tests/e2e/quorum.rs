@@ -1,0 +1,192 @@
+//! Quorum mode (Redlock) over 3 and 5 independent `redis-server`s on loopback: a minority
+//! killed or paused does not stop the lock, a majority down is a clear "no quorum" error that
+//! leaves nothing behind, and Kleppmann's restart without persistence is shown to let a
+//! second holder in (the documented negative).
+
+use std::time::Duration;
+
+use dlock_host::{Error, LockOptions, Policy, Runtime, Topology};
+use dlock_tests::{RedisServer, exists, get, quick_options, raw, redis, signal_server};
+use rustix::process::Signal;
+
+const TTL: Duration = Duration::from_secs(10);
+
+/// `n` servers and a runtime in quorum mode over them, with a short command timeout so that
+/// a paused server costs little.
+async fn quorum(n: usize) -> (Vec<RedisServer>, Runtime) {
+    let servers: Vec<RedisServer> = (0..n).map(|_| redis()).collect();
+    let runtime = Runtime::builder(Topology::quorum(servers.iter().map(|s| s.url())))
+        .with_policy(Policy::default().with_command_timeout(Duration::from_millis(300)))
+        .build()
+        .await
+        .unwrap();
+    (servers, runtime)
+}
+
+/// What `key` holds on each server that is up (`None` for a stopped one).
+async fn values(servers: &[RedisServer], key: &str, up: &[bool]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for (server, &up) in servers.iter().zip(up) {
+        out.push(if up {
+            get(&mut raw(server).await, key).await
+        } else {
+            None
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn three_primaries_hold_with_one_down_and_refuse_with_two_down_leaving_nothing_behind() {
+    let (mut servers, runtime) = quorum(3).await;
+    assert!(runtime.redis_url().starts_with("quorum of 3 (2 needed)"));
+    let client = runtime.client(quick_options(1)).await.unwrap();
+
+    let lock = client.acquire("job", TTL).await.unwrap();
+    let token = lock.info().token;
+    let all = [true; 3];
+    assert_eq!(
+        values(&servers, "job", &all).await,
+        vec![Some(token.clone()); 3]
+    );
+    assert!(client.is_locked("job").await.unwrap());
+    lock.extend(TTL).await.unwrap();
+    lock.release().await.unwrap();
+    assert_eq!(values(&servers, "job", &all).await, vec![None; 3]);
+
+    // One killed: still a majority.
+    servers[0].stop();
+    let up = [false, true, true];
+    let lock = client.acquire("job", TTL).await.unwrap();
+    let token = lock.info().token;
+    assert_eq!(
+        values(&servers, "job", &up).await,
+        [None, Some(token.clone()), Some(token)]
+    );
+    lock.extend(TTL).await.unwrap();
+    lock.release().await.unwrap();
+
+    // A second one paused: no majority. The survivor is left clean.
+    signal_server(&servers[1], Signal::STOP);
+    let err = client.acquire("job", TTL).await.unwrap_err();
+    signal_server(&servers[1], Signal::CONT);
+    let text = err.to_string();
+    assert!(matches!(err, Error::RedisUnavailable(_)), "{err:?}");
+    assert!(
+        text.contains("no quorum: 1 of 3 Redis primaries answered, 2 needed"),
+        "{text}"
+    );
+    assert!(err.is_retryable());
+    // The survivor that answered was cleaned. (The paused one may still run the commands
+    // queued for it when it resumes; a grant landing that late expires with its TTL.)
+    assert!(!exists(&mut raw(&servers[2]).await, "job").await);
+}
+
+#[tokio::test]
+async fn five_primaries_hold_with_two_paused_and_refuse_with_three_down_leaving_nothing_behind() {
+    let (mut servers, runtime) = quorum(5).await;
+    let client = runtime.client(quick_options(1)).await.unwrap();
+    signal_server(&servers[0], Signal::STOP);
+    signal_server(&servers[1], Signal::STOP);
+    let lock = client.acquire("job", TTL).await;
+    let up = [false, false, true, true, true];
+    let held = values(&servers, "job", &up).await;
+    signal_server(&servers[0], Signal::CONT);
+    signal_server(&servers[1], Signal::CONT);
+    let lock = lock.unwrap();
+    let token = lock.info().token;
+    assert!(lock.is_held());
+    assert_eq!(
+        held[2..],
+        [Some(token.clone()), Some(token.clone()), Some(token)]
+    );
+    lock.release().await.unwrap();
+
+    for server in &mut servers[..3] {
+        server.stop();
+    }
+    let err = client.try_acquire("job", TTL).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no quorum: 2 of 5 Redis primaries answered, 3 needed"),
+        "{err}"
+    );
+    for server in &servers[3..] {
+        assert!(!exists(&mut raw(server).await, "job").await);
+    }
+    // A majority unreachable at start-up: the runtime does not start.
+    let err = Runtime::connect(Topology::quorum(servers.iter().map(|s| s.url())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("2 reachable, 3 needed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_busy_key_on_a_majority_is_not_acquired_and_the_minority_grant_is_given_back() {
+    let (servers, runtime) = quorum(3).await;
+    for server in &servers[..2] {
+        let () = redis::cmd("SET")
+            .arg("job")
+            .arg("someone-else")
+            .query_async(&mut raw(server).await)
+            .await
+            .unwrap();
+    }
+    let client = runtime.client(quick_options(0)).await.unwrap();
+    assert!(client.try_acquire("job", TTL).await.unwrap().is_none());
+    assert!(!exists(&mut raw(&servers[2]).await, "job").await);
+    assert_eq!(
+        values(&servers[..2], "job", &[true; 2]).await,
+        [Some("someone-else".into()), Some("someone-else".into())]
+    );
+}
+
+#[tokio::test]
+async fn fencing_and_leases_within_the_drift_allowance_are_refused_over_a_quorum() {
+    let (servers, runtime) = quorum(3).await;
+    let err = runtime
+        .client(LockOptions::default().with_fencing(true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("fencing is not available")),
+        "{err:?}"
+    );
+    let client = runtime.client(LockOptions::default()).await.unwrap();
+    let err = client
+        .acquire("job", Duration::from_millis(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    for server in &servers {
+        assert_eq!(dlock_tests::dbsize(&mut raw(server).await).await, 0);
+    }
+}
+
+/// Kleppmann, "How to do distributed locking" (2016): a primary that restarts without
+/// persistence forgets the locks it granted, and with it a second majority can form while
+/// the first holder's lease is still valid. Redlock does not survive it; `appendfsync
+/// always` on every primary (or a restarted primary kept out for one TTL) is the remedy.
+#[tokio::test]
+async fn a_restart_without_persistence_lets_a_second_holder_in_over_a_quorum() {
+    let (mut servers, runtime) = quorum(3).await;
+    let a = runtime.client(quick_options(0)).await.unwrap();
+    let b = runtime.client(quick_options(5)).await.unwrap();
+    // A's majority is primaries 0 and 1: 2 is down, and comes back empty.
+    servers[2].stop();
+    let first = a.acquire("job", TTL).await.unwrap();
+    servers[2].restart().unwrap();
+    // Primary 0 restarts without persistence: 0 and 2 now form a majority for B.
+    servers[0].restart().unwrap();
+    let second = b.acquire("job", TTL).await.unwrap();
+    assert!(
+        first.is_held() && second.is_held(),
+        "the documented unsafety: two valid holders of one lock"
+    );
+    assert_ne!(first.info().token, second.info().token);
+    assert_eq!(
+        get(&mut raw(&servers[1]).await, "job").await,
+        Some(first.info().token)
+    );
+}
