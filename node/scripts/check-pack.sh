@@ -10,7 +10,8 @@ set -euo pipefail
 pkg="$(cd "$(dirname "$0")/.." && pwd)"
 repo="$(cd "$pkg/.." && pwd)"
 node="${DLOCK_NODE:-node}"
-npm_cli="$(ls -d "${DLOCK_NODE_HOME:-$repo/target/node}"/npm-*/bin/npm-cli.js 2>/dev/null | tail -n 1 || true)"
+# The newest npm setup-node.sh installed, by version (sort -V: npm-9 before npm-11).
+npm_cli="$(ls -d "${DLOCK_NODE_HOME:-$repo/target/node}"/npm-*/bin/npm-cli.js 2>/dev/null | sort -V | tail -n 1 || true)"
 npm() { if [ -n "$npm_cli" ]; then "$node" "$npm_cli" "$@"; else command npm "$@"; fi; }
 export PATH="$(dirname "$(command -v "$node")"):$PATH"
 

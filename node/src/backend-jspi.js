@@ -2,11 +2,9 @@
 // `--async-mode jspi`. A call into the component that reaches `redis-eval` (or a sleep) suspends
 // the component's stack (WebAssembly.Suspending) and gives the event loop back until the
 // promise settles: nothing blocks, and many instances can be suspended at once.
-import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
-import { memoryCap } from './memory.js';
-import { admitScript } from './policy.js';
-import { RedisHost, Script, oneNode, waitForRelease } from './redis-host.js';
+import { coreModules, instantiateCore, memoryCap } from './memory.js';
+import { oneNode, RedisHost, scriptResource, waitForRelease } from './redis-host.js';
 import { wasiImports } from './wasi.js';
 import { createExecutor } from './wit.js';
 
@@ -16,16 +14,7 @@ export function jspiAvailable() {
 }
 
 let generated; // the jco bindings module, loaded on first use (it cannot run without JSPI)
-const modules = new Map(); // core modules, compiled once per process
-
-function getCoreModule(path) {
-  let m = modules.get(path);
-  if (m === undefined) {
-    m = new WebAssembly.Module(readFileSync(new URL(`../gen/jspi/${path}`, import.meta.url)));
-    modules.set(path, m);
-  }
-  return m;
-}
+const getCoreModule = coreModules('jspi');
 
 /**
  * The size of the stack V8 gives each suspendable call, in KiB. V8's default (984 KiB) is above
@@ -58,15 +47,8 @@ export async function loadJspi() {
 /** The `dlock:lock/redis` import for one instance: `redisEval` returns a promise the
  * component's stack waits on. */
 function redisImports(host) {
-  class HostScript extends Script {
-    static load(source) {
-      const entry = admitScript(host.policy, source);
-      if (typeof entry === 'string') throw { tag: 'denied', val: entry };
-      return new HostScript(entry);
-    }
-  }
   return {
-    Script: HostScript,
+    Script: scriptResource(host.policy),
     redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
     waitForRelease,
     nodeCount: () => 1,
@@ -85,11 +67,7 @@ export function createJspiInstance({ redis, policy, witOptions, bytes, wasi }) {
   const host = new RedisHost(redis, policy, bytes);
   const imports = { 'dlock:lock/redis': redisImports(host), ...wasiImports('async', wasi) };
   const memories = [];
-  const root = generated.instantiate(getCoreModule, imports, (module, imp) => {
-    const instance = new WebAssembly.Instance(module, imp);
-    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) memories.push(v);
-    return instance;
-  });
+  const root = generated.instantiate(getCoreModule, imports, instantiateCore(memories));
   if (typeof root?.then === 'function') throw new Error('dlock: jco instantiation did not complete synchronously');
   const executor = createExecutor(root.lock, witOptions);
   const memoryCheck = memoryCap(memories, policy.maxMemoryBytes);
@@ -99,6 +77,9 @@ export function createJspiInstance({ redis, policy, witOptions, bytes, wasi }) {
       return executor.exec(op, a, b, c);
     },
     afterCall: memoryCheck,
+    succeeded() {
+      host.end();
+    },
     trapped() {
       return host.releaseGrants();
     },

@@ -1,19 +1,10 @@
 // The component in its synchronous build (jco --instantiation sync), for the worker backend and
 // for what needs no Redis in the caller's thread (the default options, checking options).
-import { readFileSync } from 'node:fs';
 import { instantiate } from '../gen/sync/component.js';
+import { coreModules, instantiateCore } from './memory.js';
 import { wasiImports } from './wasi.js';
 
-const modules = new Map();
-
-function getCoreModule(path) {
-  let m = modules.get(path);
-  if (m === undefined) {
-    m = new WebAssembly.Module(readFileSync(new URL(`../gen/sync/${path}`, import.meta.url)));
-    modules.set(path, m);
-  }
-  return m;
-}
+const getCoreModule = coreModules('sync');
 
 /**
  * Instantiates the sync build with this `dlock:lock/redis` import; returns jco's root. The
@@ -22,11 +13,7 @@ function getCoreModule(path) {
  */
 export function instantiateSync(redisImport, memories = [], onSleep = undefined, overrides = {}) {
   const imports = { 'dlock:lock/redis': redisImport, ...wasiImports('sync', overrides, onSleep) };
-  return instantiate(getCoreModule, imports, (module, imp) => {
-    const instance = new WebAssembly.Instance(module, imp);
-    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) memories.push(v);
-    return instance;
-  });
+  return instantiate(getCoreModule, imports, instantiateCore(memories));
 }
 
 let probe;

@@ -119,6 +119,9 @@ export function createWorkerInstance({ redis, policy, witOptions, bytes, testSpi
         worker.postMessage({ op, a, b, c });
       });
     },
+    succeeded() {
+      host.end();
+    },
     trapped() {
       return host.releaseGrants();
     },
@@ -129,5 +132,7 @@ export function createWorkerInstance({ redis, policy, witOptions, bytes, testSpi
     },
     /** @internal for tests */
     host,
+    /** @internal for tests */
+    worker,
   };
 }

@@ -1,6 +1,6 @@
 // What the component and its hosts agree on, as far as this host applies it: the JavaScript
 // form of the component's `contract.rs` (guest/src/contract.rs, bundled as
-// host/bundle/contract.rs), limited to what the host's policy checks. test/contract-rs.test.mjs
+// host/bundle/contract.rs), limited to what the host's policy checks. test/component.test.mjs
 // checks these values against that file.
 
 /** Longest token `attach` accepts, and the longest foreign token the policy lets through. */
@@ -9,6 +9,14 @@ export const MAX_TOKEN_BYTES = 256;
 export const TOKEN_BYTES = 36;
 /** Longest TTL or wait, in milliseconds (about 31.7 years). */
 export const MAX_DURATION_MS = 1_000_000_000_000;
+
+/** The component's check of a duration (contract.rs `check_duration_ms`): null, or why `ms`
+ * (a bigint) is refused. */
+export function checkDurationMs(what, ms, allowZero) {
+  if (ms === 0n && !allowZero) return `${what} must be positive, got 0 ms`;
+  if (ms > BigInt(MAX_DURATION_MS)) return `${what} of ${ms} ms is over the limit of ${MAX_DURATION_MS} ms`;
+  return null;
+}
 
 /** Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with at least
  * one character between them. */

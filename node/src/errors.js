@@ -110,3 +110,11 @@ export class LockRedisError extends DistributedLockError {
  * (compare-and-delete), and the handles the instance held are lost (their locks expire with
  * their TTL). */
 export class ComponentTrapError extends DistributedLockError {}
+
+/** The DistributedLock was closed: every later call on it, and on its handles, fails with this
+ * (the locks its handles held stay in Redis until their TTL). */
+export class ClientClosedError extends DistributedLockError {
+  constructor() {
+    super('dlock: this DistributedLock is closed');
+  }
+}

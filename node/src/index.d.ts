@@ -74,7 +74,8 @@ export interface DistributedLockOptions extends LockOptions {
    * 26), `worker` (one worker thread per instance), `auto` (jspi when available). */
   backend?: 'auto' | 'jspi' | 'worker';
   /** Most component instances, i.e. calls in flight at once, of this client. Default 64 (jspi),
-   * 8 (worker). */
+   * 8 (worker). One exception: an `acquire` or `waitForLock` when every instance holds lock
+   * handles gets a new instance past the cap, so that it never delays their extend/release. */
   maxInstances?: number;
 }
 
@@ -98,6 +99,14 @@ export interface LockInfo {
   status: HandleStatus;
   /** The end of validity on `process.hrtime.bigint()`'s clock (ns). */
   validUntilNs: bigint;
+  /** `JSON.stringify(info)`: `fence` as a number, `validUntilNs` as a decimal string. */
+  toJSON(): LockInfoJSON;
+}
+
+/** `handle.info` as JSON. */
+export interface LockInfoJSON extends Omit<LockInfo, 'fence' | 'validUntilNs' | 'toJSON'> {
+  fence: number | null;
+  validUntilNs: string;
 }
 
 /** What Redis says about a key (whoever set it). */
@@ -128,7 +137,9 @@ export declare class DistributedLock {
   isLocked(key: string): Promise<boolean>;
   keyState(key: string): Promise<KeyState>;
   attach(key: string, token: string): Promise<LockHandle>;
-  /** Ends the worker threads (worker backend); the Redis client stays the caller's. */
+  /** Ends the component instances (worker threads too). Final: every later call on this
+   * DistributedLock or its handles fails with `ClientClosedError`; idempotent. The Redis client
+   * stays the caller's. */
   close(): Promise<void>;
 }
 
@@ -140,20 +151,27 @@ export declare function defaultBackend(): 'jspi' | 'worker';
 export declare const COMPONENT: { readonly sha256: string; readonly bytes: number; readonly jco: string };
 
 export declare class DistributedLockError extends Error {
+  constructor(message?: string, options?: ErrorOptions);
   /** Whether the same call may succeed if retried later. */
   readonly retryable: boolean;
 }
 /** Not acquired within the retries (`acquire`) or the deadline (`waitForLock`). */
 export declare class LockAcquisitionError extends DistributedLockError {
+  constructor(key: string, message?: string);
   readonly key: string;
 }
 /** Granted only after the TTL had run out (Redis too slow for it): given back. Retryable. */
-export declare class LockGrantedTooLateError extends LockAcquisitionError {}
+export declare class LockGrantedTooLateError extends LockAcquisitionError {
+  constructor(key: string);
+}
 /** The key holds another type than a lock (a hash, a list): nothing changed; not retryable. */
 export declare class NotALockError extends DistributedLockError {
+  constructor(key: string);
   readonly key: string;
 }
+/** An operation on a handle that is not held, or whose token no longer owns the key. */
 export declare class InvalidLockError extends DistributedLockError {
+  constructor(key: string, message?: string);
   readonly key: string;
   /** `not-held` (released by this handle already), `expired`, `taken-over`. */
   readonly reason: 'not-held' | 'expired' | 'taken-over';
@@ -166,9 +184,17 @@ export declare class LockExpiredError extends InvalidLockError {
 export declare class LockTakenOverError extends InvalidLockError {
   readonly reason: 'taken-over';
 }
+/** An argument was refused before anything was sent to Redis. */
 export declare class InvalidArgumentError extends DistributedLockError {}
+export type RedisErrorKind = 'unavailable' | 'timeout' | 'rejected' | 'denied';
 export declare class LockRedisError extends DistributedLockError {
-  readonly kind: 'unavailable' | 'timeout' | 'rejected' | 'denied';
+  constructor(kind: RedisErrorKind, detail?: string | null);
+  readonly kind: RedisErrorKind;
   readonly detail: string | null;
 }
+/** The component trapped: its instance is discarded, the locks that call took are given back. */
 export declare class ComponentTrapError extends DistributedLockError {}
+/** The DistributedLock was closed: every later call on it and its handles fails with this. */
+export declare class ClientClosedError extends DistributedLockError {
+  constructor();
+}

@@ -2,7 +2,9 @@
 import { createJspiInstance, jspiAvailable, loadJspi } from './backend-jspi.js';
 import { probeInstance } from './backend-sync.js';
 import { createWorkerInstance } from './backend-worker.js';
+import { checkDurationMs } from './contract.js';
 import {
+  ClientClosedError,
   ComponentTrapError,
   DistributedLockError,
   InvalidArgumentError,
@@ -15,11 +17,12 @@ import {
   NotALockError,
 } from './errors.js';
 import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
-import { Pool } from './pool.js';
+import { BLOCKING_OPS, Pool } from './pool.js';
 import { monotonicNow } from './wasi.js';
 import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
 
 export {
+  ClientClosedError,
   ComponentTrapError,
   DistributedLockError,
   InvalidArgumentError,
@@ -89,7 +92,8 @@ export class DistributedLock {
    * @param options `retryCount`, `retryDelayMs`, `maxRetryDelayMs`, `jitter`, `keyPrefix`,
    *   `fencing`, `safetyMarginMs` (the component's lock options, defaults from the component);
    *   `policy` (what the component may do on Redis); `backend` (`auto` | `jspi` | `worker`);
-   *   `maxInstances` (most component instances, i.e. concurrent calls, of this client)
+   *   `maxInstances` (most component instances, i.e. concurrent calls, of this client; an
+   *   acquire or waitForLock when every instance holds handles gets one more: see Pool.pick)
    */
   constructor(redis, options = {}) {
     if (redis === null || typeof redis !== 'object' || typeof redis.evalshaBuffer !== 'function') {
@@ -124,7 +128,7 @@ export class DistributedLock {
     const create = backend === 'jspi' ? createJspiInstance : createWorkerInstance;
     // The byte rate is metered per DistributedLock over its life, across its instances.
     const bytes = new TokenBucket(policy.maxBytesPerSecond);
-    this.#pool = new Pool(() => create({ redis, policy, witOptions, bytes }), max);
+    this.#pool = new Pool(() => create({ redis, policy, witOptions, bytes }), max, () => new ClientClosedError());
     this.#backend = backend;
   }
 
@@ -134,11 +138,12 @@ export class DistributedLock {
   }
 
   #handleOp(op, key, a, b) {
-    const slot = this.#pool.pick(op === 'acquire' || op === 'waitForLock');
+    const slot = this.#pool.pick(BLOCKING_OPS.has(op));
     return slot.run(op, key, a, b).then((r) => {
       if (r.err) throw toError(r.err, key);
       if (r.ok === null) return null;
-      return new LockHandle(slot, r.ok, r.info); // the slot counted it
+      // the slot that ran it (a queued wait may have been moved: Pool.moveBlocking) counted it
+      return new LockHandle(r.slot ?? slot, r.ok, r.info);
     }, rethrow);
   }
 
@@ -189,9 +194,11 @@ export class DistributedLock {
     return fromKeyState(await this.#query('keyState', key));
   }
 
-  /** Ends the worker threads (worker backend). The Redis client stays open: it is the caller's. */
-  async close() {
-    await this.#pool.close();
+  /** Ends the component instances (and the worker threads of the worker backend). Final: every
+   * later call on this DistributedLock or its handles fails with `ClientClosedError`; calling it
+   * again does nothing more. The Redis client stays open: it is the caller's. */
+  close() {
+    return this.#pool.close();
   }
 }
 
@@ -201,6 +208,8 @@ export class LockHandle {
   #info; // the component's lock-info after the last operation, as jco gives it
   #released = false;
   #dropped = false;
+  #pending = 0; // calls of this handle in flight or waiting
+  #tail = null; // settles when the last of them has
 
   /** @internal */
   constructor(slot, id, info) {
@@ -210,18 +219,35 @@ export class LockHandle {
     finalizer.register(this, { slot, id }, this);
   }
 
-  #drop() {
+  /** The handle's resource is gone or going: `inInstance` when the instance still has it. */
+  #gone(inInstance) {
     if (this.#dropped) return;
     this.#dropped = true;
     finalizer.unregister(this);
-    this.#slot.dropLater(this.#id);
+    if (inInstance) this.#slot.dropLater(this.#id);
+    else this.#slot.forget();
   }
 
-  #op(op, arg) {
-    // A handle whose resource is gone was released (here or by markAsReleased): the component
-    // would answer `not-held` without calling Redis.
-    if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));
-    return this.#slot.run(op, this.#id, arg).then((r) => this.#after(r), rethrow);
+  /**
+   * Runs `op` on this handle after the handle's earlier calls have settled: calls on one handle
+   * are serialised (a release that overlaps an extend waits for it, and a second release finds
+   * the handle released). `op` runs once it is this call's turn.
+   */
+  #serial(op) {
+    const run = () => {
+      if (this.#slot.closed) return Promise.reject(this.#slot.failed);
+      // A handle whose resource is gone was released (here or by markAsReleased): the
+      // component would answer `not-held` without calling Redis.
+      if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));
+      return op();
+    };
+    const p = this.#pending === 0 ? run() : this.#tail.then(run, run);
+    this.#pending += 1;
+    const settled = () => {
+      this.#pending -= 1;
+    };
+    this.#tail = p.then(settled, settled);
+    return p;
   }
 
   #after(r) {
@@ -235,38 +261,44 @@ export class LockHandle {
    * plain one when this handle released it already. Safe to retry after a `LockRedisError`
    * whose outcome is unknown. Waiters on the lock are woken (by the Rust host's waiters). */
   release() {
-    if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));
-    return this.#slot.run('release', this.#id).then((r) => {
-      this.#after(r);
-      if (r.ok === 'expired') throw new LockExpiredError(this.#info.key);
-      if (r.ok === 'taken-over') throw new LockTakenOverError(this.#info.key);
-      // The instance dropped the released handle's resource already.
-      this.#dropped = true;
-      finalizer.unregister(this);
-      this.#slot.handles -= 1;
-      this.#released = true;
-    }, rethrow);
+    return this.#serial(() =>
+      this.#slot.run('release', this.#id).then((r) => {
+        this.#after(r);
+        if (r.ok === 'expired') throw new LockExpiredError(this.#info.key);
+        if (r.ok === 'taken-over') throw new LockTakenOverError(this.#info.key);
+        // The instance dropped the released handle's resource already.
+        this.#gone(false);
+        this.#released = true;
+      }, rethrow),
+    );
   }
 
-  /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. */
+  /** Sets the lock's TTL to `ms` from now if the key still holds this handle's token. The
+   * argument is checked first (`InvalidArgumentError`), whatever the handle's state. */
   extend(ms) {
-    return promised(() => this.#op('extend', u64('ms', ms)));
+    return promised(() => {
+      const ttl = u64('ms', ms);
+      const refused = checkDurationMs('the extension', ttl, false);
+      if (refused !== null) throw new InvalidArgumentError(refused);
+      return this.#serial(() => this.#slot.run('extend', this.#id, ttl).then((r) => this.#after(r), rethrow));
+    });
   }
 
   /** Marks the handle released without touching Redis (the lock expires with its TTL). */
   markAsReleased() {
     this.#released = true;
-    this.#drop();
+    this.#gone(true);
   }
 
-  /** Whether this handle holds the lock as far as it knows, without asking Redis. */
+  /** Whether this handle holds the lock as far as it knows, without asking Redis. A handle
+   * whose instance trapped (or whose DistributedLock was closed) can do nothing more: false. */
   get isHeld() {
-    return !this.#released && localIsHeld(this.#info, monotonicNow());
+    return !this.#released && this.#slot.failed === null && localIsHeld(this.#info, monotonicNow());
   }
 
   /** `{ key, token, acquiredAt, expiresAt, isHeld, fence, status, validUntilNs }`. */
   get info() {
-    return fromInfo(this.#info, monotonicNow(), this.#released);
+    return fromInfo(this.#info, monotonicNow(), this.#released, this.#slot.failed !== null);
   }
 
   get key() {

@@ -1,4 +1,30 @@
-// The memory cap of an instance, checked after each call into the component.
+// The component's core modules and their instances' memories (for the memory cap, checked after
+// each call into the component), shared by the JSPI and sync builds.
+import { readFileSync } from 'node:fs';
+
+/** jco's `getCoreModule` for the build in `gen/<dir>/`: each core module compiled once per
+ * process. */
+export function coreModules(dir) {
+  const modules = new Map();
+  return (path) => {
+    let m = modules.get(path);
+    if (m === undefined) {
+      m = new WebAssembly.Module(readFileSync(new URL(`../gen/${dir}/${path}`, import.meta.url)));
+      modules.set(path, m);
+    }
+    return m;
+  };
+}
+
+/** jco's `instantiateCore`: instantiates synchronously and pushes the instance's memories onto
+ * `memories`. */
+export function instantiateCore(memories) {
+  return (module, imp) => {
+    const instance = new WebAssembly.Instance(module, imp);
+    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) memories.push(v);
+    return instance;
+  };
+}
 
 /**
  * A check of the memories' sizes against `max`, for after each call: an Error when one is

@@ -7,17 +7,22 @@
 
 // Operations whose result names a new lock handle in the instance.
 const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
+// Operations that can wait long (acquire's retries, waitForLock's polling).
+export const BLOCKING_OPS = new Set(['acquire', 'waitForLock']);
 
 class Slot {
-  constructor(instance) {
+  constructor(instance, pool = null) {
     this.instance = instance;
+    this.pool = pool;
     this.queue = [];
     this.busy = false;
     this.handles = 0; // live lock handles created here
     this.failed = null;
+    this.closed = false;
     this.ready = instance.ready ?? null; // a promise for instances that start asynchronously
     this.drops = []; // handles given up, dropped before the next operation
     this.dropScheduled = false;
+    this.givenBack = null; // once failed: settles when the failed call's locks are given back
   }
 
   get load() {
@@ -33,25 +38,47 @@ class Slot {
         if (!this.busy) this.drain();
       });
     }
-    this.busy = true;
     // Without async functions on this path: see NOTES.md.
-    const p = this.drops.length > 0 ? this.instance.exec('drop', this.drops.splice(0)).then(() => this.instance.exec(op, a, b, c)) : this.instance.exec(op, a, b, c);
-    return p.then(
+    this.busy = true;
+    return this.step(op, a, b, c).then(
       (r) => {
-        const trap = this.checked();
-        if (trap !== null) {
-          this.fail(trap);
-          this.idle();
-          throw trap;
-        }
-        this.count(op, r);
         this.idle();
         return r;
       },
       (e) => {
-        this.fail(e);
         this.idle();
         throw e;
+      },
+    );
+  }
+
+  /**
+   * One operation on the instance, which is free (handles given up are dropped first): its
+   * result once it passed the host's check, counted. A failure (a trap) fails the slot.
+   */
+  step(op, a, b, c) {
+    const exec = this.instance;
+    const p = this.drops.length > 0 ? exec.exec('drop', this.drops.splice(0)).then(() => exec.exec(op, a, b, c)) : exec.exec(op, a, b, c);
+    return p.then(
+      (r) => {
+        const trap = this.closed ? this.failed : this.checked();
+        if (trap !== null) {
+          // A trap after the call (its memory cap), or a call that ended after close(): what it
+          // returned is discarded, so the locks it took are given back.
+          this.fail(trap, true);
+          throw trap;
+        }
+        exec.succeeded?.();
+        if (typeof r.ok === 'number' && HANDLE_OPS.has(op)) {
+          this.handles += 1; // before the slot can be picked again (Pool.pick)
+          // Waits queued here while it held no handle must not delay this one's calls.
+          if (this.queue.length > 0 && this.pool !== null) this.pool.moveBlocking(this);
+        }
+        return r;
+      },
+      (e) => {
+        this.fail(this.closed ? this.failed : e, true);
+        throw this.closed ? this.failed : e;
       },
     );
   }
@@ -61,23 +88,20 @@ class Slot {
     if (this.queue.length > 0) this.drain();
   }
 
-  /** Counts a new handle before the instance can be picked again (see Pool.pick). */
-  count(op, result) {
-    if (typeof result.ok === 'number' && HANDLE_OPS.has(op)) this.handles += 1;
-    return result;
-  }
-
   /** The instance's check after a call (its memory cap): a trap, or null. */
   checked() {
     return this.instance.afterCall === undefined ? null : this.instance.afterCall();
   }
 
-  fail(e) {
-    // A trap: the instance's state is unknown from here on; fail everything queued on it, and
-    // give back the locks the failed call may have taken.
-    if (this.failed === null) this.instance.trapped?.();
+  /**
+   * The instance's state is unknown from here on (a trap), or it is closed: fails everything
+   * queued on it; `giveBack`: the call that failed was in flight, so the locks it may have taken
+   * are given back (never those of calls that returned their handles).
+   */
+  fail(e, giveBack) {
+    if (giveBack && this.givenBack === null) this.givenBack = Promise.resolve(this.instance.trapped?.());
     this.failed ??= e;
-    for (const job of this.queue.splice(0)) job.reject(e);
+    for (const job of this.queue.splice(0)) job.reject(this.failed);
   }
 
   async drain() {
@@ -87,7 +111,7 @@ class Slot {
         await this.ready;
         this.ready = null;
       } catch (e) {
-        this.fail(e);
+        this.fail(e, false);
         this.busy = false;
         return;
       }
@@ -95,17 +119,17 @@ class Slot {
     while (this.queue.length > 0 && !this.failed) {
       const job = this.queue.shift();
       try {
-        if (this.drops.length > 0) await this.instance.exec('drop', this.drops.splice(0));
-        const r = await this.instance.exec(job.op, job.a, job.b, job.c);
-        const trap = this.checked();
-        if (trap !== null) throw trap;
-        job.resolve(this.count(job.op, r));
+        job.resolve(await this.step(job.op, job.a, job.b, job.c));
       } catch (e) {
         job.reject(e);
-        this.fail(e);
       }
     }
     this.busy = false;
+  }
+
+  /** A handle's lock is no longer here (released: the instance dropped its resource). */
+  forget() {
+    this.handles -= 1;
   }
 
   /** Gives a lock handle's resource back to the instance, before its next operation or soon. */
@@ -121,27 +145,40 @@ class Slot {
       }).unref();
     }
   }
+
+  /** Ends the instance: every later call fails with `err`; a call in flight gives back its locks. */
+  close(err) {
+    this.closed = true;
+    this.fail(err, false);
+    return this.instance.close();
+  }
 }
 
 export class Pool {
   /**
    * @param {() => {exec, close, ready?}} create makes one instance
    * @param {number} maxInstances
+   * @param {() => Error} closedError the error of every call after close()
    */
-  constructor(create, maxInstances) {
+  constructor(create, maxInstances, closedError = () => new Error('dlock: closed')) {
     this.create = create;
     this.max = maxInstances;
     this.slots = [];
+    this.closedError = closedError;
+    this.closing = null;
   }
 
   /**
    * The slot for a new operation. A lock handle's release and extend run on the instance that
    * created it, so an operation that can wait long (`blocking`: acquire's retries,
-   * waitForLock's polling) goes only to an instance holding no handles: a release must never
-   * wait behind someone else's wait. Otherwise: an idle instance (one without handles first),
-   * else a new one while under the cap, else the least loaded.
+   * waitForLock's polling) goes only to an instance holding no handles: a release or extend
+   * must never wait behind someone else's wait. When every instance at the cap holds handles,
+   * a blocking operation gets a new instance beyond the cap. Otherwise: an idle instance (one
+   * without handles first), else a new one while under the cap, else the least loaded.
+   * Throws the closed error after close().
    */
   pick(blocking) {
+    if (this.closing !== null) throw this.closedError();
     let idleFree = null; // idle, no handles
     let idle = null; // idle, with handles
     let failed = 0;
@@ -159,25 +196,54 @@ export class Pool {
     if (idleFree !== null) return idleFree;
     if (idle !== null && !blocking) return idle;
     if (failed > 0) this.slots = this.slots.filter((s) => !s.failed);
-    if (this.slots.length < this.max) {
-      const slot = new Slot(this.create());
-      this.slots.push(slot);
-      return slot;
-    }
-    // At the cap: the least loaded instance, among those without handles for a blocking call
-    // when there is one.
+    if (this.slots.length < this.max) return this.add();
+    // At the cap: the least loaded instance; for a blocking call, the least loaded without
+    // handles, or a new one.
     let least = null;
     let leastFree = null;
     for (const s of this.slots) {
       if (least === null || s.load < least.load) least = s;
       if (s.handles === 0 && (leastFree === null || s.load < leastFree.load)) leastFree = s;
     }
-    return (blocking ? leastFree : null) ?? least;
+    if (blocking) return leastFree ?? this.add();
+    return least;
   }
 
-  async close() {
-    const slots = this.slots;
-    this.slots = [];
-    await Promise.all(slots.map((s) => s.instance.close()));
+  /**
+   * Moves the blocking operations queued on `slot` (which now holds a handle) to other slots
+   * (Pool.pick): a job's result then names the slot that ran it (`slot`), which owns the
+   * handle it may return.
+   */
+  moveBlocking(slot) {
+    const moved = slot.queue.filter((j) => BLOCKING_OPS.has(j.op));
+    if (moved.length === 0) return;
+    slot.queue = slot.queue.filter((j) => !BLOCKING_OPS.has(j.op));
+    for (const job of moved) {
+      let to;
+      try {
+        to = this.pick(true);
+      } catch (e) {
+        job.reject(e);
+        continue;
+      }
+      to.run(job.op, job.a, job.b, job.c).then((r) => job.resolve({ ...r, slot: to }), job.reject);
+    }
+  }
+
+  add() {
+    const slot = new Slot(this.create(), this);
+    this.slots.push(slot);
+    return slot;
+  }
+
+  /** Ends every instance; final (later calls fail with the closed error) and idempotent. */
+  close() {
+    if (this.closing === null) {
+      const slots = this.slots;
+      this.slots = [];
+      const err = this.closedError();
+      this.closing = Promise.all(slots.map((s) => s.close(err))).then(() => {});
+    }
+    return this.closing;
   }
 }

@@ -9,7 +9,7 @@
 //
 // jco's convention for an import returning `result<T, E>`: return (or resolve) T, throw (or
 // reject with) E as a plain object: an Error would be taken for a trap.
-import { checkRequest, checkRole, classify, flatten, TokenBucket } from './policy.js';
+import { admitScript, checkRequest, checkRole, classify, flatten, TokenBucket } from './policy.js';
 
 const TIMEOUT = Object.freeze({ tag: 'timeout' });
 
@@ -97,6 +97,18 @@ class Link {
     this.timeoutsInARow = 0;
     /** How many times this package made the client reconnect (for tests and diagnostics). */
     this.reconnects = 0;
+    /**
+     * The client's connection: a new one after each close (ours or not). A call counts toward
+     * the timeouts in a row of the connection it was sent on only: a call sent before a
+     * reconnect that times out after it says nothing about the new connection.
+     */
+    this.generation = 0;
+    redis.on?.('close', () => this.newConnection());
+  }
+
+  newConnection() {
+    this.generation += 1;
+    this.timeoutsInARow = 0;
   }
 
   deadlinesFor(ms) {
@@ -105,14 +117,17 @@ class Link {
     return d;
   }
 
-  noteOutcome(timedOut, limit) {
+  /** The outcome of a call sent on connection `generation`: outcomes of older connections are
+   * ignored. */
+  noteOutcome(timedOut, limit, generation) {
+    if (generation !== this.generation) return;
     if (!timedOut) {
       this.timeoutsInARow = 0;
       return;
     }
     this.timeoutsInARow += 1;
     if (limit > 0 && this.timeoutsInARow >= limit) {
-      this.timeoutsInARow = 0;
+      this.newConnection();
       this.reconnects += 1;
       try {
         this.redis.disconnect(true);
@@ -139,12 +154,13 @@ export function linkFor(redis) {
  */
 export function evalScript(redis, policy, entry, keys, args, host = null) {
   const link = linkFor(redis);
+  const generation = link.generation;
   return new Promise((resolve, reject) => {
     const call = {
       settled: false,
       deadline: 0,
       timedOut() {
-        link.noteOutcome(true, policy.reconnectAfterTimeouts);
+        link.noteOutcome(true, policy.reconnectAfterTimeouts, generation);
         reject(TIMEOUT);
       },
     };
@@ -152,7 +168,7 @@ export function evalScript(redis, policy, entry, keys, args, host = null) {
     deadlines.add(call);
     const onReply = (reply) => {
       if (!deadlines.settle(call)) return;
-      link.timeoutsInARow = 0;
+      link.noteOutcome(false, 0, generation);
       const r = flatten(reply, policy.maxReplyBytes);
       if (host !== null && r.tag === 'ok') host.replied(entry.role, keys, args, r.val);
       if (r.tag === 'ok') resolve(r.val);
@@ -161,7 +177,7 @@ export function evalScript(redis, policy, entry, keys, args, host = null) {
     const onError = (err) => {
       if (!deadlines.settle(call)) return;
       const e = classify(err);
-      link.noteOutcome(e.tag === 'timeout', policy.reconnectAfterTimeouts);
+      link.noteOutcome(e.tag === 'timeout', policy.reconnectAfterTimeouts, generation);
       reject(e);
     };
     const n = keys.length;
@@ -201,11 +217,17 @@ export class RedisHost {
     this.out = { bytes: 0 };
   }
 
-  /** A new call into the component: its `redis-eval` bucket is full again, and the locks
-   * noted by the previous call are forgotten (that call returned them as handles). */
+  /** A new call into the component: its `redis-eval` bucket is full again, and no lock is
+   * noted yet. */
   begin() {
     this.evals.available = this.evals.capacity;
     this.evals.refilled = null;
+    if (this.grants.length > 0) this.grants = [];
+  }
+
+  /** The call into the component succeeded (its result passed the host's checks): the locks
+   * it took are the caller's now, as handles, and must never be given back by this host. */
+  end() {
     if (this.grants.length > 0) this.grants = [];
   }
 
@@ -289,9 +311,18 @@ export const oneNode = [
   },
 ];
 
-/** The `script` resource the component holds: an allowlist entry. */
-export class Script {
-  constructor(entry) {
-    this.entry = entry;
-  }
+/** The `script` resource of the `dlock:lock/redis` import under `policy`: `load` admits a
+ * source (denied unless the policy's allowlist has it); an instance holds its allowlist entry. */
+export function scriptResource(policy) {
+  return class Script {
+    constructor(entry) {
+      this.entry = entry;
+    }
+
+    static load(source) {
+      const entry = admitScript(policy, source);
+      if (typeof entry === 'string') throw { tag: 'denied', val: entry };
+      return new Script(entry);
+    }
+  };
 }

@@ -47,11 +47,10 @@ export function createExecutor(lock, witOptions) {
   };
   const putMaybe = (h) => (h === undefined ? NONE : put(h));
   const ok = (v) => ({ ok: v });
-  const handle = (id) => {
-    const h = handles.get(id);
-    if (h === undefined) throw new Error(`dlock: no lock handle ${id} in this instance`);
-    return h;
-  };
+  // A handle this instance no longer has was released (or dropped): `not-held`, as the
+  // component answers for a released handle, without touching Redis. Never a trap: the other
+  // handles of the instance are fine.
+  const gone = () => Promise.resolve(NOT_HELD);
   const drop = (id) => {
     const h = handles.get(id);
     if (h !== undefined) {
@@ -87,7 +86,8 @@ export function createExecutor(lock, witOptions) {
           // handle id. A released handle can do nothing more: its resource goes at once, and the
           // caller knows its state (released, not held) without asking. A release that found
           // the key gone or taken over (`ok`: the release-outcome) leaves a lost handle.
-          const h = handle(a);
+          const h = handles.get(a);
+          if (h === undefined) return gone();
           return then(
             h.release(),
             (outcome) => {
@@ -100,15 +100,14 @@ export function createExecutor(lock, witOptions) {
         }
         case 'extend': {
           // handle id, ttlMs
-          const h = handle(a);
+          const h = handles.get(a);
+          if (h === undefined) return gone();
           return then(
             h.extend(b),
             () => ({ ok: null, info: h.info() }),
             (e) => ({ ...fail(e), info: h.info() }),
           );
         }
-        case 'info':
-          return Promise.resolve({ ok: null, info: handle(a).info() });
         case 'drop': // handle ids (an array)
           for (const id of a) drop(id);
           return Promise.resolve(NONE);
@@ -135,9 +134,7 @@ export function createExecutor(lock, witOptions) {
 
 const NONE = Object.freeze({ ok: null });
 const RELEASED = Object.freeze({ ok: 'released', info: null });
-
-/** Whether `op` may reach `redis-eval` or `pollable.block` (a suspending call). */
-export const SUSPENDING_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'isLocked', 'keyState', 'release', 'extend']);
+const NOT_HELD = Object.freeze({ err: Object.freeze({ tag: 'not-held' }), info: null });
 
 // ---------------------------------------------------------------------------------------------
 // In the caller's thread: conversions between the public API and the WIT types.
@@ -230,13 +227,14 @@ export function toError(err, key) {
  * (numbers), `validUntilNs` on the process' monotonic clock (process.hrtime.bigint()), `fence`
  * (bigint) when the client has fencing on, `status` (`held`, `expired`, `released`,
  * `releasing`, `lost`, `attached`) and `isHeld` as of `now` (WIT `is-held`: held, and validity
- * not run out). `released` overrides the status (markAsReleased: released without a call).
+ * not run out). `released` overrides the status (markAsReleased: released without a call);
+ * then `lost` (the handle's instance trapped or was closed: the handle can do nothing more).
  */
-export function fromInfo(info, now, released) {
-  const isHeld = !released && localIsHeld(info, now);
-  let status = released ? 'released' : info.status;
+export function fromInfo(info, now, released, lost = false) {
+  const isHeld = !released && !lost && localIsHeld(info, now);
+  let status = released ? 'released' : lost ? 'lost' : info.status;
   if (status === 'held' && !isHeld) status = 'expired';
-  return {
+  const out = {
     key: info.key,
     token: info.token,
     fence: info.fence ?? null,
@@ -246,6 +244,15 @@ export function fromInfo(info, now, released) {
     isHeld,
     status,
   };
+  Object.defineProperty(out, 'toJSON', { value: infoJSON });
+  return out;
+}
+
+/** `JSON.stringify(handle.info)`: `fence` as a number (fences stay below 9 * 10^15, exact as
+ * a double), `validUntilNs` as a decimal string (monotonic nanoseconds pass 2^53 after about
+ * 104 days of uptime). */
+function infoJSON() {
+  return { ...this, fence: this.fence === null ? null : Number(this.fence), validUntilNs: String(this.validUntilNs) };
 }
 
 /** Whether a handle holds its lock as far as it knows, without asking Redis (WIT `is-held`). */

@@ -5,8 +5,8 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { memoryCap } from './memory.js';
 import { instantiateSync } from './backend-sync.js';
-import { admitScript } from './policy.js';
-import { waitForRelease } from './redis-host.js';
+import { scriptResource, waitForRelease } from './redis-host.js';
+import { awaitReply } from './reply-wait.js';
 import { createExecutor } from './wit.js';
 
 const { policy, witOptions, ctrl, port } = workerData;
@@ -15,37 +15,18 @@ const { policy, witOptions, ctrl, port } = workerData;
 const FAILSAFE_MS = policy.commandTimeoutMs + 5000;
 let seq = 0;
 
-class Script {
-  constructor(entry) {
-    this.entry = entry;
-  }
-  static load(source) {
-    const entry = admitScript(policy, source);
-    if (typeof entry === 'string') throw { tag: 'denied', val: entry };
-    return new Script(entry);
-  }
-}
+const Script = scriptResource(policy);
 
 function redisEval(script, keys, args) {
   const id = ++seq;
-  Atomics.store(ctrl, 0, 0);
   parentPort.postMessage({ t: 'eval', id, sha1: script.entry.sha1, keys, args });
-  const deadline = performance.now() + FAILSAFE_MS;
-  for (;;) {
-    const left = deadline - performance.now();
-    if (left <= 0) throw { tag: 'timeout' };
-    Atomics.wait(ctrl, 0, 0, left);
-    let msg;
-    while ((msg = receiveMessageOnPort(port)) !== undefined) {
-      if (msg.message.id === id) {
-        if (msg.message.err !== undefined) throw msg.message.err;
-        return msg.message.val;
-      }
-      // a reply to a call given up on earlier: dropped
-    }
-    Atomics.store(ctrl, 0, 0);
-  }
+  const reply = awaitReply(ctrl, receive, id, performance.now() + FAILSAFE_MS);
+  if (reply === null) throw { tag: 'timeout' };
+  if (reply.err !== undefined) throw reply.err;
+  return reply.val;
 }
+
+const receive = () => receiveMessageOnPort(port)?.message;
 
 /** `redis-eval-all` on the one Redis this package runs on: `redis-eval`'s outcome as a list
  * of one result (see `oneNode` in redis-host.js). */

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { DistributedLock, LockHandle } from '../src/index.js';
-import { backends, sleep, startRedis } from './helpers.mjs';
+import { backends, scriptCalls, sleep, startRedis, until } from './helpers.mjs';
 
 const server = await startRedis();
 const admin = server.admin;
@@ -113,10 +113,17 @@ for (const backend of backends()) {
       const lock = make(server.client(), { retryDelayMs: 20, maxInstances: 1 });
       const [k1, k2] = [key('s1'), key('s2')];
       await admin.set(k1, 'other', 'PX', LONG);
+      await lock.isLocked(k1); // the instance exists and the scripts are loaded
       const order = [];
+      const before = await scriptCalls(admin);
       const w1 = lock.waitForLock(k1, LONG, LONG).then((h) => (order.push(1), h));
       const w2 = lock.waitForLock(k2, LONG, LONG).then((h) => (order.push(2), h)); // k2 is free
-      setTimeout(() => admin.del(k1), 50);
+      // Both calls go over one connection, which keeps order: had the second call run beside
+      // the first, its acquire of k2 would have reached Redis before the first call's second
+      // attempt (which waits for the first attempt's reply and a retry delay).
+      await until('the first call\'s second attempt', async () => (await scriptCalls(admin)) >= before + 2);
+      assert.equal(await admin.exists(k2), 0, 'the second call ran while the first was in the instance');
+      await admin.del(k1);
       const [h1, h2] = await Promise.all([w1, w2]);
       // the second call starts only once the first has returned, though its key was free all along
       assert.deepEqual(order, [1, 2]);

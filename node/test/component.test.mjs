@@ -58,3 +58,10 @@ test('the constants and key rules are contract.rs\'s', () => {
     assert.ok(!isUuidV4(t), t);
   }
 });
+
+test('every runtime export is declared in index.d.ts, and nothing else', async () => {
+  const runtime = Object.keys(await import('../src/index.js')).sort();
+  const dts = readFileSync(new URL('../src/index.d.ts', import.meta.url), 'utf8');
+  const declared = [...dts.matchAll(/^export declare (?:class|function|const) (\w+)/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(declared, runtime);
+});

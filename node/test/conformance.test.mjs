@@ -25,8 +25,18 @@ const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
 const server = await startRedis();
 const admin = server.admin;
 
+/** A `redis` or `until` step that failed: kind `redis` (the command failed) or `until` (the
+ * hang guard ran out), as the Rust runner reports them. */
+class StepError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
 /** The error kind of the conformance format for an error of this package. */
 function kind(e) {
+  if (e instanceof StepError) return e.kind;
   if (e instanceof LockGrantedTooLateError) return 'granted-too-late';
   if (e instanceof LockAcquisitionError) return 'not-acquired';
   if (e instanceof NotALockError) return 'not-a-lock';
@@ -45,7 +55,7 @@ function infoJson(h) {
     token: i.token,
     fence: i.fence === null ? null : Number(i.fence),
     status: i.status,
-    isHeld: i.isHeld,
+    isHeld: h.isHeld, // as the handle answers it
     leaseMs: i.expiresAt - i.acquiredAt,
   };
 }
@@ -88,9 +98,41 @@ function resolve(value, handles) {
   return value;
 }
 
+/** A step on the case's plain connection (`redis`, `until`, `elapse`); `undefined` for other
+ * ops. */
+async function rawStep(step) {
+  switch (step.op) {
+    case 'redis':
+      return raw(step.cmd);
+    case 'until': {
+      const started = performance.now();
+      for (;;) {
+        const got = await raw(step.cmd);
+        const reached = step.contains !== undefined ? typeof got === 'string' && got.includes(step.contains) : matches(step.equals, got);
+        if (reached) return null;
+        if (performance.now() - started > UNTIL_LIMIT_MS) throw new StepError('until', `still ${JSON.stringify(got)} after ${UNTIL_LIMIT_MS} ms`);
+        await sleep(5);
+      }
+    }
+    case 'elapse': {
+      // The event is the clock itself (a lease running out): never earlier than `ms`, on the
+      // monotonic clock the component reads.
+      const end = process.hrtime.bigint() + BigInt(step.ms) * 1_000_000n;
+      while (process.hrtime.bigint() < end) await sleep(Number((end - process.hrtime.bigint()) / 1_000_000n) + 1);
+      return null;
+    }
+    default:
+      return undefined;
+  }
+}
+
 async function raw(cmd) {
   const [name, ...args] = cmd.map(String);
-  return admin.call(name, ...args);
+  try {
+    return await admin.call(name, ...args);
+  } catch (e) {
+    throw new StepError('redis', e.message);
+  }
 }
 
 /** Runs one case on a flushed server; throws at the first step that does not come out as
@@ -158,17 +200,26 @@ async function runCase(c, backend) {
         case 'client':
           clients.set(step.name, make(step.options));
           return null;
-        case 'redis':
-          return raw(step.cmd);
-        case 'until': {
-          const started = performance.now();
-          for (;;) {
-            const got = await raw(step.cmd);
-            if (matches(step.equals, got)) return null;
-            if (performance.now() - started > UNTIL_LIMIT_MS) throw new Error(`until: still ${JSON.stringify(got)}`);
-            await sleep(5);
-          }
+        case 'during': {
+          // The inner step, and meanwhile the side steps; the inner step's outcome is the step's.
+          const side = (async () => {
+            for (const sideStep of step.side) {
+              try {
+                if ((await rawStep(sideStep)) === undefined) throw new Error('side steps are redis, until, elapse');
+              } catch (e) {
+                throw new StepError('side', `side step ${JSON.stringify(sideStep)}: ${e.kind ?? 'error'}: ${e.message}`);
+              }
+            }
+          })();
+          const [main, sideDone] = await Promise.allSettled([run(step.step), side]);
+          if (sideDone.status === 'rejected') throw sideDone.reason;
+          if (main.status === 'rejected') throw main.reason;
+          return main.value;
         }
+        case 'redis':
+        case 'until':
+        case 'elapse':
+          return rawStep(step);
         default:
           throw new Error(`unknown op ${step.op}`);
       }
@@ -179,7 +230,6 @@ async function runCase(c, backend) {
       try {
         outcome = { ok: await run(step) };
       } catch (e) {
-        if (step.op === 'redis' || step.op === 'until') throw e;
         outcome = { error: kind(e), message: e.message };
       }
       const want = step.expect ?? {};

@@ -16,6 +16,7 @@ import {
   LockRedisError,
   NotALockError,
 } from '../src/index.js';
+import { monotonicNow } from '../src/wasi.js';
 import { backends, rejection, scriptCalls as countScriptCalls, startRedis, until } from './helpers.mjs';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -23,8 +24,17 @@ const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 // At the top level: `after` hooks registered here run when the whole file is done.
 const server = await startRedis();
 const redis = server.client();
+const admin = server.admin; // a connection of its own: never queued behind a paused call
 
 const scriptCalls = () => countScriptCalls(redis);
+
+/** Whether Redis holds a client's command back (CLIENT PAUSE): the call has reached Redis. */
+async function pausedCall() {
+  return /^blocked_clients:[1-9]/m.test(await admin.info('clients'));
+}
+
+/** Resolves once Redis has seen one more script call than `before` (the caller's attempt). */
+const attempted = (before) => until('an attempt to reach Redis', async () => (await scriptCalls()) > before);
 
 for (const backend of backends()) {
   describe(`contract (${backend})`, () => {
@@ -99,11 +109,15 @@ for (const backend of backends()) {
     });
 
     test('acquire succeeds on a retry once the holder releases', async () => {
-      const lock = make({ retryCount: 100, retryDelayMs: 5, maxRetryDelayMs: 20 });
+      // retries enough for any machine: the holder lets go once the first attempt was refused
+      const lock = make({ retryCount: 1_000_000, retryDelayMs: 5, maxRetryDelayMs: 20 });
       const k = key('retry');
-      const holder = await lock.acquire(k, 10000);
-      setTimeout(() => holder.release(), 20);
-      const h = await lock.acquire(k, 1000);
+      const holder = await lock.acquire(k, 60_000);
+      const before = await scriptCalls();
+      const acquiring = lock.acquire(k, 1000);
+      await attempted(before);
+      await holder.release();
+      const h = await acquiring;
       assert.equal(h.isHeld, true);
       await h.release();
     });
@@ -111,15 +125,21 @@ for (const backend of backends()) {
     test('waitForLock: acquires once released; LockAcquisitionError at the deadline, never before it', async () => {
       const lock = make({ retryDelayMs: 20 });
       const k = key('wait');
-      const holder = await lock.acquire(k, 10000);
-      setTimeout(() => holder.release(), 50);
-      const h = await lock.waitForLock(k, 30000, 1000);
+      const holder = await lock.acquire(k, 60_000);
+      const before = await scriptCalls();
+      const waiting = lock.waitForLock(k, 60_000, 1000);
+      await attempted(before);
+      await holder.release();
+      const h = await waiting;
       assert.equal(h.isHeld, true);
-      const started = performance.now();
+      // The component gives up when its monotonic clock (this process' hrtime, which
+      // monotonicNow reads) has passed its start + 300 ms; it started after `started` and
+      // the rejection comes after it gave up: on any machine, at least 300 ms on that clock.
+      const started = monotonicNow();
       const err = await rejection(lock.waitForLock(k, 300, 1000));
+      const ended = monotonicNow();
       assert.ok(err instanceof LockAcquisitionError, err);
-      // A lower bound only: the wait may not give up early (it may end later on a busy machine).
-      assert.ok(performance.now() - started >= 299, 'gave up before its deadline');
+      assert.ok(ended - started >= 300_000_000n, 'gave up before its deadline');
       await h.release();
     });
 
@@ -127,8 +147,19 @@ for (const backend of backends()) {
       const lock = make({ retryCount: 0 });
       const k = key('late');
       await lock.isLocked(k); // scripts loaded: one round trip per attempt from here
-      await redis.call('CLIENT', 'PAUSE', '300', 'WRITE');
-      const late = await rejection(lock.tryAcquire(k, 50));
+      // The attempt is held back by a pause until its 50 ms lease has run out for sure: it was
+      // sent before Redis held it, so its lease ends at most 50 ms after that was seen.
+      await admin.call('CLIENT', 'PAUSE', '60000', 'WRITE');
+      let late;
+      try {
+        late = rejection(lock.tryAcquire(k, 50));
+        await until('the attempt to be held by the pause', pausedCall);
+        const seen = monotonicNow();
+        await until('the attempt\'s lease to run out', () => monotonicNow() - seen > 50_000_000n);
+      } finally {
+        await admin.call('CLIENT', 'UNPAUSE');
+      }
+      late = await late;
       assert.ok(late instanceof LockGrantedTooLateError, late);
       assert.ok(late instanceof LockAcquisitionError);
       assert.equal(late.retryable, true);
@@ -221,11 +252,11 @@ for (const backend of backends()) {
       const k = key('expire');
       const h = await lock.acquire(k, 120);
       assert.equal(h.isHeld, true);
-      // Redis expires the key no earlier than the handle's validity ends (validity counts from
-      // when the acquire was sent).
-      await until('the key to expire in Redis', async () => (await redis.exists(k)) === 0);
+      // the handle's own end of validity, on the clock isHeld reads
+      await until('the handle\'s validity to end', () => monotonicNow() >= h.info.validUntilNs);
       assert.equal(h.isHeld, false);
       assert.equal(h.info.status, 'expired');
+      await until('the key to expire in Redis', async () => (await redis.exists(k)) === 0);
       assert.ok((await rejection(h.release())) instanceof InvalidLockError);
     });
 

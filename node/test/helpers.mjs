@@ -83,13 +83,6 @@ export function backends() {
   return jspiAvailable() ? ['jspi', 'worker'] : ['worker'];
 }
 
-/** Runs `fn` and returns how long it took, in ms. */
-export async function timed(fn) {
-  const t0 = performance.now();
-  const value = await fn();
-  return { ms: performance.now() - t0, value };
-}
-
 /** Settles with the error `promise` rejects with (fails if it resolves). */
 export async function rejection(promise) {
   try {

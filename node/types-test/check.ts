@@ -1,6 +1,6 @@
 // Type-checked by `npm run typecheck`: the declarations fit an ioredis client and the API's use.
 import { Redis } from 'ioredis';
-import { COMPONENT, DistributedLock, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo } from '../src/index.js';
+import { ClientClosedError, COMPONENT, ComponentTrapError, DistributedLock, DistributedLockError, InvalidArgumentError, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo, type LockInfoJSON } from '../src/index.js';
 
 async function main(): Promise<void> {
   const redis = new Redis();
@@ -28,6 +28,22 @@ async function main(): Promise<void> {
   const status: HandleStatus = info.status;
   console.log(status, COMPONENT.sha256);
   console.log(held, fence, locked, lock.backend);
+  const json: LockInfoJSON = JSON.parse(JSON.stringify(info));
+  const until: string = json.validUntilNs;
+  console.log(until, json.fence);
+  // every error class exported at runtime, with its constructor
+  const errors: DistributedLockError[] = [
+    new DistributedLockError('m'),
+    new LockAcquisitionError('k'),
+    new LockGrantedTooLateError('k'),
+    new NotALockError('k'),
+    new InvalidLockError('k', 'm'),
+    new InvalidArgumentError('m'),
+    new LockRedisError('timeout', 'no reply'),
+    new ComponentTrapError('m', { cause: 1 }),
+    new ClientClosedError(),
+  ];
+  console.log(errors.map((e) => e.retryable));
   await lock.close();
   redis.disconnect();
 }

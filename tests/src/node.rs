@@ -122,9 +122,19 @@ fn package_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../node"))
 }
 
+/// The SHA-256 of `bytes`, in lowercase hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The package is installed and built from the component the Rust host bundles: its build
-/// record names the same size, and every core module it instantiates is a slice of that
-/// component, byte for byte.
+/// record names the SHA-256 of `host/bundle/dlock_guest.wasm` (the bytes `dlock_host` bundles),
+/// each build (`gen/jspi`, `gen/sync`) has its core modules, and every one of them is a slice
+/// of that component, byte for byte.
 fn check_package(package: &Path) -> Result<(), String> {
     let setup = "run node/scripts/setup-node.sh (npm ci && npm run build in node/)";
     if !package.join("node_modules/ioredis").is_dir() {
@@ -138,18 +148,23 @@ fn check_package(package: &Path) -> Result<(), String> {
     let record: serde_json::Value =
         serde_json::from_str(&record).map_err(|e| format!("gen/component.json: {e}"))?;
     let component = dlock_host::bundled::COMPONENT;
-    if record["bytes"].as_u64() != Some(component.len() as u64) {
+    let bundled = sha256_hex(component);
+    if record["sha256"].as_str() != Some(bundled.as_str()) {
         return Err(format!(
-            "{}/gen was built from another component than the bundled one: {setup}",
-            package.display()
+            "{}/gen was built from a component with SHA-256 {}, not the bundled one ({bundled}): \
+             {setup}",
+            package.display(),
+            record["sha256"]
         ));
     }
     for build in ["jspi", "sync"] {
         let dir = package.join("gen").join(build);
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut cores = 0;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|ext| ext == "wasm") {
+                cores += 1;
                 let core = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                 if !component.windows(core.len()).any(|w| w == core.as_slice()) {
                     return Err(format!(
@@ -159,6 +174,60 @@ fn check_package(package: &Path) -> Result<(), String> {
                 }
             }
         }
+        if cores == 0 {
+            return Err(format!(
+                "{} has no core module (.wasm): {setup}",
+                dir.display()
+            ));
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A package dir with `node_modules/ioredis`, a build record and core modules of the
+    /// bundled component (its first kilobyte) in both builds when `with_cores`.
+    fn package(record_sha256: &str, with_cores: bool) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("node_modules/ioredis")).unwrap();
+        std::fs::create_dir_all(dir.path().join("gen/jspi")).unwrap();
+        std::fs::create_dir_all(dir.path().join("gen/sync")).unwrap();
+        let component = dlock_host::bundled::COMPONENT;
+        let record = serde_json::json!({ "sha256": record_sha256, "bytes": component.len() });
+        std::fs::write(dir.path().join("gen/component.json"), record.to_string()).unwrap();
+        if with_cores {
+            for build in ["jspi", "sync"] {
+                let path = dir
+                    .path()
+                    .join("gen")
+                    .join(build)
+                    .join("component.core.wasm");
+                std::fs::write(path, &component[..1024]).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn a_package_built_from_the_bundled_component_passes() {
+        let dir = package(&sha256_hex(dlock_host::bundled::COMPONENT), true);
+        check_package(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_package_built_from_another_component_of_the_same_size_fails() {
+        let dir = package(&"0".repeat(64), true);
+        let e = check_package(dir.path()).unwrap_err();
+        assert!(e.contains("not the bundled one"), "{e}");
+    }
+
+    #[test]
+    fn a_package_without_core_modules_fails() {
+        let dir = package(&sha256_hex(dlock_host::bundled::COMPONENT), false);
+        let e = check_package(dir.path()).unwrap_err();
+        assert!(e.contains("no core module"), "{e}");
+    }
 }

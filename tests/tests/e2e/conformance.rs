@@ -74,8 +74,9 @@ fn status_name(status: HandleStatus) -> &'static str {
     }
 }
 
-/// A handle's info in the format's terms.
-fn info_json(info: &LockInfo) -> Value {
+/// A handle's info in the format's terms; `is_held` as the handle answers it
+/// (`LockHandle::is_held`), not derived from the status here.
+fn info_json(info: &LockInfo, is_held: bool) -> Value {
     let lease = info
         .expires_at
         .duration_since(info.acquired_at)
@@ -85,7 +86,7 @@ fn info_json(info: &LockInfo) -> Value {
         "token": info.token,
         "fence": info.fence,
         "status": status_name(info.status),
-        "isHeld": info.status == HandleStatus::Held,
+        "isHeld": is_held,
         "leaseMs": lease,
     })
 }
@@ -135,6 +136,72 @@ fn matches(expected: &Value, actual: &Value) -> bool {
         (Value::Number(e), Value::Number(a)) => e.as_f64() == a.as_f64(),
         _ => expected == actual,
     }
+}
+
+/// Runs a raw Redis command (`[name, args...]`) on a plain connection of the case.
+async fn raw_command(
+    conn: &mut redis::aio::MultiplexedConnection,
+    cmd: &Value,
+) -> Result<Value, String> {
+    let parts = cmd.as_array().expect("cmd is a list");
+    let mut command = redis::cmd(parts[0].as_str().expect("a command name"));
+    for arg in &parts[1..] {
+        match arg {
+            Value::String(s) => command.arg(s),
+            other => command.arg(other.to_string()),
+        };
+    }
+    command
+        .query_async::<redis::Value>(conn)
+        .await
+        .map(redis_json)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether an `until` step's reply is there: it matches `equals`, or (a string) it contains
+/// `contains`.
+fn until_reached(step: &Value, got: &Value) -> bool {
+    match step["contains"].as_str() {
+        Some(text) => got.as_str().is_some_and(|s| s.contains(text)),
+        None => matches(&step["equals"], got),
+    }
+}
+
+/// A step on the case's plain connection: `redis`, `until` or `elapse`. `None` for other ops.
+async fn raw_step(conn: &mut redis::aio::MultiplexedConnection, step: &Value) -> Option<Outcome> {
+    Some(match step["op"].as_str().expect("op") {
+        "redis" => raw_command(conn, &step["cmd"])
+            .await
+            .map_err(|e| ("redis".to_owned(), e)),
+        "until" => {
+            let started = Instant::now();
+            loop {
+                // A failing command fails the step at once (as in the Node runner): a wrong
+                // command does not get right by polling.
+                let got = match raw_command(conn, &step["cmd"]).await {
+                    Ok(got) => got,
+                    Err(e) => return Some(Err(("redis".to_owned(), e))),
+                };
+                if until_reached(step, &got) {
+                    break Ok(Value::Null);
+                }
+                if started.elapsed() > UNTIL_LIMIT {
+                    break Err((
+                        "until".to_owned(),
+                        format!("still {got} after {UNTIL_LIMIT:?}"),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        "elapse" => {
+            // The event is the clock itself (a lease running out): never earlier than `ms`.
+            let ms = step["ms"].as_u64().expect("ms");
+            tokio::time::sleep_until((Instant::now() + Duration::from_millis(ms)).into()).await;
+            Ok(Value::Null)
+        }
+        _ => return None,
+    })
 }
 
 /// One case being run: its runtime, clients and named handles.
@@ -202,23 +269,6 @@ impl Run {
         json!("handle")
     }
 
-    /// Runs a raw Redis command (`[name, args...]`) on the case's plain connection.
-    async fn raw_command(&mut self, cmd: &Value) -> Result<Value, String> {
-        let parts = cmd.as_array().expect("cmd is a list");
-        let mut command = redis::cmd(parts[0].as_str().expect("a command name"));
-        for arg in &parts[1..] {
-            match arg {
-                Value::String(s) => command.arg(s),
-                other => command.arg(other.to_string()),
-            };
-        }
-        command
-            .query_async::<redis::Value>(&mut self.raw)
-            .await
-            .map(redis_json)
-            .map_err(|e| e.to_string())
-    }
-
     /// Runs one step; its value or its error.
     async fn step(&mut self, step: &Value) -> Outcome {
         let ms = |field: &str| Duration::from_millis(step[field].as_u64().expect(field));
@@ -269,7 +319,10 @@ impl Run {
                     .map_err(failed)?;
                 Ok(Value::Null)
             }
-            "info" => Ok(info_json(&self.handle(step).info())),
+            "info" => {
+                let handle = self.handle(step);
+                Ok(info_json(&handle.info(), handle.is_held()))
+            }
             "client" => {
                 let options = lock_options(&step["options"]);
                 let client = self.runtime.client(options).await.map_err(failed)?;
@@ -277,25 +330,29 @@ impl Run {
                 self.clients.insert(name, client);
                 Ok(Value::Null)
             }
-            "redis" => self
-                .raw_command(&step["cmd"])
-                .await
-                .map_err(|e| ("redis".to_owned(), e)),
-            "until" => {
-                let started = Instant::now();
-                loop {
-                    let got = self.raw_command(&step["cmd"]).await;
-                    if got.as_ref().is_ok_and(|v| matches(&step["equals"], v)) {
-                        return Ok(Value::Null);
+            "during" => {
+                // The inner step, and meanwhile the side steps on a plain connection of their
+                // own; the inner step's outcome is the step's.
+                let mut side_conn = self.raw.clone();
+                let side = async {
+                    for side_step in step["side"].as_array().expect("side is a list") {
+                        let outcome = raw_step(&mut side_conn, side_step)
+                            .await
+                            .unwrap_or_else(|| panic!("side steps are redis, until, elapse"));
+                        if let Err((kind, message)) = outcome {
+                            return Err(format!("side step {side_step}: {kind}: {message}"));
+                        }
                     }
-                    if started.elapsed() > UNTIL_LIMIT {
-                        return Err((
-                            "until".to_owned(),
-                            format!("still {got:?} after {UNTIL_LIMIT:?}"),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Ok(())
+                };
+                let (outcome, side) = tokio::join!(Box::pin(self.step(&step["step"])), side);
+                if let Err(e) = side {
+                    return Err(("side".to_owned(), e));
                 }
+                outcome
+            }
+            "redis" | "until" | "elapse" => {
+                raw_step(&mut self.raw, step).await.expect("a raw step")
             }
             other => panic!("unknown op {other}"),
         }
@@ -333,7 +390,10 @@ fn policy(spec: &Value) -> Policy {
     for (name, value) in fields {
         let n = || value.as_u64().expect("a number");
         policy = match name.as_str() {
-            "allowForeignTokens" if value == &json!(true) => policy.allow_foreign_tokens(),
+            "allowForeignTokens" => match value.as_bool().expect("a boolean") {
+                true => policy.allow_foreign_tokens(),
+                false => policy, // the default
+            },
             "keyNamespace" => policy.with_key_namespace(value.as_str().expect("string")),
             "commandTimeoutMs" => policy.with_command_timeout(Duration::from_millis(n())),
             "maxKeyBytes" => policy.with_max_key_bytes(n() as usize),
