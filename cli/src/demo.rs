@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use dlock_host::{Client, Deadline, LockOptions, Runtime};
+use dlock_host::{Client, Deadline, LockOptions, Runtime, contract};
 use indicatif::{ProgressBar, ProgressStyle};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
@@ -14,6 +14,7 @@ use serde_json::json;
 use super::origin::Origin;
 use super::output::outln;
 use super::stats::{XorShift, human, percentile};
+use super::telemetry::Metrics;
 use super::{CliResult, EXIT_BUSY, EXIT_OK, duration};
 
 /// Options of `dlock demo`.
@@ -80,11 +81,10 @@ pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool)
     let deadline = Instant::now() + args.duration;
     let mut workers = Vec::new();
     for id in 0..args.workers {
+        // The default backoff: a waiter wakes when the holder releases, not when it polls.
         let options = LockOptions::default()
             .with_key_prefix(prefix.clone())
-            .with_fencing(true)
-            .with_jitter(true)
-            .with_retry_delay(Duration::from_millis(2));
+            .with_fencing(true);
         let client = runtime
             .client(options)
             .await
@@ -123,7 +123,7 @@ pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool)
         .await
         .map_err(redis_fail)?;
     cleanup(&mut conn.clone(), &prefix, args.keys).await;
-    let summary = Summary::new(&tally, &counted, args.duration);
+    let summary = Summary::new(&tally, &counted, args.duration, Metrics::install());
     if json_out {
         summary.print_json(&args, &origin, &version, &failures)?;
     } else {
@@ -254,13 +254,18 @@ async fn read_counters(
     Ok(counted)
 }
 
-/// Deletes everything the run wrote: counters, fence counters, any lock left behind.
+/// Deletes everything the run wrote: counters, any lock left behind and its companion keys
+/// (fence counter, waiters' mark, signal list).
 async fn cleanup(conn: &mut MultiplexedConnection, prefix: &str, keys: u32) {
     let mut cmd = redis::cmd("DEL");
     for key in 0..keys {
-        cmd.arg(format!("{prefix}counter:{key}"))
-            .arg(format!("{prefix}k{key}"))
-            .arg(format!("{{{prefix}k{key}}}:fence"));
+        let lock = format!("{prefix}k{key}");
+        cmd.arg(format!("{prefix}counter:{key}")).arg(&lock);
+        for companion in contract::Companion::ALL {
+            if let Ok(name) = contract::companion_key(&lock, companion) {
+                cmd.arg(name);
+            }
+        }
     }
     let _: Result<u64, _> = cmd.query_async(conn).await;
 }
@@ -275,10 +280,54 @@ struct Summary {
     fence_violations: u64,
     increments: u64,
     counted: u64,
+    /// What the lock library counted (`dlock_host::observe`).
+    observed: Observed,
+}
+
+/// The library's metrics the demo shows.
+struct Observed {
+    /// Acquire attempts per `wait_for_lock` call.
+    attempts_per_wait: f64,
+    /// Attempts that found the lock busy.
+    busy: u64,
+    /// Waits ended by a release signal, by their timeout, and polled for want of a connection.
+    by_signal: u64,
+    by_timeout: u64,
+    fallbacks: u64,
+    /// `wait_for_lock` calls and their p50 / p99 duration.
+    waits: usize,
+    wait_p50: Duration,
+    wait_p99: Duration,
+    /// Acquire script calls to Redis: p50 / p99.
+    redis_p50: Duration,
+    redis_p99: Duration,
+}
+
+impl Observed {
+    fn new(m: &Metrics) -> Self {
+        let waits = m.spread("dlock.acquire.duration{operation=wait_for_lock,outcome=acquired}");
+        let calls = m.spread(
+            "db.client.operation.duration{db.system.name=redis,db.operation.name=EVALSHA,db.stored_procedure.name=acquire}",
+        );
+        Observed {
+            attempts_per_wait: m
+                .spread("dlock.acquire.attempts{operation=wait_for_lock}")
+                .mean,
+            busy: m.counter("dlock.acquire.busy"),
+            by_signal: m.counter("dlock.wait.wakeups{by=signal}"),
+            by_timeout: m.counter("dlock.wait.wakeups{by=timeout}"),
+            fallbacks: m.counter("dlock.wait.fallbacks"),
+            waits: waits.count,
+            wait_p50: Duration::from_secs_f64(waits.p50),
+            wait_p99: Duration::from_secs_f64(waits.p99),
+            redis_p50: Duration::from_secs_f64(calls.p50),
+            redis_p99: Duration::from_secs_f64(calls.p99),
+        }
+    }
 }
 
 impl Summary {
-    fn new(tally: &Tally, counted: &HashMap<u32, u64>, duration: Duration) -> Self {
+    fn new(tally: &Tally, counted: &HashMap<u32, u64>, duration: Duration, m: &Metrics) -> Self {
         let mut waits = tally.waits.lock().unwrap().clone();
         let mut holds = tally.holds.lock().unwrap().clone();
         waits.sort();
@@ -294,6 +343,7 @@ impl Summary {
             fence_violations: tally.fence_violations.load(Ordering::Relaxed),
             increments: tally.increments.lock().unwrap().values().sum(),
             counted: counted.values().sum(),
+            observed: Observed::new(m),
         }
     }
 
@@ -348,6 +398,26 @@ impl Summary {
             human(self.wait_p99)
         )?;
         outln!("  hold p50           {:>10}", human(self.hold_p50))?;
+        let o = &self.observed;
+        outln!(
+            "  waits              {:>10}   p50 {} / p99 {}, {:.1} attempts each",
+            o.waits,
+            human(o.wait_p50),
+            human(o.wait_p99),
+            o.attempts_per_wait
+        )?;
+        outln!(
+            "  wake-ups           {:>10}   by a release signal; {} by timeout, {} polled (no connection free)",
+            o.by_signal,
+            o.by_timeout,
+            o.fallbacks
+        )?;
+        outln!(
+            "  busy attempts      {:>10}   acquire script p50 {} / p99 {} in Redis",
+            o.busy,
+            human(o.redis_p50),
+            human(o.redis_p99)
+        )?;
         outln!(
             "  fencing tokens     {:>10}   strictly increasing per key ({} violations)",
             mark(self.fences_ok()),
@@ -393,6 +463,14 @@ impl Summary {
             "wait_p99_us": self.wait_p99.as_micros(),
             "hold_p50_us": self.hold_p50.as_micros(),
             "fence_violations": self.fence_violations,
+            "waits": self.observed.waits,
+            "wait_p50_us": self.observed.wait_p50.as_micros(),
+            "wait_p99_us": self.observed.wait_p99.as_micros(),
+            "attempts_per_wait": self.observed.attempts_per_wait,
+            "busy_attempts": self.observed.busy,
+            "wakeups_by_signal": self.observed.by_signal,
+            "wakeups_by_timeout": self.observed.by_timeout,
+            "wait_fallbacks": self.observed.fallbacks,
             "increments": self.increments,
             "counted": self.counted,
             "worker_errors": failures,

@@ -1,12 +1,12 @@
-//! `acquire`, `release`, `extend` and `status`: one lock operation each.
+//! `acquire`, `release` and `extend`: one lock operation each.
 
 use std::time::Duration;
 
-use dlock_host::{Deadline, KeyState};
+use dlock_host::{Deadline, Error, ReleaseOutcome};
 use serde_json::json;
 
 use super::output::outln;
-use super::{CliResult, Ctx, EXIT_BUSY, EXIT_OK, Failure, epoch_ms};
+use super::{CliResult, Ctx, EXIT_BUSY, EXIT_EXPIRED, EXIT_OK, Failure, epoch_ms};
 
 pub(super) async fn acquire(
     ctx: &Ctx,
@@ -51,7 +51,7 @@ pub(super) async fn acquire(
     if let Err(unprinted) = printed {
         // Nobody can learn the token: a lock kept now could only expire.
         let message = match lock.release().await {
-            Ok(()) => format!("{}; the lock was released", unprinted.message),
+            Ok(_) => format!("{}; the lock was released", unprinted.message),
             Err(e) => format!(
                 "{}, and the lock could not be released (it expires with its TTL): {}",
                 unprinted.message,
@@ -66,54 +66,58 @@ pub(super) async fn acquire(
 pub(super) async fn release(ctx: &Ctx, key: &str, token: &str) -> CliResult<u8> {
     let client = ctx.client(false).await?;
     let handle = client.attach(key, token).await.map_err(|e| ctx.fail(e))?;
-    match handle.release().await {
-        Ok(()) => Ok(EXIT_OK),
-        Err(dlock_host::Error::NotHeld) => Err(not_owner(key)),
-        Err(e) => Err(ctx.fail(e)),
+    let outcome = handle.release().await.map_err(|e| ctx.fail(e))?;
+    if ctx.json {
+        let name = match outcome {
+            ReleaseOutcome::Released => "released",
+            ReleaseOutcome::Expired => "expired",
+            _ => "taken-over",
+        };
+        outln!("{}", json!({ "key": key, "outcome": name }))?;
+    }
+    match outcome {
+        ReleaseOutcome::Released => Ok(EXIT_OK),
+        ReleaseOutcome::Expired => Err(expired(key)),
+        _ => Err(taken_over(key)),
     }
 }
 
 pub(super) async fn extend(ctx: &Ctx, key: &str, token: &str, ttl: Duration) -> CliResult<u8> {
     let client = ctx.client(false).await?;
     let handle = client.attach(key, token).await.map_err(|e| ctx.fail(e))?;
-    match handle.extend(ttl).await {
-        Ok(()) => {}
-        Err(dlock_host::Error::NotHeld) => return Err(not_owner(key)),
+    let outcome = match handle.extend(ttl).await {
+        Ok(()) => "extended",
+        Err(Error::Expired) => "expired",
+        Err(Error::TakenOver) => "taken-over",
         Err(e) => return Err(ctx.fail(e)),
-    }
-    if ctx.json {
-        let info = handle.info();
-        outln!("{}", json!({ "expires_at_ms": epoch_ms(info.expires_at) }))?;
-    }
-    Ok(EXIT_OK)
-}
-
-pub(super) async fn status(ctx: &Ctx, key: &str) -> CliResult<u8> {
-    let client = ctx.client(false).await?;
-    let state = client.key_state(key).await.map_err(|e| ctx.fail(e))?;
-    let (locked, ttl_ms, text) = match state {
-        KeyState::Unlocked => (false, None, "unlocked".to_owned()),
-        KeyState::Expiring(left) => {
-            let ms = left.as_millis();
-            (true, Some(ms), format!("locked {ms}ms"))
-        }
-        KeyState::Persistent => (true, None, "locked (no expiry)".to_owned()),
-        other => (true, None, format!("locked ({other:?})")),
     };
     if ctx.json {
-        outln!(
-            "{}",
-            json!({ "key": key, "locked": locked, "ttl_ms": ttl_ms })
-        )?;
-    } else {
-        outln!("{text}")?;
+        let info = handle.info();
+        let out = match outcome {
+            "extended" => {
+                json!({ "key": key, "outcome": outcome, "expires_at_ms": epoch_ms(info.expires_at) })
+            }
+            _ => json!({ "key": key, "outcome": outcome }),
+        };
+        outln!("{out}")?;
     }
-    Ok(EXIT_OK)
+    match outcome {
+        "extended" => Ok(EXIT_OK),
+        "expired" => Err(expired(key)),
+        _ => Err(taken_over(key)),
+    }
 }
 
-fn not_owner(key: &str) -> Failure {
+fn taken_over(key: &str) -> Failure {
     Failure::new(
         EXIT_BUSY,
-        format!("{key}: not held by that token (nothing changed)"),
+        format!("{key}: not held by that token: taken over by another owner (nothing changed)"),
+    )
+}
+
+fn expired(key: &str) -> Failure {
+    Failure::new(
+        EXIT_EXPIRED,
+        format!("{key}: not held by that token: the lock had expired (nothing changed)"),
     )
 }

@@ -11,6 +11,8 @@ mod origin;
 mod output;
 mod run;
 mod stats;
+mod status;
+mod telemetry;
 
 /// mimalloc instead of glibc's malloc: the lock path allocates small buffers on every call
 /// from several tokio workers at once, and glibc's arena locks showed up in profiles.
@@ -25,6 +27,7 @@ use clap::{Args, Parser, Subcommand};
 use dlock_host::{
     Error, LockComponent, LockOptions, Policy, Runtime, RuntimeBuilder, Topology, contract,
 };
+use serde_json::json;
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -37,6 +40,8 @@ pub const EXIT_REDIS: u8 = 3;
 /// dlock itself failed (the lock component trapped, a process could not be started), or its
 /// output could not be written (a closed stdout; `acquire` then releases the lock it took).
 pub const EXIT_INTERNAL: u8 = 4;
+/// `release`, `extend`: the lock had expired (the key was gone); nothing was changed.
+pub const EXIT_EXPIRED: u8 = 5;
 /// `run`: the lock was busy and CMD never started (changeable with --conflict-exit-code).
 pub const EXIT_RUN_CONFLICT: u8 = 75;
 /// `run`: the lock was lost (or could not be kept, or `--max-hold` was reached) while CMD ran;
@@ -46,12 +51,14 @@ pub const EXIT_RUN_LOST: u8 = 76;
 const EXIT_CODES: &str = "\
 Exit codes:
   0   success
-  1   the lock is held by someone else / TOKEN does not own the lock
+  1   the lock is held by someone else / taken over: TOKEN does not own the lock
   2   bad input (usage, empty key, bad duration); nothing was written to Redis
-  3   Redis unreachable or failing (the message names the URL, without password); in quorum
-      mode, no majority of the primaries answered (no quorum)
+  3   Redis unreachable or failing (the message names the URL, without password, and says
+      whether a retry can help; a release whose outcome is unknown is safe to retry); in
+      quorum mode, no majority of the primaries answered (no quorum)
   4   internal failure (the lock component trapped, a process could not start), or stdout
       closed before the result was written (`acquire` then releases the lock it took)
+  5   release, extend: the lock had expired (the key was gone); nothing was changed
   run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
        76 when the lock was lost (or could not be kept, or --max-hold was reached) while
        CMD ran and CMD was terminated, 126/127 when CMD cannot be run";
@@ -135,6 +142,16 @@ struct Global {
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+
+    /// Log what the lock does to stderr: -v each lock operation, -vv every Redis call, -vvv
+    /// everything. RUST_LOG (e.g. dlock_host=debug) overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// At exit, print a summary of the lock's metrics (attempts, contention, wake-ups,
+    /// extends, Redis call times) to stderr (JSON with --json).
+    #[arg(long, global = true)]
+    metrics: bool,
 }
 
 const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
@@ -179,9 +196,11 @@ enum Command {
         #[arg(long)]
         fence: bool,
     },
-    /// Release a lock if TOKEN still owns it (exit 1, nothing changed, if it does not).
+    /// Release a lock if TOKEN still owns it, and say what was found: released, expired
+    /// (exit 5) or taken over (exit 1); nothing changed in the last two cases. Waiters on the
+    /// lock are woken. Safe to retry after an unknown outcome (exit 3).
     #[command(
-        after_help = "Exit codes: 0 released, 1 not held by TOKEN (nothing changed), 2 bad input, 3 Redis unreachable or failing."
+        after_help = "Exit codes: 0 released, 1 taken over (another owner's token; nothing changed), 5 expired (the key was gone; nothing changed), 2 bad input, 3 Redis unreachable or failing (safe to retry)."
     )]
     Release {
         /// The lock's key.
@@ -191,9 +210,10 @@ enum Command {
         #[arg(value_parser = token)]
         token: String,
     },
-    /// Set a lock's TTL anew if TOKEN still owns it (exit 1, nothing changed, if it does not).
+    /// Set a lock's TTL anew if TOKEN still owns it: exit 5 if it expired, 1 if it was taken
+    /// over (nothing changed in either case).
     #[command(
-        after_help = "Exit codes: 0 extended, 1 not held by TOKEN (nothing changed), 2 bad input, 3 Redis unreachable or failing."
+        after_help = "Exit codes: 0 extended, 1 taken over (another owner's token; nothing changed), 5 expired (the key was gone; nothing changed), 2 bad input, 3 Redis unreachable or failing."
     )]
     Extend {
         /// The lock's key.
@@ -206,15 +226,18 @@ enum Command {
         #[arg(long, value_parser = duration::parse)]
         ttl: Duration,
     },
-    /// Show whether a key is locked, and for how long: `locked 1234ms` or `unlocked`.
+    /// Show whether a key is locked, and for how long (`locked 1234ms` or `unlocked`); without
+    /// KEY, or with --watch, the locks under --prefix: holder token (shortened), time left,
+    /// fence.
+    ///
+    /// --watch refreshes the view every --interval (in place on a terminal) until Ctrl-C or
+    /// --count refreshes; with --json each refresh is one JSON line. The list reads Redis
+    /// directly (SCAN, GET, PTTL: read-only); companion keys ({KEY}:fence, :signal, :waiters)
+    /// are not shown as locks.
     #[command(
         after_help = "Exit codes: 0 (locked or not), 2 bad input, 3 Redis unreachable or failing."
     )]
-    Status {
-        /// The lock's key.
-        #[arg(value_parser = key)]
-        key: String,
-    },
+    Status(status::StatusArgs),
     /// Run CMD while holding the lock (flock for a fleet).
     ///
     /// Takes the lock (or exits 75 without running CMD), runs CMD with DLOCK_KEY and
@@ -281,7 +304,8 @@ impl Failure {
     /// Maps a library error to the CLI's exit codes; `url` names the Redis in messages.
     fn from_lock(e: Error, url: &str) -> Self {
         let code = match &e {
-            Error::NotAcquired | Error::NotHeld | Error::NotALock => EXIT_BUSY,
+            Error::NotAcquired | Error::NotHeld | Error::NotALock | Error::TakenOver => EXIT_BUSY,
+            Error::Expired => EXIT_EXPIRED,
             Error::InvalidArgument(_) => EXIT_USAGE,
             Error::RedisUnavailable(_)
             | Error::RedisTimeout
@@ -292,12 +316,10 @@ impl Failure {
             _ => EXIT_INTERNAL,
         };
         let message = match &e {
-            Error::RedisUnavailable(_)
-            | Error::RedisTimeout
-            | Error::RedisRejected(_)
-            | Error::GrantedTooLate => {
-                format!("Redis at {url}: {e}")
+            Error::RedisUnavailable(_) | Error::RedisTimeout | Error::GrantedTooLate => {
+                format!("Redis at {url}: {e} (a retry may help)")
             }
+            Error::RedisRejected(_) => format!("Redis at {url}: {e} (a retry will not help)"),
             _ => e.to_string(),
         };
         Failure::new(code, message)
@@ -394,11 +416,6 @@ impl Ctx {
         })
     }
 
-    /// How long one Redis call may take.
-    fn command_timeout(&self) -> std::time::Duration {
-        self.runtime.policy().command_timeout()
-    }
-
     async fn client(&self, fencing: bool) -> CliResult<dlock_host::Client> {
         let options = LockOptions::default()
             .with_key_prefix(self.prefix.clone())
@@ -457,13 +474,15 @@ async fn run(cli: Cli) -> CliResult<u8> {
     let key = match &command {
         Command::Acquire { key, .. }
         | Command::Release { key, .. }
-        | Command::Extend { key, .. }
-        | Command::Status { key } => key,
+        | Command::Extend { key, .. } => key,
+        Command::Status(args) => args.key().unwrap_or(""),
         Command::Run(spec) => spec.key(),
         Command::Demo(_) | Command::Compose { .. } => unreachable!("handled above"),
     };
-    contract::check_lock_key(&format!("{}{key}", global.prefix))
-        .map_err(|reason| Failure::new(EXIT_USAGE, reason))?;
+    if !key.is_empty() {
+        contract::check_lock_key(&format!("{}{key}", global.prefix))
+            .map_err(|reason| Failure::new(EXIT_USAGE, reason))?;
+    }
     let ctx = Ctx::connect(&global).await?;
     match command {
         Command::Acquire {
@@ -474,7 +493,7 @@ async fn run(cli: Cli) -> CliResult<u8> {
         } => keys::acquire(&ctx, &key, ttl, wait, fence).await,
         Command::Release { key, token } => keys::release(&ctx, &key, &token).await,
         Command::Extend { key, token, ttl } => keys::extend(&ctx, &key, &token, ttl).await,
-        Command::Status { key } => keys::status(&ctx, &key).await,
+        Command::Status(args) => status::status(&ctx, args).await,
         Command::Run(spec) => run::run(&ctx, spec).await,
         Command::Demo(_) | Command::Compose { .. } => unreachable!("handled above"),
     }
@@ -499,6 +518,11 @@ fn epoch_ms(t: std::time::SystemTime) -> u64 {
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    telemetry::init_logs(args.global.verbose);
+    // The demo prints its interesting metrics whether asked or not.
+    let metrics = (args.global.metrics || matches!(args.command, Command::Demo(_)))
+        .then(telemetry::Metrics::install);
+    let (print_metrics, json) = (args.global.metrics, args.global.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -518,5 +542,15 @@ fn main() -> ExitCode {
     };
     // Do not wait for blocking tasks (a child's stdin copy, a pending connect) at exit.
     runtime.shutdown_background();
+    if let Some(metrics) = metrics.filter(|_| print_metrics) {
+        if json {
+            output::stderr_line(format_args!("{}", json!({ "metrics": metrics.to_json() })));
+        } else {
+            output::stderr_line(format_args!(
+                "dlock metrics:\n{}",
+                metrics.to_text().trim_end()
+            ));
+        }
+    }
     ExitCode::from(code)
 }

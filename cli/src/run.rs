@@ -1,4 +1,5 @@
-//! `dlock run`: a command under the lock, with a watchdog that keeps the lock alive.
+//! `dlock run`: a command under the lock, kept alive by the library's watchdog
+//! (`LockHandle::keep_alive`).
 //!
 //! The invariant: CMD runs only while the lease is valid. Once the lock cannot be kept (lost,
 //! an extend failing or hanging while validity runs out, `--max-hold` reached) CMD gets
@@ -6,17 +7,15 @@
 //! has started, it is no longer running when the lock is released, and the lock is released
 //! before anything is reported.
 
-use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
-use std::pin::Pin;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use dlock_host::{Deadline, Error, HandleStatus, LockHandle};
+use dlock_host::{Deadline, Error, KeepAlive, KeepAliveOptions, Lost, ReleaseOutcome};
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use super::output::errln;
 use super::{CliResult, Ctx, EXIT_INTERNAL, Failure};
@@ -123,7 +122,7 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            release(ctx, &lock, false).await;
+            report_release(ctx, lock.release().await, false);
             let code = match e.kind() {
                 std::io::ErrorKind::NotFound => 127,
                 std::io::ErrorKind::PermissionDenied => 126,
@@ -138,14 +137,15 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
 
     // CMD runs. `supervise` returns only once it has ended, whatever happens, and the lock is
     // released before the outcome is reported.
-    let lease = Lease::new(
-        spec.ttl,
-        spec.kill_after,
-        ctx.command_timeout(),
-        Instant::from_std(info.valid_until),
+    let margins = Margins::new(spec.ttl, spec.kill_after);
+    let kept = lock.keep_alive(
+        KeepAliveOptions::new(spec.ttl)
+            .with_stop_margin(margins.stop)
+            .with_max_hold(spec.max_hold),
     );
-    let ended = supervise(child, &mut signals, &lock, &spec, lease).await;
-    release(ctx, &lock, matches!(ended, Ended::Stopped)).await;
+    let ended = supervise(child, &mut signals, &kept, &spec, margins).await;
+    let lost = matches!(ended, Ended::Stopped);
+    report_release(ctx, kept.release().await, lost);
     match ended {
         Ended::Exited(status) => Ok(shell_status(status)),
         Ended::Stopped => Ok(spec.lost_exit_code),
@@ -203,72 +203,34 @@ fn terminal_delivered_sigint() -> bool {
         .is_ok_and(|foreground| foreground == rustix::process::getpgrp())
 }
 
-/// The watchdog's schedule, and how long the lease is known to be valid.
-struct Lease {
-    /// How often the lock is extended (TTL/3).
-    period: Duration,
-    /// How long one extend may take (the command timeout).
-    command_timeout: Duration,
-    /// When CMD is still running this close to the end of the lease and no extend has
-    /// succeeded, it is terminated: min(--kill-after, TTL/6).
-    grace: Duration,
+/// When CMD must be stopped and killed, counted back from the end of the lease.
+#[derive(Clone, Copy, Debug)]
+struct Margins {
+    /// CMD gets SIGTERM when no extend has succeeded and this little validity is left:
+    /// min(--kill-after, TTL/6), plus the kill margin.
+    stop: Duration,
     /// SIGKILL comes no later than this long before the lease ends: min(TTL/10, 1 s).
-    margin: Duration,
-    /// The end of the lease, on the local monotonic clock, counted from when the last
-    /// successful acquire or extend was sent (so never after Redis's own expiry).
-    valid_until: Instant,
+    kill: Duration,
 }
 
-impl Lease {
-    fn new(
-        ttl: Duration,
-        kill_after: Duration,
-        command_timeout: Duration,
-        valid_until: Instant,
-    ) -> Lease {
-        Lease {
-            period: (ttl / 3).max(Duration::from_millis(1)),
-            command_timeout,
-            grace: kill_after.min(ttl / 6),
-            margin: (ttl / 10).min(Duration::from_secs(1)),
-            valid_until,
+impl Margins {
+    fn new(ttl: Duration, kill_after: Duration) -> Margins {
+        let kill = (ttl / 10).min(Duration::from_secs(1));
+        Margins {
+            stop: kill + kill_after.min(ttl / 6),
+            kill,
         }
     }
-
-    /// When to stop CMD if no extend has succeeded by then.
-    fn stop_by(&self) -> Instant {
-        earlier(self.valid_until, self.margin + self.grace)
-    }
-
-    /// The latest moment for SIGKILL.
-    fn kill_by(&self) -> Instant {
-        earlier(self.valid_until, self.margin)
-    }
-
-    /// Whether, after a failed extend, the next try (one period away, taking up to a command
-    /// timeout) can still succeed while the lease is valid.
-    fn can_retry(&self) -> bool {
-        self.valid_until.saturating_duration_since(Instant::now())
-            > self.period + self.command_timeout
-    }
 }
 
-/// `at` minus `before`, or now if that is not representable.
-fn earlier(at: Instant, before: Duration) -> Instant {
-    at.checked_sub(before).unwrap_or_else(Instant::now)
-}
-
-/// An extend in flight; the watchdog goes on while it runs.
-type Extending<'a> = Pin<Box<dyn Future<Output = dlock_host::Result<()>> + Send + 'a>>;
-
-/// Waits for CMD while extending the lock every TTL/3 and forwarding signals; terminates CMD
+/// Waits for CMD while the watchdog keeps the lock and signals are forwarded; terminates CMD
 /// when the lock cannot be kept. Returns once CMD is no longer running.
 async fn supervise(
     mut child: Child,
     signals: &mut Signals,
-    lock: &LockHandle,
+    kept: &KeepAlive,
     spec: &RunSpec,
-    mut lease: Lease,
+    margins: Margins,
 ) -> Ended {
     let Some(pid) = child
         .id()
@@ -278,13 +240,6 @@ async fn supervise(
         let _ = child.start_kill();
         return Ended::Failed(Failure::new(EXIT_INTERNAL, "the command has no process id"));
     };
-    let mut ticks = interval_at(Instant::now() + lease.period, lease.period);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let cap = spec
-        .max_hold
-        .and_then(|cap| Instant::now().checked_add(cap));
-    let mut extending: Option<Extending<'_>> = None;
-
     let reason = loop {
         tokio::select! {
             status = child.wait() => {
@@ -296,33 +251,10 @@ async fn supervise(
                     }
                 };
             }
-            _ = ticks.tick(), if extending.is_none() => {
-                extending = Some(Box::pin(lock.extend(spec.ttl)));
-            }
-            extended = async { extending.as_mut().expect("guarded").await }, if extending.is_some() => {
-                extending = None;
-                match extended {
-                    Ok(()) => match lock.info() {
-                        info if info.status == HandleStatus::Held => lease.valid_until = Instant::from_std(info.valid_until),
-                        _ => break "the lock was lost".to_owned(),
-                    },
-                    Err(Error::NotHeld) => break "the lock was lost".to_owned(),
-                    Err(e) if lease.can_retry() => {
-                        let left = lease.valid_until.saturating_duration_since(Instant::now());
-                        errln!(
-                            "dlock: could not extend the lock ({e}); {} of validity left, will retry",
-                            humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
-                        );
-                    }
-                    Err(e) => break format!("could not extend the lock ({e}) and its validity is running out"),
-                }
-            }
-            _ = sleep_until(lease.stop_by()) => {
-                break "no extend succeeded and the lock's validity is running out".to_owned();
-            }
-            _ = sleep_until(cap.unwrap_or_else(Instant::now)), if cap.is_some() => {
-                break "--max-hold reached".to_owned();
-            }
+            lost = kept.lost() => break match lost {
+                Lost::MaxHold => "--max-hold reached".to_owned(),
+                other => other.to_string(),
+            },
             signal = signals.recv() => {
                 if signal != Signal::INT || !terminal_delivered_sigint() {
                     let _ = kill_process(pid, signal);
@@ -331,19 +263,17 @@ async fn supervise(
         }
     };
     errln!("dlock: {}: {reason}; terminating the command", spec.key);
-    let kill_by = (Instant::now() + spec.kill_after).min(lease.kill_by());
-    // An extend still in flight runs to its end (within its command timeout) meanwhile, so
-    // that the lock is released after it, not raced by it.
-    let in_flight = async {
-        if let Some(extend) = extending {
-            let _ = extend.await;
-        }
-    };
-    let (terminated, ()) = tokio::join!(terminate(&mut child, pid, kill_by), in_flight);
-    match terminated {
+    let lease_end = Instant::from_std(kept.valid_until());
+    let kill_by = (Instant::now() + spec.kill_after).min(earlier(lease_end, margins.kill));
+    match terminate(&mut child, pid, kill_by).await {
         Ok(_) => Ended::Stopped,
         Err(failure) => Ended::Failed(failure),
     }
+}
+
+/// `at` minus `before`, or now if that is not representable.
+fn earlier(at: Instant, before: Duration) -> Instant {
+    at.checked_sub(before).unwrap_or_else(Instant::now)
 }
 
 /// SIGTERM now, SIGKILL at `kill_by` if CMD is still running; returns how CMD ended.
@@ -362,12 +292,14 @@ fn wait_failure(e: std::io::Error) -> Failure {
     Failure::new(EXIT_INTERNAL, format!("waiting for the command: {e}"))
 }
 
-/// Releases the lock at the end of `run`, reporting (not failing on) problems.
-async fn release(ctx: &Ctx, lock: &LockHandle, lost: bool) {
-    match lock.release().await {
-        Ok(()) => {}
-        Err(Error::NotHeld) if lost => {}
-        Err(Error::NotHeld) => errln!("dlock: the lock had expired or changed hands by the end"),
+/// Reports (does not fail on) how releasing the lock at the end of `run` went; `lost`: the
+/// lock was already known lost, so finding it gone is no news.
+fn report_release(ctx: &Ctx, released: dlock_host::Result<ReleaseOutcome>, lost: bool) {
+    match released {
+        Ok(ReleaseOutcome::Released) => {}
+        Ok(_) | Err(Error::NotHeld) if lost => {}
+        Ok(ReleaseOutcome::Expired) => errln!("dlock: the lock had expired by the end"),
+        Ok(_) | Err(Error::NotHeld) => errln!("dlock: the lock had changed hands by the end"),
         Err(e) => errln!(
             "dlock: could not release the lock (it expires with its TTL): {}",
             ctx.fail(e).message
@@ -393,48 +325,26 @@ fn shell_signal_status(signal: i32) -> u8 {
 mod tests {
     use std::time::Duration;
 
-    use tokio::time::Instant;
-
-    use super::Lease;
+    use super::Margins;
 
     const TTLS_MS: [u64; 6] = [1, 250, 900, 3_000, 60_000, 3_600_000];
 
     #[test]
     fn cmd_is_stopped_then_killed_before_the_lease_ends() {
-        let now = Instant::now();
         for ttl in TTLS_MS.map(Duration::from_millis) {
             for kill_after in [
                 Duration::ZERO,
                 Duration::from_secs(1),
                 Duration::from_secs(10),
             ] {
-                let lease = Lease::new(ttl, kill_after, Duration::from_secs(2), now + ttl);
-                let (stop, kill) = (lease.stop_by(), lease.kill_by());
-                assert!(kill < now + ttl, "SIGKILL at the lease's end, ttl {ttl:?}");
-                assert!(stop <= kill, "stop after SIGKILL, ttl {ttl:?}");
+                let m = Margins::new(ttl, kill_after);
+                assert!(m.kill > Duration::ZERO || ttl < Duration::from_millis(10));
+                assert!(m.stop >= m.kill, "stop after SIGKILL, ttl {ttl:?}");
                 assert!(
-                    stop > now + ttl / 2,
+                    m.stop < ttl / 2 || ttl < Duration::from_millis(10),
                     "a healthy extend (TTL/3) would be cut short, ttl {ttl:?}"
                 );
             }
         }
-    }
-
-    #[test]
-    fn a_failed_extend_is_retried_only_if_the_next_try_fits_in_the_lease() {
-        let now = Instant::now();
-        let timeout = Duration::from_secs(2);
-        let lease = |ttl_ms, left_ms| {
-            Lease::new(
-                Duration::from_millis(ttl_ms),
-                Duration::from_secs(10),
-                timeout,
-                now + Duration::from_millis(left_ms),
-            )
-        };
-        // Next try: TTL/3 from now, taking up to the 2 s command timeout.
-        assert!(lease(60_000, 40_000).can_retry());
-        assert!(!lease(60_000, 21_000).can_retry());
-        assert!(!lease(3_000, 2_000).can_retry());
     }
 }

@@ -4,9 +4,10 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use core::cell::RefCell;
 
-use crate::bindings::dlock::lock::redis::{self, RedisError, Script, Value};
+use crate::bindings::dlock::lock::redis::{self, RedisError, Script, Value, Wake};
 use crate::bindings::exports::dlock::lock::lock::{
     self as api, Error, GuestClient, GuestLockHandle, KeyState, LockInfo, LockOptions,
+    ReleaseOutcome,
 };
 use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use crate::bindings::wasi::random::random;
@@ -88,6 +89,15 @@ impl Platform for Wasi {
         redis::redis_eval(&script, keys, args)
     }
 
+    fn wait_for_release(
+        &self,
+        redis_key: &str,
+        timeout_ms: u64,
+        listen: bool,
+    ) -> Result<Wake, RedisError> {
+        redis::wait_for_release(redis_key, timeout_ms, listen)
+    }
+
     fn nodes(&self) -> u32 {
         self.nodes
     }
@@ -155,7 +165,7 @@ impl GuestClient for ClientResource {
 }
 
 impl GuestLockHandle for HandleResource {
-    fn release(&self) -> Result<(), Error> {
+    fn release(&self) -> Result<ReleaseOutcome, Error> {
         self.0.release()
     }
 

@@ -159,3 +159,39 @@ fn the_total_backoff_follows_the_capped_schedule_with_or_without_jitter() {
         6300 + 5000 * (u64::from(u32::MAX) - 6)
     );
 }
+
+#[test]
+fn companion_keys_share_the_lock_keys_slot_and_are_recognised() {
+    use crate::contract::{Companion, companion_key, companion_of, wrapped_lock_key};
+    assert_eq!(
+        companion_key("job", Companion::Signal).unwrap(),
+        "{job}:signal"
+    );
+    assert_eq!(
+        companion_key("app:{job}", Companion::Waiters).unwrap(),
+        "app:{job}:waiters"
+    );
+    assert!(companion_key("a}b", Companion::Signal).is_err());
+    for companion in Companion::ALL {
+        let key = companion_key("app:job", companion).unwrap();
+        assert_eq!(companion_of(&key), Some(companion), "{key}");
+        assert_eq!(wrapped_lock_key(&key), Some("app:job"));
+    }
+    for (lock, companion) in [("job", Companion::Signal), ("app:{j}", Companion::Waiters)] {
+        let key = companion_key(lock, companion).unwrap();
+        assert!(crate::contract::is_companion_key(&key, lock, companion));
+        assert!(!crate::contract::is_companion_key(&key, "other", companion));
+        assert!(!crate::contract::is_companion_key(
+            &key,
+            lock,
+            Companion::Fence
+        ));
+    }
+    assert!(!crate::contract::is_companion_key(
+        "{a}b}:signal",
+        "a}b",
+        Companion::Signal
+    ));
+    assert_eq!(companion_of("job:signal"), None);
+    assert_eq!(wrapped_lock_key("app:{job}:fence"), None);
+}

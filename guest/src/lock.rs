@@ -9,11 +9,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use crate::bindings::dlock::lock::redis::{RedisError, Value};
+use crate::bindings::dlock::lock::redis::{RedisError, Scalar, Value, Wake};
 use crate::bindings::exports::dlock::lock::lock::{
-    Error, HandleStatus, KeyState, LockInfo, LockOptions,
+    Error, HandleStatus, KeyState, LockInfo, LockOptions, ReleaseOutcome, WakeOnRelease,
 };
-use crate::contract::{self, Backoff, WAIT_MAX_DELAY_MS};
+use crate::contract::{self, Backoff, Companion, WAIT_MAX_DELAY_MS};
 use crate::platform::Platform;
 use crate::quorum::{self, Answer, Tally};
 use crate::scripts::Op;
@@ -31,6 +31,7 @@ pub fn default_options() -> LockOptions {
         key_prefix: String::new(),
         fencing: contract::DEFAULT_FENCING,
         safety_margin_ms: contract::DEFAULT_SAFETY_MARGIN_MS,
+        wake_on_release: WakeOnRelease::WaitForLock,
     }
 }
 
@@ -60,6 +61,7 @@ pub struct Client<P> {
     prefix: String,
     fencing: bool,
     safety_margin_ns: u64,
+    wake_on_release: WakeOnRelease,
 }
 
 /// The outcome of one acquire attempt.
@@ -71,7 +73,11 @@ enum Attempt {
         sent_ns: u64,
         valid_until_ns: u64,
     },
-    Busy,
+    /// Held by someone else; with the key's PTTL in milliseconds when the attempt marked the
+    /// caller as a waiter (-1: no expiry).
+    Busy {
+        pttl_ms: Option<i64>,
+    },
     /// The key holds a value of another type.
     NotALock,
     Failed(RedisError),
@@ -110,6 +116,7 @@ impl<P: Platform> Client<P> {
             prefix: options.key_prefix,
             fencing: options.fencing,
             safety_margin_ns: options.safety_margin_ms * NS_PER_MS,
+            wake_on_release: options.wake_on_release,
         })
     }
 
@@ -126,7 +133,9 @@ impl<P: Platform> Client<P> {
     pub fn acquire(&self, key: &str, ttl_ms: u64) -> Result<Handle<P>, Error> {
         let attempts = self.retry_count.saturating_add(1);
         let backoff = self.backoff;
-        self.acquire_loop(key, ttl_ms, |attempt, _now| {
+        let listen = (self.nodes == 1 && self.wake_on_release == WakeOnRelease::Always)
+            .then_some(backoff.max_ms);
+        self.acquire_loop(key, ttl_ms, listen, |attempt, _now| {
             (attempt < attempts).then(|| {
                 let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
                 ms.saturating_mul(NS_PER_MS)
@@ -136,7 +145,7 @@ impl<P: Platform> Client<P> {
 
     /// One attempt: `None` when the lock is held by someone else.
     pub fn try_acquire(&self, key: &str, ttl_ms: u64) -> Result<Option<Handle<P>>, Error> {
-        match self.acquire_loop(key, ttl_ms, |_, _| None) {
+        match self.acquire_loop(key, ttl_ms, None, |_, _| None) {
             Ok(handle) => Ok(Some(handle)),
             Err(Error::NotAcquired) => Ok(None),
             Err(e) => Err(e),
@@ -153,7 +162,9 @@ impl<P: Platform> Client<P> {
         validate::duration_ms("the wait timeout", timeout_ms, true)?;
         let deadline = self.platform.monotonic_ns() + timeout_ms * NS_PER_MS;
         let backoff = self.backoff.capped(WAIT_MAX_DELAY_MS);
-        self.acquire_loop(key, ttl_ms, |attempt, now| {
+        let listen = (self.nodes == 1 && self.wake_on_release != WakeOnRelease::Never)
+            .then_some(backoff.max_ms);
+        self.acquire_loop(key, ttl_ms, listen, |attempt, now| {
             let left_ns = deadline.checked_sub(now).filter(|&ns| ns > 0)?;
             let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
             Some(ms.saturating_mul(NS_PER_MS).min(left_ns))
@@ -161,14 +172,19 @@ impl<P: Platform> Client<P> {
     }
 
     /// The shared attempt loop. After attempt `n` fails (busy, or a transient Redis error),
-    /// `next_delay(n, now_ns)` gives the nanoseconds to sleep before the next attempt, or
-    /// `None` to give up. Non-transient errors end the loop at once. When any attempt's
-    /// outcome was unknown and the loop ends without the lock, the token is released
-    /// (compare-and-delete) in case one of those attempts took it.
+    /// `next_delay(n, now_ns)` gives the nanoseconds to wait before the next attempt, or
+    /// `None` to give up. With `listen` (the longest single wait, in milliseconds; never over a
+    /// quorum, where waits are polled: no one primary's signal says the lock is free), every
+    /// attempt marks the caller as a waiter and a wait ends as soon as the holder releases, or
+    /// when the holder's lease runs out. Non-transient errors end the loop at once, and so does
+    /// the host's `cancelled`. When any attempt's outcome was unknown and the loop ends without
+    /// the lock, the token is released (compare-and-delete) in case one of those attempts
+    /// took it.
     fn acquire_loop(
         &self,
         key: &str,
         ttl_ms: u64,
+        listen: Option<u64>,
         mut next_delay: impl FnMut(u32, u64) -> Option<u64>,
     ) -> Result<Handle<P>, Error> {
         let redis_key = self.redis_key(key)?;
@@ -179,10 +195,17 @@ impl<P: Platform> Client<P> {
         } else {
             None
         };
+        // A key that can have no waiters' mark (a '}' without a hash tag) is polled.
+        let waiters_key =
+            listen.and_then(|_| contract::companion_key(&redis_key, Companion::Waiters).ok());
         let token = self.platform.new_token();
         let mut keys = vec![redis_key];
         keys.extend(fence_key);
-        let args = [token, ttl_ms.to_string()];
+        let mut args = vec![token, ttl_ms.to_string()];
+        if let (Some(waiters_key), Some(longest)) = (waiters_key, listen) {
+            keys.push(waiters_key);
+            args.push(longest.max(1).to_string());
+        }
 
         let mut uncertain = false;
         let mut attempt = 1u32;
@@ -191,6 +214,7 @@ impl<P: Platform> Client<P> {
             // every primary after a failed round), so only single-store attempts leave
             // anything uncertain behind.
             let single = self.nodes == 1;
+            let mut pttl_ms = None;
             let last = match self.attempt(&keys, &args, ttl_ms) {
                 Attempt::Acquired {
                     reply,
@@ -205,7 +229,10 @@ impl<P: Platform> Client<P> {
                     release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
                     Error::GrantedTooLate
                 }
-                Attempt::Busy => Error::NotAcquired,
+                Attempt::Busy { pttl_ms: pttl } => {
+                    pttl_ms = pttl;
+                    Error::NotAcquired
+                }
                 Attempt::NotALock => break Error::NotALock,
                 Attempt::Failed(e) if retryable(&e) => {
                     uncertain |= single;
@@ -218,9 +245,11 @@ impl<P: Platform> Client<P> {
                     break Error::Redis(e);
                 }
             };
-            match next_delay(attempt, self.platform.monotonic_ns()) {
-                Some(ns) => self.platform.sleep_ns(ns),
-                None => break last,
+            let Some(ns) = next_delay(attempt, self.platform.monotonic_ns()) else {
+                break last;
+            };
+            if let Err(cancelled) = self.pause(&keys[0], ns, pttl_ms) {
+                break cancelled;
             }
             attempt = attempt.saturating_add(1);
         };
@@ -231,7 +260,36 @@ impl<P: Platform> Client<P> {
         Err(failure)
     }
 
-    fn attempt(&self, keys: &[String], args: &[String; 2], ttl_ms: u64) -> Attempt {
+    /// Waits `ns` nanoseconds between two attempts on `redis_key`. With `pttl_ms` (the attempt
+    /// marked the caller as a waiter), the host's `wait-for-release` ends the wait on a
+    /// release and it lasts no longer than the holder's lease; otherwise it is a plain pause
+    /// through the host, which still reports a cancellation. A host that does not wait (or
+    /// fails to) leaves a plain sleep. `Err(Cancelled)` when the host cancelled the call.
+    fn pause(&self, redis_key: &str, ns: u64, pttl_ms: Option<i64>) -> Result<(), Error> {
+        let mut ns = ns;
+        if let Some(pttl) = pttl_ms.and_then(|ms| u64::try_from(ms).ok()) {
+            // One millisecond past the holder's expiry, the key is surely gone.
+            ns = ns.min(pttl.saturating_add(1).saturating_mul(NS_PER_MS));
+        }
+        let ms = ns / NS_PER_MS;
+        if ms == 0 {
+            self.platform.sleep_ns(ns);
+            return Ok(());
+        }
+        match self
+            .platform
+            .wait_for_release(redis_key, ms, pttl_ms.is_some())
+        {
+            Ok(Wake::Released | Wake::TimedOut) => Ok(()),
+            Ok(Wake::Cancelled) => Err(Error::Cancelled),
+            Ok(Wake::Unsupported) | Err(_) => {
+                self.platform.sleep_ns(ns);
+                Ok(())
+            }
+        }
+    }
+
+    fn attempt(&self, keys: &[String], args: &[String], ttl_ms: u64) -> Attempt {
         let sent_ns = self.platform.monotonic_ns();
         let valid_until_ns = sent_ns + lease_ns(self.nodes, ttl_ms);
         if self.nodes == 1 {
@@ -241,7 +299,13 @@ impl<P: Platform> Client<P> {
                     sent_ns,
                     valid_until_ns,
                 },
-                Ok(Value::Int(0)) => Attempt::Busy,
+                Ok(Value::Int(0)) => Attempt::Busy { pttl_ms: None },
+                Ok(Value::Array(items)) => match items.as_slice() {
+                    [Scalar::Int(0), Scalar::Int(pttl)] => Attempt::Busy {
+                        pttl_ms: Some(*pttl),
+                    },
+                    _ => Attempt::Failed(unexpected(Op::Acquire, &Value::Array(items))),
+                },
                 Ok(Value::Int(-1)) => Attempt::NotALock,
                 Ok(other) => Attempt::Failed(unexpected(Op::Acquire, &other)),
                 Err(e) => Attempt::Failed(e),
@@ -273,7 +337,7 @@ impl<P: Platform> Client<P> {
         } else if let Some(e) = tally.refusal() {
             Attempt::Failed(e)
         } else {
-            Attempt::Busy
+            Attempt::Busy { pttl_ms: None }
         }
     }
 
@@ -282,14 +346,14 @@ impl<P: Platform> Client<P> {
         &self,
         key: &str,
         keys: Vec<String>,
-        args: [String; 2],
+        args: Vec<String>,
         ttl_ms: u64,
         reply: i64,
         sent_ns: u64,
     ) -> Handle<P> {
         let sent_ms = self.platform.wall_ms_at(sent_ns);
         let lease_ns = lease_ns(self.nodes, ttl_ms);
-        let [token, _ttl] = args;
+        let token = args.into_iter().next().unwrap_or_default();
         Handle {
             platform: self.platform.clone(),
             nodes: self.nodes,
@@ -366,10 +430,33 @@ enum Phase {
     Attached,
     /// Released by this handle.
     Released,
-    /// Redis said the key no longer holds the token.
-    Lost,
+    /// Gone: the lease ran out (`Expired`) or someone else took the key (`TakenOver`).
+    Lost(Loss),
     /// A release was sent and its outcome is unknown.
     Releasing,
+}
+
+/// Why a handle lost its lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loss {
+    Expired,
+    TakenOver,
+}
+
+impl Loss {
+    fn error(self) -> Error {
+        match self {
+            Loss::Expired => Error::Expired,
+            Loss::TakenOver => Error::TakenOver,
+        }
+    }
+}
+
+/// What a token-checked script found.
+enum Found {
+    /// The key held the token: the script acted.
+    Owned,
+    Lost(Loss),
 }
 
 struct Lease {
@@ -392,104 +479,140 @@ pub struct Handle<P> {
 }
 
 impl<P: Platform> Handle<P> {
-    fn ensure_held(&self) -> Result<(), Error> {
-        match self.lease.borrow().phase {
-            Phase::Held | Phase::Attached => Ok(()),
-            Phase::Released | Phase::Lost | Phase::Releasing => Err(Error::NotHeld),
-        }
-    }
-
-    /// Runs a token-checked script; a 0 reply marks the handle lost.
-    fn owned_op(&self, op: Op, args: &[String]) -> Result<(), Error> {
-        let keys = core::slice::from_ref(&self.redis_key);
+    /// Runs a token-checked script: 1 is `Owned`, 0 (no key) `Expired`, -1 (another value)
+    /// `TakenOver`.
+    fn owned_op(&self, op: Op, keys: &[String], args: &[String]) -> Result<Found, Error> {
         let reply = self.platform.eval(op, keys, args).map_err(Error::Redis)?;
         match int_reply(op, reply)? {
-            1 => Ok(()),
-            0 => {
-                self.lease.borrow_mut().phase = Phase::Lost;
-                Err(Error::NotHeld)
-            }
+            1 => Ok(Found::Owned),
+            0 => Ok(Found::Lost(Loss::Expired)),
+            -1 => Ok(Found::Lost(Loss::TakenOver)),
             n => Err(Error::Redis(unexpected(op, &Value::Int(n)))),
         }
     }
 
-    /// Runs a token-checked script on every primary (quorum mode). A refusal by the host is
-    /// an error at once.
-    fn owned_round(&self, op: Op, args: &[String]) -> Result<Tally, Error> {
+    /// Runs a token-checked script on every primary (quorum mode): 1 is yes, 0 (no key) and
+    /// -1 (another value) are no; the second count is how many said -1. A refusal by the host
+    /// is an error at once.
+    fn owned_round(&self, op: Op, args: &[String]) -> Result<(Tally, u32), Error> {
         let keys = core::slice::from_ref(&self.redis_key);
         let replies = self
             .platform
             .eval_all(op, keys, args)
             .map_err(Error::Redis)?;
-        Ok(Tally::count(replies, |reply| match reply {
+        let mut taken = 0;
+        let tally = Tally::count(replies, |reply| match reply {
             Value::Int(1) => Answer::Yes,
             Value::Int(0) => Answer::No,
+            Value::Int(-1) => {
+                taken += 1;
+                Answer::No
+            }
             other => Answer::Refused(unexpected(op, &other)),
-        }))
+        });
+        Ok((tally, taken))
+    }
+
+    /// Over a quorum, why a round found the lock gone: `TakenOver` when a majority of the
+    /// primaries hold another value in the key, else `Expired`.
+    fn loss_of(tally: &Tally, taken: u32) -> Loss {
+        if taken >= tally.quorum() {
+            Loss::TakenOver
+        } else {
+            Loss::Expired
+        }
     }
 
     /// Marks the handle lost and gives back what may still carry its token on a minority of
     /// primaries (quorum mode).
-    fn lose_everywhere(&self) -> Error {
-        self.lease.borrow_mut().phase = Phase::Lost;
+    fn lose_everywhere(&self, loss: Loss) -> Error {
+        self.lease.borrow_mut().phase = Phase::Lost(loss);
         release_everywhere(&*self.platform, self.nodes, &self.redis_key, &self.token);
-        Error::NotHeld
+        loss.error()
     }
 
-    /// Release over a quorum: done once a majority answered (the primaries that did not keep
-    /// the key until its TTL, and no majority can hold it); lost when every answer was no.
-    fn release_round(&self) -> Result<(), Error> {
-        let tally = self.owned_round(Op::Release, core::slice::from_ref(&self.token))?;
+    /// Release over a quorum, by the majority: lost (see [`Self::loss_of`]) when so many
+    /// primaries no longer held the token that no majority can have held it; otherwise
+    /// released once a majority answered and one of them deleted the key (no majority can
+    /// hold it now).
+    fn release_round(&self) -> Result<Found, Error> {
+        let (tally, taken) = self.owned_round(Op::Release, core::slice::from_ref(&self.token))?;
+        if tally.majority_impossible() {
+            return Ok(Found::Lost(Self::loss_of(&tally, taken)));
+        }
         if !tally.answered_by_quorum() {
             return Err(Error::Redis(tally.no_quorum()));
         }
         if tally.yes > 0 {
-            return Ok(());
-        }
-        if let Some(e) = tally.refusal() {
-            return Err(Error::Redis(e));
-        }
-        self.lease.borrow_mut().phase = Phase::Lost;
-        Err(Error::NotHeld)
-    }
-
-    /// Extend over a quorum: held again only when a majority extended within the new lease's
-    /// validity; lost when too many primaries no longer hold the token for a majority, or
-    /// when the majority came too late.
-    fn extend_round(&self, ttl_ms: u64, sent_ns: u64) -> Result<(), Error> {
-        let tally = self.owned_round(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
-        if tally.has_quorum() {
-            if self.platform.monotonic_ns() < sent_ns + lease_ns(self.nodes, ttl_ms) {
-                return Ok(());
-            }
-            return Err(self.lose_everywhere());
-        }
-        if tally.majority_impossible() {
-            return Err(self.lose_everywhere());
+            return Ok(Found::Owned);
         }
         Err(Error::Redis(
             tally.refusal().unwrap_or_else(|| tally.no_quorum()),
         ))
     }
 
-    /// Compare-and-delete. Once a release has been sent, the handle no longer claims the
-    /// lock: when the outcome is unknown it is `Releasing`, and only `release` may be retried.
-    pub fn release(&self) -> Result<(), Error> {
-        if self.lease.borrow().phase != Phase::Releasing {
-            self.ensure_held()?;
+    /// Extend over a quorum: held again only when a majority extended within the new lease's
+    /// validity; lost when too many primaries no longer hold the token for a majority, or
+    /// when the majority came too late (`Expired`).
+    fn extend_round(&self, ttl_ms: u64, sent_ns: u64) -> Result<Found, Error> {
+        let (tally, taken) =
+            self.owned_round(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
+        if tally.has_quorum() {
+            if self.platform.monotonic_ns() < sent_ns + lease_ns(self.nodes, ttl_ms) {
+                return Ok(Found::Owned);
+            }
+            return Err(self.lose_everywhere(Loss::Expired));
         }
-        let released = if self.nodes == 1 {
-            self.owned_op(Op::Release, core::slice::from_ref(&self.token))
+        if tally.majority_impossible() {
+            return Err(self.lose_everywhere(Self::loss_of(&tally, taken)));
+        }
+        Err(Error::Redis(
+            tally.refusal().unwrap_or_else(|| tally.no_quorum()),
+        ))
+    }
+
+    /// Compare-and-delete, signalling the waiters marked on the key (on one store; over a
+    /// quorum nobody waits on signals). Once a release has been sent, the handle no longer
+    /// claims the lock: when the outcome is unknown it is `Releasing`, and only `release` may
+    /// be retried.
+    pub fn release(&self) -> Result<ReleaseOutcome, Error> {
+        let before = self.lease.borrow().phase;
+        if before == Phase::Released {
+            return Err(Error::NotHeld);
+        }
+        let found = if self.nodes == 1 {
+            let mut keys = vec![self.redis_key.clone()];
+            if let (Ok(signal), Ok(waiters)) = (
+                contract::companion_key(&self.redis_key, Companion::Signal),
+                contract::companion_key(&self.redis_key, Companion::Waiters),
+            ) {
+                keys.push(signal);
+                keys.push(waiters);
+            }
+            self.owned_op(Op::Release, &keys, core::slice::from_ref(&self.token))
         } else {
             self.release_round()
         };
-        match released {
-            Ok(()) => {
-                self.lease.borrow_mut().phase = Phase::Released;
-                Ok(())
+        let mut lease = self.lease.borrow_mut();
+        match found {
+            Ok(Found::Owned) => {
+                lease.phase = Phase::Released;
+                Ok(ReleaseOutcome::Released)
+            }
+            // The earlier, unanswered release may have been the one that deleted it.
+            Ok(Found::Lost(Loss::Expired)) if before == Phase::Releasing => {
+                lease.phase = Phase::Released;
+                Ok(ReleaseOutcome::Released)
+            }
+            Ok(Found::Lost(loss)) => {
+                lease.phase = Phase::Lost(loss);
+                Ok(match loss {
+                    Loss::Expired => ReleaseOutcome::Expired,
+                    Loss::TakenOver => ReleaseOutcome::TakenOver,
+                })
             }
             Err(Error::Redis(e)) if retryable(&e) => {
-                self.lease.borrow_mut().phase = Phase::Releasing;
+                lease.phase = Phase::Releasing;
                 Err(Error::Redis(e))
             }
             Err(e) => Err(e),
@@ -500,41 +623,54 @@ impl<P: Platform> Handle<P> {
     pub fn extend(&self, ttl_ms: u64) -> Result<(), Error> {
         validate::duration_ms("the extension", ttl_ms, false)?;
         check_lease(self.nodes, "the extension", ttl_ms)?;
-        self.ensure_held()?;
         let sent_ns = self.platform.monotonic_ns();
         {
             let mut lease = self.lease.borrow_mut();
+            match lease.phase {
+                Phase::Held | Phase::Attached => {}
+                Phase::Lost(loss) => return Err(loss.error()),
+                Phase::Released | Phase::Releasing => return Err(Error::NotHeld),
+            }
             if lease.phase == Phase::Held
                 && sent_ns.saturating_add(self.safety_margin_ns) >= lease.valid_until_ns
             {
-                lease.phase = Phase::Lost;
-                return Err(Error::NotHeld);
+                lease.phase = Phase::Lost(Loss::Expired);
+                return Err(Error::Expired);
             }
         }
         let sent_ms = self.platform.wall_ms_at(sent_ns);
-        let extended = if self.nodes == 1 {
-            self.owned_op(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])
+        let found = if self.nodes == 1 {
+            self.owned_op(
+                Op::Extend,
+                core::slice::from_ref(&self.redis_key),
+                &[self.token.clone(), ttl_ms.to_string()],
+            )
         } else {
             self.extend_round(ttl_ms, sent_ns)
         };
         let lease_ns = lease_ns(self.nodes, ttl_ms);
         let mut lease = self.lease.borrow_mut();
-        match &extended {
-            Ok(()) => {
+        match found {
+            Ok(Found::Owned) => {
                 lease.phase = Phase::Held;
                 lease.valid_until_ns = sent_ns + lease_ns;
                 lease.expires_at_ms = sent_ms + lease_ns / NS_PER_MS;
+                Ok(())
+            }
+            Ok(Found::Lost(loss)) => {
+                lease.phase = Phase::Lost(loss);
+                Err(loss.error())
             }
             // The extend may have run: if it set a shorter TTL than the one left, Redis now
             // expires the key sooner, so validity may only shrink. Over a quorum a refusal
             // may come beside primaries that did extend.
-            Err(Error::Redis(e)) if retryable(e) || self.nodes > 1 => {
+            Err(Error::Redis(e)) if retryable(&e) || self.nodes > 1 => {
                 lease.valid_until_ns = lease.valid_until_ns.min(sent_ns + lease_ns);
                 lease.expires_at_ms = lease.expires_at_ms.min(sent_ms + lease_ns / NS_PER_MS);
+                Err(Error::Redis(e))
             }
-            Err(_) => {}
+            Err(e) => Err(e),
         }
-        extended
     }
 
     /// Held, as far as the handle knows, and still valid on the monotonic clock.
@@ -556,14 +692,14 @@ impl<P: Platform> Handle<P> {
         }
     }
 
-    /// Where the handle stands (see `lock-status` in the WIT).
+    /// Where the handle stands (see `handle-status` in the WIT).
     pub fn status(&self) -> HandleStatus {
         match self.lease.borrow().phase {
             Phase::Held if self.is_held() => HandleStatus::Held,
             Phase::Held => HandleStatus::Expired,
             Phase::Attached => HandleStatus::Attached,
             Phase::Released => HandleStatus::Released,
-            Phase::Lost => HandleStatus::Lost,
+            Phase::Lost(_) => HandleStatus::Lost,
             Phase::Releasing => HandleStatus::Releasing,
         }
     }

@@ -8,7 +8,7 @@ use alloc::borrow::ToOwned;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::bindings::dlock::lock::redis::{RedisError, Value};
+use crate::bindings::dlock::lock::redis::{RedisError, Value, Wake};
 use crate::scripts::Op;
 
 /// The replies of one script run on every primary (`eval_all`): one per primary, in a fixed
@@ -31,6 +31,14 @@ pub trait Platform {
     fn new_token(&self) -> String;
     /// Runs one of the component's scripts in Redis.
     fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError>;
+    /// Pauses up to `timeout_ms` between two attempts on the lock key `redis_key`; with
+    /// `listen`, until a release is signalled (the host's `wait-for-release`).
+    fn wait_for_release(
+        &self,
+        redis_key: &str,
+        timeout_ms: u64,
+        listen: bool,
+    ) -> Result<Wake, RedisError>;
     /// How many independent primaries the host runs scripts on: 1 for one store (a primary,
     /// Sentinel, a Cluster), where `eval` is used; more in quorum mode, where `eval_all` is.
     fn nodes(&self) -> u32;

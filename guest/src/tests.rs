@@ -5,8 +5,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use crate::bindings::dlock::lock::redis::{RedisError, Value};
-use crate::bindings::exports::dlock::lock::lock::{Error, HandleStatus, KeyState, LockOptions};
+use crate::bindings::dlock::lock::redis::{RedisError, Scalar, Value, Wake};
+use crate::bindings::exports::dlock::lock::lock::{
+    Error, HandleStatus, KeyState, LockOptions, ReleaseOutcome, WakeOnRelease,
+};
 use crate::lock::{Client, default_options};
 use crate::platform::{Platform, Round};
 use crate::scripts::Op;
@@ -31,6 +33,10 @@ struct Recorded {
     tokens: Cell<u64>,
     /// Virtual time each Redis call takes.
     call_ns: Cell<u64>,
+    /// The host's answers to `wait-for-release`, in order; `unsupported` when none is left.
+    wakes: RefCell<VecDeque<Result<Wake, RedisError>>>,
+    /// `wait-for-release` calls: (key, timeout in ms, listen).
+    waits: RefCell<Vec<(String, u64, bool)>>,
     /// Independent primaries (`nodes`); 0 is taken as 1.
     nodes: Cell<u32>,
     /// Replies to `eval_all`, one round (one reply per primary) at a time.
@@ -51,6 +57,9 @@ impl Recorded {
     }
     fn advance_ms(&self, ms: u64) {
         self.now_ns.set(self.now_ns.get() + ms * MS);
+    }
+    fn wake_with(self: &Rc<Self>, wakes: impl IntoIterator<Item = Result<Wake, RedisError>>) {
+        self.wakes.borrow_mut().extend(wakes);
     }
 }
 
@@ -90,6 +99,23 @@ impl Platform for Recorded {
             .pop_front()
             .unwrap_or_else(|| panic!("no reply recorded for {op:?}"))
     }
+    fn wait_for_release(
+        &self,
+        redis_key: &str,
+        timeout_ms: u64,
+        listen: bool,
+    ) -> Result<Wake, RedisError> {
+        self.waits
+            .borrow_mut()
+            .push((redis_key.to_owned(), timeout_ms, listen));
+        let wake = self.wakes.borrow_mut().pop_front();
+        let wake = wake.unwrap_or(Ok(Wake::Unsupported));
+        if let Ok(Wake::TimedOut) = wake {
+            self.advance_ms(timeout_ms);
+        }
+        wake
+    }
+
     fn nodes(&self) -> u32 {
         self.nodes.get().max(1)
     }
@@ -111,6 +137,20 @@ impl Platform for Recorded {
 
 fn int(n: i64) -> Result<Value, RedisError> {
     Ok(Value::Int(n))
+}
+
+/// The acquire script's busy reply to a caller that marked itself as a waiter.
+fn busy_for(pttl_ms: i64) -> Result<Value, RedisError> {
+    Ok(Value::Array(vec![Scalar::Int(0), Scalar::Int(pttl_ms)]))
+}
+
+/// The keys of the release script for the lock key `key` (without a hash tag).
+fn release_keys(key: &str) -> Vec<String> {
+    vec![
+        key.to_owned(),
+        format!("{{{key}}}:signal"),
+        format!("{{{key}}}:waiters"),
+    ]
 }
 
 fn client(p: &Rc<Recorded>, options: LockOptions) -> Client<Recorded> {
@@ -388,22 +428,49 @@ fn fencing_passes_the_counter_key_and_reports_the_fence() {
 fn release_succeeds_once_then_fails_without_calling_redis() {
     let p = Recorded::new([int(1), int(1)]);
     let h = client(&p, defaults()).acquire("job", 1000).unwrap();
-    h.release().unwrap();
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Released)));
     assert!(!h.is_held());
     assert!(matches!(h.release(), Err(Error::NotHeld)));
     assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
     assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
+    // The release names the signal list and waiters' mark, to wake one waiter.
+    assert_eq!(p.calls.borrow()[1].keys, release_keys("job"));
     assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
 }
 
 #[test]
-fn a_zero_reply_marks_the_handle_lost() {
-    let p = Recorded::new([int(1), int(0)]);
-    let h = client(&p, defaults()).acquire("job", 1000).unwrap();
-    assert!(matches!(h.extend(500), Err(Error::NotHeld)));
+fn extend_tells_an_expired_key_from_one_taken_over_and_the_handle_remembers() {
+    let p = Recorded::new([int(1), int(0), int(1), int(-1)]);
+    let c = client(&p, defaults());
+    let h = c.acquire("job", 1000).unwrap();
+    assert!(matches!(h.extend(500), Err(Error::Expired)));
     assert!(!h.is_held());
-    assert!(matches!(h.release(), Err(Error::NotHeld)));
-    assert_eq!(p.ops(), [Op::Acquire, Op::Extend]);
+    assert!(matches!(h.status(), HandleStatus::Lost));
+    assert!(
+        matches!(h.extend(500), Err(Error::Expired)),
+        "a lost handle answers without calling Redis"
+    );
+    let h = c.acquire("job", 1000).unwrap();
+    assert!(matches!(h.extend(500), Err(Error::TakenOver)));
+    assert!(matches!(h.extend(500), Err(Error::TakenOver)));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Extend, Op::Acquire, Op::Extend]);
+}
+
+#[test]
+fn release_reports_what_it_found_and_a_lost_handle_may_still_release() {
+    let p = Recorded::new([int(1), int(0), int(1), int(-1), int(1), int(0), int(1)]);
+    let c = client(&p, defaults());
+    let h = c.acquire("job", 1000).unwrap();
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Expired)));
+    assert!(matches!(h.status(), HandleStatus::Lost));
+    let h = c.acquire("job", 1000).unwrap();
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::TakenOver)));
+    // Lost by extend: the release still runs the token-checked script (the key may still be
+    // ours if the extend was refused for want of validity).
+    let h = c.acquire("job", 1000).unwrap();
+    assert!(matches!(h.extend(1000), Err(Error::Expired)));
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Released)));
+    assert!(matches!(h.status(), HandleStatus::Released));
 }
 
 #[test]
@@ -455,7 +522,7 @@ fn validity_runs_on_the_monotonic_clock_from_the_moment_acquire_was_sent() {
         "validity counts from when the acquire was sent"
     );
     // Too late to extend: the lock may already be someone else's.
-    assert!(matches!(h.extend(2000), Err(Error::NotHeld)));
+    assert!(matches!(h.extend(2000), Err(Error::Expired)));
 
     let h = client(&p, defaults()).acquire("job", 1000).unwrap();
     p.advance_ms(500);
@@ -548,10 +615,10 @@ fn extend_refuses_without_calling_redis_once_validity_is_within_the_margin() {
     h.extend(1000).unwrap();
     p.advance_ms(801);
     assert!(h.is_held());
-    assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
+    assert!(matches!(h.extend(1000), Err(Error::Expired)));
     assert!(matches!(h.status(), HandleStatus::Lost));
     assert!(
-        matches!(h.extend(1000), Err(Error::NotHeld)),
+        matches!(h.extend(1000), Err(Error::Expired)),
         "a lost handle stays lost"
     );
     assert_eq!(p.ops(), [Op::Acquire, Op::Extend]);
@@ -572,7 +639,7 @@ fn status_follows_the_handle_through_its_life() {
     attached.release().unwrap();
     assert!(matches!(attached.status(), HandleStatus::Released));
     let other = c.attach("job", "t2").unwrap();
-    assert!(matches!(other.release(), Err(Error::NotHeld)));
+    assert!(matches!(other.release(), Ok(ReleaseOutcome::Expired)));
     assert!(matches!(other.status(), HandleStatus::Lost));
 }
 
@@ -628,17 +695,24 @@ fn a_release_whose_outcome_is_unknown_no_longer_claims_the_lock_but_may_be_retri
     assert!(matches!(h.status(), HandleStatus::Releasing));
     // Extending a lock the caller asked to give up is refused without calling Redis.
     assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
-    // The retry runs the token-checked script again; here the first attempt had deleted it.
-    assert!(matches!(h.release(), Err(Error::NotHeld)));
+    // The retry runs the token-checked script again; here the first attempt had deleted it,
+    // which is what a key found gone most likely means: released, idempotently.
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Released)));
     assert_eq!(p.ops(), [Op::Acquire, Op::Release, Op::Release]);
-    assert!(matches!(h.status(), HandleStatus::Lost));
+    assert!(matches!(h.status(), HandleStatus::Released));
 }
 
 #[test]
 fn fence_counters_are_refused_as_lock_keys_without_calling_redis() {
     let p = Recorded::new([]);
     let plain = client(&p, defaults());
-    for counter in ["{job}:fence", "app:{job}:fence", "{a{b}:fence"] {
+    for (counter, what) in [
+        ("{job}:fence", "fence counter"),
+        ("app:{job}:fence", "fence counter"),
+        ("{a{b}:fence", "fence counter"),
+        ("{job}:signal", "signal list"),
+        ("app:{job}:waiters", "waiters' mark"),
+    ] {
         for err in [
             plain.acquire(counter, 1000).err(),
             plain.try_acquire(counter, 1000).err(),
@@ -646,7 +720,7 @@ fn fence_counters_are_refused_as_lock_keys_without_calling_redis() {
             plain.is_locked(counter).err(),
         ] {
             assert!(
-                matches!(&err, Some(Error::InvalidArgument(m)) if m.contains("fence counter")),
+                matches!(&err, Some(Error::InvalidArgument(m)) if m.contains(what)),
                 "{counter}: {err:?}"
             );
         }
@@ -683,6 +757,13 @@ fn a_key_of_another_type_is_not_a_lock_and_is_not_retried() {
     assert!(p.sleeps_ms.borrow().is_empty());
 }
 
+fn waiting(wake_on_release: WakeOnRelease) -> LockOptions {
+    LockOptions {
+        wake_on_release,
+        ..defaults()
+    }
+}
+
 // Quorum mode (Redlock over independent primaries).
 
 fn quorum(nodes: u32, rounds: Vec<Vec<Result<Value, RedisError>>>) -> Rc<Recorded> {
@@ -701,6 +782,123 @@ fn once() -> LockOptions {
         retry_count: 0,
         ..defaults()
     }
+}
+
+#[test]
+fn a_waiter_marks_itself_and_wakes_on_a_signalled_release_instead_of_sleeping() {
+    let p = Recorded::new([busy_for(60_000), int(1)]);
+    p.wake_with([Ok(Wake::Released)]);
+    let h = client(&p, defaults())
+        .wait_for_lock("job", 30_000, 1000)
+        .unwrap();
+    assert!(h.is_held());
+    let calls = p.calls.borrow();
+    // Each attempt marks the waiter for up to the longest wait (1 s for wait-for-lock).
+    assert_eq!(calls[0].keys, ["job", "{job}:waiters"]);
+    assert_eq!(calls[0].args, ["token-1", "1000", "1000"]);
+    assert_eq!(*p.waits.borrow(), [("job".to_owned(), 100, true)]);
+    assert!(p.sleeps_ms.borrow().is_empty(), "no backoff sleep");
+    assert_eq!(calls[1].at_ms, calls[0].at_ms, "woken at once");
+}
+
+#[test]
+fn a_wait_never_outlasts_the_holders_lease() {
+    let p = Recorded::new([busy_for(30), busy_for(-1), int(1)]);
+    p.wake_with([Ok(Wake::TimedOut), Ok(Wake::TimedOut)]);
+    client(&p, defaults())
+        .wait_for_lock("job", 30_000, 1000)
+        .unwrap();
+    // 30 ms left on the lease: wait one more; no expiry: the backoff delay.
+    let waits: Vec<u64> = p.waits.borrow().iter().map(|w| w.1).collect();
+    assert_eq!(waits, [31, 200]);
+}
+
+#[test]
+fn a_fenced_waiter_passes_the_counter_then_the_mark() {
+    let p = Recorded::new([int(7)]);
+    let opts = LockOptions {
+        fencing: true,
+        ..defaults()
+    };
+    let h = client(&p, opts).wait_for_lock("job", 1000, 1000).unwrap();
+    assert_eq!(h.info().fence, Some(7));
+    assert_eq!(
+        p.calls.borrow()[0].keys,
+        ["job", "{job}:fence", "{job}:waiters"]
+    );
+}
+
+#[test]
+fn a_cancelled_wait_ends_the_call_and_gives_back_an_unanswered_attempts_token() {
+    let p = Recorded::new([Err(RedisError::Timeout), busy_for(5000), int(0)]);
+    p.wake_with([Ok(Wake::TimedOut), Ok(Wake::Cancelled)]);
+    let err = client(&p, defaults())
+        .wait_for_lock("job", 30_000, 1000)
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Cancelled), "{err:?}");
+    assert_eq!(p.ops(), [Op::Acquire, Op::Acquire, Op::Release]);
+    assert_eq!(p.calls.borrow()[2].args, ["token-1"]);
+}
+
+#[test]
+fn polling_waits_ask_the_host_only_for_a_cancellable_pause_and_sleep_when_it_has_none() {
+    let p = Recorded::new([int(0), int(0), int(1)]);
+    p.wake_with([Ok(Wake::TimedOut)]);
+    client(&p, waiting(WakeOnRelease::Never))
+        .wait_for_lock("job", 30_000, 1000)
+        .unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["job"], "no waiters' mark");
+    assert_eq!(p.calls.borrow()[0].args.len(), 2);
+    assert_eq!(
+        *p.waits.borrow(),
+        [
+            ("job".to_owned(), 100, false),
+            ("job".to_owned(), 200, false)
+        ]
+    );
+    // The first pause was the host's; the host did not support the second: a sleep.
+    assert_eq!(*p.sleeps_ms.borrow(), [200.0]);
+}
+
+#[test]
+fn acquire_listens_for_releases_only_when_asked_to() {
+    let p = Recorded::new([int(0), int(1)]);
+    client(&p, defaults()).acquire("job", 1000).unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["job"]);
+    assert!(p.waits.borrow().iter().all(|w| !w.2));
+
+    let p = Recorded::new([busy_for(60_000), int(1)]);
+    p.wake_with([Ok(Wake::Released)]);
+    client(&p, waiting(WakeOnRelease::Always))
+        .acquire("job", 1000)
+        .unwrap();
+    let calls = p.calls.borrow();
+    // acquire's longest wait is its maximum retry delay (5 s by default).
+    assert_eq!(calls[0].keys, ["job", "{job}:waiters"]);
+    assert_eq!(calls[0].args[2], "5000");
+    assert_eq!(*p.waits.borrow(), [("job".to_owned(), 100, true)]);
+}
+
+#[test]
+fn a_host_error_on_waiting_falls_back_to_sleeping() {
+    let p = Recorded::new([busy_for(60_000), int(1)]);
+    p.wake_with([Err(RedisError::Denied("no connection free".into()))]);
+    client(&p, defaults())
+        .wait_for_lock("job", 30_000, 1000)
+        .unwrap();
+    assert_eq!(*p.sleeps_ms.borrow(), [100.0]);
+}
+
+#[test]
+fn a_key_that_can_have_no_companions_is_polled() {
+    let p = Recorded::new([int(0), int(1), int(0)]);
+    let h = client(&p, defaults())
+        .wait_for_lock("a}b", 30_000, 1000)
+        .unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["a}b"]);
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Expired)));
+    assert_eq!(p.calls.borrow()[2].keys, ["a}b"], "no signal to send");
 }
 
 #[test]
@@ -836,11 +1034,26 @@ fn a_quorum_extend_counts_only_with_a_majority_within_validity() {
     assert!(matches!(&err, Error::Redis(RedisError::Unavailable(m)) if m.contains("no quorum")));
     assert_eq!(h.info().valid_until_ns, 3_000 * MS + (5_000 - 52) * MS);
     assert!(h.is_held());
-    // Two of three no longer hold the token: lost, and the last one is cleaned.
+    // Two of three no longer hold the token (the key is gone there): expired, and the last
+    // one is cleaned.
     let err = h.extend(5_000).err().unwrap();
-    assert!(matches!(err, Error::NotHeld));
+    assert!(matches!(err, Error::Expired), "{err:?}");
     assert_eq!(h.status(), HandleStatus::Lost);
     assert_eq!(p.ops()[4], Op::Release);
+}
+
+#[test]
+fn a_quorum_extend_is_taken_over_when_a_majority_holds_another_token() {
+    let p = quorum(
+        3,
+        vec![vec![int(1); 3], vec![int(-1), int(-1), int(0)], vec![]],
+    );
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    let err = h.extend(5_000).err().unwrap();
+    assert!(matches!(err, Error::TakenOver), "{err:?}");
+    // Lost: a second extend fails the same way without calling Redis.
+    assert!(matches!(h.extend(5_000), Err(Error::TakenOver)));
+    assert_eq!(p.ops(), [Op::Acquire, Op::Extend, Op::Release]);
 }
 
 #[test]
@@ -862,11 +1075,30 @@ fn a_quorum_release_is_done_once_a_majority_answered() {
 }
 
 #[test]
-fn a_quorum_release_that_finds_no_token_anywhere_is_not_held() {
-    let p = quorum(3, vec![vec![int(1); 3], vec![int(0); 3]]);
+fn a_quorum_release_that_finds_no_token_reports_expired_or_taken_over_by_majority() {
+    let p = quorum(3, vec![vec![int(1); 3], vec![int(0), int(-1), int(0)]]);
     let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
-    assert!(matches!(h.release(), Err(Error::NotHeld)));
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Expired)));
     assert_eq!(h.status(), HandleStatus::Lost);
+
+    let p = quorum(3, vec![vec![int(1); 3], vec![int(-1), int(-1), down()]]);
+    let h = client(&p, defaults()).acquire("job", 10_000).unwrap();
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::TakenOver)));
+    assert_eq!(h.status(), HandleStatus::Lost);
+}
+
+#[test]
+fn quorum_waits_poll_and_never_mark_a_waiter() {
+    let p = quorum(3, vec![vec![int(0); 3], vec![int(1); 3]]);
+    p.wake_with([Ok(Wake::TimedOut)]);
+    let opts = LockOptions {
+        wake_on_release: WakeOnRelease::Always,
+        ..defaults()
+    };
+    client(&p, opts).wait_for_lock("job", 30_000, 1000).unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["job"]);
+    assert_eq!(p.calls.borrow()[0].args.len(), 2);
+    assert_eq!(*p.waits.borrow(), [("job".to_owned(), 100, false)]);
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub const TOKEN_BYTES: usize = 36;
 pub const MAX_DURATION_MS: u64 = 1_000_000_000_000;
 /// `wait-for-lock` never waits longer than this between two attempts, in milliseconds.
 pub const WAIT_MAX_DELAY_MS: u64 = 1000;
+/// How much longer than the longest wait it announces a waiter's mark lasts, in milliseconds:
+/// a release signals while the mark lasts, so the mark must outlive the wait it announces.
+pub const WAITERS_MARK_SLACK_MS: u64 = 1000;
 
 /// Quorum mode (Redlock over independent primaries): the allowance for clock drift between
 /// the client and the primaries, per mille of the TTL. A lease granted by a majority is
@@ -43,6 +46,34 @@ pub const DEFAULT_JITTER: bool = false;
 pub const DEFAULT_FENCING: bool = false;
 /// `lock-options.safety-margin-ms` by default.
 pub const DEFAULT_SAFETY_MARGIN_MS: u64 = 0;
+
+/// The keys that belong to a lock key, in its Redis Cluster slot, each named by suffixing it
+/// (see [`companion_key`]). None of them is a lock: [`check_lock_key`] refuses them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Companion {
+    /// The fence counter: incremented by every fenced acquisition, never deleted.
+    Fence,
+    /// The signal list: dlock's release script pushes one signal on it, in the same atomic
+    /// step, when waiters are marked; a waiter blocks on it (BLPOP) to wake on a release.
+    Signal,
+    /// The waiters' mark: set (with an expiry) by the acquire script of a client that will
+    /// wait on the signal list if the lock is busy; a release signals only while it lasts.
+    Waiters,
+}
+
+impl Companion {
+    /// Every companion key.
+    pub const ALL: [Companion; 3] = [Companion::Fence, Companion::Signal, Companion::Waiters];
+
+    /// The suffix that names it: `:fence`, `:signal`, `:waiters`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Companion::Fence => ":fence",
+            Companion::Signal => ":signal",
+            Companion::Waiters => ":waiters",
+        }
+    }
+}
 
 /// How many of `nodes` independent primaries must grant, extend or answer for a quorum
 /// decision: a strict majority, `nodes / 2 + 1`.
@@ -105,41 +136,90 @@ pub fn check_duration_ms(what: &str, ms: u64, allow_zero: bool) -> Result<(), St
     Ok(())
 }
 
-/// A Redis key used as a lock (prefix included): not some lock's fence counter, so that no
-/// release, extend or acquire through the lock API can delete, expire or overwrite a counter
-/// that fencing relies on never going backwards.
+/// A Redis key used as a lock (prefix included): not a companion key of some lock (its fence
+/// counter, signal list or waiters' mark), so that no release, extend or acquire through the
+/// lock API can delete, expire or overwrite a counter that fencing relies on never going
+/// backwards, or the keys waiters rely on.
 pub fn check_lock_key(redis_key: &str) -> Result<(), String> {
-    if is_fence_counter(redis_key) {
+    if let Some(companion) = companion_of(redis_key) {
+        let what = match companion {
+            Companion::Fence => "fence counter",
+            Companion::Signal => "signal list",
+            Companion::Waiters => "waiters' mark",
+        };
         return Err(format!(
-            "the key {redis_key:?} is a lock's fence counter, not a lock: use another key"
+            "the key {redis_key:?} is a lock's {what}, not a lock: use another key"
         ));
     }
     Ok(())
 }
 
-/// The fence counter key of a lock key, in the same Redis Cluster slot.
+/// A companion key of a lock key, in the same Redis Cluster slot.
 ///
-/// A key with a hash tag (`{...}` with something inside) keeps its tag, so the counter is the
-/// key plus `:fence`. A key without one is hashed whole, so it becomes the counter's tag:
-/// `{key}:fence`. A key that has no hash tag but contains `}` cannot be wrapped that way and is
-/// refused for fencing.
-pub fn fence_key(redis_key: &str) -> Result<String, String> {
+/// A key with a hash tag (`{...}` with something inside) keeps its tag, so the companion is the
+/// key plus the suffix (`app:{job}:fence`). A key without one is hashed whole, so it becomes the
+/// companion's tag: `{key}:fence`. A key that has no hash tag but contains `}` cannot be
+/// wrapped that way and has no companions (no fencing, no wake-up on release).
+pub fn companion_key(redis_key: &str, companion: Companion) -> Result<String, String> {
+    let suffix = companion.suffix();
     if has_hash_tag(redis_key) {
-        Ok(format!("{redis_key}:fence"))
+        Ok(format!("{redis_key}{suffix}"))
     } else if !redis_key.contains('}') {
-        Ok(format!("{{{redis_key}}}:fence"))
+        Ok(format!("{{{redis_key}}}{suffix}"))
     } else {
         Err(format!(
-            "the key {redis_key:?} contains '}}' but no hash tag, so no fence counter can share \
-             its cluster slot; give it a hash tag such as {{name}}"
+            "the key {redis_key:?} contains '}}' but no hash tag, so no {} key can share its \
+             cluster slot; give it a hash tag such as {{name}}",
+            &suffix[1..]
         ))
     }
 }
 
-/// Whether `key` is what [`fence_key`] makes of some lock key: a key ending in `:fence`
-/// whose part before that has a hash tag (`{job}:fence`, `app:{job}:fence`).
+/// The fence counter key of a lock key: [`companion_key`] with [`Companion::Fence`].
+pub fn fence_key(redis_key: &str) -> Result<String, String> {
+    companion_key(redis_key, Companion::Fence)
+}
+
+/// Which companion key `key` is, if it is what [`companion_key`] makes of some lock key: a key
+/// ending in a companion's suffix whose part before that has a hash tag (`{job}:fence`,
+/// `app:{job}:signal`).
+pub fn companion_of(key: &str) -> Option<Companion> {
+    Companion::ALL
+        .into_iter()
+        .find(|c| key.strip_suffix(c.suffix()).is_some_and(has_hash_tag))
+}
+
+/// Whether `candidate` is the `companion` key of `lock_key` (what [`companion_key`] makes of
+/// it), checked without allocating.
+pub fn is_companion_key(candidate: &str, lock_key: &str, companion: Companion) -> bool {
+    let Some(stem) = candidate.strip_suffix(companion.suffix()) else {
+        return false;
+    };
+    if has_hash_tag(lock_key) {
+        stem == lock_key
+    } else {
+        !lock_key.contains('}')
+            && stem
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .is_some_and(|inner| inner == lock_key)
+    }
+}
+
+/// Whether `key` is what [`fence_key`] makes of some lock key.
 pub fn is_fence_counter(key: &str) -> bool {
-    key.strip_suffix(":fence").is_some_and(has_hash_tag)
+    companion_of(key) == Some(Companion::Fence)
+}
+
+/// The lock key whose companion `key` is, for keys [`companion_key`] made from a key without a
+/// hash tag (`{job}:signal` -> `job`); `None` for other keys. (A companion of a key with a hash
+/// tag starts with that key itself.)
+pub fn wrapped_lock_key(key: &str) -> Option<&str> {
+    Companion::ALL.into_iter().find_map(|c| {
+        key.strip_prefix('{')?
+            .strip_suffix(c.suffix())?
+            .strip_suffix('}')
+    })
 }
 
 /// Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with at

@@ -1,20 +1,27 @@
 //! Lock clients (one component instance each) and lock handles.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, MutexGuard};
+use tracing::{Instrument, field};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::Dlock;
-use crate::bindings::exports::dlock::lock::lock::LockOptions as WitLockOptions;
+use crate::bindings::exports::dlock::lock::lock::{
+    LockOptions as WitLockOptions, ReleaseOutcome as WitReleaseOutcome,
+};
+use crate::cancel::Cancel;
 use crate::cleanup::ReleaseOnFailure;
 use crate::component::LockComponent;
 use crate::contract::MAX_DURATION_MS;
 use crate::error::{Error, Result};
-use crate::options::{HandleStatus, KeyState, LockInfo, LockOptions, millis};
+use crate::observe;
+use crate::options::{HandleStatus, KeyState, LockInfo, LockOptions, ReleaseOutcome, millis};
 use crate::redis::RedisCtx;
 use crate::sandbox::deadline_after;
 use crate::store::HostState;
@@ -63,11 +70,21 @@ impl Deadline {
 /// their futures are `Send`.
 ///
 /// Each guest call runs under a time budget derived from its arguments (the retry schedule,
-/// the wait, and the Redis command timeout). A call that traps, runs past its budget, or whose
-/// future is dropped before it completes leaves the client unusable ([`Error::Poisoned`]),
-/// and the host then releases (compare-and-delete, in the background) the locks *that call*
-/// may have taken with the bundled component's scripts; locks whose handles earlier calls
-/// returned stay in Redis, and locks of other components expire with their TTL.
+/// the wait, and the Redis command timeout).
+///
+/// Waits can be cancelled: dropping the future of [`Client::acquire`] or
+/// [`Client::wait_for_lock`] (or completing the cancellation given to
+/// [`Client::wait_for_lock_or_cancel`]) cancels the call: it winds down in the background
+/// (the component's pause ends at once and it returns `cancelled`; a lock it took in that
+/// instant is released) and the client stays usable; its next call waits for that to end.
+/// This needs a tokio runtime to finish on; without one the call is torn down as below.
+///
+/// A call that traps, runs past its budget, or (for the other calls, which make one Redis call
+/// each) whose future is dropped before it completes leaves the client unusable
+/// ([`Error::Poisoned`]), and the host then releases (compare-and-delete, in the background)
+/// the locks *that call* may have taken with the bundled component's scripts; locks whose
+/// handles earlier calls returned stay in Redis, and locks of other components expire with
+/// their TTL.
 pub struct Client {
     shared: Arc<Shared>,
 }
@@ -109,6 +126,8 @@ pub struct LockHandle {
     resource: ResourceAny,
     /// What the component said about this handle after its last call.
     info: StdMutex<LockInfo>,
+    /// When the handle was made (acquired or attached), for the hold-time metric.
+    made: Instant,
 }
 
 impl std::fmt::Debug for LockHandle {
@@ -120,18 +139,19 @@ impl std::fmt::Debug for LockHandle {
 }
 
 /// Runs one guest call on a session under a time budget, poisoning the session if the call
-/// does not complete. `$f` gets the store, the lock interface's funcs and the client resource.
+/// does not complete; `$cancel` may cancel it. `$call` gets the store, the lock interface's
+/// funcs and the client resource.
 ///
 /// No timer wraps the call: the epoch callback traps a guest computing past the deadline, the
 /// guest's sleeps end at the deadline (`clock.rs`), and each `redis-eval` has the command
 /// timeout; so the call ends within the budget plus one command timeout.
 macro_rules! guest_call {
-    ($session:expr, $budget:expr, |$store:ident, $api:ident, $client:ident| $call:expr) => {{
+    ($session:expr, $budget:expr, $cancel:expr, |$store:ident, $api:ident, $client:ident| $call:expr) => {{
         let budget: Duration = $budget;
         let session: &mut Session = &mut *$session;
         session.poisoned = true;
         let state = session.store.data_mut();
-        state.begin_call(deadline_after(budget));
+        state.begin_call(deadline_after(budget), $cancel);
         let release_on_failure = ReleaseOnFailure::arm(&state.redis);
         let Session {
             store: $store,
@@ -164,13 +184,17 @@ impl Client {
         let command_timeout = redis.policy().command_timeout();
         let mut store = HostState::store(component.engine(), redis);
         // Instantiation runs the component's start functions, so it is bounded too.
-        store.data_mut().begin_call(deadline_after(command_timeout));
+        store
+            .data_mut()
+            .begin_call(deadline_after(command_timeout), Cancel::NEVER);
         let api = component
             .pre()
             .instantiate_async(&mut store)
             .await
             .map_err(Error::Component)?;
-        store.data_mut().begin_call(deadline_after(command_timeout));
+        store
+            .data_mut()
+            .begin_call(deadline_after(command_timeout), Cancel::NEVER);
         let client = api
             .dlock_lock_lock()
             .client()
@@ -200,41 +224,87 @@ impl Client {
     }
 
     /// Acquires `key` for `ttl`, retrying with exponential backoff as the options say.
-    /// [`Error::NotAcquired`] when every attempt found the lock held.
+    /// [`Error::NotAcquired`] when every attempt found the lock held. Dropping the future
+    /// cancels the call without harm to the client (see [`Client`]).
     pub async fn acquire(&self, key: &str, ttl: Duration) -> Result<LockHandle> {
         let budget = self.shared.acquire_budget();
-        let mut s = self.shared.session().await?;
-        let handle = guest_call!(s, budget, |store, api, client| api.client().call_acquire(
-            &mut *store,
-            client,
-            key,
-            millis(ttl)
-        ))??;
-        self.handle(&mut s, handle).await
+        let span = tracing::info_span!(
+            "dlock.acquire",
+            dlock.key = key,
+            dlock.outcome = field::Empty
+        );
+        self.waiting(Waiting::Acquire, key, ttl, budget, std::future::pending())
+            .instrument(span)
+            .await
     }
 
     /// One attempt, no retry: `None` when someone else holds the lock.
     pub async fn try_acquire(&self, key: &str, ttl: Duration) -> Result<Option<LockHandle>> {
-        let budget = self.shared.single_call_budget();
-        let mut s = self.shared.session().await?;
-        let handle = guest_call!(s, budget, |store, api, client| api
-            .client()
-            .call_try_acquire(&mut *store, client, key, millis(ttl)))??;
-        match handle {
-            Some(handle) => Ok(Some(self.handle(&mut s, handle).await?)),
-            None => Ok(None),
+        let span = tracing::info_span!(
+            "dlock.try_acquire",
+            dlock.key = key,
+            dlock.outcome = field::Empty
+        );
+        async {
+            let started = Instant::now();
+            let budget = self.shared.single_call_budget();
+            let mut s = self.shared.session().await?;
+            let handle = guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
+                .client()
+                .call_try_acquire(&mut *store, client, key, millis(ttl)));
+            let attempts = s.store.data().redis.acquire_attempts;
+            let handle = match handle.map(|r| r.map_err(Error::from)) {
+                Ok(Ok(Some(handle))) => {
+                    Ok(Some(LockHandle::new(&self.shared, &mut s, handle).await?))
+                }
+                Ok(Ok(None)) => Ok(None),
+                Ok(Err(e)) | Err(e) => Err(e),
+            };
+            let outcome = match &handle {
+                Ok(Some(_)) => "acquired",
+                Ok(None) => "busy",
+                Err(e) => observe::error_outcome(e),
+            };
+            observe::acquired("try_acquire", outcome, started.elapsed(), attempts);
+            tracing::Span::current().record("dlock.outcome", outcome);
+            handle
         }
+        .instrument(span)
+        .await
     }
 
-    /// Polls until the lock is acquired for `ttl` or `deadline` has passed (backoff capped at
-    /// 1 s, never sleeping past the deadline, one last attempt at the deadline). A wait over
-    /// 10^12 ms is [`Error::InvalidArgument`], whatever the component would make of it.
+    /// Waits until the lock is acquired for `ttl` or `deadline` has passed (backoff capped at
+    /// 1 s, never sleeping past the deadline, one last attempt at the deadline); with
+    /// [`crate::WakeOnRelease`] other than `Never` (the default) each wait ends as soon as the
+    /// holder releases. A wait over 10^12 ms is [`Error::InvalidArgument`], whatever the
+    /// component would make of it. Dropping the future cancels the wait without harm to the
+    /// client (see [`Client`]).
     pub async fn wait_for_lock(
         &self,
         key: &str,
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<LockHandle> {
+        self.wait_for_lock_or_cancel(key, ttl, deadline, std::future::pending())
+            .await
+    }
+
+    /// [`Client::wait_for_lock`], cancelled when `cancel` completes (for example
+    /// `token.cancelled()` of a `tokio_util` `CancellationToken`): then it returns
+    /// [`Error::Cancelled`] once the call has wound down, with no lock taken (a lock granted
+    /// in that instant is released first) and the client usable.
+    pub async fn wait_for_lock_or_cancel(
+        &self,
+        key: &str,
+        ttl: Duration,
+        deadline: Deadline,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<LockHandle> {
+        let span = tracing::info_span!(
+            "dlock.wait_for_lock",
+            dlock.key = key,
+            dlock.outcome = field::Empty
+        );
         let wait = deadline.left(Instant::now());
         if wait > MAX_WAIT {
             return Err(Error::InvalidArgument(format!(
@@ -243,32 +313,79 @@ impl Client {
             )));
         }
         let budget = wait.saturating_add(self.shared.single_call_budget());
-        let mut s = self.shared.session().await?;
-        let handle = guest_call!(s, budget, |store, api, client| api
-            .client()
-            .call_wait_for_lock(&mut *store, client, key, millis(wait), millis(ttl)))??;
-        self.handle(&mut s, handle).await
+        self.waiting(Waiting::Wait(wait), key, ttl, budget, cancel)
+            .instrument(span)
+            .await
+    }
+
+    /// Runs an acquire that may wait, so that giving it up (dropping this future, or `cancel`
+    /// completing) cancels it instead of tearing it down; records its metrics.
+    async fn waiting(
+        &self,
+        op: Waiting,
+        key: &str,
+        ttl: Duration,
+        budget: Duration,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<LockHandle> {
+        let started = Instant::now();
+        let flag = Cancel::new();
+        let mut call = Detached::new(
+            Box::pin(run_waiting(
+                self.shared.clone(),
+                op,
+                key.to_owned(),
+                millis(ttl),
+                budget,
+                flag.clone(),
+            )),
+            flag,
+        );
+        let (handle, attempts) = tokio::select! {
+            done = call.run() => done,
+            () = cancel => {
+                call.cancel();
+                call.run().await
+            }
+        };
+        let outcome = match &handle {
+            Ok(_) => "acquired",
+            Err(e) => observe::error_outcome(e),
+        };
+        let operation = match op {
+            Waiting::Acquire => "acquire",
+            Waiting::Wait(_) => "wait_for_lock",
+        };
+        observe::acquired(operation, outcome, started.elapsed(), attempts);
+        tracing::Span::current().record("dlock.outcome", outcome);
+        handle
     }
 
     /// True when the key exists in Redis (held by anyone).
     pub async fn is_locked(&self, key: &str) -> Result<bool> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        Ok(guest_call!(s, budget, |store, api, client| api
-            .client()
-            .call_is_locked(&mut *store, client, key))??)
+        Ok(guest_call!(
+            s,
+            budget,
+            Cancel::NEVER,
+            |store, api, client| api.client().call_is_locked(&mut *store, client, key)
+        )??)
     }
 
     /// The key's state in Redis and the time left on its lease.
     pub async fn key_state(&self, key: &str) -> Result<KeyState> {
-        let budget = self.shared.single_call_budget();
-        let mut s = self.shared.session().await?;
-        let state = guest_call!(s, budget, |store, api, client| api.client().call_key_state(
-            &mut *store,
-            client,
-            key
-        ))??;
-        Ok(state.into())
+        let span = tracing::info_span!("dlock.key_state", dlock.key = key);
+        async {
+            let budget = self.shared.single_call_budget();
+            let mut s = self.shared.session().await?;
+            let state = guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
+                .client()
+                .call_key_state(&mut *store, client, key))??;
+            Ok(state.into())
+        }
+        .instrument(span)
+        .await
     }
 
     /// A handle for a lock acquired elsewhere with `token` (another process, an earlier run).
@@ -277,13 +394,10 @@ impl Client {
     pub async fn attach(&self, key: &str, token: &str) -> Result<LockHandle> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        let handle = guest_call!(s, budget, |store, api, client| api.client().call_attach(
-            &mut *store,
-            client,
-            key,
-            token
-        ))??;
-        self.handle(&mut s, handle).await
+        let handle = guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
+            .client()
+            .call_attach(&mut *store, client, key, token))??;
+        LockHandle::new(&self.shared, &mut s, handle).await
     }
 
     /// The defaults the component itself documents (its `default-options`); for the bundled
@@ -291,19 +405,107 @@ impl Client {
     pub async fn component_default_options(&self) -> Result<LockOptions> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        let options = guest_call!(s, budget, |store, api, _client| api
+        let options = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
             .call_default_options(&mut *store))?;
         Ok(options.into())
     }
+}
 
-    /// The handle of a resource the component just returned, with what it knows.
-    async fn handle(&self, session: &mut Session, resource: ResourceAny) -> Result<LockHandle> {
-        let info = self.shared.info(session, resource).await?;
-        Ok(LockHandle {
-            shared: self.shared.clone(),
-            resource,
-            info: StdMutex::new(info),
-        })
+/// An acquire that may wait.
+#[derive(Clone, Copy, Debug)]
+enum Waiting {
+    /// `acquire`, with its retries.
+    Acquire,
+    /// `wait_for_lock`, this long.
+    Wait(Duration),
+}
+
+/// The call of [`Client::waiting`]: the handle, or why not, and how many attempts it made.
+type WaitingCall = Pin<Box<dyn Future<Output = (Result<LockHandle>, u64)> + Send>>;
+
+/// A call into the component that outlives its caller's interest: dropped before it
+/// completes, it is cancelled and runs to its end on the tokio runtime (where it gives back
+/// any lock it took), so that its store is never left mid-call.
+struct Detached {
+    call: Option<WaitingCall>,
+    cancel: Cancel,
+}
+
+impl Detached {
+    fn new(call: WaitingCall, cancel: Cancel) -> Self {
+        Detached {
+            call: Some(call),
+            cancel,
+        }
+    }
+
+    /// Tells the call to wind down.
+    fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Drives the call to its end.
+    async fn run(&mut self) -> (Result<LockHandle>, u64) {
+        let Some(call) = self.call.as_mut() else {
+            return (Err(Error::Cancelled), 0);
+        };
+        let done = call.await;
+        self.call = None;
+        done
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        self.cancel.cancel();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(call);
+        }
+    }
+}
+
+/// The body of an acquire that may wait, owning all it needs (see [`Detached`]). A lock it
+/// took when `cancel` had been set is released, and the call reports [`Error::Cancelled`].
+async fn run_waiting(
+    shared: Arc<Shared>,
+    op: Waiting,
+    key: String,
+    ttl_ms: u64,
+    budget: Duration,
+    cancel: Cancel,
+) -> (Result<LockHandle>, u64) {
+    let mut s = match shared.session().await {
+        Ok(s) => s,
+        Err(e) => return (Err(e), 0),
+    };
+    if cancel.is_cancelled() {
+        return (Err(Error::Cancelled), 0);
+    }
+    let acquired = match op {
+        Waiting::Acquire => guest_call!(s, budget, cancel.clone(), |store, api, client| api
+            .client()
+            .call_acquire(&mut *store, client, &key, ttl_ms)),
+        Waiting::Wait(wait) => {
+            guest_call!(s, budget, cancel.clone(), |store, api, client| api
+                .client()
+                .call_wait_for_lock(&mut *store, client, &key, millis(wait), ttl_ms))
+        }
+    };
+    let attempts = s.store.data().redis.acquire_attempts;
+    let handle = match acquired.map(|r| r.map_err(Error::from)) {
+        Ok(Ok(resource)) => LockHandle::new(&shared, &mut s, resource).await,
+        Ok(Err(e)) | Err(e) => Err(e),
+    };
+    drop(s);
+    match handle {
+        Ok(handle) if cancel.is_cancelled() => {
+            let _ = handle.release().await;
+            (Err(Error::Cancelled), attempts)
+        }
+        other => (other, attempts),
     }
 }
 
@@ -320,8 +522,9 @@ impl Shared {
         let dropped = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
         let budget = self.single_call_budget();
         for resource in dropped {
-            guest_call!(session, budget, |store, _api, _client| resource
-                .resource_drop_async(&mut *store))?;
+            guest_call!(session, budget, Cancel::NEVER, |store, _api, _client| {
+                resource.resource_drop_async(&mut *store)
+            })?;
         }
         Ok(session)
     }
@@ -329,7 +532,7 @@ impl Shared {
     /// What the component knows about the handle `resource`.
     async fn info(&self, session: &mut Session, resource: ResourceAny) -> Result<LockInfo> {
         let budget = self.single_call_budget();
-        let info = guest_call!(session, budget, |store, api, _client| api
+        let info = guest_call!(session, budget, Cancel::NEVER, |store, api, _client| api
             .lock_handle()
             .call_info(&mut *store, resource))?;
         Ok(info.into())
@@ -355,41 +558,104 @@ impl Shared {
 }
 
 impl LockHandle {
-    /// Deletes the lock if Redis still holds this handle's token. [`Error::NotHeld`] if the
-    /// handle was released or lost before (no Redis call), or if the key no longer holds the
-    /// token (the handle is then lost). When the outcome is unknown (a timeout, a broken
-    /// connection) the handle becomes [`crate::HandleStatus::Releasing`] and only `release`
-    /// may be retried; a refused call leaves it as it was.
-    pub async fn release(&self) -> Result<()> {
-        let mut s = self.shared.session().await?;
-        let budget = self.shared.single_call_budget();
-        let resource = self.resource;
-        let released = guest_call!(s, budget, |store, api, _client| api
-            .lock_handle()
-            .call_release(&mut *store, resource))?;
-        match released {
-            // Released is all that changed: no need to ask the component.
-            Ok(()) => {
-                self.info.lock().unwrap_or_else(|e| e.into_inner()).status = HandleStatus::Released
+    /// The handle of a resource the component just returned, with what it knows.
+    async fn new(
+        shared: &Arc<Shared>,
+        session: &mut Session,
+        resource: ResourceAny,
+    ) -> Result<LockHandle> {
+        let info = shared.info(session, resource).await?;
+        Ok(LockHandle {
+            shared: shared.clone(),
+            resource,
+            info: StdMutex::new(info),
+            made: Instant::now(),
+        })
+    }
+
+    /// Deletes the lock if Redis still holds this handle's token, and says what it found:
+    /// [`ReleaseOutcome::Released`], or [`ReleaseOutcome::Expired`] (the key was gone) or
+    /// [`ReleaseOutcome::TakenOver`] (another owner's token), which change nothing and leave
+    /// the handle [`HandleStatus::Lost`]. Clients waiting on the key are signalled in the same
+    /// atomic step. [`Error::NotHeld`], without a Redis call, if this handle released the lock
+    /// already. When the outcome is unknown (a timeout, a broken connection; see
+    /// [`Error::is_retryable`]) the handle becomes [`HandleStatus::Releasing`] and `release`
+    /// may be retried: it deletes the key only while it holds the token, so retrying is safe.
+    /// A refused call leaves the handle as it was.
+    pub async fn release(&self) -> Result<ReleaseOutcome> {
+        let span = tracing::info_span!(
+            "dlock.release",
+            dlock.key = self.info().key,
+            dlock.outcome = field::Empty
+        );
+        async {
+            let mut s = self.shared.session().await?;
+            let budget = self.shared.single_call_budget();
+            let resource = self.resource;
+            let released = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
+                .lock_handle()
+                .call_release(&mut *store, resource))?;
+            match released {
+                // Released is all that changed: no need to ask the component.
+                Ok(WitReleaseOutcome::Released) => {
+                    self.info.lock().unwrap_or_else(|e| e.into_inner()).status =
+                        HandleStatus::Released
+                }
+                _ => self.refresh(&mut s).await?,
             }
-            Err(_) => self.refresh(&mut s).await?,
+            let released = released.map(ReleaseOutcome::from).map_err(Error::from);
+            let outcome = match &released {
+                Ok(outcome) => outcome.as_str(),
+                Err(e) => observe::error_outcome(e),
+            };
+            let held =
+                matches!(released, Ok(ReleaseOutcome::Released)).then(|| self.made.elapsed());
+            observe::released(outcome, held);
+            tracing::Span::current().record("dlock.outcome", outcome);
+            released
         }
-        Ok(released?)
+        .instrument(span)
+        .await
     }
 
     /// Sets the lock's TTL to `ttl` from now if Redis still holds this handle's token; the
-    /// handle's validity restarts from when the call was sent. Errors as for `release`;
-    /// [`Error::InvalidArgument`] for a zero `ttl`. When the outcome is unknown, the handle's
-    /// validity can only shrink.
+    /// handle's validity restarts from when the call was sent. [`Error::Expired`] when the key
+    /// is gone, or the handle's validity is within the client's safety margin of its end (then
+    /// without a Redis call); [`Error::TakenOver`] when the key holds another owner's token;
+    /// the handle is then [`HandleStatus::Lost`] and every later `extend` fails the same way
+    /// without a Redis call. [`Error::NotHeld`] after a release; [`Error::InvalidArgument`]
+    /// for a zero `ttl`. When the outcome is unknown, the handle's validity can only shrink.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
-        let mut s = self.shared.session().await?;
-        let budget = self.shared.single_call_budget();
-        let resource = self.resource;
-        let extended = guest_call!(s, budget, |store, api, _client| api
-            .lock_handle()
-            .call_extend(&mut *store, resource, millis(ttl)))?;
-        self.refresh(&mut s).await?;
-        Ok(extended?)
+        let span = tracing::info_span!(
+            "dlock.extend",
+            dlock.key = self.info().key,
+            dlock.outcome = field::Empty
+        );
+        async {
+            let mut s = self.shared.session().await?;
+            let budget = self.shared.single_call_budget();
+            let resource = self.resource;
+            let extended = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
+                .lock_handle()
+                .call_extend(&mut *store, resource, millis(ttl)))?;
+            self.refresh(&mut s).await?;
+            let extended = extended.map_err(Error::from);
+            let outcome = match &extended {
+                Ok(()) => "extended",
+                Err(e) => observe::error_outcome(e),
+            };
+            observe::extended(outcome);
+            tracing::Span::current().record("dlock.outcome", outcome);
+            extended
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The Redis command timeout of the client's runtime: how long one Redis call of this
+    /// handle may take.
+    pub(crate) fn command_timeout(&self) -> Duration {
+        self.shared.command_timeout
     }
 
     /// True while the handle holds the lock as far as it knows, without asking Redis: not

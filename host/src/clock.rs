@@ -1,5 +1,5 @@
 //! The component's WASI clocks: `wall-clock` and `monotonic-clock`, with every sleep cut short
-//! at the deadline of the guest call in progress.
+//! at the deadline of the guest call in progress, or when the caller cancels it.
 //!
 //! wasmtime-wasi's own clocks would let a component sleep as long as it asks; here a sleep
 //! never outlasts the call's time budget, so together with the epoch callback (which traps a
@@ -14,11 +14,15 @@ use wasmtime_wasi::async_trait;
 use wasmtime_wasi::p2::bindings::clocks::{monotonic_clock, wall_clock};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
+use crate::cancel::Cancel;
+
 /// The view of a store that the clocks need.
 pub(crate) struct GuestClock<'a> {
     pub(crate) table: &'a mut ResourceTable,
     /// When the guest call in progress must end.
     pub(crate) deadline: Option<Instant>,
+    /// Whether the caller cancelled the guest call in progress.
+    pub(crate) cancel: &'a Cancel,
 }
 
 /// Ties [`GuestClock`] to the linker.
@@ -51,17 +55,25 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A sleep until `until` (`None`: forever).
+/// A sleep until `until` (`None`: forever), or until the call is cancelled.
 struct Sleep {
     until: Option<tokio::time::Instant>,
+    cancel: Cancel,
 }
 
 #[async_trait]
 impl Pollable for Sleep {
     async fn ready(&mut self) {
-        match self.until {
-            Some(until) => tokio::time::sleep_until(until).await,
-            None => std::future::pending().await,
+        let until = self.until;
+        let sleep = async move {
+            match until {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = self.cancel.cancelled() => {}
         }
     }
 }
@@ -75,6 +87,7 @@ impl GuestClock<'_> {
         };
         let sleep = self.table.push(Sleep {
             until: until.map(tokio::time::Instant::from_std),
+            cancel: self.cancel.clone(),
         })?;
         subscribe(self.table, sleep)
     }

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 pub(crate) use crate::error::{Error, Result};
-pub(crate) use crate::options::{HandleStatus, KeyState, LockInfo, LockOptions, millis};
+pub(crate) use crate::options::{
+    HandleStatus, KeyState, LockInfo, LockOptions, ReleaseOutcome, WakeOnRelease, millis,
+};
 
 pub(crate) fn millis_u32(what: &str, d: Duration) -> Result<u32> {
     u32::try_from(d.as_millis()).map_err(|_| {
@@ -29,8 +31,8 @@ macro_rules! wit_conversions {
             use std::time::{Duration, UNIX_EPOCH};
 
             use $crate::convert::{
-                Error, HandleStatus, KeyState, LockInfo, LockOptions, Result, epoch_ms, millis,
-                millis_u32,
+                Error, HandleStatus, KeyState, LockInfo, LockOptions, ReleaseOutcome, Result,
+                WakeOnRelease, epoch_ms, millis, millis_u32,
             };
             use $lock as wit;
             use $redis_error as WitRedisError;
@@ -47,7 +49,48 @@ macro_rules! wit_conversions {
                         key_prefix: o.key_prefix.clone(),
                         fencing: o.fencing,
                         safety_margin_ms: millis(o.safety_margin),
+                        wake_on_release: o.wake_on_release.into(),
                     })
+                }
+            }
+
+            impl From<WakeOnRelease> for wit::WakeOnRelease {
+                fn from(w: WakeOnRelease) -> Self {
+                    match w {
+                        WakeOnRelease::Never => wit::WakeOnRelease::Never,
+                        WakeOnRelease::WaitForLock => wit::WakeOnRelease::WaitForLock,
+                        WakeOnRelease::Always => wit::WakeOnRelease::Always,
+                    }
+                }
+            }
+
+            impl From<wit::WakeOnRelease> for WakeOnRelease {
+                fn from(w: wit::WakeOnRelease) -> Self {
+                    match w {
+                        wit::WakeOnRelease::Never => WakeOnRelease::Never,
+                        wit::WakeOnRelease::WaitForLock => WakeOnRelease::WaitForLock,
+                        wit::WakeOnRelease::Always => WakeOnRelease::Always,
+                    }
+                }
+            }
+
+            impl From<ReleaseOutcome> for wit::ReleaseOutcome {
+                fn from(o: ReleaseOutcome) -> Self {
+                    match o {
+                        ReleaseOutcome::Released => wit::ReleaseOutcome::Released,
+                        ReleaseOutcome::Expired => wit::ReleaseOutcome::Expired,
+                        ReleaseOutcome::TakenOver => wit::ReleaseOutcome::TakenOver,
+                    }
+                }
+            }
+
+            impl From<wit::ReleaseOutcome> for ReleaseOutcome {
+                fn from(o: wit::ReleaseOutcome) -> Self {
+                    match o {
+                        wit::ReleaseOutcome::Released => ReleaseOutcome::Released,
+                        wit::ReleaseOutcome::Expired => ReleaseOutcome::Expired,
+                        wit::ReleaseOutcome::TakenOver => ReleaseOutcome::TakenOver,
+                    }
                 }
             }
 
@@ -61,6 +104,7 @@ macro_rules! wit_conversions {
                         key_prefix: o.key_prefix,
                         fencing: o.fencing,
                         safety_margin: Duration::from_millis(o.safety_margin_ms),
+                        wake_on_release: o.wake_on_release.into(),
                     }
                 }
             }
@@ -146,6 +190,9 @@ macro_rules! wit_conversions {
                     match e {
                         wit::Error::NotAcquired => Error::NotAcquired,
                         wit::Error::NotHeld => Error::NotHeld,
+                        wit::Error::Expired => Error::Expired,
+                        wit::Error::TakenOver => Error::TakenOver,
+                        wit::Error::Cancelled => Error::Cancelled,
                         wit::Error::GrantedTooLate => Error::GrantedTooLate,
                         wit::Error::NotALock => Error::NotALock,
                         wit::Error::InvalidArgument(m) => Error::InvalidArgument(m),
@@ -174,6 +221,9 @@ macro_rules! wit_conversions {
                     match e {
                         Error::NotAcquired => wit::Error::NotAcquired,
                         Error::NotHeld => wit::Error::NotHeld,
+                        Error::Expired => wit::Error::Expired,
+                        Error::TakenOver => wit::Error::TakenOver,
+                        Error::Cancelled => wit::Error::Cancelled,
                         Error::GrantedTooLate => wit::Error::GrantedTooLate,
                         Error::NotALock => wit::Error::NotALock,
                         Error::InvalidArgument(m) => wit::Error::InvalidArgument(m),
@@ -219,7 +269,8 @@ mod tests {
         let o = LockOptions::default()
             .with_key_prefix("app:")
             .with_fencing(true)
-            .with_safety_margin(Duration::from_millis(7));
+            .with_safety_margin(Duration::from_millis(7))
+            .with_wake_on_release(WakeOnRelease::Always);
         let back = LockOptions::from(wit::LockOptions::try_from(&o).unwrap());
         assert_eq!(back, o);
         let info = LockInfo {

@@ -12,10 +12,27 @@ pub enum Error {
     /// was held by someone else.
     #[error("the lock is held by someone else")]
     NotAcquired,
-    /// The handle does not hold the lock (released already, expired, or taken over). Nothing
-    /// in Redis was changed.
-    #[error("this handle does not hold the lock (released, expired or taken over)")]
+    /// The handle released the lock already (or, for `extend`, is releasing it): no Redis
+    /// call was made.
+    #[error("this handle released the lock already")]
     NotHeld,
+    /// The lock's lease had run out: the key was gone when Redis was asked, or the handle's
+    /// validity had run out (within the safety margin) before asking. Nothing was changed; the
+    /// handle is lost.
+    #[error("the lock had expired (its lease ran out)")]
+    Expired,
+    /// The key holds another owner's token: someone else took the lock after this handle's
+    /// lease ran out. Nothing was changed; the handle is lost.
+    #[error("the lock was taken over by another owner after its lease ran out")]
+    TakenOver,
+    /// The caller cancelled the call (dropped its future, or its cancellation completed): it
+    /// ended early, took no lock and left the client usable.
+    #[error("the call was cancelled")]
+    Cancelled,
+    /// A kept-alive lock could not be kept (see [`crate::Lost`]); the work under it was
+    /// stopped.
+    #[error("the lock was lost while the work ran: {0}")]
+    LockLost(crate::Lost),
     /// Redis granted the lock, but the reply came after the lease had already run out, so the
     /// lock was given back: Redis is too slow for a TTL this short. A retry, or a longer TTL,
     /// may succeed.

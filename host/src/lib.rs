@@ -51,6 +51,8 @@ pub mod bindings;
 #[cfg(feature = "runtime")]
 mod cache;
 #[cfg(feature = "runtime")]
+mod cancel;
+#[cfg(feature = "runtime")]
 mod cleanup;
 #[cfg(feature = "runtime")]
 mod client;
@@ -65,7 +67,11 @@ mod convert;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+mod keep_alive;
+#[cfg(feature = "runtime")]
 pub mod lock;
+#[cfg(feature = "runtime")]
+pub mod observe;
 #[cfg(feature = "runtime")]
 mod options;
 #[cfg(feature = "runtime")]
@@ -91,7 +97,9 @@ pub use compose::{compose, compose_with};
 #[cfg(feature = "runtime")]
 pub use error::{Error, Result};
 #[cfg(feature = "runtime")]
-pub use options::{HandleStatus, KeyState, LockInfo, LockOptions};
+pub use keep_alive::{KeepAlive, KeepAliveOptions, Lost, LostSignal};
+#[cfg(feature = "runtime")]
+pub use options::{HandleStatus, KeyState, LockInfo, LockOptions, ReleaseOutcome, WakeOnRelease};
 pub use redis::Policy;
 #[cfg(feature = "runtime")]
 pub use redis::{RedisConnection, TlsConfig, Topology};

@@ -27,6 +27,58 @@ pub struct LockOptions {
     /// `extend` refuses (and the handle is lost) when this little validity or less is left.
     /// Default zero: refuse once validity has run out.
     pub safety_margin: Duration,
+    /// Which waits between attempts end as soon as the holder releases the lock. Default
+    /// [`WakeOnRelease::WaitForLock`].
+    pub wake_on_release: WakeOnRelease,
+}
+
+/// Which waits between two acquire attempts end early, when the holder releases the lock.
+///
+/// dlock's release signals the release, in the same atomic step, to the clients waiting on the
+/// key; the first of them wakes and tries again at once instead of sleeping out its backoff
+/// delay (one waiter per release: no thundering herd). A wait never lasts longer than the delay
+/// polling would sleep, nor past the holder's expiry, so a crashed holder, or a client of the
+/// convention that releases without signalling (redis-py, redsync), costs at most the polling
+/// delay. Each waiting client holds one of the runtime's blocking connections while it waits
+/// ([`crate::Policy::with_max_blocking_connections`]); when none is free it polls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WakeOnRelease {
+    /// No wait ends early: polling with backoff.
+    Never,
+    /// `wait_for_lock`'s waits end on a release; `acquire` keeps its exact schedule.
+    #[default]
+    WaitForLock,
+    /// `wait_for_lock`'s and `acquire`'s waits end on a release (a retry a release woke
+    /// counts as one of `acquire`'s retries).
+    Always,
+}
+
+/// What [`crate::LockHandle::release`] found in Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReleaseOutcome {
+    /// The key held the handle's token and was deleted. (After a release whose outcome was
+    /// unknown, a retry that finds the key gone also reports this: the earlier attempt may
+    /// have deleted it.)
+    Released,
+    /// The key was gone: the lease had run out (or someone deleted the key). Nothing was
+    /// changed; the lock was not held for as long as the handle assumed.
+    Expired,
+    /// The key holds another owner's token (or another value): the lease ran out and someone
+    /// else took the lock. Nothing was changed.
+    TakenOver,
+}
+
+impl ReleaseOutcome {
+    /// The outcome's name, as metrics label it: `released`, `expired`, `taken_over`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseOutcome::Released => "released",
+            ReleaseOutcome::Expired => "expired",
+            ReleaseOutcome::TakenOver => "taken_over",
+        }
+    }
 }
 
 impl Default for LockOptions {
@@ -39,6 +91,7 @@ impl Default for LockOptions {
             key_prefix: String::new(),
             fencing: contract::DEFAULT_FENCING,
             safety_margin: Duration::from_millis(contract::DEFAULT_SAFETY_MARGIN_MS),
+            wake_on_release: WakeOnRelease::default(),
         }
     }
 }
@@ -83,6 +136,12 @@ impl LockOptions {
     /// See [`LockOptions::safety_margin`].
     pub fn with_safety_margin(mut self, margin: Duration) -> Self {
         self.safety_margin = margin;
+        self
+    }
+
+    /// See [`LockOptions::wake_on_release`].
+    pub fn with_wake_on_release(mut self, wake: WakeOnRelease) -> Self {
+        self.wake_on_release = wake;
         self
     }
 }

@@ -7,6 +7,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::random::WasiRandomCtx;
 
+use crate::cancel::Cancel;
 use crate::clock::GuestClock;
 use crate::redis::{RedisCtx, RedisHostView, RedisView};
 use crate::sandbox::Sandbox;
@@ -46,16 +47,18 @@ impl HostState {
         store
     }
 
-    /// Prepares for a guest call that must end by `deadline`.
-    pub(crate) fn begin_call(&mut self, deadline: Instant) {
+    /// Prepares for a guest call that must end by `deadline`, and that `cancel` may cancel
+    /// (its sleeps and waits then end at once).
+    pub(crate) fn begin_call(&mut self, deadline: Instant, cancel: Cancel) {
         self.sandbox.begin_call(deadline);
-        self.redis.begin_call();
+        self.redis.begin_scoped_call(Some(deadline), cancel);
     }
 
     pub(crate) fn clock(&mut self) -> GuestClock<'_> {
         GuestClock {
             table: &mut self.table,
             deadline: self.sandbox.deadline,
+            cancel: &self.redis.cancel,
         }
     }
 }

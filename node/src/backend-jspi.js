@@ -4,7 +4,7 @@
 // promise settles: nothing blocks, and many instances can be suspended at once.
 import { setFlagsFromString } from 'node:v8';
 import { coreModules, instantiateCore, memoryCap } from './memory.js';
-import { oneNode, RedisHost, scriptResource } from './redis-host.js';
+import { oneNode, RedisHost, scriptResource, waitForRelease } from './redis-host.js';
 import { wasiImports } from './wasi.js';
 import { createExecutor } from './wit.js';
 
@@ -50,6 +50,7 @@ function redisImports(host) {
   return {
     Script: scriptResource(host.policy),
     redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
+    waitForRelease,
     nodeCount: () => 1,
     redisEvalAll: (script, keys, args) => host.eval(script.entry, keys, args).then(...oneNode),
   };

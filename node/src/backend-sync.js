@@ -28,6 +28,9 @@ export function probeInstance() {
     redisEval() {
       throw { tag: 'denied', val: 'no Redis in the probe instance' };
     },
+    waitForRelease() {
+      return 'unsupported';
+    },
     nodeCount: () => 1,
     redisEvalAll() {
       throw { tag: 'denied', val: 'no Redis in the probe instance' };

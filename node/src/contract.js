@@ -27,17 +27,45 @@ export function hasHashTag(key) {
   return close > open + 1;
 }
 
-/** Whether `key` is some lock key's fence counter: ends in `:fence`, and the part before it
- * has a hash tag (`{job}:fence`, `app:{job}:fence`). */
-export function isFenceCounter(key) {
-  return key.endsWith(':fence') && hasHashTag(key.slice(0, -':fence'.length));
+/** The suffixes of a lock key's companion keys (contract.rs `Companion`): its fence counter,
+ * its signal list (release signals to waiters) and its waiters' mark. */
+export const COMPANIONS = Object.freeze({ fence: ':fence', signal: ':signal', waiters: ':waiters' });
+
+/** Which companion key `key` is (`'fence'`, `'signal'`, `'waiters'`), or null: a key ending in
+ * a companion's suffix whose part before it has a hash tag (`{job}:fence`, `app:{job}:signal`). */
+export function companionOf(key) {
+  for (const [name, suffix] of Object.entries(COMPANIONS)) {
+    if (key.endsWith(suffix) && hasHashTag(key.slice(0, -suffix.length))) return name;
+  }
+  return null;
 }
 
-/** The fence counter of a lock key (same cluster slot), or null when it has none (a `}`
- * without a hash tag). */
+/** Whether `key` is some lock key's fence counter. */
+export function isFenceCounter(key) {
+  return companionOf(key) === 'fence';
+}
+
+/** The companion key (`'fence'`, `'signal'`, `'waiters'`) of a lock key, in its cluster slot, or
+ * null when it has none (a `}` without a hash tag). */
+export function companionKey(redisKey, companion) {
+  const suffix = COMPANIONS[companion];
+  if (hasHashTag(redisKey)) return `${redisKey}${suffix}`;
+  if (!redisKey.includes('}')) return `{${redisKey}}${suffix}`;
+  return null;
+}
+
+/** The fence counter of a lock key, or null when it has none. */
 export function fenceKey(redisKey) {
-  if (hasHashTag(redisKey)) return `${redisKey}:fence`;
-  if (!redisKey.includes('}')) return `{${redisKey}}:fence`;
+  return companionKey(redisKey, 'fence');
+}
+
+/** The lock key whose companion `key` is, for companions of keys without a hash tag
+ * (`{job}:signal` -> `job`); null otherwise. */
+export function wrappedLockKey(key) {
+  if (!key.startsWith('{')) return null;
+  for (const suffix of Object.values(COMPANIONS)) {
+    if (key.endsWith(`}${suffix}`) && key.length > suffix.length + 2) return key.slice(1, -suffix.length - 1);
+  }
   return null;
 }
 

@@ -56,11 +56,30 @@ export class NotALockError extends DistributedLockError {
   }
 }
 
-/** An operation on a handle that is not held, or whose token no longer owns the key. */
+/** An operation on a handle that is not held, or whose token no longer owns the key.
+ * `reason`: `not-held` (this handle released it already; nothing was asked of Redis),
+ * `expired` (`LockExpiredError`) or `taken-over` (`LockTakenOverError`). */
 export class InvalidLockError extends DistributedLockError {
-  constructor(key, message = `the lock ${JSON.stringify(key)} is not held by this handle`) {
+  constructor(key, message = `the lock ${JSON.stringify(key)} is not held by this handle`, reason = 'not-held') {
     super(message);
     this.key = key;
+    this.reason = reason;
+  }
+}
+
+/** Redis found the key gone: the lock's lease had run out (nothing was changed). An
+ * `InvalidLockError`, as the original package reported it. */
+export class LockExpiredError extends InvalidLockError {
+  constructor(key) {
+    super(key, `the lock ${JSON.stringify(key)} had expired`, 'expired');
+  }
+}
+
+/** Redis found another owner's token on the key: someone else took the lock after this
+ * handle's lease ran out (nothing was changed). An `InvalidLockError`. */
+export class LockTakenOverError extends InvalidLockError {
+  constructor(key) {
+    super(key, `the lock ${JSON.stringify(key)} was taken over by another owner`, 'taken-over');
   }
 }
 

@@ -1,5 +1,5 @@
 // Types of the public API: the original package's (`@lilith/distributed-lock`), plus what the
-// dlock component (WIT `dlock:lock@0.2.0`) adds (fencing, attach, key state, handle status, the
+// dlock component (WIT `dlock:lock@0.3.0`) adds (fencing, attach, key state, handle status, the
 // host's policy).
 
 import type { Cluster, Redis } from 'ioredis';
@@ -62,6 +62,10 @@ export interface LockOptions {
   fencing?: boolean;
   /** `extend` refuses (and the handle is lost) when validity has this little left. Default 0. */
   safetyMarginMs?: number | bigint;
+  /** Which waits end as soon as the holder releases: `never` (polling), `wait-for-lock` (the
+   * default), `always` (acquire's retries too). This package's host polls either way; the
+   * option travels to the component (the Rust host wakes on release signals). */
+  wakeOnRelease?: 'never' | 'wait-for-lock' | 'always';
 }
 
 export interface DistributedLockOptions extends LockOptions {
@@ -169,6 +173,16 @@ export declare class NotALockError extends DistributedLockError {
 export declare class InvalidLockError extends DistributedLockError {
   constructor(key: string, message?: string);
   readonly key: string;
+  /** `not-held` (released by this handle already), `expired`, `taken-over`. */
+  readonly reason: 'not-held' | 'expired' | 'taken-over';
+}
+/** Redis found the key gone: the lease had run out. Nothing changed. */
+export declare class LockExpiredError extends InvalidLockError {
+  readonly reason: 'expired';
+}
+/** Redis found another owner's token: the lock was taken over. Nothing changed. */
+export declare class LockTakenOverError extends InvalidLockError {
+  readonly reason: 'taken-over';
 }
 /** An argument was refused before anything was sent to Redis. */
 export declare class InvalidArgumentError extends DistributedLockError {}

@@ -10,8 +10,10 @@ import {
   InvalidArgumentError,
   InvalidLockError,
   LockAcquisitionError,
+  LockExpiredError,
   LockGrantedTooLateError,
   LockRedisError,
+  LockTakenOverError,
   NotALockError,
 } from './errors.js';
 import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
@@ -26,8 +28,10 @@ export {
   InvalidArgumentError,
   InvalidLockError,
   LockAcquisitionError,
+  LockExpiredError,
   LockGrantedTooLateError,
   LockRedisError,
+  LockTakenOverError,
   NotALockError,
 };
 
@@ -251,12 +255,17 @@ export class LockHandle {
     if (r.err) throw toError(r.err, this.#info.key);
   }
 
-  /** Deletes the lock if the key still holds this handle's token; `InvalidLockError` when this
-   * handle does not hold it (then nothing in Redis changed). */
+  /** Deletes the lock if the key still holds this handle's token. When it does not, nothing in
+   * Redis changed and the promise rejects with an `InvalidLockError`: `LockExpiredError` (the
+   * key was gone: the lease had run out), `LockTakenOverError` (another owner's token), or a
+   * plain one when this handle released it already. Safe to retry after a `LockRedisError`
+   * whose outcome is unknown. Waiters on the lock are woken (by the Rust host's waiters). */
   release() {
     return this.#serial(() =>
       this.#slot.run('release', this.#id).then((r) => {
         this.#after(r);
+        if (r.ok === 'expired') throw new LockExpiredError(this.#info.key);
+        if (r.ok === 'taken-over') throw new LockTakenOverError(this.#info.key);
         // The instance dropped the released handle's resource already.
         this.#gone(false);
         this.#released = true;

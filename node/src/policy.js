@@ -4,7 +4,7 @@
 // Pure functions and plain data: no Redis client here, so tests can check the rules alone.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fenceKey, isFenceCounter, isUuidV4, MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES } from './contract.js';
+import { companionKey, companionOf, isUuidV4, MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES, wrappedLockKey } from './contract.js';
 
 /** SHA1 of a script's source in lowercase hex, as Redis names scripts. */
 export function sha1Hex(source) {
@@ -140,7 +140,8 @@ function checkKey(policy, key) {
   if (CONTROL.test(key)) return `a key with control characters: ${JSON.stringify(key)}`;
   const ns = policy.keyNamespace;
   if (key.startsWith(ns)) return null;
-  if (key.startsWith('{') && key.endsWith('}:fence') && key.length >= 8 && key.slice(1, -7).startsWith(ns)) return null;
+  const locked = wrappedLockKey(key);
+  if (locked !== null && locked.startsWith(ns)) return null;
   return `the key ${JSON.stringify(key)} is outside the namespace ${JSON.stringify(ns)}`;
 }
 
@@ -160,8 +161,15 @@ export function checkRequest(policy, keys, args, out) {
   return null;
 }
 
-// Keys and arguments of each bundled script: [min keys, max keys, arguments].
-const SHAPES = { acquire: [1, 2, 2], release: [1, 1, 1], extend: [1, 1, 2], check: [1, 1, 0] };
+// After the lock key, the companion keys each bundled script takes, by (keys, arguments):
+// acquire: KEY [FENCE] [WAITERS], TOKEN TTL [WAIT] (WAITERS exactly with WAIT); release: KEY
+// [SIGNAL WAITERS], TOKEN; extend: KEY, TOKEN TTL; check: KEY.
+const SHAPES = {
+  acquire: { '1,2': [], '2,2': ['fence'], '2,3': ['waiters'], '3,3': ['fence', 'waiters'] },
+  release: { '1,1': [], '3,1': ['signal', 'waiters'] },
+  extend: { '1,2': [] },
+  check: { '1,0': [] },
+};
 
 /**
  * Whether a call of a bundled script has the shape that script is written for (limits.rs
@@ -169,17 +177,26 @@ const SHAPES = { acquire: [1, 2, 2], release: [1, 1, 1], extend: [1, 1, 2], chec
  * deleter of fence counters or a writer of arbitrary data. Null, or the reason.
  */
 export function checkRole(policy, role, keys, args) {
-  const [min, max, nargs] = SHAPES[role];
-  if (keys.length < min || keys.length > max || args.length !== nargs) {
-    return `the ${role} script takes ${min === max ? min : `${min}..=${max}`} keys and ${nargs} arguments, not ${keys.length} and ${args.length}`;
+  const companions = SHAPES[role][`${keys.length},${args.length}`];
+  if (companions === undefined) {
+    return `the ${role} script does not take ${keys.length} keys with ${args.length} arguments`;
   }
   if (role === 'check') return null;
   const lock = keys[0];
-  if (isFenceCounter(lock)) return `${JSON.stringify(lock)} is a fence counter, not a lock key`;
-  if (keys.length === 2 && fenceKey(lock) !== keys[1]) return `${JSON.stringify(keys[1])} is not the fence counter of ${JSON.stringify(lock)}`;
+  const kind = companionOf(lock);
+  if (kind !== null) return `${JSON.stringify(lock)} is a ${kind} key, not a lock key`;
+  for (let i = 0; i < companions.length; i++) {
+    if (companionKey(lock, companions[i]) !== keys[i + 1]) {
+      return `${JSON.stringify(keys[i + 1])} is not the ${companions[i]} key of ${JSON.stringify(lock)}`;
+    }
+  }
   const reason = checkToken(args[0], policy.allowForeignTokens && role !== 'acquire');
   if (reason) return reason;
-  return args.length > 1 ? checkTtl(args[1]) : null;
+  for (const ms of args.slice(1)) {
+    const bad = checkDuration(ms);
+    if (bad) return bad;
+  }
+  return null;
 }
 
 function checkToken(token, foreign) {
@@ -196,12 +213,12 @@ function checkToken(token, foreign) {
 
 const DIGITS = /^[0-9]{1,20}$/;
 
-function checkTtl(ttl) {
-  if (DIGITS.test(ttl)) {
-    const ms = Number(ttl);
-    if (ms >= 1 && ms <= MAX_DURATION_MS) return null;
+function checkDuration(ms) {
+  if (DIGITS.test(ms)) {
+    const n = Number(ms);
+    if (n >= 1 && n <= MAX_DURATION_MS) return null;
   }
-  return `a TTL must be 1 to ${MAX_DURATION_MS} milliseconds in decimal digits, not ${JSON.stringify(ttl.slice(0, 32))}`;
+  return `a duration must be 1 to ${MAX_DURATION_MS} milliseconds in decimal digits, not ${JSON.stringify(ms.slice(0, 32))}`;
 }
 
 /**

@@ -249,10 +249,12 @@ export class RedisHost {
     return evalScript(this.redis, policy, entry, keys, args, entry.role === 'acquire' || entry.role === 'release' ? this : null);
   }
 
-  /** A reply of the bundled acquire or release script: a busy (0) or not-a-lock (-1) acquire,
-   * or any release reply, means the key does not hold the token because of this call. */
+  /** A reply of the bundled acquire or release script: an acquire that did not grant (busy: 0
+   * or {0, pttl}; not a lock: -1), or any release reply, means the key does not hold the token
+   * because of this call. */
   replied(role, keys, args, value) {
-    if (value.tag === 'int' && (role === 'release' || value.val <= 0n)) this.forget(keys[0], args[0]);
+    const granted = value.tag === 'int' && value.val > 0n;
+    if (role === 'release' ? value.tag === 'int' : !granted) this.forget(keys[0], args[0]);
   }
 
   note(key, token) {
@@ -286,6 +288,14 @@ export class RedisHost {
       }
     })();
   }
+}
+
+/**
+ * `wait-for-release` as this host implements it: it does not wait on release signals, so the
+ * component sleeps (and polls) instead. (The Rust host blocks on the signal list.)
+ */
+export function waitForRelease() {
+  return 'unsupported';
 }
 
 /**

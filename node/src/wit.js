@@ -1,4 +1,4 @@
-// The only module that knows the shapes of `dlock:lock/lock@0.2.1` (the component's export):
+// The only module that knows the shapes of `dlock:lock/lock@0.3.0` (the component's export):
 // option records, the error and key-state variants, lock-info, and which export each operation calls.
 // When the WIT changes (new error cases, renamed fields, new exports), this file and the
 // ASYNC_EXPORTS list in scripts/build.mjs are what follow it.
@@ -7,11 +7,14 @@
 // in-process under JSPI, in a worker otherwise), so it holds plain functions only.
 import {
   ComponentTrapError,
+  DistributedLockError,
   InvalidArgumentError,
   InvalidLockError,
   LockAcquisitionError,
+  LockExpiredError,
   LockGrantedTooLateError,
   LockRedisError,
+  LockTakenOverError,
   NotALockError,
 } from './errors.js';
 
@@ -81,12 +84,14 @@ export function createExecutor(lock, witOptions) {
           return Promise.resolve(put(client.attach(a, b)));
         case 'release': {
           // handle id. A released handle can do nothing more: its resource goes at once, and the
-          // caller knows its state (released, not held) without asking.
+          // caller knows its state (released, not held) without asking. A release that found
+          // the key gone or taken over (`ok`: the release-outcome) leaves a lost handle.
           const h = handles.get(a);
           if (h === undefined) return gone();
           return then(
             h.release(),
-            () => {
+            (outcome) => {
+              if (outcome !== 'released') return { ok: outcome, info: h.info() };
               drop(a);
               return RELEASED;
             },
@@ -128,7 +133,7 @@ export function createExecutor(lock, witOptions) {
 }
 
 const NONE = Object.freeze({ ok: null });
-const RELEASED = Object.freeze({ ok: null, info: null });
+const RELEASED = Object.freeze({ ok: 'released', info: null });
 const NOT_HELD = Object.freeze({ err: Object.freeze({ tag: 'not-held' }), info: null });
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +166,13 @@ function str(name, v) {
   return v;
 }
 
+const WAKES = ['never', 'wait-for-lock', 'always'];
+
+function wake(name, v) {
+  if (!WAKES.includes(v)) throw new InvalidArgumentError(`${name} must be one of ${WAKES.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 /** The public option names (camelCase of `lock-options`) and their conversions. */
 const OPTION_FIELDS = {
   retryCount: u32,
@@ -170,6 +182,7 @@ const OPTION_FIELDS = {
   keyPrefix: str,
   fencing: bool,
   safetyMarginMs: u64,
+  wakeOnRelease: wake,
 };
 export const LOCK_OPTION_NAMES = Object.keys(OPTION_FIELDS);
 
@@ -193,6 +206,12 @@ export function toError(err, key) {
       return new NotALockError(key);
     case 'not-held':
       return new InvalidLockError(key);
+    case 'expired':
+      return new LockExpiredError(key);
+    case 'taken-over':
+      return new LockTakenOverError(key);
+    case 'cancelled':
+      return new DistributedLockError(`the call on ${JSON.stringify(key)} was cancelled`);
     case 'invalid-argument':
       return new InvalidArgumentError(err.val);
     case 'redis':

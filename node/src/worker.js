@@ -5,7 +5,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { memoryCap } from './memory.js';
 import { instantiateSync } from './backend-sync.js';
-import { scriptResource } from './redis-host.js';
+import { scriptResource, waitForRelease } from './redis-host.js';
 import { awaitReply } from './reply-wait.js';
 import { createExecutor } from './wit.js';
 
@@ -67,7 +67,7 @@ let executor;
 let memoryCheck = () => null;
 try {
   const memories = [];
-  const root = instantiateSync({ Script, redisEval, nodeCount: () => 1, redisEvalAll }, memories, onSleep, testOverrides());
+  const root = instantiateSync({ Script, redisEval, waitForRelease, nodeCount: () => 1, redisEvalAll }, memories, onSleep, testOverrides());
   memoryCheck = memoryCap(memories, policy.maxMemoryBytes);
   executor = createExecutor(root.lock, witOptions);
   parentPort.postMessage({ t: 'ready' });

@@ -403,7 +403,7 @@ test('worker backend: a call computing longer than maxComputeMs without Redis or
   const instance = createWorkerInstance({
     redis: admin,
     policy,
-    witOptions: { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n },
+    witOptions: { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n, wakeOnRelease: 'wait-for-lock' },
     bytes: new TokenBucket(policy.maxBytesPerSecond),
     testSpinMs: 60_000,
   });

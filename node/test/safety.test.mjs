@@ -12,7 +12,7 @@ import { backends, rejection, startRedis } from './helpers.mjs';
 
 const server = await startRedis();
 const admin = server.admin;
-const WIT_OPTIONS = { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n };
+const WIT_OPTIONS = { retryCount: 0, retryDelayMs: 100, maxRetryDelayMs: 5000, jitter: false, keyPrefix: '', fencing: false, safetyMarginMs: 0n, wakeOnRelease: 'wait-for-lock' };
 
 test('worker backend: a worker that dies between calls gives back no lock an earlier call returned', async () => {
   const redis = server.client();

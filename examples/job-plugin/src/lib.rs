@@ -51,7 +51,7 @@ impl bindings::Guest for Plugin {
             }
             let client = client.as_ref().expect("just created");
             match client.try_acquire(&lock_key, ttl_ms) {
-                Ok(Some(lock)) => lock.release().map(|()| true).map_err(|e| format!("{e:?}")),
+                Ok(Some(lock)) => lock.release().map(|_| true).map_err(|e| format!("{e:?}")),
                 Ok(None) => Ok(false),
                 Err(e) => Err(format!("{e:?}")),
             }

@@ -327,12 +327,16 @@ impl wit::HostClient for LockView<'_> {
 }
 
 impl wit::HostLockHandle for LockView<'_> {
-    async fn release(&mut self, handle: Resource<HandleEntry>) -> Outcome<()> {
+    async fn release(&mut self, handle: Resource<HandleEntry>) -> Outcome<wit::ReleaseOutcome> {
         if let Err(e) = self.ctx.admit() {
             return Ok(Err(e));
         }
         let handle = self.handle(&handle)?;
-        Ok(handle.release().await.map_err(wit::Error::from))
+        Ok(handle
+            .release()
+            .await
+            .map(wit::ReleaseOutcome::from)
+            .map_err(wit::Error::from))
     }
 
     async fn extend(&mut self, handle: Resource<HandleEntry>, ttl_ms: u64) -> Outcome<()> {

@@ -8,6 +8,7 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use super::link::{DEFAULT_CONNECT_TIMEOUT, Link};
 use super::{Grants, Policy, TlsConfig, Topology};
+use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::sandbox::TokenBucket;
 
@@ -25,6 +26,13 @@ pub struct RedisCtx {
     pub(crate) calls: u64,
     /// Locks the bundled acquire script may have taken in the current call.
     pub(crate) grants: Arc<Grants>,
+    /// Runs of the bundled acquire script in the current call.
+    pub(crate) acquire_attempts: u64,
+    /// When the current call must end (its waits end then at the latest), if it has a
+    /// deadline.
+    pub(crate) deadline: Option<Instant>,
+    /// Whether the caller cancelled the current call (its waits then end at once).
+    pub(crate) cancel: Cancel,
 }
 
 impl std::fmt::Debug for RedisCtx {
@@ -45,6 +53,9 @@ impl RedisCtx {
             bytes: TokenBucket::new(policy.max_bytes_per_second),
             calls: 0,
             grants: Arc::default(),
+            acquire_attempts: 0,
+            deadline: None,
+            cancel: Cancel::NEVER,
             link,
         }
     }
@@ -74,10 +85,21 @@ impl RedisCtx {
     /// Starts a new call into the component: its `redis-eval` rate bucket is full again and
     /// the locks it noted for release on failure are forgotten. Call it before each call into
     /// the component if you want the per-call rate of [`Policy::with_max_evals_per_second`];
-    /// without it the bucket simply refills at that rate.
+    /// without it the bucket simply refills at that rate. A call started this way has no
+    /// deadline of its own: each `wait-for-release` then waits at most
+    /// [`MAX_UNSCOPED_WAIT`](crate::redis::MAX_UNSCOPED_WAIT).
     pub fn begin_call(&mut self) {
+        self.begin_scoped_call(None, Cancel::NEVER);
+    }
+
+    /// [`RedisCtx::begin_call`] for a call that must end by `deadline` and that `cancel` may
+    /// cancel.
+    pub(crate) fn begin_scoped_call(&mut self, deadline: Option<Instant>, cancel: Cancel) {
         self.evals = TokenBucket::new(self.link.policy.max_evals_per_second.into());
         self.grants.take();
+        self.acquire_attempts = 0;
+        self.deadline = deadline;
+        self.cancel = cancel;
     }
 
     /// The policy in force.

@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionLike;
 use redis::cluster_routing::Slot;
 use redis::{ErrorKind, ServerErrorKind};
+use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use super::RedisView;
 use super::link::AllowedScript;
 use super::node::{Node, Outcome};
 use super::reply::{self, Failure, Reply, classify, flatten};
-use crate::bindings::dlock::lock::redis::{Host, HostScript};
+use crate::bindings::dlock::lock::redis::{Host, HostScript, Wake};
 use crate::bindings::{Scalar, Value, WitRedisError};
 use crate::bundled::BundledScript;
+use crate::observe::{self, Denial};
 
 /// The host value behind a guest's `script` resource.
 #[derive(Debug)]
@@ -28,7 +30,10 @@ impl HostScript for RedisView<'_> {
     ) -> wasmtime::Result<Result<Resource<ScriptEntry>, WitRedisError>> {
         match self.ctx.link.admit(&source) {
             Ok(script) => Ok(Ok(self.table.push(ScriptEntry(script))?)),
-            Err(denied) => Ok(Err(WitRedisError::Denied(denied))),
+            Err(denied) => {
+                observe::denied(Denial::Script);
+                Ok(Err(WitRedisError::Denied(denied)))
+            }
         }
     }
 
@@ -44,41 +49,48 @@ type LockCall<'a> = Option<(BundledScript, &'a String, &'a String)>;
 
 /// Admits a call that will reach `nodes` stores: the rate buckets (one call and its bytes per
 /// store), the policy's caps and namespace, one hash slot in a Redis Cluster, and the bundled
-/// script's argument shape. An acquire is noted before it is sent. `denied` otherwise.
+/// script's argument shape. An acquire is noted (and counted) before it is sent. Otherwise the
+/// refusal, counted by why.
 fn admit<'a>(
     ctx: &mut super::RedisCtx,
     script: &AllowedScript,
     keys: &'a [String],
     args: &'a [String],
 ) -> Result<LockCall<'a>, WitRedisError> {
+    let deny = |why: Denial, reason: String| {
+        observe::denied(why);
+        WitRedisError::Denied(reason)
+    };
     let link = ctx.link.clone();
     let policy = &link.policy;
     let nodes = link.nodes().len() as u64;
     let now = Instant::now();
     if !ctx.admit_eval(now, nodes) {
-        return Err(WitRedisError::Denied(format!(
+        let reason = format!(
             "more than {} Redis calls in one second",
             policy.max_evals_per_second
-        )));
+        );
+        return Err(deny(Denial::Rate, reason));
     }
     policy
         .check_request(keys, args)
-        .map_err(WitRedisError::Denied)?;
+        .map_err(|reason| deny(Denial::Policy, reason))?;
     if link.stores.cluster {
-        check_one_slot(keys).map_err(WitRedisError::Denied)?;
+        check_one_slot(keys).map_err(|reason| deny(Denial::Policy, reason))?;
     }
     if let Some(role) = script.role {
         policy
             .limits
             .check_role(role, keys, args)
-            .map_err(WitRedisError::Denied)?;
+            .map_err(|reason| deny(Denial::Policy, reason))?;
     }
     let bytes: usize = keys.iter().chain(args).map(String::len).sum();
     if !ctx.bytes.take(now, bytes as u64 * nodes) {
-        return Err(WitRedisError::Denied(format!(
+        let reason = format!(
             "more than {} bytes sent to Redis in one second",
             policy.max_bytes_per_second
-        )));
+        );
+        return Err(deny(Denial::Rate, reason));
     }
     let lock = match (script.role, keys.first(), args.first()) {
         (
@@ -90,6 +102,7 @@ fn admit<'a>(
     };
     if let Some((BundledScript::Acquire, key, token)) = lock {
         ctx.grants.note(key, token);
+        ctx.acquire_attempts += 1;
     }
     Ok(lock)
 }
@@ -112,23 +125,45 @@ fn check_one_slot(keys: &[String]) -> Result<(), String> {
 }
 
 /// Forgets a noted lock once every store's reply shows it was not taken (a busy acquire) or
-/// is gone (a release, whatever it found).
+/// is gone (a release, whatever it found); counts a busy acquire.
 fn settle(grants: &super::Grants, lock: LockCall<'_>, replies: &[Result<redis::Value, Failure>]) {
-    let every = |f: fn(i64) -> bool| {
+    let answered = |f: fn(&redis::Value) -> bool| {
         replies
             .iter()
-            .all(|reply| matches!(reply, Ok(redis::Value::Int(n)) if f(*n)))
+            .all(|reply| matches!(reply, Ok(value) if f(value)))
     };
     match lock {
-        Some((BundledScript::Acquire, key, token)) if every(|n| n <= 0) => {
+        Some((BundledScript::Acquire, key, token)) if answered(|v| !acquired(v)) => {
+            grants.forget(key, token);
+            if replies.iter().any(|r| matches!(r, Ok(v) if busy(v))) {
+                observe::busy();
+            }
+        }
+        Some((BundledScript::Release, key, token))
+            if answered(|v| matches!(v, redis::Value::Int(_))) =>
+        {
             grants.forget(key, token)
         }
-        Some((BundledScript::Release, key, token)) if every(|_| true) => grants.forget(key, token),
         _ => {}
     }
 }
 
-/// Runs `script` on one store under `timeout`, and tells the store how it went.
+/// Whether a reply of the bundled acquire script granted the lock (a positive integer).
+fn acquired(reply: &redis::Value) -> bool {
+    matches!(reply, redis::Value::Int(n) if *n > 0)
+}
+
+/// Whether a reply of the bundled acquire script found the lock held (0, or `{0, pttl}`).
+fn busy(reply: &redis::Value) -> bool {
+    match reply {
+        redis::Value::Int(0) => true,
+        redis::Value::Array(items) => matches!(items.first(), Some(redis::Value::Int(0))),
+        _ => false,
+    }
+}
+
+/// Runs `script` on one store under `timeout`, in a span of its own and timed, and tells the
+/// store how it went.
 pub(crate) async fn run(
     node: &Arc<Node>,
     script: &AllowedScript,
@@ -137,7 +172,12 @@ pub(crate) async fn run(
     timeout: Duration,
 ) -> Result<redis::Value, Failure> {
     let (generation, mut conn) = node.current();
-    let reply = tokio::time::timeout(timeout, eval(&mut conn, script, keys, args)).await;
+    let span = observe::redis_span("EVALSHA", observe::script_name(script.role), node.server());
+    let started = Instant::now();
+    let reply = tokio::time::timeout(timeout, eval(&mut conn, script, keys, args))
+        .instrument(span.clone())
+        .await;
+    observe::redis_call("EVALSHA", script.role, started.elapsed());
     let (outcome, result) = match reply {
         Err(_elapsed) => (Outcome::TimedOut, Err(Failure::Timeout)),
         Ok(Ok(value)) => (Outcome::Answered, Ok(value)),
@@ -147,6 +187,16 @@ pub(crate) async fn run(
             f => (Outcome::Answered, Err(f)),
         },
     };
+    if let Err(f) = &result {
+        span.record(
+            "error.type",
+            match f {
+                Failure::Timeout => "timeout",
+                Failure::Unavailable(_) => "unavailable",
+                _ => "rejected",
+            },
+        );
+    }
     node.note_outcome(generation, outcome);
     result
 }
@@ -162,6 +212,15 @@ fn to_wit(
 }
 
 impl Host for RedisView<'_> {
+    async fn wait_for_release(
+        &mut self,
+        key: String,
+        timeout_ms: u64,
+        listen: bool,
+    ) -> wasmtime::Result<Result<Wake, WitRedisError>> {
+        Ok(super::wait::wait_for_release(self, key, timeout_ms, listen).await)
+    }
+
     async fn redis_eval(
         &mut self,
         script: Resource<ScriptEntry>,
@@ -172,6 +231,7 @@ impl Host for RedisView<'_> {
         let ctx = &mut *self.ctx;
         let link = ctx.link.clone();
         let [node] = link.nodes() else {
+            observe::denied(Denial::Policy);
             return Ok(Err(WitRedisError::Denied(format!(
                 "this host runs {} independent Redis primaries (quorum mode), where one of \
                  them alone holds no lock: use redis-eval-all",

@@ -3,7 +3,8 @@
 
 use crate::bundled::BundledScript;
 use crate::contract::{
-    MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES, fence_key, is_fence_counter, is_uuid_v4,
+    Companion, MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES, companion_of, is_companion_key,
+    is_uuid_v4, wrapped_lock_key,
 };
 
 /// Bounds on the keys and arguments of one call. Keys must be non-empty, free of control
@@ -14,7 +15,8 @@ pub struct RequestLimits {
     pub max_keys: usize,
     /// Longest key, in bytes.
     pub max_key_bytes: usize,
-    /// Every key starts with this, or is the fence counter `{KEY}:fence` of a key that does.
+    /// Every key starts with this, or is a companion (`{KEY}:fence`, `{KEY}:signal`,
+    /// `{KEY}:waiters`) of a key that does.
     pub key_namespace: String,
     /// Most bytes of keys and arguments together.
     pub max_request_bytes: usize,
@@ -62,38 +64,65 @@ impl RequestLimits {
         keys: &[String],
         args: &[String],
     ) -> Result<(), String> {
-        // A new bundled script needs its shape stated here: this match is exhaustive.
-        let arity = match role {
-            BundledScript::Acquire => (1..=2, 2),
-            BundledScript::Release => (1..=1, 1),
-            BundledScript::Extend => (1..=1, 2),
-            BundledScript::Check => (1..=1, 0),
+        // A new bundled script needs its shape stated here: this match is exhaustive. After the
+        // lock key, each script takes its companions in this order, each optional as stated.
+        let (arity, companions): ((usize, usize), &[Companion]) = match role {
+            // acquire: KEY [FENCE] [WAITERS], TOKEN TTL [WAIT]; WAITERS exactly with WAIT.
+            BundledScript::Acquire => ((2, 3), &[Companion::Fence, Companion::Waiters]),
+            // release: KEY [SIGNAL WAITERS], TOKEN.
+            BundledScript::Release => ((1, 1), &[Companion::Signal, Companion::Waiters]),
+            BundledScript::Extend => ((2, 2), &[]),
+            BundledScript::Check => ((0, 0), &[]),
         };
-        if !arity.0.contains(&keys.len()) || args.len() != arity.1 {
+        let Some(lock) = keys.first() else {
+            return Err(format!("the {role:?} script takes a lock key"));
+        };
+        if !(arity.0..=arity.1).contains(&args.len()) {
             return Err(format!(
-                "the {role:?} script takes {:?} keys and {} arguments, not {} and {}",
+                "the {role:?} script takes {} to {} arguments, not {}",
                 arity.0,
                 arity.1,
-                keys.len(),
                 args.len()
             ));
         }
         if role == BundledScript::Check {
-            return Ok(());
+            return match keys.len() {
+                1 => Ok(()),
+                n => Err(format!("the Check script takes 1 key, not {n}")),
+            };
         }
-        let lock = &keys[0];
-        if is_fence_counter(lock) {
-            return Err(format!("{lock:?} is a fence counter, not a lock key"));
+        if let Some(companion) = companion_of(lock) {
+            let what = match companion {
+                Companion::Fence => "a lock's fence counter",
+                Companion::Signal => "a lock's signal list",
+                Companion::Waiters => "a lock's waiters' mark",
+            };
+            return Err(format!("{lock:?} is {what}, not a lock key"));
         }
-        if let Some(counter) = keys.get(1)
-            && fence_key(lock).ok().as_deref() != Some(counter.as_str())
-        {
-            return Err(format!("{counter:?} is not the fence counter of {lock:?}"));
+        let wanted: &[Companion] = match (role, keys.len(), args.len()) {
+            (BundledScript::Acquire, 1, 2) => &[],
+            (BundledScript::Acquire, 2, 2) => &[Companion::Fence],
+            (BundledScript::Acquire, 2, 3) => &[Companion::Waiters],
+            (BundledScript::Acquire, 3, 3) => companions,
+            (BundledScript::Release, 1, _) | (BundledScript::Extend, 1, _) => &[],
+            (BundledScript::Release, 3, _) => companions,
+            _ => {
+                return Err(format!(
+                    "the {role:?} script does not take {} keys with {} arguments",
+                    keys.len(),
+                    args.len()
+                ));
+            }
+        };
+        for (key, companion) in keys[1..].iter().zip(wanted) {
+            if !is_companion_key(key, lock, *companion) {
+                return Err(format!("{key:?} is not the {companion:?} key of {lock:?}"));
+            }
         }
         let foreign = self.foreign_tokens && role != BundledScript::Acquire;
         check_token(&args[0], foreign)?;
-        if let Some(ttl) = args.get(1) {
-            check_ttl(ttl)?;
+        for ms in &args[1..] {
+            check_ttl(ms)?;
         }
         Ok(())
     }
@@ -114,10 +143,7 @@ impl RequestLimits {
         }
         let ns = self.key_namespace.as_str();
         let inside = key.starts_with(ns)
-            || key
-                .strip_prefix('{')
-                .and_then(|rest| rest.strip_suffix("}:fence"))
-                .is_some_and(|locked| locked.starts_with(ns));
+            || wrapped_lock_key(key).is_some_and(|locked| locked.starts_with(ns));
         if !inside {
             return Err(format!("the key {key:?} is outside the namespace {ns:?}"));
         }
@@ -153,7 +179,8 @@ fn check_token(token: &str, foreign: bool) -> Result<(), String> {
     }
 }
 
-/// A TTL argument: a decimal number of milliseconds from 1 to [`MAX_DURATION_MS`].
+/// A duration argument (a TTL, a wait): a decimal number of milliseconds from 1 to
+/// [`MAX_DURATION_MS`].
 fn check_ttl(ttl: &str) -> Result<(), String> {
     match ttl.parse::<u64>() {
         Ok(ms)
@@ -162,7 +189,7 @@ fn check_ttl(ttl: &str) -> Result<(), String> {
             Ok(())
         }
         _ => Err(format!(
-            "a TTL must be 1 to {MAX_DURATION_MS} milliseconds in decimal digits, not {:?}",
+            "a duration must be 1 to {MAX_DURATION_MS} milliseconds in decimal digits, not {:?}",
             ttl.get(..ttl.len().min(32)).unwrap_or("")
         )),
     }
@@ -206,6 +233,21 @@ mod tests {
             (BundledScript::Release, v(&["job"]), v(&[TOKEN])),
             (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "5"])),
             (BundledScript::Check, v(&["{job}:fence"]), v(&[])),
+            (
+                BundledScript::Acquire,
+                v(&["job", "{job}:waiters"]),
+                v(&[TOKEN, "1", "1000"]),
+            ),
+            (
+                BundledScript::Acquire,
+                v(&["a:{j}", "a:{j}:fence", "a:{j}:waiters"]),
+                v(&[TOKEN, "1", "1000"]),
+            ),
+            (
+                BundledScript::Release,
+                v(&["job", "{job}:signal", "{job}:waiters"]),
+                v(&[TOKEN]),
+            ),
         ];
         for (role, keys, args) in ok {
             assert_eq!(
@@ -254,6 +296,48 @@ mod tests {
             ),
             (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "+5"])),
             (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "-1"])),
+            // Companions out of place, missing, or of another key.
+            (
+                BundledScript::Acquire,
+                v(&["job", "{job}:waiters"]),
+                v(&[TOKEN, "1"]),
+            ),
+            (
+                BundledScript::Acquire,
+                v(&["job", "{job}:fence"]),
+                v(&[TOKEN, "1", "1000"]),
+            ),
+            (
+                BundledScript::Acquire,
+                v(&["job", "{job}:waiters", "{job}:fence"]),
+                v(&[TOKEN, "1", "1000"]),
+            ),
+            (
+                BundledScript::Acquire,
+                v(&["job", "{job}:waiters"]),
+                v(&[TOKEN, "1", "0"]),
+            ),
+            (
+                BundledScript::Release,
+                v(&["job", "{job}:waiters", "{job}:signal"]),
+                v(&[TOKEN]),
+            ),
+            (
+                BundledScript::Release,
+                v(&["job", "{other}:signal", "{other}:waiters"]),
+                v(&[TOKEN]),
+            ),
+            (
+                BundledScript::Release,
+                v(&["job", "{job}:signal"]),
+                v(&[TOKEN]),
+            ),
+            (BundledScript::Release, v(&["{job}:signal"]), v(&[TOKEN])),
+            (
+                BundledScript::Extend,
+                v(&["{job}:waiters"]),
+                v(&[TOKEN, "1"]),
+            ),
             // Arity.
             (BundledScript::Release, v(&["job"]), v(&[TOKEN, "extra"])),
             (BundledScript::Check, v(&["a", "b"]), v(&[])),
@@ -318,7 +402,7 @@ mod properties {
     proptest! {
         #[test]
         fn accepted_requests_are_inside_every_limit(
-            keys in prop::collection::vec("(app:|\\{app:|other:|)\\PC{0,40}(\\}:fence)?|.{0,8}", 0..6),
+            keys in prop::collection::vec("(app:|\\{app:|other:|)\\PC{0,40}(\\}:fence|\\}:signal|\\}:waiters)?|.{0,8}", 0..6),
             args in prop::collection::vec(".{0,40}", 0..4),
         ) {
             let limits = limits();
@@ -330,7 +414,8 @@ mod properties {
                     prop_assert!(!key.is_empty() && key.len() <= limits.max_key_bytes);
                     prop_assert!(!key.chars().any(char::is_control));
                     let inside = key.starts_with("app:")
-                        || (key.starts_with("{app:") && key.ends_with("}:fence"));
+                        || (key.starts_with("{app:")
+                            && [":fence", ":signal", ":waiters"].iter().any(|c| key.ends_with(&format!("}}{c}"))));
                     prop_assert!(inside, "{:?} accepted outside the namespace", key);
                 }
             }

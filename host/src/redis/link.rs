@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::blocking::BlockingPool;
 use super::connection::RedisConnection;
 use super::node::{Node, Settings};
 use super::policy::{Policy, sha1_hex};
@@ -103,6 +104,8 @@ pub(crate) struct Link {
     known: HashMap<Box<str>, Arc<AllowedScript>>,
     /// The longest allowed source: anything longer is refused without being hashed.
     longest_source: usize,
+    /// Blocking connections this link's waits may hold at once (the policy's bound).
+    waits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Link {
@@ -132,11 +135,17 @@ impl Link {
             .map(|source| (source.into(), Arc::new(AllowedScript::new(source))))
             .collect();
         let longest_source = known.keys().map(|s| s.len()).max().unwrap_or(0);
+        let waits = Arc::new(tokio::sync::Semaphore::new(
+            policy
+                .max_blocking_connections
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         Link {
             stores,
             policy,
             known,
             longest_source,
+            waits,
         }
     }
 
@@ -153,6 +162,23 @@ impl Link {
     /// The stores scripts run on: one, or one per quorum member.
     pub(crate) fn nodes(&self) -> &[Arc<Node>] {
         &self.stores.nodes
+    }
+
+    /// A permit to hold one connection of a blocking pool: `None` when this link's waits hold
+    /// as many as its policy allows.
+    pub(super) fn blocking_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.waits.clone().try_acquire_owned().ok()
+    }
+
+    /// The connections for blocking waits, shared by every link on the same stores: only
+    /// with a single primary at a fixed address. Over a quorum no one primary's signal says
+    /// the lock is free; behind Sentinel the primary may move; in a Cluster the signal list's
+    /// slot may move: waits there poll.
+    pub(super) fn blocking_pool(&self) -> Option<&BlockingPool> {
+        match &*self.stores.nodes {
+            [node] if !self.stores.cluster => node.blocking_pool(),
+            _ => None,
+        }
     }
 
     /// The current connection of every store (multiplexed, reconnecting; cheap to clone).

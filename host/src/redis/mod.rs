@@ -29,8 +29,12 @@
 //! A [`RedisCtx`] comes from [`crate::Runtime::redis_ctx`] (sharing the runtime's connection
 //! and policy) or from [`RedisCtx::connect`]. Every call of the component is policed: the
 //! script allowlist, the argument shapes of the bundled scripts, the key namespace, size caps,
-//! the command timeout, and rates of calls and bytes.
+//! the command timeout, and rates of calls and bytes; and so is `wait-for-release` (the key's
+//! namespace and form, the rates, the call's deadline, a bounded number of connections to block
+//! on).
 
+#[cfg(feature = "runtime")]
+mod blocking;
 #[cfg(feature = "runtime")]
 mod connection;
 #[cfg(feature = "runtime")]
@@ -54,6 +58,8 @@ mod tls;
 mod topology;
 #[cfg(feature = "runtime")]
 mod url;
+#[cfg(feature = "runtime")]
+mod wait;
 
 #[cfg(feature = "runtime")]
 pub use connection::RedisConnection;
@@ -78,3 +84,5 @@ pub use tls::TlsConfig;
 pub use topology::{MAX_QUORUM_NODES, Topology};
 #[cfg(feature = "runtime")]
 pub use url::redact_url;
+#[cfg(feature = "runtime")]
+pub use wait::MAX_UNSCOPED_WAIT;

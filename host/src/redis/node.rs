@@ -12,6 +12,7 @@ use redis::cluster::ClusterClient;
 use redis::io::tcp::{TcpSettings, socket2};
 use redis::sentinel::SentinelClient;
 
+use super::blocking::BlockingPool;
 use super::connection::RedisConnection;
 use super::sentinel::{self, SentinelUrl};
 use super::tls::{self, TlsConfig};
@@ -71,7 +72,16 @@ pub(crate) struct Node {
     timeouts_in_a_row: AtomicU32,
     /// Set while a replacement is being made in the background (one at a time).
     replacing: AtomicBool,
+    /// Connections of their own for blocking waits (release signals): only for a fixed
+    /// address; behind Sentinel or in a Cluster, waits poll.
+    blocking: Option<BlockingPool>,
+    /// Where Redis is, for spans (empty for Sentinel and Cluster).
+    server: Server,
 }
+
+/// Where a connection goes, as OpenTelemetry's `server.address`, `server.port` and
+/// `db.namespace` name it.
+pub(crate) type Server = (String, Option<u16>, i64);
 
 fn manager_config(connect_timeout: Duration) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
@@ -101,6 +111,8 @@ impl Node {
         };
         let config = manager_config(settings.connect_timeout);
         tls::install_crypto_provider();
+        let mut blocking = None;
+        let mut server = (String::new(), None, 0);
         let (source, client, lazy) = if url.starts_with(sentinel::SCHEME) {
             let parsed = SentinelUrl::parse(url).map_err(invalid)?;
             let mut sentinel = parsed
@@ -121,11 +133,19 @@ impl Node {
                 .into_connection_info()
                 .map_err(|e| invalid(e.to_string()))?
                 .set_tcp_settings(tcp_settings());
+            let address = match info.addr() {
+                redis::ConnectionAddr::Tcp(host, port)
+                | redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), Some(*port)),
+                redis::ConnectionAddr::Unix(path) => (path.display().to_string(), None),
+                _ => (String::new(), None),
+            };
+            server = (address.0, address.1, info.redis_settings().db());
             let client = match settings.tls.certificates() {
                 Some(certificates) => redis::Client::build_with_tls(info, certificates),
                 None => redis::Client::open(info),
             }
             .map_err(|e| invalid(e.to_string()))?;
+            blocking = Some(BlockingPool::new(client.clone(), settings.connect_timeout));
             let source = Source::Direct {
                 client: client.clone(),
                 config: config.clone(),
@@ -139,7 +159,10 @@ impl Node {
                 .await
                 .map_err(connect)?
         };
-        Ok(Node::new(source, RedisConnection::Primary(manager)))
+        let mut node = Node::new(source, RedisConnection::Primary(manager));
+        node.blocking = blocking;
+        node.server = server;
+        Ok(node)
     }
 
     /// Connects to the Redis Cluster that `seeds` belong to.
@@ -190,7 +213,19 @@ impl Node {
             source,
             timeouts_in_a_row: AtomicU32::new(0),
             replacing: AtomicBool::new(false),
+            blocking: None,
+            server: (String::new(), None, 0),
         }
+    }
+
+    /// The connections for blocking waits, when this node waits on signals (a fixed address).
+    pub(crate) fn blocking_pool(&self) -> Option<&BlockingPool> {
+        self.blocking.as_ref()
+    }
+
+    /// Where Redis is, for spans.
+    pub(crate) fn server(&self) -> &Server {
+        &self.server
     }
 
     /// The current connection and its generation.

@@ -21,6 +21,7 @@ pub struct Policy {
     pub(crate) max_evals_per_second: u32,
     pub(crate) max_bytes_per_second: u64,
     pub(crate) max_compute: Duration,
+    pub(crate) max_blocking_connections: usize,
 }
 
 impl Default for Policy {
@@ -43,6 +44,7 @@ impl Default for Policy {
             max_evals_per_second: 4096,
             max_bytes_per_second: 4 << 20,
             max_compute: Duration::from_secs(1),
+            max_blocking_connections: 64,
         }
     }
 }
@@ -78,9 +80,9 @@ impl Policy {
         self
     }
 
-    /// Most bytes in all of one call's keys and arguments together. Default 4 KiB: twice
-    /// what the bundled scripts can need (a 768-byte key with prefix, its fence counter, a
-    /// 256-byte token and a TTL).
+    /// Most bytes in all of one call's keys and arguments together. Default 4 KiB: over
+    /// what the bundled scripts can need (about 2.6 KiB: a 768-byte key with its prefix, two
+    /// of its companion keys, a 256-byte token and two durations).
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_request_bytes = bytes;
         self
@@ -93,8 +95,9 @@ impl Policy {
         self
     }
 
-    /// Every key must start with `namespace`, or be the fence counter `{KEY}:fence` of a key
-    /// that does (the counter of a key without a hash tag). Default empty: any key. Use the same
+    /// Every key must start with `namespace`, or be a companion (`{KEY}:fence`, `{KEY}:signal`,
+    /// `{KEY}:waiters`) of a key that does (the companions of a key without a hash tag; see
+    /// `contract::companion_key`). Default empty: any key. Use the same
     /// prefix as the clients' `LockOptions::key_prefix`, and give it a hash tag where Redis
     /// Cluster slots matter.
     pub fn with_key_namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -145,6 +148,22 @@ impl Policy {
     pub fn with_max_compute(mut self, limit: Duration) -> Self {
         self.max_compute = limit;
         self
+    }
+
+    /// Most connections of their own the host holds at once for the component's waits on
+    /// release signals (`wait-for-release`: a blocking command holds its connection, so it
+    /// never runs on the shared one), across every client of the runtime with this policy. A
+    /// wait that finds none free polls instead (a plain pause, counted as a fallback). A wait
+    /// its caller gave up finishes in the background within its own timeout, holding its
+    /// connection until then. Default 64; 0 turns wake-up on release off.
+    pub fn with_max_blocking_connections(mut self, connections: usize) -> Self {
+        self.max_blocking_connections = connections;
+        self
+    }
+
+    /// See [`Policy::with_max_blocking_connections`].
+    pub fn max_blocking_connections(&self) -> usize {
+        self.max_blocking_connections
     }
 
     /// Whether a `redis-eval` with these keys and arguments is within the policy (script
@@ -252,12 +271,26 @@ mod tests {
     }
 
     #[test]
-    fn the_namespace_admits_its_keys_and_their_fence_counters_only() {
+    fn the_namespace_admits_its_keys_and_their_companions_only() {
         let policy = Policy::default().with_key_namespace("app:");
-        for ok in ["app:job", "app:{job}", "app:{job}:fence", "{app:job}:fence"] {
+        for ok in [
+            "app:job",
+            "app:{job}",
+            "app:{job}:fence",
+            "{app:job}:fence",
+            "{app:job}:signal",
+            "{app:job}:waiters",
+        ] {
             assert!(policy.check_request(&keys(&[ok]), &[]).is_ok(), "{ok}");
         }
-        for bad in ["other:secret", "*", "ap", "{other}:fence", "x{app:job}"] {
+        for bad in [
+            "other:secret",
+            "*",
+            "ap",
+            "{other}:fence",
+            "{other}:signal",
+            "x{app:job}",
+        ] {
             let reason = policy
                 .check_request(&keys(&["app:ok", bad]), &[])
                 .unwrap_err();

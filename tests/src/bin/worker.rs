@@ -101,7 +101,9 @@ impl Worker {
             Request::Release => match self.lock.take() {
                 None => Reply::fail("no lock"),
                 Some(lock) => match lock.release().await {
-                    Ok(()) => Reply::ok(),
+                    Ok(dlock_host::ReleaseOutcome::Released) => Reply::ok(),
+                    // Nothing changed: the lease had run out, or the key changed hands.
+                    Ok(other) => Reply::fail(format!("not released: {other:?}")),
                     Err(e) => from_lock_error(&e),
                 },
             },

@@ -45,7 +45,8 @@ async fn a_cancelled_wait_leaves_the_clients_earlier_locks_in_place() {
     )
     .await;
     assert!(waited.is_err(), "the wait was meant to be cut short");
-    assert!(matches!(c.is_locked("a").await, Err(Error::Poisoned)));
+    // A cancelled wait does not poison the client.
+    assert!(c.is_locked("a").await.unwrap());
     for _ in 0..50 {
         assert_eq!(get(&mut conn, "a").await.as_ref(), Some(&token));
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dlock_host::{KeyState, LockOptions, Runtime, Topology};
+use dlock_host::{Deadline, KeyState, LockOptions, ReleaseOutcome, Runtime, Topology};
 use dlock_tests::cluster::Cluster;
 use dlock_tests::driver::Driven;
 use dlock_tests::history::Recorder;
@@ -104,4 +104,54 @@ async fn a_failover_of_the_hot_keys_primary_under_contention_keeps_every_invaria
         .await
         .unwrap();
     assert_rounds_clean(&recorder, &conn, hot_left.then_some("hot")).await;
+}
+
+/// In a Cluster the companion keys share the lock's slot (the acquire script marks the
+/// waiter, the release script signals, both on the key's primary), but no waiter blocks on
+/// the signal list: waits poll, and a waiter still gets the lock once it is released.
+#[tokio::test]
+async fn waits_poll_in_a_cluster_and_get_the_lock_after_a_release() {
+    let cluster = Cluster::start(3, 0).await;
+    let runtime = Runtime::connect(Topology::cluster(cluster.seeds()))
+        .await
+        .unwrap();
+    let holder = runtime.client(LockOptions::default()).await.unwrap();
+    let lock = holder.acquire("job", TTL).await.unwrap();
+    let waiter = runtime.client(LockOptions::default()).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .wait_for_lock("job", TTL, Deadline::after(Duration::from_secs(30)))
+            .await
+    });
+    let mut conn = runtime.connection();
+    eventually(
+        "the waiter to mark the key",
+        Duration::from_secs(30),
+        || {
+            let mut c = conn.clone();
+            async move {
+                redis::cmd("EXISTS")
+                    .arg("{job}:waiters")
+                    .query_async::<i64>(&mut c)
+                    .await
+                    .unwrap()
+                    == 1
+            }
+        },
+    )
+    .await;
+    // A waiter that marked the key is pausing, not blocked on any primary.
+    let info: std::collections::HashMap<String, String> = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(info.len(), 3);
+    assert!(
+        info.values().all(|i| i.contains("blocked_clients:0")),
+        "{info:?}"
+    );
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
+    let got = waiting.await.unwrap().unwrap();
+    assert!(got.is_held());
 }

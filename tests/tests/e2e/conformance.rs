@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dlock_host::{
     Client, Deadline, Error, HandleStatus, KeyState, LockHandle, LockInfo, LockOptions, Policy,
-    Runtime,
+    ReleaseOutcome, Runtime,
 };
 use dlock_tests::redis;
 use serde_json::{Map, Value, json};
@@ -42,6 +42,9 @@ fn kind(e: &Error) -> &'static str {
     match e {
         Error::NotAcquired => "not-acquired",
         Error::NotHeld => "not-held",
+        Error::Expired => "expired",
+        Error::TakenOver => "taken-over",
+        Error::Cancelled => "cancelled",
         Error::GrantedTooLate => "granted-too-late",
         Error::NotALock => "not-a-lock",
         Error::InvalidArgument(_) => "invalid-argument",
@@ -301,8 +304,13 @@ impl Run {
                 Ok(self.keep(step, handle.map_err(failed)?))
             }
             "release" => {
-                self.handle(step).release().await.map_err(failed)?;
-                Ok(Value::Null)
+                let outcome = self.handle(step).release().await.map_err(failed)?;
+                Ok(json!(match outcome {
+                    ReleaseOutcome::Released => "released",
+                    ReleaseOutcome::Expired => "expired",
+                    ReleaseOutcome::TakenOver => "taken-over",
+                    _ => "other",
+                }))
             }
             "extend" => {
                 self.handle(step)

@@ -547,3 +547,48 @@ async fn in_quorum_mode_redis_eval_is_refused_and_redis_eval_all_is_policed() {
         assert_eq!(get(conn, "{app:job}:fence").await.as_deref(), Some("1"));
     }
 }
+
+/// `wait-for-release` is policed like `redis-eval`: the key's namespace and form (no
+/// companion key), and the call rate; a flood of waits is cut off.
+#[tokio::test]
+async fn a_hostile_wait_for_release_is_policed() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let policy = Policy::default()
+        .with_key_namespace("app:")
+        .with_max_evals_per_second(100);
+    let runtime = hostile_runtime(&server, policy).await;
+    let waited = |mode: &'static str, key: &'static str| {
+        let runtime = &runtime;
+        async move {
+            let err = hostile(runtime, mode)
+                .await
+                .wait_for_lock(key, TTL, Deadline::after(Duration::from_millis(50)))
+                .await
+                .err()
+                .unwrap();
+            match err {
+                Error::InvalidArgument(answer) => answer,
+                other => panic!("{mode} {key}: {other:?}"),
+            }
+        }
+    };
+    let answer = waited("wait", "other:secret").await;
+    assert!(
+        answer.contains("Denied") && answer.contains("namespace"),
+        "{answer}"
+    );
+    let answer = waited("wait", "{app:job}:signal").await;
+    assert!(
+        answer.contains("Denied") && answer.contains("signal list"),
+        "{answer}"
+    );
+    let started = std::time::Instant::now();
+    let answered: u64 = waited("wait-flood", "app:job").await.parse().unwrap();
+    let bound = 100 + (100.0 * started.elapsed().as_secs_f64()).ceil() as u64;
+    assert!(
+        (100..=bound).contains(&answered),
+        "{answered}, bound {bound}"
+    );
+    assert_eq!(dbsize(&mut conn).await, 0, "a wait writes nothing");
+}

@@ -27,3 +27,4 @@ mod sentinel;
 mod tls;
 mod tools;
 mod unknown;
+mod wakeup;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use dlock_host::{Error, LockOptions, Policy, Runtime, Topology};
+use dlock_host::{Error, LockOptions, Policy, ReleaseOutcome, Runtime, Topology};
 use dlock_tests::{RedisServer, exists, get, quick_options, raw, redis, signal_server};
 use rustix::process::Signal;
 
@@ -189,4 +189,60 @@ async fn a_restart_without_persistence_lets_a_second_holder_in_over_a_quorum() {
         get(&mut raw(&servers[1]).await, "job").await,
         Some(first.info().token)
     );
+}
+
+/// Outcomes over a quorum are the majority's: a key another token holds on a majority is
+/// taken over (extend fails, release reports it and leaves their keys alone); a key gone from
+/// a majority has expired; a waiter polls (nothing marked, no blocked connection) and still
+/// gets the lock once it is released.
+#[tokio::test]
+async fn release_and_extend_outcomes_over_a_quorum_follow_the_majority() {
+    let (servers, runtime) = quorum(3).await;
+    let client = runtime.client(LockOptions::default()).await.unwrap();
+    let other = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+
+    let lock = client.acquire("job", TTL).await.unwrap();
+    for server in &servers[..2] {
+        let () = redis::cmd("SET")
+            .arg("job")
+            .arg(other)
+            .query_async(&mut raw(server).await)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(lock.extend(TTL).await, Err(Error::TakenOver)));
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::TakenOver);
+    let all = [true; 3];
+    assert_eq!(
+        values(&servers, "job", &all).await[..2],
+        [Some(other.to_owned()), Some(other.to_owned())]
+    );
+
+    let lock = client.acquire("gone", TTL).await.unwrap();
+    for server in &servers[1..] {
+        let () = redis::cmd("DEL")
+            .arg("gone")
+            .query_async::<i64>(&mut raw(server).await)
+            .await
+            .map(|_| ())
+            .unwrap();
+    }
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Expired);
+
+    let lock = client.acquire("wait", TTL).await.unwrap();
+    let waiter = runtime.client(LockOptions::default()).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .wait_for_lock(
+                "wait",
+                TTL,
+                dlock_host::Deadline::after(Duration::from_secs(30)),
+            )
+            .await
+    });
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
+    assert!(waiting.await.unwrap().unwrap().is_held());
+    for server in &servers {
+        assert!(!exists(&mut raw(server).await, "{wait}:waiters").await);
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dlock_host::{Error, HandleStatus, LockOptions};
+use dlock_host::{Error, HandleStatus, LockOptions, ReleaseOutcome};
 use dlock_tests::proxy::Fault;
 use dlock_tests::{exists, raw, redis, via_proxy};
 
@@ -35,7 +35,8 @@ async fn a_release_whose_outcome_is_unknown_no_longer_claims_the_lock_and_can_be
     let mut released = false;
     for _ in 0..10 {
         match lock.release().await {
-            Ok(()) => {
+            Ok(outcome) => {
+                assert_eq!(outcome, ReleaseOutcome::Released);
                 released = true;
                 break;
             }

@@ -16,6 +16,9 @@
 //! `random-bomb` (asks WASI random for 8 MiB, which fits in its memory); with
 //! `redis-eval-all` (every primary at once): `all-flood`, `all-foreign-key`,
 //! `all-delete-fence`, and `foreign-key` is also how it tries `redis-eval` in quorum mode.
+//! `wait-for-lock(key, timeout)` in mode `wait` calls `wait-for-release(key, timeout, listen)`
+//! once on the given key, and in mode `wait-flood` 10,000 times with 1 ms, reporting what the
+//! host answered as `invalid-argument` text.
 
 #![no_std]
 
@@ -36,7 +39,8 @@ use core::hint::black_box;
 
 use bindings::dlock::lock::redis::{self, RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo, LockOptions,
+    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
+    LockOptions, ReleaseOutcome, WakeOnRelease,
 };
 use bindings::wasi::clocks::monotonic_clock;
 
@@ -91,6 +95,7 @@ impl api::Guest for Component {
             key_prefix: String::new(),
             fencing: false,
             safety_margin_ms: 0,
+            wake_on_release: WakeOnRelease::Never,
         }
     }
 }
@@ -218,12 +223,25 @@ impl GuestClient for Hostile {
 
     fn wait_for_lock(
         &self,
-        _key: String,
+        key: String,
         timeout_ms: u64,
         _ttl_ms: u64,
     ) -> Result<api::LockHandle, Error> {
-        if self.mode == "sleep" {
-            monotonic_clock::subscribe_duration(timeout_ms.saturating_mul(1_000_000)).block();
+        match self.mode.as_str() {
+            "sleep" => {
+                monotonic_clock::subscribe_duration(timeout_ms.saturating_mul(1_000_000)).block();
+            }
+            "wait" => {
+                let wake = redis::wait_for_release(&key, timeout_ms, true);
+                return Err(Error::InvalidArgument(format!("{wake:?}")));
+            }
+            "wait-flood" => {
+                let answered = (0..10_000)
+                    .filter(|_| redis::wait_for_release(&key, 1, false).is_ok())
+                    .count();
+                return Err(Error::InvalidArgument(format!("{answered}")));
+            }
+            _ => {}
         }
         Err(Error::NotAcquired)
     }
@@ -242,7 +260,7 @@ impl GuestClient for Hostile {
 }
 
 impl GuestLockHandle for NoLock {
-    fn release(&self) -> Result<(), Error> {
+    fn release(&self) -> Result<ReleaseOutcome, Error> {
         Err(Error::NotHeld)
     }
 

@@ -35,7 +35,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::hint::black_box;
 
-use bindings::dlock::lock::lock::{Client, default_options};
+use bindings::dlock::lock::lock::{Client, ReleaseOutcome, default_options};
 
 struct Plugin;
 
@@ -57,7 +57,14 @@ impl bindings::Guest for Plugin {
             "release" => client()?
                 .attach(&key, &arg)
                 .and_then(|lock| lock.release())
-                .map(|()| "released".to_string())
+                .map(|outcome| {
+                    match outcome {
+                        ReleaseOutcome::Released => "released",
+                        ReleaseOutcome::Expired => "expired",
+                        ReleaseOutcome::TakenOver => "taken-over",
+                    }
+                    .to_string()
+                })
                 .map_err(|e| format!("{e:?}")),
             "extend" => client()?
                 .attach(&key, &arg)
@@ -93,7 +100,7 @@ impl bindings::Guest for Plugin {
                         Ok(Some(lock)) => {
                             through += 1;
                             match lock.release() {
-                                Ok(()) => through += 1,
+                                Ok(_) => through += 1,
                                 Err(_) => refused += 1,
                             }
                         }

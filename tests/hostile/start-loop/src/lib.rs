@@ -16,7 +16,8 @@ use alloc::string::String;
 use core::hint::black_box;
 
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo, LockOptions,
+    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
+    LockOptions, ReleaseOutcome, WakeOnRelease,
 };
 
 /// Runs when the instance is created, and never returns.
@@ -44,6 +45,7 @@ impl api::Guest for Component {
             key_prefix: String::new(),
             fencing: false,
             safety_margin_ms: 0,
+            wake_on_release: WakeOnRelease::Never,
         }
     }
 }
@@ -73,7 +75,7 @@ impl GuestClient for Never {
 }
 
 impl GuestLockHandle for Never {
-    fn release(&self) -> Result<(), Error> {
+    fn release(&self) -> Result<ReleaseOutcome, Error> {
         Err(Error::NotHeld)
     }
     fn extend(&self, _: u64) -> Result<(), Error> {

@@ -7,6 +7,7 @@
 //! memory` measure start-up, client creation, one call into the component and memory. Build
 //! with --release for real numbers: `cargo run --release -p dlock-tests --bin bench`.
 
+mod handoff;
 mod paths;
 mod process;
 mod throughput;
@@ -109,6 +110,24 @@ enum Other {
         #[arg(long, default_value_t = 200)]
         instances: u32,
     },
+    /// Hand-off latency and fairness: workers on one key, each waiting for the lock, holding
+    /// it for a yield and releasing it; release signals (push) against polling.
+    Handoff {
+        /// Waiting workers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "2,8,32")]
+        waiters: Vec<u32>,
+        /// Hand-offs measured per cell.
+        #[arg(long, default_value_t = 2000)]
+        rounds: usize,
+        /// How waiters learn of a release, comma-separated.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "push,polling"
+        )]
+        wake: Vec<handoff::Wake>,
+    },
     /// Resident memory: per idle client, and with 10,000 locks held in one process.
     Memory {
         /// Locks to hold at once.
@@ -132,9 +151,72 @@ async fn run(args: BenchArgs) -> ToolResult<u8> {
         }
         Some(Other::Calls { calls }) => process::calls(&redis, calls, json_out).await,
         Some(Other::Memory { locks }) => process::memory(&redis, locks, json_out).await,
+        Some(Other::Handoff {
+            waiters,
+            rounds,
+            wake,
+        }) => handoff_table(&redis, &waiters, rounds, &wake, json_out).await,
         Some(Other::Plugins { instances }) => process::plugins(&redis, instances, json_out).await,
         None => throughput_table(args, &redis, json_out).await,
     }
+}
+
+async fn handoff_table(
+    redis: &Origin,
+    waiters: &[u32],
+    rounds: usize,
+    wakes: &[handoff::Wake],
+    json_out: bool,
+) -> ToolResult<u8> {
+    let mut rows = Vec::new();
+    for &wake in wakes {
+        for &n in waiters {
+            rows.push(
+                handoff::cell(&redis.url, wake, n, rounds)
+                    .await
+                    .map_err(|e| redis.fail(e))?,
+            );
+        }
+    }
+    if json_out {
+        outln!(
+            "{}",
+            json!({ "redis": redis.description, "handoffs": rows })
+        )?;
+        return Ok(EXIT_OK);
+    }
+    outln!(
+        "bench handoff: release to next acquisition, Redis {}",
+        redis.description
+    )?;
+    outln!("")?;
+    outln!(
+        "{:<8} {:>7} {:>8} {:>9} {:>9} {:>10} {:>11} {:>11} {:>6}",
+        "wake",
+        "waiters",
+        "handoffs",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "handoffs/s",
+        "share min/max",
+        "jain"
+    )?;
+    for r in &rows {
+        outln!(
+            "{:<8} {:>7} {:>8} {:>9.0} {:>9.0} {:>10.0} {:>11.0} {:>13} {:>6.3}",
+            format!("{:?}", r.wake).to_lowercase(),
+            r.waiters,
+            r.handoffs,
+            r.p50_us,
+            r.p99_us,
+            r.max_us,
+            r.handoffs_per_sec,
+            format!("{}/{}", r.min_share, r.max_share),
+            r.jain
+        )?;
+    }
+    Ok(EXIT_OK)
 }
 
 async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> ToolResult<u8> {

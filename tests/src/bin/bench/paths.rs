@@ -131,9 +131,11 @@ impl Worker {
     /// Releases a lock this worker took.
     pub async fn release(&mut self, held: Held) -> Result<(), String> {
         match (self, held) {
-            (Worker::Component(_), Held::Component(lock)) => {
-                lock.release().await.map_err(|e| e.to_string())
-            }
+            (Worker::Component(_), Held::Component(lock)) => match lock.release().await {
+                Ok(dlock_host::ReleaseOutcome::Released) => Ok(()),
+                Ok(other) => Err(format!("released a lock found {other:?}")),
+                Err(e) => Err(e.to_string()),
+            },
             (Worker::Native(native), Held::Native { key, token }) => {
                 native.release(&key, &token).await
             }

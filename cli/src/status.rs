@@ -1,0 +1,303 @@
+//! `status`: one key's state, or the locks under a prefix, once or refreshed live (`--watch`).
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use dlock_host::KeyState;
+use dlock_host::RedisConnection;
+use dlock_host::contract::{Companion, companion_key, companion_of};
+use serde_json::{Value, json};
+
+use super::output::outln;
+use super::{CliResult, Ctx, EXIT_OK, EXIT_REDIS, Failure, epoch_ms};
+
+/// The arguments of `dlock status`.
+#[derive(Debug, clap::Args)]
+pub(super) struct StatusArgs {
+    /// The lock's key. [default: every lock under --prefix]
+    #[arg(value_parser = super::key)]
+    key: Option<String>,
+    /// Refresh the view every --interval until Ctrl-C (or --count refreshes).
+    #[arg(long)]
+    watch: bool,
+    /// How often --watch refreshes.
+    #[arg(long, value_parser = super::duration::parse, default_value = "1s")]
+    interval: Duration,
+    /// With --watch: stop after this many refreshes. [default: until Ctrl-C]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Show at most this many locks (the first by key).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    limit: usize,
+}
+
+impl StatusArgs {
+    /// The key, when one was given.
+    pub(super) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+/// One lock as `status` shows it.
+#[derive(Debug, PartialEq, Eq)]
+struct Row {
+    /// The key without the prefix.
+    key: String,
+    /// The holder's token.
+    token: String,
+    /// Milliseconds left; `None` without an expiry.
+    ttl_ms: Option<i64>,
+    fence: Option<i64>,
+}
+
+pub(super) async fn status(ctx: &Ctx, args: StatusArgs) -> CliResult<u8> {
+    match (&args.key, args.watch) {
+        (Some(key), false) => once(ctx, key).await,
+        _ => watch(ctx, &args).await,
+    }
+}
+
+/// `status KEY`: through the lock component, as every lock operation.
+async fn once(ctx: &Ctx, key: &str) -> CliResult<u8> {
+    let client = ctx.client(false).await?;
+    let state = client.key_state(key).await.map_err(|e| ctx.fail(e))?;
+    let (locked, ttl_ms, text) = match state {
+        KeyState::Unlocked => (false, None, "unlocked".to_owned()),
+        KeyState::Expiring(left) => {
+            let ms = left.as_millis();
+            (true, Some(ms), format!("locked {ms}ms"))
+        }
+        KeyState::Persistent => (true, None, "locked (no expiry)".to_owned()),
+        other => (true, None, format!("locked ({other:?})")),
+    };
+    if ctx.json {
+        outln!(
+            "{}",
+            json!({ "key": key, "locked": locked, "ttl_ms": ttl_ms })
+        )?;
+    } else {
+        outln!("{text}")?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// The list, once or every interval.
+async fn watch(ctx: &Ctx, args: &StatusArgs) -> CliResult<u8> {
+    let mut conn = ctx.runtime.connection();
+    let live = args.watch && !ctx.json && std::io::stdout().is_terminal();
+    let mut ticks = tokio::time::interval(args.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(EXIT_OK),
+        }
+        let rows = match &args.key {
+            Some(key) => read(&mut conn, &ctx.prefix, std::slice::from_ref(key)).await,
+            None => match scan(&mut conn, &ctx.prefix, args.limit).await {
+                Ok(keys) => read(&mut conn, &ctx.prefix, &keys).await,
+                Err(e) => Err(e),
+            },
+        }
+        .map_err(|e| {
+            Failure::new(
+                EXIT_REDIS,
+                format!("Redis at {}: {e}", ctx.runtime.redis_url()),
+            )
+        })?;
+        let now_ms = epoch_ms(std::time::SystemTime::now());
+        if ctx.json {
+            outln!("{}", to_json(&ctx.prefix, now_ms, &rows))?;
+        } else {
+            if live {
+                // Clear the screen and go home: the table redraws in place.
+                outln!("\x1b[2J\x1b[H{}", header(ctx, args, rows.len()))?;
+            } else if args.watch {
+                outln!("{}", header(ctx, args, rows.len()))?;
+            }
+            outln!("{}", table(&rows))?;
+        }
+        shown += 1;
+        if !args.watch || args.count.is_some_and(|n| shown >= n) {
+            return Ok(EXIT_OK);
+        }
+    }
+}
+
+fn header(ctx: &Ctx, args: &StatusArgs, locks: usize) -> String {
+    let what = match &args.key {
+        Some(key) => format!("{}{key}", ctx.prefix),
+        None if ctx.prefix.is_empty() => "every key".to_owned(),
+        None => format!("keys under {:?}", ctx.prefix),
+    };
+    format!(
+        "dlock status: {locks} lock(s), {what}, on {} (every {}; Ctrl-C to quit)",
+        ctx.runtime.redis_url(),
+        humantime::format_duration(args.interval)
+    )
+}
+
+/// The keys under `prefix` that may be locks (strings, not companion keys), without the
+/// prefix, sorted, at most `limit`.
+async fn scan(
+    conn: &mut RedisConnection,
+    prefix: &str,
+    limit: usize,
+) -> redis::RedisResult<Vec<String>> {
+    let pattern = format!("{}*", glob_escape(prefix));
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg("string")
+            .query_async(conn)
+            .await?;
+        keys.extend(
+            batch
+                .into_iter()
+                .filter(|k| companion_of(k).is_none())
+                .filter_map(|k| k.strip_prefix(prefix).map(str::to_owned)),
+        );
+        cursor = next;
+        // A key may be seen twice across a SCAN; the set is bounded so the scan is too.
+        if cursor == 0 || keys.len() >= limit.saturating_mul(10).max(10_000) {
+            break;
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys.truncate(limit);
+    Ok(keys)
+}
+
+/// `*`, `?`, `[`, `]` and `\` matched literally in a SCAN pattern.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Token, time left and fence of each key (prefix added), in one round trip. A key gone in
+/// the meantime, or holding another type, is left out.
+async fn read(
+    conn: &mut RedisConnection,
+    prefix: &str,
+    keys: &[String],
+) -> redis::RedisResult<Vec<Row>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for key in keys {
+        let full = format!("{prefix}{key}");
+        let fence = companion_key(&full, Companion::Fence).unwrap_or_default();
+        pipe.cmd("PTTL").arg(&full);
+        pipe.cmd("GET").arg(&full);
+        pipe.cmd("GET").arg(fence);
+    }
+    let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(conn).await?;
+    let mut rows = Vec::new();
+    for (key, r) in keys.iter().zip(replies.chunks(3)) {
+        let [Ok(pttl), Ok(token), fence] = r else {
+            continue;
+        };
+        let Ok(Some(token)) = redis::from_redis_value::<Option<String>>(token.clone()) else {
+            continue;
+        };
+        let pttl: i64 = redis::from_redis_value(pttl.clone()).unwrap_or(-2);
+        let fence = fence.as_ref().ok().and_then(|f| {
+            redis::from_redis_value::<Option<String>>(f.clone())
+                .ok()
+                .flatten()
+        });
+        rows.push(Row {
+            key: key.clone(),
+            token,
+            ttl_ms: (pttl >= 0).then_some(pttl),
+            fence: fence.and_then(|f| f.parse().ok()),
+        });
+    }
+    Ok(rows)
+}
+
+/// A token as the table shows it: its first 8 characters.
+fn short(token: &str) -> String {
+    match token.char_indices().nth(8) {
+        Some((at, _)) => format!("{}…", &token[..at]),
+        None => token.to_owned(),
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0).max(3);
+    let mut out = format!(
+        "{:<width$}  {:<9}  {:>10}  {:>6}",
+        "KEY", "HOLDER", "TTL", "FENCE"
+    );
+    for row in rows {
+        let ttl = match row.ttl_ms {
+            Some(ms) => format!("{:.1}s", ms as f64 / 1000.0),
+            None => "no expiry".to_owned(),
+        };
+        let fence = row.fence.map_or("-".to_owned(), |f| f.to_string());
+        out.push_str(&format!(
+            "\n{:<width$}  {:<9}  {:>10}  {:>6}",
+            row.key,
+            short(&row.token),
+            ttl,
+            fence
+        ));
+    }
+    out
+}
+
+fn to_json(prefix: &str, now_ms: u64, rows: &[Row]) -> Value {
+    let locks: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({ "key": r.key, "token": r.token, "ttl_ms": r.ttl_ms, "fence": r.fence }))
+        .collect();
+    json!({ "at_ms": now_ms, "prefix": prefix, "locks": locks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_the_prefix_literally() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn tokens_are_shortened_to_eight_characters() {
+        assert_eq!(short("0f8fad5b-d9cb-469f-a165-70867728950e"), "0f8fad5b…");
+        assert_eq!(short("short"), "short");
+        assert_eq!(short("ééééééééé"), "éééééééé…");
+    }
+
+    #[test]
+    fn the_table_shows_key_holder_ttl_and_fence() {
+        let rows = [Row {
+            key: "jobs:nightly".into(),
+            token: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            ttl_ms: Some(12_345),
+            fence: Some(7),
+        }];
+        let text = table(&rows);
+        assert!(text.contains("jobs:nightly  0f8fad5b…"), "{text}");
+        assert!(text.contains("12.3s") && text.ends_with('7'), "{text}");
+    }
+}

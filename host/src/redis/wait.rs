@@ -1,0 +1,225 @@
+//! The host side of `wait-for-release`: a pause between two acquire attempts that ends as soon
+//! as a release of the lock is signalled, or when the caller cancels.
+//!
+//! dlock's release script pushes one signal on the lock's signal list (`contract::Companion`)
+//! when waiters have marked the key. A listening wait blocks on that list with `BLPOP` on a
+//! connection of its own (never the shared multiplexed one), for at most the time the
+//! component asked, which the host cuts at the call's deadline. Redis serves blocked clients
+//! first come, first served, so each signal wakes exactly one waiter. The `BLPOP` runs in a
+//! task of its own: when the wait ends first (its timer, a cancellation, a torn-down call), the
+//! task still collects the reply, hands a signal it took to nobody back to the next waiter
+//! (*passes it on*), and returns the connection. A wait that cannot block (no connection free
+//! under the policy's bound, none can be opened) pauses instead.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use super::RedisView;
+use super::link::Link;
+use crate::bindings::WitRedisError;
+use crate::bindings::dlock::lock::redis::Wake;
+use crate::cancel::Cancel;
+use crate::contract::{Companion, check_lock_key, companion_key};
+use crate::observe::{self, Denial, WokenBy};
+
+/// The longest one wait may last in a call without a deadline of its own (a store whose
+/// embedder calls [`super::RedisCtx::begin_call`]); calls of a [`crate::Client`] end at their
+/// deadline.
+pub const MAX_UNSCOPED_WAIT: Duration = Duration::from_secs(10);
+
+/// Pushes a signal back for the next waiter (KEYS[1], the signal list), if waiters are still
+/// marked (KEYS[2]), living as long as their mark. The host's own script: run by EVAL (it is
+/// rare), never offered to a component.
+const PASS_ON: &str = "local left = redis.call('PTTL', KEYS[2])
+if left > 0 then
+  redis.call('LPUSH', KEYS[1], '1')
+  redis.call('PEXPIRE', KEYS[1], left)
+  return 1
+end
+return 0";
+
+fn denied(why: Denial, reason: String) -> Result<Wake, WitRedisError> {
+    observe::denied(why);
+    Err(WitRedisError::Denied(reason))
+}
+
+/// `wait-for-release(key, timeout-ms, listen)` for the store behind `view`.
+pub(super) async fn wait_for_release(
+    view: &mut RedisView<'_>,
+    key: String,
+    timeout_ms: u64,
+    listen: bool,
+) -> Result<Wake, WitRedisError> {
+    let ctx = &mut *view.ctx;
+    let link = ctx.link.clone();
+    let policy = &link.policy;
+    let now = Instant::now();
+    if !ctx.admit_eval(now, 1) {
+        let reason = format!(
+            "more than {} Redis calls in one second",
+            policy.max_evals_per_second
+        );
+        return denied(Denial::Rate, reason);
+    }
+    if let Err(reason) = policy
+        .check_request(std::slice::from_ref(&key), &[])
+        .and_then(|()| check_lock_key(&key))
+    {
+        return denied(Denial::Policy, reason);
+    }
+    if !ctx.bytes.take(now, key.len() as u64) {
+        let reason = format!(
+            "more than {} bytes sent to Redis in one second",
+            policy.max_bytes_per_second
+        );
+        return denied(Denial::Rate, reason);
+    }
+    ctx.calls += 1;
+    let bound = ctx.deadline.unwrap_or(now + MAX_UNSCOPED_WAIT);
+    let until = now
+        .checked_add(Duration::from_millis(timeout_ms))
+        .map_or(bound, |wanted| wanted.min(bound));
+    let cancel = ctx.cancel.clone();
+    if !listen {
+        return Ok(pause(until, &cancel).await);
+    }
+    let (Ok(signal), Ok(waiters)) = (
+        companion_key(&key, Companion::Signal),
+        companion_key(&key, Companion::Waiters),
+    ) else {
+        return denied(
+            Denial::Policy,
+            format!("the key {key:?} has no signal list (a '}}' without a hash tag)"),
+        );
+    };
+    match listen_for(&link, signal, waiters, until, &cancel).await {
+        Some(wake) => Ok(wake),
+        None => {
+            observe::fallback();
+            Ok(pause(until, &cancel).await)
+        }
+    }
+}
+
+/// A plain pause until `until`, or until the call is cancelled.
+async fn pause(until: Instant, cancel: &Cancel) -> Wake {
+    let wake = tokio::select! {
+        () = tokio::time::sleep_until(until.into()) => Wake::TimedOut,
+        () = cancel.cancelled() => Wake::Cancelled,
+    };
+    observe::woken(if wake == Wake::Cancelled {
+        WokenBy::Cancel
+    } else {
+        WokenBy::Timeout
+    });
+    wake
+}
+
+/// Blocks on `signal` until `until`; `None` when no connection could be had.
+async fn listen_for(
+    link: &std::sync::Arc<Link>,
+    signal: String,
+    waiters: String,
+    until: Instant,
+    cancel: &Cancel,
+) -> Option<Wake> {
+    let [node] = link.nodes() else {
+        return None;
+    };
+    let pool = link.blocking_pool()?;
+    let permit = link.blocking_permit()?;
+    let mut conn = tokio::time::timeout_at(until.into(), pool.take())
+        .await
+        .ok()?
+        .ok()?;
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        pool.give_back(conn, link.policy.max_blocking_connections);
+        observe::woken(WokenBy::Timeout);
+        return Some(Wake::TimedOut);
+    }
+    // Redis reads the timeout in seconds, with millisecond precision (0 would block forever).
+    let seconds = format!("{:.3}", left.as_secs_f64().max(0.001));
+    // A connection that has not answered this long after Redis's own timeout is dead.
+    let guard = left + link.policy.command_timeout;
+    let (tx, mut rx) = oneshot::channel::<bool>();
+    let task_link = link.clone();
+    let (task_signal, task_waiters) = (signal.clone(), waiters.clone());
+    let span = observe::redis_span("BLPOP", "signal", node.server());
+    tokio::spawn(
+        async move {
+            let _permit = permit;
+            let started = Instant::now();
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(&task_signal).arg(&seconds);
+            let reply = tokio::time::timeout(
+                guard,
+                cmd.query_async::<Option<(String, String)>>(&mut conn),
+            )
+            .await;
+            observe::redis_call("BLPOP", None, started.elapsed());
+            let popped = match reply {
+                Ok(Ok(popped)) => popped.is_some(),
+                Ok(Err(e)) => {
+                    tracing::Span::current().record("error.type", "unavailable");
+                    tracing::debug!("waiting for a release signal failed: {e}");
+                    return;
+                }
+                Err(_elapsed) => {
+                    tracing::Span::current().record("error.type", "timeout");
+                    return;
+                }
+            };
+            if tx.send(popped).is_err() && popped {
+                pass_on(&task_link, &task_signal, &task_waiters).await;
+            }
+            let keep = task_link.policy.max_blocking_connections;
+            if let Some(pool) = task_link.blocking_pool() {
+                pool.give_back(conn, keep);
+            }
+        }
+        .instrument(span),
+    );
+    let wake = tokio::select! {
+        received = &mut rx => match received {
+            Ok(true) => Wake::Released,
+            Ok(false) => Wake::TimedOut,
+            // The connection failed: pause out the rest.
+            Err(_) => return Some(pause(until, cancel).await),
+        },
+        () = tokio::time::sleep_until(until.into()) => {
+            rx.close();
+            if let Ok(true) = rx.try_recv() { Wake::Released } else { Wake::TimedOut }
+        }
+        () = cancel.cancelled() => {
+            rx.close();
+            if let Ok(true) = rx.try_recv() {
+                let link = link.clone();
+                tokio::spawn(async move { pass_on(&link, &signal, &waiters).await });
+            }
+            Wake::Cancelled
+        }
+    };
+    observe::woken(match wake {
+        Wake::Released => WokenBy::Signal,
+        Wake::Cancelled => WokenBy::Cancel,
+        _ => WokenBy::Timeout,
+    });
+    Some(wake)
+}
+
+/// Hands a signal a waiter took but will not use to the next waiter.
+async fn pass_on(link: &Link, signal: &str, waiters: &str) {
+    let Some(node) = link.nodes().first() else {
+        return;
+    };
+    let (_, mut conn) = node.current();
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(PASS_ON).arg(2).arg(signal).arg(waiters);
+    let call = cmd.query_async::<i64>(&mut conn);
+    if let Ok(Ok(1)) = tokio::time::timeout(link.policy.command_timeout, call).await {
+        observe::passed_on();
+    }
+}
