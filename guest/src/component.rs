@@ -6,7 +6,7 @@ use core::cell::RefCell;
 
 use crate::bindings::dlock::lock::redis::{self, RedisError, Script, Value, Wake};
 use crate::bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, KeyState, LockInfo, LockOptions,
+    self as api, Acquired, Error, GuestClient, GuestLockHandle, KeyState, LockInfo, LockOptions,
     ReleaseOutcome,
 };
 use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
@@ -122,8 +122,12 @@ impl api::Guest for Component {
 struct ClientResource(Client<Wasi>);
 struct HandleResource(Handle<Wasi>);
 
-fn handle(h: Handle<Wasi>) -> api::LockHandle {
-    api::LockHandle::new(HandleResource(h))
+/// The handle the caller gets, with its info read once here rather than by a second call.
+fn acquired(h: Handle<Wasi>) -> Acquired {
+    Acquired {
+        info: h.info(),
+        handle: api::LockHandle::new(HandleResource(h)),
+    }
 }
 
 impl GuestClient for ClientResource {
@@ -134,21 +138,16 @@ impl GuestClient for ClientResource {
         )?)))
     }
 
-    fn acquire(&self, key: String, ttl_ms: u64) -> Result<api::LockHandle, Error> {
-        self.0.acquire(&key, ttl_ms).map(handle)
+    fn acquire(&self, key: String, ttl_ms: u64) -> Result<Acquired, Error> {
+        self.0.acquire(&key, ttl_ms).map(acquired)
     }
 
-    fn try_acquire(&self, key: String, ttl_ms: u64) -> Result<Option<api::LockHandle>, Error> {
-        Ok(self.0.try_acquire(&key, ttl_ms)?.map(handle))
+    fn try_acquire(&self, key: String, ttl_ms: u64) -> Result<Option<Acquired>, Error> {
+        Ok(self.0.try_acquire(&key, ttl_ms)?.map(acquired))
     }
 
-    fn wait_for_lock(
-        &self,
-        key: String,
-        timeout_ms: u64,
-        ttl_ms: u64,
-    ) -> Result<api::LockHandle, Error> {
-        self.0.wait_for_lock(&key, timeout_ms, ttl_ms).map(handle)
+    fn wait_for_lock(&self, key: String, timeout_ms: u64, ttl_ms: u64) -> Result<Acquired, Error> {
+        self.0.wait_for_lock(&key, timeout_ms, ttl_ms).map(acquired)
     }
 
     fn is_locked(&self, key: String) -> Result<bool, Error> {
@@ -159,8 +158,8 @@ impl GuestClient for ClientResource {
         self.0.key_state(&key)
     }
 
-    fn attach(&self, key: String, token: String) -> Result<api::LockHandle, Error> {
-        self.0.attach(&key, &token).map(handle)
+    fn attach(&self, key: String, token: String) -> Result<Acquired, Error> {
+        self.0.attach(&key, &token).map(acquired)
     }
 }
 

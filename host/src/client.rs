@@ -13,7 +13,7 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::Dlock;
 use crate::bindings::exports::dlock::lock::lock::{
-    LockOptions as WitLockOptions, ReleaseOutcome as WitReleaseOutcome,
+    Acquired, LockOptions as WitLockOptions, ReleaseOutcome as WitReleaseOutcome,
 };
 use crate::cancel::Cancel;
 use crate::cleanup::ReleaseOnFailure;
@@ -254,9 +254,7 @@ impl Client {
                 .call_try_acquire(&mut *store, client, key, millis(ttl)));
             let attempts = s.store.data().redis.acquire_attempts;
             let handle = match handle.map(|r| r.map_err(Error::from)) {
-                Ok(Ok(Some(handle))) => {
-                    Ok(Some(LockHandle::new(&self.shared, &mut s, handle).await?))
-                }
+                Ok(Ok(Some(handle))) => Ok(Some(LockHandle::new(&self.shared, handle))),
                 Ok(Ok(None)) => Ok(None),
                 Ok(Err(e)) | Err(e) => Err(e),
             };
@@ -397,7 +395,7 @@ impl Client {
         let handle = guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
             .client()
             .call_attach(&mut *store, client, key, token))??;
-        LockHandle::new(&self.shared, &mut s, handle).await
+        Ok(LockHandle::new(&self.shared, handle))
     }
 
     /// The defaults the component itself documents (its `default-options`); for the bundled
@@ -496,7 +494,7 @@ async fn run_waiting(
     };
     let attempts = s.store.data().redis.acquire_attempts;
     let handle = match acquired.map(|r| r.map_err(Error::from)) {
-        Ok(Ok(resource)) => LockHandle::new(&shared, &mut s, resource).await,
+        Ok(Ok(acquired)) => Ok(LockHandle::new(&shared, acquired)),
         Ok(Err(e)) | Err(e) => Err(e),
     };
     drop(s);
@@ -558,19 +556,14 @@ impl Shared {
 }
 
 impl LockHandle {
-    /// The handle of a resource the component just returned, with what it knows.
-    async fn new(
-        shared: &Arc<Shared>,
-        session: &mut Session,
-        resource: ResourceAny,
-    ) -> Result<LockHandle> {
-        let info = shared.info(session, resource).await?;
-        Ok(LockHandle {
+    /// The handle the component just returned, with what it knew of it at the return.
+    fn new(shared: &Arc<Shared>, acquired: Acquired) -> LockHandle {
+        LockHandle {
             shared: shared.clone(),
-            resource,
-            info: StdMutex::new(info),
+            resource: acquired.handle,
+            info: StdMutex::new(acquired.info.into()),
             made: Instant::now(),
-        })
+        }
     }
 
     /// Deletes the lock if Redis still holds this handle's token, and says what it found:

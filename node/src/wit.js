@@ -40,10 +40,11 @@ export function createExecutor(lock, witOptions) {
   const handles = new Map();
   let nextId = 1;
 
-  const put = (h) => {
+  // An `acquired` record: the handle, and its lock-info as of the return.
+  const put = ({ handle: h, info }) => {
     const id = nextId++;
     handles.set(id, h);
-    return { ok: id, info: h.info() };
+    return { ok: id, info };
   };
   const putMaybe = (h) => (h === undefined ? NONE : put(h));
   const ok = (v) => ({ ok: v });

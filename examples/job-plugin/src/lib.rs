@@ -37,7 +37,8 @@ impl bindings::Guest for Plugin {
                 .map_err(|e| format!("lock after {done} increments: {e:?}"))?;
             let value = counter::get(&counter);
             counter::set(&counter, value + 1);
-            lock.release()
+            lock.handle
+                .release()
                 .map_err(|e| format!("release after {done} increments: {e:?}"))?;
         }
         Ok(increments)
@@ -51,7 +52,11 @@ impl bindings::Guest for Plugin {
             }
             let client = client.as_ref().expect("just created");
             match client.try_acquire(&lock_key, ttl_ms) {
-                Ok(Some(lock)) => lock.release().map(|_| true).map_err(|e| format!("{e:?}")),
+                Ok(Some(lock)) => lock
+                    .handle
+                    .release()
+                    .map(|_| true)
+                    .map_err(|e| format!("{e:?}")),
                 Ok(None) => Ok(false),
                 Err(e) => Err(format!("{e:?}")),
             }

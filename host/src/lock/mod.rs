@@ -191,8 +191,13 @@ impl LockView<'_> {
         Ok(self.table.get(handle)?.0.clone())
     }
 
-    fn new_handle(&mut self, handle: LockHandle) -> wasmtime::Result<Resource<HandleEntry>> {
-        Ok(self.table.push(HandleEntry(Arc::new(handle)))?)
+    /// The plugin's `acquired`: the handle in its table, with the handle's info.
+    fn new_handle(&mut self, handle: LockHandle) -> wasmtime::Result<wit::Acquired> {
+        let info = handle.info().into();
+        Ok(wit::Acquired {
+            handle: self.table.push(HandleEntry(Arc::new(handle)))?,
+            info,
+        })
     }
 }
 
@@ -233,7 +238,7 @@ impl wit::HostClient for LockView<'_> {
         client: Resource<ClientEntry>,
         key: String,
         ttl_ms: u64,
-    ) -> Outcome<Resource<HandleEntry>> {
+    ) -> Outcome<wit::Acquired> {
         if let Err(e) = self.ctx.admit() {
             return Ok(Err(e));
         }
@@ -249,7 +254,7 @@ impl wit::HostClient for LockView<'_> {
         client: Resource<ClientEntry>,
         key: String,
         ttl_ms: u64,
-    ) -> Outcome<Option<Resource<HandleEntry>>> {
+    ) -> Outcome<Option<wit::Acquired>> {
         if let Err(e) = self.ctx.admit() {
             return Ok(Err(e));
         }
@@ -267,7 +272,7 @@ impl wit::HostClient for LockView<'_> {
         key: String,
         timeout_ms: u64,
         ttl_ms: u64,
-    ) -> Outcome<Resource<HandleEntry>> {
+    ) -> Outcome<wit::Acquired> {
         if let Err(e) = self.ctx.admit() {
             return Ok(Err(e));
         }
@@ -308,7 +313,7 @@ impl wit::HostClient for LockView<'_> {
         client: Resource<ClientEntry>,
         key: String,
         token: String,
-    ) -> Outcome<Resource<HandleEntry>> {
+    ) -> Outcome<wit::Acquired> {
         if let Err(e) = self.ctx.admit() {
             return Ok(Err(e));
         }

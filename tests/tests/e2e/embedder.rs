@@ -68,17 +68,22 @@ async fn an_embedders_own_store_runs_the_bundled_component_with_the_redis_import
         .unwrap()
         .unwrap();
 
-    let handle = api
+    let acquired = api
         .client()
         .call_acquire(&mut store, client, "plugin-a:job", 30_000)
         .await
         .unwrap()
         .unwrap();
+    let handle = acquired.handle;
     let info = api
         .lock_handle()
         .call_info(&mut store, handle)
         .await
         .unwrap();
+    assert_eq!(
+        info, acquired.info,
+        "the info returned with the handle is the handle's"
+    );
     assert_eq!(get(&mut conn, "plugin-a:job").await, Some(info.token));
 
     // The policy holds here as in dlock's own clients: outside the namespace, nothing runs.

@@ -39,7 +39,7 @@ use core::hint::black_box;
 
 use bindings::dlock::lock::redis::{self, RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
+    self as api, Acquired, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
     LockOptions, ReleaseOutcome, WakeOnRelease,
 };
 use bindings::wasi::clocks::monotonic_clock;
@@ -66,9 +66,17 @@ fn uuid_shaped(n: u64) -> String {
     format!("00000000-0000-4000-8000-{n:012x}")
 }
 
-fn outcome(reply: Result<Value, RedisError>) -> Result<api::LockHandle, Error> {
+/// A handle that holds nothing, as the API returns it.
+fn no_lock() -> Acquired {
+    Acquired {
+        handle: api::LockHandle::new(NoLock),
+        info: NoLock.info(),
+    }
+}
+
+fn outcome(reply: Result<Value, RedisError>) -> Result<Acquired, Error> {
     match reply {
-        Ok(_) => Ok(api::LockHandle::new(NoLock)),
+        Ok(_) => Ok(no_lock()),
         Err(e) => Err(Error::Redis(e)),
     }
 }
@@ -107,7 +115,7 @@ impl GuestClient for Hostile {
         }))
     }
 
-    fn acquire(&self, key: String, _ttl_ms: u64) -> Result<api::LockHandle, Error> {
+    fn acquire(&self, key: String, _ttl_ms: u64) -> Result<Acquired, Error> {
         let keys = vec![key];
         match self.mode.as_str() {
             "flushall" => outcome(run("return redis.call('FLUSHALL')", &[], &[])),
@@ -129,7 +137,7 @@ impl GuestClient for Hostile {
             "foreign-key" => outcome(run(RELEASE, &keys, &[uuid_shaped(0)])),
             "huge-reply" => outcome(run(HUGE_REPLY, &[], &[])),
             "forged-release" => match run(RELEASE, &keys, &[uuid_shaped(1)]) {
-                Ok(Value::Int(1)) => Ok(api::LockHandle::new(NoLock)),
+                Ok(Value::Int(1)) => Ok(no_lock()),
                 Ok(_) => Err(Error::NotHeld),
                 Err(e) => Err(Error::Redis(e)),
             },
@@ -145,7 +153,7 @@ impl GuestClient for Hostile {
                 if keys[0].contains("trap") {
                     core::arch::wasm32::unreachable();
                 }
-                Ok(api::LockHandle::new(NoLock))
+                Ok(no_lock())
             }
             "flood-write" => {
                 let script = Script::load(ACQUIRE).map_err(Error::Redis)?;
@@ -188,13 +196,13 @@ impl GuestClient for Hostile {
             "all-foreign-key" => {
                 let script = Script::load(RELEASE).map_err(Error::Redis)?;
                 redis::redis_eval_all(&script, &keys, &[uuid_shaped(0)])
-                    .map(|_| api::LockHandle::new(NoLock))
+                    .map(|_| no_lock())
                     .map_err(Error::Redis)
             }
             "all-delete-fence" => {
                 let script = Script::load(RELEASE).map_err(Error::Redis)?;
                 redis::redis_eval_all(&script, &keys, &["1".to_owned()])
-                    .map(|_| api::LockHandle::new(NoLock))
+                    .map(|_| no_lock())
                     .map_err(Error::Redis)
             }
             "spin" => {
@@ -217,16 +225,11 @@ impl GuestClient for Hostile {
         }
     }
 
-    fn try_acquire(&self, _key: String, _ttl_ms: u64) -> Result<Option<api::LockHandle>, Error> {
+    fn try_acquire(&self, _key: String, _ttl_ms: u64) -> Result<Option<Acquired>, Error> {
         Ok(None)
     }
 
-    fn wait_for_lock(
-        &self,
-        key: String,
-        timeout_ms: u64,
-        _ttl_ms: u64,
-    ) -> Result<api::LockHandle, Error> {
+    fn wait_for_lock(&self, key: String, timeout_ms: u64, _ttl_ms: u64) -> Result<Acquired, Error> {
         match self.mode.as_str() {
             "sleep" => {
                 monotonic_clock::subscribe_duration(timeout_ms.saturating_mul(1_000_000)).block();
@@ -254,8 +257,8 @@ impl GuestClient for Hostile {
         Ok(KeyState::Unlocked)
     }
 
-    fn attach(&self, _key: String, _token: String) -> Result<api::LockHandle, Error> {
-        Ok(api::LockHandle::new(NoLock))
+    fn attach(&self, _key: String, _token: String) -> Result<Acquired, Error> {
+        Ok(no_lock())
     }
 }
 

@@ -50,13 +50,12 @@ impl bindings::Guest for Plugin {
                 let lock = client()?
                     .acquire(&key, 30_000)
                     .map_err(|e| format!("{e:?}"))?;
-                let token = lock.info().token;
-                core::mem::forget(lock);
-                Ok(token)
+                core::mem::forget(lock.handle);
+                Ok(lock.info.token)
             }
             "release" => client()?
                 .attach(&key, &arg)
-                .and_then(|lock| lock.release())
+                .and_then(|lock| lock.handle.release())
                 .map(|outcome| {
                     match outcome {
                         ReleaseOutcome::Released => "released",
@@ -68,7 +67,7 @@ impl bindings::Guest for Plugin {
                 .map_err(|e| format!("{e:?}")),
             "extend" => client()?
                 .attach(&key, &arg)
-                .and_then(|lock| lock.extend(600_000))
+                .and_then(|lock| lock.handle.extend(600_000))
                 .map(|()| "extended".to_string())
                 .map_err(|e| format!("{e:?}")),
             "look" => client()?
@@ -99,7 +98,7 @@ impl bindings::Guest for Plugin {
                     match client.try_acquire(&key, 30_000) {
                         Ok(Some(lock)) => {
                             through += 1;
-                            match lock.release() {
+                            match lock.handle.release() {
                                 Ok(_) => through += 1,
                                 Err(_) => refused += 1,
                             }

@@ -16,7 +16,7 @@ use alloc::string::String;
 use core::hint::black_box;
 
 use bindings::exports::dlock::lock::lock::{
-    self as api, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
+    self as api, Acquired, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
     LockOptions, ReleaseOutcome, WakeOnRelease,
 };
 
@@ -54,13 +54,13 @@ impl GuestClient for Never {
     fn create(_: LockOptions) -> Result<api::Client, Error> {
         Err(Error::NotAcquired)
     }
-    fn acquire(&self, _: String, _: u64) -> Result<api::LockHandle, Error> {
+    fn acquire(&self, _: String, _: u64) -> Result<Acquired, Error> {
         Err(Error::NotAcquired)
     }
-    fn try_acquire(&self, _: String, _: u64) -> Result<Option<api::LockHandle>, Error> {
+    fn try_acquire(&self, _: String, _: u64) -> Result<Option<Acquired>, Error> {
         Ok(None)
     }
-    fn wait_for_lock(&self, _: String, _: u64, _: u64) -> Result<api::LockHandle, Error> {
+    fn wait_for_lock(&self, _: String, _: u64, _: u64) -> Result<Acquired, Error> {
         Err(Error::NotAcquired)
     }
     fn is_locked(&self, _: String) -> Result<bool, Error> {
@@ -69,7 +69,7 @@ impl GuestClient for Never {
     fn key_state(&self, _: String) -> Result<KeyState, Error> {
         Ok(KeyState::Unlocked)
     }
-    fn attach(&self, _: String, _: String) -> Result<api::LockHandle, Error> {
+    fn attach(&self, _: String, _: String) -> Result<Acquired, Error> {
         Err(Error::NotHeld)
     }
 }
