@@ -9,31 +9,15 @@ import {
   DistributedLockError,
   InvalidArgumentError,
   InvalidLockError,
-  LockAcquisitionError,
   LockExpiredError,
-  LockGrantedTooLateError,
-  LockRedisError,
   LockTakenOverError,
-  NotALockError,
 } from './errors.js';
 import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
 import { BLOCKING_OPS, Pool } from './pool.js';
 import { monotonicNow } from './wasi.js';
 import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
 
-export {
-  ClientClosedError,
-  ComponentTrapError,
-  DistributedLockError,
-  InvalidArgumentError,
-  InvalidLockError,
-  LockAcquisitionError,
-  LockExpiredError,
-  LockGrantedTooLateError,
-  LockRedisError,
-  LockTakenOverError,
-  NotALockError,
-};
+export * from './errors.js';
 
 if (jspiAvailable()) await loadJspi();
 
