@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{RedisServer, raw};
+use crate::{RedisServer, eventually, raw};
 
 /// How long a cluster may take to agree on its slots (a hang guard).
 const FORMING: Duration = Duration::from_secs(30);
@@ -70,24 +70,22 @@ impl Cluster {
     /// Waits until every node says `cluster_state:ok` and sees every other node, and every
     /// replica's link to its primary is up.
     pub async fn wait_until_settled(&self) {
-        let start = Instant::now();
-        loop {
-            let mut settled = true;
+        eventually("the cluster settling", FORMING, || async {
+            let known = format!("cluster_known_nodes:{}", self.nodes.len());
             for node in &self.nodes {
                 let state = info(node, &["CLUSTER", "INFO"]).await;
-                let known = format!("cluster_known_nodes:{}", self.nodes.len());
                 let replication = info(node, &["INFO", "replication"]).await;
-                settled &= state.contains("cluster_state:ok")
-                    && state.contains(&known)
-                    && !replication.contains("master_link_status:down")
-                    && !replication.contains("master_sync_in_progress:1");
+                if !state.contains("cluster_state:ok")
+                    || !state.contains(&known)
+                    || replication.contains("master_link_status:down")
+                    || replication.contains("master_sync_in_progress:1")
+                {
+                    return false;
+                }
             }
-            if settled {
-                return;
-            }
-            assert!(start.elapsed() < FORMING, "the cluster did not settle");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            true
+        })
+        .await;
     }
 
     /// Seed URLs: every node.
@@ -137,14 +135,12 @@ impl Cluster {
             .query_async(&mut raw(&self.nodes[replica]).await)
             .await
             .unwrap();
-        let start = Instant::now();
-        while !info(&self.nodes[replica], &["INFO", "replication"])
-            .await
-            .contains("role:master")
-        {
-            assert!(start.elapsed() < FORMING, "the failover did not happen");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("the failover", FORMING, || async {
+            info(&self.nodes[replica], &["INFO", "replication"])
+                .await
+                .contains("role:master")
+        })
+        .await;
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dlock_host::server::redis_server_binary;
 
-use crate::{RedisServer, raw};
+use crate::{RedisServer, eventually, raw};
 
 /// The service name the Sentinels watch.
 pub const SERVICE: &str = "mymaster";
@@ -59,17 +59,15 @@ impl Sentinels {
         let primary = RedisServer::start()?;
         let replica =
             RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()])?;
-        let start = Instant::now();
-        while !ask(primary.port(), "INFO replication")
-            .unwrap_or_default()
-            .contains("connected_slaves:1")
-            || !ask(replica.port(), "INFO replication")
+        eventually("the replica syncing", SETTLING, || async {
+            ask(primary.port(), "INFO replication")
                 .unwrap_or_default()
-                .contains("master_link_status:up")
-        {
-            assert!(start.elapsed() < SETTLING, "the replica did not sync");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                .contains("connected_slaves:1")
+                && ask(replica.port(), "INFO replication")
+                    .unwrap_or_default()
+                    .contains("master_link_status:up")
+        })
+        .await;
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             sentinels.push(Self::sentinel(primary.port())?);
@@ -79,22 +77,15 @@ impl Sentinels {
             replica,
             sentinels,
         };
-        let start = Instant::now();
-        loop {
-            let ready = set.sentinels.iter().all(|s| {
+        eventually("the Sentinels finding each other", SETTLING, || async {
+            set.sentinels.iter().all(|s| {
                 let master = ask(s.port, &format!("SENTINEL MASTER {SERVICE}")).unwrap_or_default();
                 master.contains("num-slaves\r\n$1\r\n1")
                     && master.contains("num-other-sentinels\r\n$1\r\n2")
-            });
-            if ready {
-                return Ok(set);
-            }
-            assert!(
-                start.elapsed() < SETTLING,
-                "the Sentinels did not find each other"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            })
+        })
+        .await;
+        Ok(set)
     }
 
     fn sentinel(primary_port: u16) -> io::Result<Sentinel> {
@@ -157,21 +148,14 @@ impl Sentinels {
 
     /// Waits until the Sentinels name the replica as the primary and it says so itself.
     pub async fn until_failed_over(&self) {
-        let start = Instant::now();
-        loop {
+        eventually("the Sentinels failing over", SETTLING, || async {
             let role = redis::cmd("ROLE")
                 .query_async::<redis::Value>(&mut raw(&self.replica).await)
                 .await;
             let promoted = matches!(&role, Ok(redis::Value::Array(items))
                 if matches!(items.first(), Some(redis::Value::BulkString(b)) if b == b"master"));
-            if promoted && self.primary_port() == Some(self.replica.port()) {
-                return;
-            }
-            assert!(
-                start.elapsed() < SETTLING,
-                "the Sentinels did not fail over"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            promoted && self.primary_port() == Some(self.replica.port())
+        })
+        .await;
     }
 }
