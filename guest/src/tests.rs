@@ -52,6 +52,16 @@ impl Recorded {
         r.replies.borrow_mut().extend(replies);
         Rc::new(r)
     }
+    /// Notes a Redis call, sent now, and lets the call's time pass.
+    fn record(&self, op: Op, keys: &[String], args: &[String]) {
+        self.calls.borrow_mut().push(Call {
+            op,
+            keys: keys.to_vec(),
+            args: args.to_vec(),
+            at_ms: self.now_ns.get() / MS,
+        });
+        self.now_ns.set(self.now_ns.get() + self.call_ns.get());
+    }
     fn ops(&self) -> Vec<Op> {
         self.calls.borrow().iter().map(|c| c.op).collect()
     }
@@ -87,13 +97,7 @@ impl Platform for Recorded {
             1,
             "redis-eval over a quorum (the host refuses it)"
         );
-        self.calls.borrow_mut().push(Call {
-            op,
-            keys: keys.to_vec(),
-            args: args.to_vec(),
-            at_ms: self.now_ns.get() / MS,
-        });
-        self.now_ns.set(self.now_ns.get() + self.call_ns.get());
+        self.record(op, keys, args);
         self.replies
             .borrow_mut()
             .pop_front()
@@ -121,13 +125,7 @@ impl Platform for Recorded {
     }
     fn eval_all(&self, op: Op, keys: &[String], args: &[String]) -> Round {
         assert!(self.nodes() > 1, "eval_all on a single store");
-        self.calls.borrow_mut().push(Call {
-            op,
-            keys: keys.to_vec(),
-            args: args.to_vec(),
-            at_ms: self.now_ns.get() / MS,
-        });
-        self.now_ns.set(self.now_ns.get() + self.call_ns.get());
+        self.record(op, keys, args);
         self.rounds
             .borrow_mut()
             .pop_front()
