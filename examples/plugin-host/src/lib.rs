@@ -44,6 +44,15 @@ pub struct Plugin {
     policy: Policy,
 }
 
+impl Plugin {
+    /// The plugin with its policy changed by `change` (it starts as the default policy, keys
+    /// confined to the namespace given to [`PluginHost::load`]).
+    pub fn with_policy(mut self, change: impl FnOnce(Policy) -> Policy) -> Self {
+        self.policy = change(self.policy);
+        self
+    }
+}
+
 /// What the host keeps per plugin store.
 struct PluginState {
     table: ResourceTable,
