@@ -4,12 +4,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource, ResourceTable, ResourceType, WasmList, WasmStr};
 
+use super::ScriptEntry;
 use super::link::{DEFAULT_CONNECT_TIMEOUT, Link};
+use super::request::Request;
 use super::{Grants, Policy, TlsConfig, Topology};
+use crate::bindings::WitRedisError;
+use crate::bindings::dlock::lock::redis::{Host, HostScript};
 use crate::cancel::Cancel;
 use crate::error::Result;
+use crate::observe::{self, Denial};
 use crate::sandbox::TokenBucket;
 
 /// The Redis capability of one store: a connection (shared with every other `RedisCtx` made
@@ -33,6 +39,8 @@ pub struct RedisCtx {
     pub(crate) deadline: Option<Instant>,
     /// Whether the caller cancelled the current call (its waits then end at once).
     pub(crate) cancel: Cancel,
+    /// The buffers `redis-eval` reads its keys and arguments into.
+    pub(crate) request: Request,
 }
 
 impl std::fmt::Debug for RedisCtx {
@@ -56,6 +64,7 @@ impl RedisCtx {
             acquire_attempts: 0,
             deadline: None,
             cancel: Cancel::NEVER,
+            request: Request::default(),
             link,
         }
     }
@@ -96,7 +105,7 @@ impl RedisCtx {
     /// cancel.
     pub(crate) fn begin_scoped_call(&mut self, deadline: Option<Instant>, cancel: Cancel) {
         self.evals = TokenBucket::new(self.link.policy.max_evals_per_second.into());
-        self.grants.take();
+        self.grants.clear();
         self.acquire_attempts = 0;
         self.deadline = deadline;
         self.cancel = cancel;
@@ -133,15 +142,107 @@ pub trait RedisHostView: Send {
     fn redis(&mut self) -> RedisView<'_>;
 }
 
-/// Ties [`RedisView`] to the linker.
-struct HasRedis;
+/// The `dlock:lock/redis` interface as components import it: the version is the WIT
+/// package's, and instantiating the bundled component fails if they differ.
+pub(crate) const REDIS_INTERFACE: &str = "dlock:lock/redis@0.3.0";
 
-impl HasData for HasRedis {
-    type Data<'a> = RedisView<'a>;
+/// Adds `dlock:lock/redis` (the `script` resource, `redis-eval`, `redis-eval-all`,
+/// `node-count` and `wait-for-release`), as this crate implements it, to `linker`. The
+/// functions are async: instantiate and call with the `_async` methods.
+///
+/// Linked here rather than through the generated `add_to_linker` so that `redis-eval` reads its
+/// keys and arguments in place (see `request.rs`) instead of lifting them into fresh vectors of
+/// strings on every call; the other functions go to the generated traits' implementations.
+pub fn add_to_linker<T: RedisHostView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    let mut redis = linker.instance(REDIS_INTERFACE)?;
+    redis.resource_async(
+        "script",
+        ResourceType::host::<ScriptEntry>(),
+        |mut store, rep| {
+            Box::new(async move {
+                HostScript::drop(&mut store.data_mut().redis(), Resource::new_own(rep)).await
+            })
+        },
+    )?;
+    redis.func_wrap_async(
+        "[static]script.load",
+        |mut store: StoreContextMut<'_, T>, (source,): (String,)| {
+            Box::new(async move {
+                Ok((HostScript::load(&mut store.data_mut().redis(), source).await?,))
+            })
+        },
+    )?;
+    redis.func_wrap_async(
+        "wait-for-release",
+        |mut store: StoreContextMut<'_, T>, (key, timeout_ms, listen): (String, u64, bool)| {
+            Box::new(async move {
+                let mut view = store.data_mut().redis();
+                Ok((Host::wait_for_release(&mut view, key, timeout_ms, listen).await?,))
+            })
+        },
+    )?;
+    redis.func_wrap_async("node-count", |mut store: StoreContextMut<'_, T>, (): ()| {
+        Box::new(async move { Ok((Host::node_count(&mut store.data_mut().redis()).await?,)) })
+    })?;
+    redis.func_wrap_async(
+        "redis-eval",
+        |mut store: StoreContextMut<'_, T>, (script, keys, args): EvalParams| {
+            Box::new(async move {
+                let request = match take_request(&mut store, &keys, &args)? {
+                    Ok(request) => request,
+                    Err(denied) => return Ok((Err(denied),)),
+                };
+                let mut view = store.data_mut().redis();
+                let reply = view.eval_one(&script, request.keys(), request.args()).await;
+                give_back(view, request);
+                Ok((reply?,))
+            })
+        },
+    )?;
+    redis.func_wrap_async(
+        "redis-eval-all",
+        |mut store: StoreContextMut<'_, T>, (script, keys, args): EvalParams| {
+            Box::new(async move {
+                let request = match take_request(&mut store, &keys, &args)? {
+                    Ok(request) => request,
+                    Err(denied) => return Ok((Err(denied),)),
+                };
+                let mut view = store.data_mut().redis();
+                let replies = view.eval_all(&script, request.keys(), request.args()).await;
+                give_back(view, request);
+                Ok((replies?,))
+            })
+        },
+    )?;
+    Ok(())
 }
 
-/// Adds `dlock:lock/redis` (the `script` resource and `redis-eval`), as this crate implements
-/// it, to `linker`. The functions are async: instantiate and call with the `_async` methods.
-pub fn add_to_linker<T: RedisHostView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    crate::bindings::dlock::lock::redis::add_to_linker::<T, HasRedis>(linker, T::redis)
+/// `redis-eval`'s and `redis-eval-all`'s parameters, the strings left in the component's
+/// memory.
+type EvalParams = (Resource<ScriptEntry>, WasmList<WasmStr>, WasmList<WasmStr>);
+
+/// The store's request buffers with `keys` and `args` read into them, or the policy's refusal
+/// (counted) when they are over its caps.
+fn take_request<T: RedisHostView + 'static>(
+    store: &mut StoreContextMut<'_, T>,
+    keys: &WasmList<WasmStr>,
+    args: &WasmList<WasmStr>,
+) -> wasmtime::Result<Result<Request, WitRedisError>> {
+    let view = store.data_mut().redis();
+    let link = view.ctx.link.clone();
+    let mut request = std::mem::take(&mut view.ctx.request);
+    match request.read(store, keys, args, &link.policy.limits)? {
+        Ok(()) => Ok(Ok(request)),
+        Err(reason) => {
+            give_back(store.data_mut().redis(), request);
+            observe::denied(Denial::Policy);
+            Ok(Err(WitRedisError::Denied(reason)))
+        }
+    }
+}
+
+/// Returns the request buffers to the store for its next call.
+fn give_back(view: RedisView<'_>, mut request: Request) {
+    request.finish();
+    view.ctx.request = request;
 }

@@ -227,26 +227,7 @@ impl Host for RedisView<'_> {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> wasmtime::Result<Result<Value, WitRedisError>> {
-        let script = self.table.get(&script)?.0.clone();
-        let ctx = &mut *self.ctx;
-        let link = ctx.link.clone();
-        let [node] = link.nodes() else {
-            observe::denied(Denial::Policy);
-            return Ok(Err(WitRedisError::Denied(format!(
-                "this host runs {} independent Redis primaries (quorum mode), where one of \
-                 them alone holds no lock: use redis-eval-all",
-                link.nodes().len()
-            ))));
-        };
-        let lock = match admit(ctx, &script, &keys, &args) {
-            Ok(lock) => lock,
-            Err(denied) => return Ok(Err(denied)),
-        };
-        let timeout = link.policy.command_timeout;
-        let reply = run(node, &script, &keys, &args, timeout).await;
-        ctx.calls += 1;
-        settle(&ctx.grants, lock, std::slice::from_ref(&reply));
-        Ok(to_wit(reply, link.policy.max_reply_bytes))
+        self.eval_one(&script, &keys, &args).await
     }
 
     async fn node_count(&mut self) -> wasmtime::Result<u32> {
@@ -259,10 +240,51 @@ impl Host for RedisView<'_> {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Result<Value, WitRedisError>>, WitRedisError>> {
-        let script = self.table.get(&script)?.0.clone();
+        self.eval_all(&script, &keys, &args).await
+    }
+}
+
+impl RedisView<'_> {
+    /// `redis-eval`: `script` with `keys` and `args` on the one store, under the policy.
+    pub(crate) async fn eval_one(
+        &mut self,
+        script: &Resource<ScriptEntry>,
+        keys: &[String],
+        args: &[String],
+    ) -> wasmtime::Result<Result<Value, WitRedisError>> {
+        let script = self.table.get(script)?.0.clone();
         let ctx = &mut *self.ctx;
         let link = ctx.link.clone();
-        let lock = match admit(ctx, &script, &keys, &args) {
+        let [node] = link.nodes() else {
+            observe::denied(Denial::Policy);
+            return Ok(Err(WitRedisError::Denied(format!(
+                "this host runs {} independent Redis primaries (quorum mode), where one of \
+                 them alone holds no lock: use redis-eval-all",
+                link.nodes().len()
+            ))));
+        };
+        let lock = match admit(ctx, &script, keys, args) {
+            Ok(lock) => lock,
+            Err(denied) => return Ok(Err(denied)),
+        };
+        let timeout = link.policy.command_timeout;
+        let reply = run(node, &script, keys, args, timeout).await;
+        ctx.calls += 1;
+        settle(&ctx.grants, lock, std::slice::from_ref(&reply));
+        Ok(to_wit(reply, link.policy.max_reply_bytes))
+    }
+
+    /// `redis-eval-all`: `script` with `keys` and `args` on every store, under the policy.
+    pub(crate) async fn eval_all(
+        &mut self,
+        script: &Resource<ScriptEntry>,
+        keys: &[String],
+        args: &[String],
+    ) -> wasmtime::Result<Result<Vec<Result<Value, WitRedisError>>, WitRedisError>> {
+        let script = self.table.get(script)?.0.clone();
+        let ctx = &mut *self.ctx;
+        let link = ctx.link.clone();
+        let lock = match admit(ctx, &script, keys, args) {
             Ok(lock) => lock,
             Err(denied) => return Ok(Err(denied)),
         };
@@ -270,7 +292,7 @@ impl Host for RedisView<'_> {
         let replies = futures_util::future::join_all(
             link.nodes()
                 .iter()
-                .map(|node| run(node, &script, &keys, &args, timeout)),
+                .map(|node| run(node, &script, keys, args, timeout)),
         )
         .await;
         ctx.calls += 1;

@@ -21,33 +21,77 @@ pub(crate) const MAX_GRANTS: usize = 64;
 
 /// The `(key, token)` pairs the call in progress may have acquired.
 #[derive(Debug, Default)]
-pub(crate) struct Grants(Mutex<Vec<(String, String)>>);
+pub(crate) struct Grants(Mutex<Noted>);
+
+/// The noted pairs are `pairs[..len]`, oldest first; the slots past `len` keep their strings'
+/// buffers for the next notes, so that noting allocates nothing once a client is warm.
+#[derive(Debug, Default)]
+struct Noted {
+    pairs: Vec<(String, String)>,
+    len: usize,
+}
 
 impl Grants {
-    fn with<R>(&self, f: impl FnOnce(&mut Vec<(String, String)>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Noted) -> R) -> R {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// An acquire of `key` with `token` is about to be sent.
     pub(crate) fn note(&self, key: &str, token: &str) {
-        self.with(|grants| {
-            if !grants.iter().any(|(k, t)| k == key && t == token) {
-                if grants.len() == MAX_GRANTS {
-                    grants.remove(0);
-                }
-                grants.push((key.to_owned(), token.to_owned()));
+        self.with(|noted| {
+            if noted.position(key, token).is_some() {
+                return;
             }
+            if noted.len == MAX_GRANTS {
+                noted.remove(0);
+            }
+            if noted.len == noted.pairs.len() {
+                noted.pairs.push((key.to_owned(), token.to_owned()));
+            } else {
+                let (k, t) = &mut noted.pairs[noted.len];
+                k.clear();
+                k.push_str(key);
+                t.clear();
+                t.push_str(token);
+            }
+            noted.len += 1;
         });
     }
 
     /// `key` certainly does not hold `token` any more (busy reply, or released).
     pub(crate) fn forget(&self, key: &str, token: &str) {
-        self.with(|grants| grants.retain(|(k, t)| !(k == key && t == token)));
+        self.with(|noted| {
+            if let Some(i) = noted.position(key, token) {
+                noted.remove(i);
+            }
+        });
+    }
+
+    /// Forgets everything noted (a new call begins).
+    pub(crate) fn clear(&self) {
+        self.with(|noted| noted.len = 0);
     }
 
     /// Everything noted, emptying the list.
     pub(crate) fn take(&self) -> Vec<(String, String)> {
-        self.with(std::mem::take)
+        self.with(|noted| {
+            let len = std::mem::take(&mut noted.len);
+            noted.pairs.drain(..len).collect()
+        })
+    }
+}
+
+impl Noted {
+    fn position(&self, key: &str, token: &str) -> Option<usize> {
+        self.pairs[..self.len]
+            .iter()
+            .position(|(k, t)| k == key && t == token)
+    }
+
+    /// Forgets the `i`th pair, keeping the others' order and its buffers for reuse.
+    fn remove(&mut self, i: usize) {
+        self.pairs[i..self.len].rotate_left(1);
+        self.len -= 1;
     }
 }
 
@@ -68,6 +112,23 @@ mod tests {
             [("a".into(), "t2".into()), ("b".into(), "t1".into())]
         );
         assert!(grants.take().is_empty());
+    }
+
+    #[test]
+    fn a_cleared_list_notes_afresh_in_reused_slots() {
+        let grants = Grants::default();
+        grants.note("a", "t1");
+        grants.note("b", "t2");
+        grants.clear();
+        assert!(grants.take().is_empty());
+        grants.note("c", "token-longer-than-before");
+        grants.note("a", "t1");
+        grants.forget("c", "token-longer-than-before");
+        grants.note("d", "t4");
+        assert_eq!(
+            grants.take(),
+            [("a".into(), "t1".into()), ("d".into(), "t4".into())]
+        );
     }
 
     #[test]

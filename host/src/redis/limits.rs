@@ -34,22 +34,28 @@ impl RequestLimits {
     /// Whether a call with these keys and arguments is within the limits; the reason when it
     /// is not.
     pub fn check(&self, keys: &[String], args: &[String]) -> Result<(), String> {
-        if keys.len() > self.max_keys {
+        let bytes: usize = keys.iter().chain(args).map(String::len).sum();
+        self.check_size(keys.len(), bytes)?;
+        for key in keys {
+            self.check_key(key)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a call of `keys` keys and `bytes` bytes of keys and arguments together is
+    /// within the limits: the part of [`RequestLimits::check`] that needs no copy of them.
+    pub fn check_size(&self, keys: usize, bytes: usize) -> Result<(), String> {
+        if keys > self.max_keys {
             return Err(format!(
-                "{} keys in one call; the limit is {}",
-                keys.len(),
+                "{keys} keys in one call; the limit is {}",
                 self.max_keys
             ));
         }
-        let bytes: usize = keys.iter().chain(args).map(String::len).sum();
         if bytes > self.max_request_bytes {
             return Err(format!(
                 "{bytes} bytes of keys and arguments; the limit is {}",
                 self.max_request_bytes
             ));
-        }
-        for key in keys {
-            self.check_key(key)?;
         }
         Ok(())
     }
@@ -138,7 +144,7 @@ impl RequestLimits {
                 self.max_key_bytes
             ));
         }
-        if key.chars().any(char::is_control) {
+        if has_control(key) {
             return Err(format!("a key with control characters: {key:?}"));
         }
         let ns = self.key_namespace.as_str();
@@ -151,14 +157,21 @@ impl RequestLimits {
     }
 }
 
+/// Whether `s` has a control character (Unicode's `Cc`: C0, DEL and C1), byte by byte when
+/// it is ASCII (keys and tokens nearly always are).
+fn has_control(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| b.is_ascii_control())
+    } else {
+        s.chars().any(char::is_control)
+    }
+}
+
 /// A token: dlock's own form (a UUID v4, hyphenated lowercase), or with `foreign` any 1 to
 /// [`MAX_FOREIGN_TOKEN_BYTES`] bytes without control characters.
 fn check_token(token: &str, foreign: bool) -> Result<(), String> {
     if foreign {
-        if token.is_empty()
-            || token.len() > MAX_FOREIGN_TOKEN_BYTES
-            || token.chars().any(char::is_control)
-        {
+        if token.is_empty() || token.len() > MAX_FOREIGN_TOKEN_BYTES || has_control(token) {
             return Err(format!(
                 "a token must be 1 to {MAX_FOREIGN_TOKEN_BYTES} bytes without control characters"
             ));
@@ -400,6 +413,11 @@ mod properties {
     }
 
     proptest! {
+        #[test]
+        fn control_characters_are_found_in_any_string(s in "(\\PC|\\p{Cc}){0,12}") {
+            prop_assert_eq!(has_control(&s), s.chars().any(char::is_control));
+        }
+
         #[test]
         fn accepted_requests_are_inside_every_limit(
             keys in prop::collection::vec("(app:|\\{app:|other:|)\\PC{0,40}(\\}:fence|\\}:signal|\\}:waiters)?|.{0,8}", 0..6),

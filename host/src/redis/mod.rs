@@ -51,6 +51,8 @@ mod node;
 mod policy;
 mod reply;
 #[cfg(feature = "runtime")]
+mod request;
+#[cfg(feature = "runtime")]
 mod sentinel;
 #[cfg(feature = "runtime")]
 mod tls;

@@ -175,6 +175,28 @@ async fn a_reply_over_the_cap_is_an_error_not_a_delivery() {
 }
 
 #[tokio::test]
+async fn requests_over_the_caps_are_refused_with_their_size_and_the_next_call_passes() {
+    let server = redis();
+    let runtime = hostile_runtime(&server, Policy::default()).await;
+    for (mode, reason) in [
+        ("many-keys", "20 keys in one call; the limit is 8"),
+        (
+            "huge-args",
+            "5000007 bytes of keys and arguments; the limit is 4096",
+        ),
+    ] {
+        let client = hostile(&runtime, mode).await;
+        for _ in 0..2 {
+            let err = client.acquire("app:job", TTL).await.err().unwrap();
+            assert!(
+                matches!(&err, Error::InvalidArgument(m) if m.contains(reason)),
+                "{mode}: {err:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_endless_loop_traps_and_poisons_only_its_client() {
     let server = redis();
     let policy = Policy::default().with_max_compute(Duration::from_millis(200));

@@ -136,6 +136,18 @@ impl GuestClient for Hostile {
             }
             "foreign-key" => outcome(run(RELEASE, &keys, &[uuid_shaped(0)])),
             "huge-reply" => outcome(run(HUGE_REPLY, &[], &[])),
+            "many-keys" | "huge-args" => {
+                let (many, args) = if self.mode == "many-keys" {
+                    ((0..20).map(|n| format!("{}{n}", keys[0])).collect(), Vec::new())
+                } else {
+                    (keys.clone(), vec!["x".repeat(1000); 5000])
+                };
+                // Refused, and a well-formed call right after it on the same client passes.
+                match (run(CHECK, &many, &args), run(CHECK, &keys, &[])) {
+                    (Err(RedisError::Denied(reason)), Ok(_)) => Err(Error::InvalidArgument(reason)),
+                    other => Err(Error::InvalidArgument(format!("unexpected: {other:?}"))),
+                }
+            }
             "forged-release" => match run(RELEASE, &keys, &[uuid_shaped(1)]) {
                 Ok(Value::Int(1)) => Ok(no_lock()),
                 Ok(_) => Err(Error::NotHeld),
