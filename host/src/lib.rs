@@ -91,7 +91,7 @@ pub use ::redis as redis_rs;
 #[cfg(feature = "runtime")]
 pub use client::{Client, Deadline, LockHandle};
 #[cfg(feature = "runtime")]
-pub use component::{Allocation, LockComponent};
+pub use component::{Allocation, ELIDED_CHECKS_CLIENTS, LockComponent};
 #[cfg(feature = "compose")]
 pub use compose::{compose, compose_with};
 #[cfg(feature = "runtime")]

@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use dlock_host::Allocation;
 use dlock_tests::outln;
 use dlock_tests::tool::{self, EXIT_OK, Origin, ToolResult, parse_duration};
 use paths::{Path, Plugins};
@@ -79,6 +80,11 @@ struct BenchArgs {
     /// Primaries in quorum and cluster modes.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Clients the component's instance pool has room for. [default: dlock's default]
+    /// A pool of at most dlock_host::ELIDED_CHECKS_CLIENTS reserves 4 GiB of address space
+    /// per client: under valgrind, give it little more than the highest --concurrency.
+    #[arg(long, value_name = "CLIENTS")]
+    pool: Option<u32>,
     #[command(subcommand)]
     other: Option<Other>,
 }
@@ -221,10 +227,15 @@ async fn handoff_table(
 
 async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> ToolResult<u8> {
     let fail = |e: String| redis.fail(e);
+    let allocation =
+        args.pool
+            .map_or_else(Allocation::default, |max_clients| Allocation::Pooling {
+                max_clients,
+            });
     let mut targets = Vec::new();
     for &mode in &args.modes {
         targets.push(
-            Target::start(mode, &redis.url, args.nodes)
+            Target::start(mode, &redis.url, args.nodes, allocation)
                 .await
                 .map_err(fail)?,
         );

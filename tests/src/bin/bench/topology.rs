@@ -2,7 +2,7 @@
 //! primaries, or a Redis Cluster, each started here on loopback (but the single one, which
 //! may be given).
 
-use dlock_host::{Runtime, Topology};
+use dlock_host::{Allocation, LockComponent, Runtime, Topology, bundled};
 use dlock_tests::RedisServer;
 use dlock_tests::cluster::Cluster;
 
@@ -29,14 +29,26 @@ pub struct Target {
 }
 
 impl Target {
-    /// The runtime for `mode`: on `single_url` for [`Mode::Single`], else on `nodes` servers
-    /// started here.
-    pub async fn start(mode: Mode, single_url: &str, nodes: usize) -> Result<Target, String> {
+    /// The runtime for `mode`, its clients allocated as `allocation` says: on `single_url` for
+    /// [`Mode::Single`], else on `nodes` servers started here.
+    pub async fn start(
+        mode: Mode,
+        single_url: &str,
+        nodes: usize,
+        allocation: Allocation,
+    ) -> Result<Target, String> {
         let fail = |e: dlock_host::Error| e.to_string();
+        let connect = async |topology: Topology| {
+            let component = LockComponent::from_bytes(bundled::COMPONENT, allocation)?;
+            Runtime::builder(topology)
+                .with_component(component)
+                .build()
+                .await
+        };
         Ok(match mode {
             Mode::Single => Target {
                 mode,
-                runtime: Runtime::connect(single_url).await.map_err(fail)?,
+                runtime: connect(single_url.into()).await.map_err(fail)?,
                 servers: vec![single_url.to_owned()],
                 _quorum: Vec::new(),
                 _cluster: None,
@@ -48,7 +60,7 @@ impl Target {
                 let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
                 Target {
                     mode,
-                    runtime: Runtime::connect(Topology::quorum(urls.clone()))
+                    runtime: connect(Topology::quorum(urls.clone()))
                         .await
                         .map_err(fail)?,
                     servers: urls,
@@ -61,7 +73,7 @@ impl Target {
                 let urls = cluster.seeds();
                 Target {
                     mode,
-                    runtime: Runtime::connect(Topology::cluster(urls.clone()))
+                    runtime: connect(Topology::cluster(urls.clone()))
                         .await
                         .map_err(fail)?,
                     servers: urls,
