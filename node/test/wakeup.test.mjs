@@ -8,10 +8,15 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { ClientClosedError, DistributedLock, LockHandle } from '../src/index.js';
+import { bundledScripts, resolvePolicy, TokenBucket } from '../src/policy.js';
+import { RedisHost } from '../src/redis-host.js';
 import { backends, rejection, scriptCalls, startRedis, until } from './helpers.mjs';
 
 const server = await startRedis();
 const admin = server.admin;
+// Cached up front, so that every script call counts once (a NOSCRIPT reply and the EVAL after
+// it would count twice).
+for (const { source } of bundledScripts()) await admin.script('LOAD', source);
 const TTL = 60_000;
 const TEN_MINUTES = 600_000;
 /** Hang guard for events that must happen (never a timing assertion). */
@@ -85,7 +90,9 @@ for (const backend of backends()) {
       const k = key('wait');
       const lock = await make().acquire(k, TTL);
       const waiting = make().waitForLock(k, GUARD, TTL);
-      await until('the waiter to block on the signal list', async () => (await blockedClients()) === 1, GUARD);
+      // (A wait that ended may leave its BLPOP blocked a little longer: Redis times blocked
+      // clients out about every 100 ms.)
+      await until('the waiter to block on the signal list', async () => (await blockedClients()) >= 1, GUARD);
       assert.equal(await admin.exists(`{${k}}:waiters`), 1);
       await lock.release();
       const got = await guarded('the waiter did not get the lock', waiting);
@@ -126,7 +133,8 @@ for (const backend of backends()) {
     test('a wait whose connection breaks pauses instead, and the next wait connects again', async () => {
       const k = key('broken');
       const lock = await make().acquire(k, TTL);
-      const waiting = make().waitForLock(k, GUARD, TTL);
+      // Waits of a second: the first BLPOP is the only one until the connection is killed.
+      const waiting = make({ wakeOnRelease: 'always', retryCount: 100, retryDelayMs: 1000, maxRetryDelayMs: 1000 }).acquire(k, TTL);
       await until('the waiter to block', async () => (await blocked()).length === 1, GUARD);
       const [first] = await blocked();
       await admin.client('KILL', 'ID', first);
@@ -138,3 +146,21 @@ for (const backend of backends()) {
     });
   });
 }
+
+test('wait-for-release is policed like redis-eval: namespace, lock keys only, a signal list to listen on', async () => {
+  const policy = resolvePolicy({ keyNamespace: 'app:' });
+  const host = new RedisHost(server.client(), policy, new TokenBucket(policy.maxBytesPerSecond));
+  const refused = async (key, listen, pattern) => {
+    const e = await rejection(host.wait(key, 1n, listen));
+    assert.equal(e.tag, 'denied', key);
+    assert.match(e.val, pattern);
+  };
+  await refused('other:job', true, /outside the namespace/);
+  await refused('{app:job}:signal', true, /is a lock's signal list, not a lock/);
+  await refused('{app:job}:waiters', false, /is a lock's waiters' mark, not a lock/);
+  await refused('app:a}b', true, /has no signal list/);
+  // Without listening, a key without companions may still pause.
+  assert.equal(await host.wait('app:a}b', 1n, false), 'timed-out');
+  host.close();
+  assert.equal(await host.wait('app:job', 1n, true), 'cancelled', 'a closed host waits no more');
+});
