@@ -60,7 +60,8 @@ const ASYNC_EXPORTS = [
   `${LOCK}#[method]lock-handle.release`,
   `${LOCK}#[method]lock-handle.extend`,
 ];
-const ASYNC_IMPORTS = ['dlock:lock/redis#redis-eval', 'dlock:lock/redis#redis-eval-all', 'wasi:io/poll#[method]pollable.block'];
+const ASYNC_IMPORTS = ['dlock:lock/redis#redis-eval', 'dlock:lock/redis#redis-eval-all', 'dlock:lock/redis#wait-for-release',
+  'wasi:io/poll#[method]pollable.block'];
 
 function transpile(out, extra) {
   rmSync(out, { recursive: true, force: true });

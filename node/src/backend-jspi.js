@@ -1,10 +1,12 @@
 // The JSPI backend: component instances in the caller's thread, built with jco's
 // `--async-mode jspi`. A call into the component that reaches `redis-eval` (or a sleep) suspends
 // the component's stack (WebAssembly.Suspending) and gives the event loop back until the
-// promise settles: nothing blocks, and many instances can be suspended at once.
+// promise settles: nothing blocks, and many instances can be suspended at once. So does
+// `wait-for-release` (a BLPOP on one of the DistributedLock's wait connections, or a pause:
+// wait.js).
 import { setFlagsFromString } from 'node:v8';
 import { coreModules, instantiateCore, memoryCap } from './memory.js';
-import { oneNode, RedisHost, scriptResource, waitForRelease } from './redis-host.js';
+import { oneNode, RedisHost, scriptResource } from './redis-host.js';
 import { wasiImports } from './wasi.js';
 import { createExecutor } from './wit.js';
 
@@ -44,13 +46,13 @@ export async function loadJspi() {
   return generated;
 }
 
-/** The `dlock:lock/redis` import for one instance: `redisEval` returns a promise the
- * component's stack waits on. */
+/** The `dlock:lock/redis` import for one instance: `redisEval` and `waitForRelease` return
+ * promises the component's stack waits on. */
 function redisImports(host) {
   return {
     Script: scriptResource(host.policy),
     redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
-    waitForRelease,
+    waitForRelease: (key, timeoutMs, listen) => host.wait(key, timeoutMs, listen),
     nodeCount: () => 1,
     redisEvalAll: (script, keys, args) => host.eval(script.entry, keys, args).then(...oneNode),
   };
@@ -63,8 +65,8 @@ function redisImports(host) {
  * Synchronous: core modules are compiled and instantiated synchronously (allowed in Node).
  * `wasi` replaces WASI functions (tests only).
  */
-export function createJspiInstance({ redis, policy, witOptions, bytes, wasi }) {
-  const host = new RedisHost(redis, policy, bytes);
+export function createJspiInstance({ redis, policy, witOptions, bytes, blocking, wasi }) {
+  const host = new RedisHost(redis, policy, bytes, blocking);
   const imports = { 'dlock:lock/redis': redisImports(host), ...wasiImports('async', wasi) };
   const memories = [];
   const root = generated.instantiate(getCoreModule, imports, instantiateCore(memories));
@@ -81,9 +83,12 @@ export function createJspiInstance({ redis, policy, witOptions, bytes, wasi }) {
       host.end();
     },
     trapped() {
+      host.close();
       return host.releaseGrants();
     },
-    close() {},
+    close() {
+      host.close();
+    },
     /** @internal for tests */
     host,
   };

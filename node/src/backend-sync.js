@@ -17,7 +17,11 @@ export function instantiateSync(redisImport, memories = [], onSleep = undefined,
 }
 
 let probe;
-/** An instance that may not reach Redis: for `default-options` and `client.create` checks. */
+/** An instance that may not reach Redis: for `default-options` and `client.create` checks.
+ * Its `wait-for-release` answers `unsupported` (the component would sleep): its imports run in
+ * the caller's thread and answer synchronously, so it could only wait by blocking that thread,
+ * and it never meets a busy lock anyway. The worker backend runs this same sync build with
+ * imports that wait (worker.js). */
 export function probeInstance() {
   probe ??= instantiateSync({
     Script: class {

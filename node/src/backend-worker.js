@@ -1,9 +1,9 @@
 // The worker backend, for Node without JSPI (22, or 24 releases with JSPI behind a flag): one
 // worker thread per component instance (see worker.js). This thread applies the policy and does
-// the Redis calls over the caller's client (RedisHost), answers the worker through a
-// MessagePort plus Atomics.notify, and watches how long the worker computes: a call that
-// computes longer than `policy.maxComputeMs` without calling Redis or sleeping has its worker
-// terminated (a trap), as the Rust host's epoch watchdog does.
+// the Redis calls and the waits for a release over the caller's client (RedisHost), answers the
+// worker through a MessagePort plus Atomics.notify, and watches how long the worker computes: a
+// call that computes longer than `policy.maxComputeMs` without calling Redis or sleeping has its
+// worker terminated (a trap), as the Rust host's epoch watchdog does.
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { RedisHost } from './redis-host.js';
 
@@ -13,8 +13,8 @@ const WORKER = new URL('./worker.js', import.meta.url);
  * One component instance in its own worker thread. `ready` settles once it is instantiated;
  * `exec` runs one operation (the caller serialises them); `close` ends the thread.
  */
-export function createWorkerInstance({ redis, policy, witOptions, bytes, testSpinMs }) {
-  const host = new RedisHost(redis, policy, bytes);
+export function createWorkerInstance({ redis, policy, witOptions, bytes, blocking, testSpinMs }) {
+  const host = new RedisHost(redis, policy, bytes, blocking);
   const ctrl = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(WORKER, {
@@ -41,7 +41,7 @@ export function createWorkerInstance({ redis, policy, witOptions, bytes, testSpi
   };
 
   // The compute watchdog: while an operation runs, the worker is computing except while this
-  // thread has one of its Redis calls in flight or it sleeps.
+  // thread has one of its Redis calls or waits in flight or it sleeps.
   const maxCompute = policy.maxComputeMs;
   let computingSince = 0; // when the worker last started computing (performance.now())
   let evalsInFlight = 0;
@@ -80,6 +80,13 @@ export function createWorkerInstance({ redis, policy, witOptions, bytes, testSpi
         );
         break;
       }
+      case 'wait':
+        evalsInFlight += 1;
+        host.wait(msg.key, msg.timeoutMs, msg.listen).then(
+          (val) => answer({ id: msg.id, val }),
+          (err) => answer({ id: msg.id, err }),
+        );
+        break;
       case 'sleep':
         // The worker sleeps until then: not computing.
         computingSince = Math.max(computingSince, performance.now() + msg.ms);
@@ -123,11 +130,13 @@ export function createWorkerInstance({ redis, policy, witOptions, bytes, testSpi
       host.end();
     },
     trapped() {
+      host.close();
       return host.releaseGrants();
     },
     close() {
       failure ??= new Error('dlock: closed');
       stopWatch();
+      host.close();
       return worker.terminate();
     },
     /** @internal for tests */

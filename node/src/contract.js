@@ -40,6 +40,16 @@ export function companionOf(key) {
   return null;
 }
 
+const COMPANION_NAMES = Object.freeze({ fence: 'fence counter', signal: 'signal list', waiters: "waiters' mark" });
+
+/** The component's check of a lock key (contract.rs `check_lock_key`): null, or why `key` (a
+ * companion key of some lock) is no lock key. */
+export function checkLockKey(key) {
+  const companion = companionOf(key);
+  if (companion === null) return null;
+  return `the key ${JSON.stringify(key)} is a lock's ${COMPANION_NAMES[companion]}, not a lock: use another key`;
+}
+
 /** Whether `key` is some lock key's fence counter. */
 export function isFenceCounter(key) {
   return companionOf(key) === 'fence';

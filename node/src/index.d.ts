@@ -63,8 +63,8 @@ export interface LockOptions {
   /** `extend` refuses (and the handle is lost) when validity has this little left. Default 0. */
   safetyMarginMs?: number | bigint;
   /** Which waits end as soon as the holder releases: `never` (polling), `wait-for-lock` (the
-   * default), `always` (acquire's retries too). This package's host polls either way; the
-   * option travels to the component (the Rust host wakes on release signals). */
+   * default), `always` (acquire's retries too). A waiter blocks on the key's signal list on a
+   * connection of its own (with an ioredis Cluster or Sentinel client, waits poll: README). */
   wakeOnRelease?: 'never' | 'wait-for-lock' | 'always';
 }
 
@@ -137,9 +137,9 @@ export declare class DistributedLock {
   isLocked(key: string): Promise<boolean>;
   keyState(key: string): Promise<KeyState>;
   attach(key: string, token: string): Promise<LockHandle>;
-  /** Ends the component instances (worker threads too). Final: every later call on this
-   * DistributedLock or its handles fails with `ClientClosedError`; idempotent. The Redis client
-   * stays the caller's. */
+  /** Ends the component instances (worker threads too) and the waits in progress, and closes
+   * the connections waits opened. Final: every later call on this DistributedLock or its
+   * handles fails with `ClientClosedError`; idempotent. The Redis client stays the caller's. */
   close(): Promise<void>;
 }
 

@@ -14,6 +14,7 @@ import {
 } from './errors.js';
 import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
 import { BLOCKING_OPS, Pool } from './pool.js';
+import { BlockingPool } from './wait.js';
 import { monotonicNow } from './wasi.js';
 import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
 
@@ -70,6 +71,7 @@ const finalizer = new FinalizationRegistry(({ slot, id }) => slot.dropLater(id))
 export class DistributedLock {
   #pool;
   #backend;
+  #blocking;
 
   /**
    * @param redis an ioredis client (or Cluster) the caller owns; this package never closes it
@@ -110,9 +112,12 @@ export class DistributedLock {
     const max = options.maxInstances ?? DEFAULT_MAX_INSTANCES[backend];
     if (!Number.isSafeInteger(max) || max < 1) throw new InvalidArgumentError(`maxInstances must be a positive integer, got ${max}`);
     const create = backend === 'jspi' ? createJspiInstance : createWorkerInstance;
-    // The byte rate is metered per DistributedLock over its life, across its instances.
+    // The byte rate is metered per DistributedLock over its life, across its instances; so are
+    // the wait connections.
     const bytes = new TokenBucket(policy.maxBytesPerSecond);
-    this.#pool = new Pool(() => create({ redis, policy, witOptions, bytes }), max, () => new ClientClosedError());
+    const blocking = new BlockingPool(redis);
+    this.#pool = new Pool(() => create({ redis, policy, witOptions, bytes, blocking }), max, () => new ClientClosedError());
+    this.#blocking = blocking;
     this.#backend = backend;
   }
 
@@ -142,7 +147,8 @@ export class DistributedLock {
     return promised(() => this.#handleOp('tryAcquire', checkKey(key), u64('ttlMs', ttlMs)));
   }
 
-  /** Polls until acquired or `timeoutMs` have passed (`LockAcquisitionError`). */
+  /** Tries until acquired or `timeoutMs` have passed (`LockAcquisitionError`); by default a
+   * release of the lock ends each wait between attempts (`wakeOnRelease`). */
   waitForLock(key, timeoutMs, ttlMs) {
     return promised(() => this.#handleOp('waitForLock', checkKey(key), u64('timeoutMs', timeoutMs), u64('ttlMs', ttlMs)));
   }
@@ -178,11 +184,14 @@ export class DistributedLock {
     return fromKeyState(await this.#query('keyState', key));
   }
 
-  /** Ends the component instances (and the worker threads of the worker backend). Final: every
-   * later call on this DistributedLock or its handles fails with `ClientClosedError`; calling it
-   * again does nothing more. The Redis client stays open: it is the caller's. */
+  /** Ends the component instances (and the worker threads of the worker backend) and the waits
+   * in progress, and closes the connections waits opened. Final: every later call on this
+   * DistributedLock or its handles fails with `ClientClosedError`; calling it again does nothing
+   * more. The Redis client stays open: it is the caller's. */
   close() {
-    return this.#pool.close();
+    const closing = this.#pool.close();
+    this.#blocking.close();
+    return closing;
   }
 }
 
@@ -243,7 +252,8 @@ export class LockHandle {
    * Redis changed and the promise rejects with an `InvalidLockError`: `LockExpiredError` (the
    * key was gone: the lease had run out), `LockTakenOverError` (another owner's token), or a
    * plain one when this handle released it already. Safe to retry after a `LockRedisError`
-   * whose outcome is unknown. Waiters on the lock are woken (by the Rust host's waiters). */
+   * whose outcome is unknown. The next waiter on the lock (of this package or the Rust host) is
+   * woken. */
   release() {
     return this.#serial(() =>
       this.#slot.run('release', this.#id).then((r) => {

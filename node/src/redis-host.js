@@ -5,11 +5,14 @@
 // classified as the Rust host does (host/src/redis/eval.rs, reply.rs, link.rs, grants.rs).
 //
 // This always runs in the thread that owns the ioredis client: the JSPI backend calls it from
-// the component's import directly, the worker backend on the worker's message.
+// the component's import directly, the worker backend on the worker's message. The same holds
+// for `wait-for-release` (wait.js), policed here like `redis-eval`.
 //
 // jco's convention for an import returning `result<T, E>`: return (or resolve) T, throw (or
 // reject with) E as a plain object: an Error would be taken for a trap.
+import { checkLockKey, companionKey } from './contract.js';
 import { admitScript, checkRequest, checkRole, classify, flatten, TokenBucket } from './policy.js';
+import { BlockingPool, Waits } from './wait.js';
 
 const TIMEOUT = Object.freeze({ tag: 'timeout' });
 
@@ -199,22 +202,27 @@ const MAX_GRANTS = 64;
 /**
  * The Redis side of one component instance: the policy's meters (the `redis-eval` bucket of
  * the current call into the component; the byte bucket shared by every instance of one
- * DistributedLock over its life) and the locks the current call may have taken (`grants`, as
- * the bundled acquire and release scripts go by), released if the call traps.
+ * DistributedLock over its life), the locks the current call may have taken (`grants`, as
+ * the bundled acquire and release scripts go by), released if the call traps, and its waits
+ * for a release (`close` when the instance is closed or discarded).
  */
 export class RedisHost {
   /**
    * @param redis the caller's ioredis client
    * @param policy a resolved policy
    * @param bytes the DistributedLock's byte-rate TokenBucket
+   * @param blocking the DistributedLock's wait connections (a BlockingPool); null: a pool of
+   *   this instance's own, closed with it
    */
-  constructor(redis, policy, bytes) {
+  constructor(redis, policy, bytes, blocking = null) {
     this.redis = redis;
     this.policy = policy;
     this.bytes = bytes;
     this.evals = new TokenBucket(policy.maxEvalsPerSecond);
     this.grants = [];
     this.out = { bytes: 0 };
+    this.ownPool = blocking === null ? new BlockingPool(redis) : null;
+    this.waits = new Waits(redis, policy, blocking ?? this.ownPool);
   }
 
   /** A new call into the component: its `redis-eval` bucket is full again, and no lock is
@@ -247,6 +255,35 @@ export class RedisHost {
     }
     if (entry.role === 'acquire') this.note(keys[0], args[0]);
     return evalScript(this.redis, policy, entry, keys, args, entry.role === 'acquire' || entry.role === 'release' ? this : null);
+  }
+
+  /**
+   * One `wait-for-release`, policed like `redis-eval` (the Rust host's wait.rs): the call rate,
+   * the key's namespace and form (a lock key, never a companion key), the byte rate; a listening
+   * wait needs the key's signal list. Resolves to the WIT `wake`, rejects with the WIT error.
+   */
+  wait(key, timeoutMs, listen) {
+    const policy = this.policy;
+    const now = performance.now();
+    if (!this.evals.take(1, now)) {
+      return Promise.reject({ tag: 'denied', val: `more than ${policy.maxEvalsPerSecond} Redis calls in one second` });
+    }
+    const reason = checkRequest(policy, [key], [], this.out) ?? checkLockKey(key);
+    if (reason !== null) return Promise.reject({ tag: 'denied', val: reason });
+    if (!this.bytes.take(this.out.bytes, now)) {
+      return Promise.reject({ tag: 'denied', val: `more than ${policy.maxBytesPerSecond} bytes sent to Redis in one second` });
+    }
+    if (listen && companionKey(key, 'signal') === null) {
+      return Promise.reject({ tag: 'denied', val: `the key ${JSON.stringify(key)} has no signal list (a '}' without a hash tag)` });
+    }
+    return this.waits.wait(key, timeoutMs, listen);
+  }
+
+  /** The instance is closed or discarded: its wait in progress ends (`cancelled`), and so do
+   * later ones at once. */
+  close() {
+    this.waits.close();
+    this.ownPool?.close();
   }
 
   /** A reply of the bundled acquire or release script: an acquire that did not grant (busy: 0
@@ -288,14 +325,6 @@ export class RedisHost {
       }
     })();
   }
-}
-
-/**
- * `wait-for-release` as this host implements it: it does not wait on release signals, so the
- * component sleeps (and polls) instead. (The Rust host blocks on the signal list.)
- */
-export function waitForRelease() {
-  return 'unsupported';
 }
 
 /**

@@ -1,12 +1,15 @@
 // The worker thread of the worker backend: one component instance (jco's sync build). A
 // `redis-eval` posts the call to the thread that owns the Redis client (which applies the
-// policy and runs it) and blocks this thread (Atomics.wait) until the reply is there; sleeps
-// block this thread too. The owning thread's event loop never waits for the component.
+// policy and runs it) and blocks this thread (Atomics.wait) until the reply is there; a
+// `wait-for-release` is carried the same way (the owning thread waits for the release signal,
+// or pauses, and answers how the wait ended); sleeps block this thread too. The owning thread's
+// event loop never waits for the component.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { memoryCap } from './memory.js';
 import { instantiateSync } from './backend-sync.js';
-import { scriptResource, waitForRelease } from './redis-host.js';
+import { scriptResource } from './redis-host.js';
 import { awaitReply } from './reply-wait.js';
+import { MAX_WAIT_MS } from './wait.js';
 import { createExecutor } from './wit.js';
 
 const { policy, witOptions, ctrl, port } = workerData;
@@ -27,6 +30,18 @@ function redisEval(script, keys, args) {
 }
 
 const receive = () => receiveMessageOnPort(port)?.message;
+
+/** `wait-for-release`: the owning thread waits (backend-worker.js, wait.js) and answers with the
+ * WIT `wake`; its answer comes within the wait plus the command timeout. */
+function waitForRelease(key, timeoutMs, listen) {
+  const id = ++seq;
+  parentPort.postMessage({ t: 'wait', id, key, timeoutMs, listen });
+  const ms = timeoutMs > BigInt(MAX_WAIT_MS) ? MAX_WAIT_MS : Number(timeoutMs);
+  const reply = awaitReply(ctrl, receive, id, performance.now() + ms + FAILSAFE_MS);
+  if (reply === null) throw { tag: 'timeout' };
+  if (reply.err !== undefined) throw reply.err;
+  return reply.val;
+}
 
 /** `redis-eval-all` on the one Redis this package runs on: `redis-eval`'s outcome as a list
  * of one result (see `oneNode` in redis-host.js). */

@@ -246,9 +246,11 @@ for (const backend of backends()) {
       await denied(lock.acquire(k, 1000), /Redis calls in one second/);
       const seconds = (performance.now() - started) / 1000;
       const reached = (await scriptCalls(admin)) - before;
-      // A burst of three, then at most three per second of the call, however long it took:
-      // the bound follows the measured duration, so no machine speed is assumed.
-      assert.ok(reached >= 3, `${reached} script calls reached Redis`);
+      // A burst of three calls, then at most three per second of the call, however long it
+      // took: the bound follows the measured duration, so no machine speed is assumed. The
+      // waits between attempts (wait-for-release) are calls too, as in the Rust host: the burst
+      // is attempt, wait, attempt.
+      assert.ok(reached >= 2, `${reached} script calls reached Redis`);
       assert.ok(reached <= 3 + Math.ceil(seconds * 3), `${reached} script calls in ${seconds} s`);
       assert.ok(reached < 501);
     });

@@ -1,0 +1,234 @@
+// The host side of `wait-for-release` (the Rust host's host/src/redis/wait.rs and blocking.rs):
+// a pause between two acquire attempts that ends as soon as a release of the lock is signalled,
+// or when the instance is closed.
+//
+// dlock's release script pushes one signal on the lock's signal list when waiters have marked
+// the key. A listening wait blocks on that list with BLPOP on a connection of its own (never the
+// caller's connection, which a blocking command would hold), for at most the time the component
+// asked. Redis serves blocked clients first come, first served, so each signal wakes exactly
+// one waiter. The wait ends at its own time, or when the instance is closed; its BLPOP may run
+// on a little longer (Redis times blocked clients out about every 100 ms), and a signal it takes
+// then, which nobody will use, is handed back to the next waiter (*passed on*) before the
+// connection is reused. A wait that cannot block (an ioredis Cluster or Sentinel client, no
+// connection free under the bound, none can be opened, or it broke) pauses instead.
+import { companionKey } from './contract.js';
+
+/** The longest single wait; the component then tries again (and may wait again). Keeps the
+ * timers below setTimeout's limit of 2^31-1 ms. */
+export const MAX_WAIT_MS = 2 ** 30;
+
+/** Most wait connections of one DistributedLock in use at once (waits, and BLPOPs running out
+ * after their wait ended): the Rust host's default bound (per runtime there). Past it, waits
+ * pause. */
+export const MAX_BLOCKING_CONNECTIONS = 64;
+
+/** Pushes a signal back for the next waiter (KEYS[1], the signal list), if waiters are still
+ * marked (KEYS[2]), living as long as their mark. The host's own script (the Rust host's
+ * `PASS_ON`): run by EVAL (it is rare), never offered to a component. */
+const PASS_ON = `local left = redis.call('PTTL', KEYS[2])
+if left > 0 then
+  redis.call('LPUSH', KEYS[1], '1')
+  redis.call('PEXPIRE', KEYS[1], left)
+  return 1
+end
+return 0`;
+
+/** What a wait connection changes of the caller's client's options: no reconnecting (a broken
+ * connection is dropped, a later wait opens another), no queueing, and no client-side timeout
+ * that would cut a BLPOP short (each wait bounds its own). */
+const CONNECTION = Object.freeze({
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  retryStrategy: () => null,
+  reconnectOnError: () => false,
+  maxRetriesPerRequest: 0,
+  autoResubscribe: false,
+  autoResendUnfulfilledCommands: false,
+  enableAutoPipelining: false,
+  commandTimeout: undefined,
+  socketTimeout: undefined,
+  blockingTimeout: undefined,
+});
+
+/** Resolves to `value` after `ms`; `clear()` stops it. */
+function timer(ms, value) {
+  let id;
+  const promise = new Promise((resolve) => {
+    id = setTimeout(resolve, Math.max(0, Math.ceil(ms)), value);
+  });
+  return { promise, clear: () => clearTimeout(id) };
+}
+
+/** Whether waits on `redis` can block: a client of one server at a fixed address, as in the
+ * Rust host (behind Sentinel or in a Cluster, a wait connection would have to follow the
+ * primary). */
+function canListen(redis) {
+  return typeof redis.duplicate === 'function' && !redis.isCluster && !(redis.options?.sentinels?.length > 0);
+}
+
+/**
+ * The wait connections of one DistributedLock (blocking.rs `BlockingPool` and its permits):
+ * duplicates of the caller's ioredis client, opened on demand, at most
+ * `MAX_BLOCKING_CONNECTIONS` in use, idle ones kept for reuse. They never keep the process
+ * alive (a wait's own timer does, while it waits); `close` closes them.
+ */
+export class BlockingPool {
+  constructor(redis) {
+    this.redis = redis;
+    this.idle = [];
+    this.inUse = 0;
+    this.closed = false;
+  }
+
+  /** A connected connection for one BLPOP (idle or new), counted in use until `giveBack` or
+   * `discard`; null when the bound is reached, it cannot connect, or the pool is closed. */
+  async take() {
+    if (this.closed || this.inUse >= MAX_BLOCKING_CONNECTIONS) return null;
+    this.inUse += 1;
+    const idle = this.idle.pop();
+    if (idle !== undefined) return idle;
+    let conn = null;
+    try {
+      conn = this.redis.duplicate(CONNECTION);
+      conn.on('error', () => {}); // its failures reach the waits as failed commands
+      conn.once('end', () => {
+        const i = this.idle.indexOf(conn);
+        if (i >= 0) this.idle.splice(i, 1);
+      });
+      await conn.connect();
+    } catch {
+      this.inUse -= 1;
+      conn?.disconnect();
+      return null;
+    }
+    conn.stream?.unref?.();
+    return conn;
+  }
+
+  /** Takes back a connection whose BLPOP was answered. */
+  giveBack(conn) {
+    this.inUse -= 1;
+    if (this.closed || conn.status !== 'ready') conn.disconnect();
+    else this.idle.push(conn);
+  }
+
+  /** Takes back a connection that failed or stopped answering, and closes it. */
+  discard(conn) {
+    this.inUse -= 1;
+    conn.disconnect();
+  }
+
+  /** Closes the idle connections now, those in use once their BLPOP is answered. */
+  close() {
+    this.closed = true;
+    for (const conn of this.idle.splice(0)) conn.disconnect();
+  }
+}
+
+/** The waits of one component instance (one at a time, as its calls). */
+export class Waits {
+  /**
+   * @param redis the caller's ioredis client
+   * @param policy a resolved policy: its command timeout bounds a BLPOP's reply beyond the wait,
+   *   and the pass-on script
+   * @param pool the DistributedLock's BlockingPool
+   */
+  constructor(redis, policy, pool) {
+    this.redis = redis;
+    this.policy = policy;
+    this.pool = pool;
+    this.cancel = null; // ends the wait in progress with `cancelled`
+    this.closed = false;
+  }
+
+  /** One wait on lock key `key` (checked by the caller) for at most `timeoutMs` (a bigint):
+   * resolves to the WIT `wake` (`released`, `timed-out`, `cancelled`). */
+  async wait(key, timeoutMs, listen) {
+    if (this.closed) return 'cancelled';
+    const ms = timeoutMs > BigInt(MAX_WAIT_MS) ? MAX_WAIT_MS : Number(timeoutMs);
+    const until = performance.now() + ms;
+    const end = timer(ms, 'timed-out');
+    const cancelled = new Promise((resolve) => {
+      this.cancel = () => resolve('cancelled');
+    });
+    const pause = () => Promise.race([end.promise, cancelled]);
+    try {
+      if (!listen || !canListen(this.redis)) return await pause();
+      return await this.listen(companionKey(key, 'signal'), companionKey(key, 'waiters'), until, pause);
+    } finally {
+      end.clear();
+      this.cancel = null;
+    }
+  }
+
+  /** Blocks on `signal` until the wait ends (`pause()` settles); pauses instead when no
+   * connection can be had or it fails. */
+  async listen(signal, waiters, until, pause) {
+    const taking = this.pool.take();
+    const conn = await Promise.race([taking, pause()]);
+    if (typeof conn === 'string') {
+      // The wait ended first: the connection, if it comes, is for the next wait.
+      taking.then((c) => c !== null && this.pool.giveBack(c));
+      return conn;
+    }
+    if (conn === null) return pause();
+    const left = until - performance.now();
+    if (left <= 0) {
+      this.pool.giveBack(conn);
+      return 'timed-out';
+    }
+    // Redis reads the timeout in seconds, with millisecond precision (0 would block forever).
+    const seconds = (Math.max(left, 1) / 1000).toFixed(3);
+    let listening = true;
+    const popped = new Promise((resolve) => {
+      // A connection that has not answered this long after Redis's own timeout is dead.
+      const guard = setTimeout(() => {
+        this.pool.discard(conn);
+        resolve(null);
+      }, left + this.policy.commandTimeoutMs);
+      guard.unref();
+      conn.blpop(signal, seconds).then(
+        (reply) => {
+          clearTimeout(guard);
+          if (reply === null) {
+            resolve('timed-out');
+          } else if (listening && !this.closed) {
+            resolve('released');
+          } else {
+            this.passOn(signal, waiters);
+            resolve('cancelled');
+          }
+          this.pool.giveBack(conn);
+        },
+        () => {
+          clearTimeout(guard);
+          this.pool.discard(conn);
+          resolve(null);
+        },
+      );
+    });
+    try {
+      const wake = await Promise.race([popped, pause()]);
+      // null: the connection failed: pause out the rest.
+      return wake ?? (await pause());
+    } finally {
+      listening = false;
+    }
+  }
+
+  /** Hands a signal a waiter took but will not use to the next waiter (best effort, within the
+   * command timeout). */
+  passOn(signal, waiters) {
+    const t = timer(this.policy.commandTimeoutMs, null);
+    Promise.race([this.redis.eval(PASS_ON, 2, signal, waiters), t.promise])
+      .catch(() => {})
+      .finally(t.clear);
+  }
+
+  /** The instance is closed or discarded: the wait in progress ends with `cancelled`, later
+   * ones at once. A BLPOP still running passes on a signal it takes. */
+  close() {
+    this.closed = true;
+    this.cancel?.();
+  }
+}
