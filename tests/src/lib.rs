@@ -89,6 +89,10 @@ pub const MINIMAL_ACL: &[&str] = &[
     "+pexpire",
     "+pttl",
     "+incr",
+    "+llen",
+    "+rpush",
+    "+lpush",
+    "+blpop",
 ];
 
 /// Creates (or resets) the user `name` with `password` and [`MINIMAL_ACL`] on `server`.
@@ -103,6 +107,19 @@ pub async fn minimal_acl_user(server: &RedisServer, name: &str, password: &str) 
         .query_async(&mut admin)
         .await
         .unwrap();
+}
+
+/// Clients blocked in a command (BLPOP) on the server.
+pub async fn blocked_clients(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
 }
 
 /// `EXISTS key`.

@@ -4,8 +4,12 @@
 
 use std::time::Duration;
 
-use dlock_host::{Error, LockOptions, Policy, Runtime};
-use dlock_tests::{RedisServer, get, raw, redis};
+use dlock_host::{Error, LockOptions, Policy, Runtime, WakeOnRelease};
+use dlock_tests::{RedisServer, blocked_clients, eventually, get, raw, redis};
+
+const TTL: Duration = Duration::from_secs(30);
+/// How long a step may take before the test fails.
+const GUARD: Duration = Duration::from_secs(30);
 
 async fn confined_user(server: &RedisServer) -> String {
     dlock_tests::minimal_acl_user(server, "dlock", "s3cret").await;
@@ -30,6 +34,50 @@ async fn the_minimal_acl_is_enough_for_every_lock_operation() {
     lock.extend(Duration::from_secs(60)).await.unwrap();
     lock.release().await.unwrap();
     assert!(!client.is_locked("job").await.unwrap());
+}
+
+/// Wake-up on release works under the minimal ACL: the waiter blocks on the signal list and
+/// the release's signal wakes it (its only retry is ten minutes away, the holder's key never
+/// expires).
+#[tokio::test]
+async fn the_minimal_acl_is_enough_for_wake_up_on_release() {
+    let server = redis();
+    let url = confined_user(&server).await;
+    let mut admin = raw(&server).await;
+    let rt = Runtime::connect(&url).await.unwrap();
+    let options = LockOptions::default().with_key_prefix("app:");
+    let holder = rt.client(options.clone()).await.unwrap();
+    let lock = holder.acquire("job", TTL).await.unwrap();
+    let () = redis::cmd("PERSIST")
+        .arg("app:job")
+        .query_async::<i64>(&mut admin)
+        .await
+        .map(|_| ())
+        .unwrap();
+    let ten_minutes = Duration::from_secs(600);
+    let waiter = rt
+        .client(
+            options
+                .with_wake_on_release(WakeOnRelease::Always)
+                .with_retry_count(1)
+                .with_retry_delay(ten_minutes)
+                .with_max_retry_delay(ten_minutes),
+        )
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move { waiter.acquire("job", TTL).await });
+    eventually("the waiter to block on the signal list", GUARD, || {
+        let mut c = admin.clone();
+        async move { blocked_clients(&mut c).await == 1 }
+    })
+    .await;
+    lock.release().await.unwrap();
+    let got = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the release did not wake the waiter")
+        .unwrap()
+        .unwrap();
+    assert_eq!(get(&mut admin, "app:job").await, Some(got.info().token));
 }
 
 #[tokio::test]

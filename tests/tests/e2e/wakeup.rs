@@ -7,24 +7,11 @@ use std::time::Duration;
 use dlock_host::{
     Deadline, Error, KeepAliveOptions, LockOptions, Lost, ReleaseOutcome, WakeOnRelease,
 };
-use dlock_tests::{client, dbsize, eventually, exists, get, raw, redis};
+use dlock_tests::{blocked_clients, client, dbsize, eventually, exists, get, raw, redis};
 
 const TTL: Duration = Duration::from_secs(60);
 /// Hang guard for events that must happen (never a timing assertion).
 const GUARD: Duration = Duration::from_secs(30);
-
-/// Clients blocked in a command (BLPOP) on the server.
-async fn blocked_clients(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("clients")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap()
-}
 
 /// The release is the only way the waiter can get the lock in time: the holder's key has no
 /// expiry (so no wait is cut at the holder's expiry) and the waiter's one retry comes after a
