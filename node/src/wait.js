@@ -181,30 +181,28 @@ export class Waits {
     const seconds = (Math.max(left, 1) / 1000).toFixed(3);
     let listening = true;
     const popped = new Promise((resolve) => {
+      // The first of the reply, the failure and the guard settles the wait and hands the
+      // connection back, once: closing a dead connection also fails its BLPOP.
+      let settled = false;
+      const settle = (wake, healthy) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(guard);
+        if (healthy) this.pool.giveBack(conn);
+        else this.pool.discard(conn);
+        resolve(wake);
+      };
       // A connection that has not answered this long after Redis's own timeout is dead.
-      const guard = setTimeout(() => {
-        this.pool.discard(conn);
-        resolve(null);
-      }, left + this.policy.commandTimeoutMs);
+      const guard = setTimeout(() => settle(null, false), left + this.policy.commandTimeoutMs);
       guard.unref();
       conn.blpop(signal, seconds).then(
         (reply) => {
-          clearTimeout(guard);
-          if (reply === null) {
-            resolve('timed-out');
-          } else if (listening && !this.closed) {
-            resolve('released');
-          } else {
-            this.passOn(signal, waiters);
-            resolve('cancelled');
-          }
-          this.pool.giveBack(conn);
+          if (reply === null) return settle('timed-out', true);
+          if (listening && !this.closed && !settled) return settle('released', true);
+          this.passOn(signal, waiters);
+          return settle('cancelled', true);
         },
-        () => {
-          clearTimeout(guard);
-          this.pool.discard(conn);
-          resolve(null);
-        },
+        () => settle(null, false),
       );
     });
     try {

@@ -11,6 +11,7 @@ import { ClientClosedError, DistributedLock, LockHandle } from '../src/index.js'
 import { bundledScripts, resolvePolicy, TokenBucket } from '../src/policy.js';
 import { RedisHost } from '../src/redis-host.js';
 import { backends, rejection, scriptCalls, startRedis, until } from './helpers.mjs';
+import { BlockingPool, Waits } from '../src/wait.js';
 
 const server = await startRedis();
 const admin = server.admin;
@@ -163,4 +164,22 @@ test('wait-for-release is policed like redis-eval: namespace, lock keys only, a 
   assert.equal(await host.wait('app:a}b', 1n, false), 'timed-out');
   host.close();
   assert.equal(await host.wait('app:job', 1n, true), 'cancelled', 'a closed host waits no more');
+});
+
+test('a wait connection that stops answering is counted out of the pool once', async () => {
+  const redis = server.client();
+  const policy = resolvePolicy({ commandTimeoutMs: 50 });
+  const pool = new BlockingPool(redis);
+  const waits = new Waits(redis, policy, pool);
+  assert.equal(await waits.wait('job', 1n, true), 'timed-out');
+  await until('the first wait to hand its connection back', () => pool.idle.length === 1);
+  const [conn] = pool.idle;
+  // The server answers nothing for a while: the next wait's BLPOP goes unanswered, its guard
+  // drops the connection, and closing it fails the BLPOP too.
+  await admin.client('PAUSE', '1000', 'ALL');
+  assert.equal(await waits.wait('job', 20n, true), 'timed-out');
+  await until('the silent connection to be closed', () => conn.status === 'end');
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(pool.inUse, 0);
+  pool.close();
 });
