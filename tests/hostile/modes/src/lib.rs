@@ -138,7 +138,10 @@ impl GuestClient for Hostile {
             "huge-reply" => outcome(run(HUGE_REPLY, &[], &[])),
             "many-keys" | "huge-args" => {
                 let (many, args) = if self.mode == "many-keys" {
-                    ((0..20).map(|n| format!("{}{n}", keys[0])).collect(), Vec::new())
+                    (
+                        (0..20).map(|n| format!("{}{n}", keys[0])).collect(),
+                        Vec::new(),
+                    )
                 } else {
                     (keys.clone(), vec!["x".repeat(1000); 5000])
                 };
