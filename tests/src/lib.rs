@@ -109,6 +109,26 @@ pub async fn minimal_acl_user(server: &RedisServer, name: &str, password: &str) 
         .unwrap();
 }
 
+/// Takes `key`'s expiry away (`PERSIST`): no wait on it is then cut at the holder's expiry.
+pub async fn persist(conn: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let _: i64 = redis::cmd("PERSIST")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// `options` for a waiter that only a release can wake within a test: it wakes on release,
+/// and its one retry is ten minutes away.
+pub fn woken_only_by_release(options: LockOptions) -> LockOptions {
+    let ten_minutes = std::time::Duration::from_secs(600);
+    options
+        .with_wake_on_release(dlock_host::WakeOnRelease::Always)
+        .with_retry_count(1)
+        .with_retry_delay(ten_minutes)
+        .with_max_retry_delay(ten_minutes)
+}
+
 /// Clients blocked in a command (BLPOP) on the server.
 pub async fn blocked_clients(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO")

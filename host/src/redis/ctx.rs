@@ -184,36 +184,28 @@ pub fn add_to_linker<T: RedisHostView + 'static>(linker: &mut Linker<T>) -> wasm
     redis.func_wrap_async("node-count", |mut store: StoreContextMut<'_, T>, (): ()| {
         Box::new(async move { Ok((Host::node_count(&mut store.data_mut().redis()).await?,)) })
     })?;
-    redis.func_wrap_async(
-        "redis-eval",
-        |mut store: StoreContextMut<'_, T>, (script, keys, args): EvalParams| {
-            Box::new(async move {
-                let request = match take_request(&mut store, &keys, &args)? {
-                    Ok(request) => request,
-                    Err(denied) => return Ok((Err(denied),)),
-                };
-                let mut view = store.data_mut().redis();
-                let reply = view.eval_one(&script, request.keys(), request.args()).await;
-                give_back(view, request);
-                Ok((reply?,))
-            })
-        },
-    )?;
-    redis.func_wrap_async(
-        "redis-eval-all",
-        |mut store: StoreContextMut<'_, T>, (script, keys, args): EvalParams| {
-            Box::new(async move {
-                let request = match take_request(&mut store, &keys, &args)? {
-                    Ok(request) => request,
-                    Err(denied) => return Ok((Err(denied),)),
-                };
-                let mut view = store.data_mut().redis();
-                let replies = view.eval_all(&script, request.keys(), request.args()).await;
-                give_back(view, request);
-                Ok((replies?,))
-            })
-        },
-    )?;
+    // `redis-eval` and `redis-eval-all`: the request read in place, then run by `$run`.
+    macro_rules! link_eval {
+        ($name:literal, $run:ident) => {
+            redis.func_wrap_async(
+                $name,
+                |mut store: StoreContextMut<'_, T>, (script, keys, args): EvalParams| {
+                    Box::new(async move {
+                        let request = match take_request(&mut store, &keys, &args)? {
+                            Ok(request) => request,
+                            Err(denied) => return Ok((Err(denied),)),
+                        };
+                        let mut view = store.data_mut().redis();
+                        let reply = view.$run(&script, request.keys(), request.args()).await;
+                        give_back(view, request);
+                        Ok((reply?,))
+                    })
+                },
+            )?
+        };
+    }
+    link_eval!("redis-eval", eval_one);
+    link_eval!("redis-eval-all", eval_all);
     Ok(())
 }
 

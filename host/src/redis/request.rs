@@ -10,9 +10,10 @@ use wasmtime::component::{WasmList, WasmStr};
 
 use super::limits::RequestLimits;
 
-/// Most strings, and most bytes in them, a store keeps for the next call; past either, the
-/// strings are dropped after the call.
+/// Most strings a store keeps for its next call; with more, all are dropped after the call.
 const KEPT: usize = 16;
+/// Most bytes (the strings' capacity) a store keeps for its next call; with more, the strings
+/// are dropped after the call.
 const KEPT_BYTES: usize = 8 << 10;
 
 /// One call's keys (`strings[..keys]`) and arguments (`strings[keys..len]`); the strings past

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use dlock_host::{Error, LockOptions, Policy, Runtime, WakeOnRelease};
-use dlock_tests::{RedisServer, blocked_clients, eventually, get, raw, redis};
+use dlock_host::{Error, LockOptions, Policy, Runtime};
+use dlock_tests::{
+    RedisServer, blocked_clients, eventually, get, persist, raw, redis, woken_only_by_release,
+};
 
 const TTL: Duration = Duration::from_secs(30);
 /// How long a step may take before the test fails.
@@ -48,23 +50,8 @@ async fn the_minimal_acl_is_enough_for_wake_up_on_release() {
     let options = LockOptions::default().with_key_prefix("app:");
     let holder = rt.client(options.clone()).await.unwrap();
     let lock = holder.acquire("job", TTL).await.unwrap();
-    let () = redis::cmd("PERSIST")
-        .arg("app:job")
-        .query_async::<i64>(&mut admin)
-        .await
-        .map(|_| ())
-        .unwrap();
-    let ten_minutes = Duration::from_secs(600);
-    let waiter = rt
-        .client(
-            options
-                .with_wake_on_release(WakeOnRelease::Always)
-                .with_retry_count(1)
-                .with_retry_delay(ten_minutes)
-                .with_max_retry_delay(ten_minutes),
-        )
-        .await
-        .unwrap();
+    persist(&mut admin, "app:job").await;
+    let waiter = rt.client(woken_only_by_release(options)).await.unwrap();
     let waiting = tokio::spawn(async move { waiter.acquire("job", TTL).await });
     eventually("the waiter to block on the signal list", GUARD, || {
         let mut c = admin.clone();

@@ -7,7 +7,10 @@ use std::time::Duration;
 use dlock_host::{
     Deadline, Error, KeepAliveOptions, LockOptions, Lost, ReleaseOutcome, WakeOnRelease,
 };
-use dlock_tests::{blocked_clients, client, dbsize, eventually, exists, get, raw, redis};
+use dlock_tests::{
+    blocked_clients, client, dbsize, eventually, exists, get, persist, raw, redis,
+    woken_only_by_release,
+};
 
 const TTL: Duration = Duration::from_secs(60);
 /// Hang guard for events that must happen (never a timing assertion).
@@ -23,21 +26,9 @@ async fn a_release_wakes_a_waiter_blocked_on_the_signal_list() {
     let (rt, holder) = client(&server).await;
     let mut conn = raw(&server).await;
     let lock = holder.acquire("job", TTL).await.unwrap();
-    let () = redis::cmd("PERSIST")
-        .arg("job")
-        .query_async::<i64>(&mut conn)
-        .await
-        .map(|_| ())
-        .unwrap();
-    let ten_minutes = Duration::from_secs(600);
+    persist(&mut conn, "job").await;
     let waiter = rt
-        .client(
-            LockOptions::default()
-                .with_wake_on_release(WakeOnRelease::Always)
-                .with_retry_count(1)
-                .with_retry_delay(ten_minutes)
-                .with_max_retry_delay(ten_minutes),
-        )
+        .client(woken_only_by_release(LockOptions::default()))
         .await
         .unwrap();
     let waiting = tokio::spawn(async move { waiter.acquire("job", TTL).await });
