@@ -6,7 +6,11 @@ use std::time::Duration;
 use dlock_host::KeyState;
 use dlock_host::RedisConnection;
 use dlock_host::contract::{Companion, companion_key, companion_of};
+use redis::ErrorKind;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use serde_json::{Value, json};
+use tokio::task::JoinSet;
 
 use super::output::outln;
 use super::{CliResult, Ctx, EXIT_OK, EXIT_REDIS, Failure, epoch_ms};
@@ -139,42 +143,97 @@ fn header(ctx: &Ctx, args: &StatusArgs, locks: usize) -> String {
 }
 
 /// The keys under `prefix` that may be locks (strings, not companion keys), without the
-/// prefix, sorted, at most `limit`.
+/// prefix, sorted, at most `limit`. On a Redis Cluster every primary is scanned.
 async fn scan(
     conn: &mut RedisConnection,
     prefix: &str,
     limit: usize,
 ) -> redis::RedisResult<Vec<String>> {
     let pattern = format!("{}*", glob_escape(prefix));
-    let mut cursor = 0u64;
+    // A key may be seen twice across a SCAN; the set is bounded (per node) so the scan is too.
+    let bound = limit.saturating_mul(10).max(10_000);
+    let nodes = match conn {
+        RedisConnection::Cluster(cluster) => {
+            primaries(cluster).await?.into_iter().map(Some).collect()
+        }
+        _ => vec![None],
+    };
     let mut keys = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .arg("TYPE")
-            .arg("string")
-            .query_async(conn)
-            .await?;
-        keys.extend(
-            batch
-                .into_iter()
-                .filter(|k| companion_of(k).is_none())
-                .filter_map(|k| k.strip_prefix(prefix).map(str::to_owned)),
-        );
-        cursor = next;
-        // A key may be seen twice across a SCAN; the set is bounded so the scan is too.
-        if cursor == 0 || keys.len() >= limit.saturating_mul(10).max(10_000) {
-            break;
+    for node in nodes {
+        let mut cursor = 0u64;
+        let mut seen = 0usize;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("string");
+            let (next, batch): (u64, Vec<String>) = match (&mut *conn, &node) {
+                (RedisConnection::Cluster(cluster), Some((host, port))) => {
+                    let at = SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    };
+                    redis::from_redis_value(
+                        cluster
+                            .route_command(cmd, RoutingInfo::SingleNode(at))
+                            .await?,
+                    )?
+                }
+                (conn, _) => cmd.query_async(conn).await?,
+            };
+            seen += batch.len();
+            keys.extend(
+                batch
+                    .into_iter()
+                    .filter(|k| companion_of(k).is_none())
+                    .filter_map(|k| k.strip_prefix(prefix).map(str::to_owned)),
+            );
+            cursor = next;
+            if cursor == 0 || seen >= bound {
+                break;
+            }
         }
     }
     keys.sort();
     keys.dedup();
     keys.truncate(limit);
     Ok(keys)
+}
+
+/// The host and port of each primary of the cluster, as the cluster connection knows them.
+async fn primaries(cluster: &mut ClusterConnection) -> redis::RedisResult<Vec<(String, u16)>> {
+    let every_primary = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let replies = cluster
+        .route_command(redis::cmd("PING"), every_primary)
+        .await?;
+    let redis::Value::Map(replies) = replies else {
+        return Err((
+            ErrorKind::UnexpectedReturnType,
+            "PING to every primary: not a map",
+        )
+            .into());
+    };
+    replies
+        .into_iter()
+        .map(|(address, _)| {
+            let address: String = redis::from_redis_value(address)?;
+            address
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+                .ok_or_else(|| {
+                    (
+                        ErrorKind::UnexpectedReturnType,
+                        "a cluster node's address",
+                        address.clone(),
+                    )
+                        .into()
+                })
+        })
+        .collect()
 }
 
 /// `*`, `?`, `[`, `]` and `\` matched literally in a SCAN pattern.
@@ -189,48 +248,67 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// Token, time left and fence of each key (prefix added), in one round trip. A key gone in
-/// the meantime, or holding another type, is left out.
+/// Token, time left and fence of each key (prefix added), all keys' reads sent at once. A key
+/// gone in the meantime, or holding another type, is left out.
 async fn read(
     conn: &mut RedisConnection,
     prefix: &str,
     keys: &[String],
 ) -> redis::RedisResult<Vec<Row>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
+    // One pipeline per key (a key and its fence share a slot; a Cluster refuses a pipeline
+    // across slots), all in flight together over the one multiplexed connection.
+    let mut reads = JoinSet::new();
+    for (at, key) in keys.iter().enumerate() {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        let full = format!("{prefix}{key}");
+        reads.spawn(async move { (at, read_one(&mut conn, key, &full).await) });
     }
+    let mut rows = Vec::with_capacity(keys.len());
+    while let Some(done) = reads.join_next().await {
+        let (at, row) = done.map_err(|e| (ErrorKind::Client, "a status read", e.to_string()))?;
+        if let Some(row) = row? {
+            rows.push((at, row));
+        }
+    }
+    rows.sort_by_key(|(at, _)| *at);
+    Ok(rows.into_iter().map(|(_, row)| row).collect())
+}
+
+/// One key's row, in one round trip; `None` when the key is gone or is not a string.
+async fn read_one(
+    conn: &mut RedisConnection,
+    key: String,
+    full: &str,
+) -> redis::RedisResult<Option<Row>> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
-    for key in keys {
-        let full = format!("{prefix}{key}");
-        let fence = companion_key(&full, Companion::Fence).unwrap_or_default();
-        pipe.cmd("PTTL").arg(&full);
-        pipe.cmd("GET").arg(&full);
+    pipe.cmd("PTTL").arg(full);
+    pipe.cmd("GET").arg(full);
+    // A key that has no companion keys has no fence.
+    if let Ok(fence) = companion_key(full, Companion::Fence) {
         pipe.cmd("GET").arg(fence);
     }
     let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(conn).await?;
-    let mut rows = Vec::new();
-    for (key, r) in keys.iter().zip(replies.chunks(3)) {
-        let [Ok(pttl), Ok(token), fence] = r else {
-            continue;
-        };
-        let Ok(Some(token)) = redis::from_redis_value::<Option<String>>(token.clone()) else {
-            continue;
-        };
-        let pttl: i64 = redis::from_redis_value(pttl.clone()).unwrap_or(-2);
-        let fence = fence.as_ref().ok().and_then(|f| {
-            redis::from_redis_value::<Option<String>>(f.clone())
-                .ok()
-                .flatten()
-        });
-        rows.push(Row {
-            key: key.clone(),
-            token,
-            ttl_ms: (pttl >= 0).then_some(pttl),
-            fence: fence.and_then(|f| f.parse().ok()),
-        });
-    }
-    Ok(rows)
+    let (Some(Ok(pttl)), Some(Ok(token))) = (replies.first(), replies.get(1)) else {
+        return Ok(None);
+    };
+    let Ok(Some(token)) = redis::from_redis_value::<Option<String>>(token.clone()) else {
+        return Ok(None);
+    };
+    let pttl: i64 = redis::from_redis_value(pttl.clone()).unwrap_or(-2);
+    let fence = match replies.get(2) {
+        Some(Ok(fence)) => redis::from_redis_value::<Option<String>>(fence.clone())
+            .ok()
+            .flatten(),
+        _ => None,
+    };
+    Ok(Some(Row {
+        key,
+        token,
+        ttl_ms: (pttl >= 0).then_some(pttl),
+        fence: fence.and_then(|f| f.parse().ok()),
+    }))
 }
 
 /// A token as the table shows it: its first 8 characters.

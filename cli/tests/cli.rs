@@ -4,11 +4,13 @@
 //! termination, signal forwarding and release; bad input writing nothing; an unreachable Redis
 //! answered with exit 3; mutual exclusion across processes; interop with plain SET NX PX locks.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use dlock_tests::{RedisServer, dbsize, eventually, exists, get, pttl, raw, redis};
+use dlock_tests::cluster::Cluster;
+use dlock_tests::{RedisServer, dbsize, eventually, exists, get, key_slot, pttl, raw, redis};
 use redis::aio::MultiplexedConnection;
 use tokio::process::Command;
 
@@ -232,6 +234,57 @@ async fn status_lists_the_locks_under_the_prefix_once_or_watching() {
         assert_eq!(locks[1]["fence"].to_string(), fence);
         assert!(locks[0]["ttl_ms"].as_i64().unwrap() > 50_000);
     }
+}
+
+#[tokio::test]
+async fn status_on_a_cluster_lists_the_locks_of_every_primary() {
+    let cluster = Cluster::start(3, 0).await;
+    let on_cluster = || {
+        let mut cmd = dlock_bare();
+        for seed in cluster.seeds() {
+            cmd.arg("--redis").arg(seed);
+        }
+        cmd.arg("--cluster");
+        cmd
+    };
+    let keys: Vec<String> = (0..12).map(|i| format!("job:{i}")).collect();
+    for third in 0..3 {
+        let range = (third * 5462)..((third + 1) * 5462);
+        assert!(keys.iter().any(|k| range.contains(&key_slot(k))));
+    }
+    let mut tokens = BTreeMap::new();
+    for key in &keys {
+        let r = ran(on_cluster().args(["acquire", key, "--ttl", "1m"])).await;
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        tokens.insert(key.clone(), r.stdout);
+    }
+    let listed = |limit: &str| {
+        let mut cmd = on_cluster();
+        cmd.args(["--json", "status", "--limit", limit]);
+        async move {
+            let r = ran(&mut cmd).await;
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+            v["locks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let field = |name: &str| l[name].as_str().unwrap().to_owned();
+                    (field("key"), field("token"))
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("100").await,
+        tokens.clone().into_iter().collect::<Vec<_>>()
+    );
+    // --limit keeps the first locks by key across all primaries.
+    assert_eq!(
+        listed("5").await,
+        tokens.into_iter().take(5).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
