@@ -232,10 +232,12 @@ enum Command {
     ///
     /// --watch refreshes the view every --interval (in place on a terminal) until Ctrl-C or
     /// --count refreshes; with --json each refresh is one JSON line. The list reads Redis
-    /// directly (SCAN, GET, PTTL: read-only); companion keys ({KEY}:fence, :signal, :waiters)
-    /// are not shown as locks.
+    /// directly (SCAN, GET, PTTL: read-only), on every primary of a Cluster; in quorum mode it
+    /// shows the locks a majority of the primaries hold with the same token, and needs a
+    /// majority answering. Companion keys ({KEY}:fence, :signal, :waiters) are not shown as
+    /// locks.
     #[command(
-        after_help = "Exit codes: 0 (locked or not), 2 bad input, 3 Redis unreachable or failing."
+        after_help = "Exit codes: 0 (locked or not), 2 bad input, 3 Redis unreachable or failing (in quorum mode: fewer than a majority answering)."
     )]
     Status(status::StatusArgs),
     /// Run CMD while holding the lock (flock for a fleet).

@@ -1,5 +1,6 @@
 //! `status`: one key's state, or the locks under a prefix, once or refreshed live (`--watch`).
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ struct Row {
     token: String,
     /// Milliseconds left; `None` without an expiry.
     ttl_ms: Option<i64>,
+    /// The fencing token of the key's last acquisition, when it has one.
     fence: Option<i64>,
 }
 
@@ -87,7 +89,7 @@ async fn once(ctx: &Ctx, key: &str) -> CliResult<u8> {
 
 /// The list, once or every interval.
 async fn watch(ctx: &Ctx, args: &StatusArgs) -> CliResult<u8> {
-    let mut conn = ctx.runtime.connection();
+    let mut conns = ctx.runtime.connections();
     let live = args.watch && !ctx.json && std::io::stdout().is_terminal();
     let mut ticks = tokio::time::interval(args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,19 +99,7 @@ async fn watch(ctx: &Ctx, args: &StatusArgs) -> CliResult<u8> {
             _ = ticks.tick() => {}
             _ = tokio::signal::ctrl_c() => return Ok(EXIT_OK),
         }
-        let rows = match &args.key {
-            Some(key) => read(&mut conn, &ctx.prefix, std::slice::from_ref(key)).await,
-            None => match scan(&mut conn, &ctx.prefix, args.limit).await {
-                Ok(keys) => read(&mut conn, &ctx.prefix, &keys).await,
-                Err(e) => Err(e),
-            },
-        }
-        .map_err(|e| {
-            Failure::new(
-                EXIT_REDIS,
-                format!("Redis at {}: {e}", ctx.runtime.redis_url()),
-            )
-        })?;
+        let rows = rows(ctx, &mut conns, args).await?;
         let now_ms = epoch_ms(std::time::SystemTime::now());
         if ctx.json {
             outln!("{}", to_json(&ctx.prefix, now_ms, &rows))?;
@@ -127,6 +117,76 @@ async fn watch(ctx: &Ctx, args: &StatusArgs) -> CliResult<u8> {
             return Ok(EXIT_OK);
         }
     }
+}
+
+/// The rows to show: the key's, or the locks under the prefix. In quorum mode, what a majority
+/// of the primaries hold (each primary's first `--limit` by key), and an error unless a
+/// majority answered.
+async fn rows(ctx: &Ctx, conns: &mut [RedisConnection], args: &StatusArgs) -> CliResult<Vec<Row>> {
+    let timeout = ctx.runtime.policy().command_timeout();
+    let mut answers = Vec::with_capacity(conns.len());
+    let mut failure = None;
+    for conn in conns.iter_mut() {
+        let answer = match &args.key {
+            Some(key) => read(conn, &ctx.prefix, std::slice::from_ref(key), timeout).await,
+            None => match scan(conn, &ctx.prefix, args.limit, timeout).await {
+                Ok(keys) => read(conn, &ctx.prefix, &keys, timeout).await,
+                Err(e) => Err(e),
+            },
+        };
+        match answer {
+            Ok(rows) => answers.push(rows),
+            Err(e) => failure = Some(e),
+        }
+    }
+    let majority = conns.len() / 2 + 1;
+    if answers.len() < majority {
+        let e = failure.map(|e| e.to_string()).unwrap_or_default();
+        let what = match conns.len() {
+            1 => e,
+            n => format!(
+                "no quorum: {} of {n} primaries answered ({e})",
+                answers.len()
+            ),
+        };
+        let url = ctx.runtime.redis_url();
+        return Err(Failure::new(EXIT_REDIS, format!("Redis at {url}: {what}")));
+    }
+    if conns.len() == 1 {
+        return Ok(answers.pop().unwrap_or_default());
+    }
+    Ok(agreed(answers, majority, args.limit))
+}
+
+/// The locks `majority` of the primaries' answers agree on (the same key with the same
+/// token), by key, at most `limit`, each with the shortest time left among them.
+fn agreed(answers: Vec<Vec<Row>>, majority: usize, limit: usize) -> Vec<Row> {
+    let mut by_lock: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
+    for row in answers.into_iter().flatten() {
+        by_lock
+            .entry((row.key.clone(), row.token.clone()))
+            .or_default()
+            .push(row);
+    }
+    by_lock
+        .into_values()
+        .filter(|rows| rows.len() >= majority)
+        .filter_map(|rows| {
+            rows.into_iter()
+                .min_by_key(|row| row.ttl_ms.unwrap_or(i64::MAX))
+        })
+        .take(limit)
+        .collect()
+}
+
+/// `request` bounded by `timeout`; running past it is an I/O error.
+async fn bounded<T>(
+    timeout: Duration,
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(timeout, request)
+        .await
+        .unwrap_or_else(|_| Err((ErrorKind::Io, "no reply within the command timeout").into()))
 }
 
 fn header(ctx: &Ctx, args: &StatusArgs, locks: usize) -> String {
@@ -148,14 +208,17 @@ async fn scan(
     conn: &mut RedisConnection,
     prefix: &str,
     limit: usize,
+    timeout: Duration,
 ) -> redis::RedisResult<Vec<String>> {
     let pattern = format!("{}*", glob_escape(prefix));
     // A key may be seen twice across a SCAN; the set is bounded (per node) so the scan is too.
     let bound = limit.saturating_mul(10).max(10_000);
     let nodes = match conn {
-        RedisConnection::Cluster(cluster) => {
-            primaries(cluster).await?.into_iter().map(Some).collect()
-        }
+        RedisConnection::Cluster(cluster) => bounded(timeout, primaries(cluster))
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect(),
         _ => vec![None],
     };
     let mut keys = Vec::new();
@@ -177,13 +240,10 @@ async fn scan(
                         host: host.clone(),
                         port: *port,
                     };
-                    redis::from_redis_value(
-                        cluster
-                            .route_command(cmd, RoutingInfo::SingleNode(at))
-                            .await?,
-                    )?
+                    let reply = cluster.route_command(cmd, RoutingInfo::SingleNode(at));
+                    redis::from_redis_value(bounded(timeout, reply).await?)?
                 }
-                (conn, _) => cmd.query_async(conn).await?,
+                (conn, _) => bounded(timeout, cmd.query_async(conn)).await?,
             };
             seen += batch.len();
             keys.extend(
@@ -254,6 +314,7 @@ async fn read(
     conn: &mut RedisConnection,
     prefix: &str,
     keys: &[String],
+    timeout: Duration,
 ) -> redis::RedisResult<Vec<Row>> {
     // One pipeline per key (a key and its fence share a slot; a Cluster refuses a pipeline
     // across slots), all in flight together over the one multiplexed connection.
@@ -262,7 +323,10 @@ async fn read(
         let mut conn = conn.clone();
         let key = key.clone();
         let full = format!("{prefix}{key}");
-        reads.spawn(async move { (at, read_one(&mut conn, key, &full).await) });
+        reads.spawn(async move {
+            let row = bounded(timeout, read_one(&mut conn, key, &full)).await;
+            (at, row)
+        });
     }
     let mut rows = Vec::with_capacity(keys.len());
     while let Some(done) = reads.join_next().await {

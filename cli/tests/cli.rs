@@ -10,8 +10,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use dlock_tests::cluster::Cluster;
-use dlock_tests::{RedisServer, dbsize, eventually, exists, get, key_slot, pttl, raw, redis};
+use dlock_tests::{
+    RedisServer, dbsize, eventually, exists, get, key_slot, pttl, raw, redis, signal_server,
+};
 use redis::aio::MultiplexedConnection;
+use rustix::process::Signal;
 use tokio::process::Command;
 
 /// `dlock --redis URL ...`, with no URL inherited from the environment.
@@ -258,33 +261,68 @@ async fn status_on_a_cluster_lists_the_locks_of_every_primary() {
         assert_eq!(r.code, 0, "{}", r.stderr);
         tokens.insert(key.clone(), r.stdout);
     }
-    let listed = |limit: &str| {
-        let mut cmd = on_cluster();
-        cmd.args(["--json", "status", "--limit", limit]);
-        async move {
-            let r = ran(&mut cmd).await;
-            assert_eq!(r.code, 0, "{}", r.stderr);
-            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-            v["locks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| {
-                    let field = |name: &str| l[name].as_str().unwrap().to_owned();
-                    (field("key"), field("token"))
-                })
-                .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(
-        listed("100").await,
-        tokens.clone().into_iter().collect::<Vec<_>>()
-    );
+    let all: Vec<(String, String)> = tokens.into_iter().collect();
+    assert_eq!(listed_locks(&mut on_cluster(), &[]).await, all);
     // --limit keeps the first locks by key across all primaries.
     assert_eq!(
-        listed("5").await,
-        tokens.into_iter().take(5).collect::<Vec<_>>()
+        listed_locks(&mut on_cluster(), &["--limit", "5"]).await,
+        all[..5]
     );
+}
+
+#[tokio::test]
+async fn status_in_quorum_mode_lists_what_a_majority_holds_and_needs_a_majority_answering() {
+    let mut servers: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
+    let quorum = |servers: &[RedisServer]| {
+        let mut cmd = dlock_bare();
+        for server in servers {
+            cmd.arg("--redis").arg(server.url());
+        }
+        cmd
+    };
+    let r = ran(quorum(&servers).args(["acquire", "a", "--ttl", "1m"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let a = r.stdout;
+    // "b" on the first primary only (an acquire that did not reach a quorum), "c" on the two
+    // others (taken while the first was down).
+    for (server, key) in [(0, "b"), (1, "c"), (2, "c")] {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(format!("token-{key}"))
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut raw(&servers[server]).await)
+            .await
+            .unwrap();
+    }
+    let held = vec![("a".to_owned(), a), ("c".to_owned(), "token-c".to_owned())];
+    assert_eq!(listed_locks(&mut quorum(&servers), &[]).await, held);
+    // The first primary frozen: the two others still make a majority.
+    signal_server(&servers[0], Signal::STOP);
+    assert_eq!(listed_locks(&mut quorum(&servers), &[]).await, held);
+    signal_server(&servers[0], Signal::CONT);
+    servers[1].stop();
+    servers[2].stop();
+    let r = ran(quorum(&servers).args(["status"])).await;
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("no quorum"), "{}", r.stderr);
+}
+
+/// The (key, token) pairs `dlock --json status` lists, `cmd` given its Redis and `extra`
+/// arguments added after `status`.
+async fn listed_locks(cmd: &mut Command, extra: &[&str]) -> Vec<(String, String)> {
+    let r = ran(cmd.args(["--json", "status"]).args(extra)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let field = |name: &str| l[name].as_str().unwrap().to_owned();
+            (field("key"), field("token"))
+        })
+        .collect()
 }
 
 #[tokio::test]
