@@ -171,8 +171,8 @@ impl Link {
     }
 
     /// The connections for blocking waits, shared by every link on the same stores: only
-    /// with a single primary at a fixed address. Over a quorum no one primary's signal says
-    /// the lock is free; behind Sentinel the primary may move; in a Cluster the signal list's
+    /// with a single primary (at a fixed address, or the one Sentinel names now). Over a
+    /// quorum no one primary's signal says the lock is free; in a Cluster the signal list's
     /// slot may move: waits there poll.
     pub(super) fn blocking_pool(&self) -> Option<&BlockingPool> {
         match &*self.stores.nodes {

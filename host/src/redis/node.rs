@@ -72,8 +72,8 @@ pub(crate) struct Node {
     timeouts_in_a_row: AtomicU32,
     /// Set while a replacement is being made in the background (one at a time).
     replacing: AtomicBool,
-    /// Connections of their own for blocking waits (release signals): only for a fixed
-    /// address; behind Sentinel or in a Cluster, waits poll.
+    /// Connections of their own for blocking waits (release signals), to the primary (the
+    /// one Sentinel names now); in a Cluster, waits poll.
     blocking: Option<BlockingPool>,
     /// Where Redis is, for spans (empty for Sentinel and Cluster).
     server: Server,
@@ -111,7 +111,6 @@ impl Node {
         };
         let config = manager_config(settings.connect_timeout);
         tls::install_crypto_provider();
-        let mut blocking = None;
         let mut server = (String::new(), None, 0);
         let (source, client, lazy) = if url.starts_with(sentinel::SCHEME) {
             let parsed = SentinelUrl::parse(url).map_err(invalid)?;
@@ -145,13 +144,13 @@ impl Node {
                 None => redis::Client::open(info),
             }
             .map_err(|e| invalid(e.to_string()))?;
-            blocking = Some(BlockingPool::new(client.clone(), settings.connect_timeout));
             let source = Source::Direct {
                 client: client.clone(),
                 config: config.clone(),
             };
             (source, client, lazy)
         };
+        let blocking = BlockingPool::new(client.clone(), settings.connect_timeout);
         let manager = if lazy {
             ConnectionManager::new_lazy_with_config(client, config).map_err(connect)?
         } else {
@@ -160,7 +159,7 @@ impl Node {
                 .map_err(connect)?
         };
         let mut node = Node::new(source, RedisConnection::Primary(manager));
-        node.blocking = blocking;
+        node.blocking = Some(blocking);
         node.server = server;
         Ok(node)
     }
@@ -218,7 +217,7 @@ impl Node {
         }
     }
 
-    /// The connections for blocking waits, when this node waits on signals (a fixed address).
+    /// The connections for blocking waits, when this node waits on signals (not a Cluster).
     pub(crate) fn blocking_pool(&self) -> Option<&BlockingPool> {
         self.blocking.as_ref()
     }
@@ -299,6 +298,9 @@ impl Node {
             Source::Direct { .. } => None,
             Source::Sentinel { sentinel, config } => {
                 let client = sentinel.lock().await.async_get_client().await.ok()?;
+                if let Some(pool) = &self.blocking {
+                    pool.retarget(client.clone());
+                }
                 let fresh = ConnectionManager::new_lazy_with_config(client, config.clone()).ok()?;
                 Some(RedisConnection::Primary(fresh))
             }

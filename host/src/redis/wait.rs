@@ -130,13 +130,13 @@ async fn listen_for(
     };
     let pool = link.blocking_pool()?;
     let permit = link.blocking_permit()?;
-    let mut conn = tokio::time::timeout_at(until.into(), pool.take())
+    let mut taken = tokio::time::timeout_at(until.into(), pool.take())
         .await
         .ok()?
         .ok()?;
     let left = until.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        pool.give_back(conn, link.policy.max_blocking_connections);
+        pool.give_back(taken, link.policy.max_blocking_connections);
         observe::woken(WokenBy::Timeout);
         return Some(Wake::TimedOut);
     }
@@ -156,7 +156,7 @@ async fn listen_for(
             cmd.arg(&task_signal).arg(&seconds);
             let reply = tokio::time::timeout(
                 guard,
-                cmd.query_async::<Option<(String, String)>>(&mut conn),
+                cmd.query_async::<Option<(String, String)>>(&mut taken.conn),
             )
             .await;
             observe::redis_call("BLPOP", None, started.elapsed());
@@ -177,7 +177,7 @@ async fn listen_for(
             }
             let keep = task_link.policy.max_blocking_connections;
             if let Some(pool) = task_link.blocking_pool() {
-                pool.give_back(conn, keep);
+                pool.give_back(taken, keep);
             }
         }
         .instrument(span),

@@ -2,20 +2,26 @@
 //! `redis+sentinel://` URL follow the new primary when the old one is killed under
 //! contention; and a lock the primary granted but had not replicated is lost by the failover
 //! (the classic case, the documented negative), with fencing refusing the stale holder.
+//! Waiters block on the primary's signal list, and on the new primary's after a failover.
 
 use std::time::Duration;
 
-use dlock_host::{LockOptions, Runtime};
+use dlock_host::{Client, LockOptions, ReleaseOutcome, Runtime};
 use dlock_tests::driver::Driven;
 use dlock_tests::history::Recorder;
 use dlock_tests::sentinel::Sentinels;
 use dlock_tests::workers::Worker;
-use dlock_tests::{eventually, raw, redis, signal_server};
+use dlock_tests::{
+    RedisServer, blocked_clients, eventually, persist, raw, redis, signal_server,
+    woken_only_by_release,
+};
 use rustix::process::Signal;
 
 use crate::reliability::{assert_rounds_clean, round, set_contents, until_rounds, worker};
 
 const TTL: Duration = Duration::from_secs(30);
+/// Hang guard for events that must happen (never a timing assertion).
+const GUARD: Duration = Duration::from_secs(30);
 const FENCED_WRITE: &str = include_str!("../../../examples/fenced-write.lua");
 
 /// The replication offsets of a server (`INFO replication`): (master_repl_offset, and the
@@ -141,4 +147,61 @@ async fn a_lock_the_primary_had_not_replicated_is_lost_by_the_failover_and_fenci
     // The fenced resource refuses both the stale holder and B (safe, not live).
     assert!(!fenced_write(fence_a, "again-from-a").await);
     assert!(!fenced_write(fence_b, "from-b").await);
+}
+
+/// `holder` takes `key` (without expiry, so only a release frees it) on `primary`, `waiter`
+/// blocks on the key's signal list there, and the release wakes it; `waiter` is handed back.
+async fn release_wakes_the_waiter(
+    primary: &RedisServer,
+    holder: &Client,
+    waiter: Client,
+    key: &'static str,
+) -> Client {
+    let mut conn = raw(primary).await;
+    let lock = holder.acquire(key, TTL).await.unwrap();
+    persist(&mut conn, key).await;
+    let waiting = tokio::spawn(async move {
+        let got = waiter.acquire(key, TTL).await;
+        (waiter, got)
+    });
+    let blocked = format!(
+        "the waiter to block on the signal list at {}",
+        primary.url()
+    );
+    eventually(&blocked, GUARD, || {
+        let mut c = conn.clone();
+        async move { blocked_clients(&mut c).await == 1 }
+    })
+    .await;
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
+    let (waiter, got) = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the release did not wake the waiter")
+        .unwrap();
+    assert_eq!(
+        got.unwrap().release().await.unwrap(),
+        ReleaseOutcome::Released
+    );
+    waiter
+}
+
+#[tokio::test]
+async fn waiters_block_on_the_primarys_signal_list_and_follow_it_across_a_failover() {
+    let mut set = Sentinels::start().await.unwrap();
+    let runtime = Runtime::connect(set.url()).await.unwrap();
+    let holder = runtime.client(LockOptions::default()).await.unwrap();
+    let waiter = runtime
+        .client(woken_only_by_release(LockOptions::default()))
+        .await
+        .unwrap();
+    let waiter = release_wakes_the_waiter(&set.primary, &holder, waiter, "job").await;
+
+    set.primary.stop();
+    set.until_failed_over().await;
+    eventually("the clients to reach the new primary", GUARD, || async {
+        holder.is_locked("job").await.is_ok()
+    })
+    .await;
+    // Another key: the first one's release signalled its waiter's mark, which outlives it.
+    release_wakes_the_waiter(&set.replica, &holder, waiter, "next").await;
 }
