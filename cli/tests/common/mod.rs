@@ -1,0 +1,80 @@
+//! Helpers shared by the `dlock` CLI's integration tests (`cli.rs` and `run.rs`): the binary
+//! run against a given Redis, what it printed and its exit code.
+
+#![allow(dead_code, reason = "each test binary uses a subset of the helpers")]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use dlock_tests::{RedisServer, eventually, exists};
+use redis::aio::MultiplexedConnection;
+use tokio::process::Command;
+
+/// `dlock --redis URL ...`, with no URL inherited from the environment.
+pub fn dlock(server: &RedisServer) -> Command {
+    let mut cmd = dlock_bare();
+    cmd.arg("--redis").arg(server.url());
+    cmd
+}
+
+pub fn dlock_bare() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlock"));
+    cmd.env_remove("DLOCK_REDIS_URL").kill_on_drop(true);
+    cmd
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub async fn ran(cmd: &mut Command) -> Ran {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    ran_as_set_up(cmd).await
+}
+
+/// Runs `cmd` with the stdin, stdout and stderr it was given (unlike `Command::output`, which
+/// pipes stdout and stderr whatever was set) and collects what was piped.
+pub async fn ran_as_set_up(cmd: &mut Command) -> Ran {
+    let child = cmd.spawn().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("dlock hung")
+        .unwrap();
+    Ran {
+        code: out.status.code().expect("dlock exited by a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    }
+}
+
+pub async fn acquire(server: &RedisServer, key: &str, ttl: &str) -> String {
+    let r = ran(dlock(server).args(["acquire", key, "--ttl", ttl])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout
+}
+
+/// Waits until `key` exists (a `dlock run` started in the background took the lock).
+pub async fn until_locked(conn: &MultiplexedConnection, key: &str) {
+    eventually("the lock to be taken", Duration::from_secs(20), || {
+        let mut c = conn.clone();
+        async move { exists(&mut c, key).await }
+    })
+    .await;
+}
+
+pub async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("dlock hung")
+        .unwrap();
+    status.code()
+}
+
+/// The write end of a pipe whose read end is already closed: every write to it fails (EPIPE).
+pub fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}

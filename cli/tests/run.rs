@@ -1,0 +1,661 @@
+//! `dlock run`, driven as users drive it, against real `redis-server`s.
+//!
+//! Proves: `run`'s status and release, its watchdog, lost-lock termination, `--max-hold`,
+//! signal forwarding (from a terminal too) and release; a CMD that ignores SIGTERM killed
+//! before its lease ends; mutual exclusion across processes.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{acquire, closed_pipe, dlock, dlock_bare, exit_code, ran, until_locked};
+use dlock_tests::{RedisServer, eventually, exists, get, pttl, raw, redis};
+use redis::aio::MultiplexedConnection;
+use tokio::process::Command;
+
+#[tokio::test]
+async fn run_passes_the_lock_to_cmd_returns_its_status_and_releases() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let script = "echo \"$DLOCK_KEY $DLOCK_TOKEN $DLOCK_FENCE\"; exit 7";
+    let r = ran(dlock(&server).args([
+        "run", "job", "--ttl", "10s", "--fence", "--", "sh", "-c", script,
+    ]))
+    .await;
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    let parts: Vec<&str> = r.stdout.split(' ').collect();
+    assert_eq!(parts[0], "job");
+    assert_eq!(parts[1].len(), 36);
+    assert_eq!(parts[2], "1");
+    assert!(!exists(&mut conn, "job").await, "released after CMD");
+}
+
+#[tokio::test]
+async fn run_exits_75_without_running_cmd_when_busy() {
+    let server = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    acquire(&server, "job", "1m").await;
+    let touch = format!("touch {}", marker.display());
+    let r =
+        ran(dlock(&server).args(["run", "job", "--ttl", "10s", "--", "sh", "-c", &touch])).await;
+    assert_eq!(r.code, 75);
+    assert!(!marker.exists(), "CMD must not run");
+    let r = ran(dlock(&server).args([
+        "run",
+        "job",
+        "--ttl",
+        "10s",
+        "--wait",
+        "100ms",
+        "--conflict-exit-code",
+        "9",
+        "--",
+        "sh",
+        "-c",
+        &touch,
+    ]))
+    .await;
+    assert_eq!(r.code, 9);
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn run_maps_signals_and_missing_commands_like_a_shell() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let kill_self = [
+        "run",
+        "job",
+        "--ttl",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        "kill -KILL $$",
+    ];
+    let r = ran(dlock(&server).args(kill_self)).await;
+    assert_eq!(r.code, 128 + 9);
+    assert!(
+        !exists(&mut conn, "job").await,
+        "released even when CMD is killed"
+    );
+    let r =
+        ran(dlock(&server).args(["run", "job", "--ttl", "10s", "--", "/nonexistent/cmd"])).await;
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        !exists(&mut conn, "job").await,
+        "released when CMD cannot start"
+    );
+}
+
+#[tokio::test]
+async fn the_watchdog_keeps_a_short_lock_through_a_longer_command() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let mut child = dlock(&server)
+        .args(["run", "job", "--ttl", "2s", "--", "sleep", "7"])
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    let token = get(&mut conn, "job").await.unwrap();
+    // While CMD runs, the lock never lapses: every look finds the same token and another
+    // client never gets in, while the watchdog's extends show as the key's TTL going back up;
+    // three of them carry the lock past its first 2 s lease.
+    let (mut extends, mut last_ttl) = (0, pttl(&mut conn, "job").await);
+    while tokio::time::timeout(Duration::from_millis(50), child.wait())
+        .await
+        .is_err()
+    {
+        let Some(now) = get(&mut conn, "job").await else {
+            break;
+        };
+        assert_eq!(now, token, "someone else holds the lock during the command");
+        let ttl = pttl(&mut conn, "job").await;
+        if ttl > last_ttl {
+            extends += 1;
+        }
+        last_ttl = ttl;
+        // A look that gets the lock can only come after `run` released it: had the lock
+        // lapsed mid-run instead, `run` would notice at its next extend and exit 76, not 0.
+        let r = ran(dlock(&server).args(["acquire", "job", "--ttl", "1s"])).await;
+        if r.code == 0 {
+            break;
+        }
+        assert_eq!(r.code, 1, "{}", r.stderr);
+    }
+    assert_eq!(exit_code(&mut child).await, Some(0));
+    assert!(extends >= 3, "saw only {extends} extends");
+}
+
+/// A command that records the signal that ends it (`TERM` or `INT`) into `file` and exits 3,
+/// or exits 0 after 30 s if none comes; it creates `file.ready` once its handlers are in
+/// place. Python rather than `sh`: a shell cannot trap a signal it inherited as ignored (as
+/// SIGINT is under a non-interactive shell's background job), Python can.
+fn signal_recorder(file: &Path) -> Vec<String> {
+    let script = "import signal, sys, time\n\
+        f = sys.argv[1]\n\
+        def record(sig, _frame):\n    open(f, 'w').write(signal.Signals(sig).name[3:])\n    sys.exit(3)\n\
+        signal.signal(signal.SIGTERM, record)\n\
+        signal.signal(signal.SIGINT, record)\n\
+        open(f + '.ready', 'w').close()\n\
+        time.sleep(30)\n";
+    vec![
+        "python3".into(),
+        "-c".into(),
+        script.into(),
+        file.display().to_string(),
+    ]
+}
+
+/// Waits until the recorder writing to `file` has its handlers installed.
+async fn until_ready(file: &Path) {
+    let ready = file.with_extension("ready");
+    eventually(
+        "CMD to install its handlers",
+        Duration::from_secs(20),
+        || {
+            let ready = ready.clone();
+            async move { ready.exists() }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_lock_lost_mid_run_terminates_cmd_and_exits_76() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("signal");
+    let mut child = dlock(&server)
+        .args(["run", "job", "--ttl", "900ms", "--kill-after", "5s", "--"])
+        .args(signal_recorder(&got))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&got).await;
+    let () = redis::cmd("DEL")
+        .arg("job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+}
+
+#[tokio::test]
+async fn a_lock_taken_over_mid_run_is_lost_and_the_new_owner_keeps_it() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let mut child = dlock(&server)
+        .args([
+            "run",
+            "job",
+            "--ttl",
+            "900ms",
+            "--kill-after",
+            "1s",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    let () = redis::cmd("SET")
+        .arg("job")
+        .arg("usurper")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(get(&mut conn, "job").await.as_deref(), Some("usurper"));
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_are_forwarded_to_cmd_and_the_lock_released() {
+    use rustix::process::{Pid, Signal, kill_process};
+    for (signal, name) in [(Signal::TERM, "TERM"), (Signal::INT, "INT")] {
+        let server = redis();
+        let mut conn = raw(&server).await;
+        let dir = tempfile::tempdir().unwrap();
+        let got = dir.path().join("signal");
+        let mut child = dlock(&server)
+            .args(["run", "job", "--ttl", "10s", "--"])
+            .args(signal_recorder(&got))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        until_locked(&conn, "job").await;
+        until_ready(&got).await;
+        let pid = child.id().unwrap();
+        kill_process(Pid::from_raw(pid as i32).unwrap(), signal).unwrap();
+        assert_eq!(
+            exit_code(&mut child).await,
+            Some(3),
+            "CMD's status after {name}"
+        );
+        assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), name);
+        assert!(!exists(&mut conn, "job").await, "released after {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_runs_lose_no_update_to_a_shared_file() {
+    let server = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("counter");
+    std::fs::write(&file, "0\n").unwrap();
+    let script = format!(
+        "n=$(cat {f}); sleep 0.05; echo $((n + 1)) > {f}",
+        f = file.display()
+    );
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let mut cmd = dlock(&server);
+            cmd.args([
+                "run", "counter", "--ttl", "5s", "--wait", "60s", "--", "sh", "-c", &script,
+            ]);
+            tokio::spawn(async move { ran(&mut cmd).await })
+        })
+        .collect();
+    for run in runs {
+        let r = run.await.unwrap();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "8");
+}
+
+#[tokio::test]
+async fn max_hold_terminates_cmd_and_releases_the_lock() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("signal");
+    let mut child = dlock(&server)
+        .args([
+            "run",
+            "job",
+            "--ttl",
+            "600ms",
+            "--max-hold",
+            "1s",
+            "--kill-after",
+            "5s",
+            "--",
+        ])
+        .args(signal_recorder(&got))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&got).await;
+    // At 1 s CMD (which would run 30 s) is terminated, then the lock released.
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+    assert!(!exists(&mut conn, "job").await);
+}
+
+#[tokio::test]
+async fn run_with_stderr_closed_still_terminates_cmd_when_the_lock_is_lost() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("signal");
+    let mut child = dlock(&server)
+        .args(["run", "job", "--ttl", "900ms", "--kill-after", "5s", "--"])
+        .args(signal_recorder(&got))
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&got).await;
+    let () = redis::cmd("DEL")
+        .arg("job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut child).await, Some(76));
+    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+}
+
+/// A command that never stops on SIGTERM and watches the lock it runs under: it reads the
+/// lock's key (`DLOCK_KEY`) from the Redis on 127.0.0.1:`port` in a tight loop and appends
+/// `saw <value>` to `file` whenever the key does not hold its own token (`DLOCK_TOKEN`): the
+/// lease ended, or someone else holds the lock, while it still runs. It creates `file.ready`
+/// once it has seen its token.
+fn lease_watcher(port: u16, file: &Path) -> Vec<String> {
+    let script = "import os, signal, socket, sys\n\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+        port, out = int(sys.argv[1]), sys.argv[2]\n\
+        key, token = os.environ['DLOCK_KEY'].encode(), os.environ['DLOCK_TOKEN'].encode()\n\
+        conn = socket.create_connection(('127.0.0.1', port))\n\
+        replies = conn.makefile('rb')\n\
+        get = b'*2\\r\\n$3\\r\\nGET\\r\\n$%d\\r\\n%s\\r\\n' % (len(key), key)\n\
+        ready = False\n\
+        while True:\n\
+        \x20   conn.sendall(get)\n\
+        \x20   header = replies.readline()\n\
+        \x20   value = None if header.startswith(b'$-1') else replies.read(int(header[1:]) + 2)[:-2]\n\
+        \x20   if value != token:\n\
+        \x20       with open(out, 'a') as f: f.write('saw %r\\n' % (value,))\n\
+        \x20   elif not ready:\n\
+        \x20       open(out + '.ready', 'w').close()\n\
+        \x20       ready = True\n";
+    vec![
+        "python3".into(),
+        "-c".into(),
+        script.into(),
+        port.to_string(),
+        file.display().to_string(),
+    ]
+}
+
+/// Asserts that the watcher writing to `file` never saw the lock's key without its token.
+fn assert_never_outlived_its_lease(file: &Path) {
+    let seen = std::fs::read_to_string(file).unwrap_or_default();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(
+        lines.is_empty(),
+        "CMD ran on while the key did not hold its token ({} reads), first: {:?}, last: {:?}",
+        lines.len(),
+        lines.first(),
+        lines.last()
+    );
+}
+
+#[tokio::test]
+async fn max_hold_kills_a_cmd_that_ignores_sigterm_before_anyone_else_can_take_the_lock() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let mut run = dlock(&server)
+        .args([
+            "run",
+            "job",
+            "--ttl",
+            "3s",
+            "--max-hold",
+            "1s",
+            "--kill-after",
+            "20s",
+            "--",
+        ])
+        .args(lease_watcher(server.port(), &seen))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&seen).await;
+    // Waits for the lock while CMD runs; gets it once `run` has killed CMD and released it.
+    let second =
+        ran(dlock(&server).args(["acquire", "job", "--ttl", "30s", "--wait", "60s"])).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(exit_code(&mut run).await, Some(76));
+    assert_never_outlived_its_lease(&seen);
+    assert_eq!(get(&mut conn.clone(), "job").await, Some(second.stdout));
+}
+
+#[tokio::test]
+async fn a_failing_extend_kills_a_cmd_that_ignores_sigterm_before_the_lease_ends() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let mut run = dlock(&server)
+        .args(["run", "job", "--ttl", "3s", "--kill-after", "20s", "--"])
+        .args(lease_watcher(server.port(), &seen))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&seen).await;
+    // Scripts are refused from now on: every extend fails at once, the key stays.
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-eval", "-evalsha"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exit_code(&mut run).await, Some(76));
+    assert_never_outlived_its_lease(&seen);
+}
+
+#[tokio::test]
+async fn an_extend_that_hangs_kills_a_cmd_that_ignores_sigterm_before_the_lease_ends() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let proxy = dlock_tests::proxy::Proxy::start(([127, 0, 0, 1], server.port()).into())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    // Through the proxy, a 1.5 s lease; CMD watches Redis directly.
+    let mut run = dlock_bare()
+        .args(["--redis", &proxy.url()])
+        .args(["run", "job", "--ttl", "1500ms", "--kill-after", "20s", "--"])
+        .args(lease_watcher(server.port(), &seen))
+        .spawn()
+        .unwrap();
+    until_locked(&conn, "job").await;
+    until_ready(&seen).await;
+    // Every extend from now on waits for its command timeout (2 s): longer than the lease.
+    proxy.set_fault(dlock_tests::proxy::Fault::Blackhole);
+    assert_eq!(exit_code(&mut run).await, Some(76));
+    assert_never_outlived_its_lease(&seen);
+}
+
+/// `text` quoted for `sh`.
+fn sh_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A `dlock run` set up to be started by a shell inside a pseudo-terminal: CMD appends the
+/// name of every SIGINT and SIGTERM it gets to `signals` (and exits 3 after SIGTERM), and
+/// `run.sh` writes dlock's pid to `pid` before exec'ing it.
+struct PtyRun {
+    dir: tempfile::TempDir,
+    signals: std::path::PathBuf,
+    pid: std::path::PathBuf,
+}
+
+impl PtyRun {
+    /// `stdin_from_null`: dlock's stdin is /dev/null instead of the terminal.
+    fn new(server: &RedisServer, stdin_from_null: bool) -> PtyRun {
+        let dir = tempfile::tempdir().unwrap();
+        let signals = dir.path().join("signals");
+        let pid = dir.path().join("pid");
+        let recorder = dir.path().join("recorder.py");
+        std::fs::write(
+            &recorder,
+            "import signal, sys, time\n\
+             f = sys.argv[1]\n\
+             def record(sig, _frame):\n    \
+                 with open(f, 'a') as out: out.write(signal.Signals(sig).name[3:] + '\\n')\n    \
+                 if sig == signal.SIGTERM: sys.exit(3)\n\
+             signal.signal(signal.SIGTERM, record)\n\
+             signal.signal(signal.SIGINT, record)\n\
+             open(f + '.ready', 'w').close()\n\
+             while True: time.sleep(30)\n",
+        )
+        .unwrap();
+        let dlock = [
+            env!("CARGO_BIN_EXE_dlock").to_owned(),
+            "--redis".into(),
+            server.url(),
+            "run".into(),
+            "job".into(),
+            "--ttl".into(),
+            "600ms".into(),
+            "--".into(),
+            "python3".into(),
+            recorder.display().to_string(),
+            signals.display().to_string(),
+        ]
+        .map(|arg| sh_quoted(&arg))
+        .join(" ");
+        let stdin = if stdin_from_null { " </dev/null" } else { "" };
+        let script = dir.path().join("run.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "echo $$ > {}\nexec {dlock}{stdin}\n",
+                sh_quoted(&pid.display().to_string())
+            ),
+        )
+        .unwrap();
+        PtyRun { dir, signals, pid }
+    }
+
+    /// `script(1)` running `command` (which starts `sh run.sh`, in its directory) on a new
+    /// pseudo-terminal; what is written to its stdin is typed into that terminal. `script`
+    /// exits with the status of the shell running `command`.
+    fn spawn(&self, command: &str) -> tokio::process::Child {
+        Command::new("script")
+            .args(["-qfec", command, "/dev/null"])
+            .env("SHELL", "/bin/sh")
+            .env_remove("DLOCK_REDIS_URL")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("script(1) from util-linux")
+    }
+
+    fn dlock_pid(&self) -> rustix::process::Pid {
+        let pid = std::fs::read_to_string(&self.pid).unwrap();
+        rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap()
+    }
+
+    fn signals(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.signals)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    async fn until_signalled(&self) {
+        eventually("CMD to record a signal", Duration::from_secs(20), || {
+            let got = !self.signals().is_empty();
+            async move { got }
+        })
+        .await;
+    }
+
+    /// Ends the run with a SIGTERM to dlock (forwarded to CMD, which records it and exits 3).
+    async fn terminate(&self, pty: &mut tokio::process::Child) {
+        rustix::process::kill_process(self.dlock_pid(), rustix::process::Signal::TERM).unwrap();
+        assert_eq!(exit_code(pty).await, Some(3), "CMD's status through dlock");
+    }
+}
+
+/// Waits until the lock's watchdog has extended `key` twice: twice a PTTL reading above the
+/// one before it.
+async fn two_extends(conn: &MultiplexedConnection, key: &str) {
+    for _ in 0..2 {
+        let last = std::cell::Cell::new(pttl(&mut conn.clone(), key).await);
+        eventually(
+            "the watchdog to extend the lock",
+            Duration::from_secs(20),
+            || {
+                let mut c = conn.clone();
+                let last = &last;
+                async move {
+                    let now = pttl(&mut c, key).await;
+                    now > last.replace(now)
+                }
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_ctrl_c_on_the_terminal_reaches_cmd_once_even_with_stdin_from_dev_null() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let run = PtyRun::new(&server, true);
+    // exec: dlock alone (with CMD) in the terminal's foreground process group, no shell
+    // waiting there that a Ctrl-C would end.
+    let mut pty = run.spawn("exec sh run.sh");
+    until_locked(&conn, "job").await;
+    until_ready(&run.signals).await;
+    let stdin = pty.stdin.as_mut().unwrap();
+    tokio::io::AsyncWriteExt::write_all(stdin, b"\x03")
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::flush(stdin).await.unwrap();
+    run.until_signalled().await;
+    // Two watchdog rounds later dlock has long handled its own copy of the SIGINT (a forward
+    // would have reached CMD before the SIGTERM below).
+    two_extends(&conn, "job").await;
+    run.terminate(&mut pty).await;
+    assert_eq!(run.signals(), ["INT", "TERM"]);
+}
+
+#[tokio::test]
+async fn kill_int_reaches_cmd_once_when_dlock_has_a_terminal_but_is_not_its_foreground() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let no_controlling_terminal = "exec setsid -w sh run.sh";
+    let background_job = "set -m; sh run.sh & wait $!";
+    for command in [no_controlling_terminal, background_job] {
+        let run = PtyRun::new(&server, false);
+        let mut pty = run.spawn(command);
+        until_locked(&conn, "job").await;
+        until_ready(&run.signals).await;
+        rustix::process::kill_process(run.dlock_pid(), rustix::process::Signal::INT).unwrap();
+        run.until_signalled().await;
+        run.terminate(&mut pty).await;
+        assert_eq!(run.signals(), ["INT", "TERM"], "{command}");
+        eventually("the lock to be released", Duration::from_secs(20), || {
+            let mut c = conn.clone();
+            async move { !exists(&mut c, "job").await }
+        })
+        .await;
+    }
+}
+
+/// How many scripts (`EVALSHA`) `conn`'s server has run.
+async fn scripts_run(conn: &MultiplexedConnection) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_signal_while_run_waits_for_the_lock_ends_it_like_the_default_action_without_cmd() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let token = acquire(&server, "job", "1m").await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let before = scripts_run(&conn).await;
+    let mut waiting = dlock(&server)
+        .args(["run", "job", "--ttl", "10s", "--wait", "1m", "--", "touch"])
+        .arg(&marker)
+        .spawn()
+        .unwrap();
+    // Its attempts reach Redis: it is waiting, its signal handlers long in place.
+    eventually("run to try for the lock", Duration::from_secs(20), || {
+        let conn = conn.clone();
+        async move { scripts_run(&conn).await > before + 1 }
+    })
+    .await;
+    let pid = rustix::process::Pid::from_raw(waiting.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert_eq!(exit_code(&mut waiting).await, Some(128 + 15));
+    assert!(!marker.exists(), "CMD must not run");
+    assert_eq!(get(&mut conn.clone(), "job").await, Some(token));
+}
