@@ -210,14 +210,7 @@ async fn status_on_a_cluster_lists_the_locks_of_every_primary() {
 #[tokio::test]
 async fn status_in_quorum_mode_lists_what_a_majority_holds_and_needs_a_majority_answering() {
     let mut servers: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
-    let quorum = |servers: &[RedisServer]| {
-        let mut cmd = dlock_bare();
-        for server in servers {
-            cmd.arg("--redis").arg(server.url());
-        }
-        cmd
-    };
-    let r = ran(quorum(&servers).args(["acquire", "a", "--ttl", "1m"])).await;
+    let r = ran(on_quorum(&servers).args(["acquire", "a", "--ttl", "1m"])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let a = r.stdout;
     // "b" on the first primary only (an acquire that did not reach a quorum), "c" on the two
@@ -233,16 +226,25 @@ async fn status_in_quorum_mode_lists_what_a_majority_holds_and_needs_a_majority_
             .unwrap();
     }
     let held = vec![("a".to_owned(), a), ("c".to_owned(), "token-c".to_owned())];
-    assert_eq!(listed_locks(&mut quorum(&servers), &[]).await, held);
+    assert_eq!(listed_locks(&mut on_quorum(&servers), &[]).await, held);
     // The first primary frozen: the two others still make a majority.
     signal_server(&servers[0], Signal::STOP);
-    assert_eq!(listed_locks(&mut quorum(&servers), &[]).await, held);
+    assert_eq!(listed_locks(&mut on_quorum(&servers), &[]).await, held);
     signal_server(&servers[0], Signal::CONT);
     servers[1].stop();
     servers[2].stop();
-    let r = ran(quorum(&servers).args(["status"])).await;
+    let r = ran(on_quorum(&servers).args(["status"])).await;
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("no quorum"), "{}", r.stderr);
+}
+
+/// `dlock` with each of `servers` as a `--redis`: quorum mode.
+fn on_quorum(servers: &[RedisServer]) -> Command {
+    let mut cmd = dlock_bare();
+    for server in servers {
+        cmd.arg("--redis").arg(server.url());
+    }
+    cmd
 }
 
 /// The (key, token) pairs `dlock --json status` lists, `cmd` given its Redis and `extra`
@@ -742,14 +744,7 @@ async fn compose_writes_a_component_that_imports_redis_instead_of_the_lock_api()
 #[tokio::test]
 async fn repeated_redis_urls_are_a_quorum_and_a_majority_down_exits_3_saying_no_quorum() {
     let mut servers: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
-    let quorum = |servers: &[RedisServer]| {
-        let mut cmd = dlock_bare();
-        for server in servers {
-            cmd.arg("--redis").arg(server.url());
-        }
-        cmd
-    };
-    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
+    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     for server in &servers {
         assert_eq!(
@@ -767,7 +762,7 @@ async fn repeated_redis_urls_are_a_quorum_and_a_majority_down_exits_3_saying_no_
     assert!(!exists(&mut raw(&servers[2]).await, "job").await);
 
     // Fencing cannot be made safe over independent primaries.
-    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s", "--fence"])).await;
+    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s", "--fence"])).await;
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("fencing is not available"),
@@ -777,12 +772,12 @@ async fn repeated_redis_urls_are_a_quorum_and_a_majority_down_exits_3_saying_no_
 
     // One down: still a majority. Two down: no quorum, exit 3, nothing left on the survivor.
     servers[0].stop();
-    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
+    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = ran(quorum(&servers).args(["release", "job", &r.stdout])).await;
+    let r = ran(on_quorum(&servers).args(["release", "job", &r.stdout])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     servers[1].stop();
-    let r = ran(quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
+    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("no quorum"), "{}", r.stderr);
     assert_eq!(dbsize(&mut raw(&servers[2]).await).await, 0);

@@ -166,6 +166,12 @@ async fn until_ready(file: &Path) {
 
 #[tokio::test]
 async fn a_lock_lost_mid_run_terminates_cmd_and_exits_76() {
+    lose_the_lock_mid_run(Stdio::inherit()).await;
+}
+
+/// Runs a signal recorder under `dlock run` with `stderr`, deletes the lock mid-run, and checks
+/// that CMD got SIGTERM and dlock exited 76.
+async fn lose_the_lock_mid_run(stderr: impl Into<Stdio>) {
     let server = redis();
     let mut conn = raw(&server).await;
     let dir = tempfile::tempdir().unwrap();
@@ -173,6 +179,7 @@ async fn a_lock_lost_mid_run_terminates_cmd_and_exits_76() {
     let mut child = dlock(&server)
         .args(["run", "job", "--ttl", "900ms", "--kill-after", "5s", "--"])
         .args(signal_recorder(&got))
+        .stderr(stderr)
         .spawn()
         .unwrap();
     until_locked(&conn, "job").await;
@@ -302,25 +309,7 @@ async fn max_hold_terminates_cmd_and_releases_the_lock() {
 
 #[tokio::test]
 async fn run_with_stderr_closed_still_terminates_cmd_when_the_lock_is_lost() {
-    let server = redis();
-    let mut conn = raw(&server).await;
-    let dir = tempfile::tempdir().unwrap();
-    let got = dir.path().join("signal");
-    let mut child = dlock(&server)
-        .args(["run", "job", "--ttl", "900ms", "--kill-after", "5s", "--"])
-        .args(signal_recorder(&got))
-        .stderr(closed_pipe())
-        .spawn()
-        .unwrap();
-    until_locked(&conn, "job").await;
-    until_ready(&got).await;
-    let () = redis::cmd("DEL")
-        .arg("job")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(exit_code(&mut child).await, Some(76));
-    assert_eq!(std::fs::read_to_string(&got).unwrap().trim(), "TERM");
+    lose_the_lock_mid_run(closed_pipe()).await;
 }
 
 /// A command that never stops on SIGTERM and watches the lock it runs under: it reads the
