@@ -110,7 +110,7 @@ pub async fn minimal_acl_user(server: &RedisServer, name: &str, password: &str) 
 }
 
 /// Takes `key`'s expiry away (`PERSIST`): no wait on it is then cut at the holder's expiry.
-pub async fn persist(conn: &mut redis::aio::MultiplexedConnection, key: &str) {
+async fn persist(conn: &mut redis::aio::MultiplexedConnection, key: &str) {
     let _: i64 = redis::cmd("PERSIST")
         .arg(key)
         .query_async(conn)
@@ -127,6 +127,52 @@ pub fn woken_only_by_release(options: LockOptions) -> LockOptions {
         .with_retry_count(1)
         .with_retry_delay(ten_minutes)
         .with_max_retry_delay(ten_minutes)
+}
+
+/// The push wake-up, end to end: `holder` takes `key` and its Redis key (`redis_key`, the key
+/// with the holder's prefix) loses its expiry, so only a release can free it in time; `waiter`
+/// (made with [`woken_only_by_release`]) marks the key and blocks on its signal list; the
+/// release wakes it. `conn` reaches the Redis that holds the lock. Hands back the waiter and
+/// the lock it got, checked to be the one in Redis, with the release's signal consumed.
+pub async fn release_wakes_the_waiter(
+    conn: &mut redis::aio::MultiplexedConnection,
+    redis_key: &str,
+    holder: &Client,
+    waiter: Client,
+    key: &str,
+) -> (Client, dlock_host::LockHandle) {
+    use dlock_host::contract::{Companion, companion_key};
+    // Hang guard for events that must happen (never a timing assertion).
+    const GUARD: std::time::Duration = std::time::Duration::from_secs(30);
+    let ttl = std::time::Duration::from_secs(60);
+    let lock = holder.acquire(key, ttl).await.unwrap();
+    persist(conn, redis_key).await;
+    let owned = key.to_owned();
+    let waiting = tokio::spawn(async move {
+        let got = waiter.acquire(&owned, ttl).await;
+        (waiter, got)
+    });
+    eventually("the waiter to block on the signal list", GUARD, || {
+        let mut c = conn.clone();
+        async move { blocked_clients(&mut c).await == 1 }
+    })
+    .await;
+    let waiters = companion_key(redis_key, Companion::Waiters).unwrap();
+    assert!(exists(conn, &waiters).await, "the waiter marked the key");
+    assert_eq!(
+        lock.release().await.unwrap(),
+        dlock_host::ReleaseOutcome::Released
+    );
+    let (waiter, got) = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the release did not wake the waiter")
+        .unwrap();
+    let got = got.unwrap();
+    assert!(got.is_held());
+    assert_eq!(get(conn, redis_key).await, Some(got.info().token));
+    let signal = companion_key(redis_key, Companion::Signal).unwrap();
+    assert!(!exists(conn, &signal).await, "the waiter took the signal");
+    (waiter, got)
 }
 
 /// Clients blocked in a command (BLPOP) on the server.

@@ -5,13 +5,7 @@
 use std::time::Duration;
 
 use dlock_host::{Error, LockOptions, Policy, Runtime};
-use dlock_tests::{
-    RedisServer, blocked_clients, eventually, get, persist, raw, redis, woken_only_by_release,
-};
-
-const TTL: Duration = Duration::from_secs(30);
-/// How long a step may take before the test fails.
-const GUARD: Duration = Duration::from_secs(30);
+use dlock_tests::{RedisServer, get, raw, redis, release_wakes_the_waiter, woken_only_by_release};
 
 async fn confined_user(server: &RedisServer) -> String {
     dlock_tests::minimal_acl_user(server, "dlock", "s3cret").await;
@@ -49,22 +43,8 @@ async fn the_minimal_acl_is_enough_for_wake_up_on_release() {
     let rt = Runtime::connect(&url).await.unwrap();
     let options = LockOptions::default().with_key_prefix("app:");
     let holder = rt.client(options.clone()).await.unwrap();
-    let lock = holder.acquire("job", TTL).await.unwrap();
-    persist(&mut admin, "app:job").await;
     let waiter = rt.client(woken_only_by_release(options)).await.unwrap();
-    let waiting = tokio::spawn(async move { waiter.acquire("job", TTL).await });
-    eventually("the waiter to block on the signal list", GUARD, || {
-        let mut c = admin.clone();
-        async move { blocked_clients(&mut c).await == 1 }
-    })
-    .await;
-    lock.release().await.unwrap();
-    let got = tokio::time::timeout(GUARD, waiting)
-        .await
-        .expect("the release did not wake the waiter")
-        .unwrap()
-        .unwrap();
-    assert_eq!(get(&mut admin, "app:job").await, Some(got.info().token));
+    release_wakes_the_waiter(&mut admin, "app:job", &holder, waiter, "job").await;
 }
 
 #[tokio::test]

@@ -6,14 +6,13 @@
 
 use std::time::Duration;
 
-use dlock_host::{Client, LockOptions, ReleaseOutcome, Runtime};
+use dlock_host::{LockOptions, Runtime};
 use dlock_tests::driver::Driven;
 use dlock_tests::history::Recorder;
 use dlock_tests::sentinel::Sentinels;
 use dlock_tests::workers::Worker;
 use dlock_tests::{
-    RedisServer, blocked_clients, eventually, persist, raw, redis, signal_server,
-    woken_only_by_release,
+    eventually, raw, redis, release_wakes_the_waiter, signal_server, woken_only_by_release,
 };
 use rustix::process::Signal;
 
@@ -149,42 +148,6 @@ async fn a_lock_the_primary_had_not_replicated_is_lost_by_the_failover_and_fenci
     assert!(!fenced_write(fence_b, "from-b").await);
 }
 
-/// `holder` takes `key` (without expiry, so only a release frees it) on `primary`, `waiter`
-/// blocks on the key's signal list there, and the release wakes it; `waiter` is handed back.
-async fn release_wakes_the_waiter(
-    primary: &RedisServer,
-    holder: &Client,
-    waiter: Client,
-    key: &'static str,
-) -> Client {
-    let mut conn = raw(primary).await;
-    let lock = holder.acquire(key, TTL).await.unwrap();
-    persist(&mut conn, key).await;
-    let waiting = tokio::spawn(async move {
-        let got = waiter.acquire(key, TTL).await;
-        (waiter, got)
-    });
-    let blocked = format!(
-        "the waiter to block on the signal list at {}",
-        primary.url()
-    );
-    eventually(&blocked, GUARD, || {
-        let mut c = conn.clone();
-        async move { blocked_clients(&mut c).await == 1 }
-    })
-    .await;
-    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
-    let (waiter, got) = tokio::time::timeout(GUARD, waiting)
-        .await
-        .expect("the release did not wake the waiter")
-        .unwrap();
-    assert_eq!(
-        got.unwrap().release().await.unwrap(),
-        ReleaseOutcome::Released
-    );
-    waiter
-}
-
 #[tokio::test]
 async fn waiters_block_on_the_primarys_signal_list_and_follow_it_across_a_failover() {
     let mut set = Sentinels::start().await.unwrap();
@@ -194,7 +157,9 @@ async fn waiters_block_on_the_primarys_signal_list_and_follow_it_across_a_failov
         .client(woken_only_by_release(LockOptions::default()))
         .await
         .unwrap();
-    let waiter = release_wakes_the_waiter(&set.primary, &holder, waiter, "job").await;
+    let primary = &mut raw(&set.primary).await;
+    let (waiter, got) = release_wakes_the_waiter(primary, "job", &holder, waiter, "job").await;
+    got.release().await.unwrap();
 
     set.primary.stop();
     set.until_failed_over().await;
@@ -203,5 +168,6 @@ async fn waiters_block_on_the_primarys_signal_list_and_follow_it_across_a_failov
     })
     .await;
     // Another key: the first one's release signalled its waiter's mark, which outlives it.
-    release_wakes_the_waiter(&set.replica, &holder, waiter, "next").await;
+    let promoted = &mut raw(&set.replica).await;
+    release_wakes_the_waiter(promoted, "next", &holder, waiter, "next").await;
 }

@@ -8,7 +8,7 @@ use dlock_host::{
     Deadline, Error, KeepAliveOptions, LockOptions, Lost, ReleaseOutcome, WakeOnRelease,
 };
 use dlock_tests::{
-    blocked_clients, client, dbsize, eventually, exists, get, persist, raw, redis,
+    blocked_clients, client, dbsize, eventually, exists, get, raw, redis, release_wakes_the_waiter,
     woken_only_by_release,
 };
 
@@ -24,36 +24,11 @@ const GUARD: Duration = Duration::from_secs(30);
 async fn a_release_wakes_a_waiter_blocked_on_the_signal_list() {
     let server = redis();
     let (rt, holder) = client(&server).await;
-    let mut conn = raw(&server).await;
-    let lock = holder.acquire("job", TTL).await.unwrap();
-    persist(&mut conn, "job").await;
     let waiter = rt
         .client(woken_only_by_release(LockOptions::default()))
         .await
         .unwrap();
-    let waiting = tokio::spawn(async move { waiter.acquire("job", TTL).await });
-    eventually("the waiter to block on the signal list", GUARD, || {
-        let mut c = conn.clone();
-        async move { blocked_clients(&mut c).await == 1 }
-    })
-    .await;
-    assert!(
-        exists(&mut conn, "{job}:waiters").await,
-        "the waiter marked the key"
-    );
-
-    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
-    let got = tokio::time::timeout(GUARD, waiting)
-        .await
-        .expect("the release did not wake the waiter")
-        .unwrap()
-        .unwrap();
-    assert!(got.is_held());
-    assert_eq!(get(&mut conn, "job").await, Some(got.info().token));
-    assert!(
-        !exists(&mut conn, "{job}:signal").await,
-        "the waiter took the signal"
-    );
+    release_wakes_the_waiter(&mut raw(&server).await, "job", &holder, waiter, "job").await;
 }
 
 /// With `WakeOnRelease::Never` a waiter polls: it marks nothing and blocks on nothing, so a
