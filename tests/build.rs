@@ -15,7 +15,7 @@ fn main() {
     );
     let guest = dlock_wasm_build::build_wasm(
         &manifest_dir.join("../guest"),
-        &out_dir.join("guest-target"),
+        "guest",
         &[
             "src",
             "rt",
@@ -34,14 +34,11 @@ fn main() {
         "Cargo.lock",
         ".cargo/config.toml",
     ];
-    let hostile = dlock_wasm_build::build_wasm(
-        &manifest_dir.join("hostile"),
-        &out_dir.join("hostile-target"),
-        &hostile_watch,
-    );
+    let hostile =
+        dlock_wasm_build::build_wasm(&manifest_dir.join("hostile"), "hostile", &hostile_watch);
     let redis_plugin = dlock_wasm_build::build_wasm_with(
         &manifest_dir.join("hostile"),
-        &out_dir.join("hostile-redis-target"),
+        "hostile-redis",
         &hostile_watch,
         &["-p", "dlock-hostile-plugin", "--features", "redis"],
     );

@@ -12,7 +12,7 @@ fn main() {
     );
     let release = dlock_wasm_build::build_wasm(
         &manifest_dir.join("../job-plugin"),
-        &out_dir.join("job-plugin-target"),
+        "job-plugin",
         &["src", "wit", "Cargo.toml", "Cargo.lock"],
     );
     let wasm = release.join("job_plugin.wasm");

@@ -3,7 +3,9 @@
 //! reproducibly.
 //!
 //! The nested build gets its own target directory (sharing the outer one deadlocks on cargo's
-//! lock) and none of the outer build's rustflags or target settings (they would leak host
+//! lock), one per name under the outer profile directory, so that the calling build script,
+//! run again for another feature set (`cargo test`, `cargo clippy` and `cargo build -p` each
+//! resolve their own), finds the components built and does not build a copy; it gets none of the outer build's rustflags or target settings (they would leak host
 //! flags into the wasm link and hide the workspace's own `.cargo/config.toml`, which cargo
 //! finds from the working directory). Paths of dependencies in cargo's home are remapped to
 //! `/cargo`, so the bytes do not depend on where cargo keeps its registry.
@@ -11,14 +13,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds the workspace at `dir` (`--release --locked`) into `target_dir`, watching `watch`
-/// (paths relative to `dir`) for changes; returns the directory holding the `.wasm` files.
-pub fn build_wasm(dir: &Path, target_dir: &Path, watch: &[&str]) -> PathBuf {
-    build_wasm_with(dir, target_dir, watch, &[])
+/// Builds the workspace at `dir` (`--release --locked`) into the target directory `name`,
+/// watching `watch` (paths relative to `dir`) for changes; returns the directory holding the
+/// `.wasm` files.
+pub fn build_wasm(dir: &Path, name: &str, watch: &[&str]) -> PathBuf {
+    build_wasm_with(dir, name, watch, &[])
 }
 
-/// Like [`build_wasm`], with more arguments for `cargo build` (`-p`, `--features`).
-pub fn build_wasm_with(dir: &Path, target_dir: &Path, watch: &[&str], args: &[&str]) -> PathBuf {
+/// Like [`build_wasm`], with more arguments for `cargo build` (`-p`, `--features`); builds
+/// that differ in them need different names.
+pub fn build_wasm_with(dir: &Path, name: &str, watch: &[&str], args: &[&str]) -> PathBuf {
+    let target_dir = target_dir(name);
     for path in watch {
         println!("cargo:rerun-if-changed={}", dir.join(path).display());
     }
@@ -43,7 +48,7 @@ pub fn build_wasm_with(dir: &Path, target_dir: &Path, watch: &[&str], args: &[&s
             &remap,
             "--target-dir",
         ])
-        .arg(target_dir)
+        .arg(&target_dir)
         .args(args)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
@@ -61,4 +66,17 @@ pub fn build_wasm_with(dir: &Path, target_dir: &Path, watch: &[&str], args: &[&s
         dir.display()
     );
     target_dir.join("wasm32-wasip2/release")
+}
+
+/// `<profile dir>/wasm-build/<name>`, found from `OUT_DIR` (`<profile dir>/build/<unit>/out`);
+/// `OUT_DIR/<name>` if it is laid out otherwise.
+fn target_dir(name: &str) -> PathBuf {
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is not set"));
+    let mut up = out_dir.ancestors().skip(2);
+    match (up.next(), up.next()) {
+        (Some(build), Some(profile)) if build.file_name() == Some("build".as_ref()) => {
+            profile.join("wasm-build").join(name)
+        }
+        _ => out_dir.join(name),
+    }
 }
