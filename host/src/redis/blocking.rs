@@ -1,11 +1,18 @@
 //! Connections of their own for blocking commands: a `BLPOP` holds its connection until it
 //! returns, so it never runs on the multiplexed connection every client shares.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, Value};
+
+use super::connection::RedisConnection;
+use super::tls::{self, TlsConfig};
+
+/// The number of hash slots of a Redis Cluster.
+const SLOTS: u16 = 16384;
 
 /// Idle connections for blocking waits, opened on demand to the node's primary. How many may
 /// be in use at once is bounded by whoever hands out the permits (a link's semaphore); this
@@ -80,5 +87,199 @@ impl BlockingPool {
         if taken.generation == target.generation && target.idle.len() < keep {
             target.idle.push(taken.conn);
         }
+    }
+}
+
+/// Blocking pools for a Redis Cluster, one per primary: a signal list is blocked on at the
+/// primary serving its slot. Where slots are is asked with `CLUSTER SLOTS` on the first wait
+/// and again after a wait failed (a slot moved, a primary failed over); pools of nodes no
+/// longer primaries are dropped then.
+pub(crate) struct ClusterPools {
+    /// The first seed's credentials and TLS mode, for connections to any node.
+    template: ConnectionInfo,
+    tls: TlsConfig,
+    connect_timeout: Duration,
+    /// The slot ranges and their primaries; empty until asked, and after a failure.
+    slots: Mutex<Vec<SlotRange>>,
+    pools: Mutex<HashMap<Address, Arc<BlockingPool>>>,
+}
+
+type Address = (String, u16);
+
+/// Slots `first..=last` and the primary serving them.
+struct SlotRange {
+    first: u16,
+    last: u16,
+    primary: Address,
+}
+
+impl ClusterPools {
+    /// Pools whose connections are made like `template`'s (credentials, TLS) to each primary.
+    pub(crate) fn new(template: ConnectionInfo, tls: TlsConfig, connect_timeout: Duration) -> Self {
+        ClusterPools {
+            template,
+            tls,
+            connect_timeout,
+            slots: Mutex::new(Vec::new()),
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pool of the primary serving `key`'s slot, asking the cluster over `conn` (within
+    /// `timeout`) where slots are when this does not know; `None` when it cannot tell.
+    pub(crate) async fn pool_for(
+        &self,
+        key: &str,
+        mut conn: RedisConnection,
+        timeout: Duration,
+    ) -> Option<Arc<BlockingPool>> {
+        let slot = key_slot(key.as_bytes());
+        let primary = match self.primary_of(slot) {
+            Some(primary) => primary,
+            None => {
+                let reply = tokio::time::timeout(
+                    timeout,
+                    redis::cmd("CLUSTER")
+                        .arg("SLOTS")
+                        .query_async::<Value>(&mut conn),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                let ranges = slot_ranges(&reply);
+                self.pools
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|address, _| ranges.iter().any(|r| &r.primary == address));
+                *self.slots.lock().unwrap_or_else(|e| e.into_inner()) = ranges;
+                self.primary_of(slot)?
+            }
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = pools.get(&primary) {
+            return Some(pool.clone());
+        }
+        let (host, port) = primary.clone();
+        let addr = match self.template.addr() {
+            ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: None,
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let client = tls::client(self.template.clone().set_addr(addr), &self.tls).ok()?;
+        let pool = Arc::new(BlockingPool::new(client, self.connect_timeout));
+        pools.insert(primary, pool.clone());
+        Some(pool)
+    }
+
+    /// Forgets where slots are: the next wait asks the cluster.
+    pub(crate) fn forget_slots(&self) {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn primary_of(&self, slot: u16) -> Option<Address> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .find(|r| (r.first..=r.last).contains(&slot))
+            .map(|r| r.primary.clone())
+    }
+}
+
+/// The slot ranges of a `CLUSTER SLOTS` reply whose primary has a known address (Redis
+/// names an unknown one `""` or `"?"`).
+fn slot_ranges(reply: &Value) -> Vec<SlotRange> {
+    let Value::Array(entries) = reply else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let Value::Array(fields) = entry else {
+                return None;
+            };
+            let [Value::Int(first), Value::Int(last), Value::Array(node), ..] = fields.as_slice()
+            else {
+                return None;
+            };
+            let [host, Value::Int(port), ..] = node.as_slice() else {
+                return None;
+            };
+            let host = match host {
+                Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok()?,
+                Value::SimpleString(text) => text.clone(),
+                _ => return None,
+            };
+            if host.is_empty() || host == "?" {
+                return None;
+            }
+            Some(SlotRange {
+                first: u16::try_from(*first).ok()?,
+                last: u16::try_from(*last).ok()?,
+                primary: (host, u16::try_from(*port).ok()?),
+            })
+        })
+        .collect()
+}
+
+/// The hash slot of `key`: CRC16/XMODEM of its hash tag (the first `{...}` with something in
+/// it), or of the whole key, modulo the number of slots.
+fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let len = rest.iter().position(|&b| b == b'}')?;
+        (len > 0).then(|| &rest[..len])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOTS
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::{key_slot, slot_ranges};
+
+    #[test]
+    fn key_slots_are_the_ones_redis_cluster_computes() {
+        // The values `CLUSTER KEYSLOT` answers (its documentation's examples, and CRC16's
+        // check value).
+        assert_eq!(key_slot(b"somekey"), 11058);
+        assert_eq!(key_slot(b"foo{hash_tag}"), 2515);
+        assert_eq!(key_slot(b"bar{hash_tag}"), 2515);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"123456789"), 12739);
+        assert_eq!(key_slot(b"{job}:signal"), key_slot(b"job"));
+        // An empty tag is no tag: the whole key is hashed.
+        assert_ne!(key_slot(b"{}job"), key_slot(b"job"));
+    }
+
+    #[test]
+    fn slot_ranges_keep_primaries_with_a_known_address() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("127.0.0.1", 7000),
+                node("127.0.0.1", 7003),
+            ]),
+            Value::Array(vec![Value::Int(5461), Value::Int(10922), node("?", 7001)]),
+            Value::Array(vec![Value::Int(10923), Value::Int(16383), node("", 7002)]),
+            Value::Array(vec![Value::Int(0), Value::Int(70000), node("h", 1)]),
+            Value::Int(3),
+        ]);
+        let ranges = slot_ranges(&reply);
+        assert_eq!(ranges.len(), 1);
+        assert_eq!((ranges[0].first, ranges[0].last), (0, 5460));
+        assert_eq!(ranges[0].primary, ("127.0.0.1".to_owned(), 7000));
     }
 }

@@ -170,13 +170,16 @@ impl Link {
         self.waits.clone().try_acquire_owned().ok()
     }
 
-    /// The connections for blocking waits, shared by every link on the same stores: only
-    /// with a single primary (at a fixed address, or the one Sentinel names now). Over a
-    /// quorum no one primary's signal says the lock is free; in a Cluster the signal list's
-    /// slot may move: waits there poll.
-    pub(super) fn blocking_pool(&self) -> Option<&BlockingPool> {
+    /// The connections for blocking on the signal list `signal`, shared by every link on the
+    /// same stores: to the one primary (at a fixed address, or the one Sentinel names now), or
+    /// in a Cluster to the primary serving the list's slot. Over a quorum no one primary's
+    /// signal says the lock is free: `None`, and waits there poll.
+    pub(super) async fn blocking_pool(&self, signal: &str) -> Option<Arc<BlockingPool>> {
         match &*self.stores.nodes {
-            [node] if !self.stores.cluster => node.blocking_pool(),
+            [node] => {
+                node.blocking_pool(signal, self.policy.command_timeout)
+                    .await
+            }
             _ => None,
         }
     }

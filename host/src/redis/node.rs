@@ -12,7 +12,7 @@ use redis::cluster::ClusterClient;
 use redis::io::tcp::{TcpSettings, socket2};
 use redis::sentinel::SentinelClient;
 
-use super::blocking::BlockingPool;
+use super::blocking::{BlockingPool, ClusterPools};
 use super::connection::RedisConnection;
 use super::sentinel::{self, SentinelUrl};
 use super::tls::{self, TlsConfig};
@@ -73,8 +73,10 @@ pub(crate) struct Node {
     /// Set while a replacement is being made in the background (one at a time).
     replacing: AtomicBool,
     /// Connections of their own for blocking waits (release signals), to the primary (the
-    /// one Sentinel names now); in a Cluster, waits poll.
-    blocking: Option<BlockingPool>,
+    /// one Sentinel names now).
+    blocking: Option<Arc<BlockingPool>>,
+    /// In a Cluster, the same per primary.
+    cluster_blocking: Option<ClusterPools>,
     /// Where Redis is, for spans (empty for Sentinel and Cluster).
     server: Server,
 }
@@ -139,18 +141,14 @@ impl Node {
                 _ => (String::new(), None),
             };
             server = (address.0, address.1, info.redis_settings().db());
-            let client = match settings.tls.certificates() {
-                Some(certificates) => redis::Client::build_with_tls(info, certificates),
-                None => redis::Client::open(info),
-            }
-            .map_err(|e| invalid(e.to_string()))?;
+            let client = tls::client(info, &settings.tls).map_err(|e| invalid(e.to_string()))?;
             let source = Source::Direct {
                 client: client.clone(),
                 config: config.clone(),
             };
             (source, client, lazy)
         };
-        let blocking = BlockingPool::new(client.clone(), settings.connect_timeout);
+        let blocking = Arc::new(BlockingPool::new(client.clone(), settings.connect_timeout));
         let manager = if lazy {
             ConnectionManager::new_lazy_with_config(client, config).map_err(connect)?
         } else {
@@ -193,6 +191,11 @@ impl Node {
             builder = builder.certs(certificates);
         }
         let client = builder.build().map_err(invalid)?;
+        let template = seeds
+            .first()
+            .map(|seed| seed.as_str().into_connection_info())
+            .transpose()
+            .map_err(invalid)?;
         let conn = client
             .get_async_connection()
             .await
@@ -200,10 +203,11 @@ impl Node {
                 url: format!("cluster {shown}{}", tls::hint(&source)),
                 source,
             })?;
-        Ok(Node::new(
-            Source::Cluster { client },
-            RedisConnection::Cluster(conn),
-        ))
+        let mut node = Node::new(Source::Cluster { client }, RedisConnection::Cluster(conn));
+        node.cluster_blocking = template.map(|template| {
+            ClusterPools::new(template, settings.tls.clone(), settings.connect_timeout)
+        });
+        Ok(node)
     }
 
     fn new(source: Source, conn: RedisConnection) -> Node {
@@ -213,13 +217,32 @@ impl Node {
             timeouts_in_a_row: AtomicU32::new(0),
             replacing: AtomicBool::new(false),
             blocking: None,
+            cluster_blocking: None,
             server: (String::new(), None, 0),
         }
     }
 
-    /// The connections for blocking waits, when this node waits on signals (not a Cluster).
-    pub(crate) fn blocking_pool(&self) -> Option<&BlockingPool> {
-        self.blocking.as_ref()
+    /// The connections for blocking on the signal list `signal`: to the primary, or in a
+    /// Cluster to the primary serving its slot (`None` when the cluster cannot say within
+    /// `timeout`).
+    pub(crate) async fn blocking_pool(
+        &self,
+        signal: &str,
+        timeout: Duration,
+    ) -> Option<Arc<BlockingPool>> {
+        if let Some(pool) = &self.blocking {
+            return Some(pool.clone());
+        }
+        let cluster = self.cluster_blocking.as_ref()?;
+        cluster.pool_for(signal, self.current().1, timeout).await
+    }
+
+    /// A blocking wait on this node failed: in a Cluster its slot may have moved, so the
+    /// next wait asks where slots are.
+    pub(crate) fn blocking_failed(&self) {
+        if let Some(cluster) = &self.cluster_blocking {
+            cluster.forget_slots();
+        }
     }
 
     /// Where Redis is, for spans.

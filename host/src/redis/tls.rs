@@ -41,6 +41,17 @@ impl TlsConfig {
     }
 }
 
+/// A client for `info` with these TLS settings.
+pub(crate) fn client(
+    info: redis::ConnectionInfo,
+    tls: &TlsConfig,
+) -> redis::RedisResult<redis::Client> {
+    match tls.certificates() {
+        Some(certificates) => redis::Client::build_with_tls(info, certificates),
+        None => redis::Client::open(info),
+    }
+}
+
 /// Makes ring the process's rustls crypto provider, unless the process chose one already.
 /// Without a provider, rustls panics on the first TLS connection.
 pub(crate) fn install_crypto_provider() {

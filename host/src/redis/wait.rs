@@ -94,13 +94,30 @@ pub(super) async fn wait_for_release(
             format!("the key {key:?} has no signal list (a '}}' without a hash tag)"),
         );
     };
-    match listen_for(&link, signal, waiters, until, &cancel).await {
-        Some(wake) => Ok(wake),
-        None => {
+    // A failed BLPOP is tried once more: behind Sentinel or in a Cluster the primary may have
+    // moved (the old one answers MOVED or is gone), and the retry goes where it is now.
+    let mut listened = listen_for(&link, &signal, &waiters, until, &cancel).await;
+    if listened == Listened::Failed {
+        listened = listen_for(&link, &signal, &waiters, until, &cancel).await;
+    }
+    match listened {
+        Listened::Woke(wake) => Ok(wake),
+        Listened::Failed => Ok(pause(until, &cancel).await),
+        Listened::Unavailable => {
             observe::fallback();
             Ok(pause(until, &cancel).await)
         }
     }
+}
+
+/// How listening on a signal list ended.
+#[derive(Debug, PartialEq)]
+enum Listened {
+    Woke(Wake),
+    /// The `BLPOP` failed: the connection broke, or the server answered an error (MOVED).
+    Failed,
+    /// No connection could be had.
+    Unavailable,
 }
 
 /// A plain pause until `until`, or until the call is cancelled.
@@ -117,28 +134,32 @@ async fn pause(until: Instant, cancel: &Cancel) -> Wake {
     wake
 }
 
-/// Blocks on `signal` until `until`; `None` when no connection could be had.
+/// Blocks on `signal` until `until`.
 async fn listen_for(
     link: &std::sync::Arc<Link>,
-    signal: String,
-    waiters: String,
+    signal: &str,
+    waiters: &str,
     until: Instant,
     cancel: &Cancel,
-) -> Option<Wake> {
+) -> Listened {
     let [node] = link.nodes() else {
-        return None;
+        return Listened::Unavailable;
     };
-    let pool = link.blocking_pool()?;
-    let permit = link.blocking_permit()?;
-    let mut taken = tokio::time::timeout_at(until.into(), pool.take())
-        .await
-        .ok()?
-        .ok()?;
+    let Some(permit) = link.blocking_permit() else {
+        return Listened::Unavailable;
+    };
+    let Ok(Some(pool)) = tokio::time::timeout_at(until.into(), link.blocking_pool(signal)).await
+    else {
+        return Listened::Unavailable;
+    };
+    let Ok(Ok(mut taken)) = tokio::time::timeout_at(until.into(), pool.take()).await else {
+        return Listened::Unavailable;
+    };
     let left = until.saturating_duration_since(Instant::now());
     if left.is_zero() {
         pool.give_back(taken, link.policy.max_blocking_connections);
         observe::woken(WokenBy::Timeout);
-        return Some(Wake::TimedOut);
+        return Listened::Woke(Wake::TimedOut);
     }
     // Redis reads the timeout in seconds, with millisecond precision (0 would block forever).
     let seconds = format!("{:.3}", left.as_secs_f64().max(0.001));
@@ -146,7 +167,8 @@ async fn listen_for(
     let guard = left + link.policy.command_timeout;
     let (tx, mut rx) = oneshot::channel::<bool>();
     let task_link = link.clone();
-    let (task_signal, task_waiters) = (signal.clone(), waiters.clone());
+    let task_node = node.clone();
+    let (task_signal, task_waiters) = (signal.to_owned(), waiters.to_owned());
     let span = observe::redis_span("BLPOP", "signal", node.server());
     tokio::spawn(
         async move {
@@ -165,6 +187,7 @@ async fn listen_for(
                 Ok(Err(e)) => {
                     tracing::Span::current().record("error.type", "unavailable");
                     tracing::debug!("waiting for a release signal failed: {e}");
+                    task_node.blocking_failed();
                     return;
                 }
                 Err(_elapsed) => {
@@ -175,10 +198,7 @@ async fn listen_for(
             if tx.send(popped).is_err() && popped {
                 pass_on(&task_link, &task_signal, &task_waiters).await;
             }
-            let keep = task_link.policy.max_blocking_connections;
-            if let Some(pool) = task_link.blocking_pool() {
-                pool.give_back(taken, keep);
-            }
+            pool.give_back(taken, task_link.policy.max_blocking_connections);
         }
         .instrument(span),
     );
@@ -186,8 +206,7 @@ async fn listen_for(
         received = &mut rx => match received {
             Ok(true) => Wake::Released,
             Ok(false) => Wake::TimedOut,
-            // The connection failed: pause out the rest.
-            Err(_) => return Some(pause(until, cancel).await),
+            Err(_) => return Listened::Failed,
         },
         () = tokio::time::sleep_until(until.into()) => {
             rx.close();
@@ -197,6 +216,7 @@ async fn listen_for(
             rx.close();
             if let Ok(true) = rx.try_recv() {
                 let link = link.clone();
+                let (signal, waiters) = (signal.to_owned(), waiters.to_owned());
                 tokio::spawn(async move { pass_on(&link, &signal, &waiters).await });
             }
             Wake::Cancelled
@@ -207,7 +227,7 @@ async fn listen_for(
         Wake::Cancelled => WokenBy::Cancel,
         _ => WokenBy::Timeout,
     });
-    Some(wake)
+    Listened::Woke(wake)
 }
 
 /// Hands a signal a waiter took but will not use to the next waiter.

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
-use dlock_host::{Deadline, KeyState, LockOptions, ReleaseOutcome, Runtime, Topology};
+use dlock_host::{KeyState, LockOptions, Runtime, Topology};
 use dlock_tests::cluster::Cluster;
 use dlock_tests::driver::Driven;
 use dlock_tests::history::Recorder;
 use dlock_tests::workers::Worker;
-use dlock_tests::{eventually, key_slot, redis};
+use dlock_tests::{
+    eventually, key_slot, raw, redis, release_wakes_the_waiter, woken_only_by_release,
+};
 
 use crate::reliability::{assert_rounds_clean, round, set_contents, until_rounds, worker};
 
@@ -106,52 +108,50 @@ async fn a_failover_of_the_hot_keys_primary_under_contention_keeps_every_invaria
     assert_rounds_clean(&recorder, &conn, hot_left.then_some("hot")).await;
 }
 
-/// In a Cluster the companion keys share the lock's slot (the acquire script marks the
-/// waiter, the release script signals, both on the key's primary), but no waiter blocks on
-/// the signal list: waits poll, and a waiter still gets the lock once it is released.
+/// In a Cluster the companion keys share the lock's slot: a waiter blocks on the signal list
+/// at the primary serving it, on a connection of its own to that primary, and a release there
+/// wakes it; on a key of another primary, the same through another connection; after a
+/// failover of the first key's primary, at the promoted replica (the waiter's first `BLPOP`
+/// goes to the old primary, which answers MOVED, and the waiter asks where the slot is).
 #[tokio::test]
-async fn waits_poll_in_a_cluster_and_get_the_lock_after_a_release() {
-    let cluster = Cluster::start(3, 0).await;
+async fn waiters_block_on_the_signal_list_at_the_slots_primary_and_follow_a_failover() {
+    let cluster = Cluster::start(3, 1).await;
     let runtime = Runtime::connect(Topology::cluster(cluster.seeds()))
         .await
         .unwrap();
     let holder = runtime.client(LockOptions::default()).await.unwrap();
-    let lock = holder.acquire("job", TTL).await.unwrap();
-    let waiter = runtime.client(LockOptions::default()).await.unwrap();
-    let waiting = tokio::spawn(async move {
-        waiter
-            .wait_for_lock("job", TTL, Deadline::after(Duration::from_secs(30)))
-            .await
-    });
-    let mut conn = runtime.connection();
-    eventually(
-        "the waiter to mark the key",
-        Duration::from_secs(30),
-        || {
-            let mut c = conn.clone();
-            async move {
-                redis::cmd("EXISTS")
-                    .arg("{job}:waiters")
-                    .query_async::<i64>(&mut c)
-                    .await
-                    .unwrap()
-                    == 1
-            }
-        },
-    )
-    .await;
-    // A waiter that marked the key is pausing, not blocked on any primary.
-    let info: std::collections::HashMap<String, String> = redis::cmd("INFO")
-        .arg("clients")
-        .query_async(&mut conn)
+    let mut waiter = runtime
+        .client(woken_only_by_release(LockOptions::default()))
         .await
         .unwrap();
-    assert_eq!(info.len(), 3);
-    assert!(
-        info.values().all(|i| i.contains("blocked_clients:0")),
-        "{info:?}"
-    );
-    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
-    let got = waiting.await.unwrap().unwrap();
-    assert!(got.is_held());
+    let first = cluster.primary_of("job").await;
+    let mut other = None;
+    for candidate in (0..).map(|i| format!("job{i}")) {
+        if cluster.primary_of(&candidate).await != first {
+            other = Some(candidate);
+            break;
+        }
+    }
+    let other = other.unwrap();
+    let promoted = cluster.replica_of(first).await;
+    // A key of the first one's slot with companion keys of its own: the release of the
+    // first round signals them as long as the waiter's mark lasts.
+    let same_slot = "{job}next";
+    for (key, failover) in [("job", false), (other.as_str(), false), (same_slot, true)] {
+        if failover {
+            cluster.failover(promoted).await;
+            let cluster = &cluster;
+            eventually(
+                "the old primary to know it was failed over",
+                Duration::from_secs(30),
+                || async move { cluster.primary_of(same_slot).await == promoted },
+            )
+            .await;
+        }
+        let primary = &cluster.nodes[cluster.primary_of(key).await];
+        let (back, got) =
+            release_wakes_the_waiter(&mut raw(primary).await, key, &holder, waiter, key).await;
+        waiter = back;
+        got.release().await.unwrap();
+    }
 }
