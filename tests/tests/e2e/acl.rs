@@ -102,3 +102,39 @@ async fn with_the_acl_an_allowed_script_cannot_touch_foreign_keys() {
     }
     assert_eq!(get(&mut admin, "other:secret").await.as_deref(), Some("x"));
 }
+
+/// On a Redis Cluster the minimal ACL with `+cluster|slots` (where slots are: the cluster
+/// client asks, and so do waiters), given on every node, is enough for every lock operation
+/// and for wake-up on release. Without it the runtime cannot connect (NOPERM).
+#[tokio::test]
+async fn the_minimal_acl_and_cluster_slots_on_every_node_of_a_cluster_are_enough() {
+    let cluster = dlock_tests::cluster::Cluster::start(3, 0).await;
+    for node in &cluster.nodes {
+        dlock_tests::minimal_acl_user(node, "dlock", "s3cret").await;
+        let () = redis::cmd("ACL")
+            .arg(&["SETUSER", "dlock", "+cluster|slots"])
+            .query_async(&mut raw(node).await)
+            .await
+            .unwrap();
+    }
+    let seeds = cluster
+        .seeds()
+        .iter()
+        .map(|url| url.replace("redis://", "redis://dlock:s3cret@"))
+        .collect::<Vec<_>>();
+    let rt = Runtime::connect(dlock_host::Topology::cluster(seeds))
+        .await
+        .unwrap();
+    let options = LockOptions::default().with_key_prefix("app:");
+    let holder = rt.client(options.clone().with_fencing(true)).await.unwrap();
+    let lock = holder
+        .acquire("job", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(lock.info().fence, Some(1));
+    lock.extend(Duration::from_secs(60)).await.unwrap();
+    lock.release().await.unwrap();
+    let waiter = rt.client(woken_only_by_release(options)).await.unwrap();
+    let primary = &cluster.nodes[cluster.primary_of("app:job").await];
+    release_wakes_the_waiter(&mut raw(primary).await, "app:job", &holder, waiter, "job").await;
+}
