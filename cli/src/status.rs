@@ -141,7 +141,14 @@ async fn rows(ctx: &Ctx, conns: &mut [RedisConnection], args: &StatusArgs) -> Cl
     }
     let majority = conns.len() / 2 + 1;
     if answers.len() < majority {
-        let e = failure.map(|e| e.to_string()).unwrap_or_default();
+        let hint = match &failure {
+            Some(e) if args.key.is_none() && e.code() == Some("NOPERM") => {
+                " (listing locks needs SCAN, which the minimal ACL of docs/SECURITY.md leaves \
+                 out: ACL SETUSER <user> +scan)"
+            }
+            _ => "",
+        };
+        let e = failure.map(|e| format!("{e}{hint}")).unwrap_or_default();
         let what = match conns.len() {
             1 => e,
             n => format!(

@@ -176,21 +176,68 @@ async fn status_lists_the_locks_under_the_prefix_once_or_watching() {
     }
 }
 
+/// Under the minimal ACL of docs/SECURITY.md every command works but the list, which needs
+/// SCAN: without it the list fails saying what to allow; with `+scan` it lists.
+#[tokio::test]
+async fn status_lists_under_the_minimal_acl_with_scan_and_names_what_is_missing_without() {
+    let server = redis();
+    dlock_tests::minimal_acl_user(&server, "dlock", "s3cret").await;
+    let url = server.url().replace("redis://", "redis://dlock:s3cret@");
+    let confined = || {
+        let mut cmd = dlock_bare();
+        cmd.args(["--redis", &url, "--prefix", "app:"]);
+        cmd
+    };
+    let r = ran(confined().args(["acquire", "job", "--ttl", "1m"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = ran(confined().args(["status", "job"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("locked "), "{}", r.stdout);
+
+    let r = ran(confined().arg("status")).await;
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    assert!(r.stderr.contains("'scan'"), "{}", r.stderr);
+    assert!(r.stderr.contains("+scan"), "{}", r.stderr);
+
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "dlock", "+scan"])
+        .query_async(&mut raw(&server).await)
+        .await
+        .unwrap();
+    let r = ran(confined().args(["--json", "status"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["locks"][0]["key"], "job");
+}
+
 #[tokio::test]
 async fn status_on_a_cluster_lists_the_locks_of_every_primary() {
     let cluster = Cluster::start(3, 0).await;
+    // As a user with the minimal ACL, and what a Cluster and the list need (docs/SECURITY.md).
+    for node in &cluster.nodes {
+        dlock_tests::minimal_acl_user(node, "dlock", "s3cret").await;
+        let () = redis::cmd("ACL")
+            .arg(&["SETUSER", "dlock", "+cluster|slots", "+scan"])
+            .query_async(&mut raw(node).await)
+            .await
+            .unwrap();
+    }
     let on_cluster = || {
         let mut cmd = dlock_bare();
         for seed in cluster.seeds() {
-            cmd.arg("--redis").arg(seed);
+            cmd.arg("--redis")
+                .arg(seed.replace("redis://", "redis://dlock:s3cret@"));
         }
-        cmd.arg("--cluster");
+        cmd.args(["--cluster", "--prefix", "app:"]);
         cmd
     };
     let keys: Vec<String> = (0..12).map(|i| format!("job:{i}")).collect();
     for third in 0..3 {
         let range = (third * 5462)..((third + 1) * 5462);
-        assert!(keys.iter().any(|k| range.contains(&key_slot(k))));
+        assert!(
+            keys.iter()
+                .any(|k| range.contains(&key_slot(&format!("app:{k}"))))
+        );
     }
     let mut tokens = BTreeMap::new();
     for key in &keys {
