@@ -9,8 +9,11 @@
 // one waiter. The wait ends at its own time, or when the instance is closed; its BLPOP may run
 // on a little longer (Redis times blocked clients out about every 100 ms), and a signal it takes
 // then, which nobody will use, is handed back to the next waiter (*passed on*) before the
-// connection is reused. A wait that cannot block (an ioredis Cluster or Sentinel client, no
-// connection free under the bound, none can be opened, or it broke) pauses instead.
+// connection is reused. With an ioredis Cluster client the connection goes to the primary
+// serving the signal list's slot. A failed BLPOP is tried once more (after a failover the old
+// primary answers MOVED; the Cluster client is asked to learn the slots again first). A wait
+// that cannot block (a Sentinel client, no connection free under the bound, none can be opened,
+// or it broke twice) pauses instead.
 import { companionKey } from './contract.js';
 
 /** The longest single wait; the component then tries again (and may wait again). Keeps the
@@ -59,41 +62,78 @@ function timer(ms, value) {
   return { promise, clear: () => clearTimeout(id) };
 }
 
-/** Whether waits on `redis` can block: a client of one server at a fixed address, as in the
- * Rust host (behind Sentinel or in a Cluster, a wait connection would have to follow the
- * primary). */
+/** Whether waits on `redis` can block: a client of one server at a fixed address, or an
+ * ioredis Cluster (behind Sentinel a wait connection would have to follow the primary, which
+ * the Rust host does and this one does not). */
 function canListen(redis) {
-  return typeof redis.duplicate === 'function' && !redis.isCluster && !(redis.options?.sentinels?.length > 0);
+  if (redis.isCluster) return true;
+  return typeof redis.duplicate === 'function' && !(redis.options?.sentinels?.length > 0);
+}
+
+/** The Redis Cluster hash slot of `key`: CRC16/XMODEM of its hash tag (the first `{...}` with
+ * something in it) or of the whole key, of its UTF-8 bytes, modulo 16384. */
+export function keySlot(key) {
+  let bytes = Buffer.from(key, 'utf8');
+  const open = bytes.indexOf(0x7b);
+  if (open >= 0) {
+    const close = bytes.indexOf(0x7d, open + 1);
+    if (close > open + 1) bytes = bytes.subarray(open + 1, close);
+  }
+  let crc = 0;
+  for (const b of bytes) {
+    crc ^= b << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
+/** The client a wait connection on `signal` duplicates: `redis`, or in a Cluster the primary
+ * serving the list's slot, as the Cluster client knows it (null when it does not). */
+function clientFor(redis, signal) {
+  if (!redis.isCluster) return redis;
+  const primary = redis.slots[keySlot(signal)]?.[0];
+  if (primary === undefined) return null;
+  return redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === primary) ?? null;
 }
 
 /**
  * The wait connections of one DistributedLock (blocking.rs `BlockingPool` and its permits):
- * duplicates of the caller's ioredis client, opened on demand, at most
- * `MAX_BLOCKING_CONNECTIONS` in use, idle ones kept for reuse. They never keep the process
- * alive (a wait's own timer does, while it waits); `close` closes them.
+ * duplicates of the caller's ioredis client (in a Cluster, of the primary serving the signal
+ * list's slot), opened on demand, at most `MAX_BLOCKING_CONNECTIONS` in use, idle ones kept
+ * for reuse per server. They never keep the process alive (a wait's own timer does, while it
+ * waits); `close` closes them.
  */
 export class BlockingPool {
   constructor(redis) {
     this.redis = redis;
-    this.idle = [];
+    /** Idle connections by the client they duplicate. */
+    this.idle = new Map();
+    /** The client each connection duplicates. */
+    this.origin = new WeakMap();
     this.inUse = 0;
     this.closed = false;
   }
 
-  /** A connected connection for one BLPOP (idle or new), counted in use until `giveBack` or
-   * `discard`; null when the bound is reached, it cannot connect, or the pool is closed. */
-  async take() {
+  /** A connected connection for one BLPOP on `signal` (idle or new), counted in use until
+   * `giveBack` or `discard`; null when the bound is reached, no server can be named, it cannot
+   * connect, or the pool is closed. */
+  async take(signal) {
     if (this.closed || this.inUse >= MAX_BLOCKING_CONNECTIONS) return null;
+    const client = clientFor(this.redis, signal);
+    if (client === null) return null;
     this.inUse += 1;
-    const idle = this.idle.pop();
-    if (idle !== undefined) return idle;
+    const idle = this.idle.get(client) ?? [];
+    const reused = idle.pop();
+    if (reused !== undefined) return reused;
     let conn = null;
     try {
-      conn = this.redis.duplicate(CONNECTION);
+      conn = client.duplicate(CONNECTION);
+      this.origin.set(conn, client);
       conn.on('error', () => {}); // its failures reach the waits as failed commands
       conn.once('end', () => {
-        const i = this.idle.indexOf(conn);
-        if (i >= 0) this.idle.splice(i, 1);
+        const list = this.idle.get(client) ?? [];
+        const i = list.indexOf(conn);
+        if (i >= 0) list.splice(i, 1);
       });
       await conn.connect();
     } catch {
@@ -105,11 +145,18 @@ export class BlockingPool {
     return conn;
   }
 
+  /** The idle connections, of every server. */
+  get idleConnections() {
+    return [...this.idle.values()].flat();
+  }
+
   /** Takes back a connection whose BLPOP was answered. */
   giveBack(conn) {
     this.inUse -= 1;
-    if (this.closed || conn.status !== 'ready') conn.disconnect();
-    else this.idle.push(conn);
+    if (this.closed || conn.status !== 'ready') return conn.disconnect();
+    const client = this.origin.get(conn);
+    if (!this.idle.has(client)) this.idle.set(client, []);
+    this.idle.get(client).push(conn);
   }
 
   /** Takes back a connection that failed or stopped answering, and closes it. */
@@ -121,7 +168,7 @@ export class BlockingPool {
   /** Closes the idle connections now, those in use once their BLPOP is answered. */
   close() {
     this.closed = true;
-    for (const conn of this.idle.splice(0)) conn.disconnect();
+    for (const list of this.idle.values()) for (const conn of list.splice(0)) conn.disconnect();
   }
 }
 
@@ -154,7 +201,15 @@ export class Waits {
     const pause = () => Promise.race([end.promise, cancelled]);
     try {
       if (!listen || !canListen(this.redis)) return await pause();
-      return await this.listen(companionKey(key, 'signal'), companionKey(key, 'waiters'), until, pause);
+      const [signal, waiters] = [companionKey(key, 'signal'), companionKey(key, 'waiters')];
+      const wake = await this.listen(signal, waiters, until, pause);
+      if (wake !== null) return wake;
+      if (this.redis.isCluster) {
+        const learnt = new Promise((resolve) => this.redis.refreshSlotsCache(() => resolve(null)));
+        const ended = await Promise.race([learnt, pause()]);
+        if (ended !== null) return ended;
+      }
+      return (await this.listen(signal, waiters, until, pause)) ?? (await pause());
     } finally {
       end.clear();
       this.cancel = null;
@@ -162,9 +217,9 @@ export class Waits {
   }
 
   /** Blocks on `signal` until the wait ends (`pause()` settles); pauses instead when no
-   * connection can be had or it fails. */
+   * connection can be had; null when the BLPOP failed. */
   async listen(signal, waiters, until, pause) {
-    const taking = this.pool.take();
+    const taking = this.pool.take(signal);
     const conn = await Promise.race([taking, pause()]);
     if (typeof conn === 'string') {
       // The wait ended first: the connection, if it comes, is for the next wait.
@@ -206,9 +261,7 @@ export class Waits {
       );
     });
     try {
-      const wake = await Promise.race([popped, pause()]);
-      // null: the connection failed: pause out the rest.
-      return wake ?? (await pause());
+      return await Promise.race([popped, pause()]);
     } finally {
       listening = false;
     }

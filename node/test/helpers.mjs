@@ -1,9 +1,12 @@
 // Real redis-server processes for the tests: loopback, a free port, no persistence, killed at
 // the end. No mocks of Redis anywhere.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after } from 'node:test';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { jspiAvailable } from '../src/backend-jspi.js';
 
 export async function freePort() {
@@ -111,4 +114,75 @@ export async function scriptCalls(redis) {
   const stats = await redis.info('commandstats');
   const calls = (cmd) => Number(stats.match(new RegExp(`cmdstat_${cmd}:calls=(\\d+),`))?.[1] ?? 0);
   return calls('evalsha') + calls('eval');
+}
+
+/**
+ * Starts a Redis Cluster of `primaries` redis-servers (no replicas) on loopback for the calling
+ * test file, joined by `redis-cli --cluster create`; killed when the file's tests end. Call it
+ * at the top level of the test file. Returns `{ ports, cluster(opts), node(port), primaryOf(key)
+ * }`: `cluster()` an ioredis Cluster client on it, `node(port)` an ioredis client of one node,
+ * `primaryOf(key)` the port of the primary serving `key`'s slot. Clients are disconnected at
+ * the end.
+ */
+export async function startCluster(primaries = 3) {
+  const dir = mkdtempSync(join(tmpdir(), 'dlock-cluster-'));
+  const children = [];
+  const clients = [];
+  const ports = [];
+  const track = (c) => {
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await Promise.all(
+      children.map((child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return null;
+        const gone = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        return gone;
+      }),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  });
+  for (let i = 0; i < primaries; i++) {
+    const port = await freePort();
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--dir', dir);
+    children.push(spawn('redis-server', args, { stdio: 'ignore' }));
+    ports.push(port);
+  }
+  const node = (port) => track(new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 }));
+  const admins = ports.map(node);
+  await until('the nodes to answer PING', async () => (await Promise.all(admins.map((a) => a.ping().catch(() => null)))).every((r) => r === 'PONG'));
+  const redisCli = process.env.DLOCK_REDIS_CLI ?? 'redis-cli';
+  await new Promise((resolve, reject) => {
+    const addresses = ports.map((p) => `127.0.0.1:${p}`);
+    execFile(redisCli, ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], (e, stdout) =>
+      e ? reject(new Error(`redis-cli --cluster create failed: ${stdout}`)) : resolve(),
+    );
+  });
+  const settled = async () => {
+    for (const a of admins) {
+      const info = await a.cluster('INFO');
+      if (!info.includes('cluster_state:ok') || !info.includes(`cluster_known_nodes:${primaries}`)) return false;
+    }
+    return true;
+  };
+  await until('the cluster settling', settled, 30_000);
+  return {
+    ports,
+    cluster(opts = {}) {
+      return track(new Cluster([{ host: '127.0.0.1', port: ports[0] }], opts));
+    },
+    node,
+    async primaryOf(key) {
+      const slot = await admins[0].cluster('KEYSLOT', key);
+      for (const [first, last, [, port]] of await admins[0].cluster('SLOTS')) {
+        if (slot >= first && slot <= last) return port;
+      }
+      throw new Error(`no primary serves slot ${slot}`);
+    },
+  };
 }

@@ -172,8 +172,8 @@ test('a wait connection that stops answering is counted out of the pool once', a
   const pool = new BlockingPool(redis);
   const waits = new Waits(redis, policy, pool);
   assert.equal(await waits.wait('job', 1n, true), 'timed-out');
-  await until('the first wait to hand its connection back', () => pool.idle.length === 1);
-  const [conn] = pool.idle;
+  await until('the first wait to hand its connection back', () => pool.idleConnections.length === 1);
+  const [conn] = pool.idleConnections;
   // The server answers nothing for a while: the next wait's BLPOP goes unanswered, its guard
   // drops the connection, and closing it fails the BLPOP too.
   await admin.client('PAUSE', '1000', 'ALL');
