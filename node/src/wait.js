@@ -10,10 +10,11 @@
 // on a little longer (Redis times blocked clients out about every 100 ms), and a signal it takes
 // then, which nobody will use, is handed back to the next waiter (*passed on*) before the
 // connection is reused. With an ioredis Cluster client the connection goes to the primary
-// serving the signal list's slot. A failed BLPOP is tried once more (after a failover the old
-// primary answers MOVED; the Cluster client is asked to learn the slots again first). A wait
-// that cannot block (a Sentinel client, no connection free under the bound, none can be opened,
-// or it broke twice) pauses instead.
+// serving the signal list's slot; with a Sentinel client, to the primary the Sentinels name when
+// it connects. A failed BLPOP is tried once more on another connection: after a failover the
+// old primary answers MOVED (the Cluster client is asked to learn the slots again first) or is
+// gone or demoted (a new connection asks the Sentinels again). A wait that cannot block (no
+// connection free under the bound, none can be opened, or it broke twice) pauses instead.
 import { companionKey } from './contract.js';
 
 /** The longest single wait; the component then tries again (and may wait again). Keeps the
@@ -62,12 +63,10 @@ function timer(ms, value) {
   return { promise, clear: () => clearTimeout(id) };
 }
 
-/** Whether waits on `redis` can block: a client of one server at a fixed address, or an
- * ioredis Cluster (behind Sentinel a wait connection would have to follow the primary, which
- * the Rust host does and this one does not). */
+/** Whether waits on `redis` can block: an ioredis client (of one server, or of the primary a
+ * Sentinel names, whose duplicates ask the Sentinels again when they connect) or Cluster. */
 function canListen(redis) {
-  if (redis.isCluster) return true;
-  return typeof redis.duplicate === 'function' && !(redis.options?.sentinels?.length > 0);
+  return redis.isCluster || typeof redis.duplicate === 'function';
 }
 
 /** The Redis Cluster hash slot of `key`: CRC16/XMODEM of its hash tag (the first `{...}` with

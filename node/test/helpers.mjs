@@ -1,7 +1,7 @@
 // Real redis-server processes for the tests: loopback, a free port, no persistence, killed at
 // the end. No mocks of Redis anywhere.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,6 +183,70 @@ export async function startCluster(primaries = 3) {
         if (slot >= first && slot <= last) return port;
       }
       throw new Error(`no primary serves slot ${slot}`);
+    },
+  };
+}
+
+/**
+ * Starts a primary, its replica and one Sentinel (quorum 1) watching them as `mymaster`, for
+ * the calling test file; killed when the file's tests end. Call it at the top level of the test
+ * file. Returns `{ primary, replica, client(opts), failover() }`: `primary` and `replica` as
+ * `startRedis` returns them (their roles swap with a failover), `client()` an ioredis client
+ * that finds the primary through the Sentinel, `failover()` a `SENTINEL FAILOVER` that resolves
+ * once the replica is the primary the Sentinel names, the old one its replica.
+ */
+export async function startSentinel() {
+  const primary = await startRedis();
+  const replica = await startRedis();
+  await replica.admin.replicaof('127.0.0.1', primary.port);
+  await until('the replica syncing', async () => (await replica.admin.info('replication')).includes('master_link_status:up'), 30_000);
+  const dir = mkdtempSync(join(tmpdir(), 'dlock-sentinel-'));
+  const port = await freePort();
+  const config = join(dir, 'sentinel.conf');
+  writeFileSync(
+    config,
+    `port ${port}\nbind 127.0.0.1\ndir ${dir}\n` +
+      `sentinel monitor mymaster 127.0.0.1 ${primary.port} 1\n` +
+      'sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\n',
+  );
+  const child = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' });
+  const clients = [];
+  const track = (c) => {
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await gone;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const sentinel = track(new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 }));
+  const named = async () => (await sentinel.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster').catch(() => null))?.[1];
+  await until(
+    'the Sentinel seeing the replica',
+    async () => (await sentinel.call('SENTINEL', 'REPLICAS', 'mymaster').catch(() => [])).length === 1,
+    30_000,
+  );
+  const role = async (server) => (await server.admin.info('replication')).match(/role:(\w+)/)[1];
+  return {
+    primary,
+    replica,
+    client(opts = {}) {
+      return track(new Redis({ sentinels: [{ host: '127.0.0.1', port }], name: 'mymaster', ...opts }));
+    },
+    async failover() {
+      await sentinel.call('SENTINEL', 'FAILOVER', 'mymaster');
+      await until(
+        'the failover',
+        async () =>
+          (await named()) === String(replica.port) && (await role(replica)) === 'master' && (await role(primary)) === 'slave',
+        30_000,
+      );
     },
   };
 }
