@@ -133,8 +133,7 @@ impl<P: Platform> Client<P> {
     pub fn acquire(&self, key: &str, ttl_ms: u64) -> Result<Handle<P>, Error> {
         let attempts = self.retry_count.saturating_add(1);
         let backoff = self.backoff;
-        let listen = (self.nodes == 1 && self.wake_on_release == WakeOnRelease::Always)
-            .then_some(backoff.max_ms);
+        let listen = (self.wake_on_release == WakeOnRelease::Always).then_some(backoff.max_ms);
         self.acquire_loop(key, ttl_ms, listen, |attempt, _now| {
             (attempt < attempts).then(|| {
                 let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
@@ -162,8 +161,7 @@ impl<P: Platform> Client<P> {
         validate::duration_ms("the wait timeout", timeout_ms, true)?;
         let deadline = self.platform.monotonic_ns() + timeout_ms * NS_PER_MS;
         let backoff = self.backoff.capped(WAIT_MAX_DELAY_MS);
-        let listen = (self.nodes == 1 && self.wake_on_release != WakeOnRelease::Never)
-            .then_some(backoff.max_ms);
+        let listen = (self.wake_on_release != WakeOnRelease::Never).then_some(backoff.max_ms);
         self.acquire_loop(key, ttl_ms, listen, |attempt, now| {
             let left_ns = deadline.checked_sub(now).filter(|&ns| ns > 0)?;
             let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
@@ -173,10 +171,11 @@ impl<P: Platform> Client<P> {
 
     /// The shared attempt loop. After attempt `n` fails (busy, or a transient Redis error),
     /// `next_delay(n, now_ns)` gives the nanoseconds to wait before the next attempt, or
-    /// `None` to give up. With `listen` (the longest single wait, in milliseconds; never over a
-    /// quorum, where waits are polled: no one primary's signal says the lock is free), every
-    /// attempt marks the caller as a waiter and a wait ends as soon as the holder releases, or
-    /// when the holder's lease runs out. Non-transient errors end the loop at once, and so does
+    /// `None` to give up. With `listen` (the longest single wait, in milliseconds), every
+    /// attempt marks the caller as a waiter (over a quorum, on every primary) and a wait ends as
+    /// soon as the holder releases, or when the holder's lease runs out (over a quorum, the
+    /// first of the primaries' leases: a signal there is a hint, and the woken caller tries the
+    /// whole quorum again). Non-transient errors end the loop at once, and so does
     /// the host's `cancelled`. When any attempt's outcome was unknown and the loop ends without
     /// the lock, the token is released (compare-and-delete) in case one of those attempts
     /// took it.
@@ -311,10 +310,22 @@ impl<P: Platform> Client<P> {
                 Err(e) => Attempt::Failed(e),
             };
         }
+        // With a waiters' mark, the first of the busy primaries' leases to end (-1: none ends).
+        let mut busy_pttl: Option<i64> = None;
         let tally = match self.platform.eval_all(Op::Acquire, keys, args) {
             Ok(replies) => Tally::count(replies, |reply| match reply {
                 Value::Int(n) if n > 0 => Answer::Yes,
                 Value::Int(0) => Answer::No,
+                Value::Array(items) => match items.as_slice() {
+                    [Scalar::Int(0), Scalar::Int(pttl)] => {
+                        busy_pttl = Some(match busy_pttl {
+                            Some(first) if first >= 0 && (*pttl < 0 || first <= *pttl) => first,
+                            _ => *pttl,
+                        });
+                        Answer::No
+                    }
+                    _ => Answer::Refused(unexpected(Op::Acquire, &Value::Array(items))),
+                },
                 Value::Int(-1) => Answer::NotALock,
                 other => Answer::Refused(unexpected(Op::Acquire, &other)),
             }),
@@ -337,7 +348,7 @@ impl<P: Platform> Client<P> {
         } else if let Some(e) = tally.refusal() {
             Attempt::Failed(e)
         } else {
-            Attempt::Busy { pttl_ms: None }
+            Attempt::Busy { pttl_ms: busy_pttl }
         }
     }
 
@@ -494,8 +505,7 @@ impl<P: Platform> Handle<P> {
     /// Runs a token-checked script on every primary (quorum mode): 1 is yes, 0 (no key) and
     /// -1 (another value) are no; the second count is how many said -1. A refusal by the host
     /// is an error at once.
-    fn owned_round(&self, op: Op, args: &[String]) -> Result<(Tally, u32), Error> {
-        let keys = core::slice::from_ref(&self.redis_key);
+    fn owned_round(&self, op: Op, keys: &[String], args: &[String]) -> Result<(Tally, u32), Error> {
         let replies = self
             .platform
             .eval_all(op, keys, args)
@@ -523,6 +533,20 @@ impl<P: Platform> Handle<P> {
         }
     }
 
+    /// The release script's keys: the lock key, its signal list and its waiters' mark (only the
+    /// lock key for a key that can have none: a '}' without a hash tag).
+    fn release_keys(&self) -> Vec<String> {
+        let mut keys = vec![self.redis_key.clone()];
+        if let (Ok(signal), Ok(waiters)) = (
+            contract::companion_key(&self.redis_key, Companion::Signal),
+            contract::companion_key(&self.redis_key, Companion::Waiters),
+        ) {
+            keys.push(signal);
+            keys.push(waiters);
+        }
+        keys
+    }
+
     /// Marks the handle lost and gives back what may still carry its token on a minority of
     /// primaries (quorum mode).
     fn lose_everywhere(&self, loss: Loss) -> Error {
@@ -536,7 +560,11 @@ impl<P: Platform> Handle<P> {
     /// released once a majority answered and one of them deleted the key (no majority can
     /// hold it now).
     fn release_round(&self) -> Result<Found, Error> {
-        let (tally, taken) = self.owned_round(Op::Release, core::slice::from_ref(&self.token))?;
+        let (tally, taken) = self.owned_round(
+            Op::Release,
+            &self.release_keys(),
+            core::slice::from_ref(&self.token),
+        )?;
         if tally.majority_impossible() {
             return Ok(Found::Lost(Self::loss_of(&tally, taken)));
         }
@@ -555,8 +583,11 @@ impl<P: Platform> Handle<P> {
     /// validity; lost when too many primaries no longer hold the token for a majority, or
     /// when the majority came too late (`Expired`).
     fn extend_round(&self, ttl_ms: u64, sent_ns: u64) -> Result<Found, Error> {
-        let (tally, taken) =
-            self.owned_round(Op::Extend, &[self.token.clone(), ttl_ms.to_string()])?;
+        let (tally, taken) = self.owned_round(
+            Op::Extend,
+            core::slice::from_ref(&self.redis_key),
+            &[self.token.clone(), ttl_ms.to_string()],
+        )?;
         if tally.has_quorum() {
             if self.platform.monotonic_ns() < sent_ns + lease_ns(self.nodes, ttl_ms) {
                 return Ok(Found::Owned);
@@ -571,24 +602,16 @@ impl<P: Platform> Handle<P> {
         ))
     }
 
-    /// Compare-and-delete, signalling the waiters marked on the key (on one store; over a
-    /// quorum nobody waits on signals). Once a release has been sent, the handle no longer
-    /// claims the lock: when the outcome is unknown it is `Releasing`, and only `release` may
-    /// be retried.
+    /// Compare-and-delete, signalling the waiters marked on the key (over a quorum, on every
+    /// primary). Once a release has been sent, the handle no longer claims the lock: when the
+    /// outcome is unknown it is `Releasing`, and only `release` may be retried.
     pub fn release(&self) -> Result<ReleaseOutcome, Error> {
         let before = self.lease.borrow().phase;
         if before == Phase::Released {
             return Err(Error::NotHeld);
         }
         let found = if self.nodes == 1 {
-            let mut keys = vec![self.redis_key.clone()];
-            if let (Ok(signal), Ok(waiters)) = (
-                contract::companion_key(&self.redis_key, Companion::Signal),
-                contract::companion_key(&self.redis_key, Companion::Waiters),
-            ) {
-                keys.push(signal);
-                keys.push(waiters);
-            }
+            let keys = self.release_keys();
             self.owned_op(Op::Release, &keys, core::slice::from_ref(&self.token))
         } else {
             self.release_round()

@@ -1086,17 +1086,22 @@ fn a_quorum_release_that_finds_no_token_reports_expired_or_taken_over_by_majorit
 }
 
 #[test]
-fn quorum_waits_poll_and_never_mark_a_waiter() {
-    let p = quorum(3, vec![vec![int(0); 3], vec![int(1); 3]]);
-    p.wake_with([Ok(Wake::TimedOut)]);
+fn quorum_waiters_mark_every_primary_wait_until_the_first_lease_ends_and_releases_signal() {
+    // Busy on every primary (40 ms, no expiry, 400 ms left), then granted.
+    let busy = vec![busy_for(40), busy_for(-1), busy_for(400)];
+    let p = quorum(3, vec![busy, vec![int(1); 3], vec![int(1); 3]]);
+    p.wake_with([Ok(Wake::Released)]);
     let opts = LockOptions {
         wake_on_release: WakeOnRelease::Always,
         ..defaults()
     };
-    client(&p, opts).wait_for_lock("job", 30_000, 1000).unwrap();
-    assert_eq!(p.calls.borrow()[0].keys, ["job"]);
-    assert_eq!(p.calls.borrow()[0].args.len(), 2);
-    assert_eq!(*p.waits.borrow(), [("job".to_owned(), 100, false)]);
+    let h = client(&p, opts).wait_for_lock("job", 30_000, 1000).unwrap();
+    assert_eq!(p.calls.borrow()[0].keys, ["job", "{job}:waiters"]);
+    assert_eq!(p.calls.borrow()[0].args, ["token-1", "1000", "1000"]);
+    // The backoff's 100 ms, cut a millisecond past the first lease to end.
+    assert_eq!(*p.waits.borrow(), [("job".to_owned(), 41, true)]);
+    assert!(matches!(h.release(), Ok(ReleaseOutcome::Released)));
+    assert_eq!(p.calls.borrow()[2].keys, release_keys("job"));
 }
 
 #[test]

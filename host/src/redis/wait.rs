@@ -142,7 +142,7 @@ async fn listen_for(
     until: Instant,
     cancel: &Cancel,
 ) -> Listened {
-    let [node] = link.nodes() else {
+    let Some(node) = link.waiting_node() else {
         return Listened::Unavailable;
     };
     let Some(permit) = link.blocking_permit() else {
@@ -232,7 +232,7 @@ async fn listen_for(
 
 /// Hands a signal a waiter took but will not use to the next waiter.
 async fn pass_on(link: &Link, signal: &str, waiters: &str) {
-    let Some(node) = link.nodes().first() else {
+    let Some(node) = link.waiting_node() else {
         return;
     };
     let (_, mut conn) = node.current();

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use dlock_host::{Error, LockOptions, Policy, ReleaseOutcome, Runtime, Topology};
-use dlock_tests::{RedisServer, exists, get, quick_options, raw, redis, signal_server};
+use dlock_tests::{
+    RedisServer, exists, get, quick_options, raw, redis, release_wakes_the_waiter, signal_server,
+    woken_only_by_release,
+};
 use rustix::process::Signal;
 
 const TTL: Duration = Duration::from_secs(10);
@@ -193,8 +196,7 @@ async fn a_restart_without_persistence_lets_a_second_holder_in_over_a_quorum() {
 
 /// Outcomes over a quorum are the majority's: a key another token holds on a majority is
 /// taken over (extend fails, release reports it and leaves their keys alone); a key gone from
-/// a majority has expired; a waiter polls (nothing marked, no blocked connection) and still
-/// gets the lock once it is released.
+/// a majority has expired.
 #[tokio::test]
 async fn release_and_extend_outcomes_over_a_quorum_follow_the_majority() {
     let (servers, runtime) = quorum(3).await;
@@ -228,21 +230,28 @@ async fn release_and_extend_outcomes_over_a_quorum_follow_the_majority() {
             .unwrap();
     }
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Expired);
+}
 
-    let lock = client.acquire("wait", TTL).await.unwrap();
-    let waiter = runtime.client(LockOptions::default()).await.unwrap();
-    let waiting = tokio::spawn(async move {
-        waiter
-            .wait_for_lock(
-                "wait",
-                TTL,
-                dlock_host::Deadline::after(Duration::from_secs(30)),
-            )
-            .await
-    });
-    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
-    assert!(waiting.await.unwrap().unwrap().is_held());
+/// Over a quorum a waiter marks the key on every primary and blocks on the signal list of the
+/// first one (a hint: a release signals every primary it reaches, and the woken waiter tries
+/// the whole quorum again); a release wakes it and it takes the lock on every primary.
+#[tokio::test]
+async fn a_waiter_over_a_quorum_blocks_at_the_first_primary_and_a_release_wakes_it() {
+    let (servers, runtime) = quorum(3).await;
+    let holder = runtime.client(LockOptions::default()).await.unwrap();
+    let waiter = runtime
+        .client(woken_only_by_release(LockOptions::default()))
+        .await
+        .unwrap();
+    let mut first = raw(&servers[0]).await;
+    let (_, got) = release_wakes_the_waiter(&mut first, "job", &holder, waiter, "job").await;
     for server in &servers {
-        assert!(!exists(&mut raw(server).await, "{wait}:waiters").await);
+        let mut conn = raw(server).await;
+        assert_eq!(get(&mut conn, "job").await, Some(got.info().token));
+        assert!(
+            exists(&mut conn, "{job}:waiters").await,
+            "marked everywhere"
+        );
     }
+    assert_eq!(got.release().await.unwrap(), ReleaseOutcome::Released);
 }
