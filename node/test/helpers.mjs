@@ -31,12 +31,13 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  */
 export async function startRedis() {
   const port = await freePort();
+  // Its working directory: a replica's full sync writes an RDB file there, whatever --save.
+  const dir = mkdtempSync(join(tmpdir(), 'dlock-redis-'));
   let child;
   const clients = [];
   const launch = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    });
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+    child = spawn('redis-server', args, { stdio: 'ignore' });
     for (let i = 0; i < 200; i++) {
       const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on('error', () => {});
@@ -77,6 +78,7 @@ export async function startRedis() {
   after(async () => {
     for (const c of clients) c.disconnect();
     await server.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
   return server;
 }
