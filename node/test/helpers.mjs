@@ -22,6 +22,42 @@ export async function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Kills `child` (SIGKILL) and waits for it to be gone. */
+async function kill(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await gone;
+}
+
+/**
+ * What one fixture starts, undone when the calling test file's tests end: its redis-server
+ * processes killed, its ioredis clients disconnected, its working directory `dir` removed.
+ * `spawn(args)` starts a redis-server, `track(client)` takes a client in (its errors reach the
+ * commands, not the process).
+ */
+function fixture(dir) {
+  const children = [];
+  const clients = [];
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await Promise.all(children.map(kill));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    spawn(args) {
+      const child = spawn('redis-server', args, { stdio: 'ignore' });
+      children.push(child);
+      return child;
+    },
+    track(client) {
+      client.on('error', () => {});
+      clients.push(client);
+      return client;
+    },
+  };
+}
+
 /**
  * Starts a redis-server for the calling test file; it is killed when the file's tests end.
  * Call it at the top level of the test file (an `after` registered inside a hook runs at the
@@ -33,11 +69,10 @@ export async function startRedis() {
   const port = await freePort();
   // Its working directory: a replica's full sync writes an RDB file there, whatever --save.
   const dir = mkdtempSync(join(tmpdir(), 'dlock-redis-'));
+  const { spawn: start, track } = fixture(dir);
   let child;
-  const clients = [];
   const launch = async () => {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
-    child = spawn('redis-server', args, { stdio: 'ignore' });
+    child = start(['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
     for (let i = 0; i < 200; i++) {
       const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on('error', () => {});
@@ -57,29 +92,16 @@ export async function startRedis() {
   const server = {
     port,
     client(opts = {}) {
-      const c = new Redis({ port, host: '127.0.0.1', ...opts });
-      c.on('error', () => {});
-      clients.push(c);
-      return c;
+      return track(new Redis({ port, host: '127.0.0.1', ...opts }));
     },
     /** Kills the server (SIGKILL) and waits for it to be gone. */
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await gone;
-    },
+    stop: () => kill(child),
     async restart() {
       await server.stop();
       await launch();
     },
   };
   server.admin = server.client();
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
   return server;
 }
 
@@ -128,31 +150,13 @@ export async function scriptCalls(redis) {
  */
 export async function startCluster(primaries = 3) {
   const dir = mkdtempSync(join(tmpdir(), 'dlock-cluster-'));
-  const children = [];
-  const clients = [];
+  const { spawn: start, track } = fixture(dir);
   const ports = [];
-  const track = (c) => {
-    c.on('error', () => {});
-    clients.push(c);
-    return c;
-  };
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    await Promise.all(
-      children.map((child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return null;
-        const gone = new Promise((r) => child.once('exit', r));
-        child.kill('SIGKILL');
-        return gone;
-      }),
-    );
-    rmSync(dir, { recursive: true, force: true });
-  });
   for (let i = 0; i < primaries; i++) {
     const port = await freePort();
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
     args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--dir', dir);
-    children.push(spawn('redis-server', args, { stdio: 'ignore' }));
+    start(args);
     ports.push(port);
   }
   const node = (port) => track(new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 }));
@@ -211,22 +215,8 @@ export async function startSentinel() {
       `sentinel monitor mymaster 127.0.0.1 ${primary.port} 1\n` +
       'sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\n',
   );
-  const child = spawn('redis-server', [config, '--sentinel'], { stdio: 'ignore' });
-  const clients = [];
-  const track = (c) => {
-    c.on('error', () => {});
-    clients.push(c);
-    return c;
-  };
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await gone;
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { spawn: start, track } = fixture(dir);
+  start([config, '--sentinel']);
   const sentinel = track(new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 }));
   const named = async () => (await sentinel.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster').catch(() => null))?.[1];
   await until(
