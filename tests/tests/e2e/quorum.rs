@@ -232,9 +232,9 @@ async fn release_and_extend_outcomes_over_a_quorum_follow_the_majority() {
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Expired);
 }
 
-/// Over a quorum a waiter marks the key on every primary and blocks on the signal list of the
+/// Over a quorum a waiter marks the key on the primaries and blocks on the signal list of the
 /// first one (a hint: a release signals every primary it reaches, and the woken waiter tries
-/// the whole quorum again); a release wakes it and it takes the lock on every primary.
+/// the whole quorum again); a release wakes it and it takes the lock on a majority.
 #[tokio::test]
 async fn a_waiter_over_a_quorum_blocks_at_the_first_primary_and_a_release_wakes_it() {
     let (servers, runtime) = quorum(3).await;
@@ -245,13 +245,15 @@ async fn a_waiter_over_a_quorum_blocks_at_the_first_primary_and_a_release_wakes_
         .unwrap();
     let mut first = raw(&servers[0]).await;
     let (_, got) = release_wakes_the_waiter(&mut first, "job", &holder, waiter, "job").await;
+    // The woken waiter may reach a primary before the release does: a majority is its lock
+    // (and a primary slow to answer the busy round may mark it late).
+    let (mut holding, mut marked) = (0, 0);
     for server in &servers {
         let mut conn = raw(server).await;
-        assert_eq!(get(&mut conn, "job").await, Some(got.info().token));
-        assert!(
-            exists(&mut conn, "{job}:waiters").await,
-            "marked everywhere"
-        );
+        holding += usize::from(get(&mut conn, "job").await == Some(got.info().token));
+        marked += usize::from(exists(&mut conn, "{job}:waiters").await);
     }
+    assert!(holding >= 2, "held on {holding} of 3 primaries");
+    assert!(marked >= 2, "marked on {marked} of 3 primaries");
     assert_eq!(got.release().await.unwrap(), ReleaseOutcome::Released);
 }
