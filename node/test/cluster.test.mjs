@@ -8,8 +8,8 @@
 // way to the lock is a backoff of ten minutes, far past the hang guard that fails the test.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { DistributedLock, LockHandle } from '../src/index.js';
-import { backends, startCluster, until } from './helpers.mjs';
+import { DistributedLock } from '../src/index.js';
+import { backends, releaseWakesTheWaiter, startCluster } from './helpers.mjs';
 
 const cluster = await startCluster(3);
 const TTL = 60_000;
@@ -59,20 +59,7 @@ for (const backend of backends()) {
       const holder = make();
       const waiter = make(WAKE_OR_NOTHING);
       for (const [port, key] of await keysOfEveryPrimary(`c:${backend}:wake`)) {
-        const node = cluster.node(port);
-        const blocked = async () => Number((await node.info('clients')).match(/blocked_clients:(\d+)/)[1]);
-        const lock = await holder.acquire(key, TTL);
-        // No expiry: no wait is cut at the holder's expiry.
-        await node.persist(key);
-        const waiting = waiter.acquire(key, TTL);
-        await until('the waiter to block on the signal list', async () => (await blocked()) === 1, GUARD);
-        assert.equal(await node.exists(`{${key}}:waiters`), 1, 'the waiter marked the key');
-        await lock.release();
-        const got = await waiting;
-        assert.ok(got instanceof LockHandle && got.isHeld);
-        assert.equal(await node.get(key), got.token);
-        assert.equal(await node.exists(`{${key}}:signal`), 0, 'the waiter took the signal');
-        await got.release();
+        await releaseWakesTheWaiter(cluster.node(port), holder, waiter, key, GUARD);
       }
     });
   });

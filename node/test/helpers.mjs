@@ -1,5 +1,6 @@
 // Real redis-server processes for the tests: loopback, a free port, no persistence, killed at
 // the end. No mocks of Redis anywhere.
+import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { after } from 'node:test';
 import { Cluster, Redis } from 'ioredis';
 import { jspiAvailable } from '../src/backend-jspi.js';
+import { LockHandle } from '../src/index.js';
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
@@ -241,4 +243,27 @@ export async function startSentinel() {
       );
     },
   };
+}
+
+/**
+ * The push wake-up, end to end (the Rust tests' `release_wakes_the_waiter`): `holder` takes
+ * `key`, whose Redis key (on `admin`'s server) loses its expiry, so that only a release frees
+ * it in time; `waiter` (whose only retry is far off) marks the key and blocks on its signal
+ * list; the release wakes it, and it holds the lock, with the signal consumed. `guardMs` is the
+ * hang guard. The waiter's lock is released at the end.
+ */
+export async function releaseWakesTheWaiter(admin, holder, waiter, key, guardMs) {
+  const blocked = async () => Number((await admin.info('clients')).match(/blocked_clients:(\d+)/)[1]);
+  const ttl = 60_000;
+  const lock = await holder.acquire(key, ttl);
+  await admin.persist(key);
+  const waiting = waiter.acquire(key, ttl);
+  await until('the waiter to block on the signal list', async () => (await blocked()) === 1, guardMs);
+  assert.equal(await admin.exists(`{${key}}:waiters`), 1, 'the waiter marked the key');
+  await lock.release();
+  const got = await waiting;
+  assert.ok(got instanceof LockHandle && got.isHeld);
+  assert.equal(await admin.get(key), got.token);
+  assert.equal(await admin.exists(`{${key}}:signal`), 0, 'the waiter took the signal');
+  await got.release();
 }
