@@ -42,6 +42,9 @@ pub const EXIT_REDIS: u8 = 3;
 pub const EXIT_INTERNAL: u8 = 4;
 /// `release`, `extend`: the lock had expired (the key was gone); nothing was changed.
 pub const EXIT_EXPIRED: u8 = 5;
+/// `release` in quorum mode: fewer than a majority of the primaries confirmed the token gone;
+/// a majority may still hold it until its TTL. Running the release again is safe.
+pub const EXIT_RELEASE_INCOMPLETE: u8 = 6;
 /// `run`: the lock was busy and CMD never started (changeable with --conflict-exit-code).
 pub const EXIT_RUN_CONFLICT: u8 = 75;
 /// `run`: the lock was lost (or could not be kept, or `--max-hold` was reached) while CMD ran;
@@ -59,6 +62,8 @@ Exit codes:
   4   internal failure (the lock component trapped, a process could not start), or stdout
       closed before the result was written (`acquire` then releases the lock it took)
   5   release, extend: the lock had expired (the key was gone); nothing was changed
+  6   release in quorum mode: fewer than a majority of the primaries confirmed the token
+      gone (the others refused or did not answer); run the same release again
   run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
        76 when the lock was lost (or could not be kept, or --max-hold was reached) while
        CMD ran and CMD was terminated, 126/127 when CMD cannot be run";
@@ -308,6 +313,7 @@ impl Failure {
         let code = match &e {
             Error::NotAcquired | Error::NotHeld | Error::NotALock | Error::TakenOver => EXIT_BUSY,
             Error::Expired => EXIT_EXPIRED,
+            Error::ReleaseIncomplete(_) => EXIT_RELEASE_INCOMPLETE,
             Error::InvalidArgument(_) => EXIT_USAGE,
             Error::RedisUnavailable(_)
             | Error::RedisTimeout
@@ -322,6 +328,9 @@ impl Failure {
                 format!("Redis at {url}: {e} (a retry may help)")
             }
             Error::RedisRejected(_) => format!("Redis at {url}: {e} (a retry will not help)"),
+            Error::ReleaseIncomplete(_) => {
+                format!("{e}; the token may still be held until its TTL (a retry may help)")
+            }
             _ => e.to_string(),
         };
         Failure::new(code, message)

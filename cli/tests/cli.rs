@@ -3,18 +3,16 @@
 //!
 //! Proves: every command of the CLI contract but `run` and every exit code; bad input writing
 //! nothing; an unreachable Redis answered with exit 3; no password printed; interop with plain
-//! SET NX PX locks; quorum and Cluster modes.
+//! SET NX PX locks; Cluster mode (quorum mode is in `quorum.rs`).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 
-use common::{acquire, closed_pipe, dlock, dlock_bare, ran, ran_as_set_up};
+use common::{acquire, closed_pipe, dlock, dlock_bare, listed_locks, ran, ran_as_set_up};
 use dlock_tests::cluster::Cluster;
-use dlock_tests::{RedisServer, dbsize, exists, get, key_slot, pttl, raw, redis, signal_server};
-use rustix::process::Signal;
-use tokio::process::Command;
+use dlock_tests::{RedisServer, dbsize, exists, get, key_slot, pttl, raw, redis};
 
 #[tokio::test]
 async fn acquire_prints_a_token_and_a_second_acquire_is_busy() {
@@ -252,63 +250,6 @@ async fn status_on_a_cluster_lists_the_locks_of_every_primary() {
         listed_locks(&mut on_cluster(), &["--limit", "5"]).await,
         all[..5]
     );
-}
-
-#[tokio::test]
-async fn status_in_quorum_mode_lists_what_a_majority_holds_and_needs_a_majority_answering() {
-    let mut servers: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
-    let r = ran(on_quorum(&servers).args(["acquire", "a", "--ttl", "1m"])).await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let a = r.stdout;
-    // "b" on the first primary only (an acquire that did not reach a quorum), "c" on the two
-    // others (taken while the first was down).
-    for (server, key) in [(0, "b"), (1, "c"), (2, "c")] {
-        let _: () = redis::cmd("SET")
-            .arg(key)
-            .arg(format!("token-{key}"))
-            .arg("PX")
-            .arg(60_000)
-            .query_async(&mut raw(&servers[server]).await)
-            .await
-            .unwrap();
-    }
-    let held = vec![("a".to_owned(), a), ("c".to_owned(), "token-c".to_owned())];
-    assert_eq!(listed_locks(&mut on_quorum(&servers), &[]).await, held);
-    // The first primary frozen: the two others still make a majority.
-    signal_server(&servers[0], Signal::STOP);
-    assert_eq!(listed_locks(&mut on_quorum(&servers), &[]).await, held);
-    signal_server(&servers[0], Signal::CONT);
-    servers[1].stop();
-    servers[2].stop();
-    let r = ran(on_quorum(&servers).args(["status"])).await;
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains("no quorum"), "{}", r.stderr);
-}
-
-/// `dlock` with each of `servers` as a `--redis`: quorum mode.
-fn on_quorum(servers: &[RedisServer]) -> Command {
-    let mut cmd = dlock_bare();
-    for server in servers {
-        cmd.arg("--redis").arg(server.url());
-    }
-    cmd
-}
-
-/// The (key, token) pairs `dlock --json status` lists, `cmd` given its Redis and `extra`
-/// arguments added after `status`.
-async fn listed_locks(cmd: &mut Command, extra: &[&str]) -> Vec<(String, String)> {
-    let r = ran(cmd.args(["--json", "status"]).args(extra)).await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    v["locks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let field = |name: &str| l[name].as_str().unwrap().to_owned();
-            (field("key"), field("token"))
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -732,7 +673,7 @@ async fn fence_counters_are_refused_as_keys_with_exit_2_and_nothing_written() {
         &["release", "{job}:fence", "1"][..],
         &["extend", "{job}:fence", "1", "--ttl", "1ms"][..],
         &["acquire", "{job}:fence", "--ttl", "1s"][..],
-        &["--prefix", "app:", "release", "{job}:fence", "1"][..],
+        &["--prefix", "app:", "release", "{job}::fence", "1"][..],
     ] {
         let r = ran(dlock(&server).args(args)).await;
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
@@ -767,7 +708,7 @@ async fn compose_writes_a_component_that_imports_redis_instead_of_the_lock_api()
     let composed = std::fs::read(&out).unwrap();
     assert_eq!(&composed[..8], b"\0asm\x0d\x00\x01\x00", "a component");
     let text = String::from_utf8_lossy(&composed);
-    assert!(text.contains("dlock:lock/redis@0.3.0"));
+    assert!(text.contains("dlock:lock/redis@0.4.0"));
 
     // The lock component itself does not import the lock API: nothing to compose.
     let bundled = dir.path().join("bundled.wasm");
@@ -786,46 +727,4 @@ async fn compose_writes_a_component_that_imports_redis_instead_of_the_lock_api()
         "{}",
         r.stderr
     );
-}
-
-#[tokio::test]
-async fn repeated_redis_urls_are_a_quorum_and_a_majority_down_exits_3_saying_no_quorum() {
-    let mut servers: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
-    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    for server in &servers {
-        assert_eq!(
-            get(&mut raw(server).await, "job").await.as_deref(),
-            Some(r.stdout.as_str())
-        );
-    }
-    // The same quorum as a comma list in DLOCK_REDIS_URL.
-    let list: Vec<String> = servers.iter().map(|s| s.url()).collect();
-    let r2 = ran(dlock_bare()
-        .env("DLOCK_REDIS_URL", list.join(","))
-        .args(["release", "job", &r.stdout]))
-    .await;
-    assert_eq!(r2.code, 0, "{}", r2.stderr);
-    assert!(!exists(&mut raw(&servers[2]).await, "job").await);
-
-    // Fencing cannot be made safe over independent primaries.
-    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s", "--fence"])).await;
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("fencing is not available"),
-        "{}",
-        r.stderr
-    );
-
-    // One down: still a majority. Two down: no quorum, exit 3, nothing left on the survivor.
-    servers[0].stop();
-    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = ran(on_quorum(&servers).args(["release", "job", &r.stdout])).await;
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    servers[1].stop();
-    let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "30s"])).await;
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains("no quorum"), "{}", r.stderr);
-    assert_eq!(dbsize(&mut raw(&servers[2]).await).await, 0);
 }

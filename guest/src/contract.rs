@@ -156,16 +156,21 @@ pub fn check_lock_key(redis_key: &str) -> Result<(), String> {
 
 /// A companion key of a lock key, in the same Redis Cluster slot.
 ///
-/// A key with a hash tag (`{...}` with something inside) keeps its tag, so the companion is the
-/// key plus the suffix (`app:{job}:fence`). A key without one is hashed whole, so it becomes the
-/// companion's tag: `{key}:fence`. A key that has no hash tag but contains `}` cannot be
-/// wrapped that way and has no companions (no fencing, no wake-up on release).
+/// A key without a hash tag is hashed whole, so it becomes the companion's tag:
+/// `job` -> `{job}:fence`. A key with a hash tag (`{...}` with something inside) keeps it, and
+/// the suffix follows a second colon: `app:{job}` -> `app:{job}::fence`, `{job}` ->
+/// `{job}::fence`. The naming is injective: the first form always has `}` before the suffix
+/// and the second `:`, so distinct lock keys never share a companion key (`job` and `{job}`
+/// have separate fence counters, signal lists and waiters' marks). A key that has no hash tag
+/// but contains `}` cannot be wrapped and has no companions (no fencing, no wake-up on
+/// release).
 pub fn companion_key(redis_key: &str, companion: Companion) -> Result<String, String> {
     let suffix = companion.suffix();
     // Built by hand: `format!` costs several times as much, and this runs on every release.
     let mut key = String::with_capacity(redis_key.len() + suffix.len() + 2);
     if has_hash_tag(redis_key) {
         key.push_str(redis_key);
+        key.push(':');
     } else if !redis_key.contains('}') {
         key.push('{');
         key.push_str(redis_key);
@@ -186,13 +191,21 @@ pub fn fence_key(redis_key: &str) -> Result<String, String> {
     companion_key(redis_key, Companion::Fence)
 }
 
-/// Which companion key `key` is, if it is what [`companion_key`] makes of some lock key: a key
-/// ending in a companion's suffix whose part before that has a hash tag (`{job}:fence`,
-/// `app:{job}:signal`).
+/// Which companion key `key` is, if it is what [`companion_key`] makes of some lock key.
 pub fn companion_of(key: &str) -> Option<Companion> {
     Companion::ALL
         .into_iter()
-        .find(|c| key.strip_suffix(c.suffix()).is_some_and(has_hash_tag))
+        .find(|&c| companion_stem(key, c).is_some())
+}
+
+/// The lock key whose `companion` key `key` is, if [`companion_key`] makes `key` of one.
+fn companion_stem(key: &str, companion: Companion) -> Option<&str> {
+    let stem = key.strip_suffix(companion.suffix())?;
+    if let Some(tagged) = stem.strip_suffix(':') {
+        return has_hash_tag(tagged).then_some(tagged);
+    }
+    let inner = stem.strip_prefix('{')?.strip_suffix('}')?;
+    (!inner.is_empty() && !inner.contains('}')).then_some(inner)
 }
 
 /// Whether `candidate` is the `companion` key of `lock_key` (what [`companion_key`] makes of
@@ -202,7 +215,7 @@ pub fn is_companion_key(candidate: &str, lock_key: &str, companion: Companion) -
         return false;
     };
     if has_hash_tag(lock_key) {
-        stem == lock_key
+        stem.strip_suffix(':') == Some(lock_key)
     } else {
         !lock_key.contains('}')
             && stem
@@ -221,11 +234,9 @@ pub fn is_fence_counter(key: &str) -> bool {
 /// hash tag (`{job}:signal` -> `job`); `None` for other keys. (A companion of a key with a hash
 /// tag starts with that key itself.)
 pub fn wrapped_lock_key(key: &str) -> Option<&str> {
-    Companion::ALL.into_iter().find_map(|c| {
-        key.strip_prefix('{')?
-            .strip_suffix(c.suffix())?
-            .strip_suffix('}')
-    })
+    Companion::ALL
+        .into_iter()
+        .find_map(|c| companion_stem(key, c).filter(|stem| !has_hash_tag(stem)))
 }
 
 /// Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with at

@@ -42,7 +42,8 @@ fn durations_are_bounded() {
 #[test]
 fn fence_keys_share_the_lock_keys_slot() {
     assert_eq!(fence_key("job").unwrap(), "{job}:fence");
-    assert_eq!(fence_key("app:{job}").unwrap(), "app:{job}:fence");
+    assert_eq!(fence_key("app:{job}").unwrap(), "app:{job}::fence");
+    assert_eq!(fence_key("{job}").unwrap(), "{job}::fence");
     assert_eq!(fence_key("a{b").unwrap(), "{a{b}:fence");
     // An empty tag does not count: the whole key is hashed.
     assert!(fence_key("a{}").is_err());
@@ -51,7 +52,7 @@ fn fence_keys_share_the_lock_keys_slot() {
 
 #[test]
 fn every_fence_key_is_recognised_as_a_fence_counter_and_refused_as_a_lock() {
-    for lock in ["job", "app:{job}", "a{b", "x", "app:job"] {
+    for lock in ["job", "app:{job}", "a{b", "x", "app:job", "{x}"] {
         let counter = fence_key(lock).unwrap();
         assert!(is_fence_counter(&counter), "{counter}");
         assert!(
@@ -61,9 +62,128 @@ fn every_fence_key_is_recognised_as_a_fence_counter_and_refused_as_a_lock() {
         );
         assert!(check_lock_key(lock).is_ok(), "{lock}");
     }
-    for not_a_counter in ["job:fence", "{}:fence", "fence", ":fence", "{job}:fenced"] {
+    for not_a_counter in [
+        "job:fence",
+        "{}:fence",
+        "fence",
+        ":fence",
+        "{job}:fenced",
+        "app:{job}:fence",
+        "{a}b}:fence",
+        "{x::fence",
+    ] {
         assert!(!is_fence_counter(not_a_counter), "{not_a_counter}");
     }
+}
+
+/// Redis Cluster's slot of `key` (CRC16/XMODEM of its hash tag, or of the whole key).
+fn slot(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let len = rest.iter().position(|&b| b == b'}')?;
+        (len > 0).then(|| &rest[..len])
+    });
+    let mut crc: u16 = 0;
+    for &byte in tagged.unwrap_or(key) {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// Every string of up to `len` characters from `alphabet`, then each of them with every
+/// companion suffix (and its tagged form) appended: the keys most likely to collide.
+fn adversarial_keys(alphabet: &[char], len: usize) -> std::vec::Vec<String> {
+    let mut keys = std::vec![String::new()];
+    let mut layer = std::vec![String::new()];
+    for _ in 0..len {
+        layer = layer
+            .iter()
+            .flat_map(|k| alphabet.iter().map(move |c| std::format!("{k}{c}")))
+            .collect();
+        keys.extend(layer.iter().cloned());
+    }
+    let stems = keys.clone();
+    for stem in &stems {
+        for c in Companion::ALL {
+            keys.push(std::format!("{stem}{}", c.suffix()));
+            keys.push(std::format!("{stem}:{}", c.suffix()));
+            keys.push(std::format!("{stem}}}{}", c.suffix()));
+        }
+    }
+    keys.retain(|k| !k.is_empty());
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[test]
+fn distinct_lock_keys_never_share_a_companion_key_and_companions_stay_in_the_slot() {
+    let mut named: std::collections::HashMap<String, (String, Companion)> =
+        std::collections::HashMap::new();
+    let keys = adversarial_keys(&['x', '{', '}', ':'], 6);
+    let mut locks = 0;
+    for key in &keys {
+        let is_lock = check_lock_key(key).is_ok();
+        assert_eq!(is_lock, companion_of(key).is_none(), "{key:?}");
+        if !is_lock {
+            continue;
+        }
+        locks += 1;
+        for c in Companion::ALL {
+            let Ok(companion) = companion_key(key, c) else {
+                // Only a key with '}' and no hash tag has no companions.
+                assert!(key.contains('}') && !has_hash_tag(key), "{key:?}");
+                continue;
+            };
+            assert_eq!(slot(&companion), slot(key), "{key:?} -> {companion:?}");
+            assert_eq!(companion_of(&companion), Some(c), "{companion:?}");
+            assert!(check_lock_key(&companion).is_err(), "{companion:?}");
+            assert!(is_companion_key(&companion, key, c), "{companion:?}");
+            for other in Companion::ALL.into_iter().filter(|&o| o != c) {
+                assert!(!is_companion_key(&companion, key, other), "{companion:?}");
+            }
+            assert_eq!(
+                wrapped_lock_key(&companion),
+                (!has_hash_tag(key)).then_some(key.as_str()),
+                "{companion:?}"
+            );
+            if let Some((first, first_c)) = named.insert(companion.clone(), (key.clone(), c)) {
+                panic!("{key:?} ({c:?}) and {first:?} ({first_c:?}) share {companion:?}");
+            }
+        }
+    }
+    assert!(locks > 1000, "{locks} lock keys checked");
+    // The cases that collided before the tagged form gained its second colon.
+    for (a, b) in [
+        ("x", "{x}"),
+        ("x", "{{x}}"),
+        ("{x}x", "{x}"),
+        ("x:", "{x:}"),
+    ] {
+        for c in Companion::ALL {
+            assert_ne!(companion_key(a, c), companion_key(b, c), "{a:?} {b:?}");
+        }
+    }
+    for no_companions in ["x}", "{}x", "}"] {
+        assert!(fence_key(no_companions).is_err(), "{no_companions:?}");
+    }
+}
+
+#[test]
+fn no_key_outside_a_namespace_passes_for_a_companion_of_one_inside() {
+    // `{a}b}:fence` ends like a wrapped companion of `a}b`, which has none.
+    assert_eq!(wrapped_lock_key("{a}b}:fence"), None);
+    assert_eq!(wrapped_lock_key("{a}:fence"), Some("a"));
+    assert_eq!(wrapped_lock_key("{a}::fence"), None, "a tagged key's own");
+    assert_eq!(wrapped_lock_key("{}:fence"), None);
 }
 
 #[test]
@@ -169,7 +289,7 @@ fn companion_keys_share_the_lock_keys_slot_and_are_recognised() {
     );
     assert_eq!(
         companion_key("app:{job}", Companion::Waiters).unwrap(),
-        "app:{job}:waiters"
+        "app:{job}::waiters"
     );
     assert!(companion_key("a}b", Companion::Signal).is_err());
     for companion in Companion::ALL {

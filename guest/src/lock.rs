@@ -341,14 +341,18 @@ impl<P: Platform> Client<P> {
         if tally.may_have_written() {
             release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
         }
+        // A primary that refused, holds a value of another type or did not answer is one vote
+        // against, like a busy one: only a majority of such failures ends the call.
         if !tally.answered_by_quorum() {
             Attempt::Failed(tally.no_quorum())
-        } else if tally.not_a_lock > 0 {
+        } else if tally.not_a_lock >= tally.quorum() {
             Attempt::NotALock
-        } else if let Some(e) = tally.refusal() {
-            Attempt::Failed(e)
-        } else {
+        } else if tally.failed_for_good() {
+            Attempt::Failed(tally.refusal().unwrap_or_else(|| tally.no_quorum()))
+        } else if tally.no > 0 {
             Attempt::Busy { pttl_ms: busy_pttl }
+        } else {
+            Attempt::Failed(tally.too_few(tally.yes, "granted"))
         }
     }
 
@@ -556,9 +560,9 @@ impl<P: Platform> Handle<P> {
     }
 
     /// Release over a quorum, by the majority: lost (see [`Self::loss_of`]) when so many
-    /// primaries no longer held the token that no majority can have held it; otherwise
-    /// released once a majority answered and one of them deleted the key (no majority can
-    /// hold it now).
+    /// primaries no longer held the token that no majority can have held it; released once a
+    /// majority confirmed that the token is gone there (deleted, or not found); otherwise
+    /// `release-incomplete`: a majority may still hold the token.
     fn release_round(&self) -> Result<Found, Error> {
         let (tally, taken) = self.owned_round(
             Op::Release,
@@ -568,14 +572,11 @@ impl<P: Platform> Handle<P> {
         if tally.majority_impossible() {
             return Ok(Found::Lost(Self::loss_of(&tally, taken)));
         }
-        if !tally.answered_by_quorum() {
-            return Err(Error::Redis(tally.no_quorum()));
-        }
-        if tally.yes > 0 {
+        if tally.confirmed_gone() {
             return Ok(Found::Owned);
         }
-        Err(Error::Redis(
-            tally.refusal().unwrap_or_else(|| tally.no_quorum()),
+        Err(Error::ReleaseIncomplete(
+            tally.short_of(tally.yes + tally.no, "confirmed the release"),
         ))
     }
 
@@ -597,9 +598,15 @@ impl<P: Platform> Handle<P> {
         if tally.majority_impossible() {
             return Err(self.lose_everywhere(Self::loss_of(&tally, taken)));
         }
-        Err(Error::Redis(
-            tally.refusal().unwrap_or_else(|| tally.no_quorum()),
-        ))
+        if tally.failed_for_good()
+            && let Some(e) = tally.refusal()
+        {
+            return Err(Error::Redis(e));
+        }
+        if !tally.answered_by_quorum() {
+            return Err(Error::Redis(tally.no_quorum()));
+        }
+        Err(Error::Redis(tally.too_few(tally.yes, "extended")))
     }
 
     /// Compare-and-delete, signalling the waiters marked on the key (over a quorum, on every
@@ -637,6 +644,10 @@ impl<P: Platform> Handle<P> {
             Err(Error::Redis(e)) if retryable(&e) => {
                 lease.phase = Phase::Releasing;
                 Err(Error::Redis(e))
+            }
+            Err(e @ Error::ReleaseIncomplete(_)) => {
+                lease.phase = Phase::Releasing;
+                Err(e)
             }
             Err(e) => Err(e),
         }

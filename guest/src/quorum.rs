@@ -100,6 +100,18 @@ impl Tally {
         self.no > self.nodes - self.quorum()
     }
 
+    /// A majority failed for good: they refused, or the key is not a lock there. A retry will
+    /// fail again. Fewer such failures are votes against, like a no.
+    pub fn failed_for_good(&self) -> bool {
+        self.refused.0 + self.not_a_lock >= self.quorum()
+    }
+
+    /// A majority confirmed that the token is not held there any more: they deleted it (yes)
+    /// or found it gone (no).
+    pub fn confirmed_gone(&self) -> bool {
+        self.yes + self.no >= self.quorum()
+    }
+
     /// Some primary may have written: it said yes, refused (a script may fail after writing)
     /// or did not answer.
     pub fn may_have_written(&self) -> bool {
@@ -114,25 +126,41 @@ impl Tally {
     /// The error of a round that fewer than a majority answered: `unavailable` (a retry may
     /// find a majority), saying how many answered and why the first one did not.
     pub fn no_quorum(&self) -> RedisError {
-        let answered = self.nodes - self.unknown.0;
-        let why = match &self.unknown.1 {
-            Some(RedisError::Unavailable(m)) => format!(" (first failure: {m})"),
+        RedisError::Unavailable(self.short_of(self.nodes - self.unknown.0, "answered"))
+    }
+
+    /// The error of a round that a majority answered but fewer than a majority of them did
+    /// what was asked (`count` of them did, `done` says what), the others having failed:
+    /// `unavailable`, as a retry may find a majority.
+    pub fn too_few(&self, count: u32, done: &str) -> RedisError {
+        RedisError::Unavailable(self.short_of(count, done))
+    }
+
+    /// `no quorum: {count} of {nodes} Redis primaries {done}, {quorum} needed`, with the
+    /// first failure (no answer, then refusal) when there is one.
+    pub fn short_of(&self, count: u32, done: &str) -> String {
+        let why = match self.unknown.1.as_ref().or(self.refused.1.as_ref()) {
+            Some(RedisError::Unavailable(m) | RedisError::Rejected(m) | RedisError::Denied(m)) => {
+                format!(" (first failure: {m})")
+            }
             Some(RedisError::Timeout) => String::from(" (first failure: timeout)"),
-            _ => String::new(),
+            None => String::new(),
         };
-        RedisError::Unavailable(format!(
-            "no quorum: {answered} of {} Redis primaries answered, {} needed{why}",
+        format!(
+            "no quorum: {count} of {} Redis primaries {done}, {} needed{why}",
             self.nodes,
             self.quorum()
-        ))
+        )
     }
 }
 
 /// A key's state over a quorum of primaries, from one round of `check` replies (PTTL): the
 /// key counts as present while it lives on so many primaries that no majority can be formed
 /// without them (`nodes - quorum + 1`, a majority when `nodes` is odd), and its TTL is how
-/// long that lasts (the that-many-th longest TTL). Fewer than a majority of answers is
-/// `no_quorum`; a refusal is returned as it is.
+/// long that lasts (the that-many-th longest TTL); it counts as absent when a majority said
+/// it is. A primary that did not answer or refused could hold it either way: when the others
+/// decide neither, the state is unknown (`no quorum`), and when a majority refused, the first
+/// refusal is returned.
 pub fn key_state(
     replies: Vec<Result<Value, RedisError>>,
     unexpected: impl Fn(&Value) -> RedisError,
@@ -151,17 +179,24 @@ pub fn key_state(
         }
         other => Answer::Refused(unexpected(&other)),
     });
-    if !tally.answered_by_quorum() {
-        return Err(tally.no_quorum());
-    }
-    if let Some(e) = tally.refusal() {
+    if tally.failed_for_good()
+        && let Some(e) = tally.refusal()
+    {
         return Err(e);
     }
     let blocking = (tally.nodes - tally.quorum() + 1) as usize;
     present.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(match present.get(blocking - 1) {
-        None => KeyState::Unlocked,
-        Some(&u64::MAX) => KeyState::Persistent,
-        Some(&ms) => KeyState::Expiring(ms),
-    })
+    if let Some(&ms) = present.get(blocking - 1) {
+        return Ok(match ms {
+            u64::MAX => KeyState::Persistent,
+            ms => KeyState::Expiring(ms),
+        });
+    }
+    if tally.no >= tally.quorum() {
+        return Ok(KeyState::Unlocked);
+    }
+    if !tally.answered_by_quorum() {
+        return Err(tally.no_quorum());
+    }
+    Err(tally.too_few(tally.yes + tally.no, "gave a definite answer"))
 }

@@ -196,6 +196,7 @@ macro_rules! wit_conversions {
                         wit::Error::GrantedTooLate => Error::GrantedTooLate,
                         wit::Error::NotALock => Error::NotALock,
                         wit::Error::InvalidArgument(m) => Error::InvalidArgument(m),
+                        wit::Error::ReleaseIncomplete(m) => Error::ReleaseIncomplete(m),
                         wit::Error::Redis(e) => e.into(),
                     }
                 }
@@ -227,6 +228,7 @@ macro_rules! wit_conversions {
                         Error::GrantedTooLate => wit::Error::GrantedTooLate,
                         Error::NotALock => wit::Error::NotALock,
                         Error::InvalidArgument(m) => wit::Error::InvalidArgument(m),
+                        Error::ReleaseIncomplete(m) => wit::Error::ReleaseIncomplete(m),
                         Error::RedisUnavailable(m) => {
                             wit::Error::Redis(WitRedisError::Unavailable(m))
                         }

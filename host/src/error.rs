@@ -47,6 +47,13 @@ pub enum Error {
     /// An argument was refused before anything reached Redis.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Quorum mode: fewer than a majority of the primaries confirmed that the token is gone
+    /// (the others refused or did not answer), so a majority may still hold it until its TTL
+    /// ends; the text says how many confirmed. The handle is
+    /// [`crate::HandleStatus::Releasing`]: retrying `release` is safe and completes once a
+    /// majority confirms.
+    #[error("the release is incomplete: {0}")]
+    ReleaseIncomplete(String),
     /// Redis could not be reached, the connection broke, or the server is temporarily unable
     /// to serve. A retry may succeed.
     #[error("Redis is unavailable: {0}")]
@@ -88,11 +95,15 @@ pub enum Error {
 
 impl Error {
     /// True when the same call may succeed if retried later: Redis was unavailable, did not
-    /// answer in time, or answered too late for the lease.
+    /// answer in time, answered too late for the lease, or too few primaries confirmed a
+    /// release.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::RedisUnavailable(_) | Error::RedisTimeout | Error::GrantedTooLate
+            Error::RedisUnavailable(_)
+                | Error::RedisTimeout
+                | Error::GrantedTooLate
+                | Error::ReleaseIncomplete(_)
         )
     }
 }

@@ -48,6 +48,7 @@ pub(crate) fn error_outcome(e: &Error) -> &'static str {
         Error::Expired => "expired",
         Error::TakenOver => "taken_over",
         Error::NotHeld => "not_held",
+        Error::ReleaseIncomplete(_) => "incomplete",
         _ => "failed",
     }
 }
@@ -92,6 +93,7 @@ pub(crate) fn released(outcome: &'static str, held: Option<Duration>) {
             metrics::counter!("dlock.release", "outcome" => "taken_over").increment(1);
             lost("taken_over");
         }
+        "incomplete" => metrics::counter!("dlock.release", "outcome" => "incomplete").increment(1),
         _ => metrics::counter!("dlock.release", "outcome" => "failed").increment(1),
     }
     if let Some(held) = held {

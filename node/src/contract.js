@@ -31,11 +31,25 @@ export function hasHashTag(key) {
  * its signal list (release signals to waiters) and its waiters' mark. */
 export const COMPANIONS = Object.freeze({ fence: ':fence', signal: ':signal', waiters: ':waiters' });
 
-/** Which companion key `key` is (`'fence'`, `'signal'`, `'waiters'`), or null: a key ending in
- * a companion's suffix whose part before it has a hash tag (`{job}:fence`, `app:{job}:signal`). */
+/** The lock key whose `companion` key `key` is (contract.rs `companion_stem`), or null. */
+function companionStem(key, companion) {
+  const suffix = COMPANIONS[companion];
+  if (!key.endsWith(suffix)) return null;
+  const stem = key.slice(0, -suffix.length);
+  if (stem.endsWith(':')) {
+    const tagged = stem.slice(0, -1);
+    return hasHashTag(tagged) ? tagged : null;
+  }
+  if (!stem.startsWith('{') || !stem.endsWith('}')) return null;
+  const inner = stem.slice(1, -1);
+  return inner.length > 0 && !inner.includes('}') ? inner : null;
+}
+
+/** Which companion key `key` is (`'fence'`, `'signal'`, `'waiters'`), or null: what
+ * `companionKey` makes of some lock key (`{job}:fence`, `app:{job}::signal`). */
 export function companionOf(key) {
-  for (const [name, suffix] of Object.entries(COMPANIONS)) {
-    if (key.endsWith(suffix) && hasHashTag(key.slice(0, -suffix.length))) return name;
+  for (const name of Object.keys(COMPANIONS)) {
+    if (companionStem(key, name) !== null) return name;
   }
   return null;
 }
@@ -56,10 +70,11 @@ export function isFenceCounter(key) {
 }
 
 /** The companion key (`'fence'`, `'signal'`, `'waiters'`) of a lock key, in its cluster slot, or
- * null when it has none (a `}` without a hash tag). */
+ * null when it has none (a `}` without a hash tag): `{KEY}:fence` for a key without a hash tag,
+ * `KEY::fence` for one with (contract.rs `companion_key`: distinct keys never share one). */
 export function companionKey(redisKey, companion) {
   const suffix = COMPANIONS[companion];
-  if (hasHashTag(redisKey)) return `${redisKey}${suffix}`;
+  if (hasHashTag(redisKey)) return `${redisKey}:${suffix}`;
   if (!redisKey.includes('}')) return `{${redisKey}}${suffix}`;
   return null;
 }
@@ -72,9 +87,9 @@ export function fenceKey(redisKey) {
 /** The lock key whose companion `key` is, for companions of keys without a hash tag
  * (`{job}:signal` -> `job`); null otherwise. */
 export function wrappedLockKey(key) {
-  if (!key.startsWith('{')) return null;
-  for (const suffix of Object.values(COMPANIONS)) {
-    if (key.endsWith(`}${suffix}`) && key.length > suffix.length + 2) return key.slice(1, -suffix.length - 1);
+  for (const name of Object.keys(COMPANIONS)) {
+    const stem = companionStem(key, name);
+    if (stem !== null && !hasHashTag(stem)) return stem;
   }
   return null;
 }

@@ -86,6 +86,22 @@ export class LockTakenOverError extends InvalidLockError {
 /** An argument was refused before anything was sent to Redis. */
 export class InvalidArgumentError extends DistributedLockError {}
 
+/** Over a quorum of primaries: fewer than a majority confirmed that the token is gone (the
+ * others refused or did not answer), so a majority may still hold it until its TTL. The handle
+ * is `releasing`; `release()` may be called again, and completes once a majority confirms.
+ * `detail` says how many confirmed. */
+export class LockReleaseIncompleteError extends DistributedLockError {
+  constructor(key, detail) {
+    super(`the release of ${JSON.stringify(key)} is incomplete: ${detail}`);
+    this.key = key;
+    this.detail = detail;
+  }
+
+  get retryable() {
+    return true;
+  }
+}
+
 /**
  * Redis, or this package's policy, failed the operation.
  * `kind`: `unavailable` (connection or a transient server state; the script may have run),

@@ -1,5 +1,5 @@
 // Types of the public API: the original package's (`@lilith/distributed-lock`), plus what the
-// dlock component (WIT `dlock:lock@0.3.0`) adds (fencing, attach, key state, handle status, the
+// dlock component (WIT `dlock:lock@0.4.0`) adds (fencing, attach, key state, handle status, the
 // host's policy).
 
 import type { Cluster, Redis } from 'ioredis';
@@ -15,7 +15,8 @@ export interface PolicyOptions {
   maxKeys?: number;
   /** Longest key in UTF-8 bytes. Default 1024. */
   maxKeyBytes?: number;
-  /** Every key must start with this (or be the fence counter `{KEY}:fence` of one that does).
+  /** Every key must start with this (or be a companion, `{KEY}:fence`, `{KEY}:signal` or
+   * `{KEY}:waiters`, of one that does).
    * Default '' (any key). Use the same value as `keyPrefix`. */
   keyNamespace?: string;
   /** Most bytes of keys and arguments in one call. Default 4096. */
@@ -186,6 +187,14 @@ export declare class LockTakenOverError extends InvalidLockError {
 }
 /** An argument was refused before anything was sent to Redis. */
 export declare class InvalidArgumentError extends DistributedLockError {}
+/** Quorum mode: fewer than a majority of the primaries confirmed the release; the handle is
+ * `releasing` and `release()` may be called again. */
+export declare class LockReleaseIncompleteError extends DistributedLockError {
+  constructor(key: string, detail: string);
+  readonly key: string;
+  readonly detail: string;
+  readonly retryable: true;
+}
 export type RedisErrorKind = 'unavailable' | 'timeout' | 'rejected' | 'denied';
 export declare class LockRedisError extends DistributedLockError {
   constructor(kind: RedisErrorKind, detail?: string | null);

@@ -1,4 +1,4 @@
-// The only module that knows the shapes of `dlock:lock/lock@0.3.0` (the component's export):
+// The only module that knows the shapes of `dlock:lock/lock@0.4.0` (the component's export):
 // option records, the error and key-state variants, lock-info, and which export each operation calls.
 // When the WIT changes (new error cases, renamed fields, new exports), this file and the
 // ASYNC_EXPORTS list in scripts/build.mjs are what follow it.
@@ -14,6 +14,7 @@ import {
   LockExpiredError,
   LockGrantedTooLateError,
   LockRedisError,
+  LockReleaseIncompleteError,
   LockTakenOverError,
   NotALockError,
 } from './errors.js';
@@ -215,6 +216,8 @@ export function toError(err, key) {
       return new DistributedLockError(`the call on ${JSON.stringify(key)} was cancelled`);
     case 'invalid-argument':
       return new InvalidArgumentError(err.val);
+    case 'release-incomplete':
+      return new LockReleaseIncompleteError(key, err.val);
     case 'redis':
       return new LockRedisError(err.val.tag, err.val.val);
     default:

@@ -51,12 +51,12 @@ describe('policy rules', () => {
     assert.equal(checkRequest(resolvePolicy(), ['*', 'other:secret'], []), null);
   });
 
-  test('the namespace admits its keys and their fence counters only', () => {
+  test('the namespace admits its keys and their companions only', () => {
     const p = resolvePolicy({ keyNamespace: 'app:' });
-    for (const ok of ['app:job', 'app:{job}', 'app:{job}:fence', '{app:job}:fence']) {
+    for (const ok of ['app:job', 'app:{job}', 'app:{job}::fence', '{app:job}:fence', '{app:job}:signal']) {
       assert.equal(checkRequest(p, [ok], []), null, ok);
     }
-    for (const bad of ['other:secret', '*', 'ap', '{other}:fence', 'x{app:job}']) {
+    for (const bad of ['other:secret', '*', 'ap', '{other}:fence', 'x{app:job}', '{app:}x}:fence']) {
       assert.match(checkRequest(p, ['app:ok', bad], []), /outside the namespace/, bad);
     }
   });
@@ -100,7 +100,7 @@ describe('policy rules', () => {
     const ok = [
       ['acquire', ['job'], [TOKEN, '30000']],
       ['acquire', ['job', '{job}:fence'], [TOKEN, '1']],
-      ['acquire', ['a:{j}', 'a:{j}:fence'], [TOKEN, '1000000000000']],
+      ['acquire', ['a:{j}', 'a:{j}::fence'], [TOKEN, '1000000000000']],
       ['release', ['job'], [TOKEN]],
       ['extend', ['job'], [TOKEN, '5']],
       ['check', ['{job}:fence'], []],
@@ -117,7 +117,8 @@ describe('policy rules', () => {
       ['release', ['victim'], ['crown-jewels']],
       ['release', ['victim'], [TOKEN.toUpperCase()]],
       ['release', ['{job}:fence'], [TOKEN]],
-      ['extend', ['app:{job}:fence'], [TOKEN, '1']],
+      ['extend', ['app:{job}::fence'], [TOKEN, '1']],
+      ['acquire', ['{j}', '{j}:fence'], [TOKEN, '1']],
       ['acquire', ['{job}:fence'], [TOKEN, '1']],
       ['acquire', ['job', 'other'], [TOKEN, '1']],
       ['acquire', ['job'], [TOKEN, '0']],

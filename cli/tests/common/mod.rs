@@ -1,5 +1,5 @@
-//! Helpers shared by the `dlock` CLI's integration tests (`cli.rs` and `run.rs`): the binary
-//! run against a given Redis, what it printed and its exit code.
+//! Helpers shared by the `dlock` CLI's integration tests: the binary run against a given
+//! Redis (or a quorum of them), what it printed and its exit code.
 
 #![allow(dead_code, reason = "each test binary uses a subset of the helpers")]
 
@@ -77,4 +77,30 @@ pub fn closed_pipe() -> std::io::PipeWriter {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     writer
+}
+
+/// `dlock` with each of `servers` as a `--redis`: quorum mode.
+pub fn on_quorum(servers: &[RedisServer]) -> Command {
+    let mut cmd = dlock_bare();
+    for server in servers {
+        cmd.arg("--redis").arg(server.url());
+    }
+    cmd
+}
+
+/// The (key, token) pairs `dlock --json status` lists, `cmd` given its Redis and `extra`
+/// arguments added after `status`.
+pub async fn listed_locks(cmd: &mut Command, extra: &[&str]) -> Vec<(String, String)> {
+    let r = ran(cmd.args(["--json", "status"]).args(extra)).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let field = |name: &str| l[name].as_str().unwrap().to_owned();
+            (field("key"), field("token"))
+        })
+        .collect()
 }

@@ -144,7 +144,7 @@ pub trait RedisHostView: Send {
 
 /// The `dlock:lock/redis` interface as components import it: the version is the WIT
 /// package's, and instantiating the bundled component fails if they differ.
-pub(crate) const REDIS_INTERFACE: &str = "dlock:lock/redis@0.3.0";
+pub(crate) const REDIS_INTERFACE: &str = "dlock:lock/redis@0.4.0";
 
 /// Adds `dlock:lock/redis` (the `script` resource, `redis-eval`, `redis-eval-all`,
 /// `node-count` and `wait-for-release`), as this crate implements it, to `linker`. The

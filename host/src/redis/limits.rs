@@ -16,7 +16,8 @@ pub struct RequestLimits {
     /// Longest key, in bytes.
     pub max_key_bytes: usize,
     /// Every key starts with this, or is a companion (`{KEY}:fence`, `{KEY}:signal`,
-    /// `{KEY}:waiters`) of a key that does.
+    /// `{KEY}:waiters`) of a key without a hash tag that does (a key with one has companions
+    /// that start with it).
     pub key_namespace: String,
     /// Most bytes of keys and arguments together.
     pub max_request_bytes: usize,
@@ -240,7 +241,7 @@ mod tests {
             ),
             (
                 BundledScript::Acquire,
-                v(&["a:{j}", "a:{j}:fence"]),
+                v(&["a:{j}", "a:{j}::fence"]),
                 v(&[TOKEN, "1000000000000"]),
             ),
             (BundledScript::Release, v(&["job"]), v(&[TOKEN])),
@@ -253,7 +254,7 @@ mod tests {
             ),
             (
                 BundledScript::Acquire,
-                v(&["a:{j}", "a:{j}:fence", "a:{j}:waiters"]),
+                v(&["a:{j}", "a:{j}::fence", "a:{j}::waiters"]),
                 v(&[TOKEN, "1", "1000"]),
             ),
             (
@@ -287,7 +288,14 @@ mod tests {
             (BundledScript::Release, v(&["{job}:fence"]), v(&[TOKEN])),
             (
                 BundledScript::Extend,
-                v(&["app:{job}:fence"]),
+                v(&["app:{job}::fence"]),
+                v(&[TOKEN, "1"]),
+            ),
+            // The companion naming of a key without a hash tag, for one with a tag: another
+            // key's (`{j}` belongs to `j`), not `a:{j}`'s.
+            (
+                BundledScript::Acquire,
+                v(&["{j}", "{j}:fence"]),
                 v(&[TOKEN, "1"]),
             ),
             (

@@ -276,7 +276,7 @@ mod tests {
         for ok in [
             "app:job",
             "app:{job}",
-            "app:{job}:fence",
+            "app:{job}::fence",
             "{app:job}:fence",
             "{app:job}:signal",
             "{app:job}:waiters",
@@ -290,6 +290,8 @@ mod tests {
             "{other}:fence",
             "{other}:signal",
             "x{app:job}",
+            // Ends like a wrapped companion of `app:}x`, which has none.
+            "{app:}x}:fence",
         ] {
             let reason = policy
                 .check_request(&keys(&["app:ok", bad]), &[])

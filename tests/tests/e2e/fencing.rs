@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use dlock_host::{Deadline, Error, LockOptions, Runtime};
-use dlock_tests::{get, key_slot, raw, redis, runtime};
+use dlock_host::{Deadline, Error, LockOptions, ReleaseOutcome, Runtime};
+use dlock_tests::{
+    blocked_clients, eventually, exists, get, key_slot, raw, redis, runtime, woken_only_by_release,
+};
 
 fn fenced() -> LockOptions {
     LockOptions::default().with_fencing(true)
@@ -41,7 +43,8 @@ async fn the_counter_shares_the_lock_keys_slot() {
     let client = rt.client(fenced()).await.unwrap();
     for (key, counter) in [
         ("ledger", "{ledger}:fence"),
-        ("app:{ledger}", "app:{ledger}:fence"),
+        ("app:{ledger}", "app:{ledger}::fence"),
+        ("{ledger}", "{ledger}::fence"),
     ] {
         let lock = client.acquire(key, Duration::from_secs(30)).await.unwrap();
         assert_eq!(lock.info().fence, Some(1));
@@ -192,7 +195,7 @@ async fn fence_counters_cannot_be_released_extended_or_taken_as_locks() {
     let mut conn = raw(&server).await;
     for (prefix, key, counter) in [
         ("", "job", "{job}:fence"),
-        ("app:", "{job}", "app:{job}:fence"),
+        ("app:", "{job}", "app:{job}::fence"),
     ] {
         let options = fenced().with_key_prefix(prefix);
         let client = rt.client(options).await.unwrap();
@@ -216,4 +219,68 @@ async fn fence_counters_cannot_be_released_extended_or_taken_as_locks() {
         let next = client.acquire(key, Duration::from_secs(30)).await.unwrap();
         assert_eq!(next.info().fence, Some(2), "{counter}");
     }
+}
+
+/// `job` and `{job}` are two locks (Redis hashes both by `job`, so they share a slot): each has
+/// its own fence counter, and a release of one wakes only its own waiters.
+#[tokio::test]
+async fn a_key_and_the_same_key_in_braces_have_separate_fences_and_waiters() {
+    const GUARD: Duration = Duration::from_secs(30);
+    let server = redis();
+    let rt = runtime(&server).await;
+    let mut conn = raw(&server).await;
+    let client = rt.client(fenced()).await.unwrap();
+    let ttl = Duration::from_secs(60);
+    for _ in 0..3 {
+        client
+            .acquire("job", ttl)
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+    let braced = client.acquire("{job}", ttl).await.unwrap();
+    assert_eq!(braced.info().fence, Some(1), "its own counter, not job's");
+    assert_eq!(get(&mut conn, "{job}:fence").await.as_deref(), Some("3"));
+    assert_eq!(get(&mut conn, "{job}::fence").await.as_deref(), Some("1"));
+
+    // A waiter on `{job}` (whose holder never lets its key expire in time) is not woken by a
+    // release of `job`, only by `{job}`'s own.
+    let () = redis::cmd("PERSIST")
+        .arg("{job}")
+        .query_async::<i64>(&mut conn)
+        .await
+        .map(|_| ())
+        .unwrap();
+    let waiter = rt
+        .client(woken_only_by_release(LockOptions::default()))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move { waiter.acquire("{job}", ttl).await });
+    eventually("the waiter to block on {job}'s signal list", GUARD, || {
+        let mut c = conn.clone();
+        async move { blocked_clients(&mut c).await == 1 }
+    })
+    .await;
+    assert!(exists(&mut conn, "{job}::waiters").await);
+    assert!(!exists(&mut conn, "{job}:waiters").await);
+    let plain = client.acquire("job", ttl).await.unwrap();
+    assert_eq!(plain.release().await.unwrap(), ReleaseOutcome::Released);
+    assert!(
+        !exists(&mut conn, "{job}::signal").await,
+        "job's release signalled {{job}}"
+    );
+    assert_eq!(
+        blocked_clients(&mut conn).await,
+        1,
+        "the waiter still waits"
+    );
+    assert_eq!(braced.release().await.unwrap(), ReleaseOutcome::Released);
+    let got = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("{job}'s release did not wake its waiter")
+        .unwrap()
+        .unwrap();
+    assert_eq!(get(&mut conn, "{job}").await, Some(got.info().token));
 }

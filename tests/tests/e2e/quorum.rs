@@ -17,14 +17,24 @@ const TTL: Duration = Duration::from_secs(10);
 /// `n` servers and a runtime in quorum mode over them, with a short command timeout so that
 /// a paused server costs little.
 async fn quorum(n: usize) -> (Vec<RedisServer>, Runtime) {
+    quorum_timing_out_after(n, Duration::from_millis(300)).await
+}
+
+/// `n` servers and a runtime in quorum mode over them whose Redis calls time out after
+/// `timeout`. Scenarios where every server is up use a long one: on a loaded machine a short
+/// one turns a slow answer into a missing vote.
+async fn quorum_timing_out_after(n: usize, timeout: Duration) -> (Vec<RedisServer>, Runtime) {
     let servers: Vec<RedisServer> = (0..n).map(|_| redis()).collect();
     let runtime = Runtime::builder(Topology::quorum(servers.iter().map(|s| s.url())))
-        .with_policy(Policy::default().with_command_timeout(Duration::from_millis(300)))
+        .with_policy(Policy::default().with_command_timeout(timeout))
         .build()
         .await
         .unwrap();
     (servers, runtime)
 }
+
+/// The command timeout of scenarios where every server answers.
+const PATIENT: Duration = Duration::from_secs(10);
 
 /// What `key` holds on each server that is up (`None` for a stopped one).
 async fn values(servers: &[RedisServer], key: &str, up: &[bool]) -> Vec<Option<String>> {
@@ -237,7 +247,7 @@ async fn release_and_extend_outcomes_over_a_quorum_follow_the_majority() {
 /// the whole quorum again); a release wakes it and it takes the lock on a majority.
 #[tokio::test]
 async fn a_waiter_over_a_quorum_blocks_at_the_first_primary_and_a_release_wakes_it() {
-    let (servers, runtime) = quorum(3).await;
+    let (servers, runtime) = quorum_timing_out_after(3, PATIENT).await;
     let holder = runtime.client(LockOptions::default()).await.unwrap();
     let waiter = runtime
         .client(woken_only_by_release(LockOptions::default()))
@@ -256,4 +266,100 @@ async fn a_waiter_over_a_quorum_blocks_at_the_first_primary_and_a_release_wakes_
     assert!(holding >= 2, "held on {holding} of 3 primaries");
     assert!(marked >= 2, "marked on {marked} of 3 primaries");
     assert_eq!(got.release().await.unwrap(), ReleaseOutcome::Released);
+}
+
+/// `ACL SETUSER default` with `rules` on `server` (the user the runtime and the tests use).
+async fn default_user(server: &RedisServer, rules: &[&str]) {
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg(rules)
+        .query_async(&mut raw(server).await)
+        .await
+        .unwrap();
+}
+
+/// A release is done only once a majority of the primaries confirmed the token gone: with one
+/// primary refusing `DEL` (an ACL) and one stopped, only one confirms, so the release is
+/// incomplete, the handle stays releasable, and the retry completes once the stopped one is
+/// back.
+#[tokio::test]
+async fn a_release_one_primary_refuses_and_one_cannot_hear_is_incomplete_until_a_majority_confirms()
+{
+    // Long enough for a loaded machine's answers; the stopped primary costs one per call.
+    let (servers, runtime) = quorum_timing_out_after(3, Duration::from_secs(2)).await;
+    let client = runtime.client(LockOptions::default()).await.unwrap();
+    let lock = client.acquire("job", TTL).await.unwrap();
+    let token = lock.info().token;
+    default_user(&servers[2], &["-del"]).await;
+    signal_server(&servers[1], Signal::STOP);
+    let err = lock.release().await.unwrap_err();
+    signal_server(&servers[1], Signal::CONT);
+    assert!(
+        matches!(&err, Error::ReleaseIncomplete(m) if m.contains("1 of 3")),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(lock.info().status, dlock_host::HandleStatus::Releasing);
+    assert!(!lock.is_held());
+    assert_eq!(
+        get(&mut raw(&servers[2]).await, "job").await,
+        Some(token.clone()),
+        "the refusing primary still holds the token"
+    );
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
+    assert!(!exists(&mut raw(&servers[1]).await, "job").await);
+    assert!(matches!(lock.release().await, Err(Error::NotHeld)));
+}
+
+/// One primary that refuses writes (an ACL without `SET`, or out of memory) or holds a value
+/// of another type in the key is one vote against: a contended acquire waits for the holder
+/// as on three healthy primaries, and the holder's release wakes it; before, it failed at
+/// once.
+#[tokio::test]
+async fn one_primary_out_of_memory_refusing_or_holding_another_type_does_not_stop_a_contended_acquire()
+ {
+    for fault in ["oom", "acl", "hash"] {
+        let (servers, runtime) = quorum_timing_out_after(3, PATIENT).await;
+        let mut third = raw(&servers[2]).await;
+        match fault {
+            "oom" => {
+                let () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("maxmemory")
+                    .arg("1")
+                    .query_async(&mut third)
+                    .await
+                    .unwrap();
+            }
+            "acl" => default_user(&servers[2], &["-set"]).await,
+            _ => {
+                let () = redis::cmd("HSET")
+                    .arg("job")
+                    .arg("field")
+                    .arg("value")
+                    .query_async::<i64>(&mut third)
+                    .await
+                    .map(|_| ())
+                    .unwrap();
+            }
+        }
+        let holder = runtime.client(LockOptions::default()).await.unwrap();
+        let waiter = runtime
+            .client(woken_only_by_release(LockOptions::default()))
+            .await
+            .unwrap();
+        let mut first = raw(&servers[0]).await;
+        let (_, got) = release_wakes_the_waiter(&mut first, "job", &holder, waiter, "job").await;
+        assert_eq!(
+            get(&mut raw(&servers[1]).await, "job").await,
+            Some(got.info().token),
+            "{fault}"
+        );
+        assert_eq!(
+            got.release().await.unwrap(),
+            ReleaseOutcome::Released,
+            "{fault}"
+        );
+    }
 }
