@@ -262,12 +262,14 @@ async fn watchdog(
                 if !keeping {
                     continue;
                 }
+                // Every outcome can move the handle's validity: a success renews it, and an
+                // unknown one (the extend may have set a shorter TTL than was left) shortens
+                // it. Each decision below uses it as the component now counts it.
+                let info = handle.info();
+                valid_until = tokio::time::Instant::from_std(info.valid_until);
                 match extended {
                     Ok(()) => {
-                        let info = handle.info();
-                        if info.status == HandleStatus::Held {
-                            valid_until = tokio::time::Instant::from_std(info.valid_until);
-                        } else {
+                        if info.status != HandleStatus::Held {
                             give_up(Lost::RunningOut);
                         }
                     }

@@ -28,3 +28,4 @@ mod tls;
 mod tools;
 mod unknown;
 mod wakeup;
+mod watchdog;
