@@ -1,7 +1,9 @@
-//! Release on failure: when a call into the component traps, overruns its budget or is
-//! cancelled, the locks that call may have taken (as `redis::Grants` saw them go by) are given
-//! back in the background with the bundled compare-and-delete script, on every primary.
+//! Work that finishes in the background after its caller is gone: release on failure (when a
+//! call into the component traps, overruns its budget or is torn down, the locks that call may
+//! have taken, as `redis::Grants` saw them go by, are given back with the bundled
+//! compare-and-delete script, on every primary), and cancelled calls winding down.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::redis::{Grants, Link, RedisCtx, run};
@@ -39,14 +41,11 @@ impl Drop for ReleaseOnFailure {
         let Some(release) = self.link.release_script() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         if grants.is_empty() {
             return;
         }
         let link = self.link.clone();
-        runtime.spawn(async move {
+        spawn(async move {
             let timeout = link.policy.command_timeout;
             for (key, token) in grants {
                 let (keys, args) = ([key], [token]);
@@ -59,4 +58,29 @@ impl Drop for ReleaseOnFailure {
             }
         });
     }
+}
+
+/// Runs `task` to its end in the background: on the current tokio runtime, or, when there is
+/// none (a future dropped outside the runtime's context), on a thread of its own with a
+/// runtime of its own. Its Redis calls still go through the connections of the runtime that
+/// made them, so they fail if that runtime is gone; and a runtime that is shutting down runs
+/// nothing more: what `task` would have given back then expires with its TTL.
+pub(crate) fn spawn<F>(task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("dlock-background".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(task);
+            }
+        });
 }

@@ -76,15 +76,18 @@ impl Deadline {
 /// [`Client::wait_for_lock`] (or completing the cancellation given to
 /// [`Client::wait_for_lock_or_cancel`]) cancels the call: it winds down in the background
 /// (the component's pause ends at once and it returns `cancelled`; a lock it took in that
-/// instant is released) and the client stays usable; its next call waits for that to end.
-/// This needs a tokio runtime to finish on; without one the call is torn down as below.
+/// instant is released) and the client stays usable. The client's next call runs only after
+/// that, so it never finds the cancelled call's lock in its way. The call winds down on the
+/// tokio runtime the future was dropped in, or on a thread of its own when it was dropped
+/// outside any runtime's context.
 ///
 /// A call that traps, runs past its budget, or (for the other calls, which make one Redis call
 /// each) whose future is dropped before it completes leaves the client unusable
-/// ([`Error::Poisoned`]), and the host then releases (compare-and-delete, in the background)
-/// the locks *that call* may have taken with the bundled component's scripts; locks whose
-/// handles earlier calls returned stay in Redis, and locks of other components expire with
-/// their TTL.
+/// ([`Error::Poisoned`]), and the host then releases (compare-and-delete, in the background,
+/// as above) the locks *that call* may have taken with the bundled component's scripts; locks
+/// whose handles earlier calls returned stay in Redis, and locks of other components expire
+/// with their TTL. Nothing runs in the background once the runtime whose connections the
+/// client uses has shut down: a call in flight then leaves its lock to expire with its TTL.
 pub struct Client {
     shared: Arc<Shared>,
 }
@@ -459,9 +462,9 @@ impl Drop for Detached {
             return;
         };
         self.cancel.cancel();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(call);
-        }
+        crate::cleanup::spawn(async move {
+            let _ = call.await;
+        });
     }
 }
 
@@ -497,10 +500,11 @@ async fn run_waiting(
         Ok(Ok(acquired)) => Ok(LockHandle::new(&shared, acquired)),
         Ok(Err(e)) | Err(e) => Err(e),
     };
-    drop(s);
     match handle {
+        // Given back before the session is free, so that no later call on the client runs
+        // while this lock is still held.
         Ok(handle) if cancel.is_cancelled() => {
-            let _ = handle.release().await;
+            let _ = handle.release_in(&mut s).await;
             (Err(Error::Cancelled), attempts)
         }
         other => (other, attempts),
@@ -583,32 +587,35 @@ impl LockHandle {
         );
         async {
             let mut s = self.shared.session().await?;
-            let budget = self.shared.single_call_budget();
-            let resource = self.resource;
-            let released = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
-                .lock_handle()
-                .call_release(&mut *store, resource))?;
-            match released {
-                // Released is all that changed: no need to ask the component.
-                Ok(WitReleaseOutcome::Released) => {
-                    self.info.lock().unwrap_or_else(|e| e.into_inner()).status =
-                        HandleStatus::Released
-                }
-                _ => self.refresh(&mut s).await?,
-            }
-            let released = released.map(ReleaseOutcome::from).map_err(Error::from);
-            let outcome = match &released {
-                Ok(outcome) => outcome.as_str(),
-                Err(e) => observe::error_outcome(e),
-            };
-            let held =
-                matches!(released, Ok(ReleaseOutcome::Released)).then(|| self.made.elapsed());
-            observe::released(outcome, held);
-            tracing::Span::current().record("dlock.outcome", outcome);
-            released
+            self.release_in(&mut s).await
         }
         .instrument(span)
         .await
+    }
+
+    /// [`LockHandle::release`] on the client's session, which the caller holds.
+    async fn release_in(&self, s: &mut Session) -> Result<ReleaseOutcome> {
+        let budget = self.shared.single_call_budget();
+        let resource = self.resource;
+        let released = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
+            .lock_handle()
+            .call_release(&mut *store, resource))?;
+        match released {
+            // Released is all that changed: no need to ask the component.
+            Ok(WitReleaseOutcome::Released) => {
+                self.info.lock().unwrap_or_else(|e| e.into_inner()).status = HandleStatus::Released
+            }
+            _ => self.refresh(s).await?,
+        }
+        let released = released.map(ReleaseOutcome::from).map_err(Error::from);
+        let outcome = match &released {
+            Ok(outcome) => outcome.as_str(),
+            Err(e) => observe::error_outcome(e),
+        };
+        let held = matches!(released, Ok(ReleaseOutcome::Released)).then(|| self.made.elapsed());
+        observe::released(outcome, held);
+        tracing::Span::current().record("dlock.outcome", outcome);
+        released
     }
 
     /// Sets the lock's TTL to `ttl` from now if Redis still holds this handle's token; the

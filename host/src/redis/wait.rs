@@ -5,11 +5,12 @@
 //! when waiters have marked the key. A listening wait blocks on that list with `BLPOP` on a
 //! connection of its own (never the shared multiplexed one), for at most the time the
 //! component asked, which the host cuts at the call's deadline. Redis serves blocked clients
-//! first come, first served, so each signal wakes exactly one waiter. The `BLPOP` runs in a
-//! task of its own: when the wait ends first (its timer, a cancellation, a torn-down call), the
-//! task still collects the reply, hands a signal it took to nobody back to the next waiter
-//! (*passes it on*), and returns the connection. A wait that cannot block (no connection free
-//! under the policy's bound, none can be opened) pauses instead.
+//! first come, first served, so a signal wakes one waiter at most. The `BLPOP` runs in a task
+//! of its own: when the wait's timer ends first, the task still collects the reply (due at
+//! the same time), hands a signal it took to nobody back to the next waiter (*passes it on*),
+//! and returns the connection; when the wait is cancelled or torn down, the task closes the
+//! connection at once (Redis then unblocks it) and frees its permit. A wait that cannot block
+//! (no connection free under the policy's bound, none can be opened) pauses instead.
 
 use std::time::{Duration, Instant};
 
@@ -166,21 +167,40 @@ async fn listen_for(
     // A connection that has not answered this long after Redis's own timeout is dead.
     let guard = left + link.policy.command_timeout;
     let (tx, mut rx) = oneshot::channel::<bool>();
+    // What the wait tells the BLPOP task when it ends first: `false`, collect the reply (it is
+    // due at about the same time); `true` or nothing (the wait was torn down), abandon it.
+    let (abandon, mut abandoned) = oneshot::channel::<bool>();
     let task_link = link.clone();
     let task_node = node.clone();
     let (task_signal, task_waiters) = (signal.to_owned(), waiters.to_owned());
     let span = observe::redis_span("BLPOP", "signal", node.server());
     tokio::spawn(
         async move {
-            let _permit = permit;
+            let permit = permit;
             let started = Instant::now();
             let mut cmd = redis::cmd("BLPOP");
             cmd.arg(&task_signal).arg(&seconds);
-            let reply = tokio::time::timeout(
-                guard,
-                cmd.query_async::<Option<(String, String)>>(&mut taken.conn),
-            )
-            .await;
+            let reply = {
+                let blpop = tokio::time::timeout(
+                    guard,
+                    cmd.query_async::<Option<(String, String)>>(&mut taken.conn),
+                );
+                tokio::pin!(blpop);
+                tokio::select! {
+                    biased;
+                    reply = &mut blpop => reply,
+                    told = &mut abandoned => match told {
+                        Ok(false) => blpop.await,
+                        // The connection is closed with the task, which unblocks it in Redis,
+                        // and the permit is free at once. A signal popped in that very instant
+                        // is lost; its waiters find the lock free at their next attempt.
+                        _ => {
+                            drop(permit);
+                            return;
+                        }
+                    },
+                }
+            };
             observe::redis_call("BLPOP", None, started.elapsed());
             let popped = match reply {
                 Ok(Ok(popped)) => popped.is_some(),
@@ -209,10 +229,12 @@ async fn listen_for(
             Err(_) => return Listened::Failed,
         },
         () = tokio::time::sleep_until(until.into()) => {
+            let _ = abandon.send(false);
             rx.close();
             if let Ok(true) = rx.try_recv() { Wake::Released } else { Wake::TimedOut }
         }
         () = cancel.cancelled() => {
+            let _ = abandon.send(true);
             rx.close();
             if let Ok(true) = rx.try_recv() {
                 let link = link.clone();

@@ -4,6 +4,7 @@
 
 mod acl;
 mod bundle;
+mod cancel;
 mod cleanup;
 mod cluster;
 mod conformance;
