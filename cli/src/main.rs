@@ -5,6 +5,7 @@
 //! the module named after it.
 
 mod demo;
+mod doctor;
 mod duration;
 mod keys;
 mod origin;
@@ -265,6 +266,19 @@ enum Command {
         after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost or not kept (or --max-hold reached) while CMD ran, CMD terminated (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
     )]
     Run(run::RunSpec),
+    /// Check the Redis server(s) for settings that weaken the lock's guarantees.
+    ///
+    /// Reads (CONFIG GET, INFO replication; nothing is written) each server of --redis (every
+    /// primary of a Cluster, every member of a quorum) and names each setting that lets a lock
+    /// be lost while its holder still runs: a maxmemory-policy other than noeviction (locks,
+    /// and with allkeys-* fence counters, can be evicted), no append-only file or appendfsync
+    /// other than always (a restart loses recent locks), replicas without
+    /// min-replicas-to-write (a failover can promote a replica that never saw a lock). A
+    /// setting the user may not read (ACL without +config|get or +info) is named too.
+    #[command(
+        after_help = "Exit codes: 0 no setting weakens the guarantees, 1 some setting does (or could not be read), 3 Redis unreachable."
+    )]
+    Doctor,
     /// Show dlock at work: workers contend for a few locks, then a checked summary.
     ///
     /// Starts its own redis-server on a free loopback port unless --redis (or
@@ -488,6 +502,7 @@ async fn run(cli: Cli) -> CliResult<u8> {
         | Command::Extend { key, .. } => key,
         Command::Status(args) => args.key().unwrap_or(""),
         Command::Run(spec) => spec.key(),
+        Command::Doctor => "",
         Command::Demo(_) | Command::Compose { .. } => unreachable!("handled above"),
     };
     if !key.is_empty() {
@@ -506,6 +521,7 @@ async fn run(cli: Cli) -> CliResult<u8> {
         Command::Extend { key, token, ttl } => keys::extend(&ctx, &key, &token, ttl).await,
         Command::Status(args) => status::status(&ctx, args).await,
         Command::Run(spec) => run::run(&ctx, spec).await,
+        Command::Doctor => doctor::doctor(&ctx).await,
         Command::Demo(_) | Command::Compose { .. } => unreachable!("handled above"),
     }
 }

@@ -102,9 +102,16 @@ impl RuntimeBuilder {
     /// was given. Fails with [`crate::Error::InvalidArgument`] for a malformed URL or
     /// topology and [`crate::Error::Connect`] when Redis (in quorum mode: a majority of the
     /// primaries) cannot be reached; it gives up within a few connect timeouts.
+    ///
+    /// It also reads each server's eviction settings (tolerating a user not allowed to) and
+    /// logs a warning (`tracing`) for each server that can evict locks under memory pressure
+    /// (see [`Runtime::weaknesses`]).
     pub async fn build(self) -> Result<Runtime> {
         let link =
             Link::connect(&self.topology, self.policy, self.connect_timeout, self.tls).await?;
+        for weakness in link.weaknesses(true).await {
+            tracing::warn!("{weakness}");
+        }
         let component = match self.component {
             Some(component) => component,
             None => LockComponent::bundled()?,
@@ -174,6 +181,16 @@ impl Runtime {
     /// primary in quorum mode.
     pub fn connections(&self) -> Vec<RedisConnection> {
         self.link.connections()
+    }
+
+    /// Every setting of the Redis server(s) that weakens the lock's guarantees, and every one
+    /// that could not be read (a user without `+config|get` or `+info`): an eviction policy
+    /// that can drop locks or fence counters, persistence that a restart loses recent locks
+    /// with (`appendonly no`, `appendfsync` other than `always`), replicas without
+    /// `min-replicas-to-write`. Empty when nothing weakens them. Each read is bounded by the
+    /// command timeout; a Cluster's primaries are each checked.
+    pub async fn weaknesses(&self) -> Vec<crate::redis::Weakness> {
+        self.link.weaknesses(false).await
     }
 
     /// The policy in force.

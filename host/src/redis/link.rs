@@ -164,6 +164,33 @@ impl Link {
         &self.stores.nodes
     }
 
+    /// The settings of every store's server(s) that weaken the lock's guarantees (with
+    /// `eviction_only`: only a policy that can evict locks now, skipping what cannot be read),
+    /// read from all stores at once, each read bounded by the command timeout.
+    pub(crate) async fn weaknesses(&self, eviction_only: bool) -> Vec<super::Weakness> {
+        let timeout = self.policy.command_timeout;
+        let checks = self.stores.nodes.iter().map(|node| {
+            let name = match node.server() {
+                (host, Some(port), _) if !host.is_empty() => format!("{host}:{port}"),
+                (path, None, _) if !path.is_empty() => path.clone(),
+                _ => self.url().to_owned(),
+            };
+            let mut conn = node.current().1;
+            async move {
+                if eviction_only {
+                    super::weakness::eviction_risks(&mut conn, &name, timeout).await
+                } else {
+                    super::weakness::weaknesses(&mut conn, &name, timeout).await
+                }
+            }
+        });
+        futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// A permit to hold one connection of a blocking pool: `None` when this link's waits hold
     /// as many as its policy allows.
     pub(super) fn blocking_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {

@@ -62,6 +62,8 @@ mod topology;
 mod url;
 #[cfg(feature = "runtime")]
 mod wait;
+#[cfg(feature = "runtime")]
+mod weakness;
 
 #[cfg(feature = "runtime")]
 pub use connection::RedisConnection;
@@ -88,3 +90,5 @@ pub use topology::{MAX_QUORUM_NODES, Topology};
 pub use url::redact_url;
 #[cfg(feature = "runtime")]
 pub use wait::MAX_UNSCOPED_WAIT;
+#[cfg(feature = "runtime")]
+pub use weakness::Weakness;

@@ -11,6 +11,7 @@ mod conformance;
 mod contention;
 mod crossruntime;
 mod embedder;
+mod eviction;
 mod expiry;
 mod fencing;
 mod hostile;
