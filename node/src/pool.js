@@ -4,6 +4,11 @@
 // stack are in the middle of that call), so each instance has a queue. Concurrent calls on one
 // DistributedLock go to different instances: the pool grows up to `maxInstances`, preferring an
 // idle instance; a lock handle stays with the instance that created it.
+//
+// Which instance owns a handle is named in one place: Slot.step, where the operation that
+// created the handle completed and the handle is counted. A queued call is one job object that
+// sits in exactly one queue at a time and is settled by the slot that runs it (or fails it);
+// moving a call to another instance moves that object.
 
 // Operations whose result names a new lock handle in the instance.
 const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
@@ -11,7 +16,7 @@ const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
 export const BLOCKING_OPS = new Set(['acquire', 'waitForLock']);
 
 class Slot {
-  constructor(instance, pool = null) {
+  constructor(instance, pool) {
     this.instance = instance;
     this.pool = pool;
     this.queue = [];
@@ -29,14 +34,11 @@ class Slot {
     return this.queue.length + (this.busy ? 1 : 0);
   }
 
-  /** Runs one operation once the instance is free; resolves to its result. */
+  /** Runs one operation once the instance is free; resolves to its result (see `step`). */
   run(op, a, b, c) {
     if (this.failed) return Promise.reject(this.failed);
     if (this.busy || this.ready !== null) {
-      return new Promise((resolve, reject) => {
-        this.queue.push({ op, a, b, c, resolve, reject });
-        if (!this.busy) this.drain();
-      });
+      return new Promise((resolve, reject) => this.enqueue({ op, a, b, c, resolve, reject }));
     }
     // Without async functions on this path: see NOTES.md.
     this.busy = true;
@@ -53,8 +55,23 @@ class Slot {
   }
 
   /**
+   * Queues `job` (`{ op, a, b, c, resolve, reject }`) here, to be settled once: by its result
+   * here, by this slot's failure or close, or by whichever slot it is moved to.
+   */
+  enqueue(job) {
+    if (this.failed) {
+      job.reject(this.failed);
+      return;
+    }
+    this.queue.push(job);
+    if (!this.busy) this.drain();
+  }
+
+  /**
    * One operation on the instance, which is free (handles given up are dropped first): its
-   * result once it passed the host's check, counted. A failure (a trap) fails the slot.
+   * result once it passed the host's check, counted. A result with a new lock handle is
+   * `{ ok: id, info, slot }`, `slot` being this slot, whose instance holds the handle. A
+   * failure (a trap) fails the slot.
    */
   step(op, a, b, c) {
     const exec = this.instance;
@@ -69,12 +86,11 @@ class Slot {
           throw trap;
         }
         exec.succeeded?.();
-        if (typeof r.ok === 'number' && HANDLE_OPS.has(op)) {
-          this.handles += 1; // before the slot can be picked again (Pool.pick)
-          // Waits queued here while it held no handle must not delay this one's calls.
-          if (this.queue.length > 0 && this.pool !== null) this.pool.moveBlocking(this);
-        }
-        return r;
+        if (typeof r.ok !== 'number' || !HANDLE_OPS.has(op)) return r;
+        this.handles += 1; // before the slot can be picked again (Pool.pick)
+        // Waits queued here while it held no handle must not delay this one's calls.
+        if (this.queue.length > 0) this.pool.moveBlocking(this);
+        return { ...r, slot: this };
       },
       (e) => {
         this.fail(this.closed ? this.failed : e, true);
@@ -169,6 +185,22 @@ export class Pool {
   }
 
   /**
+   * Runs a new operation (one that is not a handle's) on the slot Pool.pick chooses. A result
+   * with a new lock handle names the slot that owns it (`slot`, see Slot.step), which may not
+   * be the slot first picked: a queued wait can move (Pool.moveBlocking). Rejects with the
+   * closed error after close().
+   */
+  run(op, a, b, c) {
+    let slot;
+    try {
+      slot = this.pick(BLOCKING_OPS.has(op));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return slot.run(op, a, b, c);
+  }
+
+  /**
    * The slot for a new operation. A lock handle's release and extend run on the instance that
    * created it, so an operation that can wait long (`blocking`: acquire's retries,
    * waitForLock's polling) goes only to an instance holding no handles: a release or extend
@@ -210,9 +242,9 @@ export class Pool {
   }
 
   /**
-   * Moves the blocking operations queued on `slot` (which now holds a handle) to other slots
-   * (Pool.pick): a job's result then names the slot that ran it (`slot`), which owns the
-   * handle it may return.
+   * Moves the blocking jobs queued on `slot` (which now holds a handle) to the slots Pool.pick
+   * chooses for them, as they are: the slot that finally runs a job settles it, and names itself
+   * in a handle it returns (Slot.step).
    */
   moveBlocking(slot) {
     const moved = slot.queue.filter((j) => BLOCKING_OPS.has(j.op));
@@ -226,7 +258,7 @@ export class Pool {
         job.reject(e);
         continue;
       }
-      to.run(job.op, job.a, job.b, job.c).then((r) => job.resolve({ ...r, slot: to }), job.reject);
+      to.enqueue(job);
     }
   }
 
