@@ -226,7 +226,7 @@ export class LockHandle {
    */
   #serial(op) {
     const run = () => {
-      if (this.#slot.closed) return Promise.reject(this.#slot.failed);
+      if (this.#slot.closed) return Promise.reject(this.#slot.refusal());
       // A handle whose resource is gone was released (here or by markAsReleased): the
       // component would answer `not-held` without calling Redis.
       if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));

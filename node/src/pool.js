@@ -23,7 +23,6 @@ class Slot {
     this.busy = false;
     this.handles = 0; // live lock handles created here
     this.failed = null;
-    this.closed = false;
     this.ready = instance.ready ?? null; // a promise for instances that start asynchronously
     this.drops = []; // handles given up, dropped before the next operation
     this.dropScheduled = false;
@@ -34,9 +33,25 @@ class Slot {
     return this.queue.length + (this.busy ? 1 : 0);
   }
 
-  /** Runs one operation once the instance is free; resolves to its result (see `step`). */
+  /** Whether the pool was closed: nothing runs here any more. */
+  get closed() {
+    return this.pool.closedErr !== null;
+  }
+
+  /** The error a call here fails with at once: the pool's closed error once it is closed (also
+   * for an instance that failed before), else the failure that ended the instance, else null. */
+  refusal() {
+    return this.pool.closedErr ?? this.failed;
+  }
+
+  /**
+   * Runs one operation once the instance is free; resolves to its result (see `step`). Rejects
+   * at once with the closed error after Pool.close(), or with the failure that ended the
+   * instance.
+   */
   run(op, a, b, c) {
-    if (this.failed) return Promise.reject(this.failed);
+    const refused = this.refusal();
+    if (refused !== null) return Promise.reject(refused);
     if (this.busy || this.ready !== null) {
       return new Promise((resolve, reject) => this.enqueue({ op, a, b, c, resolve, reject }));
     }
@@ -59,8 +74,9 @@ class Slot {
    * here, by this slot's failure or close, or by whichever slot it is moved to.
    */
   enqueue(job) {
-    if (this.failed) {
-      job.reject(this.failed);
+    const refused = this.refusal();
+    if (refused !== null) {
+      job.reject(refused);
       return;
     }
     this.queue.push(job);
@@ -75,10 +91,12 @@ class Slot {
    */
   step(op, a, b, c) {
     const exec = this.instance;
-    const p = this.drops.length > 0 ? exec.exec('drop', this.drops.splice(0)).then(() => exec.exec(op, a, b, c)) : exec.exec(op, a, b, c);
+    // A close() while the drops run ends the call before it reaches the instance.
+    const then = () => (this.closed ? Promise.reject(this.refusal()) : exec.exec(op, a, b, c));
+    const p = this.drops.length > 0 ? exec.exec('drop', this.drops.splice(0)).then(then) : exec.exec(op, a, b, c);
     return p.then(
       (r) => {
-        const trap = this.closed ? this.failed : this.checked();
+        const trap = this.closed ? this.refusal() : this.checked();
         if (trap !== null) {
           // A trap after the call (its memory cap), or a call that ended after close(): what it
           // returned is discarded, so the locks it took are given back.
@@ -93,8 +111,9 @@ class Slot {
         return { ...r, slot: this };
       },
       (e) => {
-        this.fail(this.closed ? this.failed : e, true);
-        throw this.closed ? this.failed : e;
+        const err = this.closed ? this.refusal() : e;
+        this.fail(err, true);
+        throw err;
       },
     );
   }
@@ -162,9 +181,9 @@ class Slot {
     }
   }
 
-  /** Ends the instance: every later call fails with `err`; a call in flight gives back its locks. */
+  /** Ends the instance (the pool is closed): every later call fails with `err`; a call in
+   * flight gives back its locks. */
   close(err) {
-    this.closed = true;
     this.fail(err, false);
     return this.instance.close();
   }
@@ -181,6 +200,7 @@ export class Pool {
     this.max = maxInstances;
     this.slots = [];
     this.closedError = closedError;
+    this.closedErr = null; // the error of every call once close() was called
     this.closing = null;
   }
 
@@ -268,13 +288,14 @@ export class Pool {
     return slot;
   }
 
-  /** Ends every instance; final (later calls fail with the closed error) and idempotent. */
+  /** Ends every instance; final (later calls fail with the closed error, on every slot) and
+   * idempotent. */
   close() {
     if (this.closing === null) {
       const slots = this.slots;
       this.slots = [];
-      const err = this.closedError();
-      this.closing = Promise.all(slots.map((s) => s.close(err))).then(() => {});
+      this.closedErr = this.closedError();
+      this.closing = Promise.all(slots.map((s) => s.close(this.closedErr))).then(() => {});
     }
     return this.closing;
   }
