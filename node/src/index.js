@@ -13,7 +13,7 @@ import {
   LockTakenOverError,
 } from './errors.js';
 import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
-import { BLOCKING_OPS, Pool } from './pool.js';
+import { Pool } from './pool.js';
 import { BlockingPool } from './wait.js';
 import { monotonicNow } from './wasi.js';
 import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
@@ -127,12 +127,10 @@ export class DistributedLock {
   }
 
   #handleOp(op, key, a, b) {
-    const slot = this.#pool.pick(BLOCKING_OPS.has(op));
-    return slot.run(op, key, a, b).then((r) => {
+    return this.#pool.run(op, key, a, b).then((r) => {
       if (r.err) throw toError(r.err, key);
       if (r.ok === null) return null;
-      // the slot that ran it (a queued wait may have been moved: Pool.moveBlocking) counted it
-      return new LockHandle(r.slot ?? slot, r.ok, r.info);
+      return new LockHandle(r.slot, r.ok, r.info);
     }, rethrow);
   }
 
@@ -165,7 +163,7 @@ export class DistributedLock {
   async #query(op, key) {
     let r;
     try {
-      r = await this.#pool.pick(false).run(op, checkKey(key));
+      r = await this.#pool.run(op, checkKey(key));
     } catch (e) {
       rethrow(e);
     }
@@ -228,7 +226,7 @@ export class LockHandle {
    */
   #serial(op) {
     const run = () => {
-      if (this.#slot.closed) return Promise.reject(this.#slot.failed);
+      if (this.#slot.closed) return Promise.reject(this.#slot.refusal());
       // A handle whose resource is gone was released (here or by markAsReleased): the
       // component would answer `not-held` without calling Redis.
       if (this.#dropped) return Promise.reject(new InvalidLockError(this.#info.key));

@@ -4,6 +4,11 @@
 // stack are in the middle of that call), so each instance has a queue. Concurrent calls on one
 // DistributedLock go to different instances: the pool grows up to `maxInstances`, preferring an
 // idle instance; a lock handle stays with the instance that created it.
+//
+// Which instance owns a handle is named in one place: Slot.step, where the operation that
+// created the handle completed and the handle is counted. A queued call is one job object that
+// sits in exactly one queue at a time and is settled by the slot that runs it (or fails it);
+// moving a call to another instance moves that object.
 
 // Operations whose result names a new lock handle in the instance.
 const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
@@ -11,14 +16,13 @@ const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
 export const BLOCKING_OPS = new Set(['acquire', 'waitForLock']);
 
 class Slot {
-  constructor(instance, pool = null) {
+  constructor(instance, pool) {
     this.instance = instance;
     this.pool = pool;
     this.queue = [];
     this.busy = false;
     this.handles = 0; // live lock handles created here
     this.failed = null;
-    this.closed = false;
     this.ready = instance.ready ?? null; // a promise for instances that start asynchronously
     this.drops = []; // handles given up, dropped before the next operation
     this.dropScheduled = false;
@@ -29,14 +33,27 @@ class Slot {
     return this.queue.length + (this.busy ? 1 : 0);
   }
 
-  /** Runs one operation once the instance is free; resolves to its result. */
+  /** Whether the pool was closed: nothing runs here any more. */
+  get closed() {
+    return this.pool.closedErr !== null;
+  }
+
+  /** The error a call here fails with at once: the pool's closed error once it is closed (also
+   * for an instance that failed before), else the failure that ended the instance, else null. */
+  refusal() {
+    return this.pool.closedErr ?? this.failed;
+  }
+
+  /**
+   * Runs one operation once the instance is free; resolves to its result (see `step`). Rejects
+   * at once with the closed error after Pool.close(), or with the failure that ended the
+   * instance.
+   */
   run(op, a, b, c) {
-    if (this.failed) return Promise.reject(this.failed);
+    const refused = this.refusal();
+    if (refused !== null) return Promise.reject(refused);
     if (this.busy || this.ready !== null) {
-      return new Promise((resolve, reject) => {
-        this.queue.push({ op, a, b, c, resolve, reject });
-        if (!this.busy) this.drain();
-      });
+      return new Promise((resolve, reject) => this.enqueue({ op, a, b, c, resolve, reject }));
     }
     // Without async functions on this path: see NOTES.md.
     this.busy = true;
@@ -53,15 +70,33 @@ class Slot {
   }
 
   /**
+   * Queues `job` (`{ op, a, b, c, resolve, reject }`) here, to be settled once: by its result
+   * here, by this slot's failure or close, or by whichever slot it is moved to.
+   */
+  enqueue(job) {
+    const refused = this.refusal();
+    if (refused !== null) {
+      job.reject(refused);
+      return;
+    }
+    this.queue.push(job);
+    if (!this.busy) this.drain();
+  }
+
+  /**
    * One operation on the instance, which is free (handles given up are dropped first): its
-   * result once it passed the host's check, counted. A failure (a trap) fails the slot.
+   * result once it passed the host's check, counted. A result with a new lock handle is
+   * `{ ok: id, info, slot }`, `slot` being this slot, whose instance holds the handle. A
+   * failure (a trap) fails the slot.
    */
   step(op, a, b, c) {
     const exec = this.instance;
-    const p = this.drops.length > 0 ? exec.exec('drop', this.drops.splice(0)).then(() => exec.exec(op, a, b, c)) : exec.exec(op, a, b, c);
+    // A close() while the drops run ends the call before it reaches the instance.
+    const then = () => (this.closed ? Promise.reject(this.refusal()) : exec.exec(op, a, b, c));
+    const p = this.drops.length > 0 ? exec.exec('drop', this.drops.splice(0)).then(then) : exec.exec(op, a, b, c);
     return p.then(
       (r) => {
-        const trap = this.closed ? this.failed : this.checked();
+        const trap = this.closed ? this.refusal() : this.checked();
         if (trap !== null) {
           // A trap after the call (its memory cap), or a call that ended after close(): what it
           // returned is discarded, so the locks it took are given back.
@@ -69,16 +104,16 @@ class Slot {
           throw trap;
         }
         exec.succeeded?.();
-        if (typeof r.ok === 'number' && HANDLE_OPS.has(op)) {
-          this.handles += 1; // before the slot can be picked again (Pool.pick)
-          // Waits queued here while it held no handle must not delay this one's calls.
-          if (this.queue.length > 0 && this.pool !== null) this.pool.moveBlocking(this);
-        }
-        return r;
+        if (typeof r.ok !== 'number' || !HANDLE_OPS.has(op)) return r;
+        this.handles += 1; // before the slot can be picked again (Pool.pick)
+        // Waits queued here while it held no handle must not delay this one's calls.
+        if (this.queue.length > 0) this.pool.moveBlocking(this);
+        return { ...r, slot: this };
       },
       (e) => {
-        this.fail(this.closed ? this.failed : e, true);
-        throw this.closed ? this.failed : e;
+        const err = this.closed ? this.refusal() : e;
+        this.fail(err, true);
+        throw err;
       },
     );
   }
@@ -146,9 +181,9 @@ class Slot {
     }
   }
 
-  /** Ends the instance: every later call fails with `err`; a call in flight gives back its locks. */
+  /** Ends the instance (the pool is closed): every later call fails with `err`; a call in
+   * flight gives back its locks. */
   close(err) {
-    this.closed = true;
     this.fail(err, false);
     return this.instance.close();
   }
@@ -165,7 +200,24 @@ export class Pool {
     this.max = maxInstances;
     this.slots = [];
     this.closedError = closedError;
+    this.closedErr = null; // the error of every call once close() was called
     this.closing = null;
+  }
+
+  /**
+   * Runs a new operation (one that is not a handle's) on the slot Pool.pick chooses. A result
+   * with a new lock handle names the slot that owns it (`slot`, see Slot.step), which may not
+   * be the slot first picked: a queued wait can move (Pool.moveBlocking). Rejects with the
+   * closed error after close().
+   */
+  run(op, a, b, c) {
+    let slot;
+    try {
+      slot = this.pick(BLOCKING_OPS.has(op));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return slot.run(op, a, b, c);
   }
 
   /**
@@ -210,9 +262,9 @@ export class Pool {
   }
 
   /**
-   * Moves the blocking operations queued on `slot` (which now holds a handle) to other slots
-   * (Pool.pick): a job's result then names the slot that ran it (`slot`), which owns the
-   * handle it may return.
+   * Moves the blocking jobs queued on `slot` (which now holds a handle) to the slots Pool.pick
+   * chooses for them, as they are: the slot that finally runs a job settles it, and names itself
+   * in a handle it returns (Slot.step).
    */
   moveBlocking(slot) {
     const moved = slot.queue.filter((j) => BLOCKING_OPS.has(j.op));
@@ -226,7 +278,7 @@ export class Pool {
         job.reject(e);
         continue;
       }
-      to.run(job.op, job.a, job.b, job.c).then((r) => job.resolve({ ...r, slot: to }), job.reject);
+      to.enqueue(job);
     }
   }
 
@@ -236,13 +288,14 @@ export class Pool {
     return slot;
   }
 
-  /** Ends every instance; final (later calls fail with the closed error) and idempotent. */
+  /** Ends every instance; final (later calls fail with the closed error, on every slot) and
+   * idempotent. */
   close() {
     if (this.closing === null) {
       const slots = this.slots;
       this.slots = [];
-      const err = this.closedError();
-      this.closing = Promise.all(slots.map((s) => s.close(err))).then(() => {});
+      this.closedErr = this.closedError();
+      this.closing = Promise.all(slots.map((s) => s.close(this.closedErr))).then(() => {});
     }
     return this.closing;
   }

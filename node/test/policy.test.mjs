@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { createWorkerInstance } from '../src/backend-worker.js';
-import { ComponentTrapError, DistributedLock, InvalidArgumentError, LockRedisError } from '../src/index.js';
+import { ClientClosedError, ComponentTrapError, DistributedLock, InvalidArgumentError, LockRedisError } from '../src/index.js';
 import { admitScript, bundledScripts, checkRequest, checkRole, classify, DEFAULT_POLICY, flatten, resolvePolicy, sha1Hex, TokenBucket } from '../src/policy.js';
 import { linkFor } from '../src/redis-host.js';
 import { MAX_RANDOM_BYTES, wasiImports } from '../src/wasi.js';
@@ -371,6 +371,10 @@ for (const backend of backends()) {
       assert.ok((await rejection(kept[0].release())) instanceof ComponentTrapError);
       const fresh = await lock.tryAcquire(key('after-trap'), 1000);
       await fresh.release();
+      // close() is final for them too: ClientClosedError, as for every other handle
+      await lock.close();
+      const closed = await rejection(kept[0].release());
+      assert.ok(closed instanceof ClientClosedError, closed);
       await admin.del(...kept.map((h) => h.key));
     });
 
