@@ -35,12 +35,14 @@ pub struct LockOptions {
 /// Which waits between two acquire attempts end early, when the holder releases the lock.
 ///
 /// dlock's release signals the release, in the same atomic step, to the clients waiting on the
-/// key; the first of them wakes and tries again at once instead of sleeping out its backoff
-/// delay (one waiter per release: no thundering herd). A wait never lasts longer than the delay
-/// polling would sleep, nor past the holder's expiry, so a crashed holder, or a client of the
-/// convention that releases without signalling (redis-py, redsync), costs at most the polling
-/// delay. Each waiting client holds one of the runtime's blocking connections while it waits
-/// ([`crate::Policy::with_max_blocking_connections`]); when none is free it polls.
+/// key; the first of them blocked wakes and tries again at once instead of sleeping out its
+/// backoff delay (at most one blocked waiter per release: no thundering herd; the signal is a
+/// hint, and the woken waiter may find the lock taken again). A wait never lasts longer than
+/// the delay polling would sleep, nor past the holder's expiry, so a crashed holder, or a
+/// client of the convention that releases without signalling (redis-py, redsync), costs at
+/// most the polling delay. Each waiting client holds one of its policy's blocking connections
+/// while it waits ([`crate::Policy::with_max_blocking_connections`]); when none is free it
+/// polls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WakeOnRelease {

@@ -5,8 +5,8 @@
 // dlock's release script pushes one signal on the lock's signal list when waiters have marked
 // the key. A listening wait blocks on that list with BLPOP on a connection of its own (never the
 // caller's connection, which a blocking command would hold), for at most the time the component
-// asked. Redis serves blocked clients first come, first served, so each signal wakes exactly
-// one waiter. The wait ends at its own time, or when the instance is closed; its BLPOP may run
+// asked. Redis serves blocked clients first come, first served, so each signal wakes at most
+// one blocked waiter. The wait ends at its own time, or when the instance is closed; its BLPOP may run
 // on a little longer (Redis times blocked clients out about every 100 ms), and a signal it takes
 // then, which nobody will use, is handed back to the next waiter (*passed on*) before the
 // connection is reused. With an ioredis Cluster client the connection goes to the primary

@@ -152,10 +152,11 @@ impl Policy {
 
     /// Most connections of their own the host holds at once for the component's waits on
     /// release signals (`wait-for-release`: a blocking command holds its connection, so it
-    /// never runs on the shared one), across every client of the runtime with this policy. A
-    /// wait that finds none free polls instead (a plain pause, counted as a fallback). A wait
-    /// its caller gave up finishes in the background within its own timeout, holding its
-    /// connection until then. Default 64; 0 turns wake-up on release off.
+    /// never runs on the shared one), across every client of the runtime with this policy:
+    /// the bound is per policy, so a `Runtime` and each `Runtime::with_policy` of it (each
+    /// plugin) have their own. A wait that finds none free polls instead (a plain pause,
+    /// counted as a fallback). A cancelled wait closes its connection at once. Default 64; 0
+    /// turns wake-up on release off.
     pub fn with_max_blocking_connections(mut self, connections: usize) -> Self {
         self.max_blocking_connections = connections;
         self

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use dlock_host::{Deadline, Error, LockOptions, ReleaseOutcome, WakeOnRelease};
 use dlock_tests::{
-    client, dbsize, exists, raw, redis, release_wakes_the_waiter, woken_only_by_release,
+    blocked_clients, client, dbsize, eventually, exists, get, raw, redis, release_wakes_the_waiter,
+    woken_only_by_release,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -58,4 +59,111 @@ async fn a_polling_waiter_leaves_no_waiter_state() {
     assert!(matches!(err, Error::NotAcquired), "{err:?}");
     assert!(exists(&mut conn, "{job}:waiters").await);
     lock.release().await.unwrap();
+}
+
+/// `waiter` (one of [`woken_only_by_release`]'s) waiting for `job`, in a task of its own.
+fn wait_in_background(
+    waiter: dlock_host::Client,
+) -> tokio::task::JoinHandle<dlock_host::Result<dlock_host::LockHandle>> {
+    tokio::spawn(async move { waiter.acquire("job", TTL).await })
+}
+
+/// Redis hands a release's one signal to the waiter that blocked first: two waiters blocked
+/// on `job`, one release, and exactly one of them holds the lock while the other still waits
+/// (a release wakes at most one blocked waiter); the next release wakes the other.
+#[tokio::test]
+async fn a_release_wakes_one_of_two_blocked_waiters_and_the_other_waits_on() {
+    const GUARD: Duration = Duration::from_secs(30);
+    let server = redis();
+    let (rt, holder) = client(&server).await;
+    let mut conn = raw(&server).await;
+    let lock = holder.acquire("job", TTL).await.unwrap();
+    let () = redis::cmd("PERSIST")
+        .arg("job")
+        .query_async::<i64>(&mut conn)
+        .await
+        .map(|_| ())
+        .unwrap();
+    let mut waiting = Vec::new();
+    for expected in 1..=2 {
+        let waiter = rt
+            .client(woken_only_by_release(LockOptions::default()))
+            .await
+            .unwrap();
+        waiting.push(wait_in_background(waiter));
+        eventually("the waiter to block", GUARD, || {
+            let mut c = conn.clone();
+            async move { blocked_clients(&mut c).await == expected }
+        })
+        .await;
+    }
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
+    let first = tokio::time::timeout(GUARD, waiting.remove(0))
+        .await
+        .expect("the first waiter to block was not woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(get(&mut conn, "job").await, Some(first.info().token));
+    assert_eq!(blocked_clients(&mut conn).await, 1, "the other still waits");
+    assert!(!waiting[0].is_finished());
+    let () = redis::cmd("PERSIST")
+        .arg("job")
+        .query_async::<i64>(&mut conn)
+        .await
+        .map(|_| ())
+        .unwrap();
+    assert_eq!(first.release().await.unwrap(), ReleaseOutcome::Released);
+    let second = tokio::time::timeout(GUARD, waiting.remove(0))
+        .await
+        .expect("the second waiter was not woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(get(&mut conn, "job").await, Some(second.info().token));
+}
+
+/// Each policy bounds its own blocking connections: with one allowed, a runtime's waiter and a
+/// `with_policy` runtime's waiter (another plugin's) each block on the signal list.
+#[tokio::test]
+async fn the_blocking_connection_bound_is_per_policy() {
+    const GUARD: Duration = Duration::from_secs(30);
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let one = dlock_host::Policy::default().with_max_blocking_connections(1);
+    let rt = dlock_host::Runtime::builder(server.url())
+        .with_policy(one.clone())
+        .build()
+        .await
+        .unwrap();
+    let plugin = rt.with_policy(one);
+    let lock = rt
+        .client(LockOptions::default())
+        .await
+        .unwrap()
+        .acquire("job", TTL)
+        .await
+        .unwrap();
+    let mut waiting = Vec::new();
+    for (expected, runtime) in [(1, &rt), (2, &plugin)] {
+        let waiter = runtime
+            .client(woken_only_by_release(LockOptions::default()))
+            .await
+            .unwrap();
+        waiting.push(wait_in_background(waiter));
+        eventually("the waiter to block", GUARD, || {
+            let mut c = conn.clone();
+            async move { blocked_clients(&mut c).await == expected }
+        })
+        .await;
+    }
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
+    let first = tokio::time::timeout(GUARD, waiting.remove(0))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    first.release().await.unwrap();
+    let _ = tokio::time::timeout(GUARD, waiting.remove(0))
+        .await
+        .unwrap();
+    let _ = dbsize(&mut conn).await;
 }
