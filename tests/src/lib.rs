@@ -39,13 +39,41 @@ pub async fn client(server: &RedisServer) -> (Runtime, Client) {
     (runtime, client)
 }
 
-/// A plain multiplexed connection to `server`, for inspecting and arranging Redis state.
+/// A plain multiplexed connection to `server`, for inspecting and arranging Redis state. A
+/// connection the server refuses or resets while it is being made (a server restarting, or one
+/// whose clients a Sentinel just disconnected after a failover) is made again, for up to 30 s.
 pub async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    let client = redis::Client::open(server.url()).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(conn) => return conn,
+            Err(e) if e.is_io_error() && start.elapsed() < std::time::Duration::from_secs(30) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot connect to {}: {e}", server.url()),
+        }
+    }
+}
+
+/// Runs `query` on a fresh connection to `server` until it succeeds, on a new connection each
+/// time, for up to 30 s: for reading a server whose clients may be disconnected under the
+/// test (a Sentinel reconfiguring it after a failover).
+pub async fn query_retrying<T, F, Fut>(server: &RedisServer, mut query: F) -> T
+where
+    F: FnMut(redis::aio::MultiplexedConnection) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        match query(raw(server).await).await {
+            Ok(value) => return value,
+            Err(_) if start.elapsed() < std::time::Duration::from_secs(30) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{} kept failing: {e}", server.url()),
+        }
+    }
 }
 
 /// `GET key` as a string, or `None`.

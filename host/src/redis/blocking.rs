@@ -151,7 +151,12 @@ impl ClusterPools {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .retain(|address, _| ranges.iter().any(|r| &r.primary == address));
-                *self.slots.lock().unwrap_or_else(|e| e.into_inner()) = ranges;
+                // A redirect learnt meanwhile stays first: it is newer than any node's map.
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                let redirects: Vec<SlotRange> = slots.drain(..).collect();
+                slots.extend(redirects);
+                slots.extend(ranges);
+                drop(slots);
                 self.primary_of(slot)?
             }
         };
@@ -178,6 +183,21 @@ impl ClusterPools {
     /// Forgets where slots are: the next wait asks the cluster.
     pub(crate) fn forget_slots(&self) {
         self.slots.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// A wait on `key` was redirected (`MOVED`) to the primary at `to`: the next wait on
+    /// `key`'s slot goes there, whatever the other nodes still say (a node that has not heard
+    /// of a failover yet answers `CLUSTER SLOTS` with the old primary); where the other slots
+    /// are is asked again.
+    pub(crate) fn moved(&self, key: &str, to: Address) {
+        let slot = key_slot(key.as_bytes());
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.clear();
+        slots.push(SlotRange {
+            first: slot,
+            last: slot,
+            primary: to,
+        });
     }
 
     fn primary_of(&self, slot: u16) -> Option<Address> {
@@ -238,9 +258,11 @@ fn key_slot(key: &[u8]) -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use redis::Value;
+    use std::time::Duration;
 
-    use super::{key_slot, slot_ranges};
+    use redis::{IntoConnectionInfo, Value};
+
+    use super::{ClusterPools, SLOTS, SlotRange, TlsConfig, key_slot, slot_ranges};
 
     #[test]
     fn key_slots_are_the_ones_redis_cluster_computes() {
@@ -254,6 +276,22 @@ mod tests {
         assert_eq!(key_slot(b"{job}:signal"), key_slot(b"job"));
         // An empty tag is no tag: the whole key is hashed.
         assert_ne!(key_slot(b"{}job"), key_slot(b"job"));
+    }
+
+    #[test]
+    fn a_moved_redirect_wins_over_every_slot_map() {
+        let template = "redis://127.0.0.1:7000".into_connection_info().unwrap();
+        let pools = ClusterPools::new(template, TlsConfig::default(), Duration::from_secs(1));
+        *pools.slots.lock().unwrap() = vec![SlotRange {
+            first: 0,
+            last: 16383,
+            primary: ("127.0.0.1".into(), 7000),
+        }];
+        pools.moved("job", ("127.0.0.1".into(), 7005));
+        let slot = key_slot(b"job");
+        assert_eq!(pools.primary_of(slot), Some(("127.0.0.1".into(), 7005)));
+        // Every other slot is asked again.
+        assert_eq!(pools.primary_of((slot + 1) % SLOTS), None);
     }
 
     #[test]

@@ -237,11 +237,25 @@ impl Node {
         cluster.pool_for(signal, self.current().1, timeout).await
     }
 
-    /// A blocking wait on this node failed: in a Cluster its slot may have moved, so the
-    /// next wait asks where slots are.
-    pub(crate) fn blocking_failed(&self) {
-        if let Some(cluster) = &self.cluster_blocking {
-            cluster.forget_slots();
+    /// A blocking wait on `key` at this node failed with `error`: in a Cluster its slot may
+    /// have moved, so the next wait goes where a `MOVED` redirect says, or asks where slots
+    /// are.
+    pub(crate) fn blocking_failed(&self, key: &str, error: &redis::RedisError) {
+        let Some(cluster) = &self.cluster_blocking else {
+            return;
+        };
+        let moved = matches!(
+            error.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
+        );
+        let to = error
+            .redirect_node()
+            .filter(|_| moved)
+            .and_then(|(address, _slot)| address.rsplit_once(':'))
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)));
+        match to {
+            Some(to) => cluster.moved(key, to),
+            None => cluster.forget_slots(),
         }
     }
 

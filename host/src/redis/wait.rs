@@ -207,7 +207,7 @@ async fn listen_for(
                 Ok(Err(e)) => {
                     tracing::Span::current().record("error.type", "unavailable");
                     tracing::debug!("waiting for a release signal failed: {e}");
-                    task_node.blocking_failed();
+                    task_node.blocking_failed(&task_signal, &e);
                     return;
                 }
                 Err(_elapsed) => {
