@@ -103,6 +103,7 @@ impl Driven {
             key: key.to_owned(),
             ttl_ms: ttl.as_millis() as u64,
             wait_ms: Some(wait.as_millis() as u64),
+            cancel_after_ms: None,
         };
         let reply = self.call(request, op).await;
         if let Some(reply) = reply.as_ref().filter(|r| r.outcome == Outcome::Ok) {

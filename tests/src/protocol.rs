@@ -2,12 +2,22 @@
 //! binary, or the Node package's worker) over its stdin and stdout, one JSON object per line.
 //!
 //! Each [`Request`] gets one [`Reply`]; times are `CLOCK_MONOTONIC` nanoseconds, comparable
-//! across processes. Requests act on the handle the last `acquire` returned:
-//! `acquire {key, ttl_ms, wait_ms?}` (fenced; with `wait_ms`, waits that long), `extend
-//! {ttl_ms}`, `release`; `fenced_write {resource, element}` (the `examples/fenced-write.lua`
-//! verifier with the handle's fence); `guarded_read {set}` and `guarded_write {set, element,
-//! fenced?}` (a read-modify-write of a comma-separated set, split in two so that a pause can
-//! fall between them; `fenced` refuses the write once a newer fence has written); `ping`
+//! across processes. A request names its *lane* (default 0): an independent lock client inside
+//! the worker, with its own handle and state. Lanes run concurrently, each lane's requests in
+//! order, and a reply names the lane it answers. A Rust worker gives each lane a client of its
+//! own on one runtime; a Node worker runs every lane on one `DistributedLock` (with
+//! `--max-instances`, fewer instances than lanes). Requests act on the lane's handle, the one
+//! its last `acquire` returned:
+//! `acquire {key, ttl_ms, wait_ms?, cancel_after_ms?}` (fenced; with `wait_ms`, waits that
+//! long; with `cancel_after_ms`, the call is given up (its future dropped) that long after it
+//! started, and the reply is `unknown` with `cancelled`), `extend {ttl_ms}`, `release`;
+//! `keep {ttl_ms}` (keeps the lock alive in the background, extending it to `ttl_ms` every
+//! third of it, until `release`), `lost` (`ok` once the kept lock is lost, `fail` while it is
+//! kept); `fenced_write {resource, element}` (the `examples/fenced-write.lua` verifier with the
+//! handle's fence); `guarded_read {set}` and `guarded_write {set, element, fenced?}` (a
+//! read-modify-write of a comma-separated set, split in two so that a pause can fall between
+//! them; `fenced` refuses the write once a newer fence has written); `close` (Node: closes the
+//! lanes' `DistributedLock`, failing its handles, and opens a new one; Rust: nothing); `ping`
 //! (answered once the client is connected).
 
 use serde::{Deserialize, Serialize};
@@ -27,14 +37,26 @@ pub enum Request {
         /// How long to wait for a busy lock (none: retry as the options say).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wait_ms: Option<u64>,
+        /// Give the call up this long after it started (none: never).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cancel_after_ms: Option<u64>,
     },
     /// Extends the held lock.
     Extend {
         /// The new lease, from now.
         ttl_ms: u64,
     },
-    /// Releases the held lock.
+    /// Releases the held lock (stopping its keep-alive first, if any).
     Release,
+    /// Keeps the held lock alive in the background, extending it to `ttl_ms`.
+    Keep {
+        /// The lease each extend sets.
+        ttl_ms: u64,
+    },
+    /// Whether the kept lock is lost: `ok` once it is, `fail` while it is kept.
+    Lost,
+    /// Node: closes the lanes' lock client (its handles fail from now on) and opens a new one.
+    Close,
     /// Writes `element` to the fenced register `resource` with the lock's fence.
     FencedWrite {
         /// The register's key.
@@ -71,11 +93,40 @@ pub enum Outcome {
     Unknown,
 }
 
+/// A request on one of a worker's lanes: what goes on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The lane it is for.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lane: u32,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A worker's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
+    /// The lane it answers.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lane: u32,
     /// What happened.
     pub outcome: Outcome,
+    /// An acquire that failed because the lock was held by someone else (`fail`), as opposed
+    /// to one that failed for another reason.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub busy: bool,
+    /// An acquire given up by `cancel_after_ms` (`unknown`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cancelled: bool,
     /// The lock's token (acquire, extend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -94,7 +145,10 @@ impl Reply {
     /// A reply of `outcome` and nothing else.
     pub fn new(outcome: Outcome) -> Reply {
         Reply {
+            lane: 0,
             outcome,
+            busy: false,
+            cancelled: false,
             token: None,
             fence: None,
             valid_until_ns: None,
@@ -122,6 +176,22 @@ impl Reply {
             ..Reply::new(Outcome::Unknown)
         }
     }
+
+    /// `fail` because the lock was held by someone else.
+    pub fn busy(error: impl ToString) -> Reply {
+        Reply {
+            busy: true,
+            ..Reply::fail(error)
+        }
+    }
+
+    /// `unknown` because the call was given up.
+    pub fn cancelled() -> Reply {
+        Reply {
+            cancelled: true,
+            ..Reply::unknown("cancelled")
+        }
+    }
 }
 
 impl Reply {
@@ -147,6 +217,7 @@ mod tests {
             key: "k".into(),
             ttl_ms: 5,
             wait_ms: None,
+            cancel_after_ms: None,
         };
         let line = serde_json::to_string(&acquire).unwrap();
         assert_eq!(line, r#"{"cmd":"acquire","key":"k","ttl_ms":5}"#);
@@ -156,6 +227,19 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Reply::ok()).unwrap(),
             r#"{"outcome":"ok"}"#
+        );
+        let on_lane = Envelope {
+            lane: 2,
+            request: Request::Release,
+        };
+        let line = serde_json::to_string(&on_lane).unwrap();
+        assert_eq!(line, r#"{"lane":2,"cmd":"release"}"#);
+        assert_eq!(serde_json::from_str::<Envelope>(&line).unwrap(), on_lane);
+        let plain: Envelope = serde_json::from_str(r#"{"cmd":"ping"}"#).unwrap();
+        assert_eq!(plain.lane, 0);
+        assert_eq!(
+            serde_json::to_string(&Reply::busy("held")).unwrap(),
+            r#"{"outcome":"fail","busy":true,"error":"held"}"#
         );
     }
 }

@@ -4,23 +4,25 @@
 //! Each worker is a real host with the real component, driven over its stdin/stdout by the
 //! worker protocol (`crate::protocol`).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 
-use crate::protocol::monotonic_ns;
+use crate::protocol::{Envelope, monotonic_ns};
 pub use crate::protocol::{Outcome, Reply, Request};
 
 /// Why a call got no reply.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NoReply {
     /// No reply within the timeout (the worker may be paused; its reply may still come, and
-    /// will be read by the next call).
+    /// will be skipped by the lane's next call).
     Timeout,
     /// The worker's stdout closed: it exited or was killed.
     Gone,
@@ -28,12 +30,23 @@ pub enum NoReply {
     Garbled(String),
 }
 
-/// A running `dlock worker`.
-pub struct Worker {
-    child: Child,
+/// A running `dlock worker` process, shared by its lanes.
+struct Process {
+    child: tokio::sync::Mutex<Child>,
+    pid: u32,
     stderr: tempfile::NamedTempFile,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    /// Where each lane's replies go; emptied when the worker's stdout closes.
+    lanes: Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Reply, NoReply>>>>>,
+}
+
+/// One lane of a running `dlock worker` (see [`crate::protocol`]): lane 0 from
+/// [`Worker::spawn`], others from [`Worker::lane`]. Lanes of one process run their calls
+/// concurrently; killing or signalling a lane's worker acts on the whole process.
+pub struct Worker {
+    process: Arc<Process>,
+    lane: u32,
+    replies: mpsc::UnboundedReceiver<Result<Reply, NoReply>>,
     /// Replies still owed by calls that timed out; skipped before the next reply is read.
     owed: usize,
 }
@@ -95,13 +108,16 @@ impl Worker {
             .spawn()?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut worker = Worker {
-            child,
+        let lanes = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(route(stdout, lanes.clone()));
+        let process = Arc::new(Process {
+            pid: child.id().unwrap_or(0),
+            child: tokio::sync::Mutex::new(child),
             stderr,
-            stdin,
-            stdout,
-            owed: 0,
-        };
+            stdin: tokio::sync::Mutex::new(stdin),
+            lanes,
+        });
+        let mut worker = Worker::on_lane(process, 0);
         match worker.call(&Request::Ping, Duration::from_secs(30)).await {
             Ok(_) => Ok(worker),
             Err(e) => Err(std::io::Error::other(format!(
@@ -111,14 +127,34 @@ impl Worker {
         }
     }
 
+    fn on_lane(process: Arc<Process>, lane: u32) -> Worker {
+        let (tx, replies) = mpsc::unbounded_channel();
+        process
+            .lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(lane, tx);
+        Worker {
+            process,
+            lane,
+            replies,
+            owed: 0,
+        }
+    }
+
+    /// Lane `lane` of this worker's process: another lock client in it.
+    pub fn lane(&self, lane: u32) -> Worker {
+        Worker::on_lane(self.process.clone(), lane)
+    }
+
     /// What the worker wrote to stderr so far (its errors, if it died).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+        std::fs::read_to_string(self.process.stderr.path()).unwrap_or_default()
     }
 
     /// The worker's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+        self.process.pid
     }
 
     /// Sends `signal` to the worker (STOP pauses it, CONT resumes it, KILL kills it).
@@ -128,25 +164,30 @@ impl Worker {
         }
     }
 
-    /// Sends one request and waits up to `timeout` for its reply.
+    /// Sends one request on this lane and waits up to `timeout` for its reply.
     pub async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Reply, NoReply> {
-        let mut line = serde_json::to_string(request).expect("requests serialize");
+        let envelope = Envelope {
+            lane: self.lane,
+            request: request.clone(),
+        };
+        let mut line = serde_json::to_string(&envelope).expect("requests serialize");
         line.push('\n');
-        if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err()
         {
-            return Err(NoReply::Gone);
+            let mut stdin = self.process.stdin.lock().await;
+            if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+                return Err(NoReply::Gone);
+            }
         }
         let read = async {
             loop {
-                let Ok(Some(line)) = self.stdout.next_line().await else {
+                let Some(reply) = self.replies.recv().await else {
                     return Err(NoReply::Gone);
                 };
-                if self.owed > 0 {
+                if self.owed > 0 && reply.is_ok() {
                     self.owed -= 1;
                     continue;
                 }
-                return serde_json::from_str::<Reply>(&line)
-                    .map_err(|e| NoReply::Garbled(format!("{e}: {line}")));
+                return reply;
             }
         };
         match tokio::time::timeout(timeout, read).await {
@@ -158,8 +199,32 @@ impl Worker {
         }
     }
 
-    /// Kills the worker (SIGKILL) and waits for it.
+    /// Kills the worker's process (SIGKILL) and waits for it.
     pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
+        let _ = self.process.child.lock().await.kill().await;
     }
+}
+
+/// Reads the worker's replies and hands each to its lane; a line that is no reply goes to
+/// every lane as garbled. When stdout closes, every lane's calls end as gone.
+async fn route(
+    mut stdout: Lines<BufReader<ChildStdout>>,
+    lanes: Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Reply, NoReply>>>>>,
+) {
+    while let Ok(Some(line)) = stdout.next_line().await {
+        let lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
+        match serde_json::from_str::<Reply>(&line) {
+            Ok(reply) => {
+                if let Some(tx) = lanes.get(&reply.lane) {
+                    let _ = tx.send(Ok(reply));
+                }
+            }
+            Err(e) => {
+                for tx in lanes.values() {
+                    let _ = tx.send(Err(NoReply::Garbled(format!("{e}: {line}"))));
+                }
+            }
+        }
+    }
+    lanes.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }

@@ -1,20 +1,26 @@
-//! `worker`: a lock client driven over stdin/stdout by the worker protocol
+//! `worker`: lock clients driven over stdin/stdout by the worker protocol
 //! (`dlock_tests::protocol`), for `torture` and the reliability tests, which run several as
-//! separate processes and pause, kill or partition them.
+//! separate processes and pause, kill or partition them. Each lane is a client of its own on
+//! one runtime; lanes run concurrently.
 //!
 //! `worker [--resource URL]`, with the lock's Redis in `DLOCK_REDIS_URL` (not on the command
 //! line, where `ps` would show a password; a comma list is quorum mode, or the seeds of a
 //! Redis Cluster with `DLOCK_REDIS_CLUSTER` set); the fenced resource and guarded sets live
 //! at `--resource` (default: the lock's Redis).
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dlock_host::{Deadline, Error, LockHandle, LockOptions, Runtime, Topology};
-use dlock_tests::protocol::{Reply, Request, monotonic_ns};
+use dlock_host::{
+    Deadline, Error, KeepAlive, KeepAliveOptions, LockHandle, LockOptions, Runtime, Topology,
+};
+use dlock_tests::protocol::{Envelope, Reply, Request, monotonic_ns};
 use dlock_tests::tool::{self, EXIT_OK, EXIT_USAGE, Failure, ToolResult};
 use redis::aio::MultiplexedConnection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{Mutex, mpsc};
 
 const FENCED_WRITE: &str = include_str!("../../../examples/fenced-write.lua");
 
@@ -25,19 +31,37 @@ const FENCED_SET: &str = "local highest = tonumber(redis.call('GET', KEYS[2]) or
     redis.call('SET', KEYS[2], ARGV[1]) redis.call('SET', KEYS[1], ARGV[2]) return 1";
 
 /// A reply for a lock error: `unknown` when a retry might help (the outcome may be either),
-/// else `fail`.
+/// `fail` (busy) when the lock was held, else `fail`.
 fn from_lock_error(e: &Error) -> Reply {
     if e.is_retryable() {
         Reply::unknown(e)
+    } else if matches!(e, Error::NotAcquired) {
+        Reply::busy(e)
     } else {
         Reply::fail(e)
     }
 }
 
+/// The lock a lane holds: a handle, or a handle kept alive in the background.
+enum Held {
+    Handle(LockHandle),
+    Kept(KeepAlive),
+}
+
+impl Held {
+    fn handle(&self) -> &LockHandle {
+        match self {
+            Held::Handle(h) => h,
+            Held::Kept(k) => k.handle(),
+        }
+    }
+}
+
+/// One lane: a lock client of its own and what it holds.
 struct Worker {
     client: dlock_host::Client,
     conn: MultiplexedConnection,
-    lock: Option<LockHandle>,
+    lock: Option<Held>,
     fence: Option<u64>,
     read: Option<String>,
     /// An `Instant` and the `CLOCK_MONOTONIC` reading taken with it.
@@ -67,25 +91,37 @@ impl Worker {
 
     async fn handle(&mut self, request: Request) -> Reply {
         match request {
-            Request::Ping => Reply::ok(),
+            Request::Ping | Request::Close => Reply::ok(),
             Request::Acquire {
                 key,
                 ttl_ms,
                 wait_ms,
+                cancel_after_ms,
             } => {
                 let ttl = Duration::from_millis(ttl_ms);
-                let acquired = match wait_ms {
-                    Some(wait) => {
-                        let deadline = Deadline::after(Duration::from_millis(wait));
-                        self.client.wait_for_lock(&key, ttl, deadline).await
+                let acquiring = async {
+                    match wait_ms {
+                        Some(wait) => {
+                            let deadline = Deadline::after(Duration::from_millis(wait));
+                            self.client.wait_for_lock(&key, ttl, deadline).await
+                        }
+                        None => self.client.acquire(&key, ttl).await,
                     }
-                    None => self.client.acquire(&key, ttl).await,
+                };
+                let acquired = match cancel_after_ms {
+                    Some(ms) => {
+                        match tokio::time::timeout(Duration::from_millis(ms), acquiring).await {
+                            Ok(acquired) => acquired,
+                            Err(_) => return Reply::cancelled(),
+                        }
+                    }
+                    None => acquiring.await,
                 };
                 match acquired {
                     Ok(lock) => {
                         let reply = self.held(&lock);
                         self.fence = reply.fence;
-                        self.lock = Some(lock);
+                        self.lock = Some(Held::Handle(lock));
                         reply
                     }
                     Err(e) => from_lock_error(&e),
@@ -93,20 +129,45 @@ impl Worker {
             }
             Request::Extend { ttl_ms } => match &self.lock {
                 None => Reply::fail("no lock"),
-                Some(lock) => match lock.extend(Duration::from_millis(ttl_ms)).await {
-                    Ok(()) => self.held(lock),
+                Some(held) => match held.handle().extend(Duration::from_millis(ttl_ms)).await {
+                    Ok(()) => self.held(held.handle()),
                     Err(e) => from_lock_error(&e),
                 },
             },
-            Request::Release => match self.lock.take() {
-                None => Reply::fail("no lock"),
-                Some(lock) => match lock.release().await {
+            Request::Keep { ttl_ms } => match self.lock.take() {
+                Some(Held::Handle(lock)) => {
+                    let options = KeepAliveOptions::new(Duration::from_millis(ttl_ms));
+                    self.lock = Some(Held::Kept(lock.keep_alive(options)));
+                    Reply::ok()
+                }
+                other => {
+                    self.lock = other;
+                    Reply::fail("no lock to keep")
+                }
+            },
+            Request::Lost => match &self.lock {
+                Some(Held::Kept(kept)) => match kept.lost_signal().get() {
+                    Some(lost) => Reply {
+                        error: Some(lost.to_string()),
+                        ..Reply::ok()
+                    },
+                    None => Reply::fail("kept"),
+                },
+                _ => Reply::fail("no kept lock"),
+            },
+            Request::Release => {
+                let released = match self.lock.take() {
+                    None => return Reply::fail("no lock"),
+                    Some(Held::Handle(lock)) => lock.release().await,
+                    Some(Held::Kept(kept)) => kept.release().await,
+                };
+                match released {
                     Ok(dlock_host::ReleaseOutcome::Released) => Reply::ok(),
                     // Nothing changed: the lease had run out, or the key changed hands.
                     Ok(other) => Reply::fail(format!("not released: {other:?}")),
                     Err(e) => from_lock_error(&e),
-                },
-            },
+                }
+            }
             Request::FencedWrite { resource, element } => {
                 let Some(fence) = self.fence else {
                     return Reply::fail("no fence");
@@ -192,8 +253,8 @@ fn main() -> ExitCode {
     })
 }
 
-/// Serves requests from stdin until it closes; locks live at `redis_url`, the fenced resource
-/// and guarded sets at `resource_url`.
+/// Serves requests from stdin until it closes, each lane in a task of its own (its requests in
+/// order); locks live at `redis_url`, the fenced resource and guarded sets at `resource_url`.
 async fn serve(redis_url: &str, resource_url: &str) -> ToolResult<u8> {
     let urls = Topology::split_urls(redis_url);
     let topology = if std::env::var_os("DLOCK_REDIS_CLUSTER").is_some() {
@@ -209,31 +270,73 @@ async fn serve(redis_url: &str, resource_url: &str) -> ToolResult<u8> {
         .await
         .map_err(Failure::internal)?;
     let options = LockOptions::default().with_fencing(fencing);
-    let client = runtime.client(options).await.map_err(Failure::internal)?;
     let conn = redis::Client::open(resource_url)
         .map_err(Failure::internal)?
         .get_multiplexed_async_connection()
         .await
         .map_err(Failure::internal)?;
-    let mut worker = Worker {
-        client,
-        conn,
-        lock: None,
-        fence: None,
-        read: None,
-        base: (Instant::now(), monotonic_ns()),
-    };
+    let base = (Instant::now(), monotonic_ns());
+    let stdout = Arc::new(Mutex::new(tokio::io::stdout()));
+    let mut lanes: HashMap<u32, mpsc::UnboundedSender<Request>> = HashMap::new();
+    let mut tasks = Vec::new();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut stdout = tokio::io::stdout();
     while let Some(line) = lines.next_line().await.map_err(Failure::internal)? {
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => worker.handle(request).await,
-            Err(e) => Reply::fail(format!("bad request: {e}")),
+        let envelope = match serde_json::from_str::<Envelope>(&line) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                let reply = Reply::fail(format!("bad request: {e}"));
+                write_reply(&stdout, reply).await?;
+                continue;
+            }
         };
-        let mut out = serde_json::to_vec(&reply).map_err(Failure::internal)?;
-        out.push(b'\n');
-        stdout.write_all(&out).await.map_err(Failure::internal)?;
-        stdout.flush().await.map_err(Failure::internal)?;
+        let lane = envelope.lane;
+        if !lanes.contains_key(&lane) {
+            let client = runtime
+                .client(options.clone())
+                .await
+                .map_err(Failure::internal)?;
+            let worker = Worker {
+                client,
+                conn: conn.clone(),
+                lock: None,
+                fence: None,
+                read: None,
+                base,
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            lanes.insert(lane, tx);
+            tasks.push(tokio::spawn(run_lane(worker, lane, rx, stdout.clone())));
+        }
+        let _ = lanes[&lane].send(envelope.request);
+    }
+    drop(lanes);
+    for task in tasks {
+        task.await.map_err(Failure::internal)??;
     }
     Ok(EXIT_OK)
+}
+
+/// Answers lane `lane`'s requests in order.
+async fn run_lane(
+    mut worker: Worker,
+    lane: u32,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    stdout: Arc<Mutex<tokio::io::Stdout>>,
+) -> ToolResult<()> {
+    while let Some(request) = requests.recv().await {
+        let reply = Reply {
+            lane,
+            ..worker.handle(request).await
+        };
+        write_reply(&stdout, reply).await?;
+    }
+    Ok(())
+}
+
+async fn write_reply(stdout: &Mutex<tokio::io::Stdout>, reply: Reply) -> ToolResult<()> {
+    let mut out = serde_json::to_vec(&reply).map_err(Failure::internal)?;
+    out.push(b'\n');
+    let mut stdout = stdout.lock().await;
+    stdout.write_all(&out).await.map_err(Failure::internal)?;
+    stdout.flush().await.map_err(Failure::internal)
 }
