@@ -30,6 +30,9 @@ pub enum NoReply {
     Garbled(String),
 }
 
+/// Where each lane's replies go.
+type Lanes = Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Reply, NoReply>>>>>;
+
 /// A running `dlock worker` process, shared by its lanes.
 struct Process {
     child: tokio::sync::Mutex<Child>,
@@ -37,7 +40,7 @@ struct Process {
     stderr: tempfile::NamedTempFile,
     stdin: tokio::sync::Mutex<ChildStdin>,
     /// Where each lane's replies go; emptied when the worker's stdout closes.
-    lanes: Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Reply, NoReply>>>>>,
+    lanes: Lanes,
 }
 
 /// One lane of a running `dlock worker` (see [`crate::protocol`]): lane 0 from
@@ -209,7 +212,7 @@ impl Worker {
 /// every lane as garbled. When stdout closes, every lane's calls end as gone.
 async fn route(
     mut stdout: Lines<BufReader<ChildStdout>>,
-    lanes: Arc<Mutex<HashMap<u32, mpsc::UnboundedSender<Result<Reply, NoReply>>>>>,
+    lanes: Lanes,
 ) {
     while let Ok(Some(line)) = stdout.next_line().await {
         let lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
