@@ -290,7 +290,7 @@ async fn serve(redis_url: &str, resource_url: &str) -> ToolResult<u8> {
             }
         };
         let lane = envelope.lane;
-        if !lanes.contains_key(&lane) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = lanes.entry(lane) {
             let client = runtime
                 .client(options.clone())
                 .await
@@ -304,7 +304,7 @@ async fn serve(redis_url: &str, resource_url: &str) -> ToolResult<u8> {
                 base,
             };
             let (tx, rx) = mpsc::unbounded_channel();
-            lanes.insert(lane, tx);
+            slot.insert(tx);
             tasks.push(tokio::spawn(run_lane(worker, lane, rx, stdout.clone())));
         }
         let _ = lanes[&lane].send(envelope.request);
