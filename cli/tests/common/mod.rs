@@ -1,5 +1,5 @@
-//! Helpers shared by the `dlock` CLI's integration tests (`cli.rs` and `run.rs`): the binary
-//! run against a given Redis, what it printed and its exit code.
+//! Helpers shared by the `dlock` CLI's integration tests (`cli.rs` and the `run*.rs` files):
+//! the binary run against a given Redis, what it printed and its exit code.
 
 #![allow(dead_code, reason = "each test binary uses a subset of the helpers")]
 
@@ -61,6 +61,21 @@ pub async fn until_locked(conn: &MultiplexedConnection, key: &str) {
         let mut c = conn.clone();
         async move { exists(&mut c, key).await }
     })
+    .await;
+}
+
+/// Waits until the command writing to `file` has created `file.ready` (its signal handlers are
+/// in place).
+pub async fn until_ready(file: &std::path::Path) {
+    let ready = file.with_extension("ready");
+    eventually(
+        "CMD to install its handlers",
+        Duration::from_secs(20),
+        || {
+            let ready = ready.clone();
+            async move { ready.exists() }
+        },
+    )
     .await;
 }
 
