@@ -1,8 +1,11 @@
 //! `dlock run` started from a shell on a pseudo-terminal (`script(1)`), against real
 //! `redis-server`s.
 //!
-//! Proves: a Ctrl-C reaches CMD once; a `kill -INT` aimed at dlock is forwarded when dlock
-//! has a terminal but is not its foreground.
+//! Proves: CMD's process group is the terminal's foreground while dlock's group has it: a
+//! Ctrl-C reaches CMD once, CMD reads the terminal, and the shell reads it after dlock (with
+//! and without job control); a Ctrl-Z stops the job as the shell sees it, and `fg` continues
+//! it; a `kill -INT` aimed at dlock is forwarded when dlock has a terminal but is not its
+//! foreground.
 
 mod common;
 
@@ -185,4 +188,146 @@ async fn kill_int_reaches_cmd_once_when_dlock_has_a_terminal_but_is_not_its_fore
         })
         .await;
     }
+}
+
+/// Types `text` into the terminal of `pty` (a `PtyRun::spawn`).
+async fn type_into(pty: &mut tokio::process::Child, text: &str) {
+    let stdin = pty.stdin.as_mut().unwrap();
+    tokio::io::AsyncWriteExt::write_all(stdin, text.as_bytes())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::flush(stdin).await.unwrap();
+}
+
+/// Waits until `file` holds the line `line`.
+async fn until_written(file: &std::path::Path, line: &str) {
+    eventually(
+        &format!("{line:?} in {}", file.display()),
+        Duration::from_secs(20),
+        || {
+            let got = std::fs::read_to_string(file).unwrap_or_default();
+            async move { got.trim_end() == line }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_interactive_cmd_reads_the_terminal_and_the_shell_reads_it_after_dlock() {
+    let server = redis();
+    let conn = raw(&server).await;
+    // A script run from a terminal, without and with job control: dlock's CMD reads a line
+    // from the terminal, then the script itself reads the next one.
+    for job_control in ["", "set -m\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let dlock = [
+            env!("CARGO_BIN_EXE_dlock"),
+            "--redis",
+            &server.url(),
+            "run",
+            "job",
+            "--ttl",
+            "10s",
+            "--",
+            "sh",
+            "-c",
+            "read a && echo \"$a\" > cmd.txt",
+        ]
+        .map(sh_quoted)
+        .join(" ");
+        std::fs::write(
+            dir.path().join("run.sh"),
+            format!("{job_control}{dlock}\necho $? > code.txt\nread b\necho \"$b\" > after.txt\n"),
+        )
+        .unwrap();
+        let mut pty = Command::new("script")
+            .args(["-qfec", "sh run.sh", "/dev/null"])
+            .env("SHELL", "/bin/sh")
+            .env_remove("DLOCK_REDIS_URL")
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("script(1) from util-linux");
+        until_locked(&conn, "job").await;
+        type_into(&mut pty, "one\n").await;
+        until_written(&dir.path().join("cmd.txt"), "one").await;
+        type_into(&mut pty, "two\n").await;
+        until_written(&dir.path().join("after.txt"), "two").await;
+        assert_eq!(exit_code(&mut pty).await, Some(0), "{job_control:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("code.txt")).unwrap(),
+            "0\n",
+            "dlock's status, {job_control:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ctrl_z_stops_the_job_for_the_shell_and_fg_continues_it() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dlock = [
+        env!("CARGO_BIN_EXE_dlock"),
+        "--redis",
+        &server.url(),
+        "run",
+        "job",
+        "--ttl",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        "echo $$ > cmd.tmp && mv cmd.tmp cmd.pid && read a && echo \"$a\" > cmd.txt",
+    ]
+    .map(sh_quoted)
+    .join(" ");
+    // A shell with job control: the stopped job's status (128 + SIGTSTP), then `fg`'s.
+    std::fs::write(
+        dir.path().join("run.sh"),
+        format!("set -m\n{dlock}\necho $? > stopped.txt\nfg\necho $? > code.txt\n"),
+    )
+    .unwrap();
+    let mut pty = Command::new("script")
+        .args(["-qfec", "sh run.sh", "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .env_remove("DLOCK_REDIS_URL")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script(1) from util-linux");
+    until_locked(&conn, "job").await;
+    let cmd = common::pid_in(&dir.path().join("cmd.pid")).await;
+    eventually(
+        "CMD's group to be the terminal's foreground",
+        Duration::from_secs(20),
+        || {
+            let foreground = terminal_foreground(cmd);
+            async move { foreground == Some(cmd.as_raw_nonzero().get()) }
+        },
+    )
+    .await;
+    type_into(&mut pty, "\x1a").await;
+    until_written(&dir.path().join("stopped.txt"), "148").await;
+    type_into(&mut pty, "one\n").await;
+    until_written(&dir.path().join("cmd.txt"), "one").await;
+    until_written(&dir.path().join("code.txt"), "0").await;
+    assert_eq!(exit_code(&mut pty).await, Some(0));
+}
+
+/// The foreground process group of the controlling terminal of process `pid` (`tpgid` in
+/// `/proc/PID/stat`).
+fn terminal_foreground(pid: rustix::process::Pid) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
+    // "pid (comm) state ppid pgrp session tty_nr tpgid ...".
+    stat.rsplit_once(')')?
+        .1
+        .split_ascii_whitespace()
+        .nth(5)?
+        .parse()
+        .ok()
 }
