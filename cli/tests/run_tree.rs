@@ -109,7 +109,7 @@ async fn stop_the_tree(stop: Stop, code: i32, first: &[&str]) {
     let mut run = dlock(&server);
     run.args(["run", "job", "--ttl", "3s", "--kill-after", "1s"]);
     if let Stop::MaxHold = stop {
-        run.args(["--max-hold", "4s"]);
+        run.args(["--max-hold", "6s"]);
     }
     let mut run = run
         .arg("--")
@@ -177,8 +177,9 @@ async fn max_hold_stops_every_process_of_cmd_s_tree_before_the_lock_is_released(
 #[tokio::test]
 async fn sigterm_to_dlock_stops_every_process_of_cmd_s_tree_before_the_lock_is_released() {
     // SIGTERM reaches CMD's group (the shell and its children, 143); what is left of the
-    // tree is then stopped.
-    stop_the_tree(Stop::Signal(Signal::TERM), 128 + 15, &["TERM"]).await;
+    // tree is then stopped. The grandchild may see the forwarded SIGTERM and the stop's as one
+    // (a signal pending twice is delivered once).
+    stop_the_tree(Stop::Signal(Signal::TERM), 128 + 15, &[]).await;
 }
 
 #[tokio::test]
