@@ -7,6 +7,7 @@
 mod demo;
 mod doctor;
 mod duration;
+mod job;
 mod keys;
 mod origin;
 mod output;
@@ -250,16 +251,21 @@ enum Command {
     ///
     /// Takes the lock (or exits 75 without running CMD), runs CMD with DLOCK_KEY and
     /// DLOCK_TOKEN (and DLOCK_FENCE with --fence) in its environment, extends the lock every
-    /// TTL/3 while CMD runs, and releases it when CMD ends, however it ends. SIGTERM, SIGHUP
-    /// and SIGQUIT are forwarded to CMD, and SIGINT too unless dlock is in the foreground
-    /// process group of its terminal (there Ctrl-C reaches CMD directly). A signal while the
-    /// lock is being taken ends dlock (128+N) without running CMD.
+    /// TTL/3 while CMD runs, and releases it when CMD ends, however it ends, once every process
+    /// CMD started has ended too. CMD leads a process group of its own (the terminal's
+    /// foreground while dlock's group has it, so Ctrl-C reaches CMD directly), and on Linux
+    /// dlock is a child subreaper: a process that leaves CMD's group is still dlock's
+    /// descendant. SIGTERM, SIGINT, SIGHUP and SIGQUIT sent to dlock are forwarded to CMD's
+    /// group. When CMD exits, what it left running gets SIGTERM, then SIGKILL after
+    /// --kill-after. A signal while the lock is being taken ends dlock (128+N) without running
+    /// CMD.
     ///
     /// CMD runs only while the lease is valid. When the lock is lost (an extend finds the key
     /// expired or taken over), cannot be extended in time (Redis failing or slow), or
-    /// --max-hold is reached, CMD gets SIGTERM, then SIGKILL after --kill-after or shortly
-    /// before the lease ends, whichever comes first; the lock is released and dlock exits 76.
-    /// Otherwise dlock exits with CMD's status (128+N if signal N ended it).
+    /// --max-hold is reached, CMD's group and every other descendant of dlock get SIGTERM,
+    /// then SIGKILL after --kill-after or shortly before the lease ends, whichever comes first;
+    /// once they are gone the lock is released and dlock exits 76. Otherwise dlock exits with
+    /// CMD's status (128+N if signal N ended it).
     ///
     /// Crontab example:  */5 * * * * dlock run nightly-report --ttl 1m -- /usr/local/bin/report
     #[command(

@@ -1,22 +1,25 @@
 //! `dlock run`: a command under the lock, kept alive by the library's watchdog
 //! (`LockHandle::keep_alive`).
 //!
-//! The invariant: CMD runs only while the lease is valid. Once the lock cannot be kept (lost,
-//! an extend failing or hanging while validity runs out, `--max-hold` reached) CMD gets
-//! SIGTERM, and SIGKILL no later than shortly before the lease ends. Whatever happens after CMD
-//! has started, it is no longer running when the lock is released, and the lock is released
-//! before anything is reported.
+//! The invariant: CMD, and every process it starts, runs only while the lease is valid. CMD
+//! leads a process group of its own and, on Linux, dlock is a child subreaper (see `job`).
+//! Once the lock cannot be kept (lost, an extend failing or hanging while validity runs out,
+//! `--max-hold` reached) CMD's group and every other descendant of dlock get SIGTERM, and
+//! SIGKILL no later than shortly before the lease ends; when CMD exits, what it left running
+//! is stopped the same way. Whatever happens after CMD has started, none of its processes runs
+//! when the lock is released (a descendant can escape only as `job` says), and the lock is
+//! released before anything is reported.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use dlock_host::{Deadline, Error, KeepAlive, KeepAliveOptions, Lost, ReleaseOutcome};
-use rustix::process::{Pid, Signal, kill_process};
-use tokio::process::{Child, Command};
+use rustix::process::Signal;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+use super::job::{self, Job, Reaped};
 use super::output::errln;
 use super::{CliResult, Ctx, EXIT_INTERNAL, Failure};
 
@@ -38,8 +41,9 @@ pub(super) struct RunSpec {
     /// Exit code when the lock is lost while CMD runs.
     #[arg(long, default_value_t = super::EXIT_RUN_LOST, value_name = "N")]
     lost_exit_code: u8,
-    /// When the lock is lost or cannot be kept: how long CMD has between SIGTERM and SIGKILL.
-    /// SIGKILL comes earlier if the lease would end first.
+    /// When the lock is lost or cannot be kept, or CMD exits leaving processes running: how
+    /// long CMD's processes have between SIGTERM and SIGKILL. SIGKILL comes earlier if the
+    /// lease would end first.
     #[arg(long, value_parser = super::duration::parse, default_value = "10s")]
     kill_after: Duration,
     /// Take a fencing token and pass it to CMD as DLOCK_FENCE.
@@ -61,15 +65,14 @@ impl RunSpec {
     }
 }
 
-/// How supervision ended. In every case CMD is no longer running (or, for `Failed`, has been
-/// sent SIGKILL).
+/// How supervision ended. In every case no process of the job is left (or, for `Failed`, each
+/// one found has been sent SIGKILL).
 enum Ended {
-    /// CMD exited on its own (or after a forwarded signal).
+    /// CMD exited on its own (or after a forwarded signal); what it left running was stopped.
     Exited(ExitStatus),
-    /// The lock could not be kept (lost, running out, `--max-hold`): CMD was terminated.
+    /// The lock could not be kept (lost, running out, `--max-hold`): the job was terminated.
     Stopped,
-    /// dlock could not supervise CMD (its process id or status could not be had): CMD was
-    /// killed.
+    /// dlock could not supervise the job (waiting for it failed): it was killed.
     Failed(Failure),
 }
 
@@ -77,6 +80,16 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     // Before anything is taken: from here on a signal is dlock's to handle, never the default
     // action that would end dlock and leave the lock or CMD behind.
     let mut signals = Signals::new()?;
+    let subreaper = match job::become_subreaper() {
+        Ok(()) => true,
+        Err(e) => {
+            errln!(
+                "dlock: cannot become a child subreaper ({e}): processes that leave the \
+                 command's process group are not stopped"
+            );
+            false
+        }
+    };
     let client = ctx.client(spec.fence).await?;
     let acquiring = async {
         match spec.wait {
@@ -113,14 +126,14 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     command
         .args(&spec.command[1..])
         .env("DLOCK_KEY", &spec.key)
-        .env("DLOCK_TOKEN", &info.token)
-        // Should dlock itself fail (a panic), CMD does not run on without the lease.
-        .kill_on_drop(true);
+        .env("DLOCK_TOKEN", &info.token);
     if let Some(fence) = info.fence {
         command.env("DLOCK_FENCE", fence.to_string());
     }
-    let child = match command.spawn() {
-        Ok(child) => child,
+    // Should dlock itself fail (a panic), dropping the job kills it: it does not run on
+    // without the lease.
+    let job = match Job::spawn(command, subreaper) {
+        Ok(job) => job,
         Err(e) => {
             report_release(ctx, lock.release().await, false);
             let code = match e.kind() {
@@ -135,15 +148,15 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
         }
     };
 
-    // CMD runs. `supervise` returns only once it has ended, whatever happens, and the lock is
-    // released before the outcome is reported.
+    // CMD runs. `supervise` returns only once every process of the job has ended, whatever
+    // happens, and the lock is released before the outcome is reported.
     let margins = Margins::new(spec.ttl, spec.kill_after);
     let kept = lock.keep_alive(
         KeepAliveOptions::new(spec.ttl)
             .with_stop_margin(margins.stop)
             .with_max_hold(spec.max_hold),
     );
-    let ended = supervise(child, &mut signals, &kept, &spec, margins).await;
+    let ended = supervise(job, &mut signals, &kept, &spec, margins).await;
     let lost = matches!(ended, Ended::Stopped);
     report_release(ctx, kept.release().await, lost);
     match ended {
@@ -153,12 +166,25 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     }
 }
 
-/// The signals `run` handles: forwarded to CMD while it runs; before, they end `run`.
+/// The signals `run` handles: SIGTERM, SIGINT, SIGHUP and SIGQUIT, forwarded to CMD's group
+/// while it runs (before, they end `run`); SIGCHLD, to reap; SIGCONT, to resume CMD.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     quit: tokio::signal::unix::Signal,
+    child: tokio::signal::unix::Signal,
+    cont: tokio::signal::unix::Signal,
+}
+
+/// A signal received while CMD runs.
+enum Got {
+    /// SIGCHLD: a child process changed state.
+    Child,
+    /// SIGCONT: dlock was continued.
+    Continued,
+    /// One to forward to CMD's group.
+    Forward(Signal),
 }
 
 impl Signals {
@@ -172,6 +198,8 @@ impl Signals {
             int: handler(SignalKind::interrupt())?,
             hup: handler(SignalKind::hangup())?,
             quit: handler(SignalKind::quit())?,
+            child: handler(SignalKind::child())?,
+            cont: handler(SignalKind::from_raw(Signal::CONT.as_raw()))?,
         })
     }
 
@@ -184,23 +212,26 @@ impl Signals {
             _ = self.quit.recv() => Signal::QUIT,
         }
     }
-}
 
-/// Whether a SIGINT dlock received has reached CMD already: dlock has a controlling terminal
-/// whose foreground process group is dlock's own, which CMD shares, so the SIGINT came from
-/// the terminal (Ctrl-C), which delivers it to the whole group. Otherwise (no controlling
-/// terminal, or dlock in the background) it was sent to dlock alone and must be forwarded.
-fn terminal_delivered_sigint() -> bool {
-    use rustix::fs::{Mode, OFlags, open};
-    let Ok(tty) = open(
-        "/dev/tty",
-        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return false;
-    };
-    rustix::termios::tcgetpgrp(&tty)
-        .is_ok_and(|foreground| foreground == rustix::process::getpgrp())
+    /// The next signal received while CMD runs.
+    async fn next(&mut self) -> Got {
+        tokio::select! {
+            _ = self.child.recv() => Got::Child,
+            _ = self.cont.recv() => Got::Continued,
+            _ = self.term.recv() => Got::Forward(Signal::TERM),
+            _ = self.int.recv() => Got::Forward(Signal::INT),
+            _ = self.hup.recv() => Got::Forward(Signal::HUP),
+            _ = self.quit.recv() => Got::Forward(Signal::QUIT),
+        }
+    }
+
+    /// Stops dlock's process group with SIGTSTP, as a terminal's Ctrl-Z would have, and
+    /// returns once dlock is continued (SIGCONT).
+    async fn suspend(&mut self) {
+        while timeout(Duration::ZERO, self.cont.recv()).await.is_ok() {}
+        let _ = rustix::process::kill_process_group(rustix::process::getpgrp(), Signal::TSTP);
+        self.cont.recv().await;
+    }
 }
 
 /// When CMD must be stopped and killed, counted back from the end of the lease.
@@ -223,69 +254,105 @@ impl Margins {
     }
 }
 
-/// Waits for CMD while the watchdog keeps the lock and signals are forwarded; terminates CMD
-/// when the lock cannot be kept. Returns once CMD is no longer running.
+/// How long a stop waits at most before it looks for new processes of the job (reparented to
+/// dlock, or started meanwhile), which no SIGCHLD announces.
+const RESCAN: Duration = Duration::from_millis(50);
+
+/// Waits for the job while the watchdog keeps the lock and signals are forwarded to CMD's
+/// group; stops the job when the lock cannot be kept, and what CMD left running when CMD exits.
+/// Returns once no process of the job is left.
 async fn supervise(
-    mut child: Child,
+    mut job: Job,
     signals: &mut Signals,
     kept: &KeepAlive,
     spec: &RunSpec,
     margins: Margins,
 ) -> Ended {
-    let Some(pid) = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(Pid::from_raw)
-    else {
-        let _ = child.start_kill();
-        return Ended::Failed(Failure::new(EXIT_INTERNAL, "the command has no process id"));
-    };
-    let reason = loop {
-        tokio::select! {
-            status = child.wait() => {
-                return match status {
-                    Ok(status) => Ended::Exited(status),
-                    Err(e) => {
-                        let _ = child.start_kill();
-                        Ended::Failed(wait_failure(e))
-                    }
-                };
+    // Once the job is being stopped: SIGTERM sent, SIGKILL due at `kill_by`, or sent.
+    let mut stopping: Option<(Signal, Instant)> = None;
+    let mut lost = false;
+    loop {
+        match job.reap() {
+            Ok(Reaped::Gone) => break,
+            Ok(Reaped::Running) => {}
+            Err(e) => return Ended::Failed(wait_failure(e)),
+        }
+        if stopping.is_none() && job.status().is_some() {
+            errln!(
+                "dlock: {}: the command exited; terminating what it left running",
+                spec.key
+            );
+            stopping = Some((Signal::TERM, kill_by(kept, spec, margins)));
+        }
+        if let Some((signal, _)) = stopping {
+            job.stop(signal);
+        } else if job.take_stop() && job.suspend_terminal() {
+            if job::can_suspend() {
+                signals.suspend().await;
             }
-            lost = kept.lost() => break match lost {
-                Lost::MaxHold => "--max-hold reached".to_owned(),
-                other => other.to_string(),
-            },
-            signal = signals.recv() => {
-                if signal != Signal::INT || !terminal_delivered_sigint() {
-                    let _ = kill_process(pid, signal);
-                }
+            let left = kept
+                .valid_until()
+                .saturating_duration_since(std::time::Instant::now());
+            if left > margins.stop {
+                job.resume();
+            } else {
+                errln!(
+                    "dlock: {}: the lease ran out while stopped; terminating the command",
+                    spec.key
+                );
+                lost = true;
+                stopping = Some((Signal::TERM, kill_by(kept, spec, margins)));
+                continue;
             }
         }
-    };
-    errln!("dlock: {}: {reason}; terminating the command", spec.key);
-    let lease_end = Instant::from_std(kept.valid_until());
-    let kill_by = (Instant::now() + spec.kill_after).min(earlier(lease_end, margins.kill));
-    match terminate(&mut child, pid, kill_by).await {
-        Ok(_) => Ended::Stopped,
-        Err(failure) => Ended::Failed(failure),
+        let terminating = matches!(stopping, Some((Signal::TERM, _)));
+        let kill_at = stopping.map_or_else(Instant::now, |(_, at)| at);
+        tokio::select! {
+            got = signals.next() => match got {
+                Got::Child => {}
+                Got::Forward(signal) => job.signal_group(signal),
+                // Continued after a stop (a shell's `fg` or `bg`): so is CMD.
+                Got::Continued => {
+                    if stopping.is_none() {
+                        job.resume();
+                    }
+                }
+            },
+            reason = kept.lost(), if stopping.is_none() => {
+                let reason = match reason {
+                    Lost::MaxHold => "--max-hold reached".to_owned(),
+                    other => other.to_string(),
+                };
+                errln!("dlock: {}: {reason}; terminating the command", spec.key);
+                lost = true;
+                stopping = Some((Signal::TERM, kill_by(kept, spec, margins)));
+            }
+            () = sleep_until(kill_at), if terminating => {
+                stopping = Some((Signal::KILL, kill_at));
+            }
+            () = sleep(RESCAN), if stopping.is_some() => {}
+        }
     }
+    job.give_back_terminal();
+    match (lost, job.status()) {
+        (true, _) => Ended::Stopped,
+        (false, Some(status)) => Ended::Exited(status),
+        (false, None) => {
+            Ended::Failed(Failure::new(EXIT_INTERNAL, "the command's status was lost"))
+        }
+    }
+}
+
+/// When a stop starting now sends SIGKILL: after --kill-after, or shortly before the lease
+/// ends if that comes first.
+fn kill_by(kept: &KeepAlive, spec: &RunSpec, margins: Margins) -> Instant {
+    let lease_end = Instant::from_std(kept.valid_until());
+    (Instant::now() + spec.kill_after).min(earlier(lease_end, margins.kill))
 }
 
 /// `at` minus `before`, or now if that is not representable.
 fn earlier(at: Instant, before: Duration) -> Instant {
     at.checked_sub(before).unwrap_or_else(Instant::now)
-}
-
-/// SIGTERM now, SIGKILL at `kill_by` if CMD is still running; returns how CMD ended.
-async fn terminate(child: &mut Child, pid: Pid, kill_by: Instant) -> CliResult<ExitStatus> {
-    let _ = kill_process(pid, Signal::TERM);
-    match timeout_at(kill_by, child.wait()).await {
-        Ok(status) => status.map_err(wait_failure),
-        Err(_) => {
-            let _ = child.start_kill();
-            child.wait().await.map_err(wait_failure)
-        }
-    }
 }
 
 fn wait_failure(e: std::io::Error) -> Failure {

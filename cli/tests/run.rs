@@ -1,8 +1,9 @@
 //! `dlock run`, driven as users drive it, against real `redis-server`s.
 //!
 //! Proves: `run`'s status and release, its watchdog, lost-lock termination, `--max-hold`,
-//! signal forwarding (from a terminal too) and release; a CMD that ignores SIGTERM killed
-//! before its lease ends; mutual exclusion across processes.
+//! signal forwarding and release; a CMD that ignores SIGTERM killed before its lease ends;
+//! mutual exclusion across processes. From a terminal: `run_terminal.rs`; CMD's descendants:
+//! `run_tree.rs`.
 
 mod common;
 
@@ -10,10 +11,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{acquire, closed_pipe, dlock, dlock_bare, exit_code, ran, until_locked};
-use dlock_tests::{RedisServer, eventually, exists, get, pttl, raw, redis};
+use common::{acquire, closed_pipe, dlock, dlock_bare, exit_code, ran, until_locked, until_ready};
+use dlock_tests::{eventually, exists, get, pttl, raw, redis};
 use redis::aio::MultiplexedConnection;
-use tokio::process::Command;
 
 #[tokio::test]
 async fn run_passes_the_lock_to_cmd_returns_its_status_and_releases() {
@@ -148,20 +148,6 @@ fn signal_recorder(file: &Path) -> Vec<String> {
         script.into(),
         file.display().to_string(),
     ]
-}
-
-/// Waits until the recorder writing to `file` has its handlers installed.
-async fn until_ready(file: &Path) {
-    let ready = file.with_extension("ready");
-    eventually(
-        "CMD to install its handlers",
-        Duration::from_secs(20),
-        || {
-            let ready = ready.clone();
-            async move { ready.exists() }
-        },
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -434,179 +420,6 @@ async fn an_extend_that_hangs_kills_a_cmd_that_ignores_sigterm_before_the_lease_
     proxy.set_fault(dlock_tests::proxy::Fault::Blackhole);
     assert_eq!(exit_code(&mut run).await, Some(76));
     assert_never_outlived_its_lease(&seen);
-}
-
-/// `text` quoted for `sh`.
-fn sh_quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// A `dlock run` set up to be started by a shell inside a pseudo-terminal: CMD appends the
-/// name of every SIGINT and SIGTERM it gets to `signals` (and exits 3 after SIGTERM), and
-/// `run.sh` writes dlock's pid to `pid` before exec'ing it.
-struct PtyRun {
-    dir: tempfile::TempDir,
-    signals: std::path::PathBuf,
-    pid: std::path::PathBuf,
-}
-
-impl PtyRun {
-    /// `stdin_from_null`: dlock's stdin is /dev/null instead of the terminal.
-    fn new(server: &RedisServer, stdin_from_null: bool) -> PtyRun {
-        let dir = tempfile::tempdir().unwrap();
-        let signals = dir.path().join("signals");
-        let pid = dir.path().join("pid");
-        let recorder = dir.path().join("recorder.py");
-        std::fs::write(
-            &recorder,
-            "import signal, sys, time\n\
-             f = sys.argv[1]\n\
-             def record(sig, _frame):\n    \
-                 with open(f, 'a') as out: out.write(signal.Signals(sig).name[3:] + '\\n')\n    \
-                 if sig == signal.SIGTERM: sys.exit(3)\n\
-             signal.signal(signal.SIGTERM, record)\n\
-             signal.signal(signal.SIGINT, record)\n\
-             open(f + '.ready', 'w').close()\n\
-             while True: time.sleep(30)\n",
-        )
-        .unwrap();
-        let dlock = [
-            env!("CARGO_BIN_EXE_dlock").to_owned(),
-            "--redis".into(),
-            server.url(),
-            "run".into(),
-            "job".into(),
-            "--ttl".into(),
-            "600ms".into(),
-            "--".into(),
-            "python3".into(),
-            recorder.display().to_string(),
-            signals.display().to_string(),
-        ]
-        .map(|arg| sh_quoted(&arg))
-        .join(" ");
-        let stdin = if stdin_from_null { " </dev/null" } else { "" };
-        let script = dir.path().join("run.sh");
-        std::fs::write(
-            &script,
-            format!(
-                "echo $$ > {}\nexec {dlock}{stdin}\n",
-                sh_quoted(&pid.display().to_string())
-            ),
-        )
-        .unwrap();
-        PtyRun { dir, signals, pid }
-    }
-
-    /// `script(1)` running `command` (which starts `sh run.sh`, in its directory) on a new
-    /// pseudo-terminal; what is written to its stdin is typed into that terminal. `script`
-    /// exits with the status of the shell running `command`.
-    fn spawn(&self, command: &str) -> tokio::process::Child {
-        Command::new("script")
-            .args(["-qfec", command, "/dev/null"])
-            .env("SHELL", "/bin/sh")
-            .env_remove("DLOCK_REDIS_URL")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("script(1) from util-linux")
-    }
-
-    fn dlock_pid(&self) -> rustix::process::Pid {
-        let pid = std::fs::read_to_string(&self.pid).unwrap();
-        rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap()
-    }
-
-    fn signals(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.signals)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    async fn until_signalled(&self) {
-        eventually("CMD to record a signal", Duration::from_secs(20), || {
-            let got = !self.signals().is_empty();
-            async move { got }
-        })
-        .await;
-    }
-
-    /// Ends the run with a SIGTERM to dlock (forwarded to CMD, which records it and exits 3).
-    async fn terminate(&self, pty: &mut tokio::process::Child) {
-        rustix::process::kill_process(self.dlock_pid(), rustix::process::Signal::TERM).unwrap();
-        assert_eq!(exit_code(pty).await, Some(3), "CMD's status through dlock");
-    }
-}
-
-/// Waits until the lock's watchdog has extended `key` twice: twice a PTTL reading above the
-/// one before it.
-async fn two_extends(conn: &MultiplexedConnection, key: &str) {
-    for _ in 0..2 {
-        let last = std::cell::Cell::new(pttl(&mut conn.clone(), key).await);
-        eventually(
-            "the watchdog to extend the lock",
-            Duration::from_secs(20),
-            || {
-                let mut c = conn.clone();
-                let last = &last;
-                async move {
-                    let now = pttl(&mut c, key).await;
-                    now > last.replace(now)
-                }
-            },
-        )
-        .await;
-    }
-}
-
-#[tokio::test]
-async fn a_ctrl_c_on_the_terminal_reaches_cmd_once_even_with_stdin_from_dev_null() {
-    let server = redis();
-    let conn = raw(&server).await;
-    let run = PtyRun::new(&server, true);
-    // exec: dlock alone (with CMD) in the terminal's foreground process group, no shell
-    // waiting there that a Ctrl-C would end.
-    let mut pty = run.spawn("exec sh run.sh");
-    until_locked(&conn, "job").await;
-    until_ready(&run.signals).await;
-    let stdin = pty.stdin.as_mut().unwrap();
-    tokio::io::AsyncWriteExt::write_all(stdin, b"\x03")
-        .await
-        .unwrap();
-    tokio::io::AsyncWriteExt::flush(stdin).await.unwrap();
-    run.until_signalled().await;
-    // Two watchdog rounds later dlock has long handled its own copy of the SIGINT (a forward
-    // would have reached CMD before the SIGTERM below).
-    two_extends(&conn, "job").await;
-    run.terminate(&mut pty).await;
-    assert_eq!(run.signals(), ["INT", "TERM"]);
-}
-
-#[tokio::test]
-async fn kill_int_reaches_cmd_once_when_dlock_has_a_terminal_but_is_not_its_foreground() {
-    let server = redis();
-    let conn = raw(&server).await;
-    let no_controlling_terminal = "exec setsid -w sh run.sh";
-    let background_job = "set -m; sh run.sh & wait $!";
-    for command in [no_controlling_terminal, background_job] {
-        let run = PtyRun::new(&server, false);
-        let mut pty = run.spawn(command);
-        until_locked(&conn, "job").await;
-        until_ready(&run.signals).await;
-        rustix::process::kill_process(run.dlock_pid(), rustix::process::Signal::INT).unwrap();
-        run.until_signalled().await;
-        run.terminate(&mut pty).await;
-        assert_eq!(run.signals(), ["INT", "TERM"], "{command}");
-        eventually("the lock to be released", Duration::from_secs(20), || {
-            let mut c = conn.clone();
-            async move { !exists(&mut c, "job").await }
-        })
-        .await;
-    }
 }
 
 /// How many scripts (`EVALSHA`) `conn`'s server has run.

@@ -64,6 +64,21 @@ pub async fn until_locked(conn: &MultiplexedConnection, key: &str) {
     .await;
 }
 
+/// Waits until the command writing to `file` has created `file.ready` (its signal handlers are
+/// in place).
+pub async fn until_ready(file: &std::path::Path) {
+    let ready = file.with_extension("ready");
+    eventually(
+        "CMD to install its handlers",
+        Duration::from_secs(20),
+        || {
+            let ready = ready.clone();
+            async move { ready.exists() }
+        },
+    )
+    .await;
+}
+
 pub async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
@@ -103,4 +118,32 @@ pub async fn listed_locks(cmd: &mut Command, extra: &[&str]) -> Vec<(String, Str
             (field("key"), field("token"))
         })
         .collect()
+
+/// The process id written to `file` (by a job that writes it whole: to a temporary name, then
+/// renamed), once the file exists.
+pub async fn pid_in(file: &std::path::Path) -> rustix::process::Pid {
+    eventually(
+        &format!("{} to be written", file.display()),
+        Duration::from_secs(20),
+        || {
+            let exists = file.exists();
+            async move { exists }
+        },
+    )
+    .await;
+    let pid = std::fs::read_to_string(file).unwrap();
+    rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap()
+}
+
+/// Whether process `pid` is running: it exists and is not a zombie (a process whose parent
+/// died is reaped by PID 1, which in a container may never do so).
+pub fn running(pid: rustix::process::Pid) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) else {
+        return false;
+    };
+    // "pid (comm) state ...": comm may hold spaces and parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
 }
