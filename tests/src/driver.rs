@@ -17,6 +17,7 @@ pub struct Driven {
     held: Option<(String, String)>,
     fence: Option<u64>,
     read: Option<PendingOp>,
+    last_op: Option<crate::history::OpId>,
     /// How long to wait for any reply before recording the outcome as unknown.
     pub patience: Duration,
 }
@@ -39,6 +40,7 @@ impl Driven {
             held: None,
             fence: None,
             read: None,
+            last_op: None,
             patience: Duration::from_secs(30),
         }
     }
@@ -50,10 +52,25 @@ impl Driven {
             .map(|(_, token)| (token.as_str(), self.fence))
     }
 
+    /// The op the last recorded call was.
+    pub fn last_op(&self) -> Option<crate::history::OpId> {
+        self.last_op
+    }
+
     async fn call(&mut self, request: Request, op: PendingOp) -> Option<Reply> {
+        self.last_op = Some(op.id());
         match self.worker.call(&request, self.patience).await {
             Ok(reply) => {
                 let mut completion = recorded(reply.outcome);
+                if reply.outcome == Outcome::Fail {
+                    completion = completion.busy(reply.busy);
+                }
+                if reply.cancelled {
+                    completion = completion.cancelled();
+                }
+                if let Some(error) = &reply.error {
+                    completion = completion.error(error.clone());
+                }
                 if let Some(token) = &reply.token {
                     completion = completion.token(token.clone());
                 }
@@ -96,14 +113,32 @@ impl Driven {
         wait: Duration,
         deadline: Duration,
     ) -> Option<Reply> {
-        let op = self
-            .recorder
-            .invoke(Call::acquire(self.id, key, ttl).deadline(deadline));
+        let options = AcquireOptions {
+            wait,
+            deadline,
+            cancel_after: None,
+            judge_wait: false,
+        };
+        self.acquire_with(key, ttl, options).await
+    }
+
+    /// Acquires `key` as `options` say.
+    pub async fn acquire_with(
+        &mut self,
+        key: &str,
+        ttl: Duration,
+        options: AcquireOptions,
+    ) -> Option<Reply> {
+        let mut call = Call::acquire(self.id, key, ttl).deadline(options.deadline);
+        if options.judge_wait {
+            call = call.wait(options.wait);
+        }
+        let op = self.recorder.invoke(call);
         let request = Request::Acquire {
             key: key.to_owned(),
             ttl_ms: ttl.as_millis() as u64,
-            wait_ms: Some(wait.as_millis() as u64),
-            cancel_after_ms: None,
+            wait_ms: Some(options.wait.as_millis() as u64),
+            cancel_after_ms: options.cancel_after.map(|d| d.as_millis() as u64),
         };
         let reply = self.call(request, op).await;
         if let Some(reply) = reply.as_ref().filter(|r| r.outcome == Outcome::Ok) {
@@ -111,6 +146,41 @@ impl Driven {
             self.fence = reply.fence;
         }
         reply
+    }
+
+    /// Keeps the held lock alive in the worker, extending it to `ttl` (not recorded: the
+    /// history knows the lease the acquire reported).
+    pub async fn keep(&mut self, ttl: Duration) -> Option<Reply> {
+        let request = Request::Keep {
+            ttl_ms: ttl.as_millis() as u64,
+        };
+        self.worker.call(&request, self.patience).await.ok()
+    }
+
+    /// Whether the kept lock is lost: `Some(true)` once it is, `Some(false)` while it is kept,
+    /// `None` without an answer. While it is kept, what the holder now believes (the validity
+    /// its watchdog keeps renewing) is recorded as a successful extend to that validity, so
+    /// that the history's holds follow the watchdog.
+    pub async fn lost(&mut self) -> Option<bool> {
+        let (key, token) = self.held.clone()?;
+        let asked = std::time::Instant::now();
+        let reply = self.worker.call(&Request::Lost, self.patience).await.ok()?;
+        if reply.outcome == Outcome::Ok {
+            return Some(true);
+        }
+        if let Some(until) = reply.valid_until() {
+            let ttl = until.saturating_duration_since(asked);
+            let op = self
+                .recorder
+                .invoke_at(Call::extend(self.id, key, token, ttl), asked);
+            op.complete(Completion::ok().valid_until(until));
+        }
+        Some(false)
+    }
+
+    /// Closes the worker's lock client and opens a new one (Node; not recorded).
+    pub async fn close(&mut self) -> Option<Reply> {
+        self.worker.call(&Request::Close, self.patience).await.ok()
     }
 
     /// Extends the held lock; `deadline` is the call's bound for the timeout check.
@@ -203,6 +273,20 @@ impl Driven {
         self.recorder.crashed(self.id);
         self.held = None;
     }
+}
+
+/// How [`Driven::acquire_with`] acquires.
+#[derive(Clone, Copy, Debug)]
+pub struct AcquireOptions {
+    /// How long to wait for a busy lock.
+    pub wait: Duration,
+    /// The call's bound for the timeout check (T1).
+    pub deadline: Duration,
+    /// Give the call up this long after it started.
+    pub cancel_after: Option<Duration>,
+    /// Record the wait so that W1 judges a busy ending (only for keys whose every holder's
+    /// lease the history knows: no keep-alive).
+    pub judge_wait: bool,
 }
 
 /// A recorded outcome, for scenarios that look at one op's result.

@@ -13,7 +13,7 @@
 //! started, and the reply is `unknown` with `cancelled`), `extend {ttl_ms}`, `release`;
 //! `keep {ttl_ms}` (keeps the lock alive in the background, extending it to `ttl_ms` every
 //! third of it, until `release`), `lost` (`ok` once the kept lock is lost, `fail` while it is
-//! kept); `fenced_write {resource, element}` (the `examples/fenced-write.lua` verifier with the
+//! kept, with the token and the validity the handle counts on now); `fenced_write {resource, element}` (the `examples/fenced-write.lua` verifier with the
 //! handle's fence); `guarded_read {set}` and `guarded_write {set, element, fenced?}` (a
 //! read-modify-write of a comma-separated set, split in two so that a pause can fall between
 //! them; `fenced` refuses the write once a newer fence has written); `close` (Node: closes the

@@ -93,7 +93,9 @@ impl Worker {
         Self::spawn_with(program, &env, resource_url).await
     }
 
-    async fn spawn_with(
+    /// Starts the worker binary at `program` with `env` (at least `DLOCK_REDIS_URL`), its
+    /// fenced resource and guarded sets in the Redis at `resource_url`; lane 0 of it.
+    pub async fn spawn_with(
         program: &Path,
         env: &[(&str, &str)],
         resource_url: &str,
@@ -210,10 +212,7 @@ impl Worker {
 
 /// Reads the worker's replies and hands each to its lane; a line that is no reply goes to
 /// every lane as garbled. When stdout closes, every lane's calls end as gone.
-async fn route(
-    mut stdout: Lines<BufReader<ChildStdout>>,
-    lanes: Lanes,
-) {
+async fn route(mut stdout: Lines<BufReader<ChildStdout>>, lanes: Lanes) {
     while let Ok(Some(line)) = stdout.next_line().await {
         let lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
         match serde_json::from_str::<Reply>(&line) {

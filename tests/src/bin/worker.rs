@@ -151,7 +151,12 @@ impl Worker {
                         error: Some(lost.to_string()),
                         ..Reply::ok()
                     },
-                    None => Reply::fail("kept"),
+                    // Still kept: with the validity the handle counts on now.
+                    None => Reply {
+                        outcome: dlock_tests::protocol::Outcome::Fail,
+                        error: Some("kept".into()),
+                        ..self.held(kept.handle())
+                    },
                 },
                 _ => Reply::fail("no kept lock"),
             },

@@ -16,6 +16,12 @@
 //! | I4 | [`History::check_lost_updates`] | an acknowledged guarded add is not in the final set |
 //! | T1 | [`History::check_timeouts`] | a call outlived its deadline, or never returned |
 //! | C1 | [`History::check_cleanup`] | a lock key or a watchdog survived the run |
+//! | R1 | [`History::check_releases`] | a lock reported released was still held by a majority |
+//! | E1 | [`History::check_refusals`] | an acquire failed for another reason than a busy lock |
+//! | W1 | [`History::check_waits`] | a wait gave up while nobody could have held the lock |
+//!
+//! E1 and W1, and I2's fence-gap rule, judge only what a scenario that records every
+//! acquisition of its keys declares it can ([`FinalState::strict`]): the torture does.
 //!
 //! The checks are sound for a correct lock on one healthy Redis primary: an op whose outcome is
 //! [`Outcome::Unknown`] never counts as having happened, and orders are only taken from real
@@ -34,7 +40,7 @@ mod record;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-pub use check::{Check, DEFAULT_TIMEOUT_EPSILON, FinalState, Hold, Report, Violation};
+pub use check::{Check, DEFAULT_TIMEOUT_EPSILON, FinalState, Hold, Report, Violation, W1_WINDOW};
 pub use record::{Call, Completion, PendingOp, Recorder};
 
 /// Identifies one recorded operation: its index in [`History::ops`]. Displays as `op#N`.
@@ -158,6 +164,16 @@ pub struct Op {
     pub completed: Option<Instant>,
     /// What it came to; always [`Outcome::Unknown`] when `completed` is `None`.
     pub outcome: Outcome,
+    /// For an acquire: how long it waits for a busy lock, when it does.
+    pub wait: Option<Duration>,
+    /// For a failed acquire: whether it failed because the lock was held (`Some(true)`), or
+    /// for another reason (`Some(false)`, with `error`); `None` when the client did not say.
+    pub busy: Option<bool>,
+    /// For an acquire: it was given up by its caller (an unknown outcome the client promises
+    /// to resolve: a lock it took is given back before the client's next call runs).
+    pub cancelled: bool,
+    /// What the client said went wrong, when the op did not succeed.
+    pub error: Option<String>,
 }
 
 impl Op {
@@ -210,6 +226,20 @@ pub struct Observation {
     pub answered: Instant,
 }
 
+/// A scenario's look at a lock key on every primary right after a release of `token`
+/// returned [`Outcome::Ok`] (checked by R1): on how many of them the key still held it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseObservation {
+    /// The release that returned released.
+    pub release: OpId,
+    /// On how many primaries the key still held the released token.
+    pub holding: u32,
+    /// How many primaries were looked at (one, or each member of a quorum).
+    pub primaries: u32,
+    /// When the first `GET` was sent (after the release returned).
+    pub sent: Instant,
+}
+
 /// A snapshot of everything a [`Recorder`] recorded. Fields are public so a test can build or
 /// edit a history by hand; the checks do not assume `ops[i].id == OpId(i)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +253,8 @@ pub struct History {
     pub crashes: Vec<(u32, Instant)>,
     /// The scenario's observations of lock keys (I3).
     pub observations: Vec<Observation>,
+    /// The scenario's observations after releases (R1).
+    pub release_observations: Vec<ReleaseObservation>,
 }
 
 impl History {
@@ -233,6 +265,7 @@ impl History {
             ops: Vec::new(),
             crashes: Vec::new(),
             observations: Vec::new(),
+            release_observations: Vec::new(),
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Call {
     pub fence: Option<u64>,
     /// The call's configured timeout.
     pub deadline: Option<Duration>,
+    /// For an acquire: how long it waits for a busy lock.
+    pub wait: Option<Duration>,
 }
 
 impl Call {
@@ -34,6 +36,7 @@ impl Call {
             token: None,
             fence: None,
             deadline: None,
+            wait: None,
         }
     }
 
@@ -111,6 +114,12 @@ impl Call {
         self.deadline = Some(deadline);
         self
     }
+
+    /// Sets how long an acquire waits for a busy lock.
+    pub fn wait(mut self, wait: Duration) -> Call {
+        self.wait = Some(wait);
+        self
+    }
 }
 
 /// What a call came back with: the completion half of an [`Op`]. Fields left `None` keep what
@@ -125,6 +134,12 @@ pub struct Completion {
     pub fence: Option<u64>,
     /// The lease end the handle reports after an acquire or extend; ignored for other kinds.
     pub valid_until: Option<Instant>,
+    /// For a failed acquire: whether the lock was busy.
+    pub busy: Option<bool>,
+    /// For an acquire: given up by its caller.
+    pub cancelled: bool,
+    /// What went wrong.
+    pub error: Option<String>,
 }
 
 impl Completion {
@@ -135,6 +150,9 @@ impl Completion {
             token: None,
             fence: None,
             valid_until: None,
+            busy: None,
+            cancelled: false,
+            error: None,
         }
     }
 
@@ -168,6 +186,24 @@ impl Completion {
     /// Sets the reported lease end.
     pub fn valid_until(mut self, valid_until: Instant) -> Completion {
         self.valid_until = Some(valid_until);
+        self
+    }
+
+    /// Says whether a failed acquire found the lock busy.
+    pub fn busy(mut self, busy: bool) -> Completion {
+        self.busy = Some(busy);
+        self
+    }
+
+    /// Marks an acquire given up by its caller.
+    pub fn cancelled(mut self) -> Completion {
+        self.cancelled = true;
+        self
+    }
+
+    /// Sets what went wrong.
+    pub fn error(mut self, error: impl Into<String>) -> Completion {
+        self.error = Some(error.into());
         self
     }
 }
@@ -223,6 +259,10 @@ impl Recorder {
                 invoked,
                 completed: None,
                 outcome: Outcome::Unknown,
+                wait: call.wait,
+                busy: None,
+                cancelled: false,
+                error: None,
             });
             id
         });
@@ -246,6 +286,11 @@ impl Recorder {
     /// Records an observation of a lock key (checked by I3).
     pub fn observe(&self, observation: Observation) {
         self.with(|h| h.observations.push(observation));
+    }
+
+    /// Records an observation after a release (checked by R1).
+    pub fn observe_release(&self, observation: ReleaseObservation) {
+        self.with(|h| h.release_observations.push(observation));
     }
 
     /// A snapshot of everything recorded so far; later recording does not change it.
@@ -282,6 +327,9 @@ impl PendingOp {
             let op = &mut h.ops[id.0];
             op.completed = Some(completed);
             op.outcome = completion.outcome;
+            op.busy = completion.busy;
+            op.cancelled = completion.cancelled;
+            op.error = completion.error;
             if completion.token.is_some() {
                 op.token = completion.token;
             }
@@ -358,6 +406,10 @@ mod tests {
                 invoked: t0 + ms(1),
                 completed: Some(t0 + ms(4)),
                 outcome: Outcome::Ok,
+                wait: None,
+                busy: None,
+                cancelled: false,
+                error: None,
             }]
         );
         assert_eq!(h.ops[0].lease_end(), Some(t0 + ms(101)));

@@ -10,6 +10,7 @@ mod lost_updates;
 mod ownership;
 #[cfg(test)]
 mod simulation;
+mod strict;
 mod timeouts;
 
 pub use holds::Hold;
@@ -19,6 +20,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::{History, Op, OpId, OpKind, Outcome, ms};
+
+pub use strict::W1_WINDOW;
 
 /// The slack T1 allows over a call's deadline by default: scheduling and process start-up
 /// jitter on a loaded test machine, not lock behaviour.
@@ -41,17 +44,26 @@ pub enum Check {
     Timeout,
     /// C1: no lock key and no watchdog outlives the run.
     Cleanup,
+    /// R1: a lock reported released is held by fewer than a majority of the primaries.
+    Releases,
+    /// E1: acquires fail only because the lock is busy (strict).
+    Refusals,
+    /// W1: a wait gives up busy only while someone could hold the lock (strict).
+    Waits,
 }
 
 impl Check {
     /// Every check, in the order reports list them.
-    pub const ALL: [Check; 6] = [
+    pub const ALL: [Check; 9] = [
         Check::MutualExclusion,
         Check::Fencing,
         Check::Ownership,
         Check::LostUpdate,
         Check::Timeout,
         Check::Cleanup,
+        Check::Releases,
+        Check::Refusals,
+        Check::Waits,
     ];
 
     /// The check's code: `I1`, `I2`, `I3`, `I4`, `T1` or `C1`.
@@ -63,6 +75,9 @@ impl Check {
             Check::LostUpdate => "I4",
             Check::Timeout => "T1",
             Check::Cleanup => "C1",
+            Check::Releases => "R1",
+            Check::Refusals => "E1",
+            Check::Waits => "W1",
         }
     }
 }
@@ -77,6 +92,9 @@ impl fmt::Display for Check {
             Check::LostUpdate => "no lost update",
             Check::Timeout => "timeouts",
             Check::Cleanup => "cleanup",
+            Check::Releases => "releases",
+            Check::Refusals => "refusals",
+            Check::Waits => "waits",
         };
         write!(f, "{} {name}", self.code())
     }
@@ -123,6 +141,10 @@ pub struct FinalState {
     pub run_ended: Option<Instant>,
     /// T1: the slack allowed over each call's deadline.
     pub timeout_epsilon: Duration,
+    /// The scenario recorded every acquisition of its keys, classified every failed acquire
+    /// (busy or not) and never failed a majority of the lock's Redis for good: E1, W1 and I2's
+    /// fence-gap rule apply.
+    pub strict: bool,
 }
 
 impl Default for FinalState {
@@ -133,6 +155,7 @@ impl Default for FinalState {
             extends_after_end: 0,
             run_ended: None,
             timeout_epsilon: DEFAULT_TIMEOUT_EPSILON,
+            strict: false,
         }
     }
 }
@@ -248,6 +271,13 @@ impl History {
         violations.extend(self.check_lost_updates(&last.sets));
         violations.extend(self.check_timeouts(last.timeout_epsilon));
         violations.extend(self.check_cleanup(last));
+        violations.extend(self.check_releases());
+        if last.strict {
+            violations.extend(self.check_fence_gaps());
+            violations.extend(self.check_refusals());
+            violations.extend(self.check_waits());
+        }
+        violations.sort_by_key(|v| Check::ALL.iter().position(|&c| c == v.check));
         Report {
             ops: self.ops.len(),
             counts,
@@ -292,7 +322,7 @@ mod tests {
             report.to_string(),
             "history OK: 4 ops (acquire 1 ok/1 fail, release 1 ok, guarded-add 1 ok), 0 never \
              completed; 1 holds; observations 0 conclusive, 0 inconclusive; violations: I1 0, \
-             I2 0, I3 0, I4 0, T1 0, C1 0"
+             I2 0, I3 0, I4 0, T1 0, C1 0, R1 0, E1 0, W1 0"
         );
     }
 
@@ -312,13 +342,13 @@ mod tests {
         };
         let report = r.history().check(&last);
         assert!(!report.is_ok());
-        for check in Check::ALL {
-            assert_eq!(report.violations_of(check).len(), 1, "{check}: {report}");
+        for check in &Check::ALL[..6] {
+            assert_eq!(report.violations_of(*check).len(), 1, "{check}: {report}");
         }
         let text = report.to_string();
         assert!(text.starts_with("history FAILED (6 violations)"), "{text}");
         assert!(
-            text.contains("violations: I1 1, I2 1, I3 1, I4 1, T1 1, C1 1"),
+            text.contains("violations: I1 1, I2 1, I3 1, I4 1, T1 1, C1 1, R1 0, E1 0, W1 0"),
             "{text}"
         );
         assert!(
