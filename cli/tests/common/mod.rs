@@ -118,6 +118,7 @@ pub async fn listed_locks(cmd: &mut Command, extra: &[&str]) -> Vec<(String, Str
             (field("key"), field("token"))
         })
         .collect()
+}
 
 /// The process id written to `file` (by a job that writes it whole: to a temporary name, then
 /// renamed), once the file exists.
