@@ -17,7 +17,7 @@ impl History {
     pub fn check_releases(&self) -> Vec<Violation> {
         self.release_observations
             .iter()
-            .filter(|o| o.holding > 0 && o.holding >= o.primaries / 2 + 1)
+            .filter(|o| o.holding > 0 && o.holding > o.primaries / 2)
             .map(|o| {
                 Violation::new(
                     Check::Releases,
