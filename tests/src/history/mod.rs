@@ -19,6 +19,7 @@
 //! | R1 | [`History::check_releases`] | a lock reported released was still held by a majority |
 //! | E1 | [`History::check_refusals`] | an acquire failed for another reason than a busy lock |
 //! | W1 | [`History::check_waits`] | a wait gave up while nobody could have held the lock |
+//! | J1 | [`FinalState::job_violations`] | a job's process ran while its `dlock run` lock was gone |
 //!
 //! E1 and W1, and I2's fence-gap rule, judge only what a scenario that records every
 //! acquisition of its keys declares it can ([`FinalState::strict`]): the torture does.

@@ -26,6 +26,7 @@
 //! Exit codes: 0 no violation, 1 a violation (listed), 2 bad input, 3 redis-server missing or
 //! Redis unreachable, 4 internal failure.
 
+mod jobs;
 mod nemesis;
 mod rig;
 mod workload;
@@ -117,6 +118,10 @@ struct TortureArgs {
     /// How many of the (Rust) workers keep their lock alive with the watchdog while they work.
     #[arg(long, default_value_t = 1)]
     keep_workers: u32,
+    /// How many processes run `dlock run` jobs that check they never run without their lock
+    /// (beside --workers; not in quorum mode).
+    #[arg(long, default_value_t = 1)]
+    run_workers: u32,
     /// Lock clients per worker process, running at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
     lanes: u32,
@@ -179,6 +184,7 @@ async fn lock_redis(args: &TortureArgs) -> ToolResult<(LockRedis, &'static [Neme
     let mut proxies = Vec::new();
     let mut urls = Vec::new();
     let mut direct = Vec::new();
+    let direct_urls: Vec<String> = given.iter().map(GivenRedis::direct).collect();
     for redis in &given {
         let proxy = Proxy::start(redis.addr).await.map_err(fail)?;
         urls.push(redis.through(proxy.addr()));
@@ -204,6 +210,7 @@ async fn lock_redis(args: &TortureArgs) -> ToolResult<(LockRedis, &'static [Neme
         proxies,
         url: urls.join(","),
         direct,
+        direct_urls,
         keepers,
     };
     Ok((lock, faults))
@@ -225,12 +232,22 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
     };
     let (lock, faults) = lock_redis(&args).await?;
     let resource_server = spawn_server(&[]).await?;
+    let run_workers = if args.quorum.is_some() {
+        0
+    } else {
+        args.run_workers
+    };
+    let jobs = match run_workers {
+        0 => None,
+        _ => Some(Arc::new(jobs::Jobs::new()?)),
+    };
     let rig = Arc::new(Rig::new(
         lock,
         resource_server,
         node,
         args.node_max_instances,
         args.lanes,
+        jobs.clone(),
     )?);
 
     let progress = if args.json {
@@ -263,6 +280,12 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             args.think,
             seed,
         )));
+    }
+    if let Some(jobs) = &jobs {
+        for i in 0..run_workers {
+            let seed = args.seed.wrapping_add(u64::from(i) << 40);
+            tasks.push(tokio::spawn(jobs::worker(rig.clone(), jobs.clone(), seed)));
+        }
     }
     let counts = Arc::new(Mutex::new(vec![0u32; faults.len()]));
     let nemesis_task = tokio::spawn(nemesis::run(
@@ -304,7 +327,10 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
     tokio::time::sleep(LONG_TTL.max(KEEP_LEASE) + Duration::from_millis(500)).await;
     progress.finish_and_clear();
 
-    let final_state = final_state(&rig, run_ended).await?;
+    let mut final_state = final_state(&rig, run_ended).await?;
+    if jobs.is_some() {
+        final_state.job_violations = jobs::violations(&rig).await?;
+    }
     let history = rig.recorder.history();
     let report = history.check(&final_state);
     let counts = counts.lock().unwrap().clone();
@@ -324,6 +350,10 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             "quorum": args.quorum,
             "node": rig.node.as_ref().map(|n| n.version.clone()),
             "holds_by_runtime": { "rust": holds[0], "node": holds[1] },
+            "jobs": jobs.as_ref().map(|j| serde_json::json!({
+                "ran": j.ran.load(Ordering::Relaxed),
+                "stopped": j.stopped.load(Ordering::Relaxed),
+            })),
             "redis": if args.redis.is_none() { "started by torture (appendfsync always)" } else { "given" },
             "ops": report.ops,
             "holds": report.holds,
@@ -353,6 +383,13 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             holds[0],
             holds[1]
         )?;
+        if let Some(jobs) = &jobs {
+            outln!(
+                "dlock run: {} jobs ran, {} stopped (lock lost or --max-hold)",
+                jobs.ran.load(Ordering::Relaxed),
+                jobs.stopped.load(Ordering::Relaxed)
+            )?;
+        }
         outln!("{report}")?;
     }
     Ok(if report.is_ok() && report.holds > 0 {
@@ -387,7 +424,7 @@ async fn final_state(rig: &Rig, run_ended: Instant) -> ToolResult<FinalState> {
     }
     for conn in &rig.lock.direct {
         let mut conn = conn.clone();
-        for key in KEYS.iter().chain([&KEPT]) {
+        for key in KEYS.iter().chain([&KEPT, &jobs::JOB_KEY]) {
             let left: bool = redis::cmd("EXISTS")
                 .arg(*key)
                 .query_async(&mut conn)

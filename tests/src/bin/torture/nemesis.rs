@@ -47,6 +47,10 @@ pub enum Nemesis {
     /// Quorum: one primary refuses writes (ACL) while another hears nothing, for 2 s: a
     /// majority is out (acquires may fail; no release may say released).
     TwoPrimariesOut,
+    /// SIGTERM to a `dlock run` (it stops its job, then releases).
+    TerminateRun,
+    /// SIGINT to a `dlock run` (not from a terminal: it forwards it to its job's group).
+    InterruptRun,
     /// One keeping worker cut off: the replies of its next calls cut (1.5 s), then nothing
     /// forwarded (6 s), while the other keepers go on: its watchdog must stop its work before
     /// its lease (maybe shortened by an extend whose reply was cut) runs out.
@@ -65,7 +69,9 @@ pub const ON_ITS_OWN_REDIS: &[Nemesis] = &[
     Nemesis::Blackhole,
     Nemesis::ClientPause,
     Nemesis::IsolateKeeper,
+    Nemesis::TerminateRun,
     Nemesis::CrashRedis,
+    Nemesis::InterruptRun,
 ];
 
 /// The faults for a given Redis: only the workers and the proxy in front of it; nothing
@@ -77,6 +83,8 @@ pub const ON_A_GIVEN_REDIS: &[Nemesis] = &[
     Nemesis::ResetConnections,
     Nemesis::CloseNode,
     Nemesis::Blackhole,
+    Nemesis::TerminateRun,
+    Nemesis::InterruptRun,
 ];
 
 /// The faults of a quorum run: one primary at a time misbehaves (a majority stays healthy),
@@ -292,6 +300,24 @@ async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
             proxy.set_fault(Fault::None);
             proxy.reset_all();
             on_server(rig, primary, &cmd(&["ACL", "SETUSER", "default", "+@all"])).await;
+        }
+        Nemesis::TerminateRun | Nemesis::InterruptRun => {
+            let Some(jobs) = &rig.jobs else {
+                return false;
+            };
+            let pid = {
+                let pids = jobs.pids.lock().unwrap();
+                if pids.is_empty() {
+                    return false;
+                }
+                pids[rng.below(pids.len() as u64) as usize]
+            };
+            let sig = if fault == Nemesis::TerminateRun {
+                Signal::TERM
+            } else {
+                Signal::INT
+            };
+            signal(pid, sig);
         }
         Nemesis::IsolateKeeper => {
             if rig.lock.keepers.is_empty() {

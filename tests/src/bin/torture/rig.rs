@@ -41,6 +41,8 @@ pub struct LockRedis {
     pub url: String,
     /// Connections straight to each server (not through the proxies), for observations.
     pub direct: Vec<ConnectionManager>,
+    /// The URLs of those connections.
+    pub direct_urls: Vec<String>,
     /// On one server: a proxy of its own per keeping worker, and the URL through it, so that
     /// the nemesis can cut one keeper off while the others go on.
     pub keepers: Vec<(Proxy, String)>,
@@ -56,6 +58,11 @@ impl LockRedis {
     pub fn quorum(&self) -> bool {
         self.primaries() > 1
     }
+
+    /// The URL of server `i`, straight (not through its proxy).
+    pub fn direct_url(&self, i: usize) -> String {
+        self.direct_urls[i].clone()
+    }
 }
 
 /// Everything the workload, the nemesis and the report share.
@@ -68,6 +75,8 @@ pub struct Rig {
     pub node: Option<NodeWorkers>,
     /// Instances of each Node worker's `DistributedLock`.
     pub node_max_instances: u32,
+    /// The `dlock run` workers' scripts and counts, when some run.
+    pub jobs: Option<Arc<super::jobs::Jobs>>,
     /// Lanes per worker process.
     pub lanes: u32,
     pub recorder: Recorder,
@@ -101,8 +110,10 @@ impl Rig {
         node: Option<NodeWorkers>,
         node_max_instances: u32,
         lanes: u32,
+        jobs: Option<Arc<super::jobs::Jobs>>,
     ) -> ToolResult<Rig> {
         Ok(Rig {
+            jobs,
             lock,
             resource_url: resource_server.url(),
             _resource_server: resource_server,

@@ -50,11 +50,13 @@ pub enum Check {
     Refusals,
     /// W1: a wait gives up busy only while someone could hold the lock (strict).
     Waits,
+    /// J1: no process of a job under `dlock run` runs while its lock is gone.
+    Jobs,
 }
 
 impl Check {
     /// Every check, in the order reports list them.
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 10] = [
         Check::MutualExclusion,
         Check::Fencing,
         Check::Ownership,
@@ -64,6 +66,7 @@ impl Check {
         Check::Releases,
         Check::Refusals,
         Check::Waits,
+        Check::Jobs,
     ];
 
     /// The check's code: `I1`, `I2`, `I3`, `I4`, `T1` or `C1`.
@@ -78,6 +81,7 @@ impl Check {
             Check::Releases => "R1",
             Check::Refusals => "E1",
             Check::Waits => "W1",
+            Check::Jobs => "J1",
         }
     }
 }
@@ -95,6 +99,7 @@ impl fmt::Display for Check {
             Check::Releases => "releases",
             Check::Refusals => "refusals",
             Check::Waits => "waits",
+            Check::Jobs => "jobs",
         };
         write!(f, "{} {name}", self.code())
     }
@@ -145,6 +150,8 @@ pub struct FinalState {
     /// (busy or not) and never failed a majority of the lock's Redis for good: E1, W1 and I2's
     /// fence-gap rule apply.
     pub strict: bool,
+    /// J1: what job processes reported of running without their lock.
+    pub job_violations: Vec<String>,
 }
 
 impl Default for FinalState {
@@ -156,6 +163,7 @@ impl Default for FinalState {
             run_ended: None,
             timeout_epsilon: DEFAULT_TIMEOUT_EPSILON,
             strict: false,
+            job_violations: Vec::new(),
         }
     }
 }
@@ -272,6 +280,11 @@ impl History {
         violations.extend(self.check_timeouts(last.timeout_epsilon));
         violations.extend(self.check_cleanup(last));
         violations.extend(self.check_releases());
+        violations.extend(
+            last.job_violations
+                .iter()
+                .map(|v| Violation::new(Check::Jobs, Vec::new(), v.clone())),
+        );
         if last.strict {
             violations.extend(self.check_fence_gaps());
             violations.extend(self.check_refusals());
@@ -322,7 +335,7 @@ mod tests {
             report.to_string(),
             "history OK: 4 ops (acquire 1 ok/1 fail, release 1 ok, guarded-add 1 ok), 0 never \
              completed; 1 holds; observations 0 conclusive, 0 inconclusive; violations: I1 0, \
-             I2 0, I3 0, I4 0, T1 0, C1 0, R1 0, E1 0, W1 0"
+             I2 0, I3 0, I4 0, T1 0, C1 0, R1 0, E1 0, W1 0, J1 0"
         );
     }
 
@@ -348,7 +361,7 @@ mod tests {
         let text = report.to_string();
         assert!(text.starts_with("history FAILED (6 violations)"), "{text}");
         assert!(
-            text.contains("violations: I1 1, I2 1, I3 1, I4 1, T1 1, C1 1, R1 0, E1 0, W1 0"),
+            text.contains("violations: I1 1, I2 1, I3 1, I4 1, T1 1, C1 1, R1 0, E1 0, W1 0, J1 0"),
             "{text}"
         );
         assert!(
