@@ -205,9 +205,10 @@ enum Command {
     },
     /// Release a lock if TOKEN still owns it, and say what was found: released, expired
     /// (exit 5) or taken over (exit 1); nothing changed in the last two cases. Waiters on the
-    /// lock are woken. Safe to retry after an unknown outcome (exit 3).
+    /// lock are woken. Safe to retry after an unknown outcome (exit 3) or, in quorum mode, a
+    /// release fewer than a majority of the primaries confirmed (exit 6).
     #[command(
-        after_help = "Exit codes: 0 released, 1 taken over (another owner's token; nothing changed), 5 expired (the key was gone; nothing changed), 2 bad input, 3 Redis unreachable or failing (safe to retry)."
+        after_help = "Exit codes: 0 released, 1 taken over (another owner's token; nothing changed), 5 expired (the key was gone; nothing changed), 6 quorum mode: fewer than a majority of the primaries confirmed the release (safe to retry), 2 bad input, 3 Redis unreachable or failing (safe to retry)."
     )]
     Release {
         /// The lock's key.
