@@ -81,18 +81,6 @@ async fn repeated_redis_urls_are_a_quorum_and_a_majority_down_exits_3_saying_no_
     assert_eq!(dbsize(&mut raw(&servers[2]).await).await, 0);
 }
 
-/// Runs `ACL SETUSER default` with `rules` on `server` (the user every connection of these
-/// tests is).
-async fn default_user(server: &RedisServer, rules: &[&str]) {
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg(rules)
-        .query_async(&mut raw(server).await)
-        .await
-        .unwrap();
-}
-
 /// A release that one primary refuses (no `DEL` for its user) and another cannot hear
 /// (stopped) leaves a majority that may hold the token: exit 6, and the same release run
 /// again completes once the silent one answers.
@@ -102,7 +90,7 @@ async fn a_quorum_release_a_majority_did_not_confirm_exits_6_and_can_be_run_agai
     let r = ran(on_quorum(&servers).args(["acquire", "job", "--ttl", "1m"])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     let token = r.stdout;
-    default_user(&servers[2], &["-del"]).await;
+    dlock_tests::default_user(&servers[2], &["-del"]).await;
     signal_server(&servers[1], Signal::STOP);
     let r = ran(on_quorum(&servers).args(["release", "job", &token])).await;
     signal_server(&servers[1], Signal::CONT);

@@ -220,36 +220,11 @@ async fn an_interactive_cmd_reads_the_terminal_and_the_shell_reads_it_after_dloc
     // from the terminal, then the script itself reads the next one.
     for job_control in ["", "set -m\n"] {
         let dir = tempfile::tempdir().unwrap();
-        let dlock = [
-            env!("CARGO_BIN_EXE_dlock"),
-            "--redis",
-            &server.url(),
-            "run",
-            "job",
-            "--ttl",
-            "10s",
-            "--",
-            "sh",
-            "-c",
-            "read a && echo \"$a\" > cmd.txt",
-        ]
-        .map(sh_quoted)
-        .join(" ");
-        std::fs::write(
-            dir.path().join("run.sh"),
-            format!("{job_control}{dlock}\necho $? > code.txt\nread b\necho \"$b\" > after.txt\n"),
-        )
-        .unwrap();
-        let mut pty = Command::new("script")
-            .args(["-qfec", "sh run.sh", "/dev/null"])
-            .env("SHELL", "/bin/sh")
-            .env_remove("DLOCK_REDIS_URL")
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("script(1) from util-linux");
+        let dlock = dlock_run_line(&server, "read a && echo \"$a\" > cmd.txt");
+        let mut pty = in_a_terminal(
+            dir.path(),
+            &format!("{job_control}{dlock}\necho $? > code.txt\nread b\necho \"$b\" > after.txt\n"),
+        );
         until_locked(&conn, "job").await;
         type_into(&mut pty, "one\n").await;
         until_written(&dir.path().join("cmd.txt"), "one").await;
@@ -269,37 +244,15 @@ async fn ctrl_z_stops_the_job_for_the_shell_and_fg_continues_it() {
     let server = redis();
     let conn = raw(&server).await;
     let dir = tempfile::tempdir().unwrap();
-    let dlock = [
-        env!("CARGO_BIN_EXE_dlock"),
-        "--redis",
-        &server.url(),
-        "run",
-        "job",
-        "--ttl",
-        "10s",
-        "--",
-        "sh",
-        "-c",
+    let dlock = dlock_run_line(
+        &server,
         "echo $$ > cmd.tmp && mv cmd.tmp cmd.pid && read a && echo \"$a\" > cmd.txt",
-    ]
-    .map(sh_quoted)
-    .join(" ");
+    );
     // A shell with job control: the stopped job's status (128 + SIGTSTP), then `fg`'s.
-    std::fs::write(
-        dir.path().join("run.sh"),
-        format!("set -m\n{dlock}\necho $? > stopped.txt\nfg\necho $? > code.txt\n"),
-    )
-    .unwrap();
-    let mut pty = Command::new("script")
-        .args(["-qfec", "sh run.sh", "/dev/null"])
-        .env("SHELL", "/bin/sh")
-        .env_remove("DLOCK_REDIS_URL")
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("script(1) from util-linux");
+    let mut pty = in_a_terminal(
+        dir.path(),
+        &format!("set -m\n{dlock}\necho $? > stopped.txt\nfg\necho $? > code.txt\n"),
+    );
     until_locked(&conn, "job").await;
     let cmd = common::pid_in(&dir.path().join("cmd.pid")).await;
     eventually(
@@ -330,4 +283,39 @@ fn terminal_foreground(pid: rustix::process::Pid) -> Option<i32> {
         .nth(5)?
         .parse()
         .ok()
+}
+
+/// The shell line that runs `cmd` (a `sh -c` script) under `dlock run job --ttl 10s`.
+fn dlock_run_line(server: &dlock_tests::RedisServer, cmd: &str) -> String {
+    [
+        env!("CARGO_BIN_EXE_dlock"),
+        "--redis",
+        &server.url(),
+        "run",
+        "job",
+        "--ttl",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        cmd,
+    ]
+    .map(sh_quoted)
+    .join(" ")
+}
+
+/// `script` as `run.sh` in `dir`, run by `sh` in a terminal of its own (script(1)), whose
+/// keyboard is the child's stdin.
+fn in_a_terminal(dir: &std::path::Path, script: &str) -> tokio::process::Child {
+    std::fs::write(dir.join("run.sh"), script).unwrap();
+    Command::new("script")
+        .args(["-qfec", "sh run.sh", "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .env_remove("DLOCK_REDIS_URL")
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script(1) from util-linux")
 }

@@ -123,6 +123,17 @@ pub const MINIMAL_ACL: &[&str] = &[
     "+blpop",
 ];
 
+/// `ACL SETUSER default` with `rules` on `server` (the user the tests' connections are).
+pub async fn default_user(server: &RedisServer, rules: &[&str]) {
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg(rules)
+        .query_async(&mut raw(server).await)
+        .await
+        .unwrap();
+}
+
 /// Creates (or resets) the user `name` with `password` and [`MINIMAL_ACL`] on `server`.
 pub async fn minimal_acl_user(server: &RedisServer, name: &str, password: &str) {
     let mut admin = raw(server).await;

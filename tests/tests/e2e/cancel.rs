@@ -69,37 +69,19 @@ async fn a_thousand_cancelled_waits_leave_the_client_usable_and_redis_clean() {
     .await;
 }
 
+/// A wait granted while its reply is still on the way, then cancelled: the grant is given
+/// back.
 #[tokio::test]
 async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
     let server = redis();
-    let (proxy, runtime) = dlock_tests::via_proxy(&server, 6 * SECOND).await;
-    let holder = Runtime::connect(&server.url()).await.unwrap();
-    let held = holder
-        .client(LockOptions::default())
-        .await
-        .unwrap()
-        .acquire("job", 30 * SECOND)
-        .await
-        .unwrap();
-    let waiter = runtime.client(LockOptions::default()).await.unwrap();
-    let waiting = tokio::spawn(async move {
+    let conn = raw(&server).await;
+    let (proxy, _holder, held, waiter) = grant_in_flight_setup(&server).await;
+    let mut waiting = tokio::spawn(async move {
         let _ = waiter
             .wait_for_lock("job", 30 * SECOND, Deadline::after(30 * SECOND))
             .await;
     });
-    // Release, and slow the waiter's traffic: its next attempt is granted in Redis while its
-    // reply is still on the way (2 s each way: the round trip stays under the 6 s command
-    // timeout, and the test has 2 s to see the grant and cancel). Cancel it then.
-    proxy.set_fault(Fault::Latency(2 * SECOND));
-    let token = held.info().token;
-    held.release().await.unwrap();
-    let conn = raw(&server).await;
-    eventually("the waiter's grant", 10 * SECOND, || {
-        let mut c = conn.clone();
-        let token = token.clone();
-        async move { get(&mut c, "job").await.is_some_and(|t| t != token) }
-    })
-    .await;
+    until_granted_in_flight(&conn, &proxy, held, &mut waiting).await;
     waiting.abort();
     let outcome = waiting.await;
     assert!(

@@ -268,17 +268,6 @@ async fn a_waiter_over_a_quorum_blocks_at_the_first_primary_and_a_release_wakes_
     assert_eq!(got.release().await.unwrap(), ReleaseOutcome::Released);
 }
 
-/// `ACL SETUSER default` with `rules` on `server` (the user the runtime and the tests use).
-async fn default_user(server: &RedisServer, rules: &[&str]) {
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg(rules)
-        .query_async(&mut raw(server).await)
-        .await
-        .unwrap();
-}
-
 /// A release is done only once a majority of the primaries confirmed the token gone: with one
 /// primary refusing `DEL` (an ACL) and one stopped, only one confirms, so the release is
 /// incomplete, the handle stays releasable, and the retry completes once the stopped one is
@@ -291,7 +280,7 @@ async fn a_release_one_primary_refuses_and_one_cannot_hear_is_incomplete_until_a
     let client = runtime.client(LockOptions::default()).await.unwrap();
     let lock = client.acquire("job", TTL).await.unwrap();
     let token = lock.info().token;
-    default_user(&servers[2], &["-del"]).await;
+    dlock_tests::default_user(&servers[2], &["-del"]).await;
     signal_server(&servers[1], Signal::STOP);
     let err = lock.release().await.unwrap_err();
     signal_server(&servers[1], Signal::CONT);
@@ -332,7 +321,7 @@ async fn one_primary_out_of_memory_refusing_or_holding_another_type_does_not_sto
                     .await
                     .unwrap();
             }
-            "acl" => default_user(&servers[2], &["-set"]).await,
+            "acl" => dlock_tests::default_user(&servers[2], &["-set"]).await,
             _ => {
                 let () = redis::cmd("HSET")
                     .arg("job")

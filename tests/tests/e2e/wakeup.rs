@@ -61,11 +61,53 @@ async fn a_polling_waiter_leaves_no_waiter_state() {
     lock.release().await.unwrap();
 }
 
-/// `waiter` (one of [`woken_only_by_release`]'s) waiting for `job`, in a task of its own.
-fn wait_in_background(
-    waiter: dlock_host::Client,
-) -> tokio::task::JoinHandle<dlock_host::Result<dlock_host::LockHandle>> {
-    tokio::spawn(async move { waiter.acquire("job", TTL).await })
+/// Hang guard for events that must happen (never a timing assertion).
+const GUARD: Duration = Duration::from_secs(30);
+
+type Waiting = tokio::task::JoinHandle<dlock_host::Result<dlock_host::LockHandle>>;
+
+/// A waiter of `runtime` (woken only by a release) waiting for `job` in a task of its own,
+/// once it blocks on the signal list as the `blocked`-th blocked client of `conn`'s server.
+async fn blocked_waiter(
+    conn: &redis::aio::MultiplexedConnection,
+    runtime: &dlock_host::Runtime,
+    blocked: u64,
+) -> Waiting {
+    let waiter = runtime
+        .client(woken_only_by_release(LockOptions::default()))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move { waiter.acquire("job", TTL).await });
+    eventually("the waiter to block", GUARD, || {
+        let mut c = conn.clone();
+        async move { blocked_clients(&mut c).await == blocked }
+    })
+    .await;
+    waiting
+}
+
+/// The lock `waiting` got once a release woke it, checked to be the one in Redis.
+async fn woken(
+    conn: &mut redis::aio::MultiplexedConnection,
+    waiting: Waiting,
+) -> dlock_host::LockHandle {
+    let got = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the waiter was not woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(get(conn, "job").await, Some(got.info().token));
+    got
+}
+
+/// Takes `job`'s expiry away: only a release frees it within a test.
+async fn persist(conn: &mut redis::aio::MultiplexedConnection) {
+    let () = redis::cmd("PERSIST")
+        .arg("job")
+        .query_async::<i64>(conn)
+        .await
+        .map(|_| ())
+        .unwrap();
 }
 
 /// Redis hands a release's one signal to the waiter that blocked first: two waiters blocked
@@ -73,59 +115,26 @@ fn wait_in_background(
 /// (a release wakes at most one blocked waiter); the next release wakes the other.
 #[tokio::test]
 async fn a_release_wakes_one_of_two_blocked_waiters_and_the_other_waits_on() {
-    const GUARD: Duration = Duration::from_secs(30);
     let server = redis();
     let (rt, holder) = client(&server).await;
     let mut conn = raw(&server).await;
     let lock = holder.acquire("job", TTL).await.unwrap();
-    let () = redis::cmd("PERSIST")
-        .arg("job")
-        .query_async::<i64>(&mut conn)
-        .await
-        .map(|_| ())
-        .unwrap();
-    let mut waiting = Vec::new();
-    for expected in 1..=2 {
-        let waiter = rt
-            .client(woken_only_by_release(LockOptions::default()))
-            .await
-            .unwrap();
-        waiting.push(wait_in_background(waiter));
-        eventually("the waiter to block", GUARD, || {
-            let mut c = conn.clone();
-            async move { blocked_clients(&mut c).await == expected }
-        })
-        .await;
-    }
+    persist(&mut conn).await;
+    let first = blocked_waiter(&conn, &rt, 1).await;
+    let second = blocked_waiter(&conn, &rt, 2).await;
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
-    let first = tokio::time::timeout(GUARD, waiting.remove(0))
-        .await
-        .expect("the first waiter to block was not woken")
-        .unwrap()
-        .unwrap();
-    assert_eq!(get(&mut conn, "job").await, Some(first.info().token));
+    let first = woken(&mut conn, first).await;
     assert_eq!(blocked_clients(&mut conn).await, 1, "the other still waits");
-    assert!(!waiting[0].is_finished());
-    let () = redis::cmd("PERSIST")
-        .arg("job")
-        .query_async::<i64>(&mut conn)
-        .await
-        .map(|_| ())
-        .unwrap();
+    assert!(!second.is_finished());
+    persist(&mut conn).await;
     assert_eq!(first.release().await.unwrap(), ReleaseOutcome::Released);
-    let second = tokio::time::timeout(GUARD, waiting.remove(0))
-        .await
-        .expect("the second waiter was not woken")
-        .unwrap()
-        .unwrap();
-    assert_eq!(get(&mut conn, "job").await, Some(second.info().token));
+    woken(&mut conn, second).await;
 }
 
 /// Each policy bounds its own blocking connections: with one allowed, a runtime's waiter and a
 /// `with_policy` runtime's waiter (another plugin's) each block on the signal list.
 #[tokio::test]
 async fn the_blocking_connection_bound_is_per_policy() {
-    const GUARD: Duration = Duration::from_secs(30);
     let server = redis();
     let mut conn = raw(&server).await;
     let one = dlock_host::Policy::default().with_max_blocking_connections(1);
@@ -142,28 +151,10 @@ async fn the_blocking_connection_bound_is_per_policy() {
         .acquire("job", TTL)
         .await
         .unwrap();
-    let mut waiting = Vec::new();
-    for (expected, runtime) in [(1, &rt), (2, &plugin)] {
-        let waiter = runtime
-            .client(woken_only_by_release(LockOptions::default()))
-            .await
-            .unwrap();
-        waiting.push(wait_in_background(waiter));
-        eventually("the waiter to block", GUARD, || {
-            let mut c = conn.clone();
-            async move { blocked_clients(&mut c).await == expected }
-        })
-        .await;
-    }
+    let first = blocked_waiter(&conn, &rt, 1).await;
+    let second = blocked_waiter(&conn, &plugin, 2).await;
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
-    let first = tokio::time::timeout(GUARD, waiting.remove(0))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = woken(&mut conn, first).await;
     first.release().await.unwrap();
-    let _ = tokio::time::timeout(GUARD, waiting.remove(0))
-        .await
-        .unwrap();
-    let _ = dbsize(&mut conn).await;
+    woken(&mut conn, second).await;
 }

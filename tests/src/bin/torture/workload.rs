@@ -104,6 +104,17 @@ async fn run_lane(
     lane
 }
 
+/// An acquire that waits [`WAIT`], given up after `cancel_after`; `judge_wait`: W1 judges a
+/// busy ending (for keys whose every holder's lease the history knows).
+fn waiting(cancel_after: Option<Duration>, judge_wait: bool) -> AcquireOptions {
+    AcquireOptions {
+        wait: WAIT,
+        deadline: CALL_BOUND,
+        cancel_after,
+        judge_wait,
+    }
+}
+
 /// Whether a call got an answer at all (`None`: the process is gone or silent).
 fn answered(reply: &Option<Reply>) -> bool {
     reply.is_some()
@@ -121,12 +132,7 @@ async fn plain_round(
 ) -> bool {
     let index = cancel.map_or_else(|| rng.below(KEYS.len() as u64) as usize, |(i, _)| i);
     let key = KEYS[index];
-    let options = AcquireOptions {
-        wait: WAIT,
-        deadline: CALL_BOUND,
-        cancel_after: cancel.map(|(_, after)| after),
-        judge_wait: true,
-    };
+    let options = waiting(cancel.map(|(_, after)| after), true);
     let ttl = if cancel.is_some() { LONG_TTL } else { TTL };
     let got = lane.acquire_with(key, ttl, options).await;
     let Some(reply) = got else {
@@ -163,13 +169,10 @@ async fn cancelled_then_again(
     round: u64,
     index: usize,
 ) -> bool {
-    let options = AcquireOptions {
-        wait: WAIT,
-        deadline: CALL_BOUND,
-        cancel_after: None,
-        judge_wait: true,
-    };
-    let Some(reply) = lane.acquire_with(KEYS[index], TTL, options).await else {
+    let Some(reply) = lane
+        .acquire_with(KEYS[index], TTL, waiting(None, true))
+        .await
+    else {
         return false;
     };
     if reply.outcome != Outcome::Ok {
@@ -228,13 +231,10 @@ async fn release_and_look(rig: &Rig, lane: &mut Driven, key: &str, token: &str) 
 /// One round of [`Role::Keep`]: take [`KEPT`] for [`KEEP_LEASE`], keep it alive at
 /// [`KEEP_TTL`], and add to its set until done or the lock is lost.
 async fn keep_round(rig: &Rig, lane: &mut Driven, rng: &mut XorShift, round: u64) -> bool {
-    let options = AcquireOptions {
-        wait: WAIT,
-        deadline: CALL_BOUND,
-        cancel_after: None,
-        judge_wait: false,
-    };
-    let Some(reply) = lane.acquire_with(KEPT, KEEP_LEASE, options).await else {
+    let Some(reply) = lane
+        .acquire_with(KEPT, KEEP_LEASE, waiting(None, false))
+        .await
+    else {
         return false;
     };
     if reply.outcome != Outcome::Ok {
