@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The worker protocol (tests/src/protocol.rs) over this package: a lock client driven over stdin
+// The worker protocol (tests/src/protocol.rs) over this package: lock clients driven over stdin
 // and stdout, one JSON object per line, for `torture --node-workers` and the cross-runtime tests,
 // which run it beside the Rust `worker` binary and pause, kill or cut it off.
 //
@@ -7,12 +7,25 @@
 //
 // The lock's Redis is in DLOCK_REDIS_URL (not on the command line, where `ps` would show a
 // password); the fenced resource and guarded sets live at --resource (default: the lock's Redis).
-// Requests act on the handle the last `acquire` returned; each gets one reply, in order. Times
-// are CLOCK_MONOTONIC nanoseconds (process.hrtime.bigint()), comparable across processes.
+// DLOCK_NODE_MAX_INSTANCES (a positive integer) sets the DistributedLock's `maxInstances` (else
+// the package default), DLOCK_NODE_BACKEND its `backend` (`auto`, the default, `jspi`, `worker`).
+//
+// Lanes: a request names its lane (`"lane": N`, absent = 0), an independent lock client with its
+// own handle (the one its last `acquire` returned), fence and guarded read. Every lane runs on
+// ONE DistributedLock, as the calls of a Node service share one lock object: lanes' calls run
+// concurrently, each lane's requests are answered in order, one reply each, naming its lane
+// (no `lane` field for lane 0: lane-0 traffic is that of a single-client worker). A line that is
+// not a request is answered `fail` on lane 0, in lane 0's order. Times are CLOCK_MONOTONIC
+// nanoseconds (process.hrtime.bigint()), comparable across processes.
+//
+// What the package cannot do, and how the requests for it are answered:
+// - `acquire.cancel_after_ms`: the package has no way to cancel one call (no AbortSignal; only
+//   close() ends calls, all of them), so the field is ignored and the call runs to its end.
+// - `keep` / `lost`: the package has no keep-alive; both are answered `fail` `unsupported`.
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
-import { DistributedLock } from '../src/index.js';
+import { ClientClosedError, DistributedLock, LockAcquisitionError } from '../src/index.js';
 
 const FENCED_WRITE = readFileSync(new URL('../../examples/fenced-write.lua', import.meta.url), 'utf8');
 
@@ -32,86 +45,152 @@ let resourceUrl = lockUrl;
 if (argv.length === 2 && argv[0] === '--resource') resourceUrl = argv[1];
 else if (argv.length !== 0) usage('usage: protocol-worker [--resource URL]');
 
+const options = { fencing: true };
+const maxInstances = process.env.DLOCK_NODE_MAX_INSTANCES;
+if (maxInstances !== undefined && maxInstances !== '') {
+  if (!/^[1-9][0-9]*$/.test(maxInstances) || !Number.isSafeInteger(Number(maxInstances))) {
+    usage(`DLOCK_NODE_MAX_INSTANCES must be a positive integer, got ${JSON.stringify(maxInstances)}`);
+  }
+  options.maxInstances = Number(maxInstances);
+}
+if (process.env.DLOCK_NODE_BACKEND) options.backend = process.env.DLOCK_NODE_BACKEND;
+
 const redis = new Redis(lockUrl);
 const resource = new Redis(resourceUrl);
 // Connection errors surface in the calls (as `unknown` outcomes); the clients reconnect.
 redis.on('error', () => {});
 resource.on('error', () => {});
-const client = new DistributedLock(redis, { fencing: true });
+let client;
+try {
+  client = new DistributedLock(redis, options);
+} catch (e) {
+  usage(e?.message ?? e);
+}
 
-let lock = null; // the handle of the last acquire
-let fence = null;
-let read = null; // the value of the last guarded_read
-
+// Replies list their fields in the order the Rust `Reply` serialises them.
 const ok = (extra = {}) => ({ outcome: 'ok', ...extra });
-const fail = (error) => ({ outcome: 'fail', error: String(error?.message ?? error) });
-const unknown = (error) => ({ outcome: 'unknown', error: String(error?.message ?? error) });
-/** A lock error: `unknown` when a retry might help (the outcome may be either), else `fail`. */
-const fromLockError = (e) => (e?.retryable ? unknown(e) : fail(e));
+const message = (error) => String(error?.message ?? error);
+const fail = (error) => ({ outcome: 'fail', error: message(error) });
+const unknown = (error) => ({ outcome: 'unknown', error: message(error) });
+const busy = (error) => ({ outcome: 'fail', busy: true, error: message(error) });
+
+/** A lock error: `unknown` when a retry might help (the outcome may be either: this includes
+ * `LockGrantedTooLateError`), `fail` with `busy` when the lock was held by someone else, else
+ * `fail`. */
+function fromLockError(e) {
+  if (e?.retryable) return unknown(e);
+  if (e instanceof LockAcquisitionError) return busy(e);
+  return fail(e);
+}
+
+/** The DistributedLocks whose close() has begun. */
+const closing = new WeakSet();
+
+/**
+ * A handle call's error. A call that began before its DistributedLock's close and ends with the
+ * closed error may have run in Redis all the same (a release or extend already sent when close()
+ * came is carried out, and the package still rejects it with ClientClosedError): `unknown`.
+ * A call on a handle of a lock closed before the call began is refused before Redis: `fail`.
+ */
+function fromHandleError(e, closedBefore) {
+  if (e instanceof ClientClosedError && !closedBefore) return unknown(`${message(e)} while the call was in flight`);
+  return fromLockError(e);
+}
 
 function held(h) {
   const info = h.info;
   return ok({ token: info.token, fence: info.fence ?? undefined, valid_until_ns: info.validUntilNs });
 }
 
-async function handle(req) {
+/** A new lane: no handle (`lock`, made by the DistributedLock `owner`), no fence, no guarded
+ * read; `tail` settles once its last request is answered. */
+const newLane = () => ({ lock: null, owner: null, fence: null, read: null, tail: Promise.resolve() });
+
+/** Lane `lane`'s answer to `req` (a parsed request line); never rejects. */
+async function handle(lane, req) {
   switch (req.cmd) {
     case 'ping':
       await Promise.all([redis.ping(), resource.ping()]);
       return ok();
     case 'acquire':
+      // `cancel_after_ms` is ignored: the package cannot cancel one call (see the top). An
+      // acquire ended by a close fails: a lock it was granted is given back by the package.
       try {
+        const owner = client;
         const h = req.wait_ms === undefined || req.wait_ms === null
-          ? await client.acquire(req.key, req.ttl_ms)
-          : await client.waitForLock(req.key, req.wait_ms, req.ttl_ms);
-        lock = h;
-        fence = h.fence;
+          ? await owner.acquire(req.key, req.ttl_ms)
+          : await owner.waitForLock(req.key, req.wait_ms, req.ttl_ms);
+        lane.lock = h;
+        lane.owner = owner;
+        lane.fence = h.fence;
         return held(h);
       } catch (e) {
         return fromLockError(e);
       }
-    case 'extend':
-      if (lock === null) return fail('no lock');
+    case 'extend': {
+      if (lane.lock === null) return fail('no lock');
+      const closedBefore = closing.has(lane.owner);
       try {
-        await lock.extend(req.ttl_ms);
-        return held(lock);
+        await lane.lock.extend(req.ttl_ms);
+        return held(lane.lock);
       } catch (e) {
-        return fromLockError(e);
+        return fromHandleError(e, closedBefore);
       }
+    }
     case 'release': {
-      if (lock === null) return fail('no lock');
-      const h = lock;
-      lock = null;
+      if (lane.lock === null) return fail('no lock');
+      const h = lane.lock;
+      const closedBefore = closing.has(lane.owner);
+      lane.lock = null;
+      lane.owner = null;
       try {
         await h.release();
         return ok();
       } catch (e) {
-        return fromLockError(e);
+        return fromHandleError(e, closedBefore);
+      }
+    }
+    case 'keep':
+    case 'lost':
+      return fail('unsupported');
+    case 'close': {
+      // Calls that start from now on (on any lane) use the new DistributedLock. The old one's
+      // calls in flight end with an error (`fail`, or `unknown` for a release or extend, which
+      // may have run in Redis); its handles fail from now on, their locks staying in Redis until
+      // their TTL.
+      const old = client;
+      closing.add(old);
+      try {
+        client = new DistributedLock(redis, options);
+        await old.close();
+        return ok();
+      } catch (e) {
+        return fail(e);
       }
     }
     case 'fenced_write': {
-      if (fence === null) return fail('no fence');
+      if (lane.fence === null) return fail('no fence');
       try {
-        const accepted = await resource.eval(FENCED_WRITE, 2, req.resource, `${req.resource}:max-fence`, String(fence), req.element);
-        return accepted === 1 ? ok() : fail(`fence ${fence} rejected as stale`);
+        const accepted = await resource.eval(FENCED_WRITE, 2, req.resource, `${req.resource}:max-fence`, String(lane.fence), req.element);
+        return accepted === 1 ? ok() : fail(`fence ${lane.fence} rejected as stale`);
       } catch (e) {
         return unknown(e);
       }
     }
     case 'guarded_read':
       try {
-        read = (await resource.get(req.set)) ?? '';
+        lane.read = (await resource.get(req.set)) ?? '';
         return ok();
       } catch (e) {
         return unknown(e);
       }
     case 'guarded_write': {
-      if (read === null) return fail('guarded_write without guarded_read');
-      const value = read === '' ? req.element : `${read},${req.element}`;
-      read = null;
+      if (lane.read === null) return fail('guarded_write without guarded_read');
+      const value = lane.read === '' ? req.element : `${lane.read},${req.element}`;
+      lane.read = null;
       try {
         if (req.fenced) {
-          const written = await resource.eval(FENCED_SET, 2, req.set, `${req.set}:max-fence`, String(fence ?? 0n), value);
+          const written = await resource.eval(FENCED_SET, 2, req.set, `${req.set}:max-fence`, String(lane.fence ?? 0n), value);
           return written === 1 ? ok() : fail('a newer holder has written');
         }
         await resource.set(req.set, value);
@@ -130,16 +209,57 @@ function line(reply) {
   return `${JSON.stringify(reply, (_, v) => (typeof v === 'bigint' ? `#big#${v}` : v)).replace(/"#big#(\d+)"/g, '$1')}\n`;
 }
 
+// Each reply is one write of one whole line, so replies of different lanes never interleave.
+// While stdout's buffer is full, every lane waits for the same drain.
+let drained = null;
+async function write(reply) {
+  if (!process.stdout.write(line(reply))) {
+    drained ??= new Promise((r) => process.stdout.once('drain', r)).finally(() => {
+      drained = null;
+    });
+  }
+  if (drained !== null) await drained;
+}
+
+/** A request line as `{ lane, req }`, or `{ lane: 0, error }` when it is not one. */
+function parse(text) {
+  let req;
+  try {
+    req = JSON.parse(text);
+  } catch (e) {
+    return { lane: 0, error: `bad request: ${e?.message ?? e}` };
+  }
+  if (req === null || typeof req !== 'object' || Array.isArray(req)) return { lane: 0, error: 'bad request: not an object' };
+  const lane = req.lane ?? 0;
+  if (!Number.isInteger(lane) || lane < 0 || lane > 0xffff_ffff) {
+    return { lane: 0, error: `bad request: lane must be an integer from 0 to 2^32-1, got ${JSON.stringify(req.lane)}` };
+  }
+  return { lane, req };
+}
+
+const lanes = new Map();
 const input = createInterface({ input: process.stdin, crlfDelay: Infinity });
 for await (const text of input) {
-  let reply;
-  try {
-    reply = await handle(JSON.parse(text));
-  } catch (e) {
-    reply = fail(`bad request: ${e?.message ?? e}`);
+  const { lane: n, req, error } = parse(text);
+  let lane = lanes.get(n);
+  if (lane === undefined) {
+    lane = newLane();
+    lanes.set(n, lane);
   }
-  if (!process.stdout.write(line(reply))) await new Promise((r) => process.stdout.once('drain', r));
+  // The chain never rejects, so a failed write cannot skip the lane's later requests.
+  lane.tail = lane.tail
+    .then(async () => {
+      let reply;
+      try {
+        reply = error === undefined ? await handle(lane, req) : fail(error);
+      } catch (e) {
+        reply = fail(`bad request: ${e?.message ?? e}`);
+      }
+      await write(n === 0 ? reply : { lane: n, ...reply });
+    })
+    .catch((e) => process.stderr.write(`protocol-worker: lane ${n}: ${e?.stack ?? e}\n`));
 }
+await Promise.all([...lanes.values()].map((l) => l.tail));
 await client.close();
 redis.disconnect();
 resource.disconnect();

@@ -6,7 +6,9 @@
 //! the worker, with its own handle and state. Lanes run concurrently, each lane's requests in
 //! order, and a reply names the lane it answers. A Rust worker gives each lane a client of its
 //! own on one runtime; a Node worker runs every lane on one `DistributedLock` (with
-//! `--max-instances`, fewer instances than lanes). Requests act on the lane's handle, the one
+//! `DLOCK_NODE_MAX_INSTANCES` in its environment, fewer instances than lanes), and, as the
+//! package has neither, ignores `cancel_after_ms` and answers `keep` and `lost` `fail`
+//! (`unsupported`). Requests act on the lane's handle, the one
 //! its last `acquire` returned:
 //! `acquire {key, ttl_ms, wait_ms?, cancel_after_ms?}` (fenced; with `wait_ms`, waits that
 //! long; with `cancel_after_ms`, the call is given up (its future dropped) that long after it
