@@ -132,5 +132,9 @@ export class ComponentTrapError extends DistributedLockError {}
 export class ClientClosedError extends DistributedLockError {
   constructor() {
     super('dlock: this DistributedLock is closed');
+    /** True when the call was under way when close() came: it may have been carried out in
+     * Redis (a release or extend), or have been granted a lock that is being given back (an
+     * acquire). False for a call refused because the lock was closed before it began. */
+    this.inFlight = false;
   }
 }

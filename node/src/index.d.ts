@@ -206,4 +206,7 @@ export declare class ComponentTrapError extends DistributedLockError {}
 /** The DistributedLock was closed: every later call on it and its handles fails with this. */
 export declare class ClientClosedError extends DistributedLockError {
   constructor();
+  /** True when the call was under way when close() came: it may have been carried out in Redis
+   * (a release or extend), or have been granted a lock that is being given back (an acquire). */
+  inFlight: boolean;
 }

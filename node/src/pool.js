@@ -91,12 +91,17 @@ class Slot {
    */
   step(op, a, b, c) {
     const exec = this.instance;
+    let started = false;
+    const run = () => {
+      started = true;
+      return exec.exec(op, a, b, c);
+    };
     // A close() while the drops run ends the call before it reaches the instance.
-    const then = () => (this.closed ? Promise.reject(this.refusal()) : exec.exec(op, a, b, c));
-    const p = this.drops.length > 0 ? exec.exec('drop', this.drops.splice(0)).then(then) : exec.exec(op, a, b, c);
+    const then = () => (this.closed ? Promise.reject(this.refusal()) : run());
+    const p = this.drops.length > 0 ? exec.exec('drop', this.drops.splice(0)).then(then) : run();
     return p.then(
       (r) => {
-        const trap = this.closed ? this.refusal() : this.checked();
+        const trap = this.closed ? this.closedDuring(started) : this.checked();
         if (trap !== null) {
           // A trap after the call (its memory cap), or a call that ended after close(): what it
           // returned is discarded, so the locks it took are given back.
@@ -111,11 +116,21 @@ class Slot {
         return { ...r, slot: this };
       },
       (e) => {
-        const err = this.closed ? this.refusal() : e;
+        const err = this.closed ? this.closedDuring(started) : e;
         this.fail(err, true);
         throw err;
       },
     );
+  }
+
+  /** The error of a call that close() ended: the closed error, marked `inFlight` when the call
+   * had reached the instance (it may have acted in Redis: a release or extend may have been
+   * carried out, and a lock an acquire was granted is being given back). */
+  closedDuring(started) {
+    if (!started) return this.refusal();
+    const err = this.pool.closedError();
+    err.inFlight = true;
+    return err;
   }
 
   idle() {

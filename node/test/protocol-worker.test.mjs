@@ -348,7 +348,8 @@ for (const backend of backends()) {
       assert.deepEqual(await closed, { outcome: 'ok' });
       for (const [l, acquired, released] of waits) {
         const a = await acquired;
-        assert.equal(a.outcome, 'fail', `lane ${l}: ${JSON.stringify(a)}`);
+        // Ended by the close: whatever it was granted is given back in the background.
+        assert.equal(a.outcome, 'unknown', `lane ${l}: ${JSON.stringify(a)}`);
         assert.match(a.error, /closed/);
         assert.deepEqual(await released, { lane: l, outcome: 'fail', error: 'no lock' });
       }
@@ -358,7 +359,7 @@ for (const backend of backends()) {
           assert.equal(r.lane, l);
           assert.ok(r.outcome === 'ok' || /closed|no lock/.test(r.error), `lane ${l}: ${JSON.stringify(r)}`);
         }
-        if (replies[0].outcome === 'fail') {
+        if (replies[0].outcome === 'unknown') {
           // An acquire ended by the close leaves no lock behind (a grant is given back).
           await until(`${k} to be free`, async () => (await admin.exists(k)) === 0, GUARD_MS);
         } else if (replies[2].outcome === 'fail') {

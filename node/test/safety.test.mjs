@@ -8,7 +8,7 @@ import { ClientClosedError, DistributedLock, InvalidArgumentError, InvalidLockEr
 import { resolvePolicy, TokenBucket } from '../src/policy.js';
 import { Pool } from '../src/pool.js';
 import { awaitReply } from '../src/reply-wait.js';
-import { backends, rejection, startRedis } from './helpers.mjs';
+import { backends, rejection, startRedis, until } from './helpers.mjs';
 
 const server = await startRedis();
 const admin = server.admin;
@@ -159,10 +159,36 @@ for (const backend of backends()) {
       for (const [i, c] of calls.entries()) {
         const e = await rejection(c);
         assert.ok(e instanceof ClientClosedError, `call ${i}: ${e}`);
+        assert.equal(e.inFlight, false, `call ${i} began after the close`);
       }
       assert.equal(await admin.get(h.key), h.token, 'closing releases nothing');
       assert.equal(await admin.exists(key('after')), 0);
       await admin.del(h.key, kept.key);
+    });
+
+    test('a release or extend in flight when close() comes says it may have been carried out', async () => {
+      for (const call of ['release', 'extend']) {
+        const lock = make({ maxInstances: 1 });
+        const h = await lock.acquire(key(`in-flight-${call}`), 60_000);
+        // Writes wait in Redis: the call is under way when close() comes.
+        await admin.call('CLIENT', 'PAUSE', '60000', 'WRITE');
+        const pending = rejection(call === 'release' ? h.release() : h.extend(600_000));
+        try {
+          await until('the call to wait in Redis', async () => /^blocked_clients:[1-9]/m.test(await admin.info('clients')));
+          await lock.close();
+        } finally {
+          await admin.call('CLIENT', 'UNPAUSE');
+        }
+        const e = await pending;
+        assert.ok(e instanceof ClientClosedError, `${call}: ${e}`);
+        assert.equal(e.inFlight, true, `${call}: it ran in Redis all the same`);
+        if (call === 'release') {
+          await until('the release to be carried out', async () => (await admin.exists(h.key)) === 0);
+        } else {
+          await until('the extend to be carried out', async () => (await admin.pttl(h.key)) > 60_000);
+        }
+        await admin.del(h.key);
+      }
     });
   });
 }

@@ -83,17 +83,15 @@ function fromLockError(e) {
   return fail(e);
 }
 
-/** The DistributedLocks whose close() has begun. */
-const closing = new WeakSet();
-
 /**
- * A handle call's error. A call that began before its DistributedLock's close and ends with the
- * closed error may have run in Redis all the same (a release or extend already sent when close()
- * came is carried out, and the package still rejects it with ClientClosedError): `unknown`.
- * A call on a handle of a lock closed before the call began is refused before Redis: `fail`.
+ * A call's error. The closed error of a call that was in flight when its DistributedLock was
+ * closed (it may have run in Redis: a release or extend carried out, an acquire's grant being
+ * given back) is `unknown`; so is an acquire refused because its lock was closed (the test
+ * closed it: that is no failure of the lock). A handle call refused because its lock was
+ * closed before the call began is `fail`.
  */
-function fromHandleError(e, closedBefore) {
-  if (e instanceof ClientClosedError && !closedBefore) return unknown(`${message(e)} while the call was in flight`);
+function fromCallError(e, acquiring) {
+  if (e instanceof ClientClosedError && (e.inFlight || acquiring)) return unknown(e);
   return fromLockError(e);
 }
 
@@ -114,7 +112,8 @@ async function handle(lane, req) {
       return ok();
     case 'acquire':
       // `cancel_after_ms` is ignored: the package cannot cancel one call (see the top). An
-      // acquire ended by a close fails: a lock it was granted is given back by the package.
+      // acquire ended by a close is `unknown`: a lock it was granted is given back by the
+      // package, in the background.
       try {
         const owner = client;
         const h = req.wait_ms === undefined || req.wait_ms === null
@@ -125,29 +124,27 @@ async function handle(lane, req) {
         lane.fence = h.fence;
         return held(h);
       } catch (e) {
-        return fromLockError(e);
+        return fromCallError(e, true);
       }
     case 'extend': {
       if (lane.lock === null) return fail('no lock');
-      const closedBefore = closing.has(lane.owner);
       try {
         await lane.lock.extend(req.ttl_ms);
         return held(lane.lock);
       } catch (e) {
-        return fromHandleError(e, closedBefore);
+        return fromCallError(e, false);
       }
     }
     case 'release': {
       if (lane.lock === null) return fail('no lock');
       const h = lane.lock;
-      const closedBefore = closing.has(lane.owner);
       lane.lock = null;
       lane.owner = null;
       try {
         await h.release();
         return ok();
       } catch (e) {
-        return fromHandleError(e, closedBefore);
+        return fromCallError(e, false);
       }
     }
     case 'keep':
@@ -155,11 +152,9 @@ async function handle(lane, req) {
       return fail('unsupported');
     case 'close': {
       // Calls that start from now on (on any lane) use the new DistributedLock. The old one's
-      // calls in flight end with an error (`fail`, or `unknown` for a release or extend, which
-      // may have run in Redis); its handles fail from now on, their locks staying in Redis until
-      // their TTL.
+      // calls in flight end `unknown` (they may have run in Redis); its handles fail from now
+      // on, their locks staying in Redis until their TTL.
       const old = client;
-      closing.add(old);
       try {
         client = new DistributedLock(redis, options);
         await old.close();
