@@ -226,6 +226,12 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             ),
         ));
     }
+    if args.quorum.is_some() && args.node_workers > 0 {
+        return Err(Failure::new(
+            EXIT_USAGE,
+            "--node-workers with --quorum: the Node package takes one Redis (it has no quorum mode)",
+        ));
+    }
     let node = match args.node_workers {
         0 => None,
         _ => Some(NodeWorkers::find().map_err(|e| Failure::new(EXIT_USAGE, e))?),
