@@ -185,9 +185,26 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port that was free on 127.0.0.1 a moment ago (another process may still take it first).
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A port that was free on 127.0.0.1 a moment ago (another process may still take it first),
+/// and that no server of this process was started on before: a client still pointed at a
+/// stopped server (a test's runtime, reconnecting) never reaches a later server of another
+/// test in its place.
+pub fn free_port() -> io::Result<u16> {
+    static USED: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
+    let used = used.get_or_insert_with(Default::default);
+    // Listeners on ports already used stay open meanwhile, so that the next bind gets another.
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if used.insert(port) {
+            return Ok(port);
+        }
+        held.push(listener);
+    }
+    Err(io::Error::other("no port that no earlier server used"))
 }
 
 /// `text` with every byte but ASCII letters, digits and `-._~` percent-encoded.

@@ -3,7 +3,7 @@
 //! killed when dropped.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,7 +92,7 @@ impl Sentinels {
         let dir = tempfile::Builder::new()
             .prefix("dlock-sentinel-")
             .tempdir()?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = dlock_host::server::free_port()?;
         let config = dir.path().join("sentinel.conf");
         std::fs::write(
             &config,

@@ -5,7 +5,6 @@
 //! inspect Redis state as the default user); lock clients connect to the TLS port.
 
 use std::io;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -100,7 +99,7 @@ impl TlsRedis {
         let auth = if client_auth { "yes" } else { "no" };
         let mut last = None;
         for _ in 0..5 {
-            let tls_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let tls_port = dlock_host::server::free_port()?;
             let port = tls_port.to_string();
             let files = [certs.file("server.crt"), certs.file("server.key")];
             let ca = certs.file("ca.crt");

@@ -428,8 +428,13 @@ async fn final_state(rig: &Rig, run_ended: Instant) -> ToolResult<FinalState> {
             .collect();
         state = state.with_set(set_of(index), elements);
     }
-    for conn in &rig.lock.direct {
-        let mut conn = conn.clone();
+    // Fresh connections: a crash and restart of a server may have broken the run's own.
+    for url in &rig.lock.direct_urls {
+        let mut conn = redis::Client::open(url.as_str())
+            .map_err(redis_fail)?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(redis_fail)?;
         for key in KEYS.iter().chain([&KEPT, &jobs::JOB_KEY]) {
             let left: bool = redis::cmd("EXISTS")
                 .arg(*key)
