@@ -152,11 +152,10 @@ impl ClusterPools {
                     .unwrap_or_else(|e| e.into_inner())
                     .retain(|address, _| ranges.iter().any(|r| &r.primary == address));
                 // A redirect learnt meanwhile stays first: it is newer than any node's map.
-                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-                let redirects: Vec<SlotRange> = slots.drain(..).collect();
-                slots.extend(redirects);
-                slots.extend(ranges);
-                drop(slots);
+                self.slots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(ranges);
                 self.primary_of(slot)?
             }
         };
