@@ -87,14 +87,22 @@ fn check_request(data: &[u8]) {
 
 /// An independent statement of what a fence counter is: `STEM:fence` where STEM has a
 /// non-empty `{...}` hash tag.
+/// Whether `key` is some lock's fence counter, as `contract::companion_key` names them (stated
+/// again here, independently): `{X}:fence` for a key X without a hash tag (and so without
+/// `}`), `K::fence` for a key K with one.
 fn is_fence_counter(key: &str) -> bool {
     let Some(stem) = key.strip_suffix(":fence") else {
         return false;
     };
-    let Some(open) = stem.find('{') else {
-        return false;
-    };
-    stem[open + 1..].find('}').is_some_and(|len| len > 0)
+    if let Some(tagged) = stem.strip_suffix(':') {
+        let Some(open) = tagged.find('{') else {
+            return false;
+        };
+        return tagged[open + 1..].find('}').is_some_and(|len| len > 0);
+    }
+    stem.strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .is_some_and(|inner| !inner.is_empty() && !inner.contains('}'))
 }
 
 fn scalar_bytes(s: &Scalar) -> usize {
