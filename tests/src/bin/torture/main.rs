@@ -60,8 +60,12 @@ const KEYS: [&str; 3] = [
 ];
 /// The key keeping lanes contend for.
 const KEPT: &str = "dlock-torture:kept";
-/// The lease of plain lanes' locks.
+/// The lease of plain lanes' locks on one Redis.
 const TTL: Duration = Duration::from_secs(2);
+/// The lease of plain lanes' locks over a quorum: longer than a release round with a primary
+/// that does not answer (a command timeout), so that what a release left behind is still there
+/// when R1 looks.
+const QUORUM_TTL: Duration = Duration::from_secs(6);
 /// The lease of cancelling lanes' acquires: longer than a wait, so that a call that waited on
 /// its own cancelled call's lock would give up.
 const LONG_TTL: Duration = Duration::from_secs(30);

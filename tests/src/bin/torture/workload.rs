@@ -13,7 +13,8 @@ use dlock_tests::workers::{Outcome, Reply};
 
 use super::rig::{Kind, Rig};
 use super::{
-    CALL_BOUND, KEEP_LEASE, KEEP_TTL, KEPT, KEYS, LONG_TTL, TTL, WAIT, resource_of, set_of,
+    CALL_BOUND, KEEP_LEASE, KEEP_TTL, KEPT, KEYS, LONG_TTL, QUORUM_TTL, TTL, WAIT, resource_of,
+    set_of,
 };
 
 /// What a lane does, round after round.
@@ -115,6 +116,11 @@ fn waiting(cancel_after: Option<Duration>, judge_wait: bool) -> AcquireOptions {
     }
 }
 
+/// The lease of a plain acquire.
+fn plain_ttl(rig: &Rig) -> Duration {
+    if rig.lock.quorum() { QUORUM_TTL } else { TTL }
+}
+
 /// Whether a call got an answer at all (`None`: the process is gone or silent).
 fn answered(reply: &Option<Reply>) -> bool {
     reply.is_some()
@@ -133,7 +139,11 @@ async fn plain_round(
     let index = cancel.map_or_else(|| rng.below(KEYS.len() as u64) as usize, |(i, _)| i);
     let key = KEYS[index];
     let options = waiting(cancel.map(|(_, after)| after), true);
-    let ttl = if cancel.is_some() { LONG_TTL } else { TTL };
+    let ttl = if cancel.is_some() {
+        LONG_TTL
+    } else {
+        plain_ttl(rig)
+    };
     let got = lane.acquire_with(key, ttl, options).await;
     let Some(reply) = got else {
         return false;
@@ -170,7 +180,7 @@ async fn cancelled_then_again(
     index: usize,
 ) -> bool {
     let Some(reply) = lane
-        .acquire_with(KEYS[index], TTL, waiting(None, true))
+        .acquire_with(KEYS[index], plain_ttl(rig), waiting(None, true))
         .await
     else {
         return false;
