@@ -5,8 +5,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::redis::{Grants, Link, RedisCtx, run};
+use crate::redis::{Failure, Grants, Link, RedisCtx, run};
+
+/// How long a give back waits before it tries again a release Redis did not answer.
+const RETRY: Duration = Duration::from_millis(50);
 
 /// Releases the locks the current call noted if dropped while armed: created before a call
 /// into the component (which starts the list afresh) and disarmed when the call returns
@@ -38,25 +42,40 @@ impl Drop for ReleaseOnFailure {
             return;
         }
         let grants = self.grants.take();
-        let Some(release) = self.link.release_script() else {
-            return;
-        };
         if grants.is_empty() {
             return;
         }
         let link = self.link.clone();
-        spawn(async move {
-            let timeout = link.policy.command_timeout;
-            for (key, token) in grants {
-                let (keys, args) = ([key], [token]);
-                futures_util::future::join_all(
-                    link.nodes()
-                        .iter()
-                        .map(|node| run(node, &release, &keys, &args, timeout)),
-                )
-                .await;
+        // One attempt each: the client is poisoned, nothing waits for these.
+        spawn(async move { give_back(&link, grants, Instant::now()).await });
+    }
+}
+
+/// Gives back `grants` (what a call on `link` noted: the locks it may hold) with the bundled
+/// compare-and-delete script on every primary, trying each again while a primary does not
+/// answer, until `until` (when any lease of that call has run out).
+pub(crate) async fn give_back(link: &Link, grants: Vec<(String, String)>, until: Instant) {
+    let Some(release) = link.release_script() else {
+        return;
+    };
+    let timeout = link.policy.command_timeout;
+    for (key, token) in grants {
+        let (keys, args) = ([key], [token]);
+        loop {
+            let replies = futures_util::future::join_all(
+                link.nodes()
+                    .iter()
+                    .map(|node| run(node, &release, &keys, &args, timeout)),
+            )
+            .await;
+            let unanswered = replies
+                .iter()
+                .any(|r| matches!(r, Err(Failure::Timeout | Failure::Unavailable(_))));
+            if !unanswered || Instant::now() >= until {
+                break;
             }
-        });
+            tokio::time::sleep(RETRY).await;
+        }
     }
 }
 

@@ -28,6 +28,8 @@ use crate::store::HostState;
 
 /// Extra time a guest call gets on top of what its arguments allow.
 const CALL_SLACK: Duration = Duration::from_secs(1);
+/// How long a cancelled call waits before it tries again to give back a lock it took.
+const GIVE_BACK_RETRY: Duration = Duration::from_millis(50);
 /// Longest `wait_for_lock` wait: the same limit as every lock duration (about 31.7 years).
 const MAX_WAIT: Duration = Duration::from_millis(MAX_DURATION_MS);
 
@@ -76,8 +78,9 @@ impl Deadline {
 /// [`Client::wait_for_lock`] (or completing the cancellation given to
 /// [`Client::wait_for_lock_or_cancel`]) cancels the call: it winds down in the background
 /// (the component's pause ends at once and it returns `cancelled`; a lock it took in that
-/// instant is released) and the client stays usable. The client's next call runs only after
-/// that, so it never finds the cancelled call's lock in its way. The call winds down on the
+/// instant is released, the release tried again while Redis cannot be reached, until the
+/// lease ends) and the client stays usable. The client's next call runs only after that, so
+/// it never finds the cancelled call's lock in its way. The call winds down on the
 /// tokio runtime the future was dropped in, or on a thread of its own when it was dropped
 /// outside any runtime's context.
 ///
@@ -500,15 +503,21 @@ async fn run_waiting(
         Ok(Ok(acquired)) => Ok(LockHandle::new(&shared, acquired)),
         Ok(Err(e)) | Err(e) => Err(e),
     };
-    match handle {
-        // Given back before the session is free, so that no later call on the client runs
-        // while this lock is still held.
-        Ok(handle) if cancel.is_cancelled() => {
-            let _ = handle.release_in(&mut s).await;
-            (Err(Error::Cancelled), attempts)
-        }
-        other => (other, attempts),
+    if !cancel.is_cancelled() {
+        return (handle, attempts);
     }
+    // Everything the cancelled call may hold is given back before the session is free, so
+    // that no later call on the client runs while it is still held: the lock it was granted
+    // (released through the component, which signals its waiters), and any its unanswered
+    // attempts may have taken (their own clean-up may have failed). Every attempt was sent
+    // before now: none of their leases outlasts now plus the TTL.
+    let until = Instant::now() + Duration::from_millis(ttl_ms);
+    let grants = s.store.data().redis.grants.take();
+    if let Ok(handle) = handle {
+        handle.give_back(&mut s).await;
+    }
+    crate::cleanup::give_back(&s.store.data().redis.link, grants, until).await;
+    (Err(Error::Cancelled), attempts)
 }
 
 impl Shared {
@@ -591,6 +600,21 @@ impl LockHandle {
         }
         .instrument(span)
         .await
+    }
+
+    /// Releases a lock nobody will use (its call was cancelled) on the client's session: a
+    /// release whose outcome is unknown (Redis unreachable or slow) is tried again until it is
+    /// done or the lease has run out, so that the lock is gone, one way or the other, before
+    /// the client's next call runs.
+    async fn give_back(&self, s: &mut Session) {
+        loop {
+            match self.release_in(s).await {
+                Err(e) if e.is_retryable() && Instant::now() < self.info().valid_until => {
+                    tokio::time::sleep(GIVE_BACK_RETRY).await;
+                }
+                _ => return,
+            }
+        }
     }
 
     /// [`LockHandle::release`] on the client's session, which the caller holds.

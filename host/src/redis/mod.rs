@@ -80,6 +80,8 @@ pub use limits::{MAX_FOREIGN_TOKEN_BYTES, RequestLimits};
 #[cfg(feature = "runtime")]
 pub(crate) use link::{DEFAULT_CONNECT_TIMEOUT, Link};
 pub use policy::Policy;
+#[cfg(feature = "runtime")]
+pub(crate) use reply::Failure;
 #[cfg(feature = "fuzzing")]
 pub use reply::{Failure, Reply, Scalar, classify, flatten};
 #[cfg(feature = "runtime")]

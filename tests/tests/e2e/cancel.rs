@@ -160,6 +160,67 @@ async fn a_wait_cancelled_in_the_instant_of_its_grant_gives_it_back_before_the_n
     assert_eq!(next.release().await.unwrap(), ReleaseOutcome::Released);
 }
 
+/// A cancelled call whose give back Redis does not hear: it is tried again once Redis
+/// answers, still before the client's next call runs (one attempt used to leave the lock to
+/// its lease, and the next call gave up). 4 s of latency each way: the grant's reply arrives
+/// 4 s after Redis granted, the give back is sent then and held 4 s more; the proxy drops it
+/// in between (blackhole), and lets traffic through again 5 s later.
+#[tokio::test]
+async fn a_give_back_that_redis_does_not_hear_is_tried_again_before_the_next_call() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let (proxy, runtime) = dlock_tests::via_proxy(&server, 12 * SECOND).await;
+    let holder = Runtime::connect(&server.url()).await.unwrap();
+    let held = holder
+        .client(LockOptions::default())
+        .await
+        .unwrap()
+        .acquire("job", 60 * SECOND)
+        .await
+        .unwrap();
+    let waiter = runtime.client(LockOptions::default()).await.unwrap();
+    let mut waiting = Box::pin(waiter.wait_for_lock("job", TTL, Deadline::after(2 * GUARD)));
+    let token = held.info().token;
+    tokio::select! {
+        _ = &mut waiting => panic!("the wait ended before its grant was in flight"),
+        () = async {
+            eventually("the waiter to mark the key", GUARD, || {
+                let mut c = conn.clone();
+                async move { exists(&mut c, "{job}:waiters").await }
+            })
+            .await;
+            proxy.set_fault(Fault::Latency(4 * SECOND));
+            held.release().await.unwrap();
+            eventually("the waiter's grant", GUARD, || {
+                let mut c = conn.clone();
+                let token = token.clone();
+                async move { get(&mut c, "job").await.is_some_and(|t| t != token) }
+            })
+            .await;
+        } => {}
+    }
+    let cancelled_token = get(&mut conn.clone(), "job").await;
+    drop(waiting);
+    let next = tokio::spawn(async move {
+        let got = waiter
+            .wait_for_lock("job", TTL, Deadline::after(GUARD + 10 * SECOND))
+            .await;
+        (waiter, got)
+    });
+    tokio::time::sleep(6 * SECOND).await;
+    proxy.set_fault(Fault::Blackhole);
+    tokio::time::sleep(5 * SECOND).await;
+    proxy.set_fault(Fault::None);
+    proxy.reset_all();
+    let (_waiter, got) = tokio::time::timeout(2 * GUARD, next)
+        .await
+        .unwrap()
+        .unwrap();
+    let got = got.expect("the next call waited on the cancelled call's lock");
+    assert_ne!(Some(got.info().token.clone()), cancelled_token);
+    assert_eq!(get(&mut conn.clone(), "job").await, Some(got.info().token));
+}
+
 /// The same, with the cancelled call's future dropped outside any tokio runtime's context
 /// (the runtime still runs): the call winds down on a thread of its own, gives its lock back,
 /// and leaves the client usable (it used to be torn down: the client poisoned, the lock left

@@ -69,8 +69,10 @@ const QUORUM_TTL: Duration = Duration::from_secs(6);
 /// The lease of cancelling lanes' acquires: longer than a wait, so that a call that waited on
 /// its own cancelled call's lock would give up.
 const LONG_TTL: Duration = Duration::from_secs(30);
-/// The lease keeping lanes take, and the one their watchdog extends to.
-const KEEP_LEASE: Duration = Duration::from_secs(8);
+/// The lease keeping lanes take, and the one their watchdog extends to: the first extend
+/// shortens the lease, so an extend whose reply is cut then leaves a lease shorter than the
+/// one the lane had.
+const KEEP_LEASE: Duration = Duration::from_secs(30);
 const KEEP_TTL: Duration = Duration::from_secs(4);
 /// How long a lane waits for a busy lock.
 const WAIT: Duration = Duration::from_secs(10);

@@ -256,7 +256,8 @@ async fn keep_round(rig: &Rig, lane: &mut Driven, rng: &mut XorShift, round: u64
         return false;
     }
     let set = set_of(KEYS.len());
-    for step in 0..rng.below(20) + 5 {
+    // 2 to 9 s of work: a few extends each, the first the one that shortens the lease.
+    for step in 0..rng.below(40) + 20 {
         match lane.lost().await {
             None => return false,
             Some(true) => break,
@@ -266,7 +267,7 @@ async fn keep_round(rig: &Rig, lane: &mut Driven, rng: &mut XorShift, round: u64
         match lane.guarded_read(&set, &element).await {
             None => return false,
             Some(r) if r.outcome == Outcome::Ok => {
-                tokio::time::sleep(Duration::from_millis(rng.below(50))).await;
+                tokio::time::sleep(Duration::from_millis(50 + rng.below(100))).await;
                 if !answered(&lane.guarded_write(&set, &element, false).await) {
                     return false;
                 }

@@ -63,19 +63,20 @@ impl History {
     /// **W1 waits** (strict). An acquire that waited and gave up because the lock was busy
     /// had a possible holder of its key in its last [`W1_WINDOW`]: a hold of another client
     /// ([`History::holds`]), a lease a release or extend with an unknown outcome may have left
-    /// (to its end), an acquire of another client that may have been granted (unknown: until
-    /// its lease could end), or a cancelled acquire of another client (until that client's
-    /// next call, before which it gives its lock back). A wait that gave up with none of these
-    /// waited on a lock nobody could hold: its own cancelled call's, for one.
+    /// (to its end), an acquire that may have been granted (unknown: until its lease could
+    /// end), or a cancelled acquire of another client (until that client's next call, before
+    /// which everything a cancelled call may hold is given back). A wait that gave up with
+    /// none of these waited on a lock nobody could hold: its own cancelled call's, for one.
     pub fn check_waits(&self) -> Vec<Violation> {
         let holds = self.holds();
         let far = |t: Instant| t + Duration::from_secs(24 * 3600);
-        let mut busy_spans: BTreeMap<&str, Vec<(u32, Instant, Instant)>> = BTreeMap::new();
+        // (process, from, until, whether the process's own later waits may count it)
+        let mut busy_spans: BTreeMap<&str, Vec<(u32, Instant, Instant, bool)>> = BTreeMap::new();
         for h in &holds {
             busy_spans
                 .entry(&h.key)
                 .or_default()
-                .push((h.process, h.start, h.end));
+                .push((h.process, h.start, h.end, false));
         }
         for op in &self.ops {
             let until = match (&op.kind, op.outcome) {
@@ -101,10 +102,11 @@ impl History {
                     .unwrap_or(op.invoked),
                 _ => continue,
             };
+            let own = !op.cancelled;
             busy_spans
                 .entry(&op.key)
                 .or_default()
-                .push((op.process, op.invoked, until));
+                .push((op.process, op.invoked, until, own));
         }
         let mut found = Vec::new();
         for op in &self.ops {
@@ -118,9 +120,9 @@ impl History {
                 .unwrap_or(op.invoked)
                 .max(op.invoked);
             let held = busy_spans.get(op.key.as_str()).is_some_and(|spans| {
-                spans
-                    .iter()
-                    .any(|&(p, start, end)| p != op.process && start < done && from < end)
+                spans.iter().any(|&(p, start, end, own)| {
+                    (p != op.process || own) && start < done && from < end
+                })
             });
             if !held {
                 found.push(Violation::new(
@@ -275,6 +277,8 @@ mod tests {
         let unknown = Call::acquire(1, "k", d(30_000)).wait(d(10_000));
         r.op(unknown, 0, Some(100), Completion::unknown());
         busy_wait(&r, 2, (0, 10_000));
+        // The waiter's own unknown (not cancelled) acquire may hold too.
+        busy_wait(&r, 1, (200, 10_200));
         assert!(r.history().check_waits().is_empty(), "1's grant may hold");
 
         let r = Run::new();
