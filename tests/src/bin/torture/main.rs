@@ -143,6 +143,10 @@ struct TortureArgs {
     /// How often the nemesis injects a fault.
     #[arg(long, value_parser = parse_duration, default_value = "3s")]
     nemesis_interval: Duration,
+    /// Only these faults (names as the report prints them, comma-separated), among those the
+    /// run allows. [default: all it allows]
+    #[arg(long, value_delimiter = ',', value_name = "FAULT")]
+    faults: Vec<String>,
     /// Seed for the workload and the order of faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -242,7 +246,26 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
         0 => None,
         _ => Some(NodeWorkers::find().map_err(|e| Failure::new(EXIT_USAGE, e))?),
     };
-    let (lock, faults) = lock_redis(&args).await?;
+    let (lock, allowed) = lock_redis(&args).await?;
+    let faults: Vec<Nemesis> = if args.faults.is_empty() {
+        allowed.to_vec()
+    } else {
+        args.faults
+            .iter()
+            .map(|name| {
+                Nemesis::named(name, allowed).ok_or_else(|| {
+                    let names: Vec<String> = allowed.iter().map(|f| format!("{f:?}")).collect();
+                    Failure::new(
+                        EXIT_USAGE,
+                        format!(
+                            "--faults: {name:?} is not a fault of this run (it allows {})",
+                            names.join(", ")
+                        ),
+                    )
+                })
+            })
+            .collect::<ToolResult<_>>()?
+    };
     let resource_server = spawn_server(&[]).await?;
     let run_workers = if args.quorum.is_some() {
         0
@@ -302,7 +325,7 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
     let counts = Arc::new(Mutex::new(vec![0u32; faults.len()]));
     let nemesis_task = tokio::spawn(nemesis::run(
         rig.clone(),
-        faults,
+        faults.clone(),
         args.nemesis_interval,
         args.seed,
         counts.clone(),

@@ -57,6 +57,16 @@ pub enum Nemesis {
     IsolateKeeper,
 }
 
+impl Nemesis {
+    /// The fault named `name` (as the report prints it), if it is one of `allowed`.
+    pub fn named(name: &str, allowed: &[Nemesis]) -> Option<Nemesis> {
+        allowed
+            .iter()
+            .copied()
+            .find(|fault| format!("{fault:?}") == name)
+    }
+}
+
 /// The faults of a run on one Redis torture started, in the nemesis's order.
 pub const ON_ITS_OWN_REDIS: &[Nemesis] = &[
     Nemesis::PauseWorker,
@@ -106,7 +116,7 @@ pub const ON_A_QUORUM: &[Nemesis] = &[
 /// Injects one of `faults` every `interval` until the run stops; counts each applied fault.
 pub async fn run(
     rig: Arc<Rig>,
-    faults: &'static [Nemesis],
+    faults: Vec<Nemesis>,
     interval: Duration,
     seed: u64,
     counts: Arc<Mutex<Vec<u32>>>,
