@@ -1,7 +1,7 @@
 //! The nemesis: one fault every interval, from the list the run allows.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dlock_tests::proxy::Fault;
 use dlock_tests::stats::XorShift;
@@ -9,7 +9,7 @@ use dlock_tests::workers::Request;
 use rustix::process::Signal;
 
 use super::rig::{Rig, signal};
-use super::{KEPT, KEYS, TTL};
+use super::{KEEP_TTL, KEPT, KEYS, TTL};
 
 /// A fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,9 +51,10 @@ pub enum Nemesis {
     TerminateRun,
     /// SIGINT to a `dlock run` (not from a terminal: it forwards it to its job's group).
     InterruptRun,
-    /// One keeping worker cut off: the replies of its next calls cut (1.5 s), then nothing
-    /// forwarded (6 s), while the other keepers go on: its watchdog must stop its work before
-    /// its lease (maybe shortened by an extend whose reply was cut) runs out.
+    /// The keeper that starts keeping a lock next cut off around its first extend: the reply of
+    /// that extend cut, then nothing forwarded for one and a half leases, while the other
+    /// keepers go on: its watchdog must stop its work before its lease, which that extend
+    /// shortened, runs out.
     IsolateKeeper,
 }
 
@@ -330,15 +331,32 @@ async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
             signal(pid, sig);
         }
         Nemesis::IsolateKeeper => {
-            if rig.lock.keepers.is_empty() {
+            // The keeper that starts keeping a lock next (within 15 s), cut off just before
+            // its first extend (a third of the TTL in), the one that shortens its lease.
+            let before = rig.keeping.lock().unwrap().clone();
+            let waited = Instant::now();
+            let (keeper, since) = loop {
+                let now = rig.keeping.lock().unwrap().clone();
+                let started = now.iter().enumerate().find_map(|(i, at)| {
+                    (at.is_some() && before.get(i).copied().flatten() != *at)
+                        .then(|| (i, at.expect("checked")))
+                });
+                if let Some(found) = started {
+                    break found;
+                }
+                if waited.elapsed() > Duration::from_secs(15) || rig.stopping() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            let Some((proxy, _)) = rig.lock.keepers.get(keeper) else {
                 return false;
-            }
-            let pick = rng.below(rig.lock.keepers.len() as u64) as usize;
-            let proxy = &rig.lock.keepers[pick].0;
+            };
+            tokio::time::sleep_until((since + KEEP_TTL / 3 - KEEP_TTL / 12).into()).await;
             proxy.set_fault(Fault::ResetMidReply);
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(KEEP_TTL / 6).await;
             proxy.set_fault(Fault::Blackhole);
-            tokio::time::sleep(Duration::from_secs(6)).await;
+            tokio::time::sleep(KEEP_TTL + KEEP_TTL / 2).await;
             proxy.set_fault(Fault::None);
             proxy.reset_all();
         }

@@ -86,6 +86,9 @@ pub struct Rig {
     pub node_controls: tokio::sync::Mutex<Vec<(u32, Worker)>>,
     /// Locks acquired by Rust lanes and by Node lanes.
     pub holds: [AtomicU32; 2],
+    /// When each keeping worker last started keeping a lock (for the nemesis to cut its first
+    /// extend off).
+    pub keeping: Mutex<Vec<Option<Instant>>>,
     pub stopping: AtomicBool,
     next_id: AtomicU32,
 }
@@ -125,6 +128,7 @@ impl Rig {
             pids: Mutex::new(Vec::new()),
             node_controls: tokio::sync::Mutex::new(Vec::new()),
             holds: [AtomicU32::new(0), AtomicU32::new(0)],
+            keeping: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             next_id: AtomicU32::new(0),
         })
@@ -172,6 +176,15 @@ impl Rig {
                 driven
             })
             .collect())
+    }
+
+    /// Notes that the `keeper`-th keeping worker started keeping a lock now.
+    pub fn keeping_since(&self, keeper: usize) {
+        let mut keeping = self.keeping.lock().unwrap();
+        if keeping.len() <= keeper {
+            keeping.resize(keeper + 1, None);
+        }
+        keeping[keeper] = Some(Instant::now());
     }
 
     /// Forgets a worker process that is gone.

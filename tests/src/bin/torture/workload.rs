@@ -59,7 +59,15 @@ pub async fn process(
         let mut runs = tokio::task::JoinSet::new();
         for (i, (lane, role)) in lanes.into_iter().zip(roles).enumerate() {
             let lane_seed = seed ^ (generation << 16) ^ i as u64;
-            runs.spawn(run_lane(rig.clone(), lane, role, kind, think, lane_seed));
+            runs.spawn(run_lane(
+                rig.clone(),
+                lane,
+                role,
+                kind,
+                keeper,
+                think,
+                lane_seed,
+            ));
         }
         let mut ended = Vec::new();
         while let Some(lane) = runs.join_next().await {
@@ -81,6 +89,7 @@ async fn run_lane(
     mut lane: Driven,
     role: Role,
     kind: Kind,
+    keeper: usize,
     think: Duration,
     seed: u64,
 ) -> Driven {
@@ -91,7 +100,7 @@ async fn run_lane(
         let alive = match role {
             Role::Plain => plain_round(&rig, &mut lane, &mut rng, kind, round, None).await,
             Role::Cancel => cancel_round(&rig, &mut lane, &mut rng, kind, round).await,
-            Role::Keep => keep_round(&rig, &mut lane, &mut rng, round).await,
+            Role::Keep => keep_round(&rig, &mut lane, &mut rng, keeper, round).await,
         };
         if !alive {
             lane.kill().await;
@@ -238,9 +247,16 @@ async fn release_and_look(rig: &Rig, lane: &mut Driven, key: &str, token: &str) 
     true
 }
 
-/// One round of [`Role::Keep`]: take [`KEPT`] for [`KEEP_LEASE`], keep it alive at
-/// [`KEEP_TTL`], and add to its set until done or the lock is lost.
-async fn keep_round(rig: &Rig, lane: &mut Driven, rng: &mut XorShift, round: u64) -> bool {
+/// One round of [`Role::Keep`] on the `keeper`-th keeping worker: take [`KEPT`] for
+/// [`KEEP_LEASE`], keep it alive at [`KEEP_TTL`], and add to its set until done or the lock is
+/// lost.
+async fn keep_round(
+    rig: &Rig,
+    lane: &mut Driven,
+    rng: &mut XorShift,
+    keeper: usize,
+    round: u64,
+) -> bool {
     let Some(reply) = lane
         .acquire_with(KEPT, KEEP_LEASE, waiting(None, false))
         .await
@@ -255,6 +271,7 @@ async fn keep_round(rig: &Rig, lane: &mut Driven, rng: &mut XorShift, round: u64
     if lane.keep(KEEP_TTL).await.is_none() {
         return false;
     }
+    rig.keeping_since(keeper);
     let set = set_of(KEYS.len());
     // 2 to 9 s of work: a few extends each, the first the one that shortens the lease.
     for step in 0..rng.below(40) + 20 {
