@@ -80,7 +80,7 @@ pub use limits::{MAX_FOREIGN_TOKEN_BYTES, RequestLimits};
 #[cfg(feature = "runtime")]
 pub(crate) use link::{DEFAULT_CONNECT_TIMEOUT, Link};
 pub use policy::Policy;
-#[cfg(feature = "runtime")]
+#[cfg(all(feature = "runtime", not(feature = "fuzzing")))]
 pub(crate) use reply::Failure;
 #[cfg(feature = "fuzzing")]
 pub use reply::{Failure, Reply, Scalar, classify, flatten};
