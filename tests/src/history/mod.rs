@@ -20,6 +20,7 @@
 //! | E1 | [`History::check_refusals`] | an acquire failed for another reason than a busy lock |
 //! | W1 | [`History::check_waits`] | a wait gave up while nobody could have held the lock |
 //! | J1 | [`FinalState::job_violations`] | a job's process ran while its `dlock run` lock was gone |
+//! | K1 | [`History::check_keeping`] | a watchdog said kept past the validity its handle reported |
 //!
 //! E1 and W1, and I2's fence-gap rule, judge only what a scenario that records every
 //! acquisition of its keys declares it can ([`FinalState::strict`]): the torture does.

@@ -21,7 +21,8 @@
 //! Checks (`dlock_tests::history`): I1 one holder at a time, I2 fences increasing (and not
 //! shared between keys), stale writes refused, I3 ownership, I4 no lost update, T1 every call
 //! returning in time, C1 nothing left behind, R1 a released lock held by no majority, E1
-//! acquires failing only as busy, W1 a wait giving up only while someone could hold the lock.
+//! acquires failing only as busy, W1 a wait giving up only while someone could hold the lock,
+//! J1 no job process running without its lock, K1 no watchdog saying kept past its lease.
 //!
 //! Exit codes: 0 no violation, 1 a violation (listed), 2 bad input, 3 redis-server missing or
 //! Redis unreachable, 4 internal failure.

@@ -52,11 +52,13 @@ pub enum Check {
     Waits,
     /// J1: no process of a job under `dlock run` runs while its lock is gone.
     Jobs,
+    /// K1: a watchdog never reports a lock kept past the validity its handle reports.
+    Keeping,
 }
 
 impl Check {
     /// Every check, in the order reports list them.
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 11] = [
         Check::MutualExclusion,
         Check::Fencing,
         Check::Ownership,
@@ -67,6 +69,7 @@ impl Check {
         Check::Refusals,
         Check::Waits,
         Check::Jobs,
+        Check::Keeping,
     ];
 
     /// The check's code: `I1`, `I2`, `I3`, `I4`, `T1` or `C1`.
@@ -82,6 +85,7 @@ impl Check {
             Check::Refusals => "E1",
             Check::Waits => "W1",
             Check::Jobs => "J1",
+            Check::Keeping => "K1",
         }
     }
 }
@@ -100,6 +104,7 @@ impl fmt::Display for Check {
             Check::Refusals => "refusals",
             Check::Waits => "waits",
             Check::Jobs => "jobs",
+            Check::Keeping => "keeping",
         };
         write!(f, "{} {name}", self.code())
     }
@@ -280,6 +285,7 @@ impl History {
         violations.extend(self.check_timeouts(last.timeout_epsilon));
         violations.extend(self.check_cleanup(last));
         violations.extend(self.check_releases());
+        violations.extend(self.check_keeping());
         violations.extend(
             last.job_violations
                 .iter()
@@ -335,7 +341,7 @@ mod tests {
             report.to_string(),
             "history OK: 4 ops (acquire 1 ok/1 fail, release 1 ok, guarded-add 1 ok), 0 never \
              completed; 1 holds; observations 0 conclusive, 0 inconclusive; violations: I1 0, \
-             I2 0, I3 0, I4 0, T1 0, C1 0, R1 0, E1 0, W1 0, J1 0"
+             I2 0, I3 0, I4 0, T1 0, C1 0, R1 0, E1 0, W1 0, J1 0, K1 0"
         );
     }
 
@@ -361,7 +367,9 @@ mod tests {
         let text = report.to_string();
         assert!(text.starts_with("history FAILED (6 violations)"), "{text}");
         assert!(
-            text.contains("violations: I1 1, I2 1, I3 1, I4 1, T1 1, C1 1, R1 0, E1 0, W1 0, J1 0"),
+            text.contains(
+                "violations: I1 1, I2 1, I3 1, I4 1, T1 1, C1 1, R1 0, E1 0, W1 0, J1 0, K1 0"
+            ),
             "{text}"
         );
         assert!(

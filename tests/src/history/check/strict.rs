@@ -35,6 +35,37 @@ impl History {
             .collect()
     }
 
+    /// **K1 keeping.** A successful extend reports a validity that ends after it was sent:
+    /// an extend's lease counts from when it was sent. What a holder believes while a watchdog
+    /// keeps its lock is recorded as such an extend (the validity its handle reports, while
+    /// the watchdog says kept); one that ended before it was asked is a watchdog that said
+    /// kept after the handle's validity had run out, letting work go on past its lease.
+    pub fn check_keeping(&self) -> Vec<Violation> {
+        self.ops
+            .iter()
+            .filter(|op| {
+                matches!(op.kind, OpKind::Extend { .. })
+                    && op.outcome == Outcome::Ok
+                    && op.lease_end().is_some_and(|end| end <= op.invoked)
+            })
+            .map(|op| {
+                let end = op.lease_end().expect("filtered");
+                Violation::new(
+                    Check::Keeping,
+                    vec![op.id],
+                    format!(
+                        "{} (token {}) was reported kept at {}, past its validity, which ended \
+                         at {}",
+                        op.describe(),
+                        op.token.as_deref().unwrap_or("<none>"),
+                        self.at(op.invoked),
+                        self.at(end)
+                    ),
+                )
+            })
+            .collect()
+    }
+
     /// **E1 refusals** (strict). A failed acquire failed because the lock was busy: an acquire
     /// that fails for good for another reason (a refusal, a value of another type, a poisoned
     /// client) while the scenario keeps a majority of the lock's Redis healthy is a violation.
@@ -230,6 +261,24 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].ops, [released]);
         assert!(found[0].message.contains("2 of 3 primaries"), "{found:?}");
+    }
+
+    #[test]
+    fn k1_a_lock_kept_past_its_reported_validity_is_a_violation() {
+        let r = Run::new();
+        r.acquire(1, "k", "A", (0, 5), 1000);
+        r.extend(1, "k", "A", (100, 101), 4000);
+        // Asked at 5 s, the handle's validity having ended at 4 s.
+        let kept_late = Call::extend(1, "k", "A", d(0));
+        let past = r.op(
+            kept_late,
+            5000,
+            Some(5001),
+            Completion::ok().valid_until(r.t(4000)),
+        );
+        let found = r.history().check_keeping();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].ops, [past]);
     }
 
     #[test]
