@@ -5,8 +5,11 @@
 //! the module named after it.
 
 mod demo;
+#[cfg(test)]
+mod docs;
 mod doctor;
 mod duration;
+mod exit;
 mod job;
 mod keys;
 mod origin;
@@ -31,51 +34,17 @@ use dlock_host::{
 };
 use serde_json::json;
 
-/// Success.
-pub const EXIT_OK: u8 = 0;
-/// The lock is held by someone else, or the token does not own it.
-pub const EXIT_BUSY: u8 = 1;
-/// Bad input: usage, an empty key, a bad duration. Nothing was written to Redis.
-pub const EXIT_USAGE: u8 = 2;
-/// Redis is unreachable or failing (or refused the call).
-pub const EXIT_REDIS: u8 = 3;
-/// dlock itself failed (the lock component trapped, a process could not be started), or its
-/// output could not be written (a closed stdout; `acquire` then releases the lock it took).
-pub const EXIT_INTERNAL: u8 = 4;
-/// `release`, `extend`: the lock had expired (the key was gone); nothing was changed.
-pub const EXIT_EXPIRED: u8 = 5;
-/// `release` in quorum mode: fewer than a majority of the primaries confirmed the token gone;
-/// a majority may still hold it until its TTL. Running the release again is safe.
-pub const EXIT_RELEASE_INCOMPLETE: u8 = 6;
-/// `run`: the lock was busy and CMD never started (changeable with --conflict-exit-code).
-pub const EXIT_RUN_CONFLICT: u8 = 75;
-/// `run`: the lock was lost (or could not be kept, or `--max-hold` was reached) while CMD ran;
-/// CMD was terminated (changeable with --lost-exit-code).
-pub const EXIT_RUN_LOST: u8 = 76;
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0   success
-  1   the lock is held by someone else / taken over: TOKEN does not own the lock
-  2   bad input (usage, empty key, bad duration); nothing was written to Redis
-  3   Redis unreachable or failing (the message names the URL, without password, and says
-      whether a retry can help; a release whose outcome is unknown is safe to retry); in
-      quorum mode, no majority of the primaries answered (no quorum)
-  4   internal failure (the lock component trapped, a process could not start), or stdout
-      closed before the result was written (`acquire` then releases the lock it took)
-  5   release, extend: the lock had expired (the key was gone); nothing was changed
-  6   release in quorum mode: fewer than a majority of the primaries confirmed the token
-      gone (the others refused or did not answer); run the same release again
-  run: CMD's own status (128+N if a signal N ended it), 75 when the lock is busy,
-       76 when the lock was lost (or could not be kept, or --max-hold was reached) while
-       CMD ran and CMD was terminated, 126/127 when CMD cannot be run";
+use exit::{
+    EXIT_BUSY, EXIT_EXPIRED, EXIT_INTERNAL, EXIT_OK, EXIT_REDIS, EXIT_RELEASE_INCOMPLETE,
+    EXIT_RUN_CONFLICT, EXIT_RUN_LOST, EXIT_USAGE,
+};
 
 /// A distributed lock on Redis, with its logic in a sandboxed WebAssembly component.
 ///
 /// A lock is a Redis key holding its owner's token with a TTL (the same convention as
 /// redis-py's Lock, redsync and node-redlock, which dlock interoperates with).
 #[derive(Debug, Parser)]
-#[command(name = "dlock", version, after_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "dlock", version, after_help = exit::summary(), max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     global: Global,
@@ -186,9 +155,7 @@ enum Command {
     ///
     /// One attempt, or with --wait retries (exponential backoff, at most 1 s apart) until the
     /// lock is free or the wait is over. Keep the token: `release` and `extend` need it.
-    #[command(
-        after_help = "Exit codes: 0 acquired (token on stdout), 1 held by someone else (after --wait), 2 bad input, 3 Redis unreachable or failing, 4 the token could not be written (stdout closed; the lock was released)."
-    )]
+    #[command(after_help = exit::of("acquire"))]
     Acquire {
         /// The lock's key.
         #[arg(value_parser = key)]
@@ -207,9 +174,7 @@ enum Command {
     /// (exit 5) or taken over (exit 1); nothing changed in the last two cases. Waiters on the
     /// lock are woken. Safe to retry after an unknown outcome (exit 3) or, in quorum mode, a
     /// release fewer than a majority of the primaries confirmed (exit 6).
-    #[command(
-        after_help = "Exit codes: 0 released, 1 taken over (another owner's token; nothing changed), 5 expired (the key was gone; nothing changed), 6 quorum mode: fewer than a majority of the primaries confirmed the release (safe to retry), 2 bad input, 3 Redis unreachable or failing (safe to retry)."
-    )]
+    #[command(after_help = exit::of("release"))]
     Release {
         /// The lock's key.
         #[arg(value_parser = key)]
@@ -220,9 +185,7 @@ enum Command {
     },
     /// Set a lock's TTL anew if TOKEN still owns it: exit 5 if it expired, 1 if it was taken
     /// over (nothing changed in either case).
-    #[command(
-        after_help = "Exit codes: 0 extended, 1 taken over (another owner's token; nothing changed), 5 expired (the key was gone; nothing changed), 2 bad input, 3 Redis unreachable or failing."
-    )]
+    #[command(after_help = exit::of("extend"))]
     Extend {
         /// The lock's key.
         #[arg(value_parser = key)]
@@ -244,9 +207,7 @@ enum Command {
     /// shows the locks a majority of the primaries hold with the same token, and needs a
     /// majority answering. Companion keys ({KEY}:fence, :signal, :waiters) are not shown as
     /// locks.
-    #[command(
-        after_help = "Exit codes: 0 (locked or not), 2 bad input, 3 Redis unreachable or failing (in quorum mode: fewer than a majority answering)."
-    )]
+    #[command(after_help = exit::of("status"))]
     Status(status::StatusArgs),
     /// Run CMD while holding the lock (flock for a fleet).
     ///
@@ -269,9 +230,7 @@ enum Command {
     /// CMD's status (128+N if signal N ended it).
     ///
     /// Crontab example:  */5 * * * * dlock run nightly-report --ttl 1m -- /usr/local/bin/report
-    #[command(
-        after_help = "Exit codes: CMD's status (128+N for signal N), 75 busy (CMD not run; --conflict-exit-code), 76 lock lost or not kept (or --max-hold reached) while CMD ran, CMD terminated (--lost-exit-code), 126/127 CMD not executable / not found, 2 bad input, 3 Redis unreachable or failing."
-    )]
+    #[command(after_help = exit::of("run"))]
     Run(run::RunSpec),
     /// Check the Redis server(s) for settings that weaken the lock's guarantees.
     ///
@@ -282,9 +241,7 @@ enum Command {
     /// other than always (a restart loses recent locks), replicas without
     /// min-replicas-to-write (a failover can promote a replica that never saw a lock). A
     /// setting the user may not read (ACL without +config|get or +info) is named too.
-    #[command(
-        after_help = "Exit codes: 0 no setting weakens the guarantees, 1 some setting does (or could not be read), 3 Redis unreachable."
-    )]
+    #[command(after_help = exit::of("doctor"))]
     Doctor,
     /// Show dlock at work: workers contend for a few locks, then a checked summary.
     ///
@@ -292,17 +249,13 @@ enum Command {
     /// DLOCK_REDIS_URL) is given. Each worker is its own component instance; every
     /// acquisition is fenced, and a counter per key is incremented by read-then-write under
     /// the lock. Exits 1 if a check fails (fences not strictly increasing, a lost update).
-    #[command(
-        after_help = "Exit codes: 0 all checks passed, 1 a check failed, 2 bad input, 3 Redis unreachable or redis-server missing."
-    )]
+    #[command(after_help = exit::of("demo"))]
     Demo(demo::DemoArgs),
     /// Compose a plugin with the lock component: its dlock:lock/lock import is satisfied by the
     /// bundled component, so OUT carries the lock logic and imports dlock:lock/redis (and WASI
     /// clocks, poll and random) instead; a host that provides those runs it (dlock-host's
     /// `redis::add_to_linker`). Does not contact Redis.
-    #[command(
-        after_help = "Exit codes: 0 written, 2 bad input (not a component, no dlock:lock/lock import, unreadable PLUGIN or unwritable OUT)."
-    )]
+    #[command(after_help = exit::of("compose"))]
     Compose {
         /// The plugin component (it imports dlock:lock/lock: the lock-user world).
         plugin: std::path::PathBuf,
