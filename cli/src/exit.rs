@@ -30,7 +30,7 @@ pub enum Status {
     /// One of dlock's own codes.
     Code(u8),
     /// `run`: the status CMD exited with.
-    CmdStatus,
+    OfCmd,
     /// `run`: CMD could not be executed (126) or was not found (127), as a shell says.
     CmdNotRun,
 }
@@ -154,7 +154,7 @@ pub const TABLE: &[Exit] = &[
         )],
     },
     Exit {
-        status: Status::CmdStatus,
+        status: Status::OfCmd,
         meaning: "`run`: the status CMD exited with; 128+N when signal N ended CMD (or ended `run` while \
                   it was still taking the lock; CMD did not run)",
         commands: &[("run", "CMD's status (128+N for signal N)")],
@@ -188,7 +188,7 @@ impl Status {
     fn label(self) -> String {
         match self {
             Status::Code(code) => code.to_string(),
-            Status::CmdStatus => "CMD's status".to_owned(),
+            Status::OfCmd => "CMD's status".to_owned(),
             Status::CmdNotRun => "126/127".to_owned(),
         }
     }
@@ -217,7 +217,7 @@ pub fn of(command: &str) -> String {
         .filter_map(|exit| {
             let (_, meaning) = exit.commands.iter().find(|(name, _)| *name == command)?;
             Some(match exit.status {
-                Status::CmdStatus => meaning.to_string(),
+                Status::OfCmd => meaning.to_string(),
                 status => format!("{} {meaning}", status.label()),
             })
         })
@@ -226,6 +226,7 @@ pub fn of(command: &str) -> String {
 }
 
 /// The README's table of exit statuses, in Markdown.
+#[cfg(test)]
 pub fn markdown() -> String {
     let mut out = String::from("| exit | meaning |\n| --- | --- |\n");
     for exit in TABLE {
