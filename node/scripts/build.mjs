@@ -10,12 +10,13 @@
 //   gen/sync/      jco --instantiation sync                       (worker-thread backend)
 //   gen/component.json  {sha256, wasm path (relative to this package), scripts: [{name, sha1,
 //                       source}], jco version}
+//   LICENSE        the repository's LICENSE, which the package carries
 //
 // The list of async exports below is the only WIT knowledge here: every export that can reach
 // `redis-eval` or `pollable.block` must be listed, or JSPI traps with "SuspendError".
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -134,3 +135,4 @@ writeFileSync(join(gen, 'component.json'), JSON.stringify({
 }, null, 2) + '\n');
 console.log(`dlock build: ${wasm} (sha256 ${sha256.slice(0, 16)}..., ${bytes.length} bytes), `
   + `${scripts.length} scripts, jco ${jcoPkg.version} -> ${gen}`);
+copyFileSync(join(pkg, '..', 'LICENSE'), join(pkg, 'LICENSE'));

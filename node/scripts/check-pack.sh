@@ -29,6 +29,10 @@ if tar -tzf "$tmp/$tarball" | grep -Eq '^package/(test|tools|tmp|bench|scripts)/
   echo "check-pack: the tarball carries test or build files" >&2
   exit 1
 fi
+if ! tar -xzOf "$tmp/$tarball" package/LICENSE | cmp -s - "$repo/LICENSE"; then
+  echo "check-pack: the tarball does not carry the repository's LICENSE" >&2
+  exit 1
+fi
 
 app="$tmp/app"
 mkdir "$app"
