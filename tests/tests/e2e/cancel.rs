@@ -75,13 +75,13 @@ async fn a_thousand_cancelled_waits_leave_the_client_usable_and_redis_clean() {
 async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
     let server = redis();
     let conn = raw(&server).await;
-    let (proxy, _holder, held, waiter) = grant_in_flight_setup(&server).await;
+    let (proxy, _holder, held, waiter) = grant_in_flight_setup(&server, 2 * SECOND).await;
     let mut waiting = tokio::spawn(async move {
         let _ = waiter
             .wait_for_lock("job", 30 * SECOND, Deadline::after(30 * SECOND))
             .await;
     });
-    until_granted_in_flight(&conn, &proxy, held, &mut waiting).await;
+    until_granted_in_flight(&conn, &proxy, held, &mut waiting, 2 * SECOND).await;
     waiting.abort();
     let outcome = waiting.await;
     assert!(
@@ -93,17 +93,18 @@ async fn a_wait_cancelled_mid_flight_leaves_no_lock_behind() {
 }
 
 /// A holder of `job` on `server` (its own runtime), a waiter's runtime through a proxy with a
-/// command timeout long enough for the latency below, and a waiter client on it.
+/// command timeout long enough for `latency` each way and more, and a waiter client on it.
 async fn grant_in_flight_setup(
     server: &RedisServer,
+    latency: Duration,
 ) -> (Proxy, Runtime, dlock_host::LockHandle, dlock_host::Client) {
-    let (proxy, runtime) = dlock_tests::via_proxy(server, 6 * SECOND).await;
+    let (proxy, runtime) = dlock_tests::via_proxy(server, 3 * latency).await;
     let holder = Runtime::connect(&server.url()).await.unwrap();
     let held = holder
         .client(LockOptions::default())
         .await
         .unwrap()
-        .acquire("job", 30 * SECOND)
+        .acquire("job", 15 * latency)
         .await
         .unwrap();
     let waiter = runtime.client(LockOptions::default()).await.unwrap();
@@ -111,12 +112,13 @@ async fn grant_in_flight_setup(
 }
 
 /// Drives `waiting` (a wait for `job`) until Redis has granted it `job` while the grant's
-/// reply is still on its way (2 s of latency each way), then returns with `waiting` pending.
+/// reply is still on its way (`latency` each way), then returns with `waiting` pending.
 async fn until_granted_in_flight<F: std::future::Future + Unpin>(
     conn: &redis::aio::MultiplexedConnection,
     proxy: &Proxy,
     held: dlock_host::LockHandle,
     waiting: &mut F,
+    latency: Duration,
 ) {
     let token = held.info().token;
     tokio::select! {
@@ -127,7 +129,7 @@ async fn until_granted_in_flight<F: std::future::Future + Unpin>(
                 async move { exists(&mut c, "{job}:waiters").await }
             })
             .await;
-            proxy.set_fault(Fault::Latency(2 * SECOND));
+            proxy.set_fault(Fault::Latency(latency));
             held.release().await.unwrap();
             eventually("the waiter's grant", GUARD, || {
                 let mut c = conn.clone();
@@ -147,9 +149,9 @@ async fn until_granted_in_flight<F: std::future::Future + Unpin>(
 async fn a_wait_cancelled_in_the_instant_of_its_grant_gives_it_back_before_the_next_call() {
     let server = redis();
     let conn = raw(&server).await;
-    let (proxy, _holder, held, waiter) = grant_in_flight_setup(&server).await;
+    let (proxy, _holder, held, waiter) = grant_in_flight_setup(&server, 2 * SECOND).await;
     let mut waiting = Box::pin(waiter.wait_for_lock("job", TTL, Deadline::after(GUARD)));
-    until_granted_in_flight(&conn, &proxy, held, &mut waiting).await;
+    until_granted_in_flight(&conn, &proxy, held, &mut waiting, 2 * SECOND).await;
     drop(waiting);
     proxy.set_fault(Fault::None);
     let next = waiter
@@ -169,36 +171,9 @@ async fn a_wait_cancelled_in_the_instant_of_its_grant_gives_it_back_before_the_n
 async fn a_give_back_that_redis_does_not_hear_is_tried_again_before_the_next_call() {
     let server = redis();
     let conn = raw(&server).await;
-    let (proxy, runtime) = dlock_tests::via_proxy(&server, 12 * SECOND).await;
-    let holder = Runtime::connect(&server.url()).await.unwrap();
-    let held = holder
-        .client(LockOptions::default())
-        .await
-        .unwrap()
-        .acquire("job", 60 * SECOND)
-        .await
-        .unwrap();
-    let waiter = runtime.client(LockOptions::default()).await.unwrap();
+    let (proxy, _holder, held, waiter) = grant_in_flight_setup(&server, 4 * SECOND).await;
     let mut waiting = Box::pin(waiter.wait_for_lock("job", TTL, Deadline::after(2 * GUARD)));
-    let token = held.info().token;
-    tokio::select! {
-        _ = &mut waiting => panic!("the wait ended before its grant was in flight"),
-        () = async {
-            eventually("the waiter to mark the key", GUARD, || {
-                let mut c = conn.clone();
-                async move { exists(&mut c, "{job}:waiters").await }
-            })
-            .await;
-            proxy.set_fault(Fault::Latency(4 * SECOND));
-            held.release().await.unwrap();
-            eventually("the waiter's grant", GUARD, || {
-                let mut c = conn.clone();
-                let token = token.clone();
-                async move { get(&mut c, "job").await.is_some_and(|t| t != token) }
-            })
-            .await;
-        } => {}
-    }
+    until_granted_in_flight(&conn, &proxy, held, &mut waiting, 4 * SECOND).await;
     let cancelled_token = get(&mut conn.clone(), "job").await;
     drop(waiting);
     let next = tokio::spawn(async move {
@@ -235,7 +210,7 @@ fn a_wait_dropped_outside_a_runtime_gives_its_grant_back_and_leaves_the_client_u
     let server = redis();
     let (conn, proxy, _holder, waiter, waiting) = rt.block_on(async {
         let conn = raw(&server).await;
-        let (proxy, holder, held, waiter) = grant_in_flight_setup(&server).await;
+        let (proxy, holder, held, waiter) = grant_in_flight_setup(&server, 2 * SECOND).await;
         let waiter = std::sync::Arc::new(waiter);
         let mut waiting = Box::pin({
             let waiter = waiter.clone();
@@ -245,7 +220,7 @@ fn a_wait_dropped_outside_a_runtime_gives_its_grant_back_and_leaves_the_client_u
                     .await
             }
         });
-        until_granted_in_flight(&conn, &proxy, held, &mut waiting).await;
+        until_granted_in_flight(&conn, &proxy, held, &mut waiting, 2 * SECOND).await;
         (conn, proxy, holder, waiter, waiting)
     });
     assert!(tokio::runtime::Handle::try_current().is_err());
