@@ -10,6 +10,7 @@ mod cluster;
 mod conformance;
 mod contention;
 mod crossruntime;
+mod docs;
 mod embedder;
 mod eviction;
 mod expiry;

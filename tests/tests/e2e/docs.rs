@@ -1,0 +1,121 @@
+//! The docs name the tests that prove each claim (`module::test_name`): every test so named
+//! exists, in a file or module of that name, so a renamed or moved test cannot leave a claim
+//! pointing at nothing.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The repository's files of `kind` ("rs", "mjs"...) under `dir`, skipping build output and
+/// dependencies.
+fn files(dir: &Path, kind: &str, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if path.is_dir() {
+            if !matches!(name.as_ref(), "target" | "node_modules" | "gen" | ".git") {
+                files(&path, kind, out);
+            }
+        } else if path.extension().is_some_and(|ext| ext == kind) {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `module::...::name` in backquotes in `text` whose last part looks like a test's name
+/// (four words or more, or a `*` for every test of the module).
+fn named_tests(text: &str) -> Vec<(Vec<String>, String)> {
+    let mut found = Vec::new();
+    for quoted in text.split('`').skip(1).step_by(2) {
+        let parts: Vec<&str> = quoted.split("::").collect();
+        let ident = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        let Some((name, modules)) = parts.split_last() else {
+            continue;
+        };
+        if modules.is_empty() || !modules.iter().all(|m| ident(m)) {
+            continue;
+        }
+        if *name == "*" || (ident(name) && name.split('_').count() >= 4) {
+            found.push((
+                modules.iter().map(|m| (*m).to_owned()).collect(),
+                (*name).to_owned(),
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_test_the_docs_name_exists_where_they_say() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut sources = Vec::new();
+    for kind in ["rs", "mjs"] {
+        files(root, kind, &mut sources);
+    }
+    // Module names: file stems, directory names and `mod` items; function and test names.
+    let mut modules = BTreeSet::new();
+    let mut functions = BTreeSet::new();
+    for path in &sources {
+        modules.insert(path.file_stem().unwrap().to_string_lossy().into_owned());
+        if let Some(dir) = path.parent().and_then(Path::file_name) {
+            modules.insert(dir.to_string_lossy().into_owned());
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        for (keyword, into) in [("fn ", &mut functions), ("mod ", &mut modules)] {
+            for piece in text.split(keyword).skip(1) {
+                let name: String = piece
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                into.insert(name);
+            }
+        }
+    }
+    let mut docs = vec![root.join("README.md"), root.join("node/README.md")];
+    files(&root.join("docs"), "md", &mut docs);
+    let mut wrong = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for (path, name) in named_tests(&text) {
+            let module_ok = path.iter().all(|m| modules.contains(m));
+            let name_ok = name == "*" || functions.contains(&name);
+            if !(module_ok && name_ok) {
+                wrong.push(format!(
+                    "{}: `{}::{name}`",
+                    doc.strip_prefix(root).unwrap().display(),
+                    path.join("::")
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the docs name tests that do not exist:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn test_names_are_found_in_backquoted_paths_only() {
+    let found = named_tests(
+        "see `hostile::an_endless_loop_traps_and_poisons` and `limits::tests::*`, not \
+         `Policy::with_key_namespace`, `redis::add_to_linker` or hostile::a_b_c_d",
+    );
+    assert_eq!(
+        found,
+        vec![
+            (
+                vec!["hostile".to_owned()],
+                "an_endless_loop_traps_and_poisons".to_owned()
+            ),
+            (
+                vec!["limits".to_owned(), "tests".to_owned()],
+                "*".to_owned()
+            ),
+        ]
+    );
+}
