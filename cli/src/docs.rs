@@ -1,4 +1,4 @@
-//! The generated parts of the docs: the README's exit-code table and docs/cli.md (every
+//! The generated parts of the docs: docs/SHELL.md's exit-code table and docs/cli.md (every
 //! command's `--help`) are rendered from the code, and these tests fail when the files differ.
 //! `DLOCK_BLESS=1 cargo test -p dlock --bin dlock docs` rewrites them.
 
@@ -36,15 +36,15 @@ fn check(path: &Path, want: &str) {
     );
 }
 
-/// The README with its exit-code table between the markers replaced by [`exit::markdown`].
+/// docs/SHELL.md with its exit-code table between the markers replaced by [`exit::markdown`].
 fn readme_with_exit_codes(readme: &str) -> String {
     let start = readme
         .find(EXIT_CODES_START)
-        .expect("the README has the exit codes' start marker")
+        .expect("docs/SHELL.md has the exit codes' start marker")
         + EXIT_CODES_START.len();
     let end = readme[start..]
         .find(EXIT_CODES_END)
-        .expect("the README has the exit codes' end marker")
+        .expect("docs/SHELL.md has the exit codes' end marker")
         + start;
     format!("{}{}{}", &readme[..start], exit::markdown(), &readme[end..])
 }
@@ -88,9 +88,9 @@ fn cli_reference() -> String {
 }
 
 #[test]
-fn the_readmes_exit_codes_are_the_table() {
-    let path = repo().join("README.md");
-    let readme = std::fs::read_to_string(&path).expect("reading the README");
+fn the_shell_guides_exit_codes_are_the_table() {
+    let path = repo().join("docs/SHELL.md");
+    let readme = std::fs::read_to_string(&path).expect("reading docs/SHELL.md");
     check(&path, &readme_with_exit_codes(&readme));
 }
 

@@ -1,6 +1,6 @@
-//! The exit codes, in one table. `dlock --help`, each command's `--help`, the README's table
-//! and docs/cli.md are rendered from [`TABLE`]; tests fail when the README or docs/cli.md
-//! say anything else (`DLOCK_BLESS=1 cargo test -p dlock --bin dlock docs` rewrites them).
+//! The exit codes, in one table. `dlock --help`, each command's `--help`, docs/SHELL.md's
+//! table and docs/cli.md are rendered from [`TABLE`]; tests fail when those files say
+//! anything else (`DLOCK_BLESS=1 cargo test -p dlock --bin dlock docs` rewrites them).
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -41,7 +41,7 @@ pub enum Status {
 pub struct Exit {
     /// The status.
     pub status: Status,
-    /// What it means, for the summary tables (`dlock --help`, the README). `backquoted`
+    /// What it means, for the summary tables (`dlock --help`, docs/SHELL.md). `backquoted`
     /// words are code: rendered as such in Markdown, plain on a terminal.
     pub meaning: &'static str,
     /// The commands that can end with it, each with what it means there (its `--help`).
@@ -225,7 +225,7 @@ pub fn of(command: &str) -> String {
     format!("Exit codes: {}.", codes.join(", "))
 }
 
-/// The README's table of exit statuses, in Markdown.
+/// docs/SHELL.md's table of exit statuses, in Markdown.
 #[cfg(test)]
 pub fn markdown() -> String {
     let mut out = String::from("| exit | meaning |\n| --- | --- |\n");

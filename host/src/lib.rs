@@ -25,10 +25,9 @@
 //!
 //! Guarantees (single Redis primary): at most one unexpired holder per key; `release` and
 //! `extend` never touch another holder's lock; a crashed holder's lock frees within its TTL.
-//! See the README for what breaks them and how fencing tokens protect a resource. A
-//! [`Topology`] takes the same component to a Redis Cluster, a Sentinel-managed primary
-//! (`redis+sentinel://`), or quorum mode (Redlock) over independent primaries; the README's
-//! Guarantees section says what holds in each.
+//! docs/GUARANTEES.md in the repository says what breaks them, how fencing tokens protect a
+//! resource, and what holds in each [`Topology`]: a Redis Cluster, a Sentinel-managed primary
+//! (`redis+sentinel://`), or quorum mode (Redlock) over independent primaries.
 //!
 //! For a plugin host with stores of its own, [`redis::add_to_linker`] gives any `Store<T>` the
 //! component's Redis import under the same [`Policy`], and [`bindings`] are the world's

@@ -29,7 +29,7 @@
 //! [`Outcome::Unknown`] never counts as having happened, and orders are only taken from real
 //! time (one op completed before the other was invoked), never from the order in which
 //! concurrent calls happened to return. A violation therefore always means the history cannot
-//! have come from a lock that keeps the guarantees in the README (or from the scenario's
+//! have come from a lock that keeps the guarantees of docs/GUARANTEES.md (or from the scenario's
 //! resources behaving as documented).
 //!
 //! Times are [`Instant`]s of this process (`CLOCK_MONOTONIC`; `workers::instant_at` converts

@@ -1,6 +1,7 @@
 //! The docs name the tests that prove each claim (`module::test_name`): every test so named
 //! exists, in a file or module of that name, so a renamed or moved test cannot leave a claim
-//! pointing at nothing.
+//! pointing at nothing; and every relative link between the docs reaches a file and, with a
+//! `#fragment`, one of its headings.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -75,10 +76,8 @@ fn every_test_the_docs_name_exists_where_they_say() {
             }
         }
     }
-    let mut docs = vec![root.join("README.md"), root.join("node/README.md")];
-    files(&root.join("docs"), "md", &mut docs);
     let mut wrong = Vec::new();
-    for doc in &docs {
+    for doc in &docs(root) {
         let text = std::fs::read_to_string(doc).unwrap();
         for (path, name) in named_tests(&text) {
             let module_ok = path.iter().all(|m| modules.contains(m));
@@ -118,4 +117,78 @@ fn test_names_are_found_in_backquoted_paths_only() {
             ),
         ]
     );
+}
+
+/// The Markdown docs: the README, the Node package's README and everything under docs/.
+fn docs(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut docs = vec![root.join("README.md"), root.join("node/README.md")];
+    files(&root.join("docs"), "md", &mut docs);
+    docs
+}
+
+/// GitHub's anchor for a heading: lowercase, spaces to hyphens, punctuation other than `-`
+/// and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_relative_link_in_the_docs_reaches_a_file_and_heading() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut wrong = Vec::new();
+    for doc in docs(root) {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for piece in text.split("](").skip(1) {
+            let Some(target) = piece.split(')').next() else {
+                continue;
+            };
+            if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                doc.clone()
+            } else {
+                doc.parent().unwrap().join(file)
+            };
+            let reached = path.exists()
+                && (fragment.is_empty()
+                    || std::fs::read_to_string(&path).is_ok_and(|linked| {
+                        linked
+                            .lines()
+                            .filter_map(|line| line.strip_prefix('#'))
+                            .any(|h| anchor(h.trim_start_matches('#')) == fragment)
+                    }));
+            if !reached {
+                wrong.push(format!(
+                    "{}: ]({target})",
+                    doc.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "links that reach nothing:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn anchors_are_githubs() {
+    assert_eq!(
+        anchor(" Waiting and the watchdog"),
+        "waiting-and-the-watchdog"
+    );
+    assert_eq!(anchor(" The `dlock` command"), "the-dlock-command");
+    assert_eq!(anchor(" Hand-off"), "hand-off");
 }

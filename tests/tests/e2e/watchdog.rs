@@ -101,13 +101,13 @@ async fn with_lock_runs_the_work_under_the_lock_and_stops_it_when_the_lock_is_lo
 }
 
 #[test]
-fn the_readme_shows_the_watchdog_example_as_it_is() {
+fn the_rust_guide_shows_the_watchdog_example_as_it_is() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/RUST.md")).unwrap();
     let example = std::fs::read_to_string(root.join("host/examples/watchdog.rs")).unwrap();
     assert!(
         readme.contains(&format!("```rust\n{example}```")),
-        "README.md must show host/examples/watchdog.rs verbatim"
+        "docs/RUST.md must show host/examples/watchdog.rs verbatim"
     );
 }
 
