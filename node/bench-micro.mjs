@@ -5,7 +5,7 @@
 //
 //   node bench-micro.mjs            (K=32 N=20000 RUNS=3 in the environment to change them)
 //
-// NOTES.md uses it for A/B comparisons (best of RUNS, alternating builds or settings).
+// docs/history/NODE.md used it for A/B comparisons (best of RUNS, alternating builds or settings).
 const { createJspiInstance, loadJspi } = await import('./src/backend-jspi.js');
 const { resolvePolicy, TokenBucket } = await import('./src/policy.js');
 const { probeInstance } = await import('./src/backend-sync.js');

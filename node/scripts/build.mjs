@@ -76,8 +76,9 @@ function transpile(out, extra) {
 }
 
 // Two rewrites of jco's helpers, measured to save 1-1.5 us of CPU per acquire+release (see
-// NOTES.md). Each must match exactly once; if a jco upgrade changes the helper, the build says
-// so and leaves that helper as jco wrote it (the bindings stay correct, only slower).
+// docs/history/NODE.md). Each must match exactly once; if a jco upgrade changes the helper,
+// the build says so and leaves that helper as jco wrote it (the bindings stay correct, only
+// slower).
 const PATCHES = [
   {
     name: 'dataView without memory.buffer',

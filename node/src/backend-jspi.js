@@ -22,7 +22,7 @@ const getCoreModule = coreModules('jspi');
  * The size of the stack V8 gives each suspendable call, in KiB. V8's default (984 KiB) is above
  * glibc's mmap threshold, so every call into the component maps and unmaps a fresh stack and
  * faults its pages in: measured, that tripled the CPU per acquire+release at concurrency 32
- * (see NOTES.md). Only wasm frames live on these stacks (V8 runs JavaScript imports on the
+ * (see docs/history/NODE.md). Only wasm frames live on these stacks (V8 runs JavaScript imports on the
  * central stack), and the component's frames are small: 64 KiB is many times what it needs.
  * A process that sets the flag itself (NODE_OPTIONS or the command line) keeps its value;
  * DLOCK_WASM_STACK_KB=0 leaves V8's default.

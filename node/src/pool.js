@@ -55,7 +55,7 @@ class Slot {
     if (this.busy || this.ready !== null) {
       return new Promise((resolve, reject) => this.enqueue({ op, a, b, c, resolve, reject }));
     }
-    // Without async functions on this path: see NOTES.md.
+    // Without async functions on this path: see docs/history/NODE.md.
     this.busy = true;
     return this.step(op, a, b, c).then(
       (r) => {

@@ -20,7 +20,7 @@ const TIMEOUT = Object.freeze({ tag: 'timeout' });
  * The command timeout of every call in flight with one timeout length, without a timer per call:
  * calls with the same timeout expire in the order they started, so they wait in a FIFO and a
  * single timer is armed for the oldest. (A timer per call, with Promise.race, cost about 3 us
- * of CPU per call at concurrency 32: see NOTES.md.)
+ * of CPU per call at concurrency 32: see docs/history/NODE.md.)
  */
 class Deadlines {
   constructor(ms) {

@@ -66,7 +66,7 @@ export function createExecutor(lock, witOptions) {
     throw e;
   };
   // `v` is a promise (JSPI) or a value (sync build). Written without async functions: each
-  // await layer costs promises and microtasks on the hot path (see NOTES.md).
+  // await layer costs promises and microtasks on the hot path (see docs/history/NODE.md).
   const then = (v, f, onErr = fail) => (v instanceof Promise ? v.then(f, onErr) : Promise.resolve(f(v)));
 
   function exec(op, a, b, c) {
