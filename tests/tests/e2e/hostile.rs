@@ -1,6 +1,7 @@
 //! Hostile components (built from `tests/hostile/`) against the host's enforcement. Each test
 //! asserts the error the caller sees and that Redis was not touched; each fails if the
-//! enforcement it names is removed.
+//! enforcement it names is removed. Compute, memory, stack, randomness and time are in
+//! `hostile/resources.rs`.
 
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use dlock_tests::{RedisServer, dbsize, get, raw, redis};
 use redis::aio::MultiplexedConnection;
 
 const TTL: Duration = Duration::from_secs(30);
+
+mod resources;
 
 async fn hostile_runtime(server: &RedisServer, policy: Policy) -> Runtime {
     let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
@@ -156,7 +159,11 @@ async fn a_reply_over_the_cap_is_an_error_not_a_delivery() {
     let server = redis();
     let mut conn = raw(&server).await;
     plant_victim(&mut conn).await;
-    let policy = Policy::default().allow_script(HUGE_REPLY_SCRIPT);
+    // Redis takes a while to build and send 16 MiB on a busy machine: a timeout would hide
+    // the cap under test.
+    let policy = Policy::default()
+        .allow_script(HUGE_REPLY_SCRIPT)
+        .with_command_timeout(Duration::from_secs(120));
     let runtime = hostile_runtime(&server, policy).await;
     let err = hostile(&runtime, "huge-reply")
         .await
@@ -194,84 +201,6 @@ async fn requests_over_the_caps_are_refused_with_their_size_and_the_next_call_pa
             );
         }
     }
-}
-
-#[tokio::test]
-async fn an_endless_loop_traps_and_poisons_only_its_client() {
-    let server = redis();
-    let policy = Policy::default().with_max_compute(Duration::from_millis(200));
-    let runtime = hostile_runtime(&server, policy).await;
-    let spinner = hostile(&runtime, "spin").await;
-    let bystander = hostile(&runtime, "forged-release").await;
-    let err = hang_guard(spinner.acquire("app:job", TTL))
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        matches!(&err, Error::Trap(e) if format!("{e:#}").contains("computed too long")),
-        "{err:?}"
-    );
-    assert!(matches!(
-        spinner.acquire("app:job", TTL).await,
-        Err(Error::Poisoned)
-    ));
-    // Another client of the same runtime still works.
-    assert!(matches!(
-        bystander.acquire("app:job", TTL).await,
-        Err(Error::NotHeld)
-    ));
-}
-
-#[tokio::test]
-async fn a_loop_in_the_start_function_fails_instantiation() {
-    let server = redis();
-    let component = LockComponent::from_file(HOSTILE_START, Allocation::default()).unwrap();
-    let policy = Policy::default().with_max_compute(Duration::from_millis(200));
-    let runtime = Runtime::builder(server.url())
-        .with_component(component)
-        .with_policy(policy)
-        .build()
-        .await
-        .unwrap();
-    let err = hang_guard(runtime.client(LockOptions::default()))
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        matches!(&err, Error::Component(e) if format!("{e:#}").contains("computed too long")),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_memory_bomb_is_refused_memory_and_traps() {
-    let server = redis();
-    let runtime = hostile_runtime(&server, Policy::default()).await;
-    let err = hang_guard(
-        hostile(&runtime, "memory-bomb")
-            .await
-            .acquire("app:job", TTL),
-    )
-    .await
-    .err()
-    .unwrap();
-    assert!(matches!(err, Error::Trap(_)), "{err:?}");
-    let bystander = hostile(&runtime, "forged-release").await;
-    assert!(matches!(
-        bystander.acquire("app:job", TTL).await,
-        Err(Error::NotHeld)
-    ));
-}
-
-#[tokio::test]
-async fn deep_recursion_overflows_the_stack_and_traps() {
-    let server = redis();
-    let runtime = hostile_runtime(&server, Policy::default()).await;
-    let err = hang_guard(hostile(&runtime, "recursion").await.acquire("app:job", TTL))
-        .await
-        .err()
-        .unwrap();
-    assert!(matches!(err, Error::Trap(_)), "{err:?}");
 }
 
 #[tokio::test]
@@ -449,56 +378,6 @@ async fn a_script_longer_than_any_allowed_one_is_refused_unhashed() {
         .unwrap();
     assert!(
         matches!(&err, Error::Denied(m) if m.contains("longer than any allowed script")),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
-async fn asking_for_megabytes_of_randomness_traps() {
-    let server = redis();
-    let runtime = hostile_runtime(&server, Policy::default()).await;
-    let err = hang_guard(
-        hostile(&runtime, "random-bomb")
-            .await
-            .acquire("app:job", TTL),
-    )
-    .await
-    .err()
-    .unwrap();
-    assert!(
-        matches!(&err, Error::Trap(e) if format!("{e:#}").contains("random bytes")),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_sleeper_gets_no_endless_budget_and_is_cut_off_at_its_deadline() {
-    let server = redis();
-    let policy = Policy::default().with_command_timeout(Duration::from_millis(100));
-    let runtime = hostile_runtime(&server, policy).await;
-    let sleeper = hostile(&runtime, "sleep").await;
-    // Duration::MAX would once have meant "no deadline at all".
-    let err = hang_guard(sleeper.wait_for_lock("app:job", TTL, Deadline::after(Duration::MAX)))
-        .await
-        .err()
-        .unwrap();
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-    // A sleep of u64::MAX nanoseconds ends at the call's deadline, and the call traps there.
-    let options = LockOptions::default()
-        .with_key_prefix("sleep")
-        .with_retry_count(0);
-    let err = hang_guard(
-        runtime
-            .client(options)
-            .await
-            .unwrap()
-            .acquire("app:job", TTL),
-    )
-    .await
-    .err()
-    .unwrap();
-    assert!(
-        matches!(&err, Error::Trap(e) if format!("{e:#}").contains("time budget")),
         "{err:?}"
     );
 }
