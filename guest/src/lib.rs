@@ -13,6 +13,9 @@
 
 extern crate alloc;
 
+/// The limits, defaults, key naming and script shapes the component shares with its hosts.
+pub use dlock_contract as contract;
+
 #[allow(missing_docs, reason = "generated bindings; the WIT carries the docs")]
 pub mod bindings {
     wit_bindgen::generate!({ path: "../wit", world: "dlock", generate_all });
@@ -20,14 +23,11 @@ pub mod bindings {
 
 #[cfg(target_family = "wasm")]
 mod component;
-pub mod contract;
 pub mod lock;
 pub mod platform;
 pub mod quorum;
 pub mod scripts;
 pub mod validate;
 
-#[cfg(test)]
-mod contract_tests;
 #[cfg(test)]
 mod tests;

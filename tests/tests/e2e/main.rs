@@ -9,6 +9,7 @@ mod cleanup;
 mod cluster;
 mod conformance;
 mod contention;
+mod contract;
 mod crossruntime;
 mod embedder;
 mod eviction;
