@@ -14,6 +14,7 @@ mod crossruntime;
 mod embedder;
 mod eviction;
 mod expiry;
+mod facts;
 mod fencing;
 mod hostile;
 mod interop;
