@@ -1,6 +1,7 @@
 //! dlock's lock logic as a WebAssembly component.
 //!
-//! Built for `wasm32-wasip2` by `host/build.rs`; the host embeds the result. The component
+//! Built for `wasm32-wasip2` by `tests/build.rs` (and `scripts/bundle` copies the result to
+//! `host/bundle/`, which the host embeds). The component
 //! exports `dlock:lock/lock` (see `wit/lock.wit`) and reaches Redis only through the imported
 //! `dlock:lock/redis.redis-eval`. Everything here except `component.rs` also builds natively,
 //! so the retry, backoff and lease logic is unit-tested with `cargo test`.
