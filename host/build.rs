@@ -1,57 +1,64 @@
-//! Generates `bundled.rs` from `bundle/scripts/`: the `BundledScript` enum, one variant per
-//! Lua script of the bundled component, with each script's source and SHA1.
+//! Generates `bundled.rs`: the `BundledScript` enum, one variant per script of the contract
+//! (`dlock_contract::Script`), with each script's source from `bundle/scripts/` and its SHA1.
+//! The build fails when `bundle/scripts/` holds other scripts than the contract lists.
 //!
 //! `bundle/` is a copy of what `guest/` and `wit/` build, committed so that this crate
 //! packages and builds alone; the test suite checks it against a fresh build of the guest.
 
+use std::collections::BTreeSet;
 use std::env;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+
+use dlock_contract::Script;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let scripts_dir = manifest_dir.join("bundle/scripts");
     println!("cargo:rerun-if-changed={}", scripts_dir.display());
-    let mut scripts: Vec<(String, String)> = std::fs::read_dir(&scripts_dir)
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&scripts_dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "lua"))
-        .map(|path| {
-            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
-            let source = std::fs::read_to_string(&path).unwrap();
-            (name, source)
+        .map(|path| path.file_stem().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    let listed: BTreeSet<String> = Script::ALL.iter().map(|s| s.name().to_owned()).collect();
+    assert_eq!(
+        on_disk,
+        listed,
+        "{} holds other scripts than dlock_contract::Script::ALL",
+        scripts_dir.display()
+    );
+    let scripts: Vec<(Script, String)> = Script::ALL
+        .iter()
+        .map(|&s| {
+            let path = scripts_dir.join(format!("{}.lua", s.name()));
+            (s, std::fs::read_to_string(path).unwrap())
         })
         .collect();
-    scripts.sort();
 
-    let variant = |name: &str| {
-        name.split(['-', '_'])
-            .map(|word| {
-                let mut chars = word.chars();
-                chars
-                    .next()
-                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                    .unwrap_or_default()
-            })
-            .collect::<String>()
-    };
     let mut code = String::new();
     let w = &mut code;
     writeln!(
         w,
-        "/// One of the bundled component's Lua scripts (`bundle/scripts/`)."
+        "/// One of the bundled component's Lua scripts (`bundle/scripts/`): one per\n\
+         /// [`dlock_contract::Script`]."
     )
     .unwrap();
     writeln!(w, "#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]").unwrap();
     writeln!(w, "pub enum BundledScript {{").unwrap();
-    for (name, _) in &scripts {
-        writeln!(w, "    /// `{name}.lua`.\n    {},", variant(name)).unwrap();
+    for (script, _) in &scripts {
+        writeln!(w, "    /// `{}.lua`.\n    {script:?},", script.name()).unwrap();
     }
     writeln!(w, "}}\n\nimpl BundledScript {{").unwrap();
-    writeln!(w, "    /// Every bundled script.").unwrap();
+    writeln!(
+        w,
+        "    /// Every bundled script, in the order of `Script::ALL`."
+    )
+    .unwrap();
     let all: Vec<String> = scripts
         .iter()
-        .map(|(n, _)| format!("BundledScript::{}", variant(n)))
+        .map(|(s, _)| format!("BundledScript::{s:?}"))
         .collect();
     writeln!(
         w,
@@ -60,18 +67,17 @@ fn main() {
         all.join(", ")
     )
     .unwrap();
-    let method = |w: &mut String, doc: &str, name: &str, value: &dyn Fn(&str, &str) -> String| {
+    let method = |w: &mut String, doc: &str, sig: &str, value: &dyn Fn(Script, &str) -> String| {
         writeln!(
             w,
-            "\n    /// {doc}\n    pub fn {name}(self) -> &'static str {{\n        match self {{"
+            "\n    /// {doc}\n    pub {sig} {{\n        match self {{"
         )
         .unwrap();
         for (script, source) in &scripts {
             writeln!(
                 w,
-                "            BundledScript::{} => {},",
-                variant(script),
-                value(script, source)
+                "            BundledScript::{script:?} => {},",
+                value(*script, source)
             )
             .unwrap();
         }
@@ -79,23 +85,30 @@ fn main() {
     };
     method(
         w,
+        "The contract's script this is: its argument shapes are `script().shapes()`.",
+        "const fn script(self) -> dlock_contract::Script",
+        &|s, _| format!("dlock_contract::Script::{s:?}"),
+    );
+    method(
+        w,
         "The script's file name without `.lua`.",
-        "name",
-        &|n, _| format!("{n:?}"),
+        "fn name(self) -> &'static str",
+        &|s, _| format!("{:?}", s.name()),
     );
     method(
         w,
         "SHA1 of the source in lowercase hex, as Redis names the script.",
-        "sha1",
-        &|_, s| format!("{:?}", sha1_smol::Sha1::from(s).digest().to_string()),
+        "fn sha1(self) -> &'static str",
+        &|_, src| format!("{:?}", sha1_smol::Sha1::from(src).digest().to_string()),
     );
     method(
         w,
         "The Lua source, as the component sends it.",
-        "source",
-        &|n, _| {
+        "fn source(self) -> &'static str",
+        &|s, _| {
             format!(
-                "include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/bundle/scripts/{n}.lua\"))"
+                "include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/bundle/scripts/{}.lua\"))",
+                s.name()
             )
         },
     );

@@ -270,7 +270,7 @@ async fn compose_writes_a_component_that_imports_redis_instead_of_the_lock_api()
     let composed = std::fs::read(&out).unwrap();
     assert_eq!(&composed[..8], b"\0asm\x0d\x00\x01\x00", "a component");
     let text = String::from_utf8_lossy(&composed);
-    assert!(text.contains("dlock:lock/redis@0.4.0"));
+    assert!(text.contains(dlock_host::contract::REDIS_INTERFACE));
 
     // The lock component itself does not import the lock API: nothing to compose.
     let bundled = dir.path().join("bundled.wasm");

@@ -10,8 +10,8 @@
 
 #![no_main]
 
+use dlock_contract::{MAX_DURATION_MS, TOKEN_BYTES, is_fence_counter};
 use dlock_host::bundled::BundledScript;
-use dlock_host::contract::MAX_DURATION_MS;
 use dlock_host::redis::{Reply, RequestLimits, Scalar, flatten};
 use libfuzzer_sys::fuzz_target;
 
@@ -66,7 +66,12 @@ fn check_request(data: &[u8]) {
             if limits.check_role(role, &keys, &args).is_ok() && role != BundledScript::Check {
                 // A token-checked script only ever sees dlock's own tokens and real TTLs.
                 let token = args[0].as_bytes();
-                assert_eq!(token.len(), 36, "{role:?} accepted token {:?}", args[0]);
+                assert_eq!(
+                    token.len(),
+                    TOKEN_BYTES,
+                    "{role:?} accepted token {:?}",
+                    args[0]
+                );
                 assert_eq!(token[14], b'4', "{role:?} accepted token {:?}", args[0]);
                 assert!(
                     !is_fence_counter(&keys[0]),
@@ -83,26 +88,6 @@ fn check_request(data: &[u8]) {
             }
         }
     }
-}
-
-/// An independent statement of what a fence counter is: `STEM:fence` where STEM has a
-/// non-empty `{...}` hash tag.
-/// Whether `key` is some lock's fence counter, as `contract::companion_key` names them (stated
-/// again here, independently): `{X}:fence` for a key X without a hash tag (and so without
-/// `}`), `K::fence` for a key K with one.
-fn is_fence_counter(key: &str) -> bool {
-    let Some(stem) = key.strip_suffix(":fence") else {
-        return false;
-    };
-    if let Some(tagged) = stem.strip_suffix(':') {
-        let Some(open) = tagged.find('{') else {
-            return false;
-        };
-        return tagged[open + 1..].find('}').is_some_and(|len| len > 0);
-    }
-    stem.strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .is_some_and(|inner| !inner.is_empty() && !inner.contains('}'))
 }
 
 fn scalar_bytes(s: &Scalar) -> usize {

@@ -20,7 +20,7 @@ extern crate dlock_guest_rt;
 /// The platform inside the component: one per client, shared with its handles.
 struct Wasi {
     /// The scripts registered with the host, loaded on first use. A failed load is not cached.
-    scripts: RefCell<[Option<Rc<Script>>; 4]>,
+    scripts: RefCell<[Option<Rc<Script>>; Op::ALL.len()]>,
     /// A monotonic reading and the wall-clock time (ms) taken with it.
     anchor: (u64, u64),
     /// The host's `node-count`, asked once.
@@ -32,7 +32,7 @@ impl Wasi {
         let monotonic = monotonic_clock::now();
         let wall = wall_clock::now();
         Wasi {
-            scripts: RefCell::new([None, None, None, None]),
+            scripts: RefCell::new([const { None }; Op::ALL.len()]),
             anchor: (
                 monotonic,
                 wall.seconds * 1000 + u64::from(wall.nanoseconds / 1_000_000),
@@ -47,7 +47,7 @@ impl Wasi {
         if let Some(script) = slot {
             return Ok(script.clone());
         }
-        let script = Rc::new(Script::load(op.source())?);
+        let script = Rc::new(Script::load(crate::scripts::source(op))?);
         *slot = Some(script.clone());
         Ok(script)
     }

@@ -67,4 +67,11 @@ mod tests {
         let t = uuid_v4([0; 16]);
         assert_eq!(t, "00000000-0000-4000-8000-000000000000");
     }
+
+    #[test]
+    fn tokens_have_the_contracts_form_of_the_components_own() {
+        for bytes in [[0; 16], [7; 16], [0xff; 16]] {
+            assert!(dlock_contract::is_uuid_v4(&uuid_v4(bytes)), "{bytes:?}");
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Argument checks made before anything reaches Redis: the rules of `contract.rs`, with their
+//! Argument checks made before anything reaches Redis: the rules of `dlock-contract`, with their
 //! failures as the lock API's `invalid-argument`.
 
 use alloc::string::String;

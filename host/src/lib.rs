@@ -41,9 +41,13 @@
 extern crate alloc;
 
 pub mod bundled;
-#[path = "../bundle/contract.rs"]
-pub mod contract;
 pub mod redis;
+
+/// What the component and its hosts agree on (the `dlock-contract` crate): the limits on
+/// keys, tokens and durations, the lock options' and the policy's defaults, the scripts'
+/// argument shapes and the naming of companion keys. The policy, the API and the CLI apply
+/// these rules before anything reaches the component.
+pub use dlock_contract as contract;
 
 #[cfg(feature = "runtime")]
 pub mod bindings;

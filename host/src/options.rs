@@ -5,27 +5,32 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::contract;
 
-/// How a client acquires locks. `Default` gives the documented defaults, the same as the
-/// component's `default-options`; the `with_*` methods change one field each.
+/// How a client acquires locks. `Default` gives the contract's defaults
+/// ([`contract::DEFAULT_RETRY_COUNT`], ...), the same as the component's `default-options`; the
+/// `with_*` methods change one field each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockOptions {
-    /// How many times `acquire` retries after its first attempt. Default 5.
+    /// How many times `acquire` retries after its first attempt. Default
+    /// [`contract::DEFAULT_RETRY_COUNT`].
     pub retry_count: u32,
-    /// The delay before the second attempt; it doubles for every further attempt (100 ms,
-    /// 200 ms, 400 ms, ... by default). Millisecond precision; at most `u32::MAX` ms.
+    /// The delay before the second attempt; it doubles for every further attempt. Default
+    /// [`contract::DEFAULT_RETRY_DELAY_MS`]. Millisecond precision; at most `u32::MAX` ms.
     pub retry_delay: Duration,
-    /// No single delay of `acquire` is longer than this. Default 5 s. `wait_for_lock` also caps
-    /// its delays at 1 s.
+    /// No single delay of `acquire` is longer than this. Default
+    /// [`contract::DEFAULT_MAX_RETRY_DELAY_MS`]. `wait_for_lock` also caps its delays at
+    /// [`contract::WAIT_MAX_DELAY_MS`].
     pub max_retry_delay: Duration,
-    /// Full jitter: draw each delay uniformly from zero to the computed delay. Default off.
+    /// Full jitter: draw each delay uniformly from zero to the computed delay. Default
+    /// [`contract::DEFAULT_JITTER`].
     pub jitter: bool,
     /// Prepended to every key: the Redis key is `key_prefix + key`. Default empty.
     pub key_prefix: String,
-    /// Give every acquisition a fencing token, strictly increasing per key. Default off.
+    /// Give every acquisition a fencing token, strictly increasing per key. Default
+    /// [`contract::DEFAULT_FENCING`].
     pub fencing: bool,
     /// `extend` refuses (and the handle is lost) when this little validity or less is left.
-    /// Default zero: refuse once validity has run out.
+    /// Default [`contract::DEFAULT_SAFETY_MARGIN_MS`] (zero: refuse once validity has run out).
     pub safety_margin: Duration,
     /// Which waits between attempts end as soon as the holder releases the lock. Default
     /// [`WakeOnRelease::WaitForLock`].

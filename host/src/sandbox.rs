@@ -8,8 +8,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 
 use crate::contract::MAX_DURATION_MS;
 
-/// Largest linear memory a component may have.
-pub(crate) const MAX_MEMORY_BYTES: usize = 16 << 20;
+pub(crate) use crate::contract::policy::MAX_MEMORY_BYTES;
 
 /// The longest time budget a call into the component gets: the longest lock duration
 /// ([`MAX_DURATION_MS`], about 31.7 years) plus an hour. A larger budget (as from

@@ -1,16 +1,12 @@
-// What the component and its hosts agree on, as far as this host applies it: the JavaScript
-// form of the component's `contract.rs` (guest/src/contract.rs, bundled as
-// host/bundle/contract.rs), limited to what the host's policy checks. test/component.test.mjs
-// checks these values against that file.
+// What the component and its hosts agree on, as far as this host applies it: the key rules of
+// the dlock-contract crate (contract/ in the repository) in JavaScript. Its constants are in
+// ./generated/contract.js, generated from that crate; test/component.test.mjs checks these
+// rules on the crate's documented examples.
+import { COMPANION_DESCRIPTIONS, COMPANION_SUFFIXES, MAX_DURATION_MS, TOKEN_BYTES } from './generated/contract.js';
 
-/** Longest token `attach` accepts, and the longest foreign token the policy lets through. */
-export const MAX_TOKEN_BYTES = 256;
-/** Length of the component's own tokens: a UUID v4 in hyphenated lowercase form. */
-export const TOKEN_BYTES = 36;
-/** Longest TTL or wait, in milliseconds (about 31.7 years). */
-export const MAX_DURATION_MS = 1_000_000_000_000;
+export { MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES } from './generated/contract.js';
 
-/** The component's check of a duration (contract.rs `check_duration_ms`): null, or why `ms`
+/** The component's check of a duration (`check_duration_ms`): null, or why `ms`
  * (a bigint) is refused. */
 export function checkDurationMs(what, ms, allowZero) {
   if (ms === 0n && !allowZero) return `${what} must be positive, got 0 ms`;
@@ -27,11 +23,11 @@ export function hasHashTag(key) {
   return close > open + 1;
 }
 
-/** The suffixes of a lock key's companion keys (contract.rs `Companion`): its fence counter,
- * its signal list (release signals to waiters) and its waiters' mark. */
-export const COMPANIONS = Object.freeze({ fence: ':fence', signal: ':signal', waiters: ':waiters' });
+/** The suffixes of a lock key's companion keys (`Companion`): its fence counter, its signal list
+ * (release signals to waiters) and its waiters' mark. */
+export const COMPANIONS = COMPANION_SUFFIXES;
 
-/** The lock key whose `companion` key `key` is (contract.rs `companion_stem`), or null. */
+/** The lock key whose `companion` key `key` is (`companion_stem`), or null. */
 function companionStem(key, companion) {
   const suffix = COMPANIONS[companion];
   if (!key.endsWith(suffix)) return null;
@@ -54,14 +50,12 @@ export function companionOf(key) {
   return null;
 }
 
-const COMPANION_NAMES = Object.freeze({ fence: 'fence counter', signal: 'signal list', waiters: "waiters' mark" });
-
-/** The component's check of a lock key (contract.rs `check_lock_key`): null, or why `key` (a
+/** The component's check of a lock key (`check_lock_key`): null, or why `key` (a
  * companion key of some lock) is no lock key. */
 export function checkLockKey(key) {
   const companion = companionOf(key);
   if (companion === null) return null;
-  return `the key ${JSON.stringify(key)} is a lock's ${COMPANION_NAMES[companion]}, not a lock: use another key`;
+  return `the key ${JSON.stringify(key)} is a lock's ${COMPANION_DESCRIPTIONS[companion]}, not a lock: use another key`;
 }
 
 /** Whether `key` is some lock key's fence counter. */
@@ -71,7 +65,7 @@ export function isFenceCounter(key) {
 
 /** The companion key (`'fence'`, `'signal'`, `'waiters'`) of a lock key, in its cluster slot, or
  * null when it has none (a `}` without a hash tag): `{KEY}:fence` for a key without a hash tag,
- * `KEY::fence` for one with (contract.rs `companion_key`: distinct keys never share one). */
+ * `KEY::fence` for one with (`companion_key`: distinct keys never share one). */
 export function companionKey(redisKey, companion) {
   const suffix = COMPANIONS[companion];
   if (hasHashTag(redisKey)) return `${redisKey}:${suffix}`;

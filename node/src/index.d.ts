@@ -1,68 +1,30 @@
 // Types of the public API: the original package's (`@lilith/distributed-lock`), plus what the
-// dlock component (WIT `dlock:lock@0.4.0`) adds (fencing, attach, key state, handle status, the
-// host's policy).
+// dlock component (WIT `dlock:lock`) adds (fencing, attach, key state, handle status, the host's
+// policy).
 
 import type { Cluster, Redis } from 'ioredis';
+import type { ContractLockOptions, ContractPolicyOptions } from './generated/contract.js';
 
 /** An ioredis client the caller owns (this package uses its `evalshaBuffer` and `evalBuffer`). */
 export type RedisLike = Redis | Cluster;
 
-/** What the component may do on Redis; the Rust host's `Policy`, with the same defaults. */
-export interface PolicyOptions {
-  /** Each Redis call (EVALSHA, and EVAL after NOSCRIPT) must answer within this. Default 2000. */
-  commandTimeoutMs?: number;
-  /** Most keys in one call. Default 8. */
-  maxKeys?: number;
-  /** Longest key in UTF-8 bytes. Default 1024. */
-  maxKeyBytes?: number;
-  /** Every key must start with this (or be a companion, `{KEY}:fence`, `{KEY}:signal` or
-   * `{KEY}:waiters`, of one that does).
-   * Default '' (any key). Use the same value as `keyPrefix`. */
-  keyNamespace?: string;
-  /** Most bytes of keys and arguments in one call. Default 4096. */
-  maxRequestBytes?: number;
-  /** Most bytes a reply may carry (bulk bytes, 8 per array element). Default 65536. */
-  maxReplyBytes?: number;
-  /** Redis calls per call into the component: a token bucket that starts full with this many
-   * at every call and refills at this many per second. Default 4096. */
-  maxEvalsPerSecond?: number;
-  /** Bytes of keys and arguments one DistributedLock may send: a token bucket of this many,
-   * refilled at this many per second over the client's life. Default 4 MiB. */
-  maxBytesPerSecond?: number;
-  /** Let `release` and `extend` name tokens of other clients of the convention (node-redlock,
-   * redis-py, redsync: 1 to 256 bytes without control characters), for `attach`. Default false:
-   * only dlock's own tokens (UUID v4). */
-  allowForeignTokens?: boolean;
+/** What the component may do on Redis; the Rust host's `Policy`, with the same defaults (those
+ * of `ContractPolicyOptions` are generated from the dlock-contract crate). */
+export interface PolicyOptions extends ContractPolicyOptions {
   /** After this many command timeouts in a row on one ioredis client, the client is made to
    * reconnect (`disconnect(true)`): its connection is taken for dead. 0: never. Default 3. */
   reconnectAfterTimeouts?: number;
-  /** Worker backend: longest a call may compute without calling Redis or sleeping before its
-   * worker is stopped (a trap). Default 1000. The JSPI backend cannot enforce it. */
-  maxComputeMs?: number;
-  /** Largest linear memory of an instance, checked after each call (an instance past it is
-   * discarded as if it had trapped). Default 16 MiB. */
-  maxMemoryBytes?: number;
   /** Lua sources allowed besides the component's own scripts. */
   allowScripts?: string[];
   /** Allow none of the component's own scripts (only `allowScripts`). */
   denyBundledScripts?: boolean;
 }
 
-export interface LockOptions {
-  /** Retries after the first attempt of `acquire`. Default from the component: 5. */
-  retryCount?: number;
-  /** Base delay: attempt n (n >= 2) waits retryDelayMs * 2^(n-2). Default 100. */
-  retryDelayMs?: number;
-  /** Cap on any one delay of `acquire`. Default 5000. */
-  maxRetryDelayMs?: number;
-  /** Full jitter: each delay drawn from [0, delay]. Default false. */
-  jitter?: boolean;
+/** How a client acquires locks: the component's `lock-options` (`ContractLockOptions`, with the
+ * dlock-contract crate's defaults), plus the key prefix and wake-up on release. */
+export interface LockOptions extends ContractLockOptions {
   /** Prepended to every key in Redis. Default ''. */
   keyPrefix?: string;
-  /** Give every acquisition a fencing token (strictly increasing per key). Default false. */
-  fencing?: boolean;
-  /** `extend` refuses (and the handle is lost) when validity has this little left. Default 0. */
-  safetyMarginMs?: number | bigint;
   /** Which waits end as soon as the holder releases: `never` (polling), `wait-for-lock` (the
    * default), `always` (acquire's retries too). A waiter blocks on the key's signal list on a
    * connection of its own (with an ioredis Cluster or Sentinel client, waits poll: README). */

@@ -4,7 +4,8 @@
 // Pure functions and plain data: no Redis client here, so tests can check the rules alone.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { companionKey, companionOf, isUuidV4, MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES, wrappedLockKey } from './contract.js';
+import { companionKey, companionOf, isUuidV4, MAX_DURATION_MS, TOKEN_BYTES, wrappedLockKey } from './contract.js';
+import { MAX_FOREIGN_TOKEN_BYTES, POLICY_DEFAULTS, SCRIPTS } from './generated/contract.js';
 
 /** SHA1 of a script's source in lowercase hex, as Redis names scripts. */
 export function sha1Hex(source) {
@@ -24,22 +25,12 @@ export function bundledScripts() {
   return componentInfo().scripts;
 }
 
-/** The bundled scripts whose argument shapes the policy knows, by name. */
-const ROLES = new Set(['acquire', 'release', 'extend', 'check']);
-
-/** The defaults of the Rust host's `Policy::default()`, plus what only this host has. */
+/** The defaults of the Rust host's `Policy::default()` (generated from the dlock-contract
+ * crate: `commandTimeoutMs`, `maxKeys`, `maxKeyBytes`, `keyNamespace`, `maxRequestBytes`,
+ * `maxReplyBytes`, `maxEvalsPerSecond`, `maxBytesPerSecond`, `allowForeignTokens`,
+ * `maxComputeMs`, `maxMemoryBytes`: see index.d.ts), plus what only this host has. */
 export const DEFAULT_POLICY = Object.freeze({
-  commandTimeoutMs: 2000,
-  maxKeys: 8,
-  maxKeyBytes: 1024,
-  keyNamespace: '',
-  maxRequestBytes: 4 * 1024,
-  maxReplyBytes: 64 * 1024,
-  maxEvalsPerSecond: 4096,
-  maxBytesPerSecond: 4 * 1024 * 1024,
-  /** Let release and extend name tokens of other clients of the convention (1-256 printable
-   * bytes) instead of only dlock's own (UUID v4). */
-  allowForeignTokens: false,
+  ...POLICY_DEFAULTS,
   /** Lua sources allowed besides the bundled scripts. */
   allowScripts: [],
   /** When true, not even the bundled scripts may run (only `allowScripts`). */
@@ -47,13 +38,6 @@ export const DEFAULT_POLICY = Object.freeze({
   /** After this many command timeouts in a row on one ioredis client, the connection is taken
    * for dead and the client is made to reconnect (`disconnect(true)`). 0: never. */
   reconnectAfterTimeouts: 3,
-  /** Worker backend only: longest a call may compute without calling Redis or sleeping before
-   * its worker is terminated (a trap). JSPI cannot interrupt the caller's thread: see README. */
-  maxComputeMs: 1000,
-  /** Largest linear memory of an instance (the Rust host's store limit). Checked after each
-   * call into the component: an instance past it is discarded as if it had trapped (a grow
-   * within one call cannot be stopped from JavaScript; V8 caps a wasm32 memory at 4 GiB). */
-  maxMemoryBytes: 16 * 1024 * 1024,
 });
 
 const POSITIVE = ['commandTimeoutMs', 'maxKeys', 'maxKeyBytes', 'maxRequestBytes', 'maxReplyBytes', 'maxEvalsPerSecond', 'maxBytesPerSecond', 'maxComputeMs', 'maxMemoryBytes'];
@@ -67,7 +51,7 @@ function positiveInt(name, v) {
  * whose argument shapes are checked), if any. */
 function entry(source, sha1 = sha1Hex(source)) {
   const bundled = bundledScripts().find((s) => s.sha1 === sha1);
-  const role = bundled && ROLES.has(bundled.name) ? bundled.name : null;
+  const role = bundled && Object.hasOwn(SCRIPTS, bundled.name) ? bundled.name : null;
   return { sha1, source, role };
 }
 
@@ -161,48 +145,47 @@ export function checkRequest(policy, keys, args, out) {
   return null;
 }
 
-// After the lock key, the companion keys each bundled script takes, by (keys, arguments):
-// acquire: KEY [FENCE] [WAITERS], TOKEN TTL [WAIT] (WAITERS exactly with WAIT); release: KEY
-// [SIGNAL WAITERS], TOKEN; extend: KEY, TOKEN TTL; check: KEY.
-const SHAPES = {
-  acquire: { '1,2': [], '2,2': ['fence'], '2,3': ['waiters'], '3,3': ['fence', 'waiters'] },
-  release: { '1,1': [], '3,1': ['signal', 'waiters'] },
-  extend: { '1,2': [] },
-  check: { '1,0': [] },
-};
+// Each bundled script's shapes of call (the contract's `Script::shapes`), by `keys,arguments`.
+const SHAPES = Object.fromEntries(Object.entries(SCRIPTS).map(([name, shapes]) => [
+  name,
+  new Map(shapes.map((shape) => [`${shape.keys.length},${shape.args.length}`, shape])),
+]));
 
 /**
- * Whether a call of a bundled script has the shape that script is written for (limits.rs
- * `check_role`): so that an allowed script cannot become an oracle for guessed values, a
- * deleter of fence counters or a writer of arbitrary data. Null, or the reason.
+ * Whether a call of a bundled script has one of the shapes that script is written for
+ * (limits.rs `check_role`): so that an allowed script cannot become an oracle for guessed
+ * values, a deleter of fence counters or a writer of arbitrary data. Null, or the reason.
  */
 export function checkRole(policy, role, keys, args) {
-  const companions = SHAPES[role][`${keys.length},${args.length}`];
-  if (companions === undefined) {
+  const shape = SHAPES[role].get(`${keys.length},${args.length}`);
+  if (shape === undefined) {
     return `the ${role} script does not take ${keys.length} keys with ${args.length} arguments`;
   }
-  if (role === 'check') return null;
   const lock = keys[0];
-  const kind = companionOf(lock);
-  if (kind !== null) return `${JSON.stringify(lock)} is a ${kind} key, not a lock key`;
-  for (let i = 0; i < companions.length; i++) {
-    if (companionKey(lock, companions[i]) !== keys[i + 1]) {
-      return `${JSON.stringify(keys[i + 1])} is not the ${companions[i]} key of ${JSON.stringify(lock)}`;
+  for (let i = 0; i < keys.length; i++) {
+    const want = shape.keys[i];
+    if (want === 'any') continue;
+    if (want === 'lock') {
+      const kind = companionOf(keys[i]);
+      if (kind !== null) return `${JSON.stringify(keys[i])} is a ${kind} key, not a lock key`;
+    } else if (companionKey(lock, want) !== keys[i]) {
+      return `${JSON.stringify(keys[i])} is not the ${want} key of ${JSON.stringify(lock)}`;
     }
   }
-  const reason = checkToken(args[0], policy.allowForeignTokens && role !== 'acquire');
-  if (reason) return reason;
-  for (const ms of args.slice(1)) {
-    const bad = checkDuration(ms);
-    if (bad) return bad;
+  for (let i = 0; i < args.length; i++) {
+    const want = shape.args[i];
+    const reason = want === 'new-token' || want === 'held-token'
+      ? checkToken(args[i], want === 'held-token' && policy.allowForeignTokens)
+      : checkDuration(args[i]);
+    if (reason) return reason;
   }
   return null;
 }
 
 function checkToken(token, foreign) {
   if (foreign) {
-    if (token.length === 0 || utf8Length(token) > MAX_TOKEN_BYTES || CONTROL.test(token)) {
-      return `a token must be 1 to ${MAX_TOKEN_BYTES} bytes without control characters`;
+    if (token.length === 0 || utf8Length(token) > MAX_FOREIGN_TOKEN_BYTES || CONTROL.test(token)) {
+      return `a token must be 1 to ${MAX_FOREIGN_TOKEN_BYTES} bytes without control characters`;
     }
     return null;
   }

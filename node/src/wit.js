@@ -1,4 +1,4 @@
-// The only module that knows the shapes of `dlock:lock/lock@0.4.0` (the component's export):
+// The only module that knows the shapes of `dlock:lock/lock` (the component's export, at the contract's `WIT_VERSION`):
 // option records, the error and key-state variants, lock-info, and which export each operation calls.
 // When the WIT changes (new error cases, renamed fields, new exports), this file and the
 // ASYNC_EXPORTS list in scripts/build.mjs are what follow it.

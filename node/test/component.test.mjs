@@ -1,14 +1,12 @@
 // The package runs the unmodified component the Rust host bundles (host/bundle/dlock_guest.wasm,
-// byte for byte what guest/ builds), and applies the same contract (guest/src/contract.rs).
+// byte for byte what guest/ builds), and applies the same contract (the dlock-contract crate,
+// generated into src/generated/contract.js).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { COMPONENT } from '../src/index.js';
 import {
-  MAX_DURATION_MS,
-  MAX_TOKEN_BYTES,
-  TOKEN_BYTES,
   checkLockKey,
   companionKey,
   companionOf,
@@ -18,6 +16,7 @@ import {
   isUuidV4,
   wrappedLockKey,
 } from '../src/contract.js';
+import { SCRIPTS, WIT_VERSION } from '../src/generated/contract.js';
 import { bundledScripts } from '../src/policy.js';
 
 const bundle = new URL('../../host/bundle/', import.meta.url);
@@ -48,17 +47,13 @@ test('the allowlist is the bundled scripts, byte for byte', () => {
   assert.deepEqual(bundledScripts().map((s) => s.name).sort(), readdirSync(new URL('scripts/', bundle)).map((f) => f.replace(/\.lua$/, '')).sort());
 });
 
-test('the constants and key rules are contract.rs\'s', () => {
-  const rs = readFileSync(new URL('contract.rs', bundle), 'utf8');
-  const constant = (name) => {
-    const m = new RegExp(`pub const ${name}: \\w+ = ([0-9_]+);`).exec(rs);
-    assert.ok(m, `${name} in contract.rs`);
-    return Number(m[1].replaceAll('_', ''));
-  };
-  assert.equal(MAX_TOKEN_BYTES, constant('MAX_TOKEN_BYTES'));
-  assert.equal(TOKEN_BYTES, constant('TOKEN_BYTES'));
-  assert.equal(MAX_DURATION_MS, constant('MAX_DURATION_MS'));
-  // the examples of contract.rs's documentation and the host's tests
+test('the component is the generated contract\'s: its WIT version and its scripts', () => {
+  assert.ok(wasm.includes(Buffer.from(`dlock:lock/redis@${WIT_VERSION}`)), `the component imports dlock:lock/redis@${WIT_VERSION}`);
+  assert.deepEqual(bundledScripts().map((s) => s.name).sort(), Object.keys(SCRIPTS).sort());
+});
+
+test('the key rules are the contract\'s', () => {
+  // the examples of the contract's documentation and the host's tests
   assert.equal(fenceKey('job'), '{job}:fence');
   assert.equal(fenceKey('app:{job}'), 'app:{job}::fence');
   assert.equal(fenceKey('{job}'), '{job}::fence');
@@ -81,7 +76,7 @@ test('every runtime export is declared in index.d.ts, and nothing else', async (
   assert.deepEqual(declared, runtime);
 });
 
-test('distinct lock keys never share a companion key, and companions stay in the slot (contract.rs)', () => {
+test('distinct lock keys never share a companion key, and companions stay in the slot (the contract)', () => {
   // Every string of up to 5 characters of 'x{}:' and each with a companion suffix appended.
   const alphabet = ['x', '{', '}', ':'];
   let layer = [''];

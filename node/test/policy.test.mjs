@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { createWorkerInstance } from '../src/backend-worker.js';
 import { ClientClosedError, ComponentTrapError, DistributedLock, InvalidArgumentError, LockRedisError } from '../src/index.js';
+import { POLICY_DEFAULTS } from '../src/generated/contract.js';
 import { admitScript, bundledScripts, checkRequest, checkRole, classify, DEFAULT_POLICY, flatten, resolvePolicy, sha1Hex, TokenBucket } from '../src/policy.js';
 import { linkFor } from '../src/redis-host.js';
 import { MAX_RANDOM_BYTES, wasiImports } from '../src/wasi.js';
@@ -24,18 +25,14 @@ describe('policy rules', () => {
     assert.equal(resolvePolicy({ allowScripts: ['return 1'] }).allowed.size, 5);
   });
 
-  test('the defaults are the Rust host\'s', () => {
-    assert.equal(DEFAULT_POLICY.commandTimeoutMs, 2000);
-    assert.equal(DEFAULT_POLICY.maxKeys, 8);
-    assert.equal(DEFAULT_POLICY.maxKeyBytes, 1024);
-    assert.equal(DEFAULT_POLICY.maxRequestBytes, 4096);
-    assert.equal(DEFAULT_POLICY.maxReplyBytes, 65536);
-    assert.equal(DEFAULT_POLICY.maxEvalsPerSecond, 4096);
-    assert.equal(DEFAULT_POLICY.maxBytesPerSecond, 4 * 1024 * 1024);
-    assert.equal(DEFAULT_POLICY.allowForeignTokens, false);
+  test('the defaults are the Rust host\'s (the generated contract\'s), and a resolved policy has them', () => {
+    assert.ok(Object.keys(POLICY_DEFAULTS).length >= 11);
+    const resolved = resolvePolicy({});
+    for (const [k, v] of Object.entries(POLICY_DEFAULTS)) {
+      assert.equal(DEFAULT_POLICY[k], v, k);
+      assert.equal(resolved[k], v, k);
+    }
     assert.equal(DEFAULT_POLICY.reconnectAfterTimeouts, 3);
-    assert.equal(DEFAULT_POLICY.maxComputeMs, 1000);
-    assert.equal(DEFAULT_POLICY.maxMemoryBytes, 16 * 1024 * 1024);
   });
 
   test('request caps, empty keys, control characters', () => {

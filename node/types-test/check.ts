@@ -1,10 +1,18 @@
 // Type-checked by `npm run typecheck`: the declarations fit an ioredis client and the API's use.
 import { Redis } from 'ioredis';
-import { ClientClosedError, COMPONENT, ComponentTrapError, DistributedLock, DistributedLockError, InvalidArgumentError, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo, type LockInfoJSON } from '../src/index.js';
+import { ClientClosedError, COMPONENT, ComponentTrapError, DistributedLock, DistributedLockError, InvalidArgumentError, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo, type LockInfoJSON, type LockOptions, type PolicyOptions } from '../src/index.js';
 
 async function main(): Promise<void> {
   const redis = new Redis();
   const lock = new DistributedLock(redis, { retryCount: 3, retryDelayMs: 50, keyPrefix: 'app:', fencing: true, policy: { keyNamespace: 'app:' } });
+  // The options the contract generates (src/generated/contract.d.ts) are typed, not `any`.
+  const policy: PolicyOptions = { maxKeys: 4, maxMemoryBytes: 1 << 20, reconnectAfterTimeouts: 0 };
+  const options: LockOptions = { maxRetryDelayMs: 1000, safetyMarginMs: 5n, wakeOnRelease: 'never' };
+  // @ts-expect-error maxKeys is a number
+  const badPolicy: PolicyOptions = { maxKeys: '4' };
+  // @ts-expect-error jitter is a boolean
+  const badOptions: LockOptions = { jitter: 1 };
+  console.log(policy, options, badPolicy, badOptions);
   const h: LockHandle = await lock.acquire('job', 10_000);
   const info: LockInfo = h.info;
   const held: boolean = h.isHeld;

@@ -126,7 +126,7 @@ fn attached_handles_act_on_the_given_token_and_learn_validity_from_extend() {
 }
 
 #[test]
-fn lock_state_maps_pttl() {
+fn key_state_maps_pttl() {
     let p = Recorded::new([int(-2), int(-1), int(1234), int(0), int(-7)]);
     let c = client(&p, defaults());
     assert!(matches!(c.key_state("k").unwrap(), KeyState::Unlocked));

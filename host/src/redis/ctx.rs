@@ -142,9 +142,7 @@ pub trait RedisHostView: Send {
     fn redis(&mut self) -> RedisView<'_>;
 }
 
-/// The `dlock:lock/redis` interface as components import it: the version is the WIT
-/// package's, and instantiating the bundled component fails if they differ.
-pub(crate) const REDIS_INTERFACE: &str = "dlock:lock/redis@0.4.0";
+pub(crate) use crate::contract::REDIS_INTERFACE;
 
 /// Adds `dlock:lock/redis` (the `script` resource, `redis-eval`, `redis-eval-all`,
 /// `node-count` and `wait-for-release`), as this crate implements it, to `linker`. The

@@ -1,10 +1,12 @@
-//! The limits on one `redis-eval` call's keys and arguments, and the argument shapes of the
-//! bundled scripts. The fuzz target in `fuzz/` exercises this code (feature `fuzzing`).
+//! The limits on one `redis-eval` call's keys and arguments, and the check of a bundled
+//! script's call against its argument shapes (stated in `dlock_contract::Script::shapes`). The
+//! fuzz target in `fuzz/` exercises this code (feature `fuzzing`).
 
 use crate::bundled::BundledScript;
+pub use crate::contract::policy::MAX_FOREIGN_TOKEN_BYTES;
 use crate::contract::{
-    Companion, MAX_DURATION_MS, MAX_TOKEN_BYTES, TOKEN_BYTES, companion_of, is_companion_key,
-    is_uuid_v4, wrapped_lock_key,
+    ArgRole, KeyRole, MAX_DURATION_MS, TOKEN_BYTES, companion_of, is_companion_key, is_uuid_v4,
+    wrapped_lock_key,
 };
 
 /// Bounds on the keys and arguments of one call. Keys must be non-empty, free of control
@@ -15,9 +17,9 @@ pub struct RequestLimits {
     pub max_keys: usize,
     /// Longest key, in bytes.
     pub max_key_bytes: usize,
-    /// Every key starts with this, or is a companion (`{KEY}:fence`, `{KEY}:signal`,
-    /// `{KEY}:waiters`) of a key without a hash tag that does (a key with one has companions
-    /// that start with it).
+    /// Every key starts with this, or is a companion of a key that does: a key without a hash
+    /// tag has companions `{KEY}:fence`, `{KEY}:signal` and `{KEY}:waiters`, a key with one
+    /// `KEY::fence`, ... that start with it (`dlock_contract::companion_key`).
     pub key_namespace: String,
     /// Most bytes of keys and arguments together.
     pub max_request_bytes: usize,
@@ -26,10 +28,6 @@ pub struct RequestLimits {
     /// (UUID v4).
     pub foreign_tokens: bool,
 }
-
-/// Longest token of another client that `release` and `extend` accept when foreign tokens are
-/// allowed: what the component's `attach` accepts.
-pub const MAX_FOREIGN_TOKEN_BYTES: usize = MAX_TOKEN_BYTES;
 
 impl RequestLimits {
     /// Whether a call with these keys and arguments is within the limits; the reason when it
@@ -61,75 +59,48 @@ impl RequestLimits {
         Ok(())
     }
 
-    /// Whether a call of a bundled script has the shape that script is written for, so that
-    /// an allowed script cannot be turned into something else: an oracle for values it was
-    /// not given (a guessed "token"), a deleter of fence counters, or a writer of arbitrary
-    /// data. Call after [`RequestLimits::check`].
+    /// Whether a call of a bundled script has one of the shapes that script is written for
+    /// (`role.script().shapes()`), so that an allowed script cannot be turned into something
+    /// else: an oracle for values it was not given (a guessed "token"), a deleter of fence
+    /// counters, or a writer of arbitrary data. Call after [`RequestLimits::check`].
     pub fn check_role(
         &self,
         role: BundledScript,
         keys: &[String],
         args: &[String],
     ) -> Result<(), String> {
-        // A new bundled script needs its shape stated here: this match is exhaustive. After the
-        // lock key, each script takes its companions in this order, each optional as stated.
-        let (arity, companions): ((usize, usize), &[Companion]) = match role {
-            // acquire: KEY [FENCE] [WAITERS], TOKEN TTL [WAIT]; WAITERS exactly with WAIT.
-            BundledScript::Acquire => ((2, 3), &[Companion::Fence, Companion::Waiters]),
-            // release: KEY [SIGNAL WAITERS], TOKEN.
-            BundledScript::Release => ((1, 1), &[Companion::Signal, Companion::Waiters]),
-            BundledScript::Extend => ((2, 2), &[]),
-            BundledScript::Check => ((0, 0), &[]),
-        };
-        let Some(lock) = keys.first() else {
-            return Err(format!("the {role:?} script takes a lock key"));
-        };
-        if !(arity.0..=arity.1).contains(&args.len()) {
+        let Some(shape) = role.script().shape(keys.len(), args.len()) else {
             return Err(format!(
-                "the {role:?} script takes {} to {} arguments, not {}",
-                arity.0,
-                arity.1,
+                "the {role:?} script does not take {} keys with {} arguments",
+                keys.len(),
                 args.len()
             ));
-        }
-        if role == BundledScript::Check {
-            return match keys.len() {
-                1 => Ok(()),
-                n => Err(format!("the Check script takes 1 key, not {n}")),
-            };
-        }
-        if let Some(companion) = companion_of(lock) {
-            let what = match companion {
-                Companion::Fence => "a lock's fence counter",
-                Companion::Signal => "a lock's signal list",
-                Companion::Waiters => "a lock's waiters' mark",
-            };
-            return Err(format!("{lock:?} is {what}, not a lock key"));
-        }
-        let wanted: &[Companion] = match (role, keys.len(), args.len()) {
-            (BundledScript::Acquire, 1, 2) => &[],
-            (BundledScript::Acquire, 2, 2) => &[Companion::Fence],
-            (BundledScript::Acquire, 2, 3) => &[Companion::Waiters],
-            (BundledScript::Acquire, 3, 3) => companions,
-            (BundledScript::Release, 1, _) | (BundledScript::Extend, 1, _) => &[],
-            (BundledScript::Release, 3, _) => companions,
-            _ => {
-                return Err(format!(
-                    "the {role:?} script does not take {} keys with {} arguments",
-                    keys.len(),
-                    args.len()
-                ));
-            }
         };
-        for (key, companion) in keys[1..].iter().zip(wanted) {
-            if !is_companion_key(key, lock, *companion) {
-                return Err(format!("{key:?} is not the {companion:?} key of {lock:?}"));
+        let lock = &keys[0];
+        for (key, want) in keys.iter().zip(shape.keys) {
+            match *want {
+                KeyRole::Any => {}
+                KeyRole::Lock => {
+                    if let Some(companion) = companion_of(key) {
+                        return Err(format!(
+                            "{key:?} is a lock's {}, not a lock key",
+                            companion.description()
+                        ));
+                    }
+                }
+                KeyRole::Companion(companion) => {
+                    if !is_companion_key(key, lock, companion) {
+                        return Err(format!("{key:?} is not the {companion:?} key of {lock:?}"));
+                    }
+                }
             }
         }
-        let foreign = self.foreign_tokens && role != BundledScript::Acquire;
-        check_token(&args[0], foreign)?;
-        for ms in &args[1..] {
-            check_ttl(ms)?;
+        for (arg, want) in args.iter().zip(shape.args) {
+            match want {
+                ArgRole::NewToken => check_token(arg, false)?,
+                ArgRole::HeldToken => check_token(arg, self.foreign_tokens)?,
+                ArgRole::Ttl | ArgRole::Wait => check_ttl(arg)?,
+            }
         }
         Ok(())
     }
@@ -217,11 +188,8 @@ mod tests {
 
     fn limits(foreign_tokens: bool) -> RequestLimits {
         RequestLimits {
-            max_keys: 8,
-            max_key_bytes: 1024,
-            key_namespace: String::new(),
-            max_request_bytes: 4096,
             foreign_tokens,
+            ..crate::Policy::default().limits
         }
     }
 

@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use super::limits::RequestLimits;
 use crate::bundled::BundledScript;
+use crate::contract::policy as defaults;
 
 /// The host's rules for a component's Redis calls.
 ///
-/// The defaults allow exactly the scripts of the bundled component, identified by SHA1, on any
-/// key that is not empty, not over 1 KiB and free of control characters, and bound every call
-/// in time and size. A call the policy refuses gets `denied` and never reaches Redis.
+/// The defaults ([`contract::policy`](crate::contract::policy)) allow exactly the scripts of the
+/// bundled component, identified by SHA1, on any key that is not empty, not over
+/// [`DEFAULT_MAX_KEY_BYTES`](defaults::DEFAULT_MAX_KEY_BYTES) and free of control characters,
+/// and bound every call in time and size. A call the policy refuses gets `denied` and never
+/// reaches Redis.
 #[derive(Clone, Debug)]
 pub struct Policy {
     allowed_sha1: HashSet<String>,
@@ -32,19 +35,19 @@ impl Default for Policy {
                 .map(|s| s.sha1().to_owned())
                 .collect(),
             extra_sources: Vec::new(),
-            command_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_millis(defaults::DEFAULT_COMMAND_TIMEOUT_MS),
             limits: RequestLimits {
-                max_keys: 8,
-                max_key_bytes: 1024,
-                key_namespace: String::new(),
-                max_request_bytes: 4 * 1024,
-                foreign_tokens: false,
+                max_keys: defaults::DEFAULT_MAX_KEYS,
+                max_key_bytes: defaults::DEFAULT_MAX_KEY_BYTES,
+                key_namespace: defaults::DEFAULT_KEY_NAMESPACE.to_owned(),
+                max_request_bytes: defaults::DEFAULT_MAX_REQUEST_BYTES,
+                foreign_tokens: defaults::DEFAULT_ALLOW_FOREIGN_TOKENS,
             },
-            max_reply_bytes: 64 * 1024,
-            max_evals_per_second: 4096,
-            max_bytes_per_second: 4 << 20,
-            max_compute: Duration::from_secs(1),
-            max_blocking_connections: 64,
+            max_reply_bytes: defaults::DEFAULT_MAX_REPLY_BYTES,
+            max_evals_per_second: defaults::DEFAULT_MAX_EVALS_PER_SECOND,
+            max_bytes_per_second: defaults::DEFAULT_MAX_BYTES_PER_SECOND,
+            max_compute: Duration::from_millis(defaults::DEFAULT_MAX_COMPUTE_MS),
+            max_blocking_connections: defaults::DEFAULT_MAX_BLOCKING_CONNECTIONS,
         }
     }
 }
@@ -68,36 +71,38 @@ impl Policy {
 
     /// Each `redis-eval` (including a reload after `NOSCRIPT`) must complete within this, or
     /// the component gets `timeout`; the Redis connection's response timeout is the same.
-    /// Default 2 s.
+    /// Default [`DEFAULT_COMMAND_TIMEOUT_MS`](defaults::DEFAULT_COMMAND_TIMEOUT_MS).
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
     }
 
-    /// Most keys one call may pass. Default 8.
+    /// Most keys one call may pass. Default [`DEFAULT_MAX_KEYS`](defaults::DEFAULT_MAX_KEYS).
     pub fn with_max_keys(mut self, keys: usize) -> Self {
         self.limits.max_keys = keys;
         self
     }
 
-    /// Most bytes in all of one call's keys and arguments together. Default 4 KiB: over
-    /// what the bundled scripts can need (about 2.6 KiB: a 768-byte key with its prefix, two
-    /// of its companion keys, a 256-byte token and two durations).
+    /// Most bytes in all of one call's keys and arguments together. Default
+    /// [`DEFAULT_MAX_REQUEST_BYTES`](defaults::DEFAULT_MAX_REQUEST_BYTES): over what the
+    /// bundled scripts can need ([`max_request_bytes`](crate::contract::max_request_bytes)).
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_request_bytes = bytes;
         self
     }
 
     /// Most bytes a reply may carry (bulk strings and status text added up, 8 bytes per array
-    /// element). Default 64 KiB.
+    /// element). Default [`DEFAULT_MAX_REPLY_BYTES`](defaults::DEFAULT_MAX_REPLY_BYTES).
     pub fn with_max_reply_bytes(mut self, bytes: usize) -> Self {
         self.max_reply_bytes = bytes;
         self
     }
 
-    /// Every key must start with `namespace`, or be a companion (`{KEY}:fence`, `{KEY}:signal`,
-    /// `{KEY}:waiters`) of a key that does (the companions of a key without a hash tag; see
-    /// `contract::companion_key`). Default empty: any key. Use the same
+    /// Every key must start with `namespace`, or be a companion of a key that does: its fence
+    /// counter, signal list or waiters' mark, `{KEY}:fence`, `{KEY}:signal`, `{KEY}:waiters`
+    /// for a key without a hash tag (a key with one has companions `KEY::fence`, ... that
+    /// start with it; see [`contract::companion_key`](crate::contract::companion_key)).
+    /// Default empty: any key. Use the same
     /// prefix as the clients' `LockOptions::key_prefix`, and give it a hash tag where Redis
     /// Cluster slots matter.
     pub fn with_key_namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -105,7 +110,8 @@ impl Policy {
         self
     }
 
-    /// Longest key, in bytes. Default 1024.
+    /// Longest key, in bytes. Default
+    /// [`DEFAULT_MAX_KEY_BYTES`](defaults::DEFAULT_MAX_KEY_BYTES).
     pub fn with_max_key_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_key_bytes = bytes;
         self
@@ -114,7 +120,8 @@ impl Policy {
     /// How many `redis-eval` calls the component may make during one call into it (one
     /// `acquire`, one `wait_for_lock`, ...): a token bucket that starts full with this many
     /// calls at every call into the component and refills at this many per second; a call
-    /// past it is `denied`. Default 4096: far above what the bundled component needs (one per
+    /// past it is `denied`. Default
+    /// [`DEFAULT_MAX_EVALS_PER_SECOND`](defaults::DEFAULT_MAX_EVALS_PER_SECOND): far above what the bundled component needs (one per
     /// attempt, at most a few per second once backing off), far below a runaway loop. A rate,
     /// so that a wait of hours still works.
     pub fn with_max_evals_per_second(mut self, evals: u32) -> Self {
@@ -126,15 +133,17 @@ impl Policy {
     /// this many bytes, refilled at this many per second over the client's whole life (across
     /// calls); a call past it is `denied` and reaches Redis only once the bucket has refilled.
     /// It bounds how fast a component can fill Redis with data, whatever it is asked to do.
-    /// Default 4 MiB per second: about 40,000 lock operations per second with 100-byte keys.
+    /// Default [`DEFAULT_MAX_BYTES_PER_SECOND`](defaults::DEFAULT_MAX_BYTES_PER_SECOND) (4 MiB
+    /// per second: about 40,000 lock operations per second with 100-byte keys).
     pub fn with_max_bytes_per_second(mut self, bytes: u64) -> Self {
         self.max_bytes_per_second = bytes;
         self
     }
 
     /// Lets the bundled `release` and `extend` scripts name tokens of other clients of the
-    /// lock convention (redis-py's `Lock`, redsync, node-redlock): any 1 to 256 bytes without
-    /// control characters. Off by default: only dlock's own tokens (UUID v4) are accepted,
+    /// lock convention (redis-py's `Lock`, redsync, node-redlock): any 1 to
+    /// [`MAX_FOREIGN_TOKEN_BYTES`](defaults::MAX_FOREIGN_TOKEN_BYTES) bytes without control
+    /// characters. Off by default: only dlock's own tokens (UUID v4) are accepted,
     /// which keeps a component from using those scripts to test or delete keys whose values
     /// it guesses. Turn it on to release or extend, through `attach`, locks that other
     /// clients took; the `dlock` CLI does.
@@ -144,7 +153,8 @@ impl Policy {
     }
 
     /// Longest the component may compute without calling Redis or sleeping; past it the call
-    /// traps and the client is poisoned. Measured in 10 ms epoch ticks. Default 1 s.
+    /// traps and the client is poisoned. Measured in 10 ms epoch ticks. Default
+    /// [`DEFAULT_MAX_COMPUTE_MS`](defaults::DEFAULT_MAX_COMPUTE_MS).
     pub fn with_max_compute(mut self, limit: Duration) -> Self {
         self.max_compute = limit;
         self
@@ -155,7 +165,8 @@ impl Policy {
     /// never runs on the shared one), across every client of the runtime with this policy:
     /// the bound is per policy, so a `Runtime` and each `Runtime::with_policy` of it (each
     /// plugin) have their own. A wait that finds none free polls instead (a plain pause,
-    /// counted as a fallback). A cancelled wait closes its connection at once. Default 64; 0
+    /// counted as a fallback). A cancelled wait closes its connection at once. Default
+    /// [`DEFAULT_MAX_BLOCKING_CONNECTIONS`](defaults::DEFAULT_MAX_BLOCKING_CONNECTIONS); 0
     /// turns wake-up on release off.
     pub fn with_max_blocking_connections(mut self, connections: usize) -> Self {
         self.max_blocking_connections = connections;
@@ -249,7 +260,7 @@ mod tests {
                 .check_request(&keys(&["a"]), &keys(&["123456789", "x"]))
                 .is_err()
         );
-        let long = "k".repeat(1025);
+        let long = "k".repeat(defaults::DEFAULT_MAX_KEY_BYTES + 1);
         assert!(
             Policy::default()
                 .check_request(&keys(&[&long]), &[])

@@ -1,6 +1,11 @@
-//! Unit tests of `contract.rs` (kept apart so that the host's copy of it carries no tests).
+//! Unit tests of the contract.
 
-use crate::contract::*;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
+
+use crate::policy::DEFAULT_MAX_REQUEST_BYTES;
+use crate::*;
 
 #[test]
 fn keys_must_be_nonempty_short_and_printable() {
@@ -199,7 +204,6 @@ fn only_lowercase_uuid_v4_tokens_are_the_components_own() {
     ] {
         assert!(!is_uuid_v4(other), "{other}");
     }
-    assert!(is_uuid_v4(&crate::platform::uuid_v4([7; 16])));
 }
 
 fn no_jitter(base_ms: u64, max_ms: u64) -> Backoff {
@@ -282,7 +286,7 @@ fn the_total_backoff_follows_the_capped_schedule_with_or_without_jitter() {
 
 #[test]
 fn companion_keys_share_the_lock_keys_slot_and_are_recognised() {
-    use crate::contract::{Companion, companion_key, companion_of, wrapped_lock_key};
+    use crate::{Companion, companion_key, companion_of, wrapped_lock_key};
     assert_eq!(
         companion_key("job", Companion::Signal).unwrap(),
         "{job}:signal"
@@ -299,19 +303,66 @@ fn companion_keys_share_the_lock_keys_slot_and_are_recognised() {
     }
     for (lock, companion) in [("job", Companion::Signal), ("app:{j}", Companion::Waiters)] {
         let key = companion_key(lock, companion).unwrap();
-        assert!(crate::contract::is_companion_key(&key, lock, companion));
-        assert!(!crate::contract::is_companion_key(&key, "other", companion));
-        assert!(!crate::contract::is_companion_key(
-            &key,
-            lock,
-            Companion::Fence
-        ));
+        assert!(crate::is_companion_key(&key, lock, companion));
+        assert!(!crate::is_companion_key(&key, "other", companion));
+        assert!(!crate::is_companion_key(&key, lock, Companion::Fence));
     }
-    assert!(!crate::contract::is_companion_key(
+    assert!(!crate::is_companion_key(
         "{a}b}:signal",
         "a}b",
         Companion::Signal
     ));
     assert_eq!(companion_of("job:signal"), None);
     assert_eq!(wrapped_lock_key("app:{job}:fence"), None);
+}
+
+#[test]
+fn no_script_has_two_shapes_of_the_same_size_and_each_starts_with_its_key() {
+    for script in Script::ALL {
+        let shapes = script.shapes();
+        assert!(!shapes.is_empty(), "{script:?}");
+        for (i, a) in shapes.iter().enumerate() {
+            assert!(
+                matches!(a.keys.first(), Some(KeyRole::Lock | KeyRole::Any)),
+                "{script:?} {a:?}"
+            );
+            assert_eq!(script.shape(a.keys.len(), a.args.len()), Some(a));
+            for b in &shapes[i + 1..] {
+                assert!(
+                    (a.keys.len(), a.args.len()) != (b.keys.len(), b.args.len()),
+                    "{script:?}: {a:?} and {b:?}"
+                );
+            }
+        }
+        assert_eq!(Script::from_name(script.name()), Some(script));
+        assert_eq!(Script::ALL[script.index()], script);
+    }
+    assert_eq!(Script::from_name("flushall"), None);
+}
+
+#[test]
+fn the_default_request_cap_holds_the_largest_call_of_the_scripts() {
+    // A release with a foreign token behind the longest key and prefix, with its signal list
+    // and waiters' mark: 768 + 777 + 778 + 256 bytes.
+    assert_eq!(max_request_bytes(), 2579);
+    let longest = format!(
+        "{}{}",
+        "p".repeat(MAX_PREFIX_BYTES),
+        "k".repeat(MAX_KEY_BYTES)
+    );
+    let keys = [
+        longest.clone(),
+        companion_key(&longest, Companion::Signal).unwrap(),
+        companion_key(&longest, Companion::Waiters).unwrap(),
+    ];
+    let sent: usize = keys.iter().map(String::len).sum::<usize>() + MAX_TOKEN_BYTES;
+    assert_eq!(sent, max_request_bytes());
+    const { assert!(DEFAULT_MAX_REQUEST_BYTES >= max_request_bytes()) };
+}
+
+#[test]
+fn the_wit_names_carry_one_version() {
+    assert_eq!(WIT_PACKAGE, format!("dlock:lock@{WIT_VERSION}"));
+    assert_eq!(REDIS_INTERFACE, format!("dlock:lock/redis@{WIT_VERSION}"));
+    assert_eq!(LOCK_INTERFACE, format!("dlock:lock/lock@{WIT_VERSION}"));
 }
