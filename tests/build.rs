@@ -19,6 +19,7 @@ fn main() {
         &[
             "src",
             "rt",
+            "contract",
             "scripts",
             "Cargo.toml",
             "Cargo.lock",

@@ -272,3 +272,43 @@ fn every_wit_name_in_the_repository_carries_the_contracts_version() {
         "only {seen} versioned WIT names found: is the scan looking?"
     );
 }
+
+/// The `key = value` lines of `section` (`[workspace.package]`, `[lints.rust]`) in a manifest.
+fn manifest_section(path: &str, section: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo().join(path)).unwrap();
+    text.lines()
+        .skip_while(|line| line.trim() != section)
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            Some((key.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// dlock-contract states its package fields and lints itself rather than inheriting them: the
+/// guest's workspace reaches it too (through `guest/contract`), and would otherwise be asked
+/// for them. They are the root workspace's, so a release changes them in one place and this
+/// test names the other.
+#[test]
+fn the_contract_crates_manifest_says_what_the_workspace_says() {
+    let contract = manifest_section("contract/Cargo.toml", "[package]");
+    for (key, value) in manifest_section("Cargo.toml", "[workspace.package]") {
+        assert!(
+            contract.contains(&(key.clone(), value.clone())),
+            "contract/Cargo.toml does not say {key} = {value} as Cargo.toml's [workspace.package] does"
+        );
+    }
+    for kind in ["rust", "clippy"] {
+        let lints = manifest_section("contract/Cargo.toml", &format!("[lints.{kind}]"));
+        for lint in manifest_section("Cargo.toml", &format!("[workspace.lints.{kind}]")) {
+            assert!(
+                lints.contains(&lint),
+                "contract/Cargo.toml's [lints.{kind}] lacks {} = {}",
+                lint.0,
+                lint.1
+            );
+        }
+    }
+}

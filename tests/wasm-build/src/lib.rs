@@ -8,9 +8,7 @@
 //! resolve their own), finds the components built and does not build a copy; it gets none of the outer build's rustflags or target settings (they would leak host
 //! flags into the wasm link and hide the workspace's own `.cargo/config.toml`, which cargo
 //! finds from the working directory). Paths of dependencies in cargo's home are remapped to
-//! `/cargo`, and paths in the repository (a path dependency outside the built workspace, such
-//! as `contract/`, is named by its absolute path) to `/dlock`, so the bytes do not depend on
-//! where cargo keeps its registry or where the repository is checked out.
+//! `/cargo`, so the bytes do not depend on where cargo keeps its registry.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,10 +33,8 @@ pub fn build_wasm_with(dir: &Path, name: &str, watch: &[&str], args: &[&str]) ->
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
         .expect("neither CARGO_HOME nor HOME is set");
     let remap = format!(
-        "target.wasm32-wasip2.rustflags=['--remap-path-prefix={}=/cargo', \
-         '--remap-path-prefix={}=/dlock']",
-        cargo_home.display(),
-        repository().display()
+        "target.wasm32-wasip2.rustflags=['--remap-path-prefix={}=/cargo']",
+        cargo_home.display()
     );
     let status = Command::new(cargo)
         .current_dir(dir)
@@ -70,19 +66,6 @@ pub fn build_wasm_with(dir: &Path, name: &str, watch: &[&str], args: &[&str]) ->
         dir.display()
     );
     target_dir.join("wasm32-wasip2/release")
-}
-
-/// The repository: the nearest directory above the calling crate that holds a `Cargo.lock`
-/// (the outer workspace's root).
-fn repository() -> PathBuf {
-    let manifest_dir = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is not set"),
-    );
-    manifest_dir
-        .ancestors()
-        .find(|dir| dir.join("Cargo.lock").exists())
-        .expect("the calling crate is in a workspace with a Cargo.lock")
-        .to_owned()
 }
 
 /// `<profile dir>/wasm-build/<name>`, found from `OUT_DIR` (`<profile dir>/build/<unit>/out`);
