@@ -2,22 +2,16 @@
 //! command's `--help`) are rendered from the code, and these tests fail when the files differ.
 //! `DLOCK_BLESS=1 cargo test -p dlock --bin dlock docs` rewrites them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::CommandFactory;
+use dlock_tests::repository::root as repo;
 
 use super::{Cli, exit};
 
 const EXIT_CODES_START: &str =
     "<!-- exit codes: rendered from cli/src/exit.rs; a test compares -->\n";
 const EXIT_CODES_END: &str = "<!-- /exit codes -->\n";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cli/ is in the repository")
-        .to_owned()
-}
 
 /// Compares `path` with `want`, or writes `want` to it under `DLOCK_BLESS=1`.
 fn check(path: &Path, want: &str) {

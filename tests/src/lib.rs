@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod driver;
 pub mod node;
 pub mod protocol;
+pub mod repository;
 pub mod stats;
 pub mod tls;
 pub mod tool;

@@ -6,10 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use dlock_tests::components::GUEST;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use dlock_tests::repository::root as repo;
 
 /// Every file under `dir`, as paths relative to it, sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {

@@ -6,22 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// The repository's files of `kind` ("rs", "mjs"...) under `dir`, skipping build output and
-/// dependencies.
-fn files(dir: &Path, kind: &str, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if path.is_dir() {
-            if !matches!(name.as_ref(), "target" | "node_modules" | "gen" | ".git") {
-                files(&path, kind, out);
-            }
-        } else if path.extension().is_some_and(|ext| ext == kind) {
-            out.push(path);
-        }
-    }
-}
+use dlock_tests::repository::{self, files_of};
 
 /// Every `module::...::name` in backquotes in `text` whose last part looks like a test's name
 /// (four words or more, or a `*` for every test of the module).
@@ -52,11 +37,9 @@ fn named_tests(text: &str) -> Vec<(Vec<String>, String)> {
 
 #[test]
 fn every_test_the_docs_name_exists_where_they_say() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut sources = Vec::new();
-    for kind in ["rs", "mjs"] {
-        files(root, kind, &mut sources);
-    }
+    let root = &repository::root();
+    let mut sources = files_of(root, "rs");
+    sources.extend(files_of(root, "mjs"));
     // Module names: file stems, directory names and `mod` items; function and test names.
     let mut modules = BTreeSet::new();
     let mut functions = BTreeSet::new();
@@ -122,7 +105,7 @@ fn test_names_are_found_in_backquoted_paths_only() {
 /// The Markdown docs: the README, the Node package's README and everything under docs/.
 fn docs(root: &Path) -> Vec<std::path::PathBuf> {
     let mut docs = vec![root.join("README.md"), root.join("node/README.md")];
-    files(&root.join("docs"), "md", &mut docs);
+    docs.extend(files_of(&root.join("docs"), "md"));
     docs
 }
 
@@ -143,7 +126,7 @@ fn anchor(heading: &str) -> String {
 
 #[test]
 fn every_relative_link_in_the_docs_reaches_a_file_and_heading() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = &repository::root();
     let mut wrong = Vec::new();
     for doc in docs(root) {
         let text = std::fs::read_to_string(&doc).unwrap();

@@ -3,13 +3,9 @@
 //! in the repository carries the contract's version. Change the constant and these fail until
 //! the text follows.
 
-use std::path::{Path, PathBuf};
-
 use dlock_host::contract::{self, Script, WIT_VERSION, policy};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use dlock_tests::repository::{self, root as repo};
 
 /// `path`'s text with every run of whitespace (line breaks, a comment's `*` or `///` aside)
 /// made one space, so that a statement may be wrapped anywhere.
@@ -217,26 +213,12 @@ fn kib(bytes: usize) -> String {
     format!("{} KiB", bytes / 1024)
 }
 
-/// Every file under `dir` worth reading for WIT names: not build output, dependencies, the
-/// change log (which names past versions) or the generated jco bindings.
-fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy();
-        if path.is_dir() {
-            if !matches!(&*name, ".git" | "target" | "node_modules" | "gen") {
-                sources(&path, found);
-            }
-        } else if name != "CHANGELOG.md" {
-            found.push(path);
-        }
-    }
-}
-
 #[test]
 fn every_wit_name_in_the_repository_carries_the_contracts_version() {
-    let mut files = Vec::new();
-    sources(&repo(), &mut files);
+    // Not the change log, which names past versions.
+    let files = repository::files(&repo())
+        .into_iter()
+        .filter(|path| !path.ends_with("CHANGELOG.md"));
     let mut seen = 0;
     for file in files {
         let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
