@@ -197,20 +197,16 @@ impl Link {
         self.waits.clone().try_acquire_owned().ok()
     }
 
-    /// The store waits block at: the one primary, or over a quorum the first. A release
-    /// signals every primary it reaches, so a signal on the first is a hint that the lock may
-    /// be free, and the woken waiter tries the whole quorum again; when the first is down,
-    /// waits there pause.
-    pub(super) fn waiting_node(&self) -> Option<&Arc<Node>> {
-        self.stores.nodes.first()
-    }
-
-    /// The connections for blocking on the signal list `signal` at [`Self::waiting_node`],
-    /// shared by every link on the same stores: to its primary (at a fixed address, or the
-    /// one Sentinel names now), or in a Cluster to the primary serving the list's slot.
-    pub(super) async fn blocking_pool(&self, signal: &str) -> Option<Arc<BlockingPool>> {
-        self.waiting_node()?
-            .blocking_pool(signal, self.policy.command_timeout)
+    /// The connections for blocking on the signal list `signal` at `node` (one of
+    /// [`Self::nodes`]), shared by every link on the same stores: to its primary (at a fixed
+    /// address, or the one Sentinel names now), or in a Cluster to the primary serving the
+    /// list's slot.
+    pub(super) async fn blocking_pool(
+        &self,
+        node: &Node,
+        signal: &str,
+    ) -> Option<Arc<BlockingPool>> {
+        node.blocking_pool(signal, self.policy.command_timeout)
             .await
     }
 

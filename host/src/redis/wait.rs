@@ -5,20 +5,32 @@
 //! when waiters have marked the key. A listening wait blocks on that list with `BLPOP` on a
 //! connection of its own (never the shared multiplexed one), for at most the time the
 //! component asked, which the host cuts at the call's deadline. Redis serves blocked clients
-//! first come, first served, so a signal wakes one waiter at most. The `BLPOP` runs in a task
+//! first come, first served, so a signal wakes one waiter at most. Over a quorum a wait blocks
+//! at every primary at once (a connection at each) and the first signal ends it: a release
+//! signals every primary it reaches, and a woken attempt that reached some primary before the
+//! release did has marked itself there again, so that primary's signal wakes it once more. The
+//! `BLPOP`s at the other primaries are left to end by themselves (a connection closed under a
+//! blocked `BLPOP` may still take a signal in Redis, which would then be lost): a signal one of
+//! them takes later is passed on, to the waiter's next wait among others. The `BLPOP` runs in a task
 //! of its own: when the wait's timer ends first, the task still collects the reply (due at
 //! the same time), hands a signal it took to nobody back to the next waiter (*passes it on*),
 //! and returns the connection; when the wait is cancelled or torn down, the task closes the
 //! connection at once (Redis then unblocks it) and frees its permit. A wait that cannot block
 //! (no connection free under the policy's bound, none can be opened) pauses instead.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::RedisView;
 use super::link::Link;
+use super::node::Node;
 use crate::bindings::WitRedisError;
 use crate::bindings::dlock::lock::redis::Wake;
 use crate::cancel::Cancel;
@@ -95,14 +107,30 @@ pub(super) async fn wait_for_release(
             format!("the key {key:?} has no signal list (a '}}' without a hash tag)"),
         );
     };
-    // A failed BLPOP is tried once more: behind Sentinel or in a Cluster the primary may have
-    // moved (the old one answers MOVED or is gone), and the retry goes where it is now.
-    let mut listened = listen_for(&link, &signal, &waiters, until, &cancel).await;
-    if listened == Listened::Failed {
-        listened = listen_for(&link, &signal, &waiters, until, &cancel).await;
-    }
-    match listened {
-        Listened::Woke(wake) => Ok(wake),
+    let outlived = AtomicBool::new(false);
+    let listening = link.nodes().iter().map(|node| {
+        let (link, signal, waiters, cancel) = (&link, &signal, &waiters, &cancel);
+        let outlived = &outlived;
+        async move {
+            // A failed BLPOP is tried once more: behind Sentinel or in a Cluster the primary
+            // may have moved (the old one answers MOVED or is gone), and the retry goes where
+            // it is now.
+            let listened = listen_for(link, node, signal, waiters, until, cancel, outlived).await;
+            if listened != Listened::Failed {
+                return listened;
+            }
+            listen_for(link, node, signal, waiters, until, cancel, outlived).await
+        }
+    });
+    match first_wake(listening.collect(), &outlived).await {
+        Listened::Woke(wake) => {
+            observe::woken(match wake {
+                Wake::Released => WokenBy::Signal,
+                Wake::Cancelled => WokenBy::Cancel,
+                _ => WokenBy::Timeout,
+            });
+            Ok(wake)
+        }
         Listened::Failed => Ok(pause(until, &cancel).await),
         Listened::Unavailable => {
             observe::fallback();
@@ -121,6 +149,36 @@ enum Listened {
     Unavailable,
 }
 
+/// How the waits at every primary ended together: released or cancelled as soon as one of them
+/// is; else timed out when one blocked until its end; else failed unless none could block at
+/// all. The waits still running when one is released are dropped with `outlived` set (their
+/// `BLPOP`s end by themselves); when one is cancelled, without (their connections close).
+async fn first_wake(
+    mut listening: FuturesUnordered<impl Future<Output = Listened>>,
+    outlived: &AtomicBool,
+) -> Listened {
+    let (mut timed_out, mut failed) = (false, false);
+    while let Some(listened) = listening.next().await {
+        match listened {
+            Listened::Woke(Wake::TimedOut) => timed_out = true,
+            Listened::Woke(Wake::Released) => {
+                outlived.store(true, Ordering::Relaxed);
+                return Listened::Woke(Wake::Released);
+            }
+            Listened::Woke(wake) => return Listened::Woke(wake),
+            Listened::Failed => failed = true,
+            Listened::Unavailable => {}
+        }
+    }
+    if timed_out {
+        Listened::Woke(Wake::TimedOut)
+    } else if failed {
+        Listened::Failed
+    } else {
+        Listened::Unavailable
+    }
+}
+
 /// A plain pause until `until`, or until the call is cancelled.
 async fn pause(until: Instant, cancel: &Cancel) -> Wake {
     let wake = tokio::select! {
@@ -135,21 +193,47 @@ async fn pause(until: Instant, cancel: &Cancel) -> Wake {
     wake
 }
 
-/// Blocks on `signal` until `until`.
+/// The wait's end of a `BLPOP` task's abandon channel: `true` tells the task to close its
+/// connection at once, `false` to collect the reply (due by the `BLPOP`'s own timeout) and
+/// pass on a signal it took. Dropped untold, it tells `false` when `outlived` is set (another
+/// primary's signal ended the wait), else nothing, which closes the connection (the wait was
+/// torn down).
+struct Abandon<'a> {
+    tx: Option<oneshot::Sender<bool>>,
+    outlived: &'a AtomicBool,
+}
+
+impl Abandon<'_> {
+    fn tell(&mut self, close: bool) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(close);
+        }
+    }
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.outlived.load(Ordering::Relaxed) {
+            self.tell(false);
+        }
+    }
+}
+
+/// Blocks on `signal` at `node` until `until`.
 async fn listen_for(
-    link: &std::sync::Arc<Link>,
+    link: &Arc<Link>,
+    node: &Arc<Node>,
     signal: &str,
     waiters: &str,
     until: Instant,
     cancel: &Cancel,
+    outlived: &AtomicBool,
 ) -> Listened {
-    let Some(node) = link.waiting_node() else {
-        return Listened::Unavailable;
-    };
     let Some(permit) = link.blocking_permit() else {
         return Listened::Unavailable;
     };
-    let Ok(Some(pool)) = tokio::time::timeout_at(until.into(), link.blocking_pool(signal)).await
+    let Ok(Some(pool)) =
+        tokio::time::timeout_at(until.into(), link.blocking_pool(node, signal)).await
     else {
         return Listened::Unavailable;
     };
@@ -159,7 +243,6 @@ async fn listen_for(
     let left = until.saturating_duration_since(Instant::now());
     if left.is_zero() {
         pool.give_back(taken, link.policy.max_blocking_connections);
-        observe::woken(WokenBy::Timeout);
         return Listened::Woke(Wake::TimedOut);
     }
     // Redis reads the timeout in seconds, with millisecond precision (0 would block forever).
@@ -167,9 +250,12 @@ async fn listen_for(
     // A connection that has not answered this long after Redis's own timeout is dead.
     let guard = left + link.policy.command_timeout;
     let (tx, mut rx) = oneshot::channel::<bool>();
-    // What the wait tells the BLPOP task when it ends first: `false`, collect the reply (it is
-    // due at about the same time); `true` or nothing (the wait was torn down), abandon it.
+    // What the wait tells the BLPOP task when it ends first (see `Abandon`).
     let (abandon, mut abandoned) = oneshot::channel::<bool>();
+    let mut abandon = Abandon {
+        tx: Some(abandon),
+        outlived,
+    };
     let task_link = link.clone();
     let task_node = node.clone();
     let (task_signal, task_waiters) = (signal.to_owned(), waiters.to_owned());
@@ -216,7 +302,7 @@ async fn listen_for(
                 }
             };
             if tx.send(popped).is_err() && popped {
-                pass_on(&task_link, &task_signal, &task_waiters).await;
+                pass_on(&task_link, &task_node, &task_signal, &task_waiters).await;
             }
             pool.give_back(taken, task_link.policy.max_blocking_connections);
         }
@@ -229,34 +315,26 @@ async fn listen_for(
             Err(_) => return Listened::Failed,
         },
         () = tokio::time::sleep_until(until.into()) => {
-            let _ = abandon.send(false);
+            abandon.tell(false);
             rx.close();
             if let Ok(true) = rx.try_recv() { Wake::Released } else { Wake::TimedOut }
         }
         () = cancel.cancelled() => {
-            let _ = abandon.send(true);
+            abandon.tell(true);
             rx.close();
             if let Ok(true) = rx.try_recv() {
-                let link = link.clone();
+                let (link, node) = (link.clone(), node.clone());
                 let (signal, waiters) = (signal.to_owned(), waiters.to_owned());
-                tokio::spawn(async move { pass_on(&link, &signal, &waiters).await });
+                tokio::spawn(async move { pass_on(&link, &node, &signal, &waiters).await });
             }
             Wake::Cancelled
         }
     };
-    observe::woken(match wake {
-        Wake::Released => WokenBy::Signal,
-        Wake::Cancelled => WokenBy::Cancel,
-        _ => WokenBy::Timeout,
-    });
     Listened::Woke(wake)
 }
 
-/// Hands a signal a waiter took but will not use to the next waiter.
-async fn pass_on(link: &Link, signal: &str, waiters: &str) {
-    let Some(node) = link.waiting_node() else {
-        return;
-    };
+/// Hands a signal a waiter took at `node` but will not use to the next waiter there.
+async fn pass_on(link: &Link, node: &Node, signal: &str, waiters: &str) {
     let (_, mut conn) = node.current();
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(PASS_ON).arg(2).arg(signal).arg(waiters);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dlock_host::{Error, LockOptions, Policy, ReleaseOutcome, Runtime, Topology};
 use dlock_tests::{
-    RedisServer, exists, get, quick_options, raw, redis, release_wakes_the_waiter, signal_server,
+    RedisServer, eventually, exists, get, quick_options, raw, redis, signal_server,
     woken_only_by_release,
 };
 use rustix::process::Signal;
@@ -242,30 +242,180 @@ async fn release_and_extend_outcomes_over_a_quorum_follow_the_majority() {
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Expired);
 }
 
-/// Over a quorum a waiter marks the key on the primaries and blocks on the signal list of the
-/// first one (a hint: a release signals every primary it reaches, and the woken waiter tries
-/// the whole quorum again); a release wakes it and it takes the lock on a majority.
-#[tokio::test]
-async fn a_waiter_over_a_quorum_blocks_at_the_first_primary_and_a_release_wakes_it() {
-    let (servers, runtime) = quorum_timing_out_after(3, PATIENT).await;
+/// Hang guard for events that must happen (never a timing assertion).
+const GUARD: Duration = Duration::from_secs(30);
+
+/// A waiter over a quorum of three that only a release wakes: its first attempt finds the lock
+/// busy, and each later one follows a signal. A woken attempt may fall short once for each
+/// primary the release has not reached yet (and is woken again by its signal there).
+fn quorum_waiter(options: LockOptions) -> LockOptions {
+    woken_only_by_release(options).with_retry_count(3)
+}
+
+/// Two clients of `runtime`: a holder, and a waiter made with [`quorum_waiter`].
+async fn holder_and_waiter(runtime: &Runtime) -> (dlock_host::Client, dlock_host::Client) {
     let holder = runtime.client(LockOptions::default()).await.unwrap();
     let waiter = runtime
-        .client(woken_only_by_release(LockOptions::default()))
+        .client(quorum_waiter(LockOptions::default()))
         .await
         .unwrap();
-    let mut first = raw(&servers[0]).await;
-    let (_, got) = release_wakes_the_waiter(&mut first, "job", &holder, waiter, "job").await;
-    // The woken waiter may reach a primary before the release does: a majority is its lock
-    // (and a primary slow to answer the busy round may mark it late).
-    let (mut holding, mut marked) = (0, 0);
-    for server in &servers {
+    (holder, waiter)
+}
+
+/// Raw connections to `servers`, with `key` made to last until released on each that holds it.
+async fn persisted(servers: &[RedisServer], key: &str) -> Vec<redis::aio::MultiplexedConnection> {
+    let mut conns = Vec::new();
+    for server in servers {
         let mut conn = raw(server).await;
-        holding += usize::from(get(&mut conn, "job").await == Some(got.info().token));
-        marked += usize::from(exists(&mut conn, "{job}:waiters").await);
+        let _: i64 = redis::cmd("PERSIST")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        conns.push(conn);
+    }
+    conns
+}
+
+/// Push wake-up over the quorum `servers`: `holder` takes "job" (made to last until
+/// released), `waiter` (made with [`quorum_waiter`]) blocks at every primary, and the holder's
+/// release wakes it. Hands back the waiter's handle and a connection to each primary.
+async fn release_wakes_the_quorum_waiter(
+    servers: &[RedisServer],
+    holder: &dlock_host::Client,
+    waiter: dlock_host::Client,
+) -> (
+    dlock_host::LockHandle,
+    Vec<redis::aio::MultiplexedConnection>,
+) {
+    let held = holder
+        .acquire("job", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut conns = persisted(servers, "job").await;
+    let waiting = tokio::spawn(async move { waiter.acquire("job", Duration::from_secs(60)).await });
+    eventually("the waiter to block at every primary", GUARD, || {
+        let mut conns = conns.clone();
+        async move {
+            for conn in &mut conns {
+                if dlock_tests::blocked_clients(conn).await != 1 {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert_eq!(held.release().await.unwrap(), ReleaseOutcome::Released);
+    let got = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the release did not wake the waiter")
+        .unwrap()
+        .unwrap();
+    let mut holding = 0;
+    for conn in &mut conns {
+        // A primary may hold a value of another type in the key.
+        let value = redis::cmd("GET").arg("job").query_async(conn).await;
+        holding += usize::from(value.ok().flatten() == Some(got.info().token));
     }
     assert!(holding >= 2, "held on {holding} of 3 primaries");
-    assert!(marked >= 2, "marked on {marked} of 3 primaries");
+    (got, conns)
+}
+
+/// Over a quorum a waiter marks the key on every primary and blocks on the signal list of each
+/// at once; the holder's release signals every primary it reaches, the first signal wakes the
+/// waiter, and it takes the lock on a majority.
+#[tokio::test]
+async fn a_waiter_over_a_quorum_blocks_at_every_primary_and_a_release_wakes_it() {
+    let (servers, runtime) = quorum_timing_out_after(3, PATIENT).await;
+    let (holder, waiter) = holder_and_waiter(&runtime).await;
+    let (got, mut conns) = release_wakes_the_quorum_waiter(&servers, &holder, waiter).await;
+    let mut marked = 0;
+    for conn in &mut conns {
+        marked += usize::from(exists(conn, "{job}:waiters").await);
+    }
+    assert_eq!(marked, 3, "marked on {marked} of 3 primaries");
     assert_eq!(got.release().await.unwrap(), ReleaseOutcome::Released);
+}
+
+/// The release script, run by hand on one primary as a holder's release reaching it.
+async fn release_on(conn: &mut redis::aio::MultiplexedConnection, key: &str, token: &str) {
+    use dlock_host::contract::{Companion, companion_key};
+    let script = dlock_tests::repository::root().join("guest/scripts/release.lua");
+    let released: i64 = redis::cmd("EVAL")
+        .arg(std::fs::read_to_string(script).unwrap())
+        .arg(3)
+        .arg(key)
+        .arg(companion_key(key, Companion::Signal).unwrap())
+        .arg(companion_key(key, Companion::Waiters).unwrap())
+        .arg(token)
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(released, 1, "the token was on the primary");
+}
+
+/// A holder's release reaches the primaries one by one: a waiter woken by the first, whose
+/// attempt finds the others still held, falls short of a majority; its attempt marked it as a
+/// waiter there again, and the next primary's release wakes it (not its backoff: here ten
+/// minutes), so it takes the lock. Before, it blocked at the first primary only and slept
+/// through the others' signals (seen on a loaded machine, where a release's three writes
+/// arrive far apart).
+#[tokio::test]
+async fn a_waiter_woken_before_the_release_reached_a_majority_is_woken_again_by_the_rest() {
+    let (servers, runtime) = quorum_timing_out_after(3, PATIENT).await;
+    let (holder, waiter) = holder_and_waiter(&runtime).await;
+    let held = holder
+        .acquire("job", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let token = held.info().token;
+    let mut conns = persisted(&servers, "job").await;
+    let waiting = tokio::spawn(async move {
+        let got = waiter.acquire("job", Duration::from_secs(60)).await;
+        (waiter, got)
+    });
+    let blocked_at_first = || {
+        let mut first = conns[0].clone();
+        async move { dlock_tests::blocked_clients(&mut first).await == 1 }
+    };
+    eventually(
+        "the waiter to block at the first primary",
+        GUARD,
+        blocked_at_first,
+    )
+    .await;
+    release_on(&mut conns[0], "job", &token).await;
+    // Woken there, the waiter tries all three, takes only the first, gives it back and waits
+    // again: blocked at the first primary once more, with the signal taken.
+    eventually(
+        "the woken attempt to fall short and wait again",
+        GUARD,
+        || {
+            let mut first = conns[0].clone();
+            async move {
+                !exists(&mut first, "{job}:signal").await
+                    && !exists(&mut first, "job").await
+                    && dlock_tests::blocked_clients(&mut first).await == 1
+            }
+        },
+    )
+    .await;
+    for conn in &mut conns[1..] {
+        release_on(conn, "job", &token).await;
+    }
+    let (_waiter, got) = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the releases on the other primaries did not wake the waiter")
+        .unwrap();
+    let got = got.unwrap();
+    let mut holding = 0;
+    for conn in &mut conns {
+        holding += usize::from(get(conn, "job").await == Some(got.info().token));
+    }
+    assert!(holding >= 2, "held on {holding} of 3 primaries");
+    assert_eq!(got.release().await.unwrap(), ReleaseOutcome::Released);
+    drop(held);
 }
 
 /// A release is done only once a majority of the primaries confirmed the token gone: with one
@@ -333,20 +483,10 @@ async fn one_primary_out_of_memory_refusing_or_holding_another_type_does_not_sto
                     .unwrap();
             }
         }
-        let holder = runtime.client(LockOptions::default()).await.unwrap();
-        // Woken, but not *only* woken: the waiter blocks at the first primary, and when its
-        // woken attempt reaches the second before the holder's release does (a busy machine
-        // reorders them) it has one vote and waits again, for its next backoff (at most 1 s)
-        // since the second primary's signal has no one blocked on it. What this test asks is
-        // that the one misbehaving primary does not fail the contended acquire.
-        let waiter = runtime
-            .client(LockOptions::default().with_wake_on_release(dlock_host::WakeOnRelease::Always))
-            .await
-            .unwrap();
-        let mut first = raw(&servers[0]).await;
-        let (_, got) = release_wakes_the_waiter(&mut first, "job", &holder, waiter, "job").await;
+        let (holder, waiter) = holder_and_waiter(&runtime).await;
+        let (got, mut conns) = release_wakes_the_quorum_waiter(&servers, &holder, waiter).await;
         assert_eq!(
-            get(&mut raw(&servers[1]).await, "job").await,
+            get(&mut conns[1], "job").await,
             Some(got.info().token),
             "{fault}"
         );
