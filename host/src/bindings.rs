@@ -15,12 +15,10 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     additional_derives: [PartialEq],
     with: {
-        "dlock:lock/redis.script": crate::redis::ScriptEntry,
+        "dlock:lock/redis": crate::redis::wit::dlock::lock::redis,
+        "dlock:lock/types": crate::redis::wit::dlock::lock::types,
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         "wasi:random": wasmtime_wasi::p2::bindings::random,
     },
 });
-
-pub(crate) use dlock::lock::redis::{Scalar, Value};
-pub(crate) use dlock::lock::types::RedisError as WitRedisError;

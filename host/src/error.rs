@@ -1,4 +1,6 @@
-//! The one error type of `dlock-host`.
+//! The one error type of `dlock-host`, and why a kept-alive lock was lost.
+
+use std::fmt;
 
 /// Why a dlock operation failed.
 ///
@@ -29,10 +31,10 @@ pub enum Error {
     /// ended early, took no lock and left the client usable.
     #[error("the call was cancelled")]
     Cancelled,
-    /// A kept-alive lock could not be kept (see [`crate::Lost`]); the work under it was
+    /// A kept-alive lock could not be kept (see [`Lost`]); the work under it was
     /// stopped.
     #[error("the lock was lost while the work ran: {0}")]
-    LockLost(crate::Lost),
+    LockLost(Lost),
     /// Redis granted the lock, but the reply came after the lease had already run out, so the
     /// lock was given back: Redis is too slow for a TTL this short. A retry, or a longer TTL,
     /// may succeed.
@@ -110,3 +112,50 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a kept-alive lock was given up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lost {
+    /// An extend found the key gone: the lease had run out.
+    Expired,
+    /// An extend found another owner's token: someone else took the lock.
+    TakenOver,
+    /// An extend failed (Redis slow, unreachable or refusing; the error's text) and the lock's
+    /// remaining validity does not outlast the next try (a period plus a command timeout).
+    NotKept(String),
+    /// No extend renewed the lock and less than the stop margin of its validity is left (an
+    /// extend hanging on a silent Redis).
+    RunningOut,
+    /// The maximum hold was reached; the lease was still valid.
+    MaxHold,
+}
+
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lost::Expired => f.write_str("the lock expired"),
+            Lost::TakenOver => f.write_str("the lock was taken over by another owner"),
+            Lost::NotKept(e) => write!(
+                f,
+                "could not extend the lock ({e}) and its validity is running out"
+            ),
+            Lost::RunningOut => {
+                f.write_str("no extend succeeded and the lock's validity is running out")
+            }
+            Lost::MaxHold => f.write_str("the maximum hold was reached"),
+        }
+    }
+}
+
+impl Lost {
+    /// The `reason` label of the `dlock.lock.lost` metric.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Lost::Expired => "expired",
+            Lost::TakenOver => "taken_over",
+            Lost::MaxHold => "max_hold",
+            Lost::NotKept(_) | Lost::RunningOut => "not_kept",
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! The watchdog: a held lock kept alive while work runs, with a signal when it cannot be kept,
 //! so that the work stops before the lease ends, not after.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
 
 use crate::client::{Client, LockHandle};
-use crate::error::{Error, Result};
+use crate::error::{Error, Lost, Result};
 use crate::observe;
 use crate::options::{HandleStatus, ReleaseOutcome};
 
@@ -62,53 +61,6 @@ impl KeepAliveOptions {
     pub fn with_max_hold(mut self, max_hold: Option<Duration>) -> Self {
         self.max_hold = max_hold;
         self
-    }
-}
-
-/// Why a kept-alive lock was given up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Lost {
-    /// An extend found the key gone: the lease had run out.
-    Expired,
-    /// An extend found another owner's token: someone else took the lock.
-    TakenOver,
-    /// An extend failed (Redis slow, unreachable or refusing; the error's text) and the lock's
-    /// remaining validity does not outlast the next try (a period plus a command timeout).
-    NotKept(String),
-    /// No extend renewed the lock and less than the stop margin of its validity is left (an
-    /// extend hanging on a silent Redis).
-    RunningOut,
-    /// The maximum hold was reached; the lease was still valid.
-    MaxHold,
-}
-
-impl fmt::Display for Lost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Lost::Expired => f.write_str("the lock expired"),
-            Lost::TakenOver => f.write_str("the lock was taken over by another owner"),
-            Lost::NotKept(e) => write!(
-                f,
-                "could not extend the lock ({e}) and its validity is running out"
-            ),
-            Lost::RunningOut => {
-                f.write_str("no extend succeeded and the lock's validity is running out")
-            }
-            Lost::MaxHold => f.write_str("the maximum hold was reached"),
-        }
-    }
-}
-
-impl Lost {
-    /// The `reason` label of the `dlock.lock.lost` metric.
-    fn reason(&self) -> &'static str {
-        match self {
-            Lost::Expired => "expired",
-            Lost::TakenOver => "taken_over",
-            Lost::MaxHold => "max_hold",
-            Lost::NotKept(_) | Lost::RunningOut => "not_kept",
-        }
     }
 }
 

@@ -80,6 +80,8 @@ mod options;
 #[cfg(feature = "runtime")]
 mod random;
 #[cfg(feature = "runtime")]
+mod rate;
+#[cfg(feature = "runtime")]
 mod runtime;
 #[cfg(feature = "runtime")]
 mod sandbox;
@@ -98,9 +100,9 @@ pub use component::{Allocation, ELIDED_CHECKS_CLIENTS, LockComponent};
 #[cfg(feature = "compose")]
 pub use compose::{compose, compose_with};
 #[cfg(feature = "runtime")]
-pub use error::{Error, Result};
+pub use error::{Error, Lost, Result};
 #[cfg(feature = "runtime")]
-pub use keep_alive::{KeepAlive, KeepAliveOptions, Lost, LostSignal};
+pub use keep_alive::{KeepAlive, KeepAliveOptions, LostSignal};
 #[cfg(feature = "runtime")]
 pub use options::{HandleStatus, KeyState, LockInfo, LockOptions, ReleaseOutcome, WakeOnRelease};
 pub use redis::Policy;

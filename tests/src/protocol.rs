@@ -22,6 +22,9 @@
 //! lanes' `DistributedLock`, failing its handles, and opens a new one; Rust: nothing); `ping`
 //! (answered once the client is connected).
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 /// One request.
@@ -198,8 +201,8 @@ impl Reply {
 
 impl Reply {
     /// `valid_until_ns` as an `Instant` of this process.
-    pub fn valid_until(&self) -> Option<std::time::Instant> {
-        self.valid_until_ns.map(crate::workers::instant_at)
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.valid_until_ns.map(instant_at)
     }
 }
 
@@ -207,6 +210,18 @@ impl Reply {
 pub fn monotonic_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// The `Instant` of a `CLOCK_MONOTONIC` reading from any process on this machine.
+pub fn instant_at(monotonic: u64) -> Instant {
+    static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
+    let (base, base_ns) = *BASE.get_or_init(|| (Instant::now(), monotonic_ns()));
+    if monotonic >= base_ns {
+        base + Duration::from_nanos(monotonic - base_ns)
+    } else {
+        base.checked_sub(Duration::from_nanos(base_ns - monotonic))
+            .unwrap_or(base)
+    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
-use crate::protocol::{Envelope, monotonic_ns};
+use crate::protocol::Envelope;
 pub use crate::protocol::{Outcome, Reply, Request};
 
 /// Why a call got no reply.
@@ -52,18 +52,6 @@ pub struct Worker {
     replies: mpsc::UnboundedReceiver<Result<Reply, NoReply>>,
     /// Replies still owed by calls that timed out; skipped before the next reply is read.
     owed: usize,
-}
-
-/// The `Instant` of a `CLOCK_MONOTONIC` reading from any process on this machine.
-pub fn instant_at(monotonic: u64) -> Instant {
-    static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
-    let (base, base_ns) = *BASE.get_or_init(|| (Instant::now(), monotonic_ns()));
-    if monotonic >= base_ns {
-        base + Duration::from_nanos(monotonic - base_ns)
-    } else {
-        base.checked_sub(Duration::from_nanos(base_ns - monotonic))
-            .unwrap_or(base)
-    }
 }
 
 impl Worker {

@@ -37,8 +37,8 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::client::{Client, Deadline, LockHandle};
+use crate::rate::TokenBucket;
 use crate::runtime::Runtime;
-use crate::sandbox::TokenBucket;
 
 /// The bindings of the `lock-user` world: the `lock` interface as plugins import it.
 pub mod bindings {

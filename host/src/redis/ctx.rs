@@ -10,13 +10,13 @@ use wasmtime::component::{Linker, Resource, ResourceTable, ResourceType, WasmLis
 use super::ScriptEntry;
 use super::link::{DEFAULT_CONNECT_TIMEOUT, Link};
 use super::request::Request;
+use super::wit::WitRedisError;
+use super::wit::dlock::lock::redis::{Host, HostScript};
 use super::{Grants, Policy, TlsConfig, Topology};
-use crate::bindings::WitRedisError;
-use crate::bindings::dlock::lock::redis::{Host, HostScript};
 use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::observe::{self, Denial};
-use crate::sandbox::TokenBucket;
+use crate::rate::TokenBucket;
 
 /// The Redis capability of one store: a connection (shared with every other `RedisCtx` made
 /// from the same runtime or connection), the policy, and this store's meters (calls of the

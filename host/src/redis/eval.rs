@@ -14,8 +14,8 @@ use super::RedisView;
 use super::link::AllowedScript;
 use super::node::{Node, Outcome};
 use super::reply::{self, Failure, Reply, classify, flatten};
-use crate::bindings::dlock::lock::redis::{Host, HostScript, Wake};
-use crate::bindings::{Scalar, Value, WitRedisError};
+use super::wit::dlock::lock::redis::{Host, HostScript, Wake};
+use super::wit::{Scalar, Value, WitRedisError};
 use crate::bundled::BundledScript;
 use crate::observe::{self, Denial};
 

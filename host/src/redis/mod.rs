@@ -64,6 +64,8 @@ mod url;
 mod wait;
 #[cfg(feature = "runtime")]
 mod weakness;
+#[cfg(feature = "runtime")]
+pub(crate) mod wit;
 
 #[cfg(feature = "runtime")]
 pub use connection::RedisConnection;

@@ -32,7 +32,7 @@
 //! have come from a lock that keeps the guarantees of docs/GUARANTEES.md (or from the scenario's
 //! resources behaving as documented).
 //!
-//! Times are [`Instant`]s of this process (`CLOCK_MONOTONIC`; `workers::instant_at` converts
+//! Times are [`Instant`]s of this process (`CLOCK_MONOTONIC`; `protocol::instant_at` converts
 //! times reported by worker processes). Messages and the
 //! timeline print them as milliseconds since the history's [`origin`](History::origin).
 

@@ -19,6 +19,7 @@ mod facts;
 mod fencing;
 mod hostile;
 mod interop;
+mod modules;
 mod noscript;
 mod outage;
 mod plugins;
