@@ -1,6 +1,6 @@
 //! Where `demo` and `bench` get their Redis: the one given, or a throwaway one they start.
 
-use dlock_host::server::RedisServer;
+use dlock_testing::RedisServer;
 
 use super::{CliResult, EXIT_REDIS, Failure};
 

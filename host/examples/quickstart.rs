@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use dlock_host::server::RedisServer;
 use dlock_host::{LockOptions, Runtime};
+use dlock_testing::RedisServer;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

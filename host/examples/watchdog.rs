@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use dlock_host::server::RedisServer;
 use dlock_host::{Deadline, Error, KeepAliveOptions, LockOptions, ReleaseOutcome, Runtime};
+use dlock_testing::RedisServer;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -34,9 +34,9 @@
 //! generated bindings to call the component with.
 //!
 //! Features: `runtime` (default: everything above), `compose` (`compose`: a plugin composed
-//! with the lock component ahead of time, with `wac-graph`), `testing`
-//! ([`server::RedisServer`], a throwaway `redis-server` for your own tests), `fuzzing` (exposes
-//! the request checks and reply decoding to this crate's fuzz target).
+//! with the lock component ahead of time, with `wac-graph`), `fuzzing` (exposes the request
+//! checks and reply decoding to this crate's fuzz target). A throwaway `redis-server` for your
+//! own tests is the `dlock-testing` crate's `RedisServer`.
 
 extern crate alloc;
 
@@ -85,8 +85,6 @@ mod rate;
 mod runtime;
 #[cfg(feature = "runtime")]
 mod sandbox;
-#[cfg(feature = "testing")]
-pub mod server;
 #[cfg(feature = "runtime")]
 mod store;
 

@@ -13,7 +13,7 @@ pub mod tls;
 pub mod tool;
 pub mod workers;
 
-pub use dlock_host::server::RedisServer;
+pub use dlock_testing::RedisServer;
 
 pub mod proxy;
 

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dlock_host::server::redis_server_binary;
+use dlock_testing::redis_server_binary;
 
 use crate::{RedisServer, eventually, raw};
 
@@ -92,7 +92,7 @@ impl Sentinels {
         let dir = tempfile::Builder::new()
             .prefix("dlock-sentinel-")
             .tempdir()?;
-        let port = dlock_host::server::free_port()?;
+        let port = dlock_testing::free_port()?;
         let config = dir.path().join("sentinel.conf");
         std::fs::write(
             &config,

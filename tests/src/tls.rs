@@ -99,7 +99,7 @@ impl TlsRedis {
         let auth = if client_auth { "yes" } else { "no" };
         let mut last = None;
         for _ in 0..5 {
-            let tls_port = dlock_host::server::free_port()?;
+            let tls_port = dlock_testing::free_port()?;
             let port = tls_port.to_string();
             let files = [certs.file("server.crt"), certs.file("server.key")];
             let ca = certs.file("ca.crt");

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dlock_host::server::RedisServer;
+use dlock_testing::RedisServer;
 
 /// Success, no violation.
 pub const EXIT_OK: u8 = 0;

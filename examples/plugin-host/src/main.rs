@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
-use dlock_host::server::RedisServer;
 use dlock_plugin_host::{JOB_PLUGIN, Path, PluginHost};
+use dlock_testing::RedisServer;
 
 /// Runs copies of the example job plugin against one lock and one counter.
 #[derive(Debug, Parser)]

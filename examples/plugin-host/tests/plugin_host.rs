@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use dlock_host::server::RedisServer;
 use dlock_plugin_host::{JOB_PLUGIN, Path, PluginHost};
+use dlock_testing::RedisServer;
 
 const PLUGINS: u32 = 8;
 const INCREMENTS: u32 = 200;

@@ -10,7 +10,7 @@ use dlock_tests::{exists, raw, redis, runtime};
 
 #[tokio::test]
 async fn an_evicting_server_drops_a_held_lock_and_the_runtime_warns_of_it() {
-    let server = dlock_host::server::RedisServer::start_with(&[
+    let server = dlock_testing::RedisServer::start_with(&[
         "--maxmemory",
         "4mb",
         "--maxmemory-policy",
@@ -59,13 +59,9 @@ async fn an_evicting_server_drops_a_held_lock_and_the_runtime_warns_of_it() {
 
 #[tokio::test]
 async fn a_durable_server_has_no_weakness_and_a_volatile_one_names_each() {
-    let durable = dlock_host::server::RedisServer::start_with(&[
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ])
-    .unwrap();
+    let durable =
+        dlock_testing::RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+            .unwrap();
     let rt = Runtime::connect(&durable.url()).await.unwrap();
     assert_eq!(rt.weaknesses().await, []);
 

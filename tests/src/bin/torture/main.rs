@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dlock_host::server::RedisServer;
+use dlock_testing::RedisServer;
 use dlock_tests::history::FinalState;
 use dlock_tests::node::NodeWorkers;
 use dlock_tests::outln;

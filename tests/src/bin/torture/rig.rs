@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use dlock_host::server::RedisServer;
+use dlock_testing::RedisServer;
 use dlock_tests::driver::Driven;
 use dlock_tests::history::{Observation, Recorder, ReleaseObservation};
 use dlock_tests::node::NodeWorkers;

@@ -1,4 +1,5 @@
-//! A throwaway `redis-server` on a free loopback port, for the demo, benchmarks and tests.
+//! A throwaway `redis-server` on a free loopback port, for dlock's demo, benchmarks and tests,
+//! and for your own (as redis-rs has `redis-test`): [`RedisServer::start`].
 //!
 //! The server runs in a temporary directory (its log file and any persistence files live
 //! there), listens on 127.0.0.1 only, and is killed when the [`RedisServer`] is dropped.
