@@ -136,6 +136,32 @@ pub fn wrapped_lock_key(key: &str) -> Option<&str> {
         .find_map(|c| companion_stem(key, c).filter(|stem| !has_hash_tag(stem)))
 }
 
+/// The number of Redis Cluster hash slots.
+pub const HASH_SLOTS: u16 = 16384;
+
+/// The Redis Cluster hash slot of `key`, as `CLUSTER KEYSLOT` computes it: CRC16/XMODEM of its
+/// hash tag (the bytes between the first `{` and the next `}`, when there are any), or of the
+/// whole key, modulo [`HASH_SLOTS`].
+pub fn hash_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let len = rest.iter().position(|&b| b == b'}')?;
+        (len > 0).then(|| &rest[..len])
+    });
+    let mut crc: u16 = 0;
+    for &byte in tagged.unwrap_or(key) {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % HASH_SLOTS
+}
+
 /// Whether Redis Cluster hashes only part of `key`: a `{` followed later by a `}` with at
 /// least one byte between them.
 pub fn has_hash_tag(key: &str) -> bool {

@@ -81,26 +81,19 @@ fn every_fence_key_is_recognised_as_a_fence_counter_and_refused_as_a_lock() {
     }
 }
 
-/// Redis Cluster's slot of `key` (CRC16/XMODEM of its hash tag, or of the whole key).
-fn slot(key: &str) -> u16 {
-    let key = key.as_bytes();
-    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let rest = &key[open + 1..];
-        let len = rest.iter().position(|&b| b == b'}')?;
-        (len > 0).then(|| &rest[..len])
-    });
-    let mut crc: u16 = 0;
-    for &byte in tagged.unwrap_or(key) {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
+#[test]
+fn hash_slots_are_the_ones_redis_cluster_computes() {
+    // `CLUSTER KEYSLOT`'s answers (its documentation's examples, and CRC16/XMODEM's check
+    // value 0x31c3).
+    assert_eq!(hash_slot(b"123456789"), 0x31c3);
+    assert_eq!(hash_slot(b"somekey"), 11058);
+    assert_eq!(hash_slot(b"foo"), 12182);
+    assert_eq!(hash_slot(b"foo{hash_tag}"), 2515);
+    assert_eq!(hash_slot(b"bar{hash_tag}"), 2515);
+    assert_eq!(hash_slot(b"{user1000}.following"), hash_slot(b"user1000"));
+    assert_eq!(hash_slot(b"{job}:signal"), hash_slot(b"job"));
+    // An empty tag is no tag: the whole key is hashed.
+    assert_ne!(hash_slot(b"{}job"), hash_slot(b"job"));
 }
 
 /// Every string of up to `len` characters from `alphabet`, then each of them with every
@@ -148,7 +141,11 @@ fn distinct_lock_keys_never_share_a_companion_key_and_companions_stay_in_the_slo
                 assert!(key.contains('}') && !has_hash_tag(key), "{key:?}");
                 continue;
             };
-            assert_eq!(slot(&companion), slot(key), "{key:?} -> {companion:?}");
+            assert_eq!(
+                hash_slot(companion.as_bytes()),
+                hash_slot(key.as_bytes()),
+                "{key:?} -> {companion:?}"
+            );
             assert_eq!(companion_of(&companion), Some(c), "{companion:?}");
             assert!(check_lock_key(&companion).is_err(), "{companion:?}");
             assert!(is_companion_key(&companion, key, c), "{companion:?}");

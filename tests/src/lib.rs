@@ -268,29 +268,9 @@ pub fn quick_options(retry_count: u32) -> LockOptions {
         .with_max_retry_delay(std::time::Duration::from_millis(50))
 }
 
-/// The Redis Cluster hash slot of `key` (CRC16/XMODEM of the hash tag or the whole key,
-/// mod 16384), computed here so tests need no cluster.
+/// The Redis Cluster hash slot of `key` (see [`dlock_host::contract::hash_slot`]).
 pub fn key_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = match bytes.iter().position(|&b| b == b'{') {
-        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-            _ => bytes,
-        },
-        None => bytes,
-    };
-    let mut crc: u16 = 0;
-    for &b in hashed {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
+    dlock_host::contract::hash_slot(key.as_bytes())
 }
 
 /// Sends `signal` to the server process (SIGSTOP to freeze it, SIGCONT to resume it).
@@ -307,20 +287,4 @@ pub mod components {
 
     /// The Lua script of the hostile `huge-reply` mode (16 MiB reply).
     pub const HUGE_REPLY_SCRIPT: &str = include_str!("../hostile/huge-reply.lua");
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn key_slot_matches_redis_cluster_examples() {
-        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(super::key_slot("123456789"), 0x31c3);
-        assert_eq!(super::key_slot("foo"), 12182);
-        assert_eq!(
-            super::key_slot("{user1000}.following"),
-            super::key_slot("user1000")
-        );
-        assert_eq!(super::key_slot("somekey"), 11058);
-        assert_eq!(super::key_slot("foo{hash_tag}"), 2515);
-    }
 }

@@ -10,9 +10,7 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, Value};
 
 use super::connection::RedisConnection;
 use super::tls::{self, TlsConfig};
-
-/// The number of hash slots of a Redis Cluster.
-const SLOTS: u16 = 16384;
+use crate::contract::hash_slot;
 
 /// Idle connections for blocking waits, opened on demand to the node's primary. How many may
 /// be in use at once is bounded by whoever hands out the permits (a link's semaphore); this
@@ -133,7 +131,7 @@ impl ClusterPools {
         mut conn: RedisConnection,
         timeout: Duration,
     ) -> Option<Arc<BlockingPool>> {
-        let slot = key_slot(key.as_bytes());
+        let slot = hash_slot(key.as_bytes());
         let primary = match self.primary_of(slot) {
             Some(primary) => primary,
             None => {
@@ -189,7 +187,7 @@ impl ClusterPools {
     /// of a failover yet answers `CLUSTER SLOTS` with the old primary); where the other slots
     /// are is asked again.
     pub(crate) fn moved(&self, key: &str, to: Address) {
-        let slot = key_slot(key.as_bytes());
+        let slot = hash_slot(key.as_bytes());
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.clear();
         slots.push(SlotRange {
@@ -244,38 +242,14 @@ fn slot_ranges(reply: &Value) -> Vec<SlotRange> {
         .collect()
 }
 
-/// The hash slot of `key`: CRC16/XMODEM of its hash tag (the first `{...}` with something in
-/// it), or of the whole key, modulo the number of slots.
-fn key_slot(key: &[u8]) -> u16 {
-    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let rest = &key[open + 1..];
-        let len = rest.iter().position(|&b| b == b'}')?;
-        (len > 0).then(|| &rest[..len])
-    });
-    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % SLOTS
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use redis::{IntoConnectionInfo, Value};
 
-    use super::{ClusterPools, SLOTS, SlotRange, TlsConfig, key_slot, slot_ranges};
-
-    #[test]
-    fn key_slots_are_the_ones_redis_cluster_computes() {
-        // The values `CLUSTER KEYSLOT` answers (its documentation's examples, and CRC16's
-        // check value).
-        assert_eq!(key_slot(b"somekey"), 11058);
-        assert_eq!(key_slot(b"foo{hash_tag}"), 2515);
-        assert_eq!(key_slot(b"bar{hash_tag}"), 2515);
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"123456789"), 12739);
-        assert_eq!(key_slot(b"{job}:signal"), key_slot(b"job"));
-        // An empty tag is no tag: the whole key is hashed.
-        assert_ne!(key_slot(b"{}job"), key_slot(b"job"));
-    }
+    use super::{ClusterPools, SlotRange, TlsConfig, hash_slot, slot_ranges};
+    use crate::contract::HASH_SLOTS;
 
     #[test]
     fn a_moved_redirect_wins_over_every_slot_map() {
@@ -287,10 +261,10 @@ mod tests {
             primary: ("127.0.0.1".into(), 7000),
         }];
         pools.moved("job", ("127.0.0.1".into(), 7005));
-        let slot = key_slot(b"job");
+        let slot = hash_slot(b"job");
         assert_eq!(pools.primary_of(slot), Some(("127.0.0.1".into(), 7005)));
         // Every other slot is asked again.
-        assert_eq!(pools.primary_of((slot + 1) % SLOTS), None);
+        assert_eq!(pools.primary_of((slot + 1) % HASH_SLOTS), None);
     }
 
     #[test]
