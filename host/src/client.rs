@@ -13,7 +13,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::Dlock;
-use crate::bindings::exports::dlock::lock::lock::LockOptions as WitLockOptions;
+use crate::bindings::exports::dlock::lock::lock::{Guest, LockOptions as WitLockOptions};
 use crate::cancel::Cancel;
 use crate::cleanup::ReleaseOnFailure;
 use crate::component::LockComponent;
@@ -120,40 +120,31 @@ struct Session {
     poisoned: bool,
 }
 
-/// Runs one guest call on a session under a time budget, poisoning the session if the call
-/// does not complete; `$cancel` may cancel it. `$call` gets the store, the lock interface's
-/// funcs and the client resource.
-///
-/// No timer wraps the call: the epoch callback traps a guest computing past the deadline, the
-/// guest's sleeps end at the deadline (`clock.rs`), and each `redis-eval` has the command
-/// timeout; so the call ends within the budget plus one command timeout.
-macro_rules! guest_call {
-    ($session:expr, $budget:expr, $cancel:expr, |$store:ident, $api:ident, $client:ident| $call:expr) => {{
-        let budget: Duration = $budget;
-        let session: &mut Session = &mut *$session;
-        session.poisoned = true;
-        let state = session.store.data_mut();
-        state.begin_call(deadline_after(budget), $cancel);
+impl Session {
+    /// Runs one guest call under a time budget, poisoning the session if the call does not
+    /// complete; `cancel` may cancel it. `call` gets the store, the lock interface's funcs and
+    /// the client resource.
+    ///
+    /// No timer wraps the call: the epoch callback traps a guest computing past the deadline,
+    /// the guest's sleeps end at the deadline (`clock.rs`), and each `redis-eval` has the
+    /// command timeout; so the call ends within the budget plus one command timeout.
+    async fn call<T>(
+        &mut self,
+        budget: Duration,
+        cancel: Cancel,
+        call: impl AsyncFnOnce(&mut Store<HostState>, &Guest, ResourceAny) -> wasmtime::Result<T>,
+    ) -> Result<T> {
+        self.poisoned = true;
+        let state = self.store.data_mut();
+        state.begin_call(deadline_after(budget), cancel);
         let release_on_failure = ReleaseOnFailure::arm(&state.redis);
-        let Session {
-            store: $store,
-            api,
-            client: $client,
-            ..
-        } = &mut *session;
-        let $api = api.dlock_lock_lock();
-        let $client = *$client;
-        let outcome = $call.await;
-        session.store.data_mut().sandbox.end_call();
-        match outcome {
-            Ok(value) => {
-                session.poisoned = false;
-                release_on_failure.disarm();
-                Ok(value)
-            }
-            Err(trap) => Err(Error::Trap(trap)),
-        }
-    }};
+        let outcome = call(&mut self.store, self.api.dlock_lock_lock(), self.client).await;
+        self.store.data_mut().sandbox.end_call();
+        let value = outcome.map_err(Error::Trap)?;
+        self.poisoned = false;
+        release_on_failure.disarm();
+        Ok(value)
+    }
 }
 
 mod handle;
@@ -234,9 +225,13 @@ impl Client {
             let started = Instant::now();
             let budget = self.shared.single_call_budget();
             let mut s = self.shared.session().await?;
-            let handle = guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
-                .client()
-                .call_try_acquire(&mut *store, client, key, millis(ttl)));
+            let handle = s
+                .call(budget, Cancel::NEVER, async |store, api, client| {
+                    api.client()
+                        .call_try_acquire(&mut *store, client, key, millis(ttl))
+                        .await
+                })
+                .await;
             let attempts = s.store.data().redis.acquire_attempts;
             let handle = match handle.map(|r| r.map_err(Error::from)) {
                 Ok(Ok(Some(handle))) => Ok(Some(LockHandle::new(&self.shared, handle))),
@@ -348,12 +343,10 @@ impl Client {
     pub async fn is_locked(&self, key: &str) -> Result<bool> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        Ok(guest_call!(
-            s,
-            budget,
-            Cancel::NEVER,
-            |store, api, client| api.client().call_is_locked(&mut *store, client, key)
-        )??)
+        Ok(s.call(budget, Cancel::NEVER, async |store, api, client| {
+            api.client().call_is_locked(&mut *store, client, key).await
+        })
+        .await??)
     }
 
     /// The key's state in Redis and the time left on its lease.
@@ -362,9 +355,11 @@ impl Client {
         async {
             let budget = self.shared.single_call_budget();
             let mut s = self.shared.session().await?;
-            let state = guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
-                .client()
-                .call_key_state(&mut *store, client, key))??;
+            let state = s
+                .call(budget, Cancel::NEVER, async |store, api, client| {
+                    api.client().call_key_state(&mut *store, client, key).await
+                })
+                .await??;
             Ok(state.into())
         }
         .instrument(span)
@@ -377,9 +372,13 @@ impl Client {
     pub async fn attach(&self, key: &str, token: &str) -> Result<LockHandle> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        let handle = guest_call!(s, budget, Cancel::NEVER, |store, api, client| api
-            .client()
-            .call_attach(&mut *store, client, key, token))??;
+        let handle = s
+            .call(budget, Cancel::NEVER, async |store, api, client| {
+                api.client()
+                    .call_attach(&mut *store, client, key, token)
+                    .await
+            })
+            .await??;
         Ok(LockHandle::new(&self.shared, handle))
     }
 
@@ -388,8 +387,11 @@ impl Client {
     pub async fn component_default_options(&self) -> Result<LockOptions> {
         let budget = self.shared.single_call_budget();
         let mut s = self.shared.session().await?;
-        let options = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
-            .call_default_options(&mut *store))?;
+        let options = s
+            .call(budget, Cancel::NEVER, async |store, api, _client| {
+                api.call_default_options(&mut *store).await
+            })
+            .await?;
         Ok(options.into())
     }
 }
@@ -468,13 +470,21 @@ async fn run_waiting(
         return (Err(Error::Cancelled), 0);
     }
     let acquired = match op {
-        Waiting::Acquire => guest_call!(s, budget, cancel.clone(), |store, api, client| api
-            .client()
-            .call_acquire(&mut *store, client, &key, ttl_ms)),
+        Waiting::Acquire => {
+            s.call(budget, cancel.clone(), async |store, api, client| {
+                api.client()
+                    .call_acquire(&mut *store, client, &key, ttl_ms)
+                    .await
+            })
+            .await
+        }
         Waiting::Wait(wait) => {
-            guest_call!(s, budget, cancel.clone(), |store, api, client| api
-                .client()
-                .call_wait_for_lock(&mut *store, client, &key, millis(wait), ttl_ms))
+            s.call(budget, cancel.clone(), async |store, api, client| {
+                api.client()
+                    .call_wait_for_lock(&mut *store, client, &key, millis(wait), ttl_ms)
+                    .await
+            })
+            .await
         }
     };
     let attempts = s.store.data().redis.acquire_attempts;
@@ -512,9 +522,11 @@ impl Shared {
         let dropped = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()));
         let budget = self.single_call_budget();
         for resource in dropped {
-            guest_call!(session, budget, Cancel::NEVER, |store, _api, _client| {
-                resource.resource_drop_async(&mut *store)
-            })?;
+            session
+                .call(budget, Cancel::NEVER, async |store, _api, _client| {
+                    resource.resource_drop_async(&mut *store).await
+                })
+                .await?;
         }
         Ok(session)
     }
@@ -522,9 +534,11 @@ impl Shared {
     /// What the component knows about the handle `resource`.
     async fn info(&self, session: &mut Session, resource: ResourceAny) -> Result<LockInfo> {
         let budget = self.single_call_budget();
-        let info = guest_call!(session, budget, Cancel::NEVER, |store, api, _client| api
-            .lock_handle()
-            .call_info(&mut *store, resource))?;
+        let info = session
+            .call(budget, Cancel::NEVER, async |store, api, _client| {
+                api.lock_handle().call_info(&mut *store, resource).await
+            })
+            .await?;
         Ok(info.into())
     }
 

@@ -24,7 +24,10 @@ pub(crate) fn epoch_ms(t: std::time::SystemTime) -> u64 {
 }
 
 /// Conversions between the API's types and the WIT types of one `bindgen!` module `$lock`
-/// (the `lock` interface) with its redis error type `$redis_error`.
+/// (the `lock` interface) with its redis error type `$redis_error`. A macro, not functions:
+/// it writes the same `From` impls for two sets of distinct generated types, which share no
+/// trait a generic function could name (the exports' types cannot stand in for the imports'
+/// through `bindgen!`'s `with`, which remaps an imported interface as a whole).
 macro_rules! wit_conversions {
     ($lock:path, $redis_error:path) => {
         const _: () = {

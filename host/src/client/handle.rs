@@ -10,11 +10,9 @@ use wasmtime::component::ResourceAny;
 use super::{GIVE_BACK_RETRY, Session, Shared};
 use crate::bindings::exports::dlock::lock::lock::{Acquired, ReleaseOutcome as WitReleaseOutcome};
 use crate::cancel::Cancel;
-use crate::cleanup::ReleaseOnFailure;
 use crate::error::{Error, Result};
 use crate::observe;
 use crate::options::{HandleStatus, LockInfo, ReleaseOutcome, millis};
-use crate::sandbox::deadline_after;
 
 /// One acquired lock.
 ///
@@ -92,9 +90,11 @@ impl LockHandle {
     async fn release_in(&self, s: &mut Session) -> Result<ReleaseOutcome> {
         let budget = self.shared.single_call_budget();
         let resource = self.resource;
-        let released = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
-            .lock_handle()
-            .call_release(&mut *store, resource))?;
+        let released = s
+            .call(budget, Cancel::NEVER, async |store, api, _client| {
+                api.lock_handle().call_release(&mut *store, resource).await
+            })
+            .await?;
         match released {
             // Released is all that changed: no need to ask the component.
             Ok(WitReleaseOutcome::Released) => {
@@ -130,9 +130,13 @@ impl LockHandle {
             let mut s = self.shared.session().await?;
             let budget = self.shared.single_call_budget();
             let resource = self.resource;
-            let extended = guest_call!(s, budget, Cancel::NEVER, |store, api, _client| api
-                .lock_handle()
-                .call_extend(&mut *store, resource, millis(ttl)))?;
+            let extended = s
+                .call(budget, Cancel::NEVER, async |store, api, _client| {
+                    api.lock_handle()
+                        .call_extend(&mut *store, resource, millis(ttl))
+                        .await
+                })
+                .await?;
             self.refresh(&mut s).await?;
             let extended = extended.map_err(Error::from);
             let outcome = match &extended {

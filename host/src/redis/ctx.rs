@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, Resource, ResourceTable, ResourceType, WasmList, WasmStr};
+use wasmtime::component::{
+    ComponentNamedList, Linker, LinkerInstance, Lower, Resource, ResourceTable, ResourceType,
+    WasmList, WasmStr,
+};
 
 use super::ScriptEntry;
 use super::link::{DEFAULT_CONNECT_TIMEOUT, Link};
 use super::request::Request;
-use super::wit::WitRedisError;
 use super::wit::dlock::lock::redis::{Host, HostScript};
+use super::wit::{Value, WitRedisError};
 use super::{Grants, Policy, TlsConfig, Topology};
 use crate::cancel::Cancel;
 use crate::error::Result;
@@ -182,29 +185,81 @@ pub fn add_to_linker<T: RedisHostView + 'static>(linker: &mut Linker<T>) -> wasm
     redis.func_wrap_async("node-count", |mut store: StoreContextMut<'_, T>, (): ()| {
         Box::new(async move { Ok((Host::node_count(&mut store.data_mut().redis()).await?,)) })
     })?;
-    // `redis-eval` and `redis-eval-all`: the request read in place, then run by `$run`.
-    macro_rules! link_eval {
-        ($name:literal, $run:ident) => {
-            redis.func_wrap_async(
-                $name,
-                |mut store: StoreContextMut<'_, T>, (script, keys, args): EvalParams| {
-                    Box::new(async move {
-                        let request = match take_request(&mut store, &keys, &args)? {
-                            Ok(request) => request,
-                            Err(denied) => return Ok((Err(denied),)),
-                        };
-                        let mut view = store.data_mut().redis();
-                        let reply = view.$run(&script, request.keys(), request.args()).await;
-                        give_back(view, request);
-                        Ok((reply?,))
-                    })
-                },
-            )?
-        };
-    }
-    link_eval!("redis-eval", eval_one);
-    link_eval!("redis-eval-all", eval_all);
+    link_eval::<T, EvalOne>(&mut redis, "redis-eval")?;
+    link_eval::<T, EvalAll>(&mut redis, "redis-eval-all")?;
     Ok(())
+}
+
+/// `redis-eval` or `redis-eval-all`: how a request read in place is run, and its reply.
+trait Eval: 'static {
+    /// What the WIT function returns when the script ran.
+    type Answer: Send;
+
+    /// Runs `script` with `keys` and `args` in `view`'s store.
+    fn run<'a>(
+        view: &'a mut RedisView<'_>,
+        script: &'a Resource<ScriptEntry>,
+        keys: &'a [String],
+        args: &'a [String],
+    ) -> impl Future<Output = wasmtime::Result<Result<Self::Answer, WitRedisError>>> + Send;
+}
+
+/// `redis-eval`: the script on the one store.
+struct EvalOne;
+
+impl Eval for EvalOne {
+    type Answer = Value;
+
+    fn run<'a>(
+        view: &'a mut RedisView<'_>,
+        script: &'a Resource<ScriptEntry>,
+        keys: &'a [String],
+        args: &'a [String],
+    ) -> impl Future<Output = wasmtime::Result<Result<Self::Answer, WitRedisError>>> + Send {
+        view.eval_one(script, keys, args)
+    }
+}
+
+/// `redis-eval-all`: the script on every store.
+struct EvalAll;
+
+impl Eval for EvalAll {
+    type Answer = Vec<Result<Value, WitRedisError>>;
+
+    fn run<'a>(
+        view: &'a mut RedisView<'_>,
+        script: &'a Resource<ScriptEntry>,
+        keys: &'a [String],
+        args: &'a [String],
+    ) -> impl Future<Output = wasmtime::Result<Result<Self::Answer, WitRedisError>>> + Send {
+        view.eval_all(script, keys, args)
+    }
+}
+
+/// Links `name` (`redis-eval` or `redis-eval-all`): the request is read in place (see
+/// `request.rs`), then run by `E`.
+fn link_eval<T: RedisHostView + 'static, E: Eval>(
+    redis: &mut LinkerInstance<'_, T>,
+    name: &str,
+) -> wasmtime::Result<()>
+where
+    (Result<E::Answer, WitRedisError>,): ComponentNamedList + Lower + 'static,
+{
+    redis.func_wrap_async(
+        name,
+        |mut store: StoreContextMut<'_, T>, (script, keys, args): EvalParams| {
+            Box::new(async move {
+                let request = match take_request(&mut store, &keys, &args)? {
+                    Ok(request) => request,
+                    Err(denied) => return Ok((Err(denied),)),
+                };
+                let mut view = store.data_mut().redis();
+                let reply = E::run(&mut view, &script, request.keys(), request.args()).await;
+                give_back(view, request);
+                Ok((reply?,))
+            })
+        },
+    )
 }
 
 /// `redis-eval`'s and `redis-eval-all`'s parameters, the strings left in the component's
