@@ -388,7 +388,7 @@ impl Ctx {
         // redsync) can be released and extended too.
         let builder = Runtime::builder(topology)
             .with_component(component().map_err(|e| Failure::from_lock(e, &shown))?)
-            .with_policy(Policy::default().allow_foreign_tokens());
+            .with_policy(Policy::default().with_foreign_tokens(true));
         let runtime = global
             .tls(builder)?
             .build()

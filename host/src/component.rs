@@ -42,12 +42,15 @@ impl Default for Allocation {
     }
 }
 
-/// Largest pool ([`Allocation::Pooling`]) whose clients' linear memories get 4 GiB
-/// reservations, which spare every memory access of the component its bounds check (about 6 %
-/// fewer instructions per lock operation): 4096 clients reserve 16 TiB of the 128 TiB of
-/// address space a Linux x86-64 process has. Larger pools check bounds instead, within 16 MiB
-/// reservations. (Tools that cap address space, such as valgrind, need a smaller pool.)
-pub const ELIDED_CHECKS_CLIENTS: u32 = 4096;
+impl Allocation {
+    /// Largest pool ([`Allocation::Pooling`]) whose clients' linear memories get 4 GiB
+    /// reservations, which spare every memory access of the component its bounds check (about
+    /// 6 % fewer instructions per lock operation): 4096 clients reserve 16 TiB of the 128 TiB
+    /// of address space a Linux x86-64 process has. Larger pools check bounds instead, within
+    /// 16 MiB reservations. (Tools that cap address space, such as valgrind, need a smaller
+    /// pool.)
+    pub const ELIDED_CHECKS_CLIENTS: u32 = 4096;
+}
 
 /// A compiled, linked lock component, ready to instantiate. Cheap to clone.
 ///
@@ -126,7 +129,7 @@ impl LockComponent {
 
     /// The engine configuration of this crate's own engines: epoch interruption, a 256 KiB
     /// wasm stack, linear memories of at most 16 MiB, and with [`Allocation::Pooling`] a pool
-    /// sized for that many clients. A pool of up to [`ELIDED_CHECKS_CLIENTS`] clients reserves
+    /// sized for that many clients. A pool of up to [`Allocation::ELIDED_CHECKS_CLIENTS`] clients reserves
     /// 4 GiB of address space (none of it memory) per client so that the compiled code needs
     /// no bounds checks; a larger pool, and [`Allocation::OnDemand`], reserve only the 16 MiB
     /// and check bounds.
@@ -135,7 +138,9 @@ impl LockComponent {
         config.epoch_interruption(true);
         config.max_wasm_stack(256 << 10);
         match allocation {
-            Allocation::Pooling { max_clients } if max_clients <= ELIDED_CHECKS_CLIENTS => {
+            Allocation::Pooling { max_clients }
+                if max_clients <= Allocation::ELIDED_CHECKS_CLIENTS =>
+            {
                 config.memory_reservation(1 << 32);
                 config.memory_guard_size(32 << 20);
             }

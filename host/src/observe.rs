@@ -1,39 +1,5 @@
-//! What dlock reports: `tracing` spans and `metrics` instruments, through the facades only
-//! (install a subscriber or recorder of your choice to see them; without one they cost a
-//! branch each).
-//!
-//! # Spans
-//!
-//! - One per lock operation, at `INFO`: `dlock.acquire`, `dlock.try_acquire`,
-//!   `dlock.wait_for_lock`, `dlock.release`, `dlock.extend`, `dlock.key_state`, with the field
-//!   `dlock.key` (the key as given) and, once it ends, `dlock.outcome` (as the metrics' labels
-//!   below name it).
-//! - One per Redis call, at `DEBUG`, following OpenTelemetry's semantic conventions for Redis
-//!   client spans: span name `redis`, `otel.name` (`EVALSHA acquire`, `BLPOP signal`: the
-//!   operation and its target, as the conventions name the span), `otel.kind = "client"`,
-//!   `db.system.name = "redis"`, `db.operation.name` (`EVALSHA`, or `BLPOP` for a wait on a
-//!   release signal), `db.stored_procedure.name` (the bundled script's name, else `other`),
-//!   `db.namespace` (the database index), `server.address`, `server.port`, and `error.type` on
-//!   failure (`timeout`, `unavailable`, `rejected`).
-//!
-//! # Instruments
-//!
-//! | name | kind | labels | what |
-//! | --- | --- | --- | --- |
-//! | `dlock.acquire.duration` | histogram (s) | `operation`, `outcome` | time an `acquire`, `try_acquire` or `wait_for_lock` took: the wait for a lock |
-//! | `dlock.acquire.attempts` | histogram | `operation` | acquire attempts (script runs) per call |
-//! | `dlock.acquire.busy` | counter | | attempts that found the lock held: contention |
-//! | `dlock.lock.held` | histogram (s) | | how long a lock was held, from its acquisition to its release |
-//! | `dlock.release` | counter | `outcome` | releases: `released`, `expired`, `taken_over`, `failed` |
-//! | `dlock.extend` | counter | `outcome` | extends: `extended`, `expired`, `taken_over`, `failed` |
-//! | `dlock.lock.lost` | counter | `reason` | leases found lost (`expired`, `taken_over`) or given up by a keep-alive (`not_kept`, `max_hold`) |
-//! | `dlock.wait.wakeups` | counter | `by` | waits between attempts that ended: `signal` (a release woke it), `timeout`, `cancel` |
-//! | `dlock.wait.fallbacks` | counter | | waits that would have listened for a release but had no connection to block on: plain pauses (polling) |
-//! | `dlock.wait.passed_on` | counter | | release signals taken by a waiter that had given up, pushed back for the next waiter |
-//! | `dlock.redis.denied` | counter | `reason` | Redis calls of a component the host's policy refused: `rate`, `policy`, `script` |
-//! | `db.client.operation.duration` | histogram (s) | `db.system.name`, `db.operation.name`, `db.stored_procedure.name` (not for `BLPOP`) | every Redis call (OpenTelemetry's metric) |
-//!
-//! Labels never carry keys or tokens: their number is fixed.
+//! The spans and instruments dlock reports (listed in the crate's documentation, section
+//! "Observability"), recorded through the `tracing` and `metrics` facades.
 
 use std::time::Duration;
 

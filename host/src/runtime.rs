@@ -149,8 +149,9 @@ impl Runtime {
     }
 
     /// The same runtime (component and connection) under another policy: for each plugin of
-    /// a plugin host, its own namespace, caps and rates on one shared connection.
-    pub fn with_policy(&self, policy: Policy) -> Runtime {
+    /// a plugin host, its own namespace, caps and rates on one shared connection. (The
+    /// builder's [`RuntimeBuilder::with_policy`] sets the policy of a new runtime.)
+    pub fn under_policy(&self, policy: Policy) -> Runtime {
         Runtime {
             component: self.component.clone(),
             link: Arc::new(self.link.with_policy(policy)),

@@ -8,8 +8,8 @@ use anyhow::Result;
 use dlock_host::lock::{LockCtx, LockHostView, LockView};
 use dlock_host::wasmtime::component::{Component, Linker, ResourceTable};
 use dlock_host::wasmtime::{Engine, Store};
+use dlock_host::wasmtime_wasi::{self, WasiCtx, WasiCtxView, WasiView};
 use dlock_host::{Allocation, LockComponent, Policy, Runtime};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 struct Plugin {
     table: ResourceTable,
@@ -54,7 +54,7 @@ async fn main() -> Result<()> {
 
     // Per plugin: its own store, its keys confined to its namespace.
     let policy = Policy::default().with_key_namespace("plugin-a:");
-    let lock = LockCtx::new(runtime.with_policy(policy));
+    let lock = LockCtx::new(runtime.under_policy(policy));
     let plugin = Plugin {
         table: ResourceTable::new(),
         wasi: WasiCtx::builder().build(),

@@ -16,11 +16,11 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use dlock_host::lock::{LockCtx, LockHostView, LockView};
 use dlock_host::redis::{RedisCtx, RedisHostView, RedisView};
+use dlock_host::wasmtime_wasi::{self, WasiCtx, WasiCtxView, WasiView};
 use dlock_host::{Allocation, LockComponent, Policy, Runtime};
 use redis::aio::MultiplexedConnection;
 use wasmtime::component::{Component, ComponentNamedList, Lift, Linker, Lower, ResourceTable};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 include!(concat!(env!("OUT_DIR"), "/job_plugin.rs"));
 
@@ -195,7 +195,7 @@ impl PluginHost {
     /// Instantiates `plugin` in a store of its own, its calls bounded by the call budget and
     /// yielding to the other plugins at every epoch tick.
     pub async fn instantiate(&self, plugin: &Plugin) -> Result<PluginInstance> {
-        let runtime = self.runtime.with_policy(plugin.policy.clone());
+        let runtime = self.runtime.under_policy(plugin.policy.clone());
         let mut table = ResourceTable::new();
         // A bound on what a plugin can make the host keep (clients, handles, WASI resources).
         table.set_max_capacity(4096);

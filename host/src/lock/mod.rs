@@ -28,7 +28,7 @@
 //! # async fn host(runtime: Runtime, linker: &mut Linker<Plugin>) -> dlock_host::Result<()> {
 //! dlock_host::lock::add_to_linker(linker).map_err(dlock_host::Error::Component)?;
 //! // One context per plugin, its keys confined to its namespace.
-//! let ctx = LockCtx::new(runtime.with_policy(Policy::default().with_key_namespace("plugin-a:")));
+//! let ctx = LockCtx::new(runtime.under_policy(Policy::default().with_key_namespace("plugin-a:")));
 //! # Ok(()) }
 //! ```
 
@@ -92,7 +92,7 @@ impl LockCtx {
     pub const DEFAULT_MAX_CALLS_PER_SECOND: u32 = 10_000;
 
     /// A context whose clients come from `runtime`, under its policy (give each plugin its
-    /// own with [`Runtime::with_policy`]).
+    /// own with [`Runtime::under_policy`]).
     pub fn new(runtime: Runtime) -> Self {
         LockCtx {
             runtime,

@@ -73,18 +73,17 @@ impl RedisCtx {
     }
 
     /// A context on its own connections to the Redis of `topology` (a URL for one Redis),
-    /// under `policy`, with TLS trusting the system's roots. Fails with
+    /// under `policy`, with `tls` for `rediss://` URLs (`TlsConfig::default()` trusts the
+    /// system's roots). Fails with
     /// [`crate::Error::InvalidArgument`] for a malformed URL and [`crate::Error::Connect`] when
     /// Redis cannot be reached. Prefer [`crate::Runtime::redis_ctx`] to share one connection
     /// among many stores.
-    pub async fn connect(topology: impl Into<Topology>, policy: Policy) -> Result<Self> {
-        let link = Link::connect(
-            &topology.into(),
-            policy,
-            DEFAULT_CONNECT_TIMEOUT,
-            TlsConfig::default(),
-        )
-        .await?;
+    pub async fn connect(
+        topology: impl Into<Topology>,
+        policy: Policy,
+        tls: TlsConfig,
+    ) -> Result<Self> {
+        let link = Link::connect(&topology.into(), policy, DEFAULT_CONNECT_TIMEOUT, tls).await?;
         Ok(RedisCtx::new(Arc::new(link)))
     }
 

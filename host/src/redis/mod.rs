@@ -36,7 +36,7 @@
 #[cfg(feature = "runtime")]
 mod blocking;
 #[cfg(feature = "runtime")]
-mod connection;
+pub(crate) mod connection;
 #[cfg(feature = "runtime")]
 mod ctx;
 #[cfg(feature = "runtime")]
@@ -48,16 +48,16 @@ mod limits;
 mod link;
 #[cfg(feature = "runtime")]
 mod node;
-mod policy;
+pub(crate) mod policy;
 mod reply;
 #[cfg(feature = "runtime")]
 mod request;
 #[cfg(feature = "runtime")]
 mod sentinel;
 #[cfg(feature = "runtime")]
-mod tls;
+pub(crate) mod tls;
 #[cfg(feature = "runtime")]
-mod topology;
+pub(crate) mod topology;
 #[cfg(feature = "runtime")]
 mod url;
 #[cfg(feature = "runtime")]
@@ -68,7 +68,7 @@ mod weakness;
 pub(crate) mod wit;
 
 #[cfg(feature = "runtime")]
-pub use connection::RedisConnection;
+pub(crate) use connection::RedisConnection;
 #[cfg(feature = "runtime")]
 pub use ctx::{RedisCtx, RedisHostView, RedisView, add_to_linker};
 #[cfg(feature = "runtime")]
@@ -81,15 +81,17 @@ pub(crate) use grants::Grants;
 pub use limits::{MAX_FOREIGN_TOKEN_BYTES, RequestLimits};
 #[cfg(feature = "runtime")]
 pub(crate) use link::{DEFAULT_CONNECT_TIMEOUT, Link};
-pub use policy::Policy;
+pub(crate) use policy::Policy;
 #[cfg(all(feature = "runtime", not(feature = "fuzzing")))]
 pub(crate) use reply::Failure;
 #[cfg(feature = "fuzzing")]
 pub use reply::{Failure, Reply, Scalar, classify, flatten};
 #[cfg(feature = "runtime")]
-pub use tls::TlsConfig;
+pub(crate) use tls::TlsConfig;
 #[cfg(feature = "runtime")]
-pub use topology::{MAX_QUORUM_NODES, Topology};
+pub use topology::MAX_QUORUM_NODES;
+#[cfg(feature = "runtime")]
+pub(crate) use topology::Topology;
 #[cfg(feature = "runtime")]
 pub use url::redact_url;
 #[cfg(feature = "runtime")]

@@ -53,8 +53,9 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Also allows the script with this Lua source (for components with scripts of their own).
-    pub fn allow_script(mut self, source: impl Into<String>) -> Self {
+    /// Also allows the script with this Lua source (for components with scripts of their own);
+    /// [`Policy::allows`] tells whether a script (by its SHA1) is allowed.
+    pub fn with_script(mut self, source: impl Into<String>) -> Self {
         let source = source.into();
         self.allowed_sha1.insert(sha1_hex(&source));
         self.extra_sources.push(source);
@@ -62,8 +63,8 @@ impl Policy {
     }
 
     /// Allows no script at all, not even the bundled component's; add some with
-    /// [`Policy::allow_script`].
-    pub fn deny_all_scripts(mut self) -> Self {
+    /// [`Policy::with_script`].
+    pub fn without_scripts(mut self) -> Self {
         self.allowed_sha1.clear();
         self.extra_sources.clear();
         self
@@ -147,9 +148,24 @@ impl Policy {
     /// which keeps a component from using those scripts to test or delete keys whose values
     /// it guesses. Turn it on to release or extend, through `attach`, locks that other
     /// clients took; the `dlock` CLI does.
-    pub fn allow_foreign_tokens(mut self) -> Self {
-        self.limits.foreign_tokens = true;
+    pub fn with_foreign_tokens(mut self, allowed: bool) -> Self {
+        self.limits.foreign_tokens = allowed;
         self
+    }
+
+    /// See [`Policy::with_foreign_tokens`].
+    pub fn foreign_tokens(&self) -> bool {
+        self.limits.foreign_tokens
+    }
+
+    /// See [`Policy::with_key_namespace`].
+    pub fn key_namespace(&self) -> &str {
+        &self.limits.key_namespace
+    }
+
+    /// See [`Policy::with_max_key_bytes`].
+    pub fn max_key_bytes(&self) -> usize {
+        self.limits.max_key_bytes
     }
 
     /// Longest the component may compute without calling Redis or sleeping; past it the call
@@ -163,7 +179,7 @@ impl Policy {
     /// Most connections of their own the host holds at once for the component's waits on
     /// release signals (`wait-for-release`: a blocking command holds its connection, so it
     /// never runs on the shared one), across every client of the runtime with this policy:
-    /// the bound is per policy, so a `Runtime` and each `Runtime::with_policy` of it (each
+    /// the bound is per policy, so a `Runtime` and each `Runtime::under_policy` of it (each
     /// plugin) have their own. Over a quorum a wait holds one at each primary it blocks at. A
     /// wait that finds none free polls instead (a plain pause, counted as a fallback). A cancelled wait closes its connection at once. Default
     /// [`DEFAULT_MAX_BLOCKING_CONNECTIONS`](defaults::DEFAULT_MAX_BLOCKING_CONNECTIONS); 0
@@ -236,7 +252,7 @@ impl Policy {
 }
 
 /// SHA1 of a script's source in lowercase hex, as Redis names scripts.
-pub fn sha1_hex(source: &str) -> String {
+pub(crate) fn sha1_hex(source: &str) -> String {
     sha1_smol::Sha1::from(source).digest().to_string()
 }
 
@@ -323,7 +339,7 @@ mod tests {
         assert!(!policy.allows(&sha1_hex(&tampered)));
         assert!(
             !Policy::default()
-                .deny_all_scripts()
+                .without_scripts()
                 .allows(BundledScript::ALL[0].sha1())
         );
     }

@@ -391,7 +391,7 @@ fn policy(spec: &Value) -> Policy {
         let n = || value.as_u64().expect("a number");
         policy = match name.as_str() {
             "allowForeignTokens" => match value.as_bool().expect("a boolean") {
-                true => policy.allow_foreign_tokens(),
+                true => policy.with_foreign_tokens(true),
                 false => policy, // the default
             },
             "keyNamespace" => policy.with_key_namespace(value.as_str().expect("string")),

@@ -2,11 +2,11 @@
 //! import with one call and runs the bundled component there, under the same policy. Only
 //! the public API of `dlock_host`, wasmtime and wasmtime-wasi is used.
 
-use dlock_host::Policy;
 use dlock_host::bindings::Dlock;
 use dlock_host::bindings::dlock::lock::types::RedisError;
 use dlock_host::bindings::exports::dlock::lock::lock::Error as LockError;
 use dlock_host::redis::{RedisCtx, RedisHostView, RedisView};
+use dlock_host::{Policy, TlsConfig};
 use dlock_tests::{get, raw, redis};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
@@ -47,7 +47,9 @@ async fn an_embedders_own_store_runs_the_bundled_component_with_the_redis_import
     dlock_host::redis::add_to_linker(&mut linker).unwrap();
     let component = Component::new(&engine, dlock_host::bundled::COMPONENT).unwrap();
     let policy = Policy::default().with_key_namespace("plugin-a:");
-    let redis = RedisCtx::connect(&server.url(), policy).await.unwrap();
+    let redis = RedisCtx::connect(&server.url(), policy, TlsConfig::default())
+        .await
+        .unwrap();
     let mut store = Store::new(
         &engine,
         PluginState {

@@ -162,7 +162,7 @@ async fn a_reply_over_the_cap_is_an_error_not_a_delivery() {
     // Redis takes a while to build and send 16 MiB on a busy machine: a timeout would hide
     // the cap under test.
     let policy = Policy::default()
-        .allow_script(HUGE_REPLY_SCRIPT)
+        .with_script(HUGE_REPLY_SCRIPT)
         .with_command_timeout(Duration::from_secs(120));
     let runtime = hostile_runtime(&server, policy).await;
     let err = hostile(&runtime, "huge-reply")

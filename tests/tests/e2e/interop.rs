@@ -23,7 +23,7 @@ async fn set_nx_px(conn: &mut redis::aio::MultiplexedConnection, key: &str, toke
 async fn a_foreign_lock_makes_dlock_busy_and_survives_dlock_release_attempts() {
     let server = redis();
     let rt = Runtime::builder(server.url())
-        .with_policy(Policy::default().allow_foreign_tokens())
+        .with_policy(Policy::default().with_foreign_tokens(true))
         .build()
         .await
         .unwrap();

@@ -39,7 +39,7 @@ async fn scripts_outside_the_allowlist_are_denied_before_redis_sees_them() {
     let server = redis();
     let mut conn = raw(&server).await;
     let rt = Runtime::builder(server.url())
-        .with_policy(Policy::default().deny_all_scripts())
+        .with_policy(Policy::default().without_scripts())
         .build()
         .await
         .unwrap();
@@ -68,8 +68,8 @@ async fn scripts_outside_the_allowlist_are_denied_before_redis_sees_them() {
 async fn an_explicitly_allowed_script_runs_under_a_deny_all_policy() {
     let server = redis();
     let policy = Policy::default()
-        .deny_all_scripts()
-        .allow_script(BundledScript::Acquire.source());
+        .without_scripts()
+        .with_script(BundledScript::Acquire.source());
     let rt = Runtime::builder(server.url())
         .with_policy(policy)
         .build()

@@ -132,7 +132,7 @@ async fn a_release_wakes_one_of_two_blocked_waiters_and_the_other_waits_on() {
 }
 
 /// Each policy bounds its own blocking connections: with one allowed, a runtime's waiter and a
-/// `with_policy` runtime's waiter (another plugin's) each block on the signal list.
+/// `under_policy` runtime's waiter (another plugin's) each block on the signal list.
 #[tokio::test]
 async fn the_blocking_connection_bound_is_per_policy() {
     let server = redis();
@@ -143,7 +143,7 @@ async fn the_blocking_connection_bound_is_per_policy() {
         .build()
         .await
         .unwrap();
-    let plugin = rt.with_policy(one);
+    let plugin = rt.under_policy(one);
     let lock = rt
         .client(LockOptions::default())
         .await

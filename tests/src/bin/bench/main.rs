@@ -81,7 +81,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Clients the component's instance pool has room for. [default: dlock's default]
-    /// A pool of at most dlock_host::ELIDED_CHECKS_CLIENTS reserves 4 GiB of address space
+    /// A pool of at most dlock_host::Allocation::ELIDED_CHECKS_CLIENTS reserves 4 GiB of address space
     /// per client: under valgrind, give it little more than the highest --concurrency.
     #[arg(long, value_name = "CLIENTS")]
     pool: Option<u32>,
