@@ -131,7 +131,7 @@ impl LockCtx {
             Ok(())
         } else {
             Err(denied(format!(
-                "more than {} lock calls per second",
+                "more than {} lock calls in one second",
                 self.max_calls_per_second
             )))
         }
