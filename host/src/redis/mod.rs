@@ -34,38 +34,18 @@
 //! on).
 
 #[cfg(feature = "runtime")]
-mod blocking;
-#[cfg(feature = "runtime")]
-pub(crate) mod connection;
-#[cfg(feature = "runtime")]
-mod ctx;
-#[cfg(feature = "runtime")]
-mod eval;
-#[cfg(feature = "runtime")]
-mod grants;
-mod limits;
-#[cfg(feature = "runtime")]
-mod link;
-#[cfg(feature = "runtime")]
-mod node;
+mod connect;
+mod import;
 pub(crate) mod policy;
-mod reply;
+
 #[cfg(feature = "runtime")]
-mod request;
+pub(crate) use connect::{
+    blocking, connection, link, node, sentinel, tls, topology, url, weakness,
+};
+pub(crate) use import::reply;
 #[cfg(feature = "runtime")]
-mod sentinel;
-#[cfg(feature = "runtime")]
-pub(crate) mod tls;
-#[cfg(feature = "runtime")]
-pub(crate) mod topology;
-#[cfg(feature = "runtime")]
-mod url;
-#[cfg(feature = "runtime")]
-mod wait;
-#[cfg(feature = "runtime")]
-mod weakness;
-#[cfg(feature = "runtime")]
-pub(crate) mod wit;
+pub(crate) use import::{ctx, eval, grants, request, wait, wit};
+pub(crate) use policy::limits;
 
 #[cfg(feature = "runtime")]
 pub(crate) use connection::RedisConnection;

@@ -4,7 +4,7 @@
 use crate::contract::quorum;
 use crate::error::{Error, Result};
 
-use super::url::redact_url;
+use crate::redis::url::redact_url;
 
 /// Most independent primaries in quorum mode. Redlock is run with 3 or 5; more only adds
 /// latency and Redis calls.

@@ -17,7 +17,7 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     additional_derives: [PartialEq],
     with: {
-        "dlock:lock/redis.script": super::ScriptEntry,
+        "dlock:lock/redis.script": crate::redis::ScriptEntry,
     },
 });
 

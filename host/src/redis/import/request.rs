@@ -8,7 +8,7 @@ use wasmtime::AsContext;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{WasmList, WasmStr};
 
-use super::limits::RequestLimits;
+use crate::redis::limits::RequestLimits;
 
 /// Most strings a store keeps for its next call; with more, all are dropped after the call.
 const KEPT: usize = 16;

@@ -28,17 +28,17 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::RedisView;
-use super::link::Link;
-use super::node::Node;
-use super::wit::WitRedisError;
-use super::wit::dlock::lock::redis::Wake;
 use crate::cancel::Cancel;
 use crate::contract::{Companion, check_lock_key, companion_key};
 use crate::observe::{self, Denial, WokenBy};
+use crate::redis::RedisView;
+use crate::redis::link::Link;
+use crate::redis::node::Node;
+use crate::redis::wit::WitRedisError;
+use crate::redis::wit::dlock::lock::redis::Wake;
 
 /// The longest one wait may last in a call without a deadline of its own (a store whose
-/// embedder calls [`super::RedisCtx::begin_call`]); calls of a [`crate::Client`] end at their
+/// embedder calls [`crate::redis::RedisCtx::begin_call`]); calls of a [`crate::Client`] end at their
 /// deadline.
 pub const MAX_UNSCOPED_WAIT: Duration = Duration::from_secs(10);
 
@@ -59,7 +59,7 @@ fn denied(why: Denial, reason: String) -> Result<Wake, WitRedisError> {
 }
 
 /// `wait-for-release(key, timeout-ms, listen)` for the store behind `view`.
-pub(super) async fn wait_for_release(
+pub(in crate::redis) async fn wait_for_release(
     view: &mut RedisView<'_>,
     key: String,
     timeout_ms: u64,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, Value};
 
-use super::connection::RedisConnection;
-use super::tls::{self, TlsConfig};
 use crate::contract::hash_slot;
+use crate::redis::connection::RedisConnection;
+use crate::redis::tls::{self, TlsConfig};
 
 /// Idle connections for blocking waits, opened on demand to the node's primary. How many may
 /// be in use at once is bounded by whoever hands out the permits (a link's semaphore); this

@@ -1,11 +1,13 @@
 //! What the host lets a component run on Redis.
 
+pub(crate) mod limits;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::limits::RequestLimits;
 use crate::bundled::BundledScript;
 use crate::contract::policy as defaults;
+use limits::RequestLimits;
 
 /// The host's rules for a component's Redis calls.
 ///

@@ -10,18 +10,18 @@ use redis::{ErrorKind, ServerErrorKind};
 use tracing::Instrument;
 use wasmtime::component::Resource;
 
-use super::RedisView;
-use super::link::AllowedScript;
-use super::node::{Node, Outcome};
-use super::reply::{self, Failure, Reply, classify, flatten};
-use super::wit::dlock::lock::redis::{Host, HostScript, Wake};
-use super::wit::{Scalar, Value, WitRedisError};
 use crate::bundled::BundledScript;
 use crate::observe::{self, Denial};
+use crate::redis::RedisView;
+use crate::redis::link::AllowedScript;
+use crate::redis::node::{Node, Outcome};
+use crate::redis::reply::{self, Failure, Reply, classify, flatten};
+use crate::redis::wit::dlock::lock::redis::{Host, HostScript, Wake};
+use crate::redis::wit::{Scalar, Value, WitRedisError};
 
 /// The host value behind a guest's `script` resource.
 #[derive(Debug)]
-pub struct ScriptEntry(pub(super) Arc<AllowedScript>);
+pub struct ScriptEntry(pub(in crate::redis) Arc<AllowedScript>);
 
 impl HostScript for RedisView<'_> {
     async fn load(
@@ -52,7 +52,7 @@ type LockCall<'a> = Option<(BundledScript, &'a String, &'a String)>;
 /// script's argument shape. An acquire is noted (and counted) before it is sent. Otherwise the
 /// refusal, counted by why.
 fn admit<'a>(
-    ctx: &mut super::RedisCtx,
+    ctx: &mut crate::redis::RedisCtx,
     script: &AllowedScript,
     keys: &'a [String],
     args: &'a [String],
@@ -126,7 +126,11 @@ fn check_one_slot(keys: &[String]) -> Result<(), String> {
 
 /// Forgets a noted lock once every store's reply shows it was not taken (a busy acquire) or
 /// is gone (a release, whatever it found); counts a busy acquire.
-fn settle(grants: &super::Grants, lock: LockCall<'_>, replies: &[Result<redis::Value, Failure>]) {
+fn settle(
+    grants: &crate::redis::Grants,
+    lock: LockCall<'_>,
+    replies: &[Result<redis::Value, Failure>],
+) {
     let answered = |f: fn(&redis::Value) -> bool| {
         replies
             .iter()
@@ -218,7 +222,7 @@ impl Host for RedisView<'_> {
         timeout_ms: u64,
         listen: bool,
     ) -> wasmtime::Result<Result<Wake, WitRedisError>> {
-        Ok(super::wait::wait_for_release(self, key, timeout_ms, listen).await)
+        Ok(crate::redis::wait::wait_for_release(self, key, timeout_ms, listen).await)
     }
 
     async fn redis_eval(

@@ -10,16 +10,16 @@ use wasmtime::component::{
     WasmList, WasmStr,
 };
 
-use super::ScriptEntry;
-use super::link::{DEFAULT_CONNECT_TIMEOUT, Link};
-use super::request::Request;
-use super::wit::dlock::lock::redis::{Host, HostScript};
-use super::wit::{Value, WitRedisError};
-use super::{Grants, Policy, TlsConfig, Topology};
 use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::observe::{self, Denial};
 use crate::rate::TokenBucket;
+use crate::redis::ScriptEntry;
+use crate::redis::link::{DEFAULT_CONNECT_TIMEOUT, Link};
+use crate::redis::request::Request;
+use crate::redis::wit::dlock::lock::redis::{Host, HostScript};
+use crate::redis::wit::{Value, WitRedisError};
+use crate::redis::{Grants, Policy, TlsConfig, Topology};
 
 /// The Redis capability of one store: a connection (shared with every other `RedisCtx` made
 /// from the same runtime or connection), the policy, and this store's meters (calls of the

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{Cmd, Value};
 
-use super::connection::RedisConnection;
+use crate::redis::connection::RedisConnection;
 
 /// A Redis server setting that weakens dlock's guarantees, or one that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]

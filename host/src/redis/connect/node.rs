@@ -12,12 +12,12 @@ use redis::cluster::ClusterClient;
 use redis::io::tcp::{TcpSettings, socket2};
 use redis::sentinel::SentinelClient;
 
-use super::blocking::{BlockingPool, ClusterPools};
-use super::connection::RedisConnection;
-use super::sentinel::{self, SentinelUrl};
-use super::tls::{self, TlsConfig};
-use super::url::redact_url;
 use crate::error::{Error, Result};
+use crate::redis::blocking::{BlockingPool, ClusterPools};
+use crate::redis::connection::RedisConnection;
+use crate::redis::sentinel::{self, SentinelUrl};
+use crate::redis::tls::{self, TlsConfig};
+use crate::redis::url::redact_url;
 
 /// After this many `redis-eval` timeouts in a row on one connection, the connection is taken
 /// for dead (a peer gone without a reset, a firewall that drops packets) and replaced by a

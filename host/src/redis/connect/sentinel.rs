@@ -10,7 +10,7 @@ use percent_encoding::percent_decode_str;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, RedisResult};
 
-use super::tls::TlsConfig;
+use crate::redis::tls::TlsConfig;
 
 /// The scheme of a Sentinel URL.
 pub(crate) const SCHEME: &str = "redis+sentinel://";

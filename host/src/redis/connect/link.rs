@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::blocking::BlockingPool;
-use super::connection::RedisConnection;
-use super::node::{Node, Settings};
-use super::policy::{Policy, sha1_hex};
-use super::topology::Topology;
 use crate::bundled::BundledScript;
 use crate::contract::quorum;
 use crate::error::{Error, Result};
+use crate::redis::blocking::BlockingPool;
+use crate::redis::connection::RedisConnection;
+use crate::redis::node::{Node, Settings};
+use crate::redis::policy::{Policy, sha1_hex};
+use crate::redis::topology::Topology;
 
 /// How long one attempt to open a connection may take, unless configured otherwise.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -22,9 +22,9 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// which of the bundled scripts it is, if any.
 #[derive(Debug)]
 pub(crate) struct AllowedScript {
-    pub(super) sha1: String,
-    pub(super) source: Box<str>,
-    pub(super) role: Option<BundledScript>,
+    pub(in crate::redis) sha1: String,
+    pub(in crate::redis) source: Box<str>,
+    pub(in crate::redis) role: Option<BundledScript>,
 }
 
 /// The stores of one topology, shared by every [`Link`] made on them.
@@ -117,7 +117,7 @@ impl Link {
         topology: &Topology,
         policy: Policy,
         connect_timeout: Duration,
-        tls: super::TlsConfig,
+        tls: crate::redis::TlsConfig,
     ) -> Result<Self> {
         let settings = Settings {
             connect_timeout,
@@ -167,7 +167,7 @@ impl Link {
     /// The settings of every store's server(s) that weaken the lock's guarantees (with
     /// `eviction_only`: only a policy that can evict locks now, skipping what cannot be read),
     /// read from all stores at once, each read bounded by the command timeout.
-    pub(crate) async fn weaknesses(&self, eviction_only: bool) -> Vec<super::Weakness> {
+    pub(crate) async fn weaknesses(&self, eviction_only: bool) -> Vec<crate::redis::Weakness> {
         let timeout = self.policy.command_timeout;
         let checks = self.stores.nodes.iter().map(|node| {
             let name = match node.server() {
@@ -178,9 +178,9 @@ impl Link {
             let mut conn = node.current().1;
             async move {
                 if eviction_only {
-                    super::weakness::eviction_risks(&mut conn, &name, timeout).await
+                    crate::redis::weakness::eviction_risks(&mut conn, &name, timeout).await
                 } else {
-                    super::weakness::weaknesses(&mut conn, &name, timeout).await
+                    crate::redis::weakness::weaknesses(&mut conn, &name, timeout).await
                 }
             }
         });
@@ -193,7 +193,7 @@ impl Link {
 
     /// A permit to hold one connection of a blocking pool: `None` when this link's waits hold
     /// as many as its policy allows.
-    pub(super) fn blocking_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    pub(in crate::redis) fn blocking_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.waits.clone().try_acquire_owned().ok()
     }
 
@@ -201,7 +201,7 @@ impl Link {
     /// [`Self::nodes`]), shared by every link on the same stores: to its primary (at a fixed
     /// address, or the one Sentinel names now), or in a Cluster to the primary serving the
     /// list's slot.
-    pub(super) async fn blocking_pool(
+    pub(in crate::redis) async fn blocking_pool(
         &self,
         node: &Node,
         signal: &str,
@@ -226,7 +226,10 @@ impl Link {
     /// The allowed script with this source, or `denied`. Every allowed script's source is
     /// known, so admitting is a map lookup; a refused source is hashed only to name it, and
     /// only when it is no longer than the longest allowed one.
-    pub(super) fn admit(&self, source: &str) -> std::result::Result<Arc<AllowedScript>, String> {
+    pub(in crate::redis) fn admit(
+        &self,
+        source: &str,
+    ) -> std::result::Result<Arc<AllowedScript>, String> {
         if let Some(script) = self.known.get(source) {
             return Ok(script.clone());
         }
