@@ -1,6 +1,7 @@
 //! Fuzzes what the host does with input a hostile component or a hostile Redis controls:
-//! the validation of a `redis-eval` call's keys and arguments (`host/src/redis/policy/limits.rs`) and the
-//! decoding of a Redis reply into what may cross into the component (`host/src/redis/import/reply.rs`).
+//! the validation of a `redis-eval` call's keys and arguments
+//! (`host/src/redis/policy/limits.rs`) and the decoding of a Redis reply into what may cross
+//! into the component (`host/src/redis/import/reply.rs`).
 //! The target links `dlock-host` with only its `fuzzing` feature, so this is exactly the
 //! host's code, without wasmtime.
 //!

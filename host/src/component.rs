@@ -129,8 +129,8 @@ impl LockComponent {
 
     /// The engine configuration of this crate's own engines: epoch interruption, a 256 KiB
     /// wasm stack, linear memories of at most 16 MiB, and with [`Allocation::Pooling`] a pool
-    /// sized for that many clients. A pool of up to [`Allocation::ELIDED_CHECKS_CLIENTS`] clients reserves
-    /// 4 GiB of address space (none of it memory) per client so that the compiled code needs
+    /// sized for that many clients. A pool of up to [`Allocation::ELIDED_CHECKS_CLIENTS`]
+    /// clients reserves 4 GiB of address space (none of it memory) per client so that the compiled code needs
     /// no bounds checks; a larger pool, and [`Allocation::OnDemand`], reserve only the 16 MiB
     /// and check bounds.
     pub fn config(allocation: Allocation) -> Config {

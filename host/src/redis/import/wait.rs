@@ -10,12 +10,14 @@
 //! signals every primary it reaches, and a woken attempt that reached some primary before the
 //! release did has marked itself there again, so that primary's signal wakes it once more. The
 //! `BLPOP`s at the other primaries are left to end by themselves (a connection closed under a
-//! blocked `BLPOP` may still take a signal in Redis, which would then be lost): a signal one of
-//! them takes later is passed on, to the waiter's next wait among others. The `BLPOP` runs in a task
-//! of its own: when the wait's timer ends first, the task still collects the reply (due at
-//! the same time), hands a signal it took to nobody back to the next waiter (*passes it on*),
-//! and returns the connection; when the wait is cancelled or torn down, the task closes the
-//! connection at once (Redis then unblocks it) and frees its permit. A wait that cannot block
+//! blocked `BLPOP` may still take a signal in Redis, which would then be lost): a signal one
+//! of them takes later is passed on, to the waiter's next wait among others.
+//!
+//! The `BLPOP` runs in a task of its own: when the wait's timer ends first, the task still
+//! collects the reply (due at the same time), hands a signal it took to nobody back to the
+//! next waiter (*passes it on*), and returns the connection; when the wait is cancelled or
+//! torn down, the task closes the connection at once (Redis then unblocks it) and frees its
+//! permit. A wait that cannot block
 //! (no connection free under the policy's bound, none can be opened) pauses instead.
 
 use std::sync::Arc;
@@ -38,8 +40,8 @@ use crate::redis::wit::WitRedisError;
 use crate::redis::wit::dlock::lock::redis::Wake;
 
 /// The longest one wait may last in a call without a deadline of its own (a store whose
-/// embedder calls [`crate::redis::RedisCtx::begin_call`]); calls of a [`crate::Client`] end at their
-/// deadline.
+/// embedder calls [`RedisCtx::begin_call`](crate::redis::RedisCtx::begin_call)); calls of a
+/// [`crate::Client`] end at their deadline.
 pub const MAX_UNSCOPED_WAIT: Duration = Duration::from_secs(10);
 
 /// Pushes a signal back for the next waiter (KEYS[1], the signal list), if waiters are still

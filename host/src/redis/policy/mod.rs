@@ -183,7 +183,8 @@ impl Policy {
     /// never runs on the shared one), across every client of the runtime with this policy:
     /// the bound is per policy, so a `Runtime` and each `Runtime::under_policy` of it (each
     /// plugin) have their own. Over a quorum a wait holds one at each primary it blocks at. A
-    /// wait that finds none free polls instead (a plain pause, counted as a fallback). A cancelled wait closes its connection at once. Default
+    /// wait that finds none free polls instead (a plain pause, counted as a fallback). A
+    /// cancelled wait closes its connection at once. Default
     /// [`DEFAULT_MAX_BLOCKING_CONNECTIONS`](defaults::DEFAULT_MAX_BLOCKING_CONNECTIONS); 0
     /// turns wake-up on release off.
     pub fn with_max_blocking_connections(mut self, connections: usize) -> Self {
