@@ -216,6 +216,16 @@ fn link_wasi_clocks_random_and_poll(l: &mut Linker<HostState>) -> wasmtime::Resu
     Ok(())
 }
 
+impl LockComponent {
+    /// Advances `engine`'s epoch every 10 ms on a thread of its own, which ends once the engine
+    /// is dropped; one thread per engine, however often it is asked. [`LockComponent::new`]
+    /// does this for its engine; an engine that runs only composed plugins (which hold the
+    /// lock logic themselves) needs it for their stores' epoch deadlines to fire at all.
+    pub fn tick_epochs(engine: &Engine) {
+        start_epoch_ticker(engine);
+    }
+}
+
 /// Advances `engine`'s epoch every [`EPOCH_TICK`] on a thread of its own, which ends once the
 /// engine is dropped. One thread per engine, however many components it compiles.
 fn start_epoch_ticker(engine: &Engine) {

@@ -12,6 +12,9 @@ use dlock_tests::{get, pttl, raw, redis};
 
 const PATHS: [Path; 2] = [Path::HostProvided, Path::Composed];
 
+/// Hang guard for events that must happen (never a timing assertion).
+const GUARD: Duration = Duration::from_secs(60);
+
 fn hostile(host: &PluginHost, path: Path, namespace: &str) -> Plugin {
     let bytes = std::fs::read(HOSTILE_PLUGIN).unwrap();
     host.load(&bytes, path, namespace).unwrap()
@@ -169,4 +172,79 @@ async fn spinning_trapping_or_flooding_plugins_do_not_stall_the_others() {
         }
         assert_eq!(host.counter(&counter).await.unwrap(), 200, "{path:?}");
     }
+}
+
+/// A composed plugin's store on an engine of its own, with a redis context.
+struct ComposedStore {
+    table: wasmtime::component::ResourceTable,
+    wasi: wasmtime_wasi::WasiCtx,
+    redis: dlock_host::redis::RedisCtx,
+}
+
+impl wasmtime_wasi::WasiView for ComposedStore {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl dlock_host::redis::RedisHostView for ComposedStore {
+    fn redis(&mut self) -> dlock_host::redis::RedisView<'_> {
+        dlock_host::redis::RedisView {
+            ctx: &mut self.redis,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// An engine that runs only composed plugins compiles no dlock component, so nothing ticks its
+/// epoch unless the host asks `LockComponent::tick_epochs`; with it, a spinning plugin under
+/// `epoch_deadline_trap` traps (without it, the spin would never end).
+///
+/// `GUARD` is a hang guard: the trap comes after 100 ticks of 10 ms.
+#[tokio::test(flavor = "multi_thread")]
+async fn tick_epochs_bounds_a_spinning_composed_plugin_on_an_engine_of_its_own() {
+    use dlock_host::{Allocation, LockComponent, Policy, TlsConfig};
+    use wasmtime::component::{Component, Linker, ResourceTable};
+    let server = redis();
+    let engine = wasmtime::Engine::new(&LockComponent::config(Allocation::OnDemand)).unwrap();
+    LockComponent::tick_epochs(&engine);
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    dlock_host::redis::add_to_linker(&mut linker).unwrap();
+    let composed = dlock_host::compose(&std::fs::read(HOSTILE_PLUGIN).unwrap()).unwrap();
+    let component = Component::new(&engine, composed).unwrap();
+    let redis_ctx = dlock_host::redis::RedisCtx::connect(
+        server.url().as_str(),
+        Policy::default(),
+        TlsConfig::default(),
+    )
+    .await
+    .unwrap();
+    let state = ComposedStore {
+        table: ResourceTable::new(),
+        wasi: wasmtime_wasi::WasiCtx::builder().build(),
+        redis: redis_ctx,
+    };
+    let mut store = wasmtime::Store::new(&engine, state);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(100);
+    let instance = linker
+        .instantiate_async(&mut store, &component)
+        .await
+        .unwrap();
+    let run = instance
+        .get_typed_func::<(&str, &str, &str), (Result<String, String>,)>(&mut store, "run")
+        .unwrap();
+    let spin = tokio::spawn(async move { run.call_async(&mut store, ("spin", "k", "")).await });
+    let Ok(trapped) = tokio::time::timeout(GUARD, spin).await else {
+        // Ends the spin (its deadline is 100 ticks) so that the runtime can shut down.
+        for _ in 0..200 {
+            engine.increment_epoch();
+        }
+        panic!("the spin was never interrupted: nothing ticked the engine's epoch");
+    };
+    assert!(trapped.unwrap().is_err(), "the spin ended without a trap");
 }
