@@ -61,6 +61,7 @@ pub(crate) use grants::Grants;
 pub use limits::{MAX_FOREIGN_TOKEN_BYTES, RequestLimits};
 #[cfg(feature = "runtime")]
 pub(crate) use link::{DEFAULT_CONNECT_TIMEOUT, Link};
+#[cfg(feature = "runtime")]
 pub(crate) use policy::Policy;
 #[cfg(all(feature = "runtime", not(feature = "fuzzing")))]
 pub(crate) use reply::Failure;
