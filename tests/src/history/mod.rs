@@ -251,12 +251,15 @@ pub struct History {
     /// Every op, in invocation-recording order.
     pub ops: Vec<Op>,
     /// Processes marked crashed, and when: their unfinished ops invoked by then are excused
-    /// from T1.
+    /// from T1, and their holds end at their last mark (a process is dead by then).
     pub crashes: Vec<(u32, Instant)>,
     /// The scenario's observations of lock keys (I3).
     pub observations: Vec<Observation>,
     /// The scenario's observations after releases (R1).
     pub release_observations: Vec<ReleaseObservation>,
+    /// What the scenario did around the ops (faults it injected, and when), for the
+    /// timeline only: no check reads them.
+    pub notes: Vec<(Instant, String)>,
 }
 
 impl History {
@@ -268,6 +271,7 @@ impl History {
             crashes: Vec::new(),
             observations: Vec::new(),
             release_observations: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -297,7 +301,11 @@ impl fmt::Display for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ops: Vec<&Op> = self.ops.iter().collect();
         ops.sort_by_key(|op| (op.invoked, op.id));
+        let mut notes = self.notes.iter().peekable();
         for op in ops {
+            while let Some((at, note)) = notes.next_if(|(at, _)| *at <= op.invoked) {
+                writeln!(f, "note {}: {note}", self.at(*at))?;
+            }
             let completed = op.completed.map_or("never".to_owned(), |t| self.at(t));
             write!(
                 f,
@@ -335,6 +343,9 @@ impl fmt::Display for History {
             }
             writeln!(f, " -> {}", op.outcome)?;
         }
+        for (at, note) in notes {
+            writeln!(f, "note {}: {note}", self.at(*at))?;
+        }
         for (process, at) in &self.crashes {
             writeln!(f, "crash p{process} at {}", self.at(*at))?;
         }
@@ -362,13 +373,14 @@ mod tests {
     }
 
     #[test]
-    fn the_timeline_shows_every_op_crash_and_observation() {
+    fn the_timeline_shows_every_op_note_crash_and_observation() {
         let t0 = Instant::now();
         let rec = Recorder::starting_at(t0);
         rec.invoke_at(Call::acquire(1, "k", ms(100)), t0)
             .complete_at(Completion::ok().token("A").fence(4), t0 + ms(5));
         let _never = rec.invoke_at(Call::release(2, "k", "B"), t0 + ms(10));
         rec.crashed_at(2, t0 + ms(20));
+        rec.note_at("fault X", t0 + ms(7));
         rec.observe(Observation {
             key: "k".into(),
             expected_token: "A".into(),
@@ -388,6 +400,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("crash p2 at +20.0ms"), "{text}");
+        assert!(
+            text.contains("-> ok\nnote +7.0ms: fault X\nop#1 p2"),
+            "notes are in time order among the ops: {text}"
+        );
         assert!(
             text.contains(r#"observed "k" = None (expected A) over [+30.0ms, +31.0ms]"#),
             "{text}"

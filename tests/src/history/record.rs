@@ -273,7 +273,7 @@ impl Recorder {
     }
 
     /// Marks `process` crashed now: its ops invoked until now that never complete are excused
-    /// from T1.
+    /// from T1. Its last mark must come once it is dead: its holds end there.
     pub fn crashed(&self, process: u32) {
         self.crashed_at(process, Instant::now());
     }
@@ -281,6 +281,20 @@ impl Recorder {
     /// [`Recorder::crashed`] with an explicit time.
     pub fn crashed_at(&self, process: u32, at: Instant) {
         self.with(|h| h.crashes.push((process, at)));
+    }
+
+    /// Notes what the scenario did now (for the timeline; see [`History::notes`]).
+    pub fn note(&self, text: impl Into<String>) {
+        self.note_at(text, Instant::now());
+    }
+
+    /// [`Recorder::note`] with an explicit time.
+    pub fn note_at(&self, text: impl Into<String>, at: Instant) {
+        let text = text.into();
+        self.with(|h| {
+            let i = h.notes.partition_point(|(t, _)| *t <= at);
+            h.notes.insert(i, (at, text));
+        });
     }
 
     /// Records an observation of a lock key (checked by I3).

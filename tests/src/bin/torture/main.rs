@@ -151,6 +151,10 @@ struct TortureArgs {
     /// Seed for the workload and the order of faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write the recorded history to this file: one line per op, with the faults injected and
+    /// the worker processes started, in time order (to read why a run failed).
+    #[arg(long, value_name = "FILE")]
+    history: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -368,6 +372,14 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
         final_state.job_violations = jobs::violations(&rig).await?;
     }
     let history = rig.recorder.history();
+    if let Some(path) = &args.history {
+        std::fs::write(path, history.to_string()).map_err(|e| {
+            fail(format!(
+                "cannot write the history to {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
     let report = history.check(&final_state);
     let counts = counts.lock().unwrap().clone();
     let holds = rig.holds.each_ref().map(|h| h.load(Ordering::Relaxed));

@@ -131,7 +131,18 @@ pub async fn run(
         }
         let index = (tick + rng.below(2) as usize) % faults.len();
         tick += 1;
-        if apply(&rig, faults[index], &mut rng).await {
+        rig.recorder.note(format!("{:?} begins", faults[index]));
+        let applied = apply(&rig, faults[index], &mut rng).await;
+        rig.recorder.note(format!(
+            "{:?} {}",
+            faults[index],
+            if applied {
+                "ends"
+            } else {
+                "found nothing to act on"
+            }
+        ));
+        if applied {
             counts.lock().unwrap()[index] += 1;
         }
     }
@@ -171,6 +182,7 @@ async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
             let Some(pid) = rig.pausable(rng.below(u64::MAX)) else {
                 return false;
             };
+            rig.recorder.note(format!("SIGSTOP to pid {pid}"));
             signal(pid, Signal::STOP);
             tokio::time::sleep(TTL + TTL / 2).await;
             signal(pid, Signal::CONT);
@@ -179,6 +191,7 @@ async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
             let Some(pid) = rig.any(rng.below(u64::MAX)) else {
                 return false;
             };
+            rig.recorder.note(format!("SIGKILL to pid {pid}"));
             signal(pid, Signal::KILL);
         }
         Nemesis::Latency => {

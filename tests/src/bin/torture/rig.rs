@@ -167,7 +167,7 @@ impl Rig {
         }
         let mut workers: Vec<Worker> = (1..self.lanes).map(|lane| first.lane(lane)).collect();
         workers.insert(0, first);
-        Ok(workers
+        let lanes: Vec<Driven> = workers
             .into_iter()
             .map(|worker| {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -175,7 +175,11 @@ impl Rig {
                 driven.patience = super::CALL_BOUND;
                 driven
             })
-            .collect())
+            .collect();
+        let ids: Vec<String> = lanes.iter().map(|lane| format!("p{}", lane.id)).collect();
+        self.recorder
+            .note(format!("{kind:?} worker pid {pid} runs {}", ids.join(" ")));
+        Ok(lanes)
     }
 
     /// Notes that the `keeper`-th keeping worker started keeping a lock now.

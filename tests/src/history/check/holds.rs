@@ -16,6 +16,8 @@ pub struct Hold {
     /// The op that set its end: the acquire or extend whose lease end it is, or the release
     /// that cut it short.
     pub ended_by: OpId,
+    /// Its process was killed before that end: the hold ends there instead.
+    pub killed: bool,
     /// When it began (the opening op's completion).
     pub start: Instant,
     /// When it ended (exclusive).
@@ -36,13 +38,17 @@ impl Hold {
 
     pub(super) fn describe(&self, h: &History) -> String {
         let token = self.token.as_deref().unwrap_or("<none>");
+        let ending = if self.killed {
+            format!("until its process was killed at {}", h.at(self.end))
+        } else {
+            format!("end set by {}", self.ended_by)
+        };
         format!(
-            "{} (process {}, token {token}) held it over [{}, {}) (end set by {})",
+            "{} (process {}, token {token}) held it over [{}, {}) ({ending})",
             self.opened_by,
             self.process,
             h.at(self.start),
             h.at(self.end),
-            self.ended_by
         )
     }
 }
@@ -89,11 +95,21 @@ impl History {
     /// - a release, at its **invocation** and whatever its outcome (a client stops acting as
     ///   holder when it sends the release; an unknown release may have deleted the key),
     ///   closes the stretch;
+    /// - a process's last crash mark ([`History::crashes`]: it was killed by then) closes its
+    ///   stretches, and nothing it did after the mark counts. A killed process believes
+    ///   nothing, and what it last reported may no longer be what it believed: a watchdog's
+    ///   extend between two samples may have shortened the lease it reported;
     /// - acquires that did not succeed (fail or unknown) are not holds: their clients do not
     ///   believe they hold the lock. Failed or unknown extends do not move the end.
     ///
     /// Extends and releases match holders by key and token; those without a token are ignored.
     pub fn holds(&self) -> Vec<Hold> {
+        let mut killed: BTreeMap<u32, Instant> = BTreeMap::new();
+        for &(process, at) in &self.crashes {
+            let last = killed.entry(process).or_insert(at);
+            *last = (*last).max(at);
+        }
+        let alive = |process: u32, at: Instant| killed.get(&process).is_none_or(|&k| at < k);
         let mut events: BTreeMap<(&str, Holder), Vec<Event>> = BTreeMap::new();
         for op in &self.ops {
             let holder = match (&op.token, &op.kind) {
@@ -108,6 +124,9 @@ impl History {
                 (OpKind::Release, _, _) => (op.invoked, Change::Cut),
                 _ => continue,
             };
+            if !alive(op.process, at) {
+                continue;
+            }
             let event = Event { at, op, change };
             events.entry((&op.key, holder)).or_default().push(event);
         }
@@ -147,6 +166,7 @@ impl History {
                                 process: op.process,
                                 opened_by: op.id,
                                 ended_by: op.id,
+                                killed: false,
                                 start: at,
                                 end: until,
                             });
@@ -163,7 +183,13 @@ impl History {
                     }
                 }
             }
-            if let Some(hold) = open {
+            if let Some(mut hold) = open {
+                if let Some(&at) = killed.get(&hold.process)
+                    && at < hold.end
+                {
+                    hold.end = at;
+                    hold.killed = true;
+                }
                 close(hold);
             }
         }
@@ -375,6 +401,32 @@ mod tests {
         let b = into.acquire(2, "k", "B", (100, 110), 80);
         let v = into.history().check_mutual_exclusion();
         assert_violation(&v, Check::MutualExclusion, &[b, reopened], &[]);
+    }
+
+    #[test]
+    fn a_hold_ends_when_its_process_is_killed() {
+        // A kept lock's last sample said 1 s, then its watchdog's unrecorded extend set a
+        // shorter lease, and its process was killed before another sample.
+        let r = Run::new();
+        let kept = r.acquire(1, "k", "A", (0, 5), 1000);
+        r.rec.crashed_at(1, r.t(20));
+        r.rec.crashed_at(1, r.t(60));
+        r.acquire(2, "k", "B", (100, 110), 100);
+        let h = r.history();
+        assert_eq!((h.holds()[0].opened_by, h.holds()[0].end), (kept, r.t(60)));
+        assert!(
+            h.holds()[0]
+                .describe(&h)
+                .contains("until its process was killed at +60.0ms")
+        );
+        assert_eq!(h.check_mutual_exclusion(), []);
+
+        let alive = Run::new();
+        let a = alive.acquire(1, "k", "A", (0, 5), 1000);
+        let b = alive.acquire(2, "k", "B", (100, 110), 100);
+        alive.rec.crashed_at(1, alive.t(150));
+        let v = alive.history().check_mutual_exclusion();
+        assert_violation(&v, Check::MutualExclusion, &[a, b], &["killed at +150.0ms"]);
     }
 
     #[test]
