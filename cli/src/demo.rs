@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-use super::origin::Origin;
+use super::origin::{self, Origin};
 use super::output::outln;
 use super::stats::{XorShift, human, percentile};
 use super::telemetry::Metrics;
@@ -46,8 +46,8 @@ struct Tally {
 }
 
 pub(super) async fn run(args: DemoArgs, redis_url: Option<&str>, json_out: bool) -> CliResult<u8> {
-    let origin = Origin::get(redis_url, "the demo").await?;
-    let redis_fail = |e: String| origin.fail(e);
+    let origin = origin::get(redis_url, "the demo").await?;
+    let redis_fail = |e: String| origin::failure(&origin, e);
     let runtime = Runtime::builder(&origin.url)
         .with_component(super::component().map_err(|e| redis_fail(e.to_string()))?)
         .build()

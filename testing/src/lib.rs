@@ -1,5 +1,6 @@
 //! A throwaway `redis-server` on a free loopback port, for dlock's demo, benchmarks and tests,
-//! and for your own (as redis-rs has `redis-test`): [`RedisServer::start`].
+//! and for your own (as redis-rs has `redis-test`): [`RedisServer::start`]. [`Origin`] is a
+//! Redis a tool runs against: the one given, or a throwaway one.
 //!
 //! The server runs in a temporary directory (its log file and any persistence files live
 //! there), listens on 127.0.0.1 only, and is killed when the [`RedisServer`] is dropped.
@@ -22,6 +23,43 @@ pub struct RedisServer {
     args: Vec<String>,
     /// The `--requirepass` argument, if one was given.
     password: Option<String>,
+}
+
+/// A Redis a tool runs against, and how it came about: one given by URL, or a throwaway
+/// server started here, killed when this value drops.
+#[derive(Debug)]
+pub struct Origin {
+    /// The URL to connect to.
+    pub url: String,
+    /// For reports: `given: URL` (without its password) or `started by WHO: redis-server on
+    /// 127.0.0.1:PORT (pid N), stopped at exit`.
+    pub description: String,
+    _server: Option<RedisServer>,
+}
+
+impl Origin {
+    /// The Redis at `url`, shown in reports as `shown_as` (the URL without its password).
+    pub fn given(url: &str, shown_as: &str) -> Origin {
+        Origin {
+            url: url.to_owned(),
+            description: format!("given: {shown_as}"),
+            _server: None,
+        }
+    }
+
+    /// A [`RedisServer`] started for `who` (blocks until it answers).
+    pub fn start(who: &str) -> io::Result<Origin> {
+        let server = RedisServer::start()?;
+        Ok(Origin {
+            url: server.url(),
+            description: format!(
+                "started by {who}: redis-server on 127.0.0.1:{} (pid {}), stopped at exit",
+                server.port(),
+                server.pid().unwrap_or(0)
+            ),
+            _server: Some(server),
+        })
+    }
 }
 
 /// The `redis-server` binary: `$DLOCK_REDIS_SERVER` if set, else `redis-server` on `PATH`.

@@ -7,8 +7,6 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dlock_testing::RedisServer;
-
 /// Success, no violation.
 pub const EXIT_OK: u8 = 0;
 /// A violation was found (torture), or a check failed.
@@ -104,45 +102,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
 }
 
-/// A Redis URL and how it came about; a started server lives (and is killed) with this value.
-pub struct Origin {
-    /// The URL to connect to.
-    pub url: String,
-    /// For reports: given (URL without password) or started (port, pid).
-    pub description: String,
-    _server: Option<RedisServer>,
+pub use dlock_testing::Origin;
+
+/// The Redis at `given`, or a `redis-server` started on a free loopback port by `who`.
+pub async fn origin(given: Option<&str>, who: &str) -> ToolResult<Origin> {
+    if let Some(url) = given {
+        return Ok(Origin::given(url, &dlock_host::redis::redact_url(url)));
+    }
+    let who = who.to_owned();
+    tokio::task::spawn_blocking(move || Origin::start(&who))
+        .await
+        .map_err(|e| Failure::new(EXIT_REDIS, format!("starting redis-server: {e}")))?
+        .map_err(|e| Failure::new(EXIT_REDIS, format!("cannot start redis-server: {e}")))
 }
 
-impl Origin {
-    /// The Redis at `given`, or a `redis-server` started on a free loopback port by `who`.
-    pub async fn get(given: Option<&str>, who: &str) -> ToolResult<Origin> {
-        if let Some(url) = given {
-            return Ok(Origin {
-                url: url.to_owned(),
-                description: format!("given: {}", dlock_host::redis::redact_url(url)),
-                _server: None,
-            });
-        }
-        let server = tokio::task::spawn_blocking(RedisServer::start)
-            .await
-            .map_err(|e| Failure::new(EXIT_REDIS, format!("starting redis-server: {e}")))?
-            .map_err(|e| Failure::new(EXIT_REDIS, format!("cannot start redis-server: {e}")))?;
-        Ok(Origin {
-            url: server.url(),
-            description: format!(
-                "started by {who}: redis-server on 127.0.0.1:{} (pid {}), stopped at exit",
-                server.port(),
-                server.pid().unwrap_or(0)
-            ),
-            _server: Some(server),
-        })
-    }
-
-    /// A failure naming this Redis (without password).
-    pub fn fail(&self, e: impl fmt::Display) -> Failure {
-        Failure::new(
-            EXIT_REDIS,
-            format!("Redis at {}: {e}", dlock_host::redis::redact_url(&self.url)),
-        )
-    }
+/// A failure naming the Redis at `origin` (without password).
+pub fn redis_failure(origin: &Origin, e: impl fmt::Display) -> Failure {
+    Failure::new(
+        EXIT_REDIS,
+        format!(
+            "Redis at {}: {e}",
+            dlock_host::redis::redact_url(&origin.url)
+        ),
+    )
 }

@@ -149,7 +149,7 @@ fn main() -> ExitCode {
 
 async fn run(args: BenchArgs) -> ToolResult<u8> {
     let json_out = args.json;
-    let redis = Origin::get(args.redis.as_deref(), "bench").await?;
+    let redis = tool::origin(args.redis.as_deref(), "bench").await?;
     match args.other {
         Some(Other::Startup { runs }) => process::startup(&redis, runs, json_out).await,
         Some(Other::Instantiate { clients }) => {
@@ -180,7 +180,7 @@ async fn handoff_table(
             rows.push(
                 handoff::cell(&redis.url, wake, n, rounds)
                     .await
-                    .map_err(|e| redis.fail(e))?,
+                    .map_err(|e| tool::redis_failure(redis, e))?,
             );
         }
     }
@@ -226,7 +226,7 @@ async fn handoff_table(
 }
 
 async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> ToolResult<u8> {
-    let fail = |e: String| redis.fail(e);
+    let fail = |e: String| tool::redis_failure(redis, e);
     let allocation =
         args.pool
             .map_or_else(Allocation::default, |max_clients| Allocation::Pooling {
