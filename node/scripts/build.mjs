@@ -8,6 +8,7 @@
 // Output: gen/ (not in git)
 //   gen/jspi/      jco --async-mode jspi --instantiation async   (Node with JSPI)
 //   gen/sync/      jco --instantiation sync                       (worker-thread backend)
+//   gen/core/      the core modules, the same in both builds (checked), shipped once
 //   gen/component.json  {sha256, wasm path (relative to this package), scripts: [{name, sha1,
 //                       source}], jco version}
 //   LICENSE        the repository's LICENSE, which the package carries
@@ -46,7 +47,12 @@ if (scripts.length === 0) {
   process.exit(2);
 }
 
-const jcoPkg = JSON.parse(readFileSync(join(pkg, 'node_modules/@bytecodealliance/jco/package.json'), 'utf8'));
+const jcoManifest = join(pkg, 'node_modules/@bytecodealliance/jco/package.json');
+if (!existsSync(jcoManifest)) {
+  console.error(`dlock build: jco is not installed in ${join(pkg, 'node_modules')}; run \`npm ci\` in ${pkg} first`);
+  process.exit(2);
+}
+const jcoPkg = JSON.parse(readFileSync(jcoManifest, 'utf8'));
 const jco = join(pkg, 'node_modules/@bytecodealliance/jco', jcoPkg.bin.jco);
 
 // Exports that may suspend (reach redis-eval or pollable.block). Methods named here that the
@@ -67,7 +73,7 @@ const ASYNC_IMPORTS = ['dlock:lock/redis#redis-eval', 'dlock:lock/redis#redis-ev
 function transpile(out, extra) {
   rmSync(out, { recursive: true, force: true });
   const args = [jco, 'transpile', wasm, '-o', out, '--name', 'component', '-q',
-    '--no-wasi-shim', '--no-namespaced-exports', '--base64-cutoff', '0', ...extra];
+    '--no-wasi-shim', '--no-namespaced-exports', '--no-typescript', '--base64-cutoff', '0', ...extra];
   const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
   if (r.status !== 0) {
     console.error(`dlock build: jco transpile failed (${r.status ?? r.signal})`);
@@ -131,6 +137,26 @@ const patches = {
   jspi: patchGlue(join(gen, 'jspi', 'component.js')),
   sync: patchGlue(join(gen, 'sync', 'component.js')),
 };
+// Both builds carry the same core modules (only the JavaScript glue differs): the package
+// ships one copy, in gen/core/, which both load (src/memory.js).
+const core = join(gen, 'core');
+rmSync(core, { recursive: true, force: true });
+mkdirSync(core);
+for (const file of readdirSync(join(gen, 'jspi')).filter((f) => f.endsWith('.wasm')).sort()) {
+  const jspiBytes = readFileSync(join(gen, 'jspi', file));
+  if (!existsSync(join(gen, 'sync', file)) || !jspiBytes.equals(readFileSync(join(gen, 'sync', file)))) {
+    console.error(`dlock build: jco's two builds differ in ${file}; the package cannot share it`);
+    process.exit(1);
+  }
+  writeFileSync(join(core, file), jspiBytes);
+  rmSync(join(gen, 'jspi', file));
+  rmSync(join(gen, 'sync', file));
+}
+const leftover = readdirSync(join(gen, 'sync')).filter((f) => f.endsWith('.wasm'));
+if (leftover.length > 0) {
+  console.error(`dlock build: only the sync build has ${leftover.join(', ')}`);
+  process.exit(1);
+}
 writeFileSync(join(gen, 'component.json'), JSON.stringify({
   wasm: relative(pkg, wasm), sha256, bytes: bytes.length, jco: jcoPkg.version, patches, scripts,
 }, null, 2) + '\n');

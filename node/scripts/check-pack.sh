@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The package as a user gets it: `npm pack`, the tarball installed into an empty directory with
-# only registry dependencies (ioredis; TypeScript and @types/node to check the example), the
-# TypeScript example (examples/quickstart.ts) type-checked there with tsc and run against a
-# redis-server started here (loopback, free port, killed at the end). Also checks that the
-# installed package carries the bundled component's SHA-256.
+# The package as a user gets it: `npm pack` (no test or build files, the LICENSE, no file twice)
+# and `npm publish --dry-run` of the tarball; the tarball installed into an empty ES module app
+# with only registry dependencies (ioredis; TypeScript and @types/node to check the examples),
+# the TypeScript examples (examples/quickstart.ts, an ES module, and examples/commonjs.cts,
+# CommonJS) type-checked there with tsc under `strict` and run against a redis-server started
+# here (loopback, free port, killed at the end); and installed into an empty CommonJS app whose
+# plain `require` runs; each program under every supported Node (installed by
+# install-node.sh). Also checks that the installed package carries the bundled component's
+# SHA-256.
 #
 #   node/scripts/check-pack.sh        (after node/scripts/setup-node.sh; Node from $DLOCK_NODE)
 set -euo pipefail
@@ -34,6 +38,15 @@ if ! tar -xzOf "$tmp/$tarball" package/LICENSE | cmp -s - "$repo/LICENSE"; then
   exit 1
 fi
 
+duplicates="$(mkdir "$tmp/unpacked" && tar -xzf "$tmp/$tarball" -C "$tmp/unpacked" \
+  && cd "$tmp/unpacked" && find . -type f -exec sha256sum {} + | sort | uniq -w64 -D)"
+if [ -n "$duplicates" ]; then
+  echo "check-pack: the tarball carries files twice:" >&2
+  echo "$duplicates" >&2
+  exit 1
+fi
+npm publish --dry-run --loglevel=error "$tmp/$tarball" >/dev/null
+
 app="$tmp/app"
 mkdir "$app"
 cat > "$app/package.json" <<'JSON'
@@ -41,7 +54,7 @@ cat > "$app/package.json" <<'JSON'
 JSON
 (cd "$app" && npm install --no-audit --no-fund --loglevel=error \
   "$tmp/$tarball" ioredis@6.0.0 typescript@5.9.3 @types/node@22.19.1 >/dev/null)
-cp "$pkg/examples/quickstart.ts" "$pkg/examples/tsconfig.json" "$app/"
+cp "$pkg/examples/quickstart.ts" "$pkg/examples/commonjs.cts" "$pkg/examples/tsconfig.json" "$app/"
 (cd "$app" && "$node" node_modules/typescript/bin/tsc -p .)
 
 want="$(sha256sum "$repo/host/bundle/dlock_guest.wasm" | cut -d' ' -f1)"
@@ -55,7 +68,35 @@ for _ in $(seq 200); do
   redis-cli -p "$port" ping >/dev/null 2>&1 && break
   sleep 0.05
 done
-out="$(cd "$app" && REDIS_URL="redis://127.0.0.1:$port" "$node" dist/quickstart.js)"
-echo "$out" | sed 's/^/check-pack:   /'
-echo "$out" | grep -q '^released: isHeld=false status=released$' || { echo "check-pack: the example did not finish" >&2; exit 1; }
-echo "check-pack: the packed package installs, type-checks and runs (component ${want:0:16}...)"
+cjs="$tmp/cjs-app"
+mkdir "$cjs"
+cat > "$cjs/package.json" <<'JSON'
+{ "name": "dlock-commonjs", "private": true, "type": "commonjs" }
+JSON
+(cd "$cjs" && npm install --no-audit --no-fund --loglevel=error "$tmp/$tarball" ioredis@6.0.0 >/dev/null)
+cat > "$cjs/index.js" <<'JS'
+const { Redis } = require('ioredis');
+const { DistributedLock } = require('@dlock/node');
+const redis = new Redis(process.env.REDIS_URL);
+const lock = new DistributedLock(redis);
+lock.acquire('commonjs', 5000)
+  .then((handle) => handle.release().then(() => console.log(`status=${handle.info.status}`)))
+  .finally(() => lock.close().then(() => redis.disconnect()));
+JS
+
+# Each program under every supported Node (registry.sh's NODE_MATRIX; 22 runs the worker
+# backend, 24 and 26 JSPI).
+mapfile -t nodes < <("$pkg/scripts/install-node.sh" | cut -d' ' -f1)
+export REDIS_URL="redis://127.0.0.1:$port"
+for each in "${nodes[@]}"; do
+  version="$("$each" --version)"
+  out="$(cd "$app" && "$each" dist/quickstart.js)"
+  echo "$out" | sed "s/^/check-pack:   $version /"
+  echo "$out" | grep -q '^released: isHeld=false status=released$' || { echo "check-pack: the example did not finish on Node $version" >&2; exit 1; }
+  out="$(cd "$app" && "$each" dist/commonjs.cjs)"
+  echo "$out" | sed "s/^/check-pack:   $version /"
+  echo "$out" | grep -q '^required: backend=.* busy=true status=released$' || { echo "check-pack: the CommonJS example did not finish on Node $version" >&2; exit 1; }
+  out="$(cd "$cjs" && "$each" index.js)"
+  [ "$out" = "status=released" ] || { echo "check-pack: require() in a CommonJS app printed on Node $version: $out" >&2; exit 1; }
+done
+echo "check-pack: the packed package publishes (dry run), installs, type-checks and runs as an ES module and from CommonJS on Node ${#nodes[@]} versions (component ${want:0:16}...)"

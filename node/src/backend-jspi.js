@@ -5,7 +5,7 @@
 // `wait-for-release` (a BLPOP on one of the DistributedLock's wait connections, or a pause:
 // wait.js).
 import { setFlagsFromString } from 'node:v8';
-import { coreModules, instantiateCore, memoryCap } from './memory.js';
+import { coreModule, instantiateCore, memoryCap } from './memory.js';
 import { oneNode, RedisHost, scriptResource } from './redis-host.js';
 import { wasiImports } from './wasi.js';
 import { createExecutor } from './wit.js';
@@ -16,7 +16,6 @@ export function jspiAvailable() {
 }
 
 let generated; // the jco bindings module, loaded on first use (it cannot run without JSPI)
-const getCoreModule = coreModules('jspi');
 
 /**
  * The size of the stack V8 gives each suspendable call, in KiB. V8's default (984 KiB) is above
@@ -37,13 +36,18 @@ function tuneStacks() {
   }
 }
 
-/** Loads the bindings; call (and await) once before `createJspiInstance`. */
-export async function loadJspi() {
-  if (generated === undefined) {
+let loading; // the import of the bindings, once started
+
+/** Loads the bindings (once; later calls share the first). */
+export function loadJspi() {
+  if (loading === undefined) {
     tuneStacks();
-    generated = await import('../gen/jspi/component.js');
+    loading = import('../gen/jspi/component.js').then((m) => {
+      generated = m;
+      return m;
+    });
   }
-  return generated;
+  return loading;
 }
 
 /** The `dlock:lock/redis` import for one instance: `redisEval` and `waitForRelease` return
@@ -62,14 +66,32 @@ function redisImports(host) {
  * One component instance with its lock client, in this thread. `exec` runs one operation; the
  * caller serialises them (a suspended instance must not be re-entered). `trapped` is called
  * when an operation failed with a trap: the locks that call may have taken are given back.
- * Synchronous: core modules are compiled and instantiated synchronously (allowed in Node).
- * `wasi` replaces WASI functions (tests only).
+ * Core modules are compiled and instantiated synchronously (allowed in Node) once the
+ * bindings are loaded. `wasi` replaces WASI functions (tests only).
  */
-export function createJspiInstance({ redis, policy, witOptions, bytes, blocking, wasi }) {
+export function createJspiInstance(options) {
+  if (generated !== undefined) return jspiInstance(options);
+  // The first instances of a process start once the bindings are loaded (importing this
+  // package loads nothing, so that `require` works): the pool waits on `ready` and runs calls
+  // on the instance it resolves to.
+  let closed = false;
+  return {
+    ready: loadJspi().then(() => {
+      const instance = jspiInstance(options);
+      if (closed) instance.close();
+      return instance;
+    }),
+    close() {
+      closed = true;
+    },
+  };
+}
+
+function jspiInstance({ redis, policy, witOptions, bytes, blocking, wasi }) {
   const host = new RedisHost(redis, policy, bytes, blocking);
   const imports = { 'dlock:lock/redis': redisImports(host), ...wasiImports('async', wasi) };
   const memories = [];
-  const root = generated.instantiate(getCoreModule, imports, instantiateCore(memories));
+  const root = generated.instantiate(coreModule, imports, instantiateCore(memories));
   if (typeof root?.then === 'function') throw new Error('dlock: jco instantiation did not complete synchronously');
   const executor = createExecutor(root.lock, witOptions);
   const memoryCheck = memoryCap(memories, policy.maxMemoryBytes);

@@ -1,10 +1,9 @@
 // The component in its synchronous build (jco --instantiation sync), for the worker backend and
 // for what needs no Redis in the caller's thread (the default options, checking options).
 import { instantiate } from '../gen/sync/component.js';
-import { coreModules, instantiateCore } from './memory.js';
+import { coreModule, instantiateCore } from './memory.js';
 import { wasiImports } from './wasi.js';
 
-const getCoreModule = coreModules('sync');
 
 /**
  * Instantiates the sync build with this `dlock:lock/redis` import; returns jco's root. The
@@ -13,7 +12,7 @@ const getCoreModule = coreModules('sync');
  */
 export function instantiateSync(redisImport, memories = [], onSleep = undefined, overrides = {}) {
   const imports = { 'dlock:lock/redis': redisImport, ...wasiImports('sync', overrides, onSleep) };
-  return instantiate(getCoreModule, imports, instantiateCore(memories));
+  return instantiate(coreModule, imports, instantiateCore(memories));
 }
 
 let probe;

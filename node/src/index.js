@@ -1,8 +1,7 @@
 // The public API: the original package's (`@lilith/distributed-lock`), over the dlock component.
-import { createJspiInstance, jspiAvailable, loadJspi } from './backend-jspi.js';
+import { createJspiInstance, jspiAvailable } from './backend-jspi.js';
 import { probeInstance } from './backend-sync.js';
 import { createWorkerInstance } from './backend-worker.js';
-import { checkDurationMs } from './contract.js';
 import {
   ClientClosedError,
   ComponentTrapError,
@@ -16,11 +15,9 @@ import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
 import { Pool } from './pool.js';
 import { BlockingPool } from './wait.js';
 import { monotonicNow } from './wasi.js';
-import { fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, u64 } from './wit.js';
+import { durationMs, fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions } from './wit.js';
 
 export * from './errors.js';
-
-if (jspiAvailable()) await loadJspi();
 
 /** The component this package runs: `{ sha256, bytes, jco }` (the SHA-256 of the .wasm file it
  * was built from, the Rust host's bundled component). */
@@ -137,18 +134,18 @@ export class DistributedLock {
   /** Acquires `key` for `ttlMs`, retrying with exponential backoff; `LockAcquisitionError` when
    * every attempt found it held. */
   acquire(key, ttlMs) {
-    return promised(() => this.#handleOp('acquire', checkKey(key), u64('ttlMs', ttlMs)));
+    return promised(() => this.#handleOp('acquire', checkKey(key), durationMs('ttlMs', ttlMs, false)));
   }
 
   /** One attempt: a handle, or `null` when the lock is held by someone else. */
   tryAcquire(key, ttlMs) {
-    return promised(() => this.#handleOp('tryAcquire', checkKey(key), u64('ttlMs', ttlMs)));
+    return promised(() => this.#handleOp('tryAcquire', checkKey(key), durationMs('ttlMs', ttlMs, false)));
   }
 
   /** Tries until acquired or `timeoutMs` have passed (`LockAcquisitionError`); by default a
    * release of the lock ends each wait between attempts (`wakeOnRelease`). */
   waitForLock(key, timeoutMs, ttlMs) {
-    return promised(() => this.#handleOp('waitForLock', checkKey(key), u64('timeoutMs', timeoutMs), u64('ttlMs', ttlMs)));
+    return promised(() => this.#handleOp('waitForLock', checkKey(key), durationMs('timeoutMs', timeoutMs), durationMs('ttlMs', ttlMs, false)));
   }
 
   /** A handle for a lock taken elsewhere with `token` (no Redis call): `release` and `extend`
@@ -269,9 +266,7 @@ export class LockHandle {
    * argument is checked first (`InvalidArgumentError`), whatever the handle's state. */
   extend(ms) {
     return promised(() => {
-      const ttl = u64('ms', ms);
-      const refused = checkDurationMs('the extension', ttl, false);
-      if (refused !== null) throw new InvalidArgumentError(refused);
+      const ttl = durationMs('ms', ms, false);
       return this.#serial(() => this.#slot.run('extend', this.#id, ttl).then((r) => this.#after(r), rethrow));
     });
   }

@@ -2,18 +2,17 @@
 // each call into the component), shared by the JSPI and sync builds.
 import { readFileSync } from 'node:fs';
 
-/** jco's `getCoreModule` for the build in `gen/<dir>/`: each core module compiled once per
- * process. */
-export function coreModules(dir) {
-  const modules = new Map();
-  return (path) => {
-    let m = modules.get(path);
-    if (m === undefined) {
-      m = new WebAssembly.Module(readFileSync(new URL(`../gen/${dir}/${path}`, import.meta.url)));
-      modules.set(path, m);
-    }
-    return m;
-  };
+const modules = new Map();
+
+/** jco's `getCoreModule` for both builds (their core modules are the same: `gen/core/`): each
+ * compiled once per process. */
+export function coreModule(path) {
+  let m = modules.get(path);
+  if (m === undefined) {
+    m = new WebAssembly.Module(readFileSync(new URL(`../gen/core/${path}`, import.meta.url)));
+    modules.set(path, m);
+  }
+  return m;
 }
 
 /** jco's `instantiateCore`: instantiates synchronously and pushes the instance's memories onto

@@ -23,7 +23,9 @@ class Slot {
     this.busy = false;
     this.handles = 0; // live lock handles created here
     this.failed = null;
-    this.ready = instance.ready ?? null; // a promise for instances that start asynchronously
+    // For instances that start asynchronously: a promise, which may resolve to the instance
+    // that replaces this one once it has started.
+    this.ready = instance.ready ?? null;
     this.drops = []; // handles given up, dropped before the next operation
     this.dropScheduled = false;
     this.givenBack = null; // once failed: settles when the failed call's locks are given back
@@ -158,8 +160,9 @@ class Slot {
     this.busy = true;
     if (this.ready !== null) {
       try {
-        await this.ready;
+        const started = await this.ready;
         this.ready = null;
+        if (started !== undefined) this.instance = started;
       } catch (e) {
         this.fail(e, false);
         this.busy = false;
@@ -206,7 +209,8 @@ class Slot {
 
 export class Pool {
   /**
-   * @param {() => {exec, close, ready?}} create makes one instance
+   * @param {() => {exec, close, ready?}} create makes one instance (`ready`: a promise that
+   *   settles once it can run calls, resolving to the instance to run them on, if another)
    * @param {number} maxInstances
    * @param {() => Error} closedError the error of every call after close()
    */

@@ -5,6 +5,7 @@
 //
 // Runs in the caller's thread (conversions) and inside the component's thread (the executor:
 // in-process under JSPI, in a worker otherwise), so it holds plain functions only.
+import { checkDurationMs } from './contract.js';
 import {
   ComponentTrapError,
   DistributedLockError,
@@ -143,23 +144,36 @@ const NOT_HELD = Object.freeze({ err: Object.freeze({ tag: 'not-held' }), info: 
 
 const U32_MAX = 2 ** 32 - 1;
 
+/** `v` as an argument error shows it: a string quoted and named as one, a bigint with `n`. */
+function shown(v) {
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (typeof v === 'bigint') return `${v}n`;
+  return String(v);
+}
+
 function u32(name, v) {
-  if (!Number.isInteger(v) || v < 0 || v > U32_MAX) throw new InvalidArgumentError(`${name} must be an integer in [0, 2^32), got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > U32_MAX) throw new InvalidArgumentError(`${name} must be an integer in [0, 2^32), got ${shown(v)}`);
   return v;
 }
 
-/** A duration in milliseconds (number or bigint) as a WIT u64. */
-export function u64(name, v) {
-  if (typeof v === 'bigint') {
-    if (v < 0n || v >= 2n ** 64n) throw new InvalidArgumentError(`${name} must be in [0, 2^64), got ${v}`);
-    return v;
+/**
+ * A duration in milliseconds (a safe integer number or a bigint) as the component's u64: at
+ * least 1 (at least 0 with `allowZero`) and at most `MAX_DURATION_MS`; anything else is an
+ * `InvalidArgumentError` naming the argument `name`.
+ */
+export function durationMs(name, v, allowZero = true) {
+  const ms = typeof v === 'bigint' ? v : Number.isSafeInteger(v) ? BigInt(v) : null;
+  if (ms === null || ms < 0n || (ms === 0n && !allowZero)) {
+    const sign = allowZero ? 'non-negative' : 'positive';
+    throw new InvalidArgumentError(`${name} must be ${sign}, a whole number of milliseconds, got ${shown(v)}`);
   }
-  if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer number of milliseconds, got ${v}`);
-  return BigInt(v);
+  const refused = checkDurationMs(name, ms, allowZero);
+  if (refused !== null) throw new InvalidArgumentError(refused);
+  return ms;
 }
 
 function bool(name, v) {
-  if (typeof v !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${v}`);
+  if (typeof v !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${shown(v)}`);
   return v;
 }
 
@@ -183,7 +197,7 @@ const OPTION_FIELDS = {
   jitter: bool,
   keyPrefix: str,
   fencing: bool,
-  safetyMarginMs: u64,
+  safetyMarginMs: durationMs,
   wakeOnRelease: wake,
 };
 export const LOCK_OPTION_NAMES = Object.keys(OPTION_FIELDS);

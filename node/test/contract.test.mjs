@@ -17,6 +17,7 @@ import {
   NotALockError,
 } from '../src/index.js';
 import { monotonicNow } from '../src/wasi.js';
+import { MAX_DURATION_MS } from '../src/contract.js';
 import { backends, rejection, scriptCalls as countScriptCalls, startRedis, until } from './helpers.mjs';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -359,6 +360,22 @@ for (const backend of backends()) {
       await assert.rejects(lock.attach('k', 7), InvalidArgumentError);
       await assert.rejects(lock.isLocked(null), InvalidArgumentError);
       assert.ok((await rejection(lock.acquire(key('zero'), 0))) instanceof InvalidArgumentError);
+    });
+
+    test('a bad duration is refused with one message naming the argument and showing the value', async () => {
+      const lock = make();
+      const ttl = 'ttlMs must be positive, a whole number of milliseconds, got';
+      for (const [given, shown] of [[-1, '-1'], [0, '0'], ['100', 'the string "100"'], [1.5, '1.5'], [-1n, '-1n']]) {
+        await assert.rejects(lock.tryAcquire(key('bad'), given), { name: 'InvalidArgumentError', message: `${ttl} ${shown}` });
+      }
+      await assert.rejects(lock.waitForLock(key('bad'), '5', 1000), {
+        message: 'timeoutMs must be non-negative, a whole number of milliseconds, got the string "5"',
+      });
+      const max = Number(MAX_DURATION_MS) + 1;
+      await assert.rejects(lock.acquire(key('bad'), max), { message: `ttlMs of ${max} ms is over the limit of ${MAX_DURATION_MS} ms` });
+      const h = await lock.acquire(key('ext'), 1000);
+      await assert.rejects(h.extend(0), { message: 'ms must be positive, a whole number of milliseconds, got 0' });
+      await h.release();
     });
   });
 }

@@ -1,9 +1,11 @@
 // The pool (src/pool.js) on its own, as pure scheduling: its instances are stand-in executors
 // whose operations complete when, and how, the test decides (no Redis, no component). Each
 // case draws from a seed: 1-4 instances, 1-100 calls arriving and completing in random orders,
-// instances that start asynchronously (as worker threads do), waits given up (an acquire or
-// waitForLock ending without a lock: its timeout or retries ran out, or close() cancelled it),
-// traps, handles released, extended and given up (markAsReleased, the finalizer), and close().
+// instances that start asynchronously (as worker threads do, or as JSPI instances do before the
+// bindings load: then `ready` resolves to the instance that runs the calls), waits given up
+// (an acquire or waitForLock ending without a lock: its timeout or retries ran out, or close()
+// cancelled it), traps, handles released, extended and given up (markAsReleased, the
+// finalizer), and close().
 //
 // Invariants checked: every call settles exactly once and none is lost; no operation runs
 // twice; an instance never runs two operations at once, nor any after it failed or was closed;
@@ -47,6 +49,11 @@ class World {
   create() {
     const instance = new StandIn(this, this.instances.length + 1);
     this.instances.push(instance);
+    if (instance.ready !== undefined && this.rng.chance(0.5)) {
+      // As the JSPI backend before its bindings load: a stand-in of the stand-in, whose
+      // `ready` resolves to the instance that runs the calls.
+      return { ready: instance.ready.then(() => instance), close: () => instance.close() };
+    }
     return instance;
   }
 
