@@ -7,6 +7,9 @@
 pub const QUORUM_DRIFT_PER_MILLE: u64 = 10;
 /// Quorum mode: the fixed part of the clock-drift allowance, in milliseconds.
 pub const QUORUM_DRIFT_MS: u64 = 2;
+/// Quorum mode: the most independent primaries (at least 2). Redlock is run with 3 or 5; more
+/// only adds latency and Redis calls.
+pub const MAX_QUORUM_NODES: usize = 9;
 
 /// `lock-options.retry-count` by default.
 pub const DEFAULT_RETRY_COUNT: u32 = 5;

@@ -6,7 +6,7 @@
 // wait.js).
 import { setFlagsFromString } from 'node:v8';
 import { coreModule, instantiateCore, memoryCap } from './memory.js';
-import { oneNode, RedisHost, scriptResource } from './redis-host.js';
+import { RedisHost, scriptResource } from './redis-host.js';
 import { wasiImports } from './wasi.js';
 import { createExecutor } from './wit.js';
 
@@ -57,8 +57,8 @@ function redisImports(host) {
     Script: scriptResource(host.policy),
     redisEval: (script, keys, args) => host.eval(script.entry, keys, args),
     waitForRelease: (key, timeoutMs, listen) => host.wait(key, timeoutMs, listen),
-    nodeCount: () => 1,
-    redisEvalAll: (script, keys, args) => host.eval(script.entry, keys, args).then(...oneNode),
+    nodeCount: () => host.nodeCount,
+    redisEvalAll: (script, keys, args) => host.evalAll(script.entry, keys, args),
   };
 }
 

@@ -18,7 +18,7 @@ export function createWorkerInstance({ redis, policy, witOptions, bytes, blockin
   const ctrl = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(WORKER, {
-    workerData: { policy, witOptions, ctrl, port: port2, testSpinMs },
+    workerData: { policy, witOptions, ctrl, port: port2, testSpinMs, nodeCount: host.nodeCount },
     transferList: [port2],
   });
   port1.unref();
@@ -71,10 +71,12 @@ export function createWorkerInstance({ redis, policy, witOptions, bytes, blockin
   };
   worker.on('message', (msg) => {
     switch (msg.t) {
-      case 'eval': {
+      case 'eval':
+      case 'evalAll': {
         evalsInFlight += 1;
         const entry = policy.allowed.get(msg.sha1);
-        host.eval(entry, msg.keys, msg.args).then(
+        const run = msg.t === 'eval' ? host.eval(entry, msg.keys, msg.args) : host.evalAll(entry, msg.keys, msg.args);
+        run.then(
           (val) => answer({ id: msg.id, val }),
           (err) => answer({ id: msg.id, err }),
         );

@@ -92,7 +92,11 @@ export declare class LockHandle {
 }
 
 export declare class DistributedLock {
-  constructor(redis: RedisLike, options?: DistributedLockOptions);
+  /**
+   * `redis`: an ioredis client (or Cluster) you own. A list of 2 to `MAX_QUORUM_NODES` ioredis
+   * clients, one per independent primary, is quorum mode (Redlock).
+   */
+  constructor(redis: RedisLike | readonly Redis[], options?: DistributedLockOptions);
   get backend(): 'jspi' | 'worker';
   acquire(key: string, ttlMs: number | bigint): Promise<LockHandle>;
   tryAcquire(key: string, ttlMs: number | bigint): Promise<LockHandle | null>;

@@ -11,6 +11,7 @@ import {
   LockExpiredError,
   LockTakenOverError,
 } from './errors.js';
+import { MAX_QUORUM_NODES } from './contract.js';
 import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
 import { Pool } from './pool.js';
 import { BlockingPool } from './wait.js';
@@ -56,6 +57,35 @@ function promised(fn) {
   }
 }
 
+function isClient(redis) {
+  return redis !== null && typeof redis === 'object' && typeof redis.evalshaBuffer === 'function';
+}
+
+/** Where an ioredis client connects (`host:port/db`, or the socket path), to tell primaries
+ * apart; null when it does not say. */
+function address(client) {
+  const o = client.options ?? {};
+  if (o.path) return `${o.path}/${o.db ?? 0}`;
+  return o.port === undefined ? null : `${o.host ?? 'localhost'}:${o.port}/${o.db ?? 0}`;
+}
+
+/** The clients of a quorum, checked: 2 to MAX_QUORUM_NODES ioredis clients of one server each
+ * (not a Cluster), no primary twice. */
+function quorumOf(clients) {
+  if (clients.length < 2 || clients.length > MAX_QUORUM_NODES) {
+    throw new InvalidArgumentError(`quorum mode takes 2 to ${MAX_QUORUM_NODES} independent Redis primaries (3 or 5 in practice), not ${clients.length}; for one Redis, pass its client itself`);
+  }
+  const seen = new Set();
+  for (const [i, c] of clients.entries()) {
+    if (!isClient(c)) throw new InvalidArgumentError(`quorum mode takes ioredis clients; element ${i} is not one`);
+    if (c.isCluster) throw new InvalidArgumentError(`element ${i} of the quorum is a Redis Cluster client: a Cluster is one store, not an independent primary`);
+    const at = address(c) ?? c;
+    if (seen.has(at)) throw new InvalidArgumentError(`element ${i} of the quorum names ${typeof at === 'string' ? at : 'a client'} again: each primary must count once`);
+    seen.add(at);
+  }
+  return clients;
+}
+
 /** A component's error, or a trap, as the error this package throws. */
 function rethrow(e) {
   if (e instanceof DistributedLockError) throw e;
@@ -71,7 +101,9 @@ export class DistributedLock {
   #blocking;
 
   /**
-   * @param redis an ioredis client (or Cluster) the caller owns; this package never closes it
+   * @param redis an ioredis client (or Cluster) the caller owns; this package never closes it.
+   *   A list of 2 to `MAX_QUORUM_NODES` ioredis clients, one per independent primary, is
+   *   quorum mode (Redlock: a lock is held when a majority of them granted it)
    * @param options `retryCount`, `retryDelayMs`, `maxRetryDelayMs`, `jitter`, `keyPrefix`,
    *   `fencing`, `safetyMarginMs` (the component's lock options, defaults from the component);
    *   `policy` (what the component may do on Redis); `backend` (`auto` | `jspi` | `worker`);
@@ -79,9 +111,10 @@ export class DistributedLock {
    *   acquire or waitForLock when every instance holds handles gets one more: see Pool.pick)
    */
   constructor(redis, options = {}) {
-    if (redis === null || typeof redis !== 'object' || typeof redis.evalshaBuffer !== 'function') {
-      throw new InvalidArgumentError('DistributedLock needs an ioredis client (Redis or Cluster)');
+    if (!isClient(redis) && !Array.isArray(redis)) {
+      throw new InvalidArgumentError('DistributedLock needs an ioredis client (Redis or Cluster), or a list of them for quorum mode');
     }
+    const clients = Array.isArray(redis) ? quorumOf(redis) : [redis];
     for (const name of Object.keys(options)) {
       if (!LOCK_OPTION_NAMES.includes(name) && !OTHER_OPTIONS.has(name)) {
         throw new InvalidArgumentError(`unknown option ${JSON.stringify(name)}`);
@@ -112,8 +145,9 @@ export class DistributedLock {
     // The byte rate is metered per DistributedLock over its life, across its instances; so are
     // the wait connections.
     const bytes = new TokenBucket(policy.maxBytesPerSecond);
-    const blocking = new BlockingPool(redis);
-    this.#pool = new Pool(() => create({ redis, policy, witOptions, bytes, blocking }), max, () => new ClientClosedError());
+    const blocking = clients.map((c) => new BlockingPool(c));
+    const target = clients.length === 1 ? clients[0] : clients;
+    this.#pool = new Pool(() => create({ redis: target, policy, witOptions, bytes, blocking }), max, () => new ClientClosedError());
     this.#blocking = blocking;
     this.#backend = backend;
   }
@@ -185,7 +219,7 @@ export class DistributedLock {
    * more. The Redis client stays open: it is the caller's. */
   close() {
     const closing = this.#pool.close();
-    this.#blocking.close();
+    for (const pool of this.#blocking) pool.close();
     return closing;
   }
 }

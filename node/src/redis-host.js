@@ -12,7 +12,7 @@
 // reject with) E as a plain object: an Error would be taken for a trap.
 import { checkLockKey, companionKey } from './contract.js';
 import { admitScript, checkRequest, checkRole, classify, flatten, TokenBucket } from './policy.js';
-import { BlockingPool, Waits } from './wait.js';
+import { BlockingPool, QuorumWaits, Waits } from './wait.js';
 
 const TIMEOUT = Object.freeze({ tag: 'timeout' });
 
@@ -208,21 +208,30 @@ const MAX_GRANTS = 64;
  */
 export class RedisHost {
   /**
-   * @param redis the caller's ioredis client
+   * @param redis the caller's ioredis client, or in quorum mode the list of one client per
+   *   independent primary
    * @param policy a resolved policy
    * @param bytes the DistributedLock's byte-rate TokenBucket
-   * @param blocking the DistributedLock's wait connections (a BlockingPool); null: a pool of
-   *   this instance's own, closed with it
+   * @param blocking the DistributedLock's wait connections (a BlockingPool per client); null:
+   *   pools of this instance's own, closed with it
    */
   constructor(redis, policy, bytes, blocking = null) {
-    this.redis = redis;
+    this.clients = Array.isArray(redis) ? redis : [redis];
+    this.redis = this.clients[0];
     this.policy = policy;
     this.bytes = bytes;
     this.evals = new TokenBucket(policy.maxEvalsPerSecond);
     this.grants = [];
     this.out = { bytes: 0 };
-    this.ownPool = blocking === null ? new BlockingPool(redis) : null;
-    this.waits = new Waits(redis, policy, blocking ?? this.ownPool);
+    this.ownPools = blocking === null ? this.clients.map((c) => new BlockingPool(c)) : null;
+    const pools = this.ownPools ?? (Array.isArray(blocking) ? blocking : [blocking]);
+    const waits = this.clients.map((c, i) => new Waits(c, policy, pools[i]));
+    this.waits = waits.length === 1 ? waits[0] : new QuorumWaits(waits);
+  }
+
+  /** `node-count`: the independent primaries (1 but in quorum mode). */
+  get nodeCount() {
+    return this.clients.length;
   }
 
   /** A new call into the component: its `redis-eval` bucket is full again, and no lock is
@@ -239,22 +248,50 @@ export class RedisHost {
     if (this.grants.length > 0) this.grants = [];
   }
 
-  /** One `redis-eval` of an allowed script: resolves to the WIT value, rejects with the WIT
-   * error. */
-  eval(entry, keys, args) {
+  /**
+   * The policy's checks of one call of `entry` that runs on `calls` primaries (each counts
+   * against the call and byte rates): null, or the WIT `denied` error.
+   */
+  police(entry, keys, args, calls) {
     const policy = this.policy;
     const now = performance.now();
-    if (!this.evals.take(1, now)) {
-      return Promise.reject({ tag: 'denied', val: `more than ${policy.maxEvalsPerSecond} Redis calls in one second` });
+    if (!this.evals.take(calls, now)) {
+      return { tag: 'denied', val: `more than ${policy.maxEvalsPerSecond} Redis calls in one second` };
     }
     let reason = checkRequest(policy, keys, args, this.out);
     if (reason === null && entry.role !== null) reason = checkRole(policy, entry.role, keys, args);
-    if (reason !== null) return Promise.reject({ tag: 'denied', val: reason });
-    if (!this.bytes.take(this.out.bytes, now)) {
-      return Promise.reject({ tag: 'denied', val: `more than ${policy.maxBytesPerSecond} bytes sent to Redis in one second` });
+    if (reason !== null) return { tag: 'denied', val: reason };
+    if (!this.bytes.take(this.out.bytes * calls, now)) {
+      return { tag: 'denied', val: `more than ${policy.maxBytesPerSecond} bytes sent to Redis in one second` };
     }
+    return null;
+  }
+
+  /** One `redis-eval` of an allowed script: resolves to the WIT value, rejects with the WIT
+   * error. Denied in quorum mode: one primary of several is no lock. */
+  eval(entry, keys, args) {
+    if (this.clients.length > 1) {
+      return Promise.reject({ tag: 'denied', val: `redis-eval on one of ${this.clients.length} independent primaries: use redis-eval-all` });
+    }
+    const refused = this.police(entry, keys, args, 1);
+    if (refused !== null) return Promise.reject(refused);
     if (entry.role === 'acquire') this.note(keys[0], args[0]);
-    return evalScript(this.redis, policy, entry, keys, args, entry.role === 'acquire' || entry.role === 'release' ? this : null);
+    return evalScript(this.redis, this.policy, entry, keys, args, entry.role === 'acquire' || entry.role === 'release' ? this : null);
+  }
+
+  /**
+   * One `redis-eval-all`: the script on every primary at once, policed once for all of them.
+   * Resolves to one WIT `result` per primary, in the clients' order; rejects with the WIT
+   * error only when the policy refused the call before it reached any primary.
+   */
+  evalAll(entry, keys, args) {
+    if (this.clients.length === 1) return this.eval(entry, keys, args).then(...oneNode);
+    const refused = this.police(entry, keys, args, this.clients.length);
+    if (refused !== null) return Promise.reject(refused);
+    // Over a quorum a grant is given back on every primary (compare-and-delete leaves the
+    // others alone), so no single primary's reply forgets it.
+    if (entry.role === 'acquire') this.note(keys[0], args[0]);
+    return Promise.all(this.clients.map((c) => evalScript(c, this.policy, entry, keys, args).then(...eachNode)));
   }
 
   /**
@@ -283,7 +320,7 @@ export class RedisHost {
    * later ones at once. */
   close() {
     this.waits.close();
-    this.ownPool?.close();
+    for (const pool of this.ownPools ?? []) pool.close();
   }
 
   /** A reply of the bundled acquire or release script: an acquire that did not grant (busy: 0
@@ -317,10 +354,12 @@ export class RedisHost {
     if (release === undefined || grants.length === 0) return Promise.resolve();
     return (async () => {
       for (const [key, token] of grants) {
-        try {
-          await evalScript(this.redis, this.policy, release, [key], [token]);
-        } catch {
-          // best effort: the lock expires with its TTL
+        for (const client of this.clients) {
+          try {
+            await evalScript(client, this.policy, release, [key], [token]);
+          } catch {
+            // best effort: the lock expires with its TTL
+          }
         }
       }
     })();
@@ -328,17 +367,20 @@ export class RedisHost {
 }
 
 /**
- * `redis-eval-all` on the one Redis this package runs on (`node-count` is 1; quorum mode is
- * the Rust host's): the two handlers of `redis-eval`'s promise that turn its outcome into a
- * list of one result. A policy refusal (`denied`) stays the outer error, as in the Rust host.
+ * `redis-eval-all` on one Redis: the two handlers of `redis-eval`'s promise that turn its
+ * outcome into a list of one result. A policy refusal (`denied`) stays the outer error, as in
+ * the Rust host.
  */
-export const oneNode = [
+const oneNode = [
   (val) => [{ tag: 'ok', val }],
   (err) => {
     if (err?.tag === 'denied') throw err;
     return [{ tag: 'err', val: err }];
   },
 ];
+
+/** One primary's outcome in a `redis-eval-all` over a quorum, as a WIT `result`. */
+const eachNode = [(val) => ({ tag: 'ok', val }), (err) => ({ tag: 'err', val: err })];
 
 /** The `script` resource of the `dlock:lock/redis` import under `policy`: `load` admits a
  * source (denied unless the policy's allowlist has it); an instance holds its allowlist entry. */

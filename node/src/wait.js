@@ -282,3 +282,48 @@ export class Waits {
     this.cancel?.();
   }
 }
+
+/**
+ * The waits of one component instance over a quorum (the Rust host's `first_wake`): a
+ * listening wait blocks at every primary at once, since a release reaches them one by one and
+ * a woken attempt that found some still held marked itself there again. The first `released`
+ * ends it; the others' waits end then (`cancelled`), while their BLPOPs run out by themselves
+ * and pass on a signal they take (closing them could lose one that Redis hands to a closing
+ * connection). A plain pause needs one primary's.
+ */
+export class QuorumWaits {
+  /** @param waits a `Waits` per primary */
+  constructor(waits) {
+    this.waits = waits;
+  }
+
+  /** As `Waits.wait`, at every primary: `released` from any, else how they all ended. */
+  wait(key, timeoutMs, listen) {
+    if (!listen) return this.waits[0].wait(key, timeoutMs, false);
+    return new Promise((resolve, reject) => {
+      let left = this.waits.length;
+      let ended = false;
+      const end = (settle, outcome) => {
+        ended = true;
+        for (const w of this.waits) w.cancel?.();
+        settle(outcome);
+      };
+      for (const w of this.waits) {
+        w.wait(key, timeoutMs, true).then(
+          (wake) => {
+            left -= 1;
+            if (!ended && (wake === 'released' || left === 0)) end(resolve, wake);
+          },
+          (e) => {
+            if (!ended) end(reject, e);
+          },
+        );
+      }
+    });
+  }
+
+  /** As `Waits.close`, at every primary. */
+  close() {
+    for (const w of this.waits) w.close();
+  }
+}

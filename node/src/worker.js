@@ -12,7 +12,7 @@ import { awaitReply } from './reply-wait.js';
 import { MAX_WAIT_MS } from './wait.js';
 import { createExecutor } from './wit.js';
 
-const { policy, witOptions, ctrl, port } = workerData;
+const { policy, witOptions, ctrl, port, nodeCount } = workerData;
 // A reply that comes later than this is given up (the owner's own timer ends every call long
 // before; this only guards against an owner whose event loop is stuck).
 const FAILSAFE_MS = policy.commandTimeoutMs + 5000;
@@ -20,14 +20,21 @@ let seq = 0;
 
 const Script = scriptResource(policy);
 
-function redisEval(script, keys, args) {
+/** A Redis call (`eval`: `redis-eval`, `evalAll`: `redis-eval-all`) carried to the owning
+ * thread, which polices and runs it; this thread blocks until the answer is there. */
+function ask(kind, script, keys, args) {
   const id = ++seq;
-  parentPort.postMessage({ t: 'eval', id, sha1: script.entry.sha1, keys, args });
+  parentPort.postMessage({ t: kind, id, sha1: script.entry.sha1, keys, args });
   const reply = awaitReply(ctrl, receive, id, performance.now() + FAILSAFE_MS);
   if (reply === null) throw { tag: 'timeout' };
   if (reply.err !== undefined) throw reply.err;
   return reply.val;
 }
+
+const redisEval = (script, keys, args) => ask('eval', script, keys, args);
+
+/** One result per primary (RedisHost.evalAll). */
+const redisEvalAll = (script, keys, args) => ask('evalAll', script, keys, args);
 
 const receive = () => receiveMessageOnPort(port)?.message;
 
@@ -41,19 +48,6 @@ function waitForRelease(key, timeoutMs, listen) {
   if (reply === null) throw { tag: 'timeout' };
   if (reply.err !== undefined) throw reply.err;
   return reply.val;
-}
-
-/** `redis-eval-all` on the one Redis this package runs on: `redis-eval`'s outcome as a list
- * of one result (see `oneNode` in redis-host.js). */
-function redisEvalAll(script, keys, args) {
-  let val;
-  try {
-    val = redisEval(script, keys, args);
-  } catch (err) {
-    if (err?.tag === 'denied') throw err;
-    return [{ tag: 'err', val: err }];
-  }
-  return [{ tag: 'ok', val }];
 }
 
 // Sleeps are announced to the owning thread, whose watchdog does not count them as computing.
@@ -82,7 +76,7 @@ let executor;
 let memoryCheck = () => null;
 try {
   const memories = [];
-  const root = instantiateSync({ Script, redisEval, waitForRelease, nodeCount: () => 1, redisEvalAll }, memories, onSleep, testOverrides());
+  const root = instantiateSync({ Script, redisEval, waitForRelease, nodeCount: () => nodeCount, redisEvalAll }, memories, onSleep, testOverrides());
   memoryCheck = memoryCap(memories, policy.maxMemoryBytes);
   executor = createExecutor(root.lock, witOptions);
   parentPort.postMessage({ t: 'ready' });

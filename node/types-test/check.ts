@@ -5,6 +5,9 @@ import { ClientClosedError, COMPONENT, ComponentTrapError, DistributedLock, Dist
 async function main(): Promise<void> {
   const redis = new Redis();
   const lock = new DistributedLock(redis, { retryCount: 3, retryDelayMs: 50, keyPrefix: 'app:', fencing: true, policy: { keyNamespace: 'app:' } });
+  // Quorum mode: one client per independent primary.
+  const quorum = new DistributedLock([new Redis(6379), new Redis(6380), new Redis(6381)], { retryCount: 3 });
+  void quorum;
   // The options the contract generates (src/generated/contract.d.ts) are typed, not `any`.
   const policy: PolicyOptions = { maxKeys: 4, maxMemoryBytes: 1 << 20, reconnectAfterTimeouts: 0 };
   const options: LockOptions = { maxRetryDelayMs: 1000, safetyMarginMs: 5n, wakeOnRelease: 'never' };

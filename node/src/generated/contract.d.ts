@@ -11,6 +11,7 @@ export declare const TOKEN_BYTES: 36;
 export declare const MAX_DURATION_MS: 1000000000000;
 export declare const WAIT_MAX_DELAY_MS: 1000;
 export declare const MAX_FOREIGN_TOKEN_BYTES: 256;
+export declare const MAX_QUORUM_NODES: 9;
 /** A bundled script's name. */
 export type ScriptName = 'acquire' | 'release' | 'extend' | 'check';
 /** A companion key's name. */

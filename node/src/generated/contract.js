@@ -28,6 +28,8 @@ export const MAX_DURATION_MS = 1000000000000;
 export const WAIT_MAX_DELAY_MS = 1000;
 /** Longest token of another client that release and extend accept when the policy allows them. */
 export const MAX_FOREIGN_TOKEN_BYTES = 256;
+/** Quorum mode: the most independent primaries (at least 2). */
+export const MAX_QUORUM_NODES = 9;
 /** The suffix naming each companion key of a lock key. */
 export const COMPANION_SUFFIXES = frozen({ fence: ':fence', signal: ':signal', waiters: ':waiters' });
 /** What each companion key is, as error messages name it. */

@@ -113,17 +113,9 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn render_js() -> String {
-    let mut js = String::from(HEADER);
-    let w = &mut js;
-    writeln!(w, "\nconst frozen = (v) => {{\n  if (typeof v === 'object' && v !== null) {{\n    for (const x of Object.values(v)) frozen(x);\n    Object.freeze(v);\n  }}\n  return v;\n}};").unwrap();
-    writeln!(w, "\n/** The version of the `dlock:lock` WIT package. */\nexport const WIT_VERSION = '{WIT_VERSION}';").unwrap();
-    writeln!(
-        w,
-        "/** The WIT package with its version. */\nexport const WIT_PACKAGE = '{WIT_PACKAGE}';"
-    )
-    .unwrap();
-    for (doc, name, value) in [
+/// The numeric constants the Node package gets: what each is, its name, its value.
+fn constants() -> [(&'static str, &'static str, u64); 8] {
+    [
         (
             "Longest lock key, in bytes (without the client's prefix).",
             "MAX_KEY_BYTES",
@@ -159,7 +151,25 @@ fn render_js() -> String {
             "MAX_FOREIGN_TOKEN_BYTES",
             policy::MAX_FOREIGN_TOKEN_BYTES as u64,
         ),
-    ] {
+        (
+            "Quorum mode: the most independent primaries (at least 2).",
+            "MAX_QUORUM_NODES",
+            contract::MAX_QUORUM_NODES as u64,
+        ),
+    ]
+}
+
+fn render_js() -> String {
+    let mut js = String::from(HEADER);
+    let w = &mut js;
+    writeln!(w, "\nconst frozen = (v) => {{\n  if (typeof v === 'object' && v !== null) {{\n    for (const x of Object.values(v)) frozen(x);\n    Object.freeze(v);\n  }}\n  return v;\n}};").unwrap();
+    writeln!(w, "\n/** The version of the `dlock:lock` WIT package. */\nexport const WIT_VERSION = '{WIT_VERSION}';").unwrap();
+    writeln!(
+        w,
+        "/** The WIT package with its version. */\nexport const WIT_PACKAGE = '{WIT_PACKAGE}';"
+    )
+    .unwrap();
+    for (doc, name, value) in constants() {
         writeln!(w, "/** {doc} */\nexport const {name} = {value};").unwrap();
     }
     let suffixes: Vec<(&str, String)> = Companion::ALL
@@ -204,18 +214,7 @@ fn render_dts() -> String {
     };
     writeln!(w, "\nexport declare const WIT_VERSION: '{WIT_VERSION}';").unwrap();
     writeln!(w, "export declare const WIT_PACKAGE: '{WIT_PACKAGE}';").unwrap();
-    for (name, value) in [
-        ("MAX_KEY_BYTES", contract::MAX_KEY_BYTES as u64),
-        ("MAX_PREFIX_BYTES", contract::MAX_PREFIX_BYTES as u64),
-        ("MAX_TOKEN_BYTES", contract::MAX_TOKEN_BYTES as u64),
-        ("TOKEN_BYTES", contract::TOKEN_BYTES as u64),
-        ("MAX_DURATION_MS", contract::MAX_DURATION_MS),
-        ("WAIT_MAX_DELAY_MS", contract::WAIT_MAX_DELAY_MS),
-        (
-            "MAX_FOREIGN_TOKEN_BYTES",
-            policy::MAX_FOREIGN_TOKEN_BYTES as u64,
-        ),
-    ] {
+    for (_, name, value) in constants() {
         writeln!(w, "export declare const {name}: {value};").unwrap();
     }
     writeln!(

@@ -6,9 +6,7 @@ use crate::error::{Error, Result};
 
 use crate::redis::url::redact_url;
 
-/// Most independent primaries in quorum mode. Redlock is run with 3 or 5; more only adds
-/// latency and Redis calls.
-pub const MAX_QUORUM_NODES: usize = 9;
+pub use crate::contract::MAX_QUORUM_NODES;
 
 /// The Redis deployment a runtime takes its locks on.
 ///
