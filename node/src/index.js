@@ -179,7 +179,18 @@ export class DistributedLock {
   /** Tries until acquired or `timeoutMs` have passed (`LockAcquisitionError`); by default a
    * release of the lock ends each wait between attempts (`wakeOnRelease`). */
   waitForLock(key, timeoutMs, ttlMs) {
-    return promised(() => this.#handleOp('waitForLock', checkKey(key), durationMs('timeoutMs', timeoutMs), durationMs('ttlMs', ttlMs, false)));
+    return promised(() => {
+      const since = performance.now();
+      const timeout = durationMs('timeoutMs', timeoutMs);
+      const ttl = durationMs('ttlMs', ttlMs, false);
+      // The time the call spends waiting for an instance (queued, or a worker starting) counts
+      // against its timeout: the component gets what is left when the call reaches it.
+      const left = () => {
+        const waited = BigInt(Math.floor(performance.now() - since));
+        return timeout > waited ? timeout - waited : 0n;
+      };
+      return this.#handleOp('waitForLock', checkKey(key), left, ttl);
+    });
   }
 
   /** A handle for a lock taken elsewhere with `token` (no Redis call): `release` and `extend`

@@ -15,6 +15,9 @@ const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
 // Operations that can wait long (acquire's retries, waitForLock's polling).
 export const BLOCKING_OPS = new Set(['acquire', 'waitForLock']);
 
+/** `v`, or for a function its value now (see `Slot.step`). */
+const now = (v) => (typeof v === 'function' ? v() : v);
+
 class Slot {
   constructor(instance, pool) {
     this.instance = instance;
@@ -89,14 +92,16 @@ class Slot {
    * One operation on the instance, which is free (handles given up are dropped first): its
    * result once it passed the host's check, counted. A result with a new lock handle is
    * `{ ok: id, info, slot }`, `slot` being this slot, whose instance holds the handle. A
-   * failure (a trap) fails the slot.
+   * failure (a trap) fails the slot. An argument that is a function is called when the
+   * operation reaches the instance, for its value then (a wait's time left, after the time
+   * the call spent queued or waiting for the instance to start).
    */
   step(op, a, b, c) {
     const exec = this.instance;
     let started = false;
     const run = () => {
       started = true;
-      return exec.exec(op, a, b, c);
+      return exec.exec(op, now(a), now(b), now(c));
     };
     // A close() while the drops run ends the call before it reaches the instance.
     const then = () => (this.closed ? Promise.reject(this.refusal()) : run());

@@ -87,6 +87,28 @@ for (const backend of backends()) {
       await got.release();
     });
 
+    test('the time a waitForLock waits for its instance counts against its timeout', async () => {
+      const [busy, queuedKey] = [key('occupying'), key('queued')];
+      const holder = make();
+      const held = await holder.acquire(busy, TTL);
+      await holder.acquire(queuedKey, TTL);
+      const blpops = async () => Number((await admin.info('commandstats')).match(/cmdstat_blpop:calls=(\d+),/)?.[1] ?? 0);
+      const before = await blpops();
+      // One instance: the wait queues behind an acquire that blocks (once: its backoff is ten
+      // minutes) until `held` goes.
+      const lock = make({ maxInstances: 1, ...WAKE_OR_NOTHING });
+      const occupying = lock.acquire(busy, TTL);
+      await until('the acquire to block', async () => (await blockedClients()) === 1, GUARD);
+      const since = performance.now();
+      const queued = rejection(lock.waitForLock(queuedKey, 200, TTL));
+      await until('the queued wait\'s timeout to pass', async () => performance.now() - since > 250, GUARD);
+      await held.release();
+      await (await guarded('the acquire to take its lock', occupying)).release();
+      // It reached the component with no time left: one attempt, no wait on the signal list.
+      assert.equal((await queued).name, 'LockAcquisitionError');
+      assert.equal(await blpops(), before + 1, 'only the acquire blocked');
+    });
+
     test("waitForLock's waits listen by default (wake-on-release wait-for-lock)", async () => {
       const k = key('wait');
       const lock = await make().acquire(k, TTL);
