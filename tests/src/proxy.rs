@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,7 +73,18 @@ pub struct Proxy {
     resets: watch::Sender<u64>,
     silences: watch::Sender<u64>,
     open: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
     acceptor: JoinHandle<()>,
+}
+
+/// What the proxy's connections have done with clients' requests so far, all connections
+/// together: what a test waits on instead of a sleep.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Chunks read from clients.
+    requests: AtomicU64,
+    /// Chunks read from clients and discarded by [`Fault::Blackhole`].
+    requests_dropped: AtomicU64,
 }
 
 impl Proxy {
@@ -87,6 +98,7 @@ impl Proxy {
         let (resets, reset_rx) = watch::channel(0);
         let (silences, silence_rx) = watch::channel(0);
         let open = Arc::new(AtomicUsize::new(0));
+        let counts = Arc::new(Counts::default());
         let acceptor = tokio::spawn(accept_loop(
             listener,
             upstream,
@@ -96,6 +108,7 @@ impl Proxy {
                 silences: silence_rx,
             },
             Arc::clone(&open),
+            Arc::clone(&counts),
         ));
         Ok(Proxy {
             addr,
@@ -103,6 +116,7 @@ impl Proxy {
             resets,
             silences,
             open,
+            counts,
             acceptor,
         })
     }
@@ -145,6 +159,17 @@ impl Proxy {
     pub fn connections(&self) -> usize {
         self.open.load(Ordering::SeqCst)
     }
+
+    /// How many chunks the proxy has read from its clients so far (each what one `read`
+    /// returned: a request, part of one, or several), on every connection.
+    pub fn requests(&self) -> u64 {
+        self.counts.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many chunks read from clients [`Fault::Blackhole`] has discarded so far.
+    pub fn requests_dropped(&self) -> u64 {
+        self.counts.requests_dropped.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Proxy {
@@ -177,6 +202,7 @@ async fn accept_loop(
     faults: watch::Receiver<Fault>,
     mut ends: Ends,
     open: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
 ) {
     let mut tasks = JoinSet::new();
     loop {
@@ -189,7 +215,7 @@ async fn accept_loop(
                     ends.silences.mark_unchanged();
                     open.fetch_add(1, Ordering::SeqCst);
                     let guard = Open(Arc::clone(&open));
-                    let conn = serve(client, upstream, faults.clone(), ends.clone());
+                    let conn = serve(client, upstream, faults.clone(), ends.clone(), Arc::clone(&counts));
                     tasks.spawn(async move {
                         conn.await;
                         drop(guard);
@@ -224,6 +250,7 @@ async fn serve(
     upstream: SocketAddr,
     faults: watch::Receiver<Fault>,
     mut ends: Ends,
+    counts: Arc<Counts>,
 ) {
     let _ = client.set_nodelay(true);
     let mut server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await
@@ -235,8 +262,8 @@ async fn serve(
     let end = {
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
-        let up = pipe(client_read, server_write, false, faults.clone());
-        let down = pipe(server_read, client_write, true, faults);
+        let up = pipe(client_read, server_write, Some(&counts), faults.clone());
+        let down = pipe(server_read, client_write, None, faults);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         loop {
@@ -284,12 +311,14 @@ fn reset(client: TcpStream) {
 }
 
 /// Forwards one direction until its sender closes, an I/O error, or a fault ends the connection.
+/// `requests`: the client-to-server direction, whose chunks it counts.
 async fn pipe(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
-    to_client: bool,
+    requests: Option<&Counts>,
     mut faults: watch::Receiver<Fault>,
 ) -> End {
+    let to_client = requests.is_none();
     let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut buf = vec![0; CHUNK];
     let mut eof = false;
@@ -303,11 +332,19 @@ async fn pipe(
         tokio::select! {
             read = from.read(&mut buf), if !eof && queue.len() < MAX_QUEUED => match read {
                 Ok(0) => eof = true,
-                Ok(n) => queue.push_back((Instant::now(), buf[..n].to_vec())),
+                Ok(n) => {
+                    if let Some(counts) = requests {
+                        counts.requests.fetch_add(1, Ordering::SeqCst);
+                    }
+                    queue.push_back((Instant::now(), buf[..n].to_vec()));
+                }
                 Err(_) => return End::Failed,
             },
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let (_, chunk) = queue.pop_front().expect("a chunk is due");
+                if let (Fault::Blackhole, Some(counts)) = (fault, requests) {
+                    counts.requests_dropped.fetch_add(1, Ordering::SeqCst);
+                }
                 match deliver(&mut to, &chunk, fault, to_client).await {
                     Ok(None) => {}
                     Ok(Some(end)) => return end,

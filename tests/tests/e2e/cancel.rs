@@ -165,8 +165,8 @@ async fn a_wait_cancelled_in_the_instant_of_its_grant_gives_it_back_before_the_n
 /// A cancelled call whose give back Redis does not hear: it is tried again once Redis
 /// answers, still before the client's next call runs (one attempt used to leave the lock to
 /// its lease, and the next call gave up). 4 s of latency each way: the grant's reply arrives
-/// 4 s after Redis granted, the give back is sent then and held 4 s more; the proxy drops it
-/// in between (blackhole), and lets traffic through again 5 s later.
+/// 4 s after Redis granted, and the give back, the next request the client sends, is held 4 s
+/// more; the proxy drops it (blackhole), then lets traffic through again.
 #[tokio::test]
 async fn a_give_back_that_redis_does_not_hear_is_tried_again_before_the_next_call() {
     let server = redis();
@@ -175,6 +175,7 @@ async fn a_give_back_that_redis_does_not_hear_is_tried_again_before_the_next_cal
     let mut waiting = Box::pin(waiter.wait_for_lock("job", TTL, Deadline::after(2 * GUARD)));
     until_granted_in_flight(&conn, &proxy, held, &mut waiting, 4 * SECOND).await;
     let cancelled_token = get(&mut conn.clone(), "job").await;
+    let sent = proxy.requests();
     drop(waiting);
     let next = tokio::spawn(async move {
         let got = waiter
@@ -182,9 +183,16 @@ async fn a_give_back_that_redis_does_not_hear_is_tried_again_before_the_next_cal
             .await;
         (waiter, got)
     });
-    tokio::time::sleep(6 * SECOND).await;
+    eventually("the give back to reach the proxy", GUARD, || async {
+        proxy.requests() > sent
+    })
+    .await;
+    let dropped = proxy.requests_dropped();
     proxy.set_fault(Fault::Blackhole);
-    tokio::time::sleep(5 * SECOND).await;
+    eventually("the proxy to drop the give back", GUARD, || async {
+        proxy.requests_dropped() > dropped
+    })
+    .await;
     proxy.set_fault(Fault::None);
     proxy.reset_all();
     let (_waiter, got) = tokio::time::timeout(2 * GUARD, next)
