@@ -1,9 +1,11 @@
-// Acquire+release pairs per second through this package, through a plain-JavaScript
-// implementation of the same algorithm and scripts (the original package's approach), and
-// through node-redlock's maintained fork on one node: all over one ioredis client to one local
-// redis-server (started here on a free loopback port unless REDIS_URL is set).
+// Acquire+release pairs per second through this package (both backends), through a
+// plain-JavaScript implementation of the same algorithm and scripts (the original package's
+// approach), through node-redlock's maintained fork on one node and through redis-semaphore's
+// Mutex: all over one ioredis client to one local redis-server (started here on a free
+// loopback port unless REDIS_URL is set).
 //
-//   node bench.mjs [--seconds S] [--rounds R] [--concurrency 1,32] [--impls dlock,plain,redlock]
+//   node bench.mjs [--seconds S] [--rounds R] [--concurrency 1,32]
+//                  [--impls dlock,dlock-worker,plain,redlock,semaphore]
 //
 // Each (implementation, concurrency) is run R rounds, interleaved, each round S seconds after a
 // short warm-up; the table shows the median round. CPU per pair is this process' user+system CPU
@@ -15,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Redlock } from '@sesamecare-oss/redlock';
+import { Mutex } from 'redis-semaphore';
 import { DistributedLock, defaultBackend } from './src/index.js';
 import { freePort } from './test/helpers.mjs';
 
@@ -29,12 +32,13 @@ const { values: argv } = parseArgs({
   },
 });
 if (argv.help) {
-  console.log(`usage: node bench.mjs [--seconds S] [--rounds R] [--concurrency 1,32] [--impls dlock,plain,redlock] [--warmup S]
+  console.log(`usage: node bench.mjs [--seconds S] [--rounds R] [--concurrency 1,32] [--impls dlock,dlock-worker,plain,redlock,semaphore] [--warmup S]
 
 Acquire+release pairs per second, median of R interleaved rounds of S seconds each, for this
-package, a plain-JavaScript lock with the same scripts, and node-redlock's fork on one node,
-over one ioredis client to a redis-server started here (or REDIS_URL). Defaults: 3 s, 3 rounds,
-concurrency 1 and 32, every implementation, 0.5 s warm-up.`);
+package (JSPI where this Node has it, and the worker backend), a plain-JavaScript lock with the
+same scripts, node-redlock's fork on one node and redis-semaphore's Mutex, over one ioredis
+client to a redis-server started here (or REDIS_URL). Defaults: 3 s, 3 rounds, concurrency 1
+and 32, every implementation, 0.5 s warm-up.`);
   process.exit(0);
 }
 const SECONDS = Number(argv.seconds);
@@ -153,13 +157,16 @@ const { url, stop } = await startRedis();
 const redis = new Redis(url, { enableAutoPipelining: process.env.AUTOPIPE === "1" });
 await redis.ping();
 
+// The bench measures throughput: the policy's rates (4 MiB/s by default per DistributedLock,
+// about 20k pairs/s) are not in the way.
+const policy = { maxBytesPerSecond: Number.MAX_SAFE_INTEGER, maxEvalsPerSecond: 2 ** 32 - 1 };
 const impls = {
   dlock: () => {
-    const lock = new DistributedLock(redis);
+    const lock = new DistributedLock(redis, { policy });
     return { name: `dlock (${lock.backend})`, pair: async (w) => (await lock.acquire(`bench:dlock:${w}`, 10000)).release(), close: () => lock.close() };
   },
   'dlock-worker': () => {
-    const lock = new DistributedLock(redis, { backend: 'worker', maxInstances: 32 });
+    const lock = new DistributedLock(redis, { backend: 'worker', maxInstances: 32, policy });
     return { name: 'dlock (worker)', pair: async (w) => (await lock.acquire(`bench:dlockw:${w}`, 10000)).release(), close: () => lock.close() };
   },
   plain: () => {
@@ -170,8 +177,25 @@ const impls = {
     const redlock = new Redlock([redis], { retryCount: 5, retryDelay: 100, retryJitter: 0, automaticExtensionThreshold: 500 });
     return { name: 'redlock (1 node)', pair: async (w) => (await redlock.acquire([`bench:redlock:${w}`], 10000)).release() };
   },
+  semaphore: () => {
+    // One Mutex per loop (a Mutex is one key); no refresh timer, as none of the others has one.
+    const mutexes = new Map();
+    const mutex = (w) => {
+      let m = mutexes.get(w);
+      if (m === undefined) mutexes.set(w, (m = new Mutex(redis, `bench:semaphore:${w}`, { lockTimeout: 10000, refreshInterval: 0 })));
+      return m;
+    };
+    return {
+      name: 'redis-semaphore Mutex',
+      pair: async (w) => {
+        const m = mutex(w);
+        await m.acquire();
+        await m.release();
+      },
+    };
+  },
 };
-const chosen = argv.impls ? argv.impls.split(',') : ['dlock', 'plain', 'redlock'];
+const chosen = argv.impls ? argv.impls.split(',') : (defaultBackend() === 'jspi' ? ['dlock', 'dlock-worker'] : ['dlock']).concat(['plain', 'redlock', 'semaphore']);
 const runners = Object.fromEntries(chosen.map((k) => [k, impls[k]()]));
 
 console.log(`node ${process.version}, default backend ${defaultBackend()}, redis ${url}, ${ROUNDS} rounds x ${SECONDS}s, median round shown`);

@@ -362,6 +362,39 @@ for (const backend of backends()) {
       assert.ok((await rejection(lock.acquire(key('zero'), 0))) instanceof InvalidArgumentError);
     });
 
+    test('calls made together reach Redis in one pipeline, each with its own outcome, NOSCRIPT included', async () => {
+      const client = server.client();
+      // Counts the commands of each pipeline this package sends on `client`.
+      const batches = [];
+      const pipeline = client.pipeline.bind(client);
+      client.pipeline = (...a) => {
+        const p = pipeline(...a);
+        const exec = p.exec.bind(p);
+        p.exec = (...e) => {
+          batches.push(p.length);
+          return exec(...e);
+        };
+        return p;
+      };
+      const lock = new DistributedLock(client, { backend });
+      locks.push(lock);
+      const taken = key('taken');
+      await redis.set(taken, 'someone-else', 'PX', 60_000);
+      for (const flush of [false, true]) {
+        if (flush) await admin.script('FLUSH');
+        batches.length = 0;
+        const keys = Array.from({ length: 16 }, (_, i) => key(`batch${i}`));
+        const got = await Promise.all([...keys, taken].map((k) => lock.tryAcquire(k, 10_000)));
+        assert.equal(got.at(-1), null, 'the held key stays busy');
+        for (const [i, h] of got.slice(0, -1).entries()) assert.equal(await redis.get(keys[i]), h.token);
+        // Under JSPI the calls run in one turn of the event loop; the worker backend's arrive as
+        // messages from their threads, one turn each, and rarely share one.
+        if (backend === 'jspi') assert.ok(batches.some((n) => n > 1), `batches: ${batches}`);
+        await Promise.all(got.slice(0, -1).map((h) => h.release()));
+        for (const k of keys) assert.equal(await redis.exists(k), 0);
+      }
+    });
+
     test('a bad duration is refused with one message naming the argument and showing the value', async () => {
       const lock = make();
       const ttl = 'ttlMs must be positive, a whole number of milliseconds, got';
