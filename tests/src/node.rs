@@ -133,8 +133,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The package is installed and built from the component the Rust host bundles: its build
 /// record names the SHA-256 of `host/bundle/dlock_guest.wasm` (the bytes `dlock_host` bundles),
-/// each build (`gen/jspi`, `gen/sync`) has its core modules, and every one of them is a slice
-/// of that component, byte for byte.
+/// its core modules (`gen/core`, which both builds load) are there, and every one of them is a
+/// slice of that component, byte for byte.
 fn check_package(package: &Path) -> Result<(), String> {
     let setup = "run node/scripts/setup-node.sh (npm ci && npm run build in node/)";
     if !package.join("node_modules/ioredis").is_dir() {
@@ -157,29 +157,28 @@ fn check_package(package: &Path) -> Result<(), String> {
             record["sha256"]
         ));
     }
-    for build in ["jspi", "sync"] {
-        let dir = package.join("gen").join(build);
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut cores = 0;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|ext| ext == "wasm") {
-                cores += 1;
-                let core = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                if !component.windows(core.len()).any(|w| w == core.as_slice()) {
-                    return Err(format!(
-                        "{} is not part of the bundled component: {setup}",
-                        path.display()
-                    ));
-                }
+    let dir = package.join("gen/core");
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}: {setup}", dir.display()))?;
+    let mut cores = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "wasm") {
+            cores += 1;
+            let core = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if !component.windows(core.len()).any(|w| w == core.as_slice()) {
+                return Err(format!(
+                    "{} is not part of the bundled component: {setup}",
+                    path.display()
+                ));
             }
         }
-        if cores == 0 {
-            return Err(format!(
-                "{} has no core module (.wasm): {setup}",
-                dir.display()
-            ));
-        }
+    }
+    if cores == 0 {
+        return Err(format!(
+            "{} has no core module (.wasm): {setup}",
+            dir.display()
+        ));
     }
     Ok(())
 }
@@ -188,25 +187,18 @@ fn check_package(package: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// A package dir with `node_modules/ioredis`, a build record and core modules of the
-    /// bundled component (its first kilobyte) in both builds when `with_cores`.
+    /// A package dir with `node_modules/ioredis`, a build record and a core module of the
+    /// bundled component (its first kilobyte) when `with_cores`.
     fn package(record_sha256: &str, with_cores: bool) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("node_modules/ioredis")).unwrap();
-        std::fs::create_dir_all(dir.path().join("gen/jspi")).unwrap();
-        std::fs::create_dir_all(dir.path().join("gen/sync")).unwrap();
+        std::fs::create_dir_all(dir.path().join("gen/core")).unwrap();
         let component = dlock_host::bundled::COMPONENT;
         let record = serde_json::json!({ "sha256": record_sha256, "bytes": component.len() });
         std::fs::write(dir.path().join("gen/component.json"), record.to_string()).unwrap();
         if with_cores {
-            for build in ["jspi", "sync"] {
-                let path = dir
-                    .path()
-                    .join("gen")
-                    .join(build)
-                    .join("component.core.wasm");
-                std::fs::write(path, &component[..1024]).unwrap();
-            }
+            let path = dir.path().join("gen/core/component.core.wasm");
+            std::fs::write(path, &component[..1024]).unwrap();
         }
         dir
     }
