@@ -61,10 +61,11 @@ function isClient(redis) {
   return redis !== null && typeof redis === 'object' && typeof redis.evalshaBuffer === 'function';
 }
 
-/** Where an ioredis client connects (`host:port/db`, or the socket path), to tell primaries
- * apart; null when it does not say. */
+/** Where an ioredis client connects (`host:port/db`, the socket path, or the primary a
+ * Sentinel names), to tell primaries apart; null when it does not say. */
 function address(client) {
   const o = client.options ?? {};
+  if (Array.isArray(o.sentinels) && o.sentinels.length > 0) return `the primary the Sentinels name ${o.name}`;
   if (o.path) return `${o.path}/${o.db ?? 0}`;
   return o.port === undefined ? null : `${o.host ?? 'localhost'}:${o.port}/${o.db ?? 0}`;
 }
