@@ -145,7 +145,7 @@ class Link {
     pipeline.exec().then(
       (results) => {
         for (let i = 0; i < calls.length; i++) {
-          const [err, reply] = results[i];
+          const [err, reply] = results?.[i] ?? [new Error('the pipeline answered without this call'), null];
           if (err) calls[i].onError(err);
           else calls[i].onReply(reply);
         }
