@@ -6,14 +6,9 @@ use super::{CliResult, EXIT_REDIS, Failure};
 
 /// The Redis at `given`, or a `redis-server` started on a free loopback port by `who`.
 pub(super) async fn get(given: Option<&str>, who: &str) -> CliResult<Origin> {
-    if let Some(url) = given {
-        return Ok(Origin::given(url, &dlock_host::redis::redact_url(url)));
-    }
-    let who = who.to_owned();
-    tokio::task::spawn_blocking(move || Origin::start(&who))
+    Origin::obtain(given, dlock_host::redis::redact_url, who)
         .await
-        .map_err(|e| Failure::new(EXIT_REDIS, format!("starting redis-server: {e}")))?
-        .map_err(|e| Failure::new(EXIT_REDIS, format!("cannot start redis-server: {e}")))
+        .map_err(|e| Failure::new(EXIT_REDIS, e))
 }
 
 /// A failure naming the Redis at `origin` (without password).

@@ -47,6 +47,33 @@ impl Origin {
         }
     }
 
+    /// The Redis at `given` (shown as `redact` makes it), or else a [`RedisServer`] started
+    /// for `who` (blocks until it answers).
+    pub fn get(
+        given: Option<&str>,
+        redact: impl FnOnce(&str) -> String,
+        who: &str,
+    ) -> io::Result<Origin> {
+        match given {
+            Some(url) => Ok(Origin::given(url, &redact(url))),
+            None => Origin::start(who),
+        }
+    }
+
+    /// [`Origin::get`] on tokio's blocking pool, for async callers; the error is a message for
+    /// the user.
+    pub async fn obtain(
+        given: Option<&str>,
+        redact: fn(&str) -> String,
+        who: &str,
+    ) -> Result<Origin, String> {
+        let (given, who) = (given.map(str::to_owned), who.to_owned());
+        tokio::task::spawn_blocking(move || Origin::get(given.as_deref(), redact, &who))
+            .await
+            .map_err(|e| format!("starting redis-server: {e}"))?
+            .map_err(|e| format!("cannot start redis-server: {e}"))
+    }
+
     /// A [`RedisServer`] started for `who` (blocks until it answers).
     pub fn start(who: &str) -> io::Result<Origin> {
         let server = RedisServer::start()?;
