@@ -1,4 +1,4 @@
-//! Plugins of a plugin host (the reference host, `examples/plugin-host`) get the lock API
+//! Plugins of a plugin host (the reference host, `plugin-host`) get the lock API
 //! host-provided or composed, and each plugin is confined: it can neither see, take, release
 //! nor extend another plugin's locks, reach Redis other than through the lock API's policed
 //! scripts, hold more lock clients than allowed, or stall the other plugins by spinning,

@@ -18,7 +18,7 @@ pub enum Path {
     /// The `rslock` crate (Redlock, single node), on its own connection.
     Rslock,
     /// From inside a plugin (the example job plugin's `lock-pair`), the lock API provided by
-    /// the host (the reference plugin host, `examples/plugin-host`).
+    /// the host (the reference plugin host, `plugin-host`).
     PluginHost,
     /// From inside the same plugin composed with the dlock component.
     PluginComposed,

@@ -82,10 +82,10 @@ fn the_composed_plugin_imports_redis_instead_of_the_lock_api() {
 
 #[test]
 fn the_embedding_guide_shows_the_minimal_and_composed_hosts_as_they_are() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let guide = std::fs::read_to_string(root.join("docs/EMBEDDING.md")).unwrap();
     for example in ["minimal", "composed"] {
-        let path = format!("examples/plugin-host/examples/{example}.rs");
+        let path = format!("plugin-host/examples/{example}.rs");
         let host = std::fs::read_to_string(root.join(&path)).unwrap();
         assert!(
             guide.contains(&format!("```rust\n{host}```")),

@@ -1,4 +1,4 @@
-//! Builds the example plugin (`../job-plugin`, for `wasm32-wasip2`) and records its path.
+//! Builds the example plugin (`job-plugin/`, for `wasm32-wasip2`) and records its path.
 
 use std::env;
 use std::path::PathBuf;
@@ -8,10 +8,10 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     println!(
         "cargo:rerun-if-changed={}",
-        manifest_dir.join("../../wit").display()
+        manifest_dir.join("../wit").display()
     );
     let release = dlock_wasm_build::build_wasm(
-        &manifest_dir.join("../job-plugin"),
+        &manifest_dir.join("job-plugin"),
         "job-plugin",
         &["src", "wit", "Cargo.toml", "Cargo.lock"],
     );
@@ -24,7 +24,7 @@ fn main() {
     std::fs::write(
         out_dir.join("job_plugin.rs"),
         format!(
-            "/// The example job-runner plugin, built from `examples/job-plugin/`.\n\
+            "/// The example job-runner plugin, built from `plugin-host/job-plugin/`.\n\
              pub static JOB_PLUGIN: &[u8] = include_bytes!({:?});\n",
             wasm.display().to_string()
         ),
