@@ -1,7 +1,8 @@
 //! Builds the guest component (`../guest`) and the hostile components and plugins (`hostile/`) for
 //! `wasm32-wasip2` with a nested cargo, and generates `components.rs` with their paths: the
 //! hostile components for the security tests, the fresh guest for the test that checks the
-//! bundle committed in `host/bundle/` against its sources.
+//! bundle committed in `host/bundle/` against its sources, and the floor component (`floor/`)
+//! the bench compares the guest with.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,11 @@ fn main() {
         &hostile_watch,
         &["-p", "dlock-hostile-plugin", "--features", "redis"],
     );
+    let floor = dlock_wasm_build::build_wasm(
+        &manifest_dir.join("floor"),
+        "floor",
+        &["src", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"],
+    );
     let path = |dir: &Path, name: &str| {
         let wasm = dir.join(name);
         assert!(wasm.exists(), "the build produced no {}", wasm.display());
@@ -58,12 +64,15 @@ fn main() {
          /// The hostile plugin that also imports `dlock:lock/redis`.\n\
          pub const HOSTILE_REDIS_PLUGIN: &str = {:?};\n\
          /// The guest component freshly built from `guest/`.\n\
-         pub const GUEST: &str = {:?};\n",
+         pub const GUEST: &str = {:?};\n\
+         /// The floor component (`floor/`): one `redis-eval` per acquire and per release.\n\
+         pub const FLOOR: &str = {:?};\n",
         path(&hostile, "dlock_hostile.wasm"),
         path(&hostile, "dlock_hostile_start.wasm"),
         path(&hostile, "dlock_hostile_plugin.wasm"),
         path(&redis_plugin, "dlock_hostile_plugin.wasm"),
         path(&guest, "dlock_guest.wasm"),
+        path(&floor, "dlock_floor.wasm"),
     );
     std::fs::write(out_dir.join("components.rs"), code).unwrap();
 }

@@ -281,7 +281,8 @@ pub fn signal_server(server: &RedisServer, signal: rustix::process::Signal) {
 }
 
 /// Components built by `build.rs`: the hostile ones from `tests/hostile/` (their modes are
-/// listed in `tests/hostile/modes/src/lib.rs`) and a fresh build of `guest/`.
+/// listed in `tests/hostile/modes/src/lib.rs`), a fresh build of `guest/` and the floor
+/// component of `tests/floor/`.
 pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
 

@@ -24,7 +24,7 @@ use serde_json::json;
 use dlock_host::Allocation;
 use dlock_tests::outln;
 use dlock_tests::tool::{self, EXIT_OK, Origin, ToolResult, parse_duration};
-use paths::{Path, Plugins};
+use paths::{Fixtures, Path};
 use throughput::{Cell, Workload};
 use topology::{Mode, Target};
 
@@ -59,7 +59,7 @@ struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "component,native,rslock,plugin-host,plugin-composed"
+        default_value = "component,floor,native,rslock,plugin-host,plugin-composed"
     )]
     paths: Vec<Path>,
     /// Workloads, comma-separated.
@@ -240,7 +240,7 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> To
                 .map_err(fail)?,
         );
     }
-    let plugins = Plugins::new(&redis.url).await.map_err(fail)?;
+    let fixtures = Fixtures::new(&redis.url, allocation).await.map_err(fail)?;
     let runs = |mode: Mode, path: Path| mode == Mode::Single || path == Path::Component;
     let total: usize = args.workloads.len()
         * args.concurrency.len()
@@ -269,7 +269,7 @@ async fn throughput_table(args: BenchArgs, redis: &Origin, json_out: bool) -> To
                     ));
                     let cell = throughput::cell(
                         target,
-                        &plugins,
+                        &fixtures,
                         &redis.url,
                         path,
                         workload,

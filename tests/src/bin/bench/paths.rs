@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use dlock_host::RedisConnection;
 use dlock_host::bundled::BundledScript;
-use dlock_host::{Client, LockHandle, LockOptions, Policy, Runtime};
+use dlock_host::{Allocation, Client, LockComponent, LockHandle, LockOptions, Policy, Runtime};
 use dlock_plugin_host::{JOB_PLUGIN, Path as PluginPath, Plugin, PluginHost, PluginInstance};
+use dlock_tests::components::FLOOR;
 
 /// A lock implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -13,6 +14,10 @@ use dlock_plugin_host::{JOB_PLUGIN, Path as PluginPath, Plugin, PluginHost, Plug
 pub enum Path {
     /// The product: the guest component through the host API.
     Component,
+    /// The floor of any component-hosted lock: a minimal component of the same world
+    /// (`tests/floor/`: one `redis-eval` per acquire and per release, no lock logic), linked
+    /// and driven as the guest is, on a connection of its own to the same Redis.
+    Floor,
     /// Plain Rust: the same Lua scripts by EVALSHA through the same connection manager.
     Native,
     /// The `rslock` crate (Redlock, single node), on its own connection.
@@ -47,15 +52,25 @@ pub enum Held {
     Plugin,
 }
 
-/// The plugin paths' host and the job plugin loaded both ways, made once per bench run.
-pub struct Plugins {
+/// What the paths beside the target's component path need, made once per bench run: the
+/// floor component's runtime, and the plugin paths' host with the job plugin loaded both ways.
+pub struct Fixtures {
+    floor: Runtime,
     host: PluginHost,
     host_provided: Plugin,
     composed: Plugin,
 }
 
-impl Plugins {
-    pub async fn new(url: &str) -> Result<Plugins, String> {
+impl Fixtures {
+    /// The fixtures on the single Redis at `url`, the floor's clients allocated as the
+    /// component's are.
+    pub async fn new(url: &str, allocation: Allocation) -> Result<Fixtures, String> {
+        let floor = LockComponent::from_file(FLOOR, allocation).map_err(|e| e.to_string())?;
+        let floor = Runtime::builder(url)
+            .with_component(floor)
+            .build()
+            .await
+            .map_err(|e| e.to_string())?;
         let fail = |e: anyhow::Error| format!("{e:#}");
         // The bench measures throughput: no rate limit of the host's own in the way.
         let host = PluginHost::connect(url)
@@ -71,7 +86,8 @@ impl Plugins {
             .load(JOB_PLUGIN, PluginPath::Composed, "bench:")
             .map_err(fail)?
             .with_policy(unlimited);
-        Ok(Plugins {
+        Ok(Fixtures {
+            floor,
             host,
             host_provided,
             composed,
@@ -89,17 +105,17 @@ impl Worker {
         path: Path,
         runtime: &Runtime,
         url: &str,
-        plugins: &Plugins,
+        fixtures: &Fixtures,
     ) -> Result<Worker, String> {
+        let client = async |runtime: &Runtime| {
+            let client = runtime.client(LockOptions::default()).await;
+            client.map(Worker::Component).map_err(|e| e.to_string())
+        };
         Ok(match path {
-            Path::PluginHost => plugins.instance(&plugins.host_provided).await?,
-            Path::PluginComposed => plugins.instance(&plugins.composed).await?,
-            Path::Component => Worker::Component(
-                runtime
-                    .client(LockOptions::default())
-                    .await
-                    .map_err(|e| e.to_string())?,
-            ),
+            Path::PluginHost => fixtures.instance(&fixtures.host_provided).await?,
+            Path::PluginComposed => fixtures.instance(&fixtures.composed).await?,
+            Path::Component => client(runtime).await?,
+            Path::Floor => client(&fixtures.floor).await?,
             Path::Native => Worker::Native(Native::new(runtime.connection())),
             Path::Rslock => {
                 let mut manager = rslock::LockManager::new(vec![url.to_owned()]);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::paths::{Path, Plugins, Worker};
+use super::paths::{Fixtures, Path, Worker};
 use super::topology::{Mode, Target};
 use dlock_tests::stats::percentile;
 
@@ -97,7 +97,7 @@ async fn redis_cpu_secs(urls: &[String]) -> f64 {
 )]
 pub async fn cell(
     target: &Target,
-    plugins: &Plugins,
+    fixtures: &Fixtures,
     url: &str,
     path: Path,
     workload: Workload,
@@ -108,7 +108,7 @@ pub async fn cell(
     let runtime = &target.runtime;
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        workers.push(Worker::new(path, runtime, url, plugins).await?);
+        workers.push(Worker::new(path, runtime, url, fixtures).await?);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
