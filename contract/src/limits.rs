@@ -14,6 +14,10 @@ pub const MAX_PREFIX_BYTES: usize = 256;
 pub const MAX_TOKEN_BYTES: usize = 256;
 /// Length of the component's own tokens: a UUID v4 in hyphenated lowercase form.
 pub const TOKEN_BYTES: usize = 36;
+/// Most bytes one `wasi:random` `get-random-bytes` call may ask of a host; a larger request
+/// traps the call instead of making the host allocate it. The component draws its tokens'
+/// randomness in batches well below it.
+pub const MAX_RANDOM_BYTES: u64 = 4096;
 /// Longest TTL or wait: 10^12 ms, about 31.7 years. Redis accepts more, but a longer lease is a
 /// bug, and this bound keeps every deadline computation far from overflow.
 pub const MAX_DURATION_MS: u64 = 1_000_000_000_000;

@@ -48,6 +48,15 @@ pub enum ArgRole {
     /// How long the caller will wait for a release, in milliseconds, in decimal digits: 1 to
     /// [`MAX_DURATION_MS`].
     Wait,
+    /// The word [`ArgRole::QUIET`]: the release signals no waiter. The component's own
+    /// give-backs pass it (an attempt's grant it may hold unknowingly, a failed quorum round's
+    /// partial grant): a waiting caller's own waiters' mark would otherwise wake it at once.
+    Quiet,
+}
+
+impl ArgRole {
+    /// The only value of an [`ArgRole::Quiet`] argument.
+    pub const QUIET: &'static str = "quiet";
 }
 
 /// One accepted form of a script call: its keys and its arguments, in order.
@@ -59,10 +68,9 @@ pub struct Shape {
     pub args: &'static [ArgRole],
 }
 
-use ArgRole::{HeldToken, NewToken, Ttl, Wait};
+use ArgRole::{HeldToken, NewToken, Quiet, Ttl, Wait};
 use KeyRole::{Any, Lock};
 const FENCE: KeyRole = KeyRole::Companion(Companion::Fence);
-const SIGNAL: KeyRole = KeyRole::Companion(Companion::Signal);
 const WAITERS: KeyRole = KeyRole::Companion(Companion::Waiters);
 
 const fn shape(keys: &'static [KeyRole], args: &'static [ArgRole]) -> Shape {
@@ -77,7 +85,7 @@ const ACQUIRE: &[Shape] = &[
 ];
 const RELEASE: &[Shape] = &[
     shape(&[Lock], &[HeldToken]),
-    shape(&[Lock, SIGNAL, WAITERS], &[HeldToken]),
+    shape(&[Lock], &[HeldToken, Quiet]),
 ];
 const EXTEND: &[Shape] = &[shape(&[Lock], &[HeldToken, Ttl])];
 const CHECK: &[Shape] = &[shape(&[Any], &[])];
@@ -161,6 +169,7 @@ impl Shape {
                 ArgRole::NewToken => TOKEN_BYTES,
                 ArgRole::HeldToken => MAX_TOKEN_BYTES,
                 ArgRole::Ttl | ArgRole::Wait => MAX_DURATION_DIGITS,
+                ArgRole::Quiet => ArgRole::QUIET.len(),
             };
             i += 1;
         }

@@ -339,9 +339,10 @@ fn no_script_has_two_shapes_of_the_same_size_and_each_starts_with_its_key() {
 
 #[test]
 fn the_default_request_cap_holds_the_largest_call_of_the_scripts() {
-    // A release with a foreign token behind the longest key and prefix, with its signal list
-    // and waiters' mark: 768 + 777 + 778 + 256 bytes.
-    assert_eq!(max_request_bytes(), 2579);
+    // A fenced acquire that may wait, behind the longest key and prefix: the lock key, its
+    // fence counter and its waiters' mark, a token, a TTL and a wait of the longest:
+    // 768 + 776 + 778 + 36 + 13 + 13 bytes.
+    assert_eq!(max_request_bytes(), 2384);
     let longest = format!(
         "{}{}",
         "p".repeat(MAX_PREFIX_BYTES),
@@ -349,10 +350,12 @@ fn the_default_request_cap_holds_the_largest_call_of_the_scripts() {
     );
     let keys = [
         longest.clone(),
-        companion_key(&longest, Companion::Signal).unwrap(),
+        companion_key(&longest, Companion::Fence).unwrap(),
         companion_key(&longest, Companion::Waiters).unwrap(),
     ];
-    let sent: usize = keys.iter().map(String::len).sum::<usize>() + MAX_TOKEN_BYTES;
+    let longest_ms = format!("{MAX_DURATION_MS}");
+    let sent: usize =
+        keys.iter().map(String::len).sum::<usize>() + TOKEN_BYTES + 2 * longest_ms.len();
     assert_eq!(sent, max_request_bytes());
     const { assert!(DEFAULT_MAX_REQUEST_BYTES >= max_request_bytes()) };
 }

@@ -25,7 +25,16 @@ struct Wasi {
     anchor: (u64, u64),
     /// The host's `node-count`, asked once.
     nodes: u32,
+    /// Random bytes drawn ahead for tokens, and how many of them are used: one `wasi:random`
+    /// call per `TOKENS_PER_DRAW` tokens instead of two per token.
+    token_bytes: RefCell<([u8; TOKEN_DRAW_BYTES], usize)>,
 }
+
+/// Tokens made from one `get-random-bytes` call.
+const TOKENS_PER_DRAW: usize = 16;
+/// The random bytes one token takes.
+const TOKEN_RANDOM_BYTES: usize = 16;
+const TOKEN_DRAW_BYTES: usize = TOKENS_PER_DRAW * TOKEN_RANDOM_BYTES;
 
 impl Wasi {
     fn new() -> Self {
@@ -38,6 +47,7 @@ impl Wasi {
                 wall.seconds * 1000 + u64::from(wall.nanoseconds / 1_000_000),
             ),
             nodes: redis::node_count(),
+            token_bytes: RefCell::new(([0; TOKEN_DRAW_BYTES], TOKEN_DRAW_BYTES)),
         }
     }
 
@@ -76,12 +86,21 @@ impl Platform for Wasi {
     }
 
     fn new_token(&self) -> String {
-        let a = random::get_random_u64().to_le_bytes();
-        let b = random::get_random_u64().to_le_bytes();
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&a);
-        bytes[8..].copy_from_slice(&b);
-        platform::uuid_v4(bytes)
+        let mut pool = self.token_bytes.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if *used == TOKEN_DRAW_BYTES {
+            let drawn = random::get_random_bytes(TOKEN_DRAW_BYTES as u64);
+            // A host that answers short leaves zeros; the token is still of the right form.
+            let n = drawn.len().min(TOKEN_DRAW_BYTES);
+            bytes[..n].copy_from_slice(&drawn[..n]);
+            *used = 0;
+        }
+        let mut token = [0u8; TOKEN_RANDOM_BYTES];
+        token.copy_from_slice(&bytes[*used..*used + TOKEN_RANDOM_BYTES]);
+        // Used bytes are not kept: a token is in memory only while something holds it.
+        bytes[*used..*used + TOKEN_RANDOM_BYTES].fill(0);
+        *used += TOKEN_RANDOM_BYTES;
+        platform::uuid_v4(token)
     }
 
     fn eval(&self, op: Op, keys: &[String], args: &[String]) -> Result<Value, RedisError> {

@@ -2,14 +2,13 @@
 //! one call may ask for.
 //!
 //! wasmtime-wasi lets one `get-random-bytes` ask for 64 MiB, which the host allocates before
-//! the component sees any of it. A lock component needs 16 bytes per token.
+//! the component sees any of it; the bound is `dlock_contract::MAX_RANDOM_BYTES`.
 
 use wasmtime::component::HasData;
 use wasmtime_wasi::p2::bindings::random::random;
 use wasmtime_wasi::random::WasiRandomCtx;
 
-/// Most bytes one `get-random-bytes` call may ask for; a larger request traps the call.
-pub(crate) const MAX_RANDOM_BYTES: u64 = 4096;
+use dlock_contract::MAX_RANDOM_BYTES;
 
 /// The view of a store that random needs.
 pub(crate) struct GuestRandom<'a>(pub(crate) &'a mut WasiRandomCtx);

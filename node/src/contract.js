@@ -4,7 +4,7 @@
 // rules on the crate's documented examples.
 import { COMPANION_DESCRIPTIONS, COMPANION_SUFFIXES, MAX_DURATION_MS, TOKEN_BYTES } from './generated/contract.js';
 
-export { MAX_DURATION_MS, MAX_QUORUM_NODES, MAX_TOKEN_BYTES, TOKEN_BYTES } from './generated/contract.js';
+export { MAX_DURATION_MS, MAX_QUORUM_NODES, MAX_RANDOM_BYTES, MAX_TOKEN_BYTES, TOKEN_BYTES } from './generated/contract.js';
 
 /** The component's check of a duration (`check_duration_ms`): null, or why `ms`
  * (a bigint) is refused. */

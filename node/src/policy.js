@@ -174,9 +174,15 @@ export function checkRole(policy, role, keys, args) {
   }
   for (let i = 0; i < args.length; i++) {
     const want = shape.args[i];
-    const reason = want === 'new-token' || want === 'held-token'
-      ? checkToken(args[i], want === 'held-token' && policy.allowForeignTokens)
-      : checkDuration(args[i]);
+    let reason;
+    if (want === 'new-token' || want === 'held-token') {
+      reason = checkToken(args[i], want === 'held-token' && policy.allowForeignTokens);
+    } else if (want === 'quiet') {
+      // The role's name is its only value (dlock_contract's `ArgRole::QUIET`).
+      reason = args[i] === want ? null : `${JSON.stringify(args[i])} where only "quiet" may be`;
+    } else {
+      reason = checkDuration(args[i]);
+    }
     if (reason) return reason;
   }
   return null;

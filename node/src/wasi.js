@@ -5,6 +5,7 @@
 // stack is suspended meanwhile); in the worker backend it blocks the worker thread only
 // (Atomics.wait), never the thread that owns the Redis client.
 import { getRandomValues } from 'node:crypto';
+import { MAX_RANDOM_BYTES } from './contract.js';
 
 const hrtime = process.hrtime.bigint;
 
@@ -56,10 +57,7 @@ function sleepUntilSync(deadline, onSleep) {
   }
 }
 
-/** Most bytes one `get-random-bytes` call may ask for; a larger request traps the call. */
-export const MAX_RANDOM_BYTES = 4096n;
-
-// Random u64s are drawn from the OS 64 at a time: a lock token (UUID v4) takes two.
+// Random u64s (the retry schedule's jitter) are drawn from the OS 64 at a time.
 const POOL = 64;
 let pool = new BigUint64Array(POOL);
 let next = POOL;
@@ -104,9 +102,7 @@ export function wasiImports(mode, overrides = {}, onSleep = undefined) {
     'wasi:random/random': {
       getRandomU64,
       getRandomBytes(len) {
-        // As the Rust host (random.rs): a lock component needs 16 bytes per token; a larger
-        // request traps the call instead of making the host allocate it.
-        if (len > MAX_RANDOM_BYTES) {
+        if (len > BigInt(MAX_RANDOM_BYTES)) {
           throw new Error(`the component asked for ${len} random bytes; the limit is ${MAX_RANDOM_BYTES}`);
         }
         const out = new Uint8Array(Number(len));

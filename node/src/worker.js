@@ -58,15 +58,20 @@ const onSleep = (ms) => parentPort.postMessage({ t: 'sleep', ms });
 function testOverrides() {
   let spin = workerData.testSpinMs ?? 0;
   if (spin === 0) return {};
-  const draw = new BigUint64Array(1);
+  const compute = () => {
+    const until = performance.now() + spin;
+    spin = 0;
+    while (performance.now() < until);
+  };
   return {
     'wasi:random/random': {
       getRandomU64() {
-        const until = performance.now() + spin;
-        spin = 0;
-        while (performance.now() < until);
-        crypto.getRandomValues(draw);
-        return draw[0];
+        compute();
+        return crypto.getRandomValues(new BigUint64Array(1))[0];
+      },
+      getRandomBytes(len) {
+        compute();
+        return crypto.getRandomValues(new Uint8Array(Number(len)));
       },
     },
   };

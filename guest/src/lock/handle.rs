@@ -3,8 +3,6 @@
 
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
-use alloc::vec;
-use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use super::{
@@ -12,7 +10,6 @@ use super::{
 };
 use crate::bindings::dlock::lock::redis::Value;
 use crate::bindings::exports::dlock::lock::lock::{Error, HandleStatus, LockInfo, ReleaseOutcome};
-use crate::contract::{self, Companion};
 use crate::platform::Platform;
 use crate::quorum::{Answer, Tally};
 use crate::scripts::Op;
@@ -120,18 +117,10 @@ impl<P: Platform> Handle<P> {
         }
     }
 
-    /// The release script's keys: the lock key, its signal list and its waiters' mark (only the
-    /// lock key for a key that can have none: a '}' without a hash tag).
-    fn release_keys(&self) -> Vec<String> {
-        let mut keys = vec![self.redis_key.clone()];
-        if let (Ok(signal), Ok(waiters)) = (
-            contract::companion_key(&self.redis_key, Companion::Signal),
-            contract::companion_key(&self.redis_key, Companion::Waiters),
-        ) {
-            keys.push(signal);
-            keys.push(waiters);
-        }
-        keys
+    /// The release script's keys: the lock key alone (the script names the signal list and the
+    /// waiters' mark itself).
+    fn release_keys(&self) -> &[String] {
+        core::slice::from_ref(&self.redis_key)
     }
 
     /// Marks the handle lost and gives back what may still carry its token on a minority of
@@ -149,7 +138,7 @@ impl<P: Platform> Handle<P> {
     fn release_round(&self) -> Result<Found, Error> {
         let (tally, taken) = self.owned_round(
             Op::Release,
-            &self.release_keys(),
+            self.release_keys(),
             core::slice::from_ref(&self.token),
         )?;
         if tally.majority_impossible() {
@@ -201,8 +190,11 @@ impl<P: Platform> Handle<P> {
             return Err(Error::NotHeld);
         }
         let found = if self.nodes == 1 {
-            let keys = self.release_keys();
-            self.owned_op(Op::Release, &keys, core::slice::from_ref(&self.token))
+            self.owned_op(
+                Op::Release,
+                self.release_keys(),
+                core::slice::from_ref(&self.token),
+            )
         } else {
             self.release_round()
         };

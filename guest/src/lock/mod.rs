@@ -17,7 +17,7 @@ use core::cell::RefCell;
 
 use crate::bindings::dlock::lock::redis::{RedisError, Scalar, Value, Wake};
 use crate::bindings::exports::dlock::lock::lock::{Error, KeyState, LockOptions, WakeOnRelease};
-use crate::contract::{self, Backoff, Companion, WAIT_MAX_DELAY_MS};
+use crate::contract::{self, ArgRole, Backoff, Companion, WAIT_MAX_DELAY_MS};
 use crate::platform::Platform;
 use crate::quorum::{self, Answer, Tally};
 use crate::scripts::Op;
@@ -258,7 +258,8 @@ impl<P: Platform> Client<P> {
         };
         if uncertain {
             // Best effort: the error being returned is what the caller needs to see.
-            let _ = self.platform.eval(Op::Release, &keys[..1], &args[..1]);
+            let quiet = [args[0].clone(), ArgRole::QUIET.to_owned()];
+            let _ = self.platform.eval(Op::Release, &keys[..1], &quiet);
         }
         Err(failure)
     }
@@ -466,10 +467,11 @@ fn check_lease(nodes: u32, what: &str, ttl_ms: u64) -> Result<(), Error> {
 }
 
 /// Best effort: deletes `key` wherever it still holds `token` (on every primary over a
-/// quorum). Its outcome does not matter to the caller, who already has an answer.
+/// quorum), signalling no waiter (the caller's own mark may be among them). Its outcome does
+/// not matter to the caller, who already has an answer.
 fn release_everywhere<P: Platform>(platform: &P, nodes: u32, key: &str, token: &str) {
     let keys = [key.to_owned()];
-    let args = [token.to_owned()];
+    let args = [token.to_owned(), ArgRole::QUIET.to_owned()];
     if nodes == 1 {
         let _ = platform.eval(Op::Release, &keys, &args);
     } else {

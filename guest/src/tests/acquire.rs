@@ -90,7 +90,7 @@ fn a_script_error_ends_acquire_at_once_and_gives_the_token_back() {
     let err = client(&p, defaults()).acquire("job", 1000).err().unwrap();
     assert!(matches!(err, Error::Redis(RedisError::Rejected(_))));
     assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
-    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1", "quiet"]);
     assert!(p.sleeps_ms.borrow().is_empty());
 }
 
@@ -106,7 +106,7 @@ fn giving_up_after_an_unknown_outcome_cleans_up_by_token() {
     let calls = p.calls.borrow();
     assert_eq!(calls[2].op, Op::Release);
     assert_eq!(calls[2].keys, ["job"]);
-    assert_eq!(calls[2].args, ["token-1"]);
+    assert_eq!(calls[2].args, ["token-1", "quiet"]);
 }
 
 #[test]
@@ -277,7 +277,7 @@ fn a_grant_that_arrives_after_its_lease_ran_out_is_given_back_not_reported() {
     let err = client(&p, opts).acquire("job", 1000).err().unwrap();
     assert!(matches!(err, Error::GrantedTooLate), "{err:?}");
     assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
-    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1", "quiet"]);
 }
 
 #[test]

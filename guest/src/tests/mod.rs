@@ -143,13 +143,10 @@ fn busy_for(pttl_ms: i64) -> Result<Value, RedisError> {
     Ok(Value::Array(vec![Scalar::Int(0), Scalar::Int(pttl_ms)]))
 }
 
-/// The keys of the release script for the lock key `key` (without a hash tag).
+/// The keys of the release script for the lock key `key`: the key alone (the script names
+/// its companions itself).
 fn release_keys(key: &str) -> Vec<String> {
-    vec![
-        key.to_owned(),
-        format!("{{{key}}}:signal"),
-        format!("{{{key}}}:waiters"),
-    ]
+    vec![key.to_owned()]
 }
 
 fn client(p: &Rc<Recorded>, options: LockOptions) -> Client<Recorded> {

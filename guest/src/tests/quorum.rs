@@ -43,7 +43,7 @@ fn a_quorum_acquire_without_a_majority_gives_back_every_grant_and_is_busy() {
             .is_none()
     );
     assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
-    assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
+    assert_eq!(p.calls.borrow()[1].args, ["token-1", "quiet"]);
 
     // All busy: nothing to give back.
     let p = quorum(5, vec![vec![int(0); 5]]);

@@ -56,7 +56,7 @@ fn a_cancelled_wait_ends_the_call_and_gives_back_an_unanswered_attempts_token() 
         .unwrap();
     assert!(matches!(err, Error::Cancelled), "{err:?}");
     assert_eq!(p.ops(), [Op::Acquire, Op::Acquire, Op::Release]);
-    assert_eq!(p.calls.borrow()[2].args, ["token-1"]);
+    assert_eq!(p.calls.borrow()[2].args, ["token-1", "quiet"]);
 }
 
 #[test]

@@ -28,6 +28,8 @@ export const MAX_DURATION_MS = 1000000000000;
 export const WAIT_MAX_DELAY_MS = 1000;
 /** Longest token of another client that release and extend accept when the policy allows them. */
 export const MAX_FOREIGN_TOKEN_BYTES = 256;
+/** Most bytes one `get-random-bytes` call may ask of the host; a larger request traps the call. */
+export const MAX_RANDOM_BYTES = 4096;
 /** Quorum mode: the most independent primaries (at least 2). */
 export const MAX_QUORUM_NODES = 9;
 /** The suffix naming each companion key of a lock key. */
@@ -45,7 +47,7 @@ export const SCRIPTS = frozen({
   ],
   release: [
     { keys: ['lock'], args: ['held-token'] },
-    { keys: ['lock', 'signal', 'waiters'], args: ['held-token'] },
+    { keys: ['lock'], args: ['held-token', 'quiet'] },
   ],
   extend: [
     { keys: ['lock'], args: ['held-token', 'ttl'] },

@@ -33,6 +33,7 @@ fn arg_role(role: ArgRole) -> &'static str {
         ArgRole::HeldToken => "held-token",
         ArgRole::Ttl => "ttl",
         ArgRole::Wait => "wait",
+        ArgRole::Quiet => ArgRole::QUIET,
     }
 }
 
@@ -114,7 +115,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// The numeric constants the Node package gets: what each is, its name, its value.
-fn constants() -> [(&'static str, &'static str, u64); 8] {
+fn constants() -> [(&'static str, &'static str, u64); 9] {
     [
         (
             "Longest lock key, in bytes (without the client's prefix).",
@@ -150,6 +151,11 @@ fn constants() -> [(&'static str, &'static str, u64); 8] {
             "Longest token of another client that release and extend accept when the policy allows them.",
             "MAX_FOREIGN_TOKEN_BYTES",
             policy::MAX_FOREIGN_TOKEN_BYTES as u64,
+        ),
+        (
+            "Most bytes one `get-random-bytes` call may ask of the host; a larger request traps the call.",
+            "MAX_RANDOM_BYTES",
+            contract::MAX_RANDOM_BYTES,
         ),
         (
             "Quorum mode: the most independent primaries (at least 2).",
@@ -240,7 +246,7 @@ fn render_dts() -> String {
     writeln!(w, "export type KeyRole = 'lock' | 'any' | CompanionName;").unwrap();
     writeln!(
         w,
-        "export type ArgRole = 'new-token' | 'held-token' | 'ttl' | 'wait';"
+        "export type ArgRole = 'new-token' | 'held-token' | 'ttl' | 'wait' | 'quiet';"
     )
     .unwrap();
     writeln!(

@@ -158,3 +158,63 @@ async fn the_blocking_connection_bound_is_per_policy() {
     first.release().await.unwrap();
     woken(&mut conn, second).await;
 }
+
+/// The release script names the signal list and the waiters' mark itself, from the lock key
+/// alone; it must name them as `dlock_contract::companion_key` does (which the acquire script's
+/// waiters are marked at and the host's waits block on), with and without a hash tag, and
+/// touch no companion of a key that can have none.
+#[tokio::test]
+async fn the_release_script_signals_the_companions_the_contract_names() {
+    use dlock_host::bundled::BundledScript;
+    use dlock_host::contract::{Companion, companion_key};
+
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let token = "00000000-0000-4000-8000-000000000001";
+    for key in ["job", "app:{job}", "{job}", "a{}b", "a}b", "{x}}y"] {
+        let waiters = companion_key(key, Companion::Waiters);
+        let signal = companion_key(key, Companion::Signal);
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if let Ok(waiters) = &waiters {
+            let _: () = redis::cmd("SET")
+                .arg(waiters)
+                .arg("1")
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let released: i64 = redis::cmd("EVAL")
+            .arg(BundledScript::Release.source())
+            .arg(1)
+            .arg(key)
+            .arg(token)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(released, 1, "{key}");
+        match (&signal, &waiters) {
+            (Ok(signal), Ok(_)) => {
+                let len: i64 = redis::cmd("LLEN")
+                    .arg(signal)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(len, 1, "{key}: one signal on {signal}");
+                assert_eq!(
+                    dbsize(&mut conn).await,
+                    2,
+                    "{key}: the mark and the signal only"
+                );
+            }
+            _ => assert_eq!(dbsize(&mut conn).await, 0, "{key}: no companion written"),
+        }
+    }
+}

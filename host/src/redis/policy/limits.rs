@@ -100,6 +100,10 @@ impl RequestLimits {
                 ArgRole::NewToken => check_token(arg, false)?,
                 ArgRole::HeldToken => check_token(arg, self.foreign_tokens)?,
                 ArgRole::Ttl | ArgRole::Wait => check_ttl(arg)?,
+                ArgRole::Quiet if arg == ArgRole::QUIET => {}
+                ArgRole::Quiet => {
+                    return Err(format!("{arg:?} where only {:?} may be", ArgRole::QUIET));
+                }
             }
         }
         Ok(())
@@ -213,6 +217,7 @@ mod tests {
                 v(&[TOKEN, "1000000000000"]),
             ),
             (BundledScript::Release, v(&["job"]), v(&[TOKEN])),
+            (BundledScript::Release, v(&["job"]), v(&[TOKEN, "quiet"])),
             (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "5"])),
             (BundledScript::Check, v(&["{job}:fence"]), v(&[])),
             (
@@ -224,11 +229,6 @@ mod tests {
                 BundledScript::Acquire,
                 v(&["a:{j}", "a:{j}::fence", "a:{j}::waiters"]),
                 v(&[TOKEN, "1", "1000"]),
-            ),
-            (
-                BundledScript::Release,
-                v(&["job", "{job}:signal", "{job}:waiters"]),
-                v(&[TOKEN]),
             ),
         ];
         for (role, keys, args) in ok {
@@ -305,6 +305,12 @@ mod tests {
                 BundledScript::Acquire,
                 v(&["job", "{job}:waiters"]),
                 v(&[TOKEN, "1", "0"]),
+            ),
+            // The release script names the signal list and the waiters' mark itself.
+            (
+                BundledScript::Release,
+                v(&["job", "{job}:signal", "{job}:waiters"]),
+                v(&[TOKEN]),
             ),
             (
                 BundledScript::Release,
