@@ -11,15 +11,13 @@ fi
 
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "setup: installing redis-server" >&2
-  $sudo apt-get install -y redis-server >/dev/null 2>&1 \
-    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y redis-server >/dev/null; }
-  command -v redis-server >/dev/null 2>&1 || { echo "setup: redis-server is still missing" >&2; exit 1; }
-fi
-if ! command -v redis-cli >/dev/null 2>&1; then
-  echo "setup: installing redis-tools (redis-cli)" >&2
-  $sudo apt-get install -y redis-tools >/dev/null 2>&1 \
-    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y redis-tools >/dev/null; }
-  command -v redis-cli >/dev/null 2>&1 || { echo "setup: redis-cli is still missing" >&2; exit 1; }
-fi
+# need COMMAND PACKAGE: installs the Debian PACKAGE when COMMAND is missing.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "setup: installing $2 ($1)" >&2
+  $sudo apt-get install -y "$2" >/dev/null 2>&1 \
+    || { $sudo apt-get update >/dev/null && $sudo apt-get install -y "$2" >/dev/null; }
+  command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is still missing" >&2; exit 1; }
+}
+need redis-server redis-server
+need redis-cli redis-tools
