@@ -11,7 +11,8 @@ fn release_succeeds_once_then_fails_without_calling_redis() {
     assert!(matches!(h.release(), Err(Error::NotHeld)));
     assert!(matches!(h.extend(1000), Err(Error::NotHeld)));
     assert_eq!(p.ops(), [Op::Acquire, Op::Release]);
-    // The release names the signal list and waiters' mark, to wake one waiter.
+    // The release sends the lock key alone (the script names the signal list and the waiters'
+    // mark) and no `quiet`, so it wakes one waiter.
     assert_eq!(p.calls.borrow()[1].keys, release_keys("job"));
     assert_eq!(p.calls.borrow()[1].args, ["token-1"]);
 }
