@@ -33,6 +33,9 @@ pub struct Cell {
     /// How many of the ops acquired the lock.
     pub acquired: u64,
     pub ops: u64,
+    /// Every op the workers ran, the warm-up and the wind-down around the measured window
+    /// included: what `scripts/instructions-per-op` divides a process's instructions by.
+    pub total_ops: u64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
@@ -113,6 +116,7 @@ pub async fn cell(
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let acquired = Arc::new(AtomicU64::new(0));
+    let total_ops = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = workers
         .into_iter()
         .enumerate()
@@ -122,6 +126,7 @@ pub async fn cell(
                 Workload::Contended => format!("bench:{path:?}:hot"),
             };
             let (stop, measuring, acquired) = (stop.clone(), measuring.clone(), acquired.clone());
+            let total_ops = total_ops.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(1 << 16);
                 while !stop.load(Ordering::Relaxed) {
@@ -131,6 +136,7 @@ pub async fn cell(
                     if let Some(held) = held {
                         worker.release(held).await?;
                     }
+                    total_ops.fetch_add(1, Ordering::Relaxed);
                     if measuring.load(Ordering::Relaxed) {
                         latencies.push(start.elapsed());
                         acquired.fetch_add(u64::from(got), Ordering::Relaxed);
@@ -166,6 +172,7 @@ pub async fn cell(
         ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
         acquired: acquired.load(Ordering::Relaxed),
         ops: latencies.len() as u64,
+        total_ops: total_ops.load(Ordering::Relaxed),
         p50_us: us(percentile(&latencies, 0.5)),
         p99_us: us(percentile(&latencies, 0.99)),
         max_us: us(latencies.last().copied().unwrap_or_default()),
