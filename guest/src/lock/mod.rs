@@ -258,8 +258,7 @@ impl<P: Platform> Client<P> {
         };
         if uncertain {
             // Best effort: the error being returned is what the caller needs to see.
-            let quiet = [args[0].clone(), ArgRole::QUIET.to_owned()];
-            let _ = self.platform.eval(Op::Release, &keys[..1], &quiet);
+            release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
         }
         Err(failure)
     }
