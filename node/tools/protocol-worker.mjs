@@ -6,7 +6,7 @@
 //   node tools/protocol-worker.mjs [--resource URL]
 //
 // The lock's Redis is in DLOCK_REDIS_URL (not on the command line, where `ps` would show a
-// password); the fenced resource and guarded sets live at --resource (default: the lock's Redis).
+// password; a comma list is independent primaries, quorum mode); the fenced resource and guarded sets live at --resource (default: the lock's Redis).
 // DLOCK_NODE_MAX_INSTANCES (a positive integer) sets the DistributedLock's `maxInstances` (else
 // the package default), DLOCK_NODE_BACKEND its `backend` (`auto`, the default, `jspi`, `worker`).
 //
@@ -45,7 +45,10 @@ let resourceUrl = lockUrl;
 if (argv.length === 2 && argv[0] === '--resource') resourceUrl = argv[1];
 else if (argv.length !== 0) usage('usage: protocol-worker [--resource URL]');
 
-const options = { fencing: true };
+// A comma before a scheme starts the next URL: several are independent primaries (quorum
+// mode, which has no fencing), as the Rust worker reads them.
+const lockUrls = lockUrl.split(/,(?=[a-z+]+:\/\/)/);
+const options = { fencing: lockUrls.length === 1 };
 const maxInstances = process.env.DLOCK_NODE_MAX_INSTANCES;
 if (maxInstances !== undefined && maxInstances !== '') {
   if (!/^[1-9][0-9]*$/.test(maxInstances) || !Number.isSafeInteger(Number(maxInstances))) {
@@ -55,11 +58,11 @@ if (maxInstances !== undefined && maxInstances !== '') {
 }
 if (process.env.DLOCK_NODE_BACKEND) options.backend = process.env.DLOCK_NODE_BACKEND;
 
-const redis = new Redis(lockUrl);
+const primaries = lockUrls.map((url) => new Redis(url));
+const redis = primaries.length === 1 ? primaries[0] : primaries;
 const resource = new Redis(resourceUrl);
 // Connection errors surface in the calls (as `unknown` outcomes); the clients reconnect.
-redis.on('error', () => {});
-resource.on('error', () => {});
+for (const c of [...primaries, resource]) c.on('error', () => {});
 let client;
 try {
   client = new DistributedLock(redis, options);
@@ -108,7 +111,7 @@ const newLane = () => ({ lock: null, owner: null, fence: null, read: null, tail:
 async function handle(lane, req) {
   switch (req.cmd) {
     case 'ping':
-      await Promise.all([redis.ping(), resource.ping()]);
+      await Promise.all([...primaries, resource].map((c) => c.ping()));
       return ok();
     case 'acquire':
       // `cancel_after_ms` is ignored: the package cannot cancel one call (see the top). An
@@ -256,5 +259,5 @@ for await (const text of input) {
 }
 await Promise.all([...lanes.values()].map((l) => l.tail));
 await client.close();
-redis.disconnect();
+for (const c of primaries) c.disconnect();
 resource.disconnect();

@@ -296,6 +296,109 @@ pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
 }
 
+impl History {
+    /// One op's timeline line (without the newline).
+    fn write_op(&self, f: &mut impl fmt::Write, op: &Op) -> fmt::Result {
+        let completed = op.completed.map_or("never".to_owned(), |t| self.at(t));
+        write!(
+            f,
+            "{} p{} {}..{} {} {:?}",
+            op.id,
+            op.process,
+            self.at(op.invoked),
+            completed,
+            op.kind.name(),
+            op.key
+        )?;
+        match &op.kind {
+            OpKind::Acquire { ttl, valid_until } | OpKind::Extend { ttl, valid_until } => {
+                write!(f, " ttl={}", ms(*ttl))?;
+                if let Some(v) = valid_until {
+                    write!(f, " valid_until={}", self.at(*v))?;
+                }
+            }
+            OpKind::Release => {}
+            OpKind::FencedWrite { resource, element } => {
+                write!(f, " resource={resource:?} element={element:?}")?;
+            }
+            OpKind::GuardedAdd { set, element } => {
+                write!(f, " set={set:?} element={element:?}")?;
+            }
+        }
+        if let Some(wait) = op.wait {
+            write!(f, " wait={}", ms(wait))?;
+        }
+        if let Some(token) = &op.token {
+            write!(f, " token={token}")?;
+        }
+        if let Some(fence) = op.fence {
+            write!(f, " fence={fence}")?;
+        }
+        if let Some(deadline) = op.deadline {
+            write!(f, " deadline={}", ms(deadline))?;
+        }
+        write!(f, " -> {}", op.outcome)?;
+        if op.busy == Some(true) {
+            write!(f, " (busy)")?;
+        }
+        if op.cancelled {
+            write!(f, " (cancelled)")?;
+        }
+        if let Some(error) = &op.error {
+            write!(f, ": {error}")?;
+        }
+        Ok(())
+    }
+
+    /// The part of the timeline that explains `violation`: the ops on the keys of its ops and
+    /// the notes (faults, worker processes) from [`EXCERPT_BEFORE`] before its first op was
+    /// invoked to its last op's completion, at most `max_lines`, the latest kept.
+    pub fn excerpt(&self, violation: &Violation, max_lines: usize) -> String {
+        let involved: Vec<&Op> = violation.ops.iter().filter_map(|&id| self.op(id)).collect();
+        let (Some(first), Some(last)) = (
+            involved.iter().map(|op| op.invoked).min(),
+            involved
+                .iter()
+                .map(|op| op.completed.unwrap_or(op.invoked))
+                .max(),
+        ) else {
+            return String::new();
+        };
+        let from = first.checked_sub(EXCERPT_BEFORE).unwrap_or(first);
+        let within = |t: Instant| from <= t && t <= last;
+        let mut lines: Vec<(Instant, String)> = self
+            .notes
+            .iter()
+            .filter(|(at, _)| within(*at))
+            .map(|(at, note)| (*at, format!("note {}: {note}", self.at(*at))))
+            .collect();
+        for op in &self.ops {
+            let ends = op.completed.unwrap_or(last);
+            let on_key = involved.iter().any(|inv| inv.key == op.key);
+            if on_key && op.invoked <= last && ends >= from {
+                let mut line = String::new();
+                let _ = self.write_op(&mut line, op);
+                lines.push((op.invoked, line));
+            }
+        }
+        lines.sort_by_key(|(at, _)| *at);
+        let skip = lines.len().saturating_sub(max_lines);
+        let mut out = String::new();
+        if skip > 0 {
+            out.push_str(&format!("({skip} earlier lines left out)\n"));
+        }
+        for (_, line) in &lines[skip..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// How far before a violation's first op [`History::excerpt`] starts: one W1 window and a
+/// lease, enough to show what held the key.
+pub const EXCERPT_BEFORE: Duration = Duration::from_secs(5);
+
 /// The timeline: one line per op (by invocation time), then crashes and observations.
 impl fmt::Display for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -306,42 +409,8 @@ impl fmt::Display for History {
             while let Some((at, note)) = notes.next_if(|(at, _)| *at <= op.invoked) {
                 writeln!(f, "note {}: {note}", self.at(*at))?;
             }
-            let completed = op.completed.map_or("never".to_owned(), |t| self.at(t));
-            write!(
-                f,
-                "{} p{} {}..{} {} {:?}",
-                op.id,
-                op.process,
-                self.at(op.invoked),
-                completed,
-                op.kind.name(),
-                op.key
-            )?;
-            match &op.kind {
-                OpKind::Acquire { ttl, valid_until } | OpKind::Extend { ttl, valid_until } => {
-                    write!(f, " ttl={}", ms(*ttl))?;
-                    if let Some(v) = valid_until {
-                        write!(f, " valid_until={}", self.at(*v))?;
-                    }
-                }
-                OpKind::Release => {}
-                OpKind::FencedWrite { resource, element } => {
-                    write!(f, " resource={resource:?} element={element:?}")?;
-                }
-                OpKind::GuardedAdd { set, element } => {
-                    write!(f, " set={set:?} element={element:?}")?;
-                }
-            }
-            if let Some(token) = &op.token {
-                write!(f, " token={token}")?;
-            }
-            if let Some(fence) = op.fence {
-                write!(f, " fence={fence}")?;
-            }
-            if let Some(deadline) = op.deadline {
-                write!(f, " deadline={}", ms(deadline))?;
-            }
-            writeln!(f, " -> {}", op.outcome)?;
+            self.write_op(f, op)?;
+            writeln!(f)?;
         }
         for (at, note) in notes {
             writeln!(f, "note {}: {note}", self.at(*at))?;
@@ -407,6 +476,34 @@ mod tests {
         assert!(
             text.contains(r#"observed "k" = None (expected A) over [+30.0ms, +31.0ms]"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_violations_excerpt_shows_its_keys_ops_and_the_faults_before_it() {
+        let t0 = Instant::now();
+        let rec = Recorder::starting_at(t0);
+        let _long_before = rec
+            .invoke_at(Call::acquire(1, "k", ms(100)), t0)
+            .complete_at(Completion::ok().token("A"), t0 + ms(5));
+        let _other_key = rec
+            .invoke_at(Call::acquire(2, "other", ms(100)), t0 + ms(9000))
+            .complete_at(Completion::ok().token("B"), t0 + ms(9005));
+        rec.note_at("SIGSTOP to pid 7", t0 + ms(9500));
+        let wait = rec
+            .invoke_at(Call::acquire(3, "k", ms(100)).wait(ms(1000)), t0 + ms(9100))
+            .complete_at(Completion::fail().busy(true).error("held"), t0 + ms(10100));
+        let violation = Violation::new(Check::Waits, vec![wait], "gave up".into());
+        let text = rec.history().excerpt(&violation, 10);
+        assert_eq!(
+            text,
+            "op#2 p3 +9100.0ms..+10100.0ms acquire \"k\" ttl=100.0ms wait=1000.0ms -> fail \
+             (busy): held\nnote +9500.0ms: SIGSTOP to pid 7\n"
+        );
+        let text = rec.history().excerpt(&violation, 1);
+        assert_eq!(
+            text,
+            "(1 earlier lines left out)\nnote +9500.0ms: SIGSTOP to pid 7\n"
         );
     }
 

@@ -77,6 +77,9 @@ const KEEP_LEASE: Duration = Duration::from_secs(30);
 const KEEP_TTL: Duration = Duration::from_secs(4);
 /// How long a lane waits for a busy lock.
 const WAIT: Duration = Duration::from_secs(10);
+/// How many violations a failed run shows the timeline of, and how many lines each.
+const EXCERPTS: usize = 3;
+const EXCERPT_LINES: usize = 120;
 /// The bound on one worker call (the wait, its retries and Redis timeouts).
 const CALL_BOUND: Duration = Duration::from_secs(30);
 
@@ -241,12 +244,6 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             ),
         ));
     }
-    if args.quorum.is_some() && args.node_workers > 0 {
-        return Err(Failure::new(
-            EXIT_USAGE,
-            "--node-workers with --quorum: the Node package takes one Redis (it has no quorum mode)",
-        ));
-    }
     let node = match args.node_workers {
         0 => None,
         _ => Some(NodeWorkers::find().map_err(|e| Failure::new(EXIT_USAGE, e))?),
@@ -301,12 +298,12 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             .progress_chars("=> "),
     );
     let mut tasks = Vec::new();
+    // The keeping workers come last; the Node workers are spread among the others.
+    let plain = args.workers - args.keep_workers;
     for i in 0..args.workers {
-        // The Node workers are spread among the Rust ones; the keeping ones come last.
-        let kind = if i >= args.workers - args.keep_workers {
+        let kind = if i >= plain {
             Kind::Keep
-        } else if i * args.node_workers / args.workers != (i + 1) * args.node_workers / args.workers
-        {
+        } else if i * args.node_workers / plain != (i + 1) * args.node_workers / plain {
             Kind::Node
         } else {
             Kind::Rust
@@ -407,6 +404,8 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             "holds": report.holds,
             "faults": faults,
             "violations": report.violations.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "excerpts": report.violations.iter().take(EXCERPTS)
+                .map(|v| history.excerpt(v, EXCERPT_LINES)).collect::<Vec<_>>(),
             "passed": report.is_ok(),
         });
         outln!("{out}")?;
@@ -439,6 +438,12 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             )?;
         }
         outln!("{report}")?;
+        for violation in report.violations.iter().take(EXCERPTS) {
+            outln!(
+                "timeline up to {violation}:\n{}",
+                history.excerpt(violation, EXCERPT_LINES)
+            )?;
+        }
     }
     Ok(if report.is_ok() && report.holds > 0 {
         EXIT_OK

@@ -122,7 +122,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(check: Check, ops: Vec<OpId>, message: String) -> Violation {
+    pub(crate) fn new(check: Check, ops: Vec<OpId>, message: String) -> Violation {
         Violation {
             check,
             ops,
