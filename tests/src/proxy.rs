@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,8 +38,9 @@ pub enum Fault {
     Latency(Duration),
     /// Keep reading from both sides and forward nothing: a server that never answers. What is
     /// read meanwhile is discarded (requests never reach Redis, replies never reach the
-    /// client), so an open connection may be out of step with Redis once the fault is lifted;
-    /// new connections are served normally.
+    /// client). A connection that discarded anything is out of step with Redis (a client would
+    /// match later replies to the wrong requests), so once the fault is lifted it is reset
+    /// (TCP RST) instead of forwarding anything more; new connections are served normally.
     Blackhole,
     /// Forward the client's requests; of the next chunk from the server, forward the first half
     /// (at least one byte), then reset the client connection (TCP RST).
@@ -262,8 +263,15 @@ async fn serve(
     let end = {
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
-        let up = pipe(client_read, server_write, Some(&counts), faults.clone());
-        let down = pipe(server_read, client_write, None, faults);
+        let out_of_step = AtomicBool::new(false);
+        let up = pipe(
+            client_read,
+            server_write,
+            Some(&counts),
+            faults.clone(),
+            &out_of_step,
+        );
+        let down = pipe(server_read, client_write, None, faults, &out_of_step);
         tokio::pin!(up, down);
         let (mut up_done, mut down_done) = (false, false);
         loop {
@@ -311,12 +319,15 @@ fn reset(client: TcpStream) {
 }
 
 /// Forwards one direction until its sender closes, an I/O error, or a fault ends the connection.
-/// `requests`: the client-to-server direction, whose chunks it counts.
+/// `requests`: the client-to-server direction, whose chunks it counts. `out_of_step`, shared
+/// with the other direction: set when [`Fault::Blackhole`] discards a chunk; a chunk due to be
+/// forwarded after that resets the connection instead.
 async fn pipe(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
     requests: Option<&Counts>,
     mut faults: watch::Receiver<Fault>,
+    out_of_step: &AtomicBool,
 ) -> End {
     let to_client = requests.is_none();
     let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
@@ -342,8 +353,13 @@ async fn pipe(
             },
             () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let (_, chunk) = queue.pop_front().expect("a chunk is due");
-                if let (Fault::Blackhole, Some(counts)) = (fault, requests) {
-                    counts.requests_dropped.fetch_add(1, Ordering::SeqCst);
+                if fault == Fault::Blackhole {
+                    out_of_step.store(true, Ordering::SeqCst);
+                    if let Some(counts) = requests {
+                        counts.requests_dropped.fetch_add(1, Ordering::SeqCst);
+                    }
+                } else if out_of_step.load(Ordering::SeqCst) {
+                    return End::Reset;
                 }
                 match deliver(&mut to, &chunk, fault, to_client).await {
                     Ok(None) => {}

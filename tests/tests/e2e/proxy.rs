@@ -180,6 +180,39 @@ async fn blackhole_never_answers_and_none_restores_service() {
     );
 }
 
+/// A connection that lost a request to the blackhole is out of step with Redis: a client
+/// matches replies to requests in order, so forwarding its next request would hand that reply
+/// to the lost one. Once the fault is lifted it is reset instead, and its next request never
+/// reaches Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_blackhole_lost_a_request_of_is_reset_not_resumed() {
+    let (server, proxy) = start().await;
+    let mut stream = connect(&proxy).await;
+    assert_pong(&mut stream).await;
+    proxy.set_fault(Fault::Blackhole);
+    stream.write_all(b"SET lost yes\r\n").await.unwrap();
+    eventually("the request dropped", GUARD, || {
+        let dropped = proxy.requests_dropped();
+        async move { dropped >= 1 }
+    })
+    .await;
+
+    proxy.set_fault(Fault::None);
+    stream.write_all(b"SET after yes\r\n").await.unwrap();
+    let (bytes, end) = drain(&mut stream).await;
+    assert_eq!(bytes, b"", "an out-of-step connection answered");
+    let err = end.expect_err("the connection ended without a reset");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err:?}");
+    let mut direct = raw(&server).await;
+    assert!(!exists(&mut direct, "lost").await);
+    assert!(
+        !exists(&mut direct, "after").await,
+        "a request on an out-of-step connection reached Redis"
+    );
+    let mut fresh = connect(&proxy).await;
+    assert_pong(&mut fresh).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncate_forwards_half_a_reply_then_closes_cleanly() {
     let (server, proxy) = start().await;
