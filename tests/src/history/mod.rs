@@ -253,6 +253,9 @@ pub struct History {
     /// Processes marked crashed, and when: their unfinished ops invoked by then are excused
     /// from T1, and their holds end at their last mark (a process is dead by then).
     pub crashes: Vec<(u32, Instant)>,
+    /// Processes stopped (SIGSTOP) from the first instant to the second: what such a process
+    /// reports after it may be that much older than it looks (W1).
+    pub pauses: Vec<(u32, Instant, Instant)>,
     /// The scenario's observations of lock keys (I3).
     pub observations: Vec<Observation>,
     /// The scenario's observations after releases (R1).
@@ -269,6 +272,7 @@ impl History {
             origin,
             ops: Vec::new(),
             crashes: Vec::new(),
+            pauses: Vec::new(),
             observations: Vec::new(),
             release_observations: Vec::new(),
             notes: Vec::new(),
@@ -417,6 +421,9 @@ impl fmt::Display for History {
         }
         for (process, at) in &self.crashes {
             writeln!(f, "crash p{process} at {}", self.at(*at))?;
+        }
+        for (process, from, to) in &self.pauses {
+            writeln!(f, "pause p{process} {}..{}", self.at(*from), self.at(*to))?;
         }
         for o in &self.observations {
             writeln!(

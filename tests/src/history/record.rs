@@ -283,6 +283,11 @@ impl Recorder {
         self.with(|h| h.crashes.push((process, at)));
     }
 
+    /// Marks `process` stopped (SIGSTOP) from `from` to `to` (see [`History::pauses`]).
+    pub fn paused_at(&self, process: u32, from: Instant, to: Instant) {
+        self.with(|h| h.pauses.push((process, from, to)));
+    }
+
     /// Notes what the scenario did now (for the timeline; see [`History::notes`]).
     pub fn note(&self, text: impl Into<String>) {
         self.note_at(text, Instant::now());

@@ -353,8 +353,8 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
     {
         proxy.set_fault(Fault::None);
     }
-    for (pid, _) in rig.pids.lock().unwrap().iter() {
-        signal(*pid, Signal::CONT);
+    for worker in rig.pids.lock().unwrap().iter() {
+        signal(worker.pid, Signal::CONT);
     }
     for task in tasks {
         task.await.map_err(fail)??;

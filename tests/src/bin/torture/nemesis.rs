@@ -179,13 +179,18 @@ async fn apply(rig: &Rig, fault: Nemesis, rng: &mut XorShift) -> bool {
     let started_here = !rig.lock.servers.lock().unwrap().is_empty();
     match fault {
         Nemesis::PauseWorker => {
-            let Some(pid) = rig.pausable(rng.below(u64::MAX)) else {
+            let Some(worker) = rig.pausable(rng.below(u64::MAX)) else {
                 return false;
             };
-            rig.recorder.note(format!("SIGSTOP to pid {pid}"));
-            signal(pid, Signal::STOP);
+            rig.recorder.note(format!("SIGSTOP to pid {}", worker.pid));
+            let stopped = Instant::now();
+            signal(worker.pid, Signal::STOP);
             tokio::time::sleep(TTL + TTL / 2).await;
-            signal(pid, Signal::CONT);
+            signal(worker.pid, Signal::CONT);
+            let resumed = Instant::now();
+            for process in worker.processes {
+                rig.recorder.paused_at(process, stopped, resumed);
+            }
         }
         Nemesis::KillWorker => {
             let Some(pid) = rig.any(rng.below(u64::MAX)) else {

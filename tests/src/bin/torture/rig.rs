@@ -65,6 +65,15 @@ impl LockRedis {
     }
 }
 
+/// A live worker process.
+#[derive(Clone, Debug)]
+pub struct LiveWorker {
+    pub pid: u32,
+    pub kind: Kind,
+    /// The history processes of its lanes.
+    pub processes: Vec<u32>,
+}
+
 /// Everything the workload, the nemesis and the report share.
 pub struct Rig {
     pub lock: LockRedis,
@@ -80,8 +89,8 @@ pub struct Rig {
     /// Lanes per worker process.
     pub lanes: u32,
     pub recorder: Recorder,
-    /// Live worker processes: pid and kind.
-    pub pids: Mutex<Vec<(u32, Kind)>>,
+    /// Live worker processes.
+    pub pids: Mutex<Vec<LiveWorker>>,
     /// Control lanes of live Node workers (for `close`), by pid.
     pub node_controls: tokio::sync::Mutex<Vec<(u32, Worker)>>,
     /// Locks acquired by Rust lanes and by Node lanes.
@@ -160,7 +169,6 @@ impl Rig {
             .await
             .map_err(fail)?;
         let pid = first.pid();
-        self.pids.lock().unwrap().push((pid, kind));
         if kind == Kind::Node {
             let control = first.lane(CONTROL_LANE);
             self.node_controls.lock().await.push((pid, control));
@@ -179,6 +187,11 @@ impl Rig {
         let ids: Vec<String> = lanes.iter().map(|lane| format!("p{}", lane.id)).collect();
         self.recorder
             .note(format!("{kind:?} worker pid {pid} runs {}", ids.join(" ")));
+        self.pids.lock().unwrap().push(LiveWorker {
+            pid,
+            kind,
+            processes: lanes.iter().map(|lane| lane.id).collect(),
+        });
         Ok(lanes)
     }
 
@@ -193,25 +206,22 @@ impl Rig {
 
     /// Forgets a worker process that is gone.
     pub async fn forget(&self, pid: u32) {
-        self.pids.lock().unwrap().retain(|&(p, _)| p != pid);
+        self.pids.lock().unwrap().retain(|w| w.pid != pid);
         self.node_controls.lock().await.retain(|(p, _)| *p != pid);
     }
 
     /// A live worker process that may be paused (not a keeping one), at random.
-    pub fn pausable(&self, pick: u64) -> Option<u32> {
+    pub fn pausable(&self, pick: u64) -> Option<LiveWorker> {
         let pids = self.pids.lock().unwrap();
-        let candidates: Vec<u32> = pids
-            .iter()
-            .filter(|(_, kind)| *kind != Kind::Keep)
-            .map(|&(pid, _)| pid)
-            .collect();
-        (!candidates.is_empty()).then(|| candidates[(pick % candidates.len() as u64) as usize])
+        let candidates: Vec<&LiveWorker> = pids.iter().filter(|w| w.kind != Kind::Keep).collect();
+        (!candidates.is_empty())
+            .then(|| candidates[(pick % candidates.len() as u64) as usize].clone())
     }
 
     /// A live worker process, at random.
     pub fn any(&self, pick: u64) -> Option<u32> {
         let pids = self.pids.lock().unwrap();
-        (!pids.is_empty()).then(|| pids[(pick % pids.len() as u64) as usize].0)
+        (!pids.is_empty()).then(|| pids[(pick % pids.len() as u64) as usize].pid)
     }
 
     /// Records what `key` holds on the (single) lock server, expecting `token` (I3).

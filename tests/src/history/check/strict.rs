@@ -146,8 +146,9 @@ impl History {
             else {
                 continue;
             };
+            let window = W1_WINDOW + self.stopped_before(op.process, done);
             let from = done
-                .checked_sub(W1_WINDOW)
+                .checked_sub(window)
                 .unwrap_or(op.invoked)
                 .max(op.invoked);
             let held = busy_spans.get(op.key.as_str()).is_some_and(|spans| {
@@ -171,6 +172,19 @@ impl History {
             }
         }
         found
+    }
+
+    /// How long `process` was stopped ([`History::pauses`]) in the stretch that ends at `done`
+    /// and reaches [`W1_WINDOW`] plus the pauses' own length back: a busy answer the process
+    /// got before it was stopped is reported only after it resumes.
+    fn stopped_before(&self, process: u32, done: Instant) -> Duration {
+        self.pauses
+            .iter()
+            .filter(|&&(p, from, to)| {
+                p == process && from < done && to + W1_WINDOW + (to - from) > done
+            })
+            .map(|&(_, from, to)| to.min(done) - from)
+            .sum()
     }
 
     /// **I2, fence gaps** (strict). Every increment of a key's fence counter is an
@@ -318,6 +332,30 @@ mod tests {
         let found = r.history().check_waits();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].ops, [lonely]);
+    }
+
+    #[test]
+    fn w1_looks_further_back_by_the_time_the_waiter_was_stopped() {
+        let r = Run::new();
+        // Held by 1 until 6.5 s; 2 got its last busy answer then, was stopped from 6.6 s to
+        // 9.6 s, and reported at 9.8 s.
+        r.acquire(1, "k", "A", (0, 5), 6_500);
+        busy_wait(&r, 2, (0, 9_800));
+        let found = r.history().check_waits();
+        assert_eq!(
+            found.len(),
+            1,
+            "without the pause nobody held it: {found:?}"
+        );
+        r.rec.paused_at(2, r.t(6_600), r.t(9_600));
+        assert!(r.history().check_waits().is_empty());
+        // A pause of another process, or one long before, does not count.
+        let r = Run::new();
+        r.acquire(1, "k", "A", (0, 5), 6_500);
+        busy_wait(&r, 2, (0, 9_800));
+        r.rec.paused_at(3, r.t(6_600), r.t(9_600));
+        r.rec.paused_at(2, r.t(1_000), r.t(2_000));
+        assert_eq!(r.history().check_waits().len(), 1);
     }
 
     #[test]
