@@ -92,7 +92,8 @@ impl History {
     }
 
     /// **W1 waits** (strict). An acquire that waited and gave up because the lock was busy
-    /// had a possible holder of its key in its last [`W1_WINDOW`]: a hold of another client
+    /// had a possible holder of its key in its last [`W1_WINDOW`] (longer by the time its
+    /// process was stopped in that stretch, [`History::pauses`]): a hold of another client
     /// ([`History::holds`]), a lease a release or extend with an unknown outcome may have left
     /// (to its end), an acquire that may have been granted (unknown: until its lease could
     /// end), or a cancelled acquire of another client (until that client's next call, before
