@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Transpile worlds a and b with jco 1.13.0 and call `acquire` from Node. Output in /tmp/jco-*.
 set -uo pipefail
-NODE=${NODE:-/work/main/target/node/node-26.10.0-x64/bin/node}
-JCO=${JCO:-/work/main/node/node_modules/@bytecodealliance/jco/src/jco.js}
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+NODE=${NODE:-${DLOCK_NODE:-node}}
+JCO=${JCO:-$root/node/node_modules/@bytecodealliance/jco/src/jco.js}
 W=${CM_WASM_DIR:-/work/cm-async-target/wasm32-wasip2/release}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # jco 1.13.0 names a root-level import `eval` as `import eval from '...'`, which is a
