@@ -298,16 +298,8 @@ async fn run(args: TortureArgs) -> ToolResult<u8> {
             .progress_chars("=> "),
     );
     let mut tasks = Vec::new();
-    // The keeping workers come last; the Node workers are spread among the others.
-    let plain = args.workers - args.keep_workers;
-    for i in 0..args.workers {
-        let kind = if i >= plain {
-            Kind::Keep
-        } else if i * args.node_workers / plain != (i + 1) * args.node_workers / plain {
-            Kind::Node
-        } else {
-            Kind::Rust
-        };
+    let kinds = Kind::spread(args.workers, args.node_workers, args.keep_workers);
+    for (i, kind) in (0..args.workers).zip(kinds) {
         let seed = args.seed.wrapping_add(u64::from(i) << 32);
         let keeper = (i + args.keep_workers).saturating_sub(args.workers) as usize;
         tasks.push(tokio::spawn(workload::process(

@@ -30,6 +30,25 @@ pub enum Kind {
     Keep,
 }
 
+impl Kind {
+    /// The kinds of `workers` worker processes, `node` of them Node and `keep` keeping ones
+    /// (`node + keep <= workers`): the keeping ones last, the Node ones spread among the others.
+    pub fn spread(workers: u32, node: u32, keep: u32) -> Vec<Kind> {
+        let plain = workers - keep;
+        (0..workers)
+            .map(|i| {
+                if i >= plain {
+                    Kind::Keep
+                } else if i * node / plain != (i + 1) * node / plain {
+                    Kind::Node
+                } else {
+                    Kind::Rust
+                }
+            })
+            .collect()
+    }
+}
+
 /// The lock's Redis as torture reaches it.
 pub struct LockRedis {
     /// The servers torture started (empty for a given Redis): server-wide faults only on these.
@@ -342,5 +361,36 @@ impl GivenRedis {
     /// The URL of this Redis reached directly.
     pub fn direct(&self) -> String {
         self.through(self.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+
+    #[test]
+    fn workers_are_spread_as_asked() {
+        let count = |kinds: &[Kind], kind| kinds.iter().filter(|&&k| k == kind).count();
+        for (workers, node, keep) in [(6, 2, 1), (6, 0, 1), (4, 2, 2), (3, 0, 3), (5, 4, 1)] {
+            let kinds = Kind::spread(workers, node, keep);
+            assert_eq!(kinds.len(), workers as usize);
+            assert_eq!(count(&kinds, Kind::Node), node as usize, "{kinds:?}");
+            assert_eq!(count(&kinds, Kind::Keep), keep as usize, "{kinds:?}");
+            assert!(
+                kinds.ends_with(&vec![Kind::Keep; keep as usize]),
+                "{kinds:?}"
+            );
+        }
+        assert_eq!(
+            Kind::spread(6, 2, 1),
+            [
+                Kind::Rust,
+                Kind::Rust,
+                Kind::Node,
+                Kind::Rust,
+                Kind::Node,
+                Kind::Keep
+            ]
+        );
     }
 }
