@@ -6,7 +6,8 @@
 //   node tools/protocol-worker.mjs [--resource URL]
 //
 // The lock's Redis is in DLOCK_REDIS_URL (not on the command line, where `ps` would show a
-// password; a comma list is independent primaries, quorum mode); the fenced resource and guarded sets live at --resource (default: the lock's Redis).
+// password; a comma list is independent primaries, quorum mode); the fenced resource and
+// guarded sets live at --resource (default: the lock's Redis).
 // DLOCK_NODE_MAX_INSTANCES (a positive integer) sets the DistributedLock's `maxInstances` (else
 // the package default), DLOCK_NODE_BACKEND its `backend` (`auto`, the default, `jspi`, `worker`).
 //
