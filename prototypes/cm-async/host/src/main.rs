@@ -64,6 +64,18 @@ fn leave() {
     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// The `eval` import of every mode: notes what the guest sent and answers 1; with `yielding`,
+/// it counts itself in flight and yields to the runtime once first.
+async fn answer(keys: Vec<String>, args: Vec<String>, yielding: bool) -> Result<EvalReturn> {
+    note(&keys, &args);
+    if yielding {
+        enter();
+        tokio::task::yield_now().await;
+        leave();
+    }
+    Ok((Ok(1),))
+}
+
 fn wasm_path(world: &str) -> String {
     let dir = std::env::var("CM_WASM_DIR")
         .unwrap_or_else(|_| "/work/cm-async-target/wasm32-wasip2/release".to_string());
@@ -103,28 +115,11 @@ async fn run_a(mode: &str, concurrency: bool, n: u64, reps: u32, yielding: bool)
     let engine = engine(concurrency)?;
     let component = Component::from_file(&engine, wasm_path("a")).context("load world a")?;
     let mut linker = Linker::<Data>::new(&engine);
-    if yielding {
-        linker
-            .root()
-            .func_wrap_async("eval", |_store, (keys, args): EvalParams| {
-                Box::new(async move {
-                    enter();
-                    note(&keys, &args);
-                    tokio::task::yield_now().await;
-                    leave();
-                    Ok::<EvalReturn, _>((Ok(1),))
-                })
-            })?;
-    } else {
-        linker
-            .root()
-            .func_wrap_async("eval", |_store, (keys, args): EvalParams| {
-                Box::new(async move {
-                    note(&keys, &args);
-                    Ok::<EvalReturn, _>((Ok(1),))
-                })
-            })?;
-    }
+    linker
+        .root()
+        .func_wrap_async("eval", move |_store, (keys, args): EvalParams| {
+            Box::new(answer(keys, args, yielding))
+        })?;
     let mut store = Store::new(&engine, Data);
     let instance = linker.instantiate_async(&mut store, &component).await?;
     let acquire: TypedFunc<AcqParams, AcqReturn> =
@@ -150,30 +145,13 @@ async fn run_b(mode: &str, n: u64, reps: u32, k: usize) -> Result<()> {
     let engine = engine(true)?;
     let component = Component::from_file(&engine, wasm_path("b")).context("load world b")?;
     let mut linker = Linker::<Data>::new(&engine);
-    if mode == "b-conc" {
-        linker.root().func_wrap_concurrent(
-            "eval",
-            |_accessor: &Accessor<Data>, (keys, args): EvalParams| {
-                Box::pin(async move {
-                    enter();
-                    note(&keys, &args);
-                    tokio::task::yield_now().await;
-                    leave();
-                    Ok::<EvalReturn, _>((Ok(1),))
-                })
-            },
-        )?;
-    } else {
-        linker.root().func_wrap_concurrent(
-            "eval",
-            |_accessor: &Accessor<Data>, (keys, args): EvalParams| {
-                Box::pin(async move {
-                    note(&keys, &args);
-                    Ok::<EvalReturn, _>((Ok(1),))
-                })
-            },
-        )?;
-    }
+    let yielding = mode == "b-conc";
+    linker.root().func_wrap_concurrent(
+        "eval",
+        move |_accessor: &Accessor<Data>, (keys, args): EvalParams| {
+            Box::pin(answer(keys, args, yielding))
+        },
+    )?;
     let mut store = Store::new(&engine, Data);
     let instance = linker.instantiate_async(&mut store, &component).await?;
     let acquire: TypedFunc<AcqParams, AcqReturn> =
