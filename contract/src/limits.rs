@@ -21,6 +21,9 @@ pub const MAX_RANDOM_BYTES: u64 = 4096;
 /// Longest TTL or wait: 10^12 ms, about 31.7 years. Redis accepts more, but a longer lease is a
 /// bug, and this bound keeps every deadline computation far from overflow.
 pub const MAX_DURATION_MS: u64 = 1_000_000_000_000;
+/// Most permits a counting semaphore may have (its limit), and so the most one acquisition may
+/// take: each permit is a member of the semaphore's sorted set, written by one script call.
+pub const MAX_PERMITS: u32 = 1000;
 /// `wait-for-lock` never waits longer than this between two attempts, in milliseconds.
 pub const WAIT_MAX_DELAY_MS: u64 = 1000;
 /// How much longer than the longest wait it announces a waiter's mark lasts, in milliseconds:

@@ -5,7 +5,7 @@
 
 use crate::companion::Companion;
 use crate::limits::{
-    MAX_DURATION_MS, MAX_KEY_BYTES, MAX_PREFIX_BYTES, MAX_TOKEN_BYTES, TOKEN_BYTES,
+    MAX_DURATION_MS, MAX_KEY_BYTES, MAX_PERMITS, MAX_PREFIX_BYTES, MAX_TOKEN_BYTES, TOKEN_BYTES,
 };
 
 /// One of the component's scripts. Their sources are `guest/scripts/NAME.lua` in the
@@ -21,6 +21,15 @@ pub enum Script {
     Extend,
     /// `check.lua`: PTTL.
     Check,
+    /// `semaphore_acquire.lua`: take permits of a counting semaphore (a sorted set of leases),
+    /// optionally bumping its fence counter.
+    SemaphoreAcquire,
+    /// `semaphore_release.lua`: remove the caller's permits.
+    SemaphoreRelease,
+    /// `semaphore_extend.lua`: renew the leases of the caller's permits.
+    SemaphoreExtend,
+    /// `semaphore_count.lua`: the permits held, and when the first lease ends.
+    SemaphoreCount,
 }
 
 /// What a key of a script call must be.
@@ -52,11 +61,40 @@ pub enum ArgRole {
     /// give-backs pass it (an attempt's grant it may hold unknowingly, a failed quorum round's
     /// partial grant): a waiting caller's own waiters' mark would otherwise wake it at once.
     Quiet,
+    /// A counting semaphore's limit, in decimal digits: 1 to [`MAX_PERMITS`].
+    Limit,
+    /// How many permits a call takes or holds, in decimal digits: 1 to [`MAX_PERMITS`].
+    Permits,
 }
 
 impl ArgRole {
     /// The only value of an [`ArgRole::Quiet`] argument.
     pub const QUIET: &'static str = "quiet";
+
+    /// Every argument role.
+    pub const ALL: [ArgRole; 7] = [
+        ArgRole::NewToken,
+        ArgRole::HeldToken,
+        ArgRole::Ttl,
+        ArgRole::Wait,
+        ArgRole::Quiet,
+        ArgRole::Limit,
+        ArgRole::Permits,
+    ];
+
+    /// The role's name, as the Node package's policy names it: `new-token`, `held-token`,
+    /// `ttl`, `wait`, `quiet` (also the value of a quiet argument), `limit`, `permits`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ArgRole::NewToken => "new-token",
+            ArgRole::HeldToken => "held-token",
+            ArgRole::Ttl => "ttl",
+            ArgRole::Wait => "wait",
+            ArgRole::Quiet => ArgRole::QUIET,
+            ArgRole::Limit => "limit",
+            ArgRole::Permits => "permits",
+        }
+    }
 }
 
 /// One accepted form of a script call: its keys and its arguments, in order.
@@ -68,7 +106,7 @@ pub struct Shape {
     pub args: &'static [ArgRole],
 }
 
-use ArgRole::{HeldToken, NewToken, Quiet, Ttl, Wait};
+use ArgRole::{HeldToken, Limit, NewToken, Permits, Quiet, Ttl, Wait};
 use KeyRole::{Any, Lock};
 const FENCE: KeyRole = KeyRole::Companion(Companion::Fence);
 const WAITERS: KeyRole = KeyRole::Companion(Companion::Waiters);
@@ -89,14 +127,25 @@ const RELEASE: &[Shape] = &[
 ];
 const EXTEND: &[Shape] = &[shape(&[Lock], &[HeldToken, Ttl])];
 const CHECK: &[Shape] = &[shape(&[Any], &[])];
+const SEMAPHORE_ACQUIRE: &[Shape] = &[
+    shape(&[Lock], &[NewToken, Ttl, Limit, Permits]),
+    shape(&[Lock, FENCE], &[NewToken, Ttl, Limit, Permits]),
+];
+const SEMAPHORE_RELEASE: &[Shape] = &[shape(&[Lock], &[HeldToken, Permits])];
+const SEMAPHORE_EXTEND: &[Shape] = &[shape(&[Lock], &[HeldToken, Ttl, Permits])];
+const SEMAPHORE_COUNT: &[Shape] = &[shape(&[Lock], &[])];
 
 impl Script {
     /// Every script, in a fixed order (`index` gives the position).
-    pub const ALL: [Script; 4] = [
+    pub const ALL: [Script; 8] = [
         Script::Acquire,
         Script::Release,
         Script::Extend,
         Script::Check,
+        Script::SemaphoreAcquire,
+        Script::SemaphoreRelease,
+        Script::SemaphoreExtend,
+        Script::SemaphoreCount,
     ];
 
     /// The script's name: its file name without `.lua`.
@@ -106,6 +155,10 @@ impl Script {
             Script::Release => "release",
             Script::Extend => "extend",
             Script::Check => "check",
+            Script::SemaphoreAcquire => "semaphore_acquire",
+            Script::SemaphoreRelease => "semaphore_release",
+            Script::SemaphoreExtend => "semaphore_extend",
+            Script::SemaphoreCount => "semaphore_count",
         }
     }
 
@@ -126,13 +179,21 @@ impl Script {
     ///   when there is a wait;
     /// - release: `KEY [SIGNAL WAITERS]`, `TOKEN`;
     /// - extend: `KEY`, `TOKEN TTL`;
-    /// - check: any one key, no arguments.
+    /// - check: any one key, no arguments;
+    /// - semaphore_acquire: `KEY [FENCE]`, `TOKEN TTL LIMIT PERMITS`;
+    /// - semaphore_release: `KEY`, `TOKEN PERMITS`;
+    /// - semaphore_extend: `KEY`, `TOKEN TTL PERMITS`;
+    /// - semaphore_count: `KEY`, no arguments.
     pub const fn shapes(self) -> &'static [Shape] {
         match self {
             Script::Acquire => ACQUIRE,
             Script::Release => RELEASE,
             Script::Extend => EXTEND,
             Script::Check => CHECK,
+            Script::SemaphoreAcquire => SEMAPHORE_ACQUIRE,
+            Script::SemaphoreRelease => SEMAPHORE_RELEASE,
+            Script::SemaphoreExtend => SEMAPHORE_EXTEND,
+            Script::SemaphoreCount => SEMAPHORE_COUNT,
         }
     }
 
@@ -146,6 +207,8 @@ impl Script {
 
 /// Digits of [`MAX_DURATION_MS`] in decimal.
 const MAX_DURATION_DIGITS: usize = MAX_DURATION_MS.ilog10() as usize + 1;
+/// Digits of [`MAX_PERMITS`] in decimal.
+const MAX_PERMITS_DIGITS: usize = MAX_PERMITS.ilog10() as usize + 1;
 
 impl Shape {
     /// The most bytes of keys and arguments together that a call of this shape can carry
@@ -170,6 +233,7 @@ impl Shape {
                 ArgRole::HeldToken => MAX_TOKEN_BYTES,
                 ArgRole::Ttl | ArgRole::Wait => MAX_DURATION_DIGITS,
                 ArgRole::Quiet => ArgRole::QUIET.len(),
+                ArgRole::Limit | ArgRole::Permits => MAX_PERMITS_DIGITS,
             };
             i += 1;
         }

@@ -12,5 +12,9 @@ pub fn source(op: Op) -> &'static str {
         Op::Release => include_str!("../scripts/release.lua"),
         Op::Extend => include_str!("../scripts/extend.lua"),
         Op::Check => include_str!("../scripts/check.lua"),
+        Op::SemaphoreAcquire => include_str!("../scripts/semaphore_acquire.lua"),
+        Op::SemaphoreRelease => include_str!("../scripts/semaphore_release.lua"),
+        Op::SemaphoreExtend => include_str!("../scripts/semaphore_extend.lua"),
+        Op::SemaphoreCount => include_str!("../scripts/semaphore_count.lua"),
     }
 }

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { companionKey, companionOf, isUuidV4, MAX_DURATION_MS, TOKEN_BYTES, wrappedLockKey } from './contract.js';
-import { MAX_FOREIGN_TOKEN_BYTES, POLICY_DEFAULTS, SCRIPTS } from './generated/contract.js';
+import { MAX_FOREIGN_TOKEN_BYTES, MAX_PERMITS, POLICY_DEFAULTS, SCRIPTS } from './generated/contract.js';
 
 /** SHA1 of a script's source in lowercase hex, as Redis names scripts. */
 export function sha1Hex(source) {
@@ -180,8 +180,12 @@ export function checkRole(policy, role, keys, args) {
     } else if (want === 'quiet') {
       // The role's name is its only value (dlock_contract's `ArgRole::QUIET`).
       reason = args[i] === want ? null : `${JSON.stringify(args[i])} where only "quiet" may be`;
+    } else if (want === 'ttl' || want === 'wait') {
+      reason = checkDecimal('a duration', 'milliseconds', args[i], MAX_DURATION_MS);
+    } else if (want === 'limit' || want === 'permits') {
+      reason = checkDecimal('a permit count', 'permits', args[i], MAX_PERMITS);
     } else {
-      reason = checkDuration(args[i]);
+      reason = `an argument of the unknown role ${want}`;
     }
     if (reason) return reason;
   }
@@ -202,12 +206,13 @@ function checkToken(token, foreign) {
 
 const DIGITS = /^[0-9]{1,20}$/;
 
-function checkDuration(ms) {
-  if (DIGITS.test(ms)) {
-    const n = Number(ms);
-    if (n >= 1 && n <= MAX_DURATION_MS) return null;
+/** A number argument: 1 to `max` in decimal digits (host policy `check_decimal`). */
+function checkDecimal(what, unit, arg, max) {
+  if (DIGITS.test(arg)) {
+    const n = Number(arg);
+    if (n >= 1 && n <= max) return null;
   }
-  return `a duration must be 1 to ${MAX_DURATION_MS} milliseconds in decimal digits, not ${JSON.stringify(ms.slice(0, 32))}`;
+  return `${what} must be 1 to ${max} ${unit} in decimal digits, not ${JSON.stringify(arg.slice(0, 32))}`;
 }
 
 /**

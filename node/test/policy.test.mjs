@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { createWorkerInstance } from '../src/backend-worker.js';
 import { ClientClosedError, ComponentTrapError, DistributedLock, InvalidArgumentError, LockRedisError } from '../src/index.js';
-import { POLICY_DEFAULTS } from '../src/generated/contract.js';
+import { POLICY_DEFAULTS, SCRIPTS } from '../src/generated/contract.js';
 import { admitScript, bundledScripts, checkRequest, checkRole, classify, DEFAULT_POLICY, flatten, resolvePolicy, sha1Hex, TokenBucket } from '../src/policy.js';
 import { linkFor } from '../src/redis-host.js';
 import { MAX_RANDOM_BYTES } from '../src/contract.js';
@@ -19,11 +19,11 @@ describe('policy rules', () => {
   test('the default allowlist is exactly the bundled scripts', () => {
     const p = resolvePolicy();
     const names = bundledScripts().map((s) => s.name).sort();
-    assert.deepEqual(names, ['acquire', 'check', 'extend', 'release']);
+    assert.deepEqual(names, Object.keys(SCRIPTS).sort());
     assert.deepEqual([...p.allowed.keys()].sort(), bundledScripts().map((s) => s.sha1).sort());
     for (const s of bundledScripts()) assert.equal(sha1Hex(s.source), s.sha1);
     assert.equal(resolvePolicy({ denyBundledScripts: true }).allowed.size, 0);
-    assert.equal(resolvePolicy({ allowScripts: ['return 1'] }).allowed.size, 5);
+    assert.equal(resolvePolicy({ allowScripts: ['return 1'] }).allowed.size, names.length + 1);
   });
 
   test('the defaults are the Rust host\'s (the generated contract\'s), and a resolved policy has them', () => {
@@ -103,10 +103,15 @@ describe('policy rules', () => {
       ['release', ['job'], [TOKEN, 'quiet']],
       ['extend', ['job'], [TOKEN, '5']],
       ['check', ['{job}:fence'], []],
+      ['semaphore_acquire', ['pool'], [TOKEN, '30000', '1000', '1']],
+      ['semaphore_acquire', ['pool', '{pool}:fence'], [TOKEN, '30000', '3', '3']],
+      ['semaphore_release', ['pool'], [TOKEN, '2']],
+      ['semaphore_extend', ['pool'], [TOKEN, '5', '2']],
+      ['semaphore_count', ['pool'], []],
     ];
     for (const [role, keys, args] of ok) assert.equal(checkRole(p, role, keys, args), null, `${role} ${keys}`);
     const roles = Object.fromEntries([...p.allowed.values()].map((e) => [e.role, e.sha1]));
-    assert.deepEqual(Object.keys(roles).sort(), ['acquire', 'check', 'extend', 'release']);
+    assert.deepEqual(Object.keys(roles).sort(), Object.keys(SCRIPTS).sort());
   });
 
   test('guessed values, fence counters and odd shapes are refused', () => {
@@ -128,6 +133,14 @@ describe('policy rules', () => {
       ['release', ['job'], [TOKEN, 'extra']],
       ['check', ['a', 'b'], []],
       ['release', [], [TOKEN]],
+      ['semaphore_acquire', ['pool'], [TOKEN, '1000', '0', '1']],
+      ['semaphore_acquire', ['pool'], [TOKEN, '1000', '1001', '1']],
+      ['semaphore_acquire', ['pool'], [TOKEN, '1000', '3', '1e2']],
+      ['semaphore_acquire', ['pool'], ['mine', '1000', '3', '1']],
+      ['semaphore_acquire', ['{pool}:fence'], [TOKEN, '1000', '3', '1']],
+      ['semaphore_release', ['pool'], [TOKEN, '0']],
+      ['semaphore_extend', ['pool'], [TOKEN, '5', '5000']],
+      ['semaphore_count', ['{pool}:signal'], []],
     ];
     for (const [role, keys, args] of bad) assert.notEqual(checkRole(p, role, keys, args), null, `${role} ${keys} ${args}`);
   });

@@ -12,13 +12,14 @@ export declare const MAX_DURATION_MS: 1000000000000;
 export declare const WAIT_MAX_DELAY_MS: 1000;
 export declare const MAX_FOREIGN_TOKEN_BYTES: 256;
 export declare const MAX_RANDOM_BYTES: 4096;
+export declare const MAX_PERMITS: 1000;
 export declare const MAX_QUORUM_NODES: 9;
 /** A bundled script's name. */
-export type ScriptName = 'acquire' | 'release' | 'extend' | 'check';
+export type ScriptName = 'acquire' | 'release' | 'extend' | 'check' | 'semaphore_acquire' | 'semaphore_release' | 'semaphore_extend' | 'semaphore_count';
 /** A companion key's name. */
 export type CompanionName = 'fence' | 'signal' | 'waiters';
 export type KeyRole = 'lock' | 'any' | CompanionName;
-export type ArgRole = 'new-token' | 'held-token' | 'ttl' | 'wait' | 'quiet';
+export type ArgRole = 'new-token' | 'held-token' | 'ttl' | 'wait' | 'quiet' | 'limit' | 'permits';
 export declare const COMPANION_SUFFIXES: { readonly [name in CompanionName]: string };
 export declare const COMPANION_DESCRIPTIONS: { readonly [name in CompanionName]: string };
 export declare const SCRIPTS: {

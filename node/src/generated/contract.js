@@ -30,6 +30,8 @@ export const WAIT_MAX_DELAY_MS = 1000;
 export const MAX_FOREIGN_TOKEN_BYTES = 256;
 /** Most bytes one `get-random-bytes` call may ask of the host; a larger request traps the call. */
 export const MAX_RANDOM_BYTES = 4096;
+/** Most permits a counting semaphore may have, and so the most one acquisition may take. */
+export const MAX_PERMITS = 1000;
 /** Quorum mode: the most independent primaries (at least 2). */
 export const MAX_QUORUM_NODES = 9;
 /** The suffix naming each companion key of a lock key. */
@@ -37,7 +39,7 @@ export const COMPANION_SUFFIXES = frozen({ fence: ':fence', signal: ':signal', w
 /** What each companion key is, as error messages name it. */
 export const COMPANION_DESCRIPTIONS = frozen({ fence: "fence counter", signal: "signal list", waiters: "waiters' mark" });
 /** Each script's accepted shapes of call: keys and arguments in order, by role (`lock`, `any`,
- * a companion's name; `new-token`, `held-token`, `ttl`, `wait`). */
+ * a companion's name; an `ArgRole`). */
 export const SCRIPTS = frozen({
   acquire: [
     { keys: ['lock'], args: ['new-token', 'ttl'] },
@@ -54,6 +56,19 @@ export const SCRIPTS = frozen({
   ],
   check: [
     { keys: ['any'], args: [] },
+  ],
+  semaphore_acquire: [
+    { keys: ['lock'], args: ['new-token', 'ttl', 'limit', 'permits'] },
+    { keys: ['lock', 'fence'], args: ['new-token', 'ttl', 'limit', 'permits'] },
+  ],
+  semaphore_release: [
+    { keys: ['lock'], args: ['held-token', 'permits'] },
+  ],
+  semaphore_extend: [
+    { keys: ['lock'], args: ['held-token', 'ttl', 'permits'] },
+  ],
+  semaphore_count: [
+    { keys: ['lock'], args: [] },
   ],
 });
 /** The lock options' defaults (the component's `default-options`). */

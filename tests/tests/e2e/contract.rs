@@ -27,16 +27,6 @@ fn key_role(role: KeyRole) -> &'static str {
     }
 }
 
-fn arg_role(role: ArgRole) -> &'static str {
-    match role {
-        ArgRole::NewToken => "new-token",
-        ArgRole::HeldToken => "held-token",
-        ArgRole::Ttl => "ttl",
-        ArgRole::Wait => "wait",
-        ArgRole::Quiet => ArgRole::QUIET,
-    }
-}
-
 /// `'a', 'b'` of `items`.
 fn quoted<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     items
@@ -115,7 +105,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// The numeric constants the Node package gets: what each is, its name, its value.
-fn constants() -> [(&'static str, &'static str, u64); 9] {
+fn constants() -> [(&'static str, &'static str, u64); 10] {
     [
         (
             "Longest lock key, in bytes (without the client's prefix).",
@@ -158,6 +148,11 @@ fn constants() -> [(&'static str, &'static str, u64); 9] {
             contract::MAX_RANDOM_BYTES,
         ),
         (
+            "Most permits a counting semaphore may have, and so the most one acquisition may take.",
+            "MAX_PERMITS",
+            contract::MAX_PERMITS.into(),
+        ),
+        (
             "Quorum mode: the most independent primaries (at least 2).",
             "MAX_QUORUM_NODES",
             contract::MAX_QUORUM_NODES as u64,
@@ -188,7 +183,7 @@ fn render_js() -> String {
         .collect();
     writeln!(w, "/** The suffix naming each companion key of a lock key. */\nexport const COMPANION_SUFFIXES = frozen({});", object(&suffixes)).unwrap();
     writeln!(w, "/** What each companion key is, as error messages name it. */\nexport const COMPANION_DESCRIPTIONS = frozen({});", object(&descriptions)).unwrap();
-    writeln!(w, "/** Each script's accepted shapes of call: keys and arguments in order, by role (`lock`, `any`,\n * a companion's name; `new-token`, `held-token`, `ttl`, `wait`). */\nexport const SCRIPTS = frozen({{").unwrap();
+    writeln!(w, "/** Each script's accepted shapes of call: keys and arguments in order, by role (`lock`, `any`,\n * a companion's name; an `ArgRole`). */\nexport const SCRIPTS = frozen({{").unwrap();
     for script in Script::ALL {
         writeln!(w, "  {}: [", script.name()).unwrap();
         for shape in script.shapes() {
@@ -196,7 +191,7 @@ fn render_js() -> String {
                 w,
                 "    {{ keys: [{}], args: [{}] }},",
                 quoted(shape.keys.iter().map(|&k| key_role(k))),
-                quoted(shape.args.iter().map(|&a| arg_role(a)))
+                quoted(shape.args.iter().map(|&a| a.name()))
             )
             .unwrap();
         }
@@ -246,7 +241,12 @@ fn render_dts() -> String {
     writeln!(w, "export type KeyRole = 'lock' | 'any' | CompanionName;").unwrap();
     writeln!(
         w,
-        "export type ArgRole = 'new-token' | 'held-token' | 'ttl' | 'wait' | 'quiet';"
+        "export type ArgRole = {};",
+        ArgRole::ALL
+            .iter()
+            .map(|a| format!("'{}'", a.name()))
+            .collect::<Vec<_>>()
+            .join(" | ")
     )
     .unwrap();
     writeln!(

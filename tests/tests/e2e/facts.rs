@@ -30,7 +30,9 @@ fn states(path: &str, statements: &[String]) {
 }
 
 fn number_word(n: usize) -> &'static str {
-    ["zero", "one", "two", "three", "four", "five", "six"][n]
+    [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ][n]
 }
 
 /// `10^12` for [`contract::MAX_DURATION_MS`], which must be a power of ten to be written so.

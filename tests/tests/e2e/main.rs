@@ -29,6 +29,7 @@ mod quorum;
 mod reliability;
 mod sandbox;
 mod semantics;
+mod semaphore;
 mod sentinel;
 mod tls;
 mod tools;

@@ -5,8 +5,8 @@
 use crate::bundled::BundledScript;
 pub use crate::contract::policy::MAX_FOREIGN_TOKEN_BYTES;
 use crate::contract::{
-    ArgRole, KeyRole, MAX_DURATION_MS, TOKEN_BYTES, companion_of, is_companion_key, is_uuid_v4,
-    wrapped_lock_key,
+    ArgRole, KeyRole, MAX_DURATION_MS, MAX_PERMITS, TOKEN_BYTES, companion_of, is_companion_key,
+    is_uuid_v4, wrapped_lock_key,
 };
 
 /// Bounds on the keys and arguments of one call. Keys must be non-empty, free of control
@@ -99,7 +99,12 @@ impl RequestLimits {
             match want {
                 ArgRole::NewToken => check_token(arg, false)?,
                 ArgRole::HeldToken => check_token(arg, self.foreign_tokens)?,
-                ArgRole::Ttl | ArgRole::Wait => check_ttl(arg)?,
+                ArgRole::Ttl | ArgRole::Wait => {
+                    check_decimal("a duration", "milliseconds", arg, MAX_DURATION_MS)?
+                }
+                ArgRole::Limit | ArgRole::Permits => {
+                    check_decimal("a permit count", "permits", arg, MAX_PERMITS.into())?
+                }
                 ArgRole::Quiet if arg == ArgRole::QUIET => {}
                 ArgRole::Quiet => {
                     return Err(format!("{arg:?} where only {:?} may be", ArgRole::QUIET));
@@ -168,18 +173,14 @@ fn check_token(token: &str, foreign: bool) -> Result<(), String> {
     }
 }
 
-/// A duration argument (a TTL, a wait): a decimal number of milliseconds from 1 to
-/// [`MAX_DURATION_MS`].
-fn check_ttl(ttl: &str) -> Result<(), String> {
-    match ttl.parse::<u64>() {
-        Ok(ms)
-            if ttl.bytes().all(|c| c.is_ascii_digit()) && (1..=MAX_DURATION_MS).contains(&ms) =>
-        {
-            Ok(())
-        }
+/// A number argument (a TTL or wait in milliseconds, a semaphore's limit or permits): 1 to
+/// `max` in decimal digits.
+fn check_decimal(what: &str, unit: &str, arg: &str, max: u64) -> Result<(), String> {
+    match arg.parse::<u64>() {
+        Ok(n) if arg.bytes().all(|c| c.is_ascii_digit()) && (1..=max).contains(&n) => Ok(()),
         _ => Err(format!(
-            "a duration must be 1 to {MAX_DURATION_MS} milliseconds in decimal digits, not {:?}",
-            ttl.get(..ttl.len().min(32)).unwrap_or("")
+            "{what} must be 1 to {max} {unit} in decimal digits, not {:?}",
+            arg.get(..arg.len().min(32)).unwrap_or("")
         )),
     }
 }
@@ -230,6 +231,27 @@ mod tests {
                 v(&["a:{j}", "a:{j}::fence", "a:{j}::waiters"]),
                 v(&[TOKEN, "1", "1000"]),
             ),
+            (
+                BundledScript::SemaphoreAcquire,
+                v(&["pool"]),
+                v(&[TOKEN, "30000", "1000", "1"]),
+            ),
+            (
+                BundledScript::SemaphoreAcquire,
+                v(&["pool", "{pool}:fence"]),
+                v(&[TOKEN, "30000", "3", "3"]),
+            ),
+            (
+                BundledScript::SemaphoreRelease,
+                v(&["pool"]),
+                v(&[TOKEN, "2"]),
+            ),
+            (
+                BundledScript::SemaphoreExtend,
+                v(&["pool"]),
+                v(&[TOKEN, "5", "2"]),
+            ),
+            (BundledScript::SemaphoreCount, v(&["pool"]), v(&[])),
         ];
         for (role, keys, args) in ok {
             assert_eq!(
@@ -285,6 +307,44 @@ mod tests {
             ),
             (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "+5"])),
             (BundledScript::Extend, v(&["job"]), v(&[TOKEN, "-1"])),
+            // A semaphore's limit and permits out of range or not decimal, its key a companion,
+            // a token that is not the component's.
+            (
+                BundledScript::SemaphoreAcquire,
+                v(&["pool"]),
+                v(&[TOKEN, "1000", "0", "1"]),
+            ),
+            (
+                BundledScript::SemaphoreAcquire,
+                v(&["pool"]),
+                v(&[TOKEN, "1000", "1001", "1"]),
+            ),
+            (
+                BundledScript::SemaphoreAcquire,
+                v(&["pool"]),
+                v(&[TOKEN, "1000", "3", "1e2"]),
+            ),
+            (
+                BundledScript::SemaphoreAcquire,
+                v(&["pool"]),
+                v(&["mine", "1000", "3", "1"]),
+            ),
+            (
+                BundledScript::SemaphoreAcquire,
+                v(&["{pool}:fence"]),
+                v(&[TOKEN, "1000", "3", "1"]),
+            ),
+            (
+                BundledScript::SemaphoreRelease,
+                v(&["pool"]),
+                v(&[TOKEN, "0"]),
+            ),
+            (
+                BundledScript::SemaphoreExtend,
+                v(&["pool"]),
+                v(&[TOKEN, "5", "5000"]),
+            ),
+            (BundledScript::SemaphoreCount, v(&["{pool}:signal"]), v(&[])),
             // Companions out of place, missing, or of another key.
             (
                 BundledScript::Acquire,
