@@ -14,6 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
+use dlock_host::contract::MAX_PERMITS;
 use dlock_host::{Deadline, Error, KeepAlive, KeepAliveOptions, Lost, ReleaseOutcome};
 use rustix::process::Signal;
 use tokio::signal::unix::{SignalKind, signal};
@@ -49,6 +50,11 @@ pub(super) struct RunSpec {
     /// Take a fencing token and pass it to CMD as DLOCK_FENCE.
     #[arg(long)]
     fence: bool,
+    /// Run as one of at most N runs holding KEY at once across the fleet, instead of its only
+    /// one: KEY is then a counting semaphore of N permits (a sorted set of the runs' leases,
+    /// not a lock), of which this run takes one. Every run on KEY must give the same N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PERMITS)))]
+    slots: Option<u32>,
     /// Hold the lock at most this long: then CMD is terminated as for a lost lock (while the
     /// lease is still valid), the lock released, and dlock exits 76. [default: no cap]
     #[arg(long, value_parser = super::duration::parse, value_name = "D")]
@@ -92,10 +98,21 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     };
     let client = ctx.client(spec.fence).await?;
     let acquiring = async {
-        match spec.wait {
-            None => client.try_acquire(&spec.key, spec.ttl).await,
-            Some(wait) => client
+        match (spec.slots, spec.wait) {
+            (None, None) => client.try_acquire(&spec.key, spec.ttl).await,
+            (None, Some(wait)) => client
                 .wait_for_lock(&spec.key, spec.ttl, Deadline::after(wait))
+                .await
+                .map(Some),
+            (Some(slots), None) => {
+                client
+                    .semaphore(&spec.key, slots)
+                    .try_acquire(1, spec.ttl)
+                    .await
+            }
+            (Some(slots), Some(wait)) => client
+                .semaphore(&spec.key, slots)
+                .wait(1, spec.ttl, Deadline::after(wait))
                 .await
                 .map(Some),
         }
@@ -112,10 +129,16 @@ pub(super) async fn run(ctx: &Ctx, spec: RunSpec) -> CliResult<u8> {
     let lock = match acquired {
         Ok(Some(lock)) => lock,
         Ok(None) | Err(Error::NotAcquired) => {
-            errln!(
-                "dlock: {}: held by someone else; not running the command",
-                spec.key
-            );
+            match spec.slots {
+                None => errln!(
+                    "dlock: {}: held by someone else; not running the command",
+                    spec.key
+                ),
+                Some(slots) => errln!(
+                    "dlock: {}: all {slots} slots are taken; not running the command",
+                    spec.key
+                ),
+            }
             return Ok(spec.conflict_exit_code);
         }
         Err(e) => return Err(ctx.fail_to_acquire(&spec.key, e)),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dlock_host::KeyState;
 use dlock_host::RedisConnection;
-use dlock_host::contract::{Companion, companion_key, companion_of};
+use dlock_host::contract::{Companion, MAX_PERMITS, companion_key, companion_of};
 use redis::ErrorKind;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
@@ -34,6 +34,10 @@ pub(super) struct StatusArgs {
     /// Show at most this many locks (the first by key).
     #[arg(long, value_name = "N", default_value_t = 100)]
     limit: usize,
+    /// KEY is a counting semaphore of N slots (`dlock run --slots N`): show how many are taken
+    /// and free (`2 of 3 slots taken, 1 free`), and when the first taken one ends.
+    #[arg(long, value_name = "N", requires = "key", conflicts_with = "watch", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PERMITS)))]
+    slots: Option<u32>,
 }
 
 impl StatusArgs {
@@ -57,10 +61,33 @@ struct Row {
 }
 
 pub(super) async fn status(ctx: &Ctx, args: StatusArgs) -> CliResult<u8> {
-    match (&args.key, args.watch) {
-        (Some(key), false) => once(ctx, key).await,
+    match (&args.key, args.watch, args.slots) {
+        (Some(key), false, Some(slots)) => slots_once(ctx, key, slots).await,
+        (Some(key), false, None) => once(ctx, key).await,
         _ => watch(ctx, &args).await,
     }
+}
+
+/// `status KEY --slots N`: the semaphore's permits, through the lock component.
+async fn slots_once(ctx: &Ctx, key: &str, slots: u32) -> CliResult<u8> {
+    let client = ctx.client(false).await?;
+    let state = client
+        .semaphore(key, slots)
+        .state()
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    let free = slots.saturating_sub(state.held);
+    let first_ms = state.first_ends_in.map(|d| d.as_millis());
+    if ctx.json {
+        outln!(
+            "{}",
+            json!({ "key": key, "slots": slots, "taken": state.held, "free": free, "first_ends_in_ms": first_ms })
+        )?;
+    } else {
+        let ends = first_ms.map_or(String::new(), |ms| format!("; the first ends in {ms}ms"));
+        outln!("{} of {slots} slots taken, {free} free{ends}", state.held)?;
+    }
+    Ok(EXIT_OK)
 }
 
 /// `status KEY`: through the lock component, as every lock operation.

@@ -461,3 +461,88 @@ async fn a_signal_while_run_waits_for_the_lock_ends_it_like_the_default_action_w
     assert!(!marker.exists(), "CMD must not run");
     assert_eq!(get(&mut conn.clone(), "job").await, Some(token));
 }
+
+/// `--slots 3`: eight runs started together, each waiting for a slot. Each CMD counts the
+/// CMDs running beside it (a file each, made before counting, removed before it exits) and
+/// holds its slot a moment: no count is over three, and all eight ran.
+#[tokio::test]
+async fn run_with_slots_runs_at_most_that_many_at_once_and_runs_them_all() {
+    let server = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let running = dir.path().join("running");
+    std::fs::create_dir(&running).unwrap();
+    let log = dir.path().join("log");
+    let script = format!(
+        "touch {r}/$$; ls {r} | wc -l >> {log}; sleep 0.2; rm {r}/$$",
+        r = running.display(),
+        log = log.display()
+    );
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            let mut cmd = dlock(&server);
+            cmd.args([
+                "run", "pool", "--slots", "3", "--ttl", "30s", "--wait", "2m", "--", "sh", "-c",
+                &script,
+            ]);
+            tokio::spawn(async move { ran(&mut cmd).await })
+        })
+        .collect();
+    for run in runs {
+        let r = run.await.unwrap();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let counts: Vec<u32> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 8, "every run ran: {counts:?}");
+    assert!(counts.iter().all(|&n| (1..=3).contains(&n)), "{counts:?}");
+    let mut conn = raw(&server).await;
+    assert!(!exists(&mut conn, "pool").await, "every slot given back");
+}
+
+#[tokio::test]
+async fn run_with_slots_exits_75_when_every_slot_is_taken_and_refuses_bad_counts() {
+    let server = redis();
+    let dir = tempfile::tempdir().unwrap();
+    let holder = dir.path().join("holder");
+    let mut first = dlock(&server);
+    let hold = format!(
+        "touch {}; exec sleep 60",
+        holder.with_extension("ready").display()
+    );
+    first.args([
+        "run", "pool", "--slots", "1", "--ttl", "30s", "--", "sh", "-c", &hold,
+    ]);
+    let mut first = first.spawn().unwrap();
+    until_ready(&holder).await;
+    let r = ran(dlock(&server).args(["run", "pool", "--slots", "1", "--ttl", "10s", "--", "true"]))
+        .await;
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(r.stderr.contains("all 1 slots are taken"), "{}", r.stderr);
+    let r = ran(dlock(&server).args(["status", "pool", "--slots", "2"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("1 of 2 slots taken, 1 free; the first ends in "),
+        "{}",
+        r.stdout
+    );
+    let r = ran(dlock(&server).args(["--json", "status", "pool", "--slots", "2"])).await;
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (json["taken"].as_u64(), json["free"].as_u64()),
+        (Some(1), Some(1)),
+        "{json}"
+    );
+    let r = ran(dlock(&server).args(["run", "pool", "--ttl", "10s", "--", "true"])).await;
+    assert_ne!(r.code, 0, "a semaphore's key is no lock: {}", r.stderr);
+    for bad in ["0", "1001", "x"] {
+        let r =
+            ran(dlock(&server).args(["run", "other", "--slots", bad, "--ttl", "1s", "--", "true"]))
+                .await;
+        assert_eq!(r.code, 2, "--slots {bad}: {}", r.stderr);
+    }
+    first.kill().await.unwrap();
+}

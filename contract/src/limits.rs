@@ -76,6 +76,22 @@ pub fn check_duration_ms(what: &str, ms: u64, allow_zero: bool) -> Result<(), St
     Ok(())
 }
 
+/// A counting semaphore's request: a limit of 1 to [`MAX_PERMITS`], and 1 to `limit` permits
+/// taken.
+pub fn check_permits(limit: u32, count: u32) -> Result<(), String> {
+    if !(1..=MAX_PERMITS).contains(&limit) {
+        return Err(format!(
+            "a semaphore's limit must be 1 to {MAX_PERMITS} permits, got {limit}"
+        ));
+    }
+    if !(1..=limit).contains(&count) {
+        return Err(format!(
+            "an acquisition takes 1 to the limit of {limit} permits, got {count}"
+        ));
+    }
+    Ok(())
+}
+
 /// A Redis key used as a lock (prefix included): not a companion key of some lock (its fence
 /// counter, signal list or waiters' mark), so that no release, extend or acquire through the
 /// lock API can delete, expire or overwrite a counter that fencing relies on never going

@@ -7,7 +7,7 @@ use core::cell::RefCell;
 use crate::bindings::dlock::lock::redis::{self, RedisError, Script, Value, Wake};
 use crate::bindings::exports::dlock::lock::lock::{
     self as api, Acquired, Error, GuestClient, GuestLockHandle, KeyState, LockInfo, LockOptions,
-    ReleaseOutcome,
+    Permits, ReleaseOutcome, SemaphoreState,
 };
 use crate::bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use crate::bindings::wasi::random::random;
@@ -179,6 +179,43 @@ impl GuestClient for ClientResource {
 
     fn attach(&self, key: String, token: String) -> Result<Acquired, Error> {
         self.0.attach(&key, &token).map(acquired)
+    }
+
+    fn acquire_permits(
+        &self,
+        key: String,
+        permits: Permits,
+        ttl_ms: u64,
+    ) -> Result<Acquired, Error> {
+        self.0.acquire_permits(&key, permits, ttl_ms).map(acquired)
+    }
+
+    fn try_acquire_permits(
+        &self,
+        key: String,
+        permits: Permits,
+        ttl_ms: u64,
+    ) -> Result<Option<Acquired>, Error> {
+        Ok(self
+            .0
+            .try_acquire_permits(&key, permits, ttl_ms)?
+            .map(acquired))
+    }
+
+    fn wait_for_permits(
+        &self,
+        key: String,
+        permits: Permits,
+        timeout_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Acquired, Error> {
+        self.0
+            .wait_for_permits(&key, permits, timeout_ms, ttl_ms)
+            .map(acquired)
+    }
+
+    fn semaphore_state(&self, key: String) -> Result<SemaphoreState, Error> {
+        self.0.semaphore_state(&key)
     }
 }
 

@@ -30,6 +30,11 @@ pub fn duration_ms(what: &str, ms: u64, allow_zero: bool) -> Result<(), Error> {
     invalid(contract::check_duration_ms(what, ms, allow_zero))
 }
 
+/// See [`contract::check_permits`].
+pub fn permits(limit: u32, count: u32) -> Result<(), Error> {
+    invalid(contract::check_permits(limit, count))
+}
+
 /// See [`contract::check_lock_key`].
 pub fn lock_key(redis_key: &str) -> Result<(), Error> {
     invalid(contract::check_lock_key(redis_key))

@@ -13,7 +13,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::Dlock;
-use crate::bindings::exports::dlock::lock::lock::{Guest, LockOptions as WitLockOptions};
+use crate::bindings::exports::dlock::lock::lock::{Guest, LockOptions as WitLockOptions, Permits};
 use crate::cancel::Cancel;
 use crate::cleanup::ReleaseOnFailure;
 use crate::component::LockComponent;
@@ -148,7 +148,9 @@ impl Session {
 }
 
 mod handle;
+mod semaphore;
 pub use handle::LockHandle;
+pub use semaphore::{Semaphore, SemaphoreState};
 
 impl Client {
     pub(crate) async fn new(
@@ -209,13 +211,55 @@ impl Client {
             dlock.key = key,
             dlock.outcome = field::Empty
         );
-        self.waiting(Waiting::Acquire, key, ttl, budget, std::future::pending())
-            .instrument(span)
-            .await
+        self.waiting(
+            Waiting::Acquire,
+            Take::Lock,
+            key,
+            ttl,
+            budget,
+            std::future::pending(),
+        )
+        .instrument(span)
+        .await
+    }
+
+    /// [`Client::acquire`] of `take`.
+    pub(crate) async fn acquire_take(
+        &self,
+        key: &str,
+        take: Take,
+        ttl: Duration,
+    ) -> Result<LockHandle> {
+        let budget = self.shared.acquire_budget();
+        let span = tracing::info_span!(
+            "dlock.acquire",
+            dlock.key = key,
+            dlock.outcome = field::Empty
+        );
+        self.waiting(
+            Waiting::Acquire,
+            take,
+            key,
+            ttl,
+            budget,
+            std::future::pending(),
+        )
+        .instrument(span)
+        .await
     }
 
     /// One attempt, no retry: `None` when someone else holds the lock.
     pub async fn try_acquire(&self, key: &str, ttl: Duration) -> Result<Option<LockHandle>> {
+        self.try_take(key, Take::Lock, ttl).await
+    }
+
+    /// One attempt at `take`: `None` when the key is held (too few permits free).
+    pub(crate) async fn try_take(
+        &self,
+        key: &str,
+        take: Take,
+        ttl: Duration,
+    ) -> Result<Option<LockHandle>> {
         let span = tracing::info_span!(
             "dlock.try_acquire",
             dlock.key = key,
@@ -225,12 +269,24 @@ impl Client {
             let started = Instant::now();
             let budget = self.shared.single_call_budget();
             let mut s = self.shared.session().await?;
+            let ttl_ms = millis(ttl);
             let handle = s
-                .call(budget, Cancel::NEVER, async |store, api, client| {
-                    api.client()
-                        .call_try_acquire(&mut *store, client, key, millis(ttl))
-                        .await
-                })
+                .call(
+                    budget,
+                    Cancel::NEVER,
+                    async |store, api, client| match take {
+                        Take::Lock => {
+                            api.client()
+                                .call_try_acquire(&mut *store, client, key, ttl_ms)
+                                .await
+                        }
+                        Take::Permits(permits) => {
+                            api.client()
+                                .call_try_acquire_permits(&mut *store, client, key, permits, ttl_ms)
+                                .await
+                        }
+                    },
+                )
                 .await;
             let attempts = s.store.data().redis.acquire_attempts;
             let handle = match handle.map(|r| r.map_err(Error::from)) {
@@ -278,6 +334,18 @@ impl Client {
         deadline: Deadline,
         cancel: impl Future<Output = ()>,
     ) -> Result<LockHandle> {
+        self.wait_take(key, Take::Lock, ttl, deadline, cancel).await
+    }
+
+    /// [`Client::wait_for_lock_or_cancel`] of `take`.
+    pub(crate) async fn wait_take(
+        &self,
+        key: &str,
+        take: Take,
+        ttl: Duration,
+        deadline: Deadline,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<LockHandle> {
         let span = tracing::info_span!(
             "dlock.wait_for_lock",
             dlock.key = key,
@@ -291,7 +359,7 @@ impl Client {
             )));
         }
         let budget = wait.saturating_add(self.shared.single_call_budget());
-        self.waiting(Waiting::Wait(wait), key, ttl, budget, cancel)
+        self.waiting(Waiting::Wait(wait), take, key, ttl, budget, cancel)
             .instrument(span)
             .await
     }
@@ -301,6 +369,7 @@ impl Client {
     async fn waiting(
         &self,
         op: Waiting,
+        take: Take,
         key: &str,
         ttl: Duration,
         budget: Duration,
@@ -312,6 +381,7 @@ impl Client {
             Box::pin(run_waiting(
                 self.shared.clone(),
                 op,
+                take,
                 key.to_owned(),
                 millis(ttl),
                 budget,
@@ -396,6 +466,15 @@ impl Client {
     }
 }
 
+/// What an acquisition takes: the key as a lock, or permits of a counting semaphore.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Take {
+    /// The lock.
+    Lock,
+    /// Permits of a counting semaphore.
+    Permits(Permits),
+}
+
 /// An acquire that may wait.
 #[derive(Clone, Copy, Debug)]
 enum Waiting {
@@ -457,6 +536,7 @@ impl Drop for Detached {
 async fn run_waiting(
     shared: Arc<Shared>,
     op: Waiting,
+    take: Take,
     key: String,
     ttl_ms: u64,
     budget: Duration,
@@ -469,24 +549,30 @@ async fn run_waiting(
     if cancel.is_cancelled() {
         return (Err(Error::Cancelled), 0);
     }
-    let acquired = match op {
-        Waiting::Acquire => {
-            s.call(budget, cancel.clone(), async |store, api, client| {
-                api.client()
-                    .call_acquire(&mut *store, client, &key, ttl_ms)
-                    .await
-            })
-            .await
-        }
-        Waiting::Wait(wait) => {
-            s.call(budget, cancel.clone(), async |store, api, client| {
-                api.client()
-                    .call_wait_for_lock(&mut *store, client, &key, millis(wait), ttl_ms)
-                    .await
-            })
-            .await
-        }
-    };
+    let acquired = s
+        .call(budget, cancel.clone(), async |store, api, client| {
+            let api = api.client();
+            match (op, take) {
+                (Waiting::Acquire, Take::Lock) => {
+                    api.call_acquire(&mut *store, client, &key, ttl_ms).await
+                }
+                (Waiting::Wait(wait), Take::Lock) => {
+                    let wait = millis(wait);
+                    api.call_wait_for_lock(&mut *store, client, &key, wait, ttl_ms)
+                        .await
+                }
+                (Waiting::Acquire, Take::Permits(p)) => {
+                    api.call_acquire_permits(&mut *store, client, &key, p, ttl_ms)
+                        .await
+                }
+                (Waiting::Wait(wait), Take::Permits(p)) => {
+                    let wait = millis(wait);
+                    api.call_wait_for_permits(&mut *store, client, &key, p, wait, ttl_ms)
+                        .await
+                }
+            }
+        })
+        .await;
     let attempts = s.store.data().redis.acquire_attempts;
     let handle = match acquired.map(|r| r.map_err(Error::from)) {
         Ok(Ok(acquired)) => Ok(LockHandle::new(&shared, acquired)),

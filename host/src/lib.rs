@@ -131,7 +131,7 @@ mod store;
 /// connections, [`Error::Connect`] carries its error).
 pub use ::redis as redis_rs;
 #[cfg(feature = "runtime")]
-pub use client::{Client, Deadline, LockHandle};
+pub use client::{Client, Deadline, LockHandle, Semaphore, SemaphoreState};
 #[cfg(feature = "runtime")]
 pub use component::{Allocation, LockComponent};
 #[cfg(feature = "compose")]

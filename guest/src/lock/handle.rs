@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use core::cell::RefCell;
 
 use super::{
-    NS_PER_MS, check_lease, int_reply, lease_ns, release_everywhere, retryable, unexpected,
+    Kind, NS_PER_MS, check_lease, int_reply, lease_ns, release_everywhere, retryable, unexpected,
 };
 use crate::bindings::dlock::lock::redis::Value;
 use crate::bindings::exports::dlock::lock::lock::{Error, HandleStatus, LockInfo, ReleaseOutcome};
@@ -60,10 +60,11 @@ pub(super) struct Lease {
     pub(super) expires_at_ms: u64,
 }
 
-/// One acquired lock.
+/// One acquired lock, or permits of a counting semaphore.
 pub struct Handle<P> {
     pub(super) platform: Rc<P>,
     pub(super) nodes: u32,
+    pub(super) kind: Kind,
     pub(super) key: String,
     pub(super) redis_key: String,
     pub(super) token: String,
@@ -127,7 +128,13 @@ impl<P: Platform> Handle<P> {
     /// primaries (quorum mode).
     fn lose_everywhere(&self, loss: Loss) -> Error {
         self.lease.borrow_mut().phase = Phase::Lost(loss);
-        release_everywhere(&*self.platform, self.nodes, &self.redis_key, &self.token);
+        release_everywhere(
+            &*self.platform,
+            self.nodes,
+            self.kind,
+            &self.redis_key,
+            &self.token,
+        );
         loss.error()
     }
 
@@ -189,7 +196,13 @@ impl<P: Platform> Handle<P> {
         if before == Phase::Released {
             return Err(Error::NotHeld);
         }
-        let found = if self.nodes == 1 {
+        let found = if let Kind::Permits { count, .. } = self.kind {
+            self.owned_op(
+                Op::SemaphoreRelease,
+                self.release_keys(),
+                &[self.token.clone(), count.to_string()],
+            )
+        } else if self.nodes == 1 {
             self.owned_op(
                 Op::Release,
                 self.release_keys(),
@@ -248,7 +261,13 @@ impl<P: Platform> Handle<P> {
             }
         }
         let sent_ms = self.platform.wall_ms_at(sent_ns);
-        let found = if self.nodes == 1 {
+        let found = if let Kind::Permits { count, .. } = self.kind {
+            self.owned_op(
+                Op::SemaphoreExtend,
+                core::slice::from_ref(&self.redis_key),
+                &[self.token.clone(), ttl_ms.to_string(), count.to_string()],
+            )
+        } else if self.nodes == 1 {
             self.owned_op(
                 Op::Extend,
                 core::slice::from_ref(&self.redis_key),

@@ -16,7 +16,9 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::bindings::dlock::lock::redis::{RedisError, Scalar, Value, Wake};
-use crate::bindings::exports::dlock::lock::lock::{Error, KeyState, LockOptions, WakeOnRelease};
+use crate::bindings::exports::dlock::lock::lock::{
+    Error, KeyState, LockOptions, Permits, SemaphoreState, WakeOnRelease,
+};
 use crate::contract::{self, ArgRole, Backoff, Companion, WAIT_MAX_DELAY_MS};
 use crate::platform::Platform;
 use crate::quorum::{self, Answer, Tally};
@@ -52,6 +54,29 @@ fn int_reply(op: Op, reply: Value) -> Result<i64, Error> {
     match reply {
         Value::Int(n) => Ok(n),
         other => Err(Error::Redis(unexpected(op, &other))),
+    }
+}
+
+/// What an acquisition takes: the key as a lock, or permits of a counting semaphore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The key as a lock (a token with a PX expiry).
+    Mutex,
+    /// `count` of the `limit` permits of a counting semaphore (a sorted set of leases).
+    Permits {
+        /// The most permits held at once.
+        limit: u32,
+        /// How many this acquisition takes.
+        count: u32,
+    },
+}
+
+impl Kind {
+    fn acquire_op(self) -> Op {
+        match self {
+            Kind::Mutex => Op::Acquire,
+            Kind::Permits { .. } => Op::SemaphoreAcquire,
+        }
     }
 }
 
@@ -135,24 +160,12 @@ impl<P: Platform> Client<P> {
 
     /// Acquires with retries and exponential backoff (see `lock.wit`).
     pub fn acquire(&self, key: &str, ttl_ms: u64) -> Result<Handle<P>, Error> {
-        let attempts = self.retry_count.saturating_add(1);
-        let backoff = self.backoff;
-        let listen = (self.wake_on_release == WakeOnRelease::Always).then_some(backoff.max_ms);
-        self.acquire_loop(key, ttl_ms, listen, |attempt, _now| {
-            (attempt < attempts).then(|| {
-                let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
-                ms.saturating_mul(NS_PER_MS)
-            })
-        })
+        self.acquire_kind(key, Kind::Mutex, ttl_ms)
     }
 
     /// One attempt: `None` when the lock is held by someone else.
     pub fn try_acquire(&self, key: &str, ttl_ms: u64) -> Result<Option<Handle<P>>, Error> {
-        match self.acquire_loop(key, ttl_ms, None, |_, _| None) {
-            Ok(handle) => Ok(Some(handle)),
-            Err(Error::NotAcquired) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.try_acquire_kind(key, Kind::Mutex, ttl_ms)
     }
 
     /// Polls until acquired or `timeout_ms` have passed (see `lock.wit`).
@@ -162,11 +175,118 @@ impl<P: Platform> Client<P> {
         timeout_ms: u64,
         ttl_ms: u64,
     ) -> Result<Handle<P>, Error> {
+        self.wait_kind(key, Kind::Mutex, timeout_ms, ttl_ms)
+    }
+
+    /// Permits of a counting semaphore, with retries (see `acquire-permits` in `lock.wit`).
+    pub fn acquire_permits(
+        &self,
+        key: &str,
+        permits: Permits,
+        ttl_ms: u64,
+    ) -> Result<Handle<P>, Error> {
+        self.acquire_kind(key, self.semaphore(permits)?, ttl_ms)
+    }
+
+    /// One attempt at permits: `None` when too few are free.
+    pub fn try_acquire_permits(
+        &self,
+        key: &str,
+        permits: Permits,
+        ttl_ms: u64,
+    ) -> Result<Option<Handle<P>>, Error> {
+        self.try_acquire_kind(key, self.semaphore(permits)?, ttl_ms)
+    }
+
+    /// Polls for permits until taken or `timeout_ms` have passed.
+    pub fn wait_for_permits(
+        &self,
+        key: &str,
+        permits: Permits,
+        timeout_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Handle<P>, Error> {
+        self.wait_kind(key, self.semaphore(permits)?, timeout_ms, ttl_ms)
+    }
+
+    /// The permits held at a counting semaphore's key, and when the first lease ends.
+    pub fn semaphore_state(&self, key: &str) -> Result<SemaphoreState, Error> {
+        let keys = [self.redis_key(key)?];
+        self.single_store("counting semaphores")?;
+        let op = Op::SemaphoreCount;
+        match self.platform.eval(op, &keys, &[]).map_err(Error::Redis)? {
+            Value::Int(-1) => Err(Error::NotALock),
+            Value::Array(items) => match items.as_slice() {
+                [Scalar::Int(held), Scalar::Int(ms)] if *held >= 0 => Ok(SemaphoreState {
+                    held: u32::try_from(*held).unwrap_or(u32::MAX),
+                    first_ends_in_ms: u64::try_from(*ms).ok(),
+                }),
+                _ => Err(Error::Redis(unexpected(op, &Value::Array(items)))),
+            },
+            other => Err(Error::Redis(unexpected(op, &other))),
+        }
+    }
+
+    /// A semaphore request's kind, once its numbers are checked; semaphores need one store.
+    fn semaphore(&self, permits: Permits) -> Result<Kind, Error> {
+        validate::permits(permits.limit, permits.count)?;
+        self.single_store("counting semaphores")?;
+        Ok(Kind::Permits {
+            limit: permits.limit,
+            count: permits.count,
+        })
+    }
+
+    /// `invalid-argument` in quorum mode, for what needs a single store.
+    fn single_store(&self, what: &str) -> Result<(), Error> {
+        if self.nodes > 1 {
+            return Err(Error::InvalidArgument(format!(
+                "{what} are not available over {} independent Redis primaries (quorum mode): \
+                 a permit granted by a majority cannot be counted against one limit, since each \
+                 primary counts only its own; use one primary, Sentinel or a Redis Cluster",
+                self.nodes
+            )));
+        }
+        Ok(())
+    }
+
+    fn acquire_kind(&self, key: &str, kind: Kind, ttl_ms: u64) -> Result<Handle<P>, Error> {
+        let attempts = self.retry_count.saturating_add(1);
+        let backoff = self.backoff;
+        let listen = (self.wake_on_release == WakeOnRelease::Always).then_some(backoff.max_ms);
+        self.acquire_loop(key, kind, ttl_ms, listen, |attempt, _now| {
+            (attempt < attempts).then(|| {
+                let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
+                ms.saturating_mul(NS_PER_MS)
+            })
+        })
+    }
+
+    fn try_acquire_kind(
+        &self,
+        key: &str,
+        kind: Kind,
+        ttl_ms: u64,
+    ) -> Result<Option<Handle<P>>, Error> {
+        match self.acquire_loop(key, kind, ttl_ms, None, |_, _| None) {
+            Ok(handle) => Ok(Some(handle)),
+            Err(Error::NotAcquired) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn wait_kind(
+        &self,
+        key: &str,
+        kind: Kind,
+        timeout_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Handle<P>, Error> {
         validate::duration_ms("the wait timeout", timeout_ms, true)?;
         let deadline = self.platform.monotonic_ns() + timeout_ms * NS_PER_MS;
         let backoff = self.backoff.capped(WAIT_MAX_DELAY_MS);
         let listen = (self.wake_on_release != WakeOnRelease::Never).then_some(backoff.max_ms);
-        self.acquire_loop(key, ttl_ms, listen, |attempt, now| {
+        self.acquire_loop(key, kind, ttl_ms, listen, |attempt, now| {
             let left_ns = deadline.checked_sub(now).filter(|&ns| ns > 0)?;
             let ms = backoff.delay_ms(attempt + 1, || self.platform.random_u64());
             Some(ms.saturating_mul(NS_PER_MS).min(left_ns))
@@ -182,10 +302,11 @@ impl<P: Platform> Client<P> {
     /// whole quorum again). Non-transient errors end the loop at once, and so does
     /// the host's `cancelled`. When any attempt's outcome was unknown and the loop ends without
     /// the lock, the token is released (compare-and-delete) in case one of those attempts
-    /// took it.
+    /// took it. A semaphore's attempts mark no waiter: its waits are plain pauses.
     fn acquire_loop(
         &self,
         key: &str,
+        kind: Kind,
         ttl_ms: u64,
         listen: Option<u64>,
         mut next_delay: impl FnMut(u32, u64) -> Option<u64>,
@@ -198,6 +319,7 @@ impl<P: Platform> Client<P> {
         } else {
             None
         };
+        let listen = listen.filter(|_| kind == Kind::Mutex);
         // A key that can have no waiters' mark (a '}' without a hash tag) is polled.
         let waiters_key =
             listen.and_then(|_| contract::companion_key(&redis_key, Companion::Waiters).ok());
@@ -209,6 +331,10 @@ impl<P: Platform> Client<P> {
             keys.push(waiters_key);
             args.push(longest.max(1).to_string());
         }
+        if let Kind::Permits { limit, count } = kind {
+            args.push(limit.to_string());
+            args.push(count.to_string());
+        }
 
         let mut uncertain = false;
         let mut attempt = 1u32;
@@ -218,18 +344,18 @@ impl<P: Platform> Client<P> {
             // anything uncertain behind.
             let single = self.nodes == 1;
             let mut pttl_ms = None;
-            let last = match self.attempt(&keys, &args, ttl_ms) {
+            let last = match self.attempt(kind, &keys, &args, ttl_ms) {
                 Attempt::Acquired {
                     reply,
                     sent_ns,
                     valid_until_ns,
                 } if self.platform.monotonic_ns() < valid_until_ns => {
-                    return Ok(self.new_handle(key, keys, args, ttl_ms, reply, sent_ns));
+                    return Ok(self.new_handle(key, kind, keys, args, ttl_ms, reply, sent_ns));
                 }
                 Attempt::Acquired { .. } => {
                     // Granted, but the reply came after the lease it granted had run out: a
                     // lock with no validity left is no lock. Give it back and try again.
-                    release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
+                    release_everywhere(&*self.platform, self.nodes, kind, &keys[0], &args[0]);
                     Error::GrantedTooLate
                 }
                 Attempt::Busy { pttl_ms: pttl } => {
@@ -258,7 +384,7 @@ impl<P: Platform> Client<P> {
         };
         if uncertain {
             // Best effort: the error being returned is what the caller needs to see.
-            release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
+            release_everywhere(&*self.platform, self.nodes, kind, &keys[0], &args[0]);
         }
         Err(failure)
     }
@@ -292,11 +418,11 @@ impl<P: Platform> Client<P> {
         }
     }
 
-    fn attempt(&self, keys: &[String], args: &[String], ttl_ms: u64) -> Attempt {
+    fn attempt(&self, kind: Kind, keys: &[String], args: &[String], ttl_ms: u64) -> Attempt {
         let sent_ns = self.platform.monotonic_ns();
         let valid_until_ns = sent_ns + lease_ns(self.nodes, ttl_ms);
         if self.nodes == 1 {
-            return match self.platform.eval(Op::Acquire, keys, args) {
+            return match self.platform.eval(kind.acquire_op(), keys, args) {
                 Ok(Value::Int(reply)) if reply > 0 => Attempt::Acquired {
                     reply,
                     sent_ns,
@@ -343,7 +469,7 @@ impl<P: Platform> Client<P> {
             };
         }
         if tally.may_have_written() {
-            release_everywhere(&*self.platform, self.nodes, &keys[0], &args[0]);
+            release_everywhere(&*self.platform, self.nodes, kind, &keys[0], &args[0]);
         }
         // A primary that refused, holds a value of another type or did not answer is one vote
         // against, like a busy one: only a majority of such failures ends the call.
@@ -361,9 +487,14 @@ impl<P: Platform> Client<P> {
     }
 
     /// The handle of a successful attempt; takes the attempt's keys and arguments over.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one successful attempt"
+    )]
     fn new_handle(
         &self,
         key: &str,
+        kind: Kind,
         keys: Vec<String>,
         args: Vec<String>,
         ttl_ms: u64,
@@ -376,6 +507,7 @@ impl<P: Platform> Client<P> {
         Handle {
             platform: self.platform.clone(),
             nodes: self.nodes,
+            kind,
             key: key.to_owned(),
             redis_key: keys.into_iter().next().unwrap_or_default(),
             token,
@@ -426,6 +558,7 @@ impl<P: Platform> Client<P> {
         Ok(Handle {
             platform: self.platform.clone(),
             nodes: self.nodes,
+            kind: Kind::Mutex,
             key: key.to_owned(),
             redis_key,
             token: token.to_owned(),
@@ -466,14 +599,20 @@ fn check_lease(nodes: u32, what: &str, ttl_ms: u64) -> Result<(), Error> {
 }
 
 /// Best effort: deletes `key` wherever it still holds `token` (on every primary over a
-/// quorum), signalling no waiter (the caller's own mark may be among them). Its outcome does
-/// not matter to the caller, who already has an answer.
-fn release_everywhere<P: Platform>(platform: &P, nodes: u32, key: &str, token: &str) {
+/// quorum), signalling no waiter (the caller's own mark may be among them), or gives back the
+/// permits `token` holds there. Its outcome does not matter to the caller, who already has an
+/// answer.
+fn release_everywhere<P: Platform>(platform: &P, nodes: u32, kind: Kind, key: &str, token: &str) {
     let keys = [key.to_owned()];
-    let args = [token.to_owned(), ArgRole::QUIET.to_owned()];
+    let (op, args) = match kind {
+        Kind::Mutex => (Op::Release, [token.to_owned(), ArgRole::QUIET.to_owned()]),
+        Kind::Permits { count, .. } => {
+            (Op::SemaphoreRelease, [token.to_owned(), count.to_string()])
+        }
+    };
     if nodes == 1 {
-        let _ = platform.eval(Op::Release, &keys, &args);
+        let _ = platform.eval(op, &keys, &args);
     } else {
-        let _ = platform.eval_all(Op::Release, &keys, &args);
+        let _ = platform.eval_all(op, &keys, &args);
     }
 }

@@ -8,7 +8,8 @@ use std::rc::Rc;
 
 use crate::bindings::dlock::lock::redis::{RedisError, Scalar, Value, Wake};
 use crate::bindings::exports::dlock::lock::lock::{
-    Error, HandleStatus, KeyState, LockOptions, ReleaseOutcome, WakeOnRelease,
+    Error, HandleStatus, KeyState, LockOptions, Permits, ReleaseOutcome, SemaphoreState,
+    WakeOnRelease,
 };
 use crate::lock::{Client, default_options};
 use crate::platform::{Platform, Round};
@@ -167,4 +168,5 @@ fn waiting(wake_on_release: WakeOnRelease) -> LockOptions {
 mod acquire;
 mod handle;
 mod quorum;
+mod semaphore;
 mod wait;

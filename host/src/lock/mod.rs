@@ -324,6 +324,86 @@ impl wit::HostClient for LockView<'_> {
         }
     }
 
+    async fn acquire_permits(
+        &mut self,
+        client: Resource<ClientEntry>,
+        key: String,
+        permits: wit::Permits,
+        ttl_ms: u64,
+    ) -> Outcome<wit::Acquired> {
+        if let Err(e) = self.ctx.admit() {
+            return Ok(Err(e));
+        }
+        let client = self.client(&client)?;
+        let semaphore = client.semaphore(&key, permits.limit);
+        match semaphore.acquire(permits.count, millis(ttl_ms)).await {
+            Ok(handle) => Ok(Ok(self.new_handle(handle)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    async fn try_acquire_permits(
+        &mut self,
+        client: Resource<ClientEntry>,
+        key: String,
+        permits: wit::Permits,
+        ttl_ms: u64,
+    ) -> Outcome<Option<wit::Acquired>> {
+        if let Err(e) = self.ctx.admit() {
+            return Ok(Err(e));
+        }
+        let client = self.client(&client)?;
+        let semaphore = client.semaphore(&key, permits.limit);
+        match semaphore.try_acquire(permits.count, millis(ttl_ms)).await {
+            Ok(Some(handle)) => Ok(Ok(Some(self.new_handle(handle)?))),
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    async fn wait_for_permits(
+        &mut self,
+        client: Resource<ClientEntry>,
+        key: String,
+        permits: wit::Permits,
+        timeout_ms: u64,
+        ttl_ms: u64,
+    ) -> Outcome<wit::Acquired> {
+        if let Err(e) = self.ctx.admit() {
+            return Ok(Err(e));
+        }
+        let client = self.client(&client)?;
+        let semaphore = client.semaphore(&key, permits.limit);
+        let deadline = Deadline::after(millis(timeout_ms));
+        match semaphore
+            .wait(permits.count, millis(ttl_ms), deadline)
+            .await
+        {
+            Ok(handle) => Ok(Ok(self.new_handle(handle)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    async fn semaphore_state(
+        &mut self,
+        client: Resource<ClientEntry>,
+        key: String,
+    ) -> Outcome<wit::SemaphoreState> {
+        if let Err(e) = self.ctx.admit() {
+            return Ok(Err(e));
+        }
+        let client = self.client(&client)?;
+        Ok(client
+            .semaphore(&key, 1)
+            .state()
+            .await
+            .map(|s| wit::SemaphoreState {
+                held: s.held,
+                first_ends_in_ms: s.first_ends_in.map(crate::options::millis),
+            })
+            .map_err(wit::Error::from))
+    }
+
     async fn drop(&mut self, client: Resource<ClientEntry>) -> wasmtime::Result<()> {
         self.table.delete(client)?;
         self.ctx.clients = self.ctx.clients.saturating_sub(1);

@@ -27,7 +27,7 @@ use core::cell::Cell;
 use bindings::dlock::lock::redis::{self, Script, Value};
 use bindings::exports::dlock::lock::lock::{
     self as api, Acquired, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
-    LockOptions, ReleaseOutcome, WakeOnRelease,
+    LockOptions, Permits, ReleaseOutcome, SemaphoreState, WakeOnRelease,
 };
 use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::random::random;
@@ -168,6 +168,33 @@ impl GuestClient for FloorClient {
     }
 
     fn attach(&self, _key: String, _token: String) -> Result<Acquired, Error> {
+        Err(refused())
+    }
+
+    fn acquire_permits(&self, _key: String, _: Permits, _ttl: u64) -> Result<Acquired, Error> {
+        Err(refused())
+    }
+
+    fn try_acquire_permits(
+        &self,
+        _key: String,
+        _: Permits,
+        _ttl: u64,
+    ) -> Result<Option<Acquired>, Error> {
+        Err(refused())
+    }
+
+    fn wait_for_permits(
+        &self,
+        _key: String,
+        _: Permits,
+        _timeout: u64,
+        _ttl: u64,
+    ) -> Result<Acquired, Error> {
+        Err(refused())
+    }
+
+    fn semaphore_state(&self, _key: String) -> Result<SemaphoreState, Error> {
         Err(refused())
     }
 }

@@ -2,13 +2,15 @@
 //! bundled source, the component's argument shapes) against a real redis-server: never more
 //! permits held than the limit, permits whose lease ended reclaimed, retries that do not take
 //! twice, fences that increase across all permits, and data that is not a dlock semaphore left
-//! untouched. The component does not call them yet; these tests pin down what it will build on.
+//! untouched; then the same through the Rust API (`Client::semaphore`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use dlock_host::bundled::BundledScript;
 use dlock_host::redis_rs::{RedisError, Value, aio::MultiplexedConnection, cmd};
+use dlock_host::{Deadline, Error, LockOptions, ReleaseOutcome};
 use dlock_tests::{exists, raw, redis};
 
 type Conn = MultiplexedConnection;
@@ -368,4 +370,164 @@ async fn asking_more_permits_than_the_limit_is_an_error_that_writes_nothing() {
         "{err}"
     );
     assert_eq!(dlock_tests::dbsize(&mut conn).await, 0);
+}
+
+/// Through the Rust API: a client's semaphore grants up to its limit, its handles give back
+/// and renew their permits, and the state counts them.
+#[tokio::test]
+async fn a_clients_semaphore_grants_up_to_its_limit() {
+    let server = redis();
+    let (_rt, client) = dlock_tests::client(&server).await;
+    let pool = client.semaphore("pool", 3);
+    let ttl = Duration::from_secs(60);
+    let two = pool.try_acquire(2, ttl).await.unwrap().expect("3 free");
+    let one = pool.try_acquire(1, ttl).await.unwrap().expect("1 free");
+    assert!(
+        pool.try_acquire(1, ttl).await.unwrap().is_none(),
+        "none free"
+    );
+    let state = pool.state().await.unwrap();
+    assert_eq!(state.held, 3);
+    assert!(state.first_ends_in.is_some_and(|d| d <= ttl), "{state:?}");
+    assert_eq!(two.release().await.unwrap(), ReleaseOutcome::Released);
+    assert_eq!(
+        two.release().await.unwrap_err().to_string(),
+        Error::NotHeld.to_string()
+    );
+    let again = pool.acquire(2, ttl).await.unwrap();
+    assert!(again.is_held() && one.is_held());
+    assert_ne!(again.info().token, two.info().token);
+
+    let mut conn = raw(&server).await;
+    let _: () = cmd("PEXPIRE")
+        .arg("pool")
+        .arg(5_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    one.extend(Duration::from_secs(600)).await.unwrap();
+    let pttl = dlock_tests::pttl(&mut conn, "pool").await;
+    assert!(
+        pttl > 500_000,
+        "the set lasts as long as the renewed permit: {pttl}"
+    );
+    assert_eq!(one.release().await.unwrap(), ReleaseOutcome::Released);
+    assert_eq!(again.release().await.unwrap(), ReleaseOutcome::Released);
+    assert_eq!(pool.state().await.unwrap().held, 0);
+    assert!(!exists(&mut conn, "pool").await);
+}
+
+/// Eight clients each waiting for one of three permits, holding it a moment: never more than
+/// three holders at once (counted by the holders themselves, before their release is sent),
+/// and every one of them gets its turn.
+#[tokio::test]
+async fn waiting_clients_share_the_permits_and_all_get_a_turn() {
+    const LIMIT: u32 = 3;
+    let server = redis();
+    let rt = dlock_tests::runtime(&server).await;
+    let held = Arc::new(AtomicI64::new(0));
+    let most = Arc::new(AtomicI64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = rt.client(dlock_tests::quick_options(0)).await.unwrap();
+        let (held, most) = (held.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            let pool = client.semaphore("pool", LIMIT);
+            for _ in 0..5 {
+                let permit = pool
+                    .wait(
+                        1,
+                        Duration::from_secs(60),
+                        Deadline::after(Duration::from_secs(60)),
+                    )
+                    .await
+                    .unwrap();
+                let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                held.fetch_sub(1, Ordering::SeqCst);
+                assert_eq!(permit.release().await.unwrap(), ReleaseOutcome::Released);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (1..=i64::from(LIMIT)).contains(&most),
+        "{most} holders at once"
+    );
+}
+
+#[tokio::test]
+async fn a_fenced_semaphores_permits_get_increasing_fences() {
+    let server = redis();
+    let rt = dlock_tests::runtime(&server).await;
+    let client = rt
+        .client(LockOptions::default().with_fencing(true))
+        .await
+        .unwrap();
+    let pool = client.semaphore("{jobs}", 2);
+    let ttl = Duration::from_secs(60);
+    let a = pool.acquire(1, ttl).await.unwrap();
+    let b = pool.acquire(1, ttl).await.unwrap();
+    assert_eq!((a.info().fence, b.info().fence), (Some(1), Some(2)));
+    a.release().await.unwrap();
+    let c = pool.acquire(1, ttl).await.unwrap();
+    assert_eq!(c.info().fence, Some(3));
+}
+
+/// Bad limits and counts are refused before Redis sees them; a key holding other data is not
+/// a semaphore, and stays as it was.
+#[tokio::test]
+async fn bad_requests_are_refused_and_other_data_is_left_alone() {
+    let server = redis();
+    let (_rt, client) = dlock_tests::client(&server).await;
+    let ttl = Duration::from_secs(1);
+    for (limit, count) in [(0, 1), (1001, 1), (2, 0), (2, 3)] {
+        let err = client
+            .semaphore("pool", limit)
+            .try_acquire(count, ttl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument(_)),
+            "{limit} {count}: {err}"
+        );
+    }
+    let mut conn = raw(&server).await;
+    assert_eq!(dlock_tests::dbsize(&mut conn).await, 0);
+    let _: () = cmd("SET")
+        .arg("job")
+        .arg("data")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = client
+        .semaphore("job", 2)
+        .acquire(1, ttl)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotALock), "{err}");
+    assert!(matches!(
+        client.semaphore("job", 2).state().await,
+        Err(Error::NotALock)
+    ));
+    assert_eq!(
+        dlock_tests::get(&mut conn, "job").await.as_deref(),
+        Some("data")
+    );
+    let lock = client.acquire("locked", ttl).await.unwrap();
+    let err = client
+        .semaphore("locked", 2)
+        .try_acquire(1, ttl)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotALock),
+        "a lock is no semaphore: {err}"
+    );
+    assert!(lock.is_held());
+    assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
 }

@@ -40,7 +40,7 @@ use core::hint::black_box;
 use bindings::dlock::lock::redis::{self, RedisError, Script, Value};
 use bindings::exports::dlock::lock::lock::{
     self as api, Acquired, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
-    LockOptions, ReleaseOutcome, WakeOnRelease,
+    LockOptions, Permits, ReleaseOutcome, SemaphoreState, WakeOnRelease,
 };
 use bindings::wasi::clocks::monotonic_clock;
 
@@ -274,6 +274,33 @@ impl GuestClient for Hostile {
 
     fn attach(&self, _key: String, _token: String) -> Result<Acquired, Error> {
         Ok(no_lock())
+    }
+
+    fn acquire_permits(&self, _key: String, _: Permits, _ttl: u64) -> Result<Acquired, Error> {
+        Err(Error::NotAcquired)
+    }
+
+    fn try_acquire_permits(
+        &self,
+        _key: String,
+        _: Permits,
+        _ttl: u64,
+    ) -> Result<Option<Acquired>, Error> {
+        Ok(None)
+    }
+
+    fn wait_for_permits(
+        &self,
+        _key: String,
+        _: Permits,
+        _timeout: u64,
+        _ttl: u64,
+    ) -> Result<Acquired, Error> {
+        Err(Error::NotAcquired)
+    }
+
+    fn semaphore_state(&self, _key: String) -> Result<SemaphoreState, Error> {
+        Err(Error::NotALock)
     }
 }
 

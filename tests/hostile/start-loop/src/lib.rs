@@ -17,7 +17,7 @@ use core::hint::black_box;
 
 use bindings::exports::dlock::lock::lock::{
     self as api, Acquired, Error, GuestClient, GuestLockHandle, HandleStatus, KeyState, LockInfo,
-    LockOptions, ReleaseOutcome, WakeOnRelease,
+    LockOptions, Permits, ReleaseOutcome, SemaphoreState, WakeOnRelease,
 };
 
 /// Runs when the instance is created, and never returns.
@@ -71,6 +71,23 @@ impl GuestClient for Never {
     }
     fn attach(&self, _: String, _: String) -> Result<Acquired, Error> {
         Err(Error::NotHeld)
+    }
+    fn acquire_permits(&self, _: String, _: Permits, _: u64) -> Result<Acquired, Error> {
+        Err(Error::NotAcquired)
+    }
+    fn try_acquire_permits(
+        &self,
+        _: String,
+        _: Permits,
+        _: u64,
+    ) -> Result<Option<Acquired>, Error> {
+        Ok(None)
+    }
+    fn wait_for_permits(&self, _: String, _: Permits, _: u64, _: u64) -> Result<Acquired, Error> {
+        Err(Error::NotAcquired)
+    }
+    fn semaphore_state(&self, _: String) -> Result<SemaphoreState, Error> {
+        Err(Error::NotALock)
     }
 }
 
