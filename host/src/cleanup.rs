@@ -7,7 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::redis::{Failure, Grants, Link, RedisCtx, run};
+use crate::bundled::BundledScript;
+use crate::redis::{Failure, Grant, Grants, Link, RedisCtx, Taken, run};
 
 /// How long a give back waits before it tries again a release Redis did not answer.
 const RETRY: Duration = Duration::from_millis(50);
@@ -54,13 +55,20 @@ impl Drop for ReleaseOnFailure {
 /// Gives back `grants` (what a call on `link` noted: the locks it may hold) with the bundled
 /// compare-and-delete script on every primary, trying each again while a primary does not
 /// answer, until `until` (when any lease of that call has run out).
-pub(crate) async fn give_back(link: &Link, grants: Vec<(String, String)>, until: Instant) {
-    let Some(release) = link.release_script() else {
-        return;
-    };
+pub(crate) async fn give_back(link: &Link, grants: Vec<Grant>, until: Instant) {
     let timeout = link.policy.command_timeout;
-    for (key, token) in grants {
-        let (keys, args) = ([key], [token]);
+    for (key, token, taken) in grants {
+        let (script, args) = match taken {
+            Taken::Lock => (BundledScript::Release, vec![token]),
+            Taken::Permits(count) => (
+                BundledScript::SemaphoreRelease,
+                vec![token, count.to_string()],
+            ),
+        };
+        let Some(release) = link.bundled_script(script) else {
+            continue;
+        };
+        let keys = [key];
         loop {
             let replies = futures_util::future::join_all(
                 link.nodes()

@@ -56,7 +56,7 @@ pub use eval::ScriptEntry;
 #[cfg(feature = "runtime")]
 pub(crate) use eval::run;
 #[cfg(feature = "runtime")]
-pub(crate) use grants::Grants;
+pub(crate) use grants::{Grant, Grants, Taken};
 #[cfg(feature = "fuzzing")]
 pub use limits::{MAX_FOREIGN_TOKEN_BYTES, RequestLimits};
 #[cfg(feature = "runtime")]

@@ -112,3 +112,52 @@ async fn a_trapped_call_gives_back_its_own_grant_and_nothing_else() {
     assert_eq!(get(&mut c2, "kept").await, Some(kept));
     assert!(matches!(c.acquire("x", TTL).await, Err(Error::Poisoned)));
 }
+
+/// The same for permits of a counting semaphore: a component that takes permits and then
+/// traps has them given back by the host (with the semaphore's release script, which removes
+/// that token's permits only), and the permits an earlier call took stay.
+#[tokio::test]
+async fn a_trapped_call_gives_back_its_own_permits_and_nothing_else() {
+    let server = redis();
+    let mut conn = raw(&server).await;
+    let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
+    let runtime = Runtime::builder(server.url())
+        .with_component(component)
+        .with_policy(Policy::default())
+        .build()
+        .await
+        .unwrap();
+    let options = LockOptions::default().with_key_prefix("grant-then-trap");
+    let c = runtime.client(options).await.unwrap();
+    c.semaphore("pool", 5).acquire(1, TTL).await.unwrap();
+    let kept: Vec<String> = redis::cmd("ZRANGE")
+        .arg("pool")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "the first call's permit");
+
+    let err = c
+        .semaphore("trap-pool", 5)
+        .acquire(2, TTL)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Trap(_)), "{err:?}");
+    until_absent(
+        &conn,
+        "trap-pool",
+        "the trapped call's permits to be given back",
+    )
+    .await;
+    let now: Vec<String> = redis::cmd("ZRANGE")
+        .arg("pool")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(now, kept);
+}

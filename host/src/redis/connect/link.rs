@@ -215,11 +215,11 @@ impl Link {
         self.stores.nodes.iter().map(|n| n.current().1).collect()
     }
 
-    /// The bundled release script, when the policy allows it.
-    pub(crate) fn release_script(&self) -> Option<Arc<AllowedScript>> {
+    /// The bundled script `script`, when the policy allows it.
+    pub(crate) fn bundled_script(&self, script: BundledScript) -> Option<Arc<AllowedScript>> {
         self.known
             .values()
-            .find(|s| s.role == Some(BundledScript::Release))
+            .find(|s| s.role == Some(script))
             .cloned()
     }
 

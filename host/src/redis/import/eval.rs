@@ -12,12 +12,12 @@ use wasmtime::component::Resource;
 
 use crate::bundled::BundledScript;
 use crate::observe::{self, Denial};
-use crate::redis::RedisView;
 use crate::redis::link::AllowedScript;
 use crate::redis::node::{Node, Outcome};
 use crate::redis::reply::{self, Failure, Reply, classify, flatten};
 use crate::redis::wit::dlock::lock::redis::{Host, HostScript, Wake};
 use crate::redis::wit::{Scalar, Value, WitRedisError};
+use crate::redis::{RedisView, Taken};
 
 /// The host value behind a guest's `script` resource.
 #[derive(Debug)]
@@ -43,8 +43,8 @@ impl HostScript for RedisView<'_> {
     }
 }
 
-/// The bundled acquire or release script with its key and token: a lock call that
-/// `grants.rs` keeps track of.
+/// A bundled acquire or release script (the lock's or the semaphore's) with its key and token:
+/// a lock call that `grants.rs` keeps track of.
 type LockCall<'a> = Option<(BundledScript, &'a String, &'a String)>;
 
 /// Admits a call that will reach `nodes` stores: the rate buckets (one call and its bytes per
@@ -94,14 +94,28 @@ fn admit<'a>(
     }
     let lock = match (script.role, keys.first(), args.first()) {
         (
-            Some(role @ (BundledScript::Acquire | BundledScript::Release)),
+            Some(
+                role @ (BundledScript::Acquire
+                | BundledScript::Release
+                | BundledScript::SemaphoreAcquire
+                | BundledScript::SemaphoreRelease),
+            ),
             Some(key),
             Some(token),
         ) => Some((role, key, token)),
         _ => None,
     };
-    if let Some((BundledScript::Acquire, key, token)) = lock {
-        ctx.grants.note(key, token);
+    let taken = match lock {
+        Some((BundledScript::Acquire, ..)) => Some(Taken::Lock),
+        // The shape was checked: the fourth argument is the count, 1 to MAX_PERMITS.
+        Some((BundledScript::SemaphoreAcquire, ..)) => args
+            .get(3)
+            .and_then(|count| count.parse().ok())
+            .map(Taken::Permits),
+        _ => None,
+    };
+    if let (Some((_, key, token)), Some(taken)) = (lock, taken) {
+        ctx.grants.note(key, token, taken);
         ctx.acquire_attempts += 1;
     }
     Ok(lock)
@@ -137,13 +151,15 @@ fn settle(
             .all(|reply| matches!(reply, Ok(value) if f(value)))
     };
     match lock {
-        Some((BundledScript::Acquire, key, token)) if answered(|v| !acquired(v)) => {
+        Some((BundledScript::Acquire | BundledScript::SemaphoreAcquire, key, token))
+            if answered(|v| !acquired(v)) =>
+        {
             grants.forget(key, token);
             if replies.iter().any(|r| matches!(r, Ok(v) if busy(v))) {
                 observe::busy();
             }
         }
-        Some((BundledScript::Release, key, token))
+        Some((BundledScript::Release | BundledScript::SemaphoreRelease, key, token))
             if answered(|v| matches!(v, redis::Value::Int(_))) =>
         {
             grants.forget(key, token)
@@ -152,7 +168,8 @@ fn settle(
     }
 }
 
-/// Whether a reply of the bundled acquire script granted the lock (a positive integer).
+/// Whether a reply of a bundled acquire script granted the lock or permits (a positive
+/// integer).
 fn acquired(reply: &redis::Value) -> bool {
     matches!(reply, redis::Value::Int(n) if *n > 0)
 }

@@ -1,13 +1,15 @@
 //! The locks a call into the component may have taken, as the host sees them go by, so that a
 //! call that traps or is cancelled does not leave them behind.
 //!
-//! The host recognises the bundled component's acquire and release scripts by SHA1. An
-//! acquire attempt notes `(key, token)` before it is sent (the attempt may succeed even if its
+//! The host recognises the bundled component's acquire and release scripts by SHA1, the lock's
+//! and the counting semaphore's. An acquire attempt notes its key, token and what it takes
+//! (the lock, or a number of permits) before it is sent (the attempt may succeed even if its
 //! reply never arrives); a busy reply or a release forgets it. The list belongs to the call in
 //! progress: it starts empty at every call, so a call that completes hands every lock it took
 //! to its caller (as a handle) and the list holds nothing of earlier calls. When a call fails
 //! (a trap, a budget overrun, or its future dropped), the client is poisoned and the locks
-//! *that call* noted are released in the background with the same compare-and-delete script:
+//! *that call* noted are released in the background with the same compare-and-delete script
+//! (permits with the semaphore's release script, which removes only the token's own permits):
 //! a lock that was never taken, or has since changed hands, is left alone, and locks whose
 //! handles earlier calls returned stay in Redis until they are released or expire. Scripts of
 //! other components are not recognised; their locks expire with their TTL.
@@ -19,15 +21,28 @@ use std::sync::Mutex;
 /// component cannot make the host hold more than this many keys and tokens.
 pub(crate) const MAX_GRANTS: usize = 64;
 
-/// The `(key, token)` pairs the call in progress may have acquired.
+/// What an acquire attempt may have taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// The lock key.
+    #[default]
+    Lock,
+    /// This many permits of a counting semaphore.
+    Permits(u32),
+}
+
+/// One noted acquisition: key, token, and what it took.
+pub(crate) type Grant = (String, String, Taken);
+
+/// The grants the call in progress may have acquired.
 #[derive(Debug, Default)]
 pub(crate) struct Grants(Mutex<Noted>);
 
-/// The noted pairs are `pairs[..len]`, oldest first; the slots past `len` keep their strings'
-/// buffers for the next notes, so that noting allocates nothing once a client is warm.
+/// The noted grants are `pairs[..len]`, oldest first; the slots past `len` keep their
+/// strings' buffers for the next notes, so that noting allocates nothing once a client is warm.
 #[derive(Debug, Default)]
 struct Noted {
-    pairs: Vec<(String, String)>,
+    pairs: Vec<Grant>,
     len: usize,
 }
 
@@ -36,8 +51,8 @@ impl Grants {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// An acquire of `key` with `token` is about to be sent.
-    pub(crate) fn note(&self, key: &str, token: &str) {
+    /// An acquire of `key` with `token`, taking `taken`, is about to be sent.
+    pub(crate) fn note(&self, key: &str, token: &str, taken: Taken) {
         self.with(|noted| {
             if noted.position(key, token).is_some() {
                 return;
@@ -46,13 +61,14 @@ impl Grants {
                 noted.remove(0);
             }
             if noted.len == noted.pairs.len() {
-                noted.pairs.push((key.to_owned(), token.to_owned()));
+                noted.pairs.push((key.to_owned(), token.to_owned(), taken));
             } else {
-                let (k, t) = &mut noted.pairs[noted.len];
+                let (k, t, what) = &mut noted.pairs[noted.len];
                 k.clear();
                 k.push_str(key);
                 t.clear();
                 t.push_str(token);
+                *what = taken;
             }
             noted.len += 1;
         });
@@ -73,7 +89,7 @@ impl Grants {
     }
 
     /// Everything noted, emptying the list.
-    pub(crate) fn take(&self) -> Vec<(String, String)> {
+    pub(crate) fn take(&self) -> Vec<Grant> {
         self.with(|noted| {
             let len = std::mem::take(&mut noted.len);
             noted.pairs.drain(..len).collect()
@@ -85,7 +101,7 @@ impl Noted {
     fn position(&self, key: &str, token: &str) -> Option<usize> {
         self.pairs[..self.len]
             .iter()
-            .position(|(k, t)| k == key && t == token)
+            .position(|(k, t, _)| k == key && t == token)
     }
 
     /// Forgets the `i`th pair, keeping the others' order and its buffers for reuse.
@@ -97,19 +113,22 @@ impl Noted {
 
 #[cfg(test)]
 mod tests {
-    use super::Grants;
+    use super::{Grants, Taken};
 
     #[test]
     fn grants_are_noted_once_and_forgotten_by_key_and_token() {
         let grants = Grants::default();
-        grants.note("a", "t1");
-        grants.note("a", "t1");
-        grants.note("a", "t2");
-        grants.note("b", "t1");
+        grants.note("a", "t1", Taken::Lock);
+        grants.note("a", "t1", Taken::Lock);
+        grants.note("a", "t2", Taken::Lock);
+        grants.note("b", "t1", Taken::Permits(3));
         grants.forget("a", "t1");
         assert_eq!(
             grants.take(),
-            [("a".into(), "t2".into()), ("b".into(), "t1".into())]
+            [
+                ("a".into(), "t2".into(), Taken::Lock),
+                ("b".into(), "t1".into(), Taken::Permits(3))
+            ]
         );
         assert!(grants.take().is_empty());
     }
@@ -117,17 +136,20 @@ mod tests {
     #[test]
     fn a_cleared_list_notes_afresh_in_reused_slots() {
         let grants = Grants::default();
-        grants.note("a", "t1");
-        grants.note("b", "t2");
+        grants.note("a", "t1", Taken::Lock);
+        grants.note("b", "t2", Taken::Lock);
         grants.clear();
         assert!(grants.take().is_empty());
-        grants.note("c", "token-longer-than-before");
-        grants.note("a", "t1");
+        grants.note("c", "token-longer-than-before", Taken::Lock);
+        grants.note("a", "t1", Taken::Lock);
         grants.forget("c", "token-longer-than-before");
-        grants.note("d", "t4");
+        grants.note("d", "t4", Taken::Lock);
         assert_eq!(
             grants.take(),
-            [("a".into(), "t1".into()), ("d".into(), "t4".into())]
+            [
+                ("a".into(), "t1".into(), Taken::Lock),
+                ("d".into(), "t4".into(), Taken::Lock)
+            ]
         );
     }
 
@@ -135,7 +157,7 @@ mod tests {
     fn the_list_is_bounded_and_forgets_the_oldest_first() {
         let grants = Grants::default();
         for i in 0..=super::MAX_GRANTS {
-            grants.note(&format!("k{i}"), "t");
+            grants.note(&format!("k{i}"), "t", Taken::Lock);
         }
         let kept = grants.take();
         assert_eq!(kept.len(), super::MAX_GRANTS);

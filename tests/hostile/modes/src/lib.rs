@@ -10,7 +10,8 @@
 //! `oracle` (the bundled acquire script with a guessed value as its token, to learn or touch
 //! `key`'s value), `delete-fence` (the bundled release script on a fence counter, with the
 //! counter's value as the token), `grant-then-trap` (a real lock on `key` with a UUID-shaped
-//! token, then a trap when `key` contains `trap`), `flood-write` (20,000 acquires of 1000-byte
+//! token, then a trap when `key` contains `trap`; `acquire-permits` does the same with the
+//! semaphore's acquire script and the permits asked), `flood-write` (20,000 acquires of 1000-byte
 //! keys with the longest TTL, reporting how many reached Redis), `huge-script` (registering a
 //! 1 MiB script), `sleep` (`acquire` sleeps forever, `wait-for-lock` for its timeout),
 //! `random-bomb` (asks WASI random for 8 MiB, which fits in its memory); with
@@ -47,6 +48,7 @@ use bindings::wasi::clocks::monotonic_clock;
 const ACQUIRE: &str = include_str!("../../../../guest/scripts/acquire.lua");
 const RELEASE: &str = include_str!("../../../../guest/scripts/release.lua");
 const CHECK: &str = include_str!("../../../../guest/scripts/check.lua");
+const SEMAPHORE_ACQUIRE: &str = include_str!("../../../../guest/scripts/semaphore_acquire.lua");
 /// The script of the `huge-reply` mode; a test allows it explicitly to reach the reply cap.
 const HUGE_REPLY: &str = include_str!("../../huge-reply.lua");
 
@@ -276,8 +278,21 @@ impl GuestClient for Hostile {
         Ok(no_lock())
     }
 
-    fn acquire_permits(&self, _key: String, _: Permits, _ttl: u64) -> Result<Acquired, Error> {
-        Err(Error::NotAcquired)
+    fn acquire_permits(&self, key: String, permits: Permits, _ttl: u64) -> Result<Acquired, Error> {
+        if self.mode != "grant-then-trap" {
+            return Err(Error::NotAcquired);
+        }
+        let args = [
+            uuid_shaped(key.len() as u64),
+            "30000".to_owned(),
+            format!("{}", permits.limit),
+            format!("{}", permits.count),
+        ];
+        run(SEMAPHORE_ACQUIRE, core::slice::from_ref(&key), &args).map_err(Error::Redis)?;
+        if key.contains("trap") {
+            core::arch::wasm32::unreachable();
+        }
+        Ok(no_lock())
     }
 
     fn try_acquire_permits(
