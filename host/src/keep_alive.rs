@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
 
-use crate::client::{Client, LockHandle};
+use crate::client::{Client, LockHandle, Semaphore};
 use crate::error::{Error, Lost, Result};
 use crate::observe;
 use crate::options::{HandleStatus, ReleaseOutcome};
@@ -278,15 +278,43 @@ impl Client {
         W: FnOnce(LostSignal) -> F,
         F: Future<Output = T>,
     {
-        let kept = self.acquire(key, options.ttl).await?.keep_alive(options);
-        let work = work(kept.lost_signal());
-        let outcome = tokio::select! {
-            done = work => Ok(done),
-            lost = kept.lost() => Err(Error::LockLost(lost)),
-        };
-        let _ = kept.release().await;
-        outcome
+        let held = self.acquire(key, options.ttl).await?;
+        work_while_kept(held, options, work).await
     }
+}
+
+impl Semaphore<'_> {
+    /// Takes `count` permits (with [`Semaphore::acquire`]), runs `work` while keeping them
+    /// alive as `options` say, then gives them back: [`Client::with_lock`] for permits.
+    pub async fn with_permits<T, F, W>(
+        &self,
+        count: u32,
+        options: KeepAliveOptions,
+        work: W,
+    ) -> Result<T>
+    where
+        W: FnOnce(LostSignal) -> F,
+        F: Future<Output = T>,
+    {
+        let held = self.acquire(count, options.ttl).await?;
+        work_while_kept(held, options, work).await
+    }
+}
+
+/// Runs `work` while `held` is kept alive, stopping it when the lease is lost, then releases.
+async fn work_while_kept<T, F, W>(held: LockHandle, options: KeepAliveOptions, work: W) -> Result<T>
+where
+    W: FnOnce(LostSignal) -> F,
+    F: Future<Output = T>,
+{
+    let kept = held.keep_alive(options);
+    let work = work(kept.lost_signal());
+    let outcome = tokio::select! {
+        done = work => Ok(done),
+        lost = kept.lost() => Err(Error::LockLost(lost)),
+    };
+    let _ = kept.release().await;
+    outcome
 }
 
 #[cfg(test)]

@@ -531,3 +531,14 @@ async fn bad_requests_are_refused_and_other_data_is_left_alone() {
     assert!(lock.is_held());
     assert_eq!(lock.release().await.unwrap(), ReleaseOutcome::Released);
 }
+
+#[test]
+fn the_rust_guide_shows_the_semaphore_example_as_it_is() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let guide = std::fs::read_to_string(root.join("docs/RUST.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("host/examples/semaphore.rs")).unwrap();
+    assert!(
+        guide.contains(&format!("```rust\n{example}```")),
+        "docs/RUST.md must show host/examples/semaphore.rs verbatim"
+    );
+}
