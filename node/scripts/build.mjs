@@ -64,6 +64,10 @@ const ASYNC_EXPORTS = [
   `${LOCK}#[method]client.wait-for-lock`,
   `${LOCK}#[method]client.is-locked`,
   `${LOCK}#[method]client.key-state`,
+  `${LOCK}#[method]client.acquire-permits`,
+  `${LOCK}#[method]client.try-acquire-permits`,
+  `${LOCK}#[method]client.wait-for-permits`,
+  `${LOCK}#[method]client.semaphore-state`,
   `${LOCK}#[method]lock-handle.release`,
   `${LOCK}#[method]lock-handle.extend`,
 ];

@@ -91,6 +91,26 @@ export declare class LockHandle {
   get fence(): bigint | null;
 }
 
+/** What Redis says about a counting semaphore. */
+export interface SemaphoreState {
+  /** The permits held (their lease has not ended), by every holder. */
+  held: number;
+  /** Milliseconds until the first of those leases ends; null when none is held. */
+  firstEndsInMs: number | null;
+}
+
+/** A counting semaphore (`DistributedLock#semaphore`): at most `limit` permits of `key` held at
+ * once; each acquisition's handle releases and extends its permits. */
+export declare class Semaphore {
+  private constructor();
+  readonly key: string;
+  readonly limit: number;
+  acquire(ttlMs: number | bigint, count?: number): Promise<LockHandle>;
+  tryAcquire(ttlMs: number | bigint, count?: number): Promise<LockHandle | null>;
+  waitFor(timeoutMs: number | bigint, ttlMs: number | bigint, count?: number): Promise<LockHandle>;
+  state(): Promise<SemaphoreState>;
+}
+
 export declare class DistributedLock {
   /**
    * `redis`: an ioredis client (or Cluster) you own. A list of 2 to `MAX_QUORUM_NODES` ioredis
@@ -104,6 +124,8 @@ export declare class DistributedLock {
   isLocked(key: string): Promise<boolean>;
   keyState(key: string): Promise<KeyState>;
   attach(key: string, token: string): Promise<LockHandle>;
+  /** The counting semaphore at `key` with `limit` permits (1 to 1000). */
+  semaphore(key: string, limit: number): Semaphore;
   /** Ends the component instances (worker threads too) and the waits in progress, and closes
    * the connections waits opened. Final: every later call on this DistributedLock or its
    * handles fails with `ClientClosedError`; idempotent. The Redis client stays the caller's. */

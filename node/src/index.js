@@ -16,7 +16,7 @@ import { componentInfo, resolvePolicy, TokenBucket } from './policy.js';
 import { Pool } from './pool.js';
 import { BlockingPool } from './wait.js';
 import { monotonicNow } from './wasi.js';
-import { durationMs, fromInfo, fromKeyState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions } from './wit.js';
+import { durationMs, fromInfo, fromKeyState, fromSemaphoreState, LOCK_OPTION_NAMES, localIsHeld, toError, toLockOptions, toPermits } from './wit.js';
 
 export * from './errors.js';
 
@@ -91,6 +91,19 @@ function quorumOf(clients) {
 function rethrow(e) {
   if (e instanceof DistributedLockError) throw e;
   throw new ComponentTrapError(`dlock: the component failed: ${e?.message ?? e}`, { cause: e });
+}
+
+/**
+ * What is left of `timeout` (milliseconds, bigint), as a function the pool calls when the call
+ * reaches its instance: the time spent queued, or waiting for a worker to start, counts against
+ * the timeout.
+ */
+function timeLeft(timeout) {
+  const since = performance.now();
+  return () => {
+    const waited = BigInt(Math.floor(performance.now() - since));
+    return timeout > waited ? timeout - waited : 0n;
+  };
 }
 
 // Handles that are dropped without release give their component resource back.
@@ -181,16 +194,8 @@ export class DistributedLock {
    * release of the lock ends each wait between attempts (`wakeOnRelease`). */
   waitForLock(key, timeoutMs, ttlMs) {
     return promised(() => {
-      const since = performance.now();
-      const timeout = durationMs('timeoutMs', timeoutMs);
-      const ttl = durationMs('ttlMs', ttlMs, false);
-      // The time the call spends waiting for an instance (queued, or a worker starting) counts
-      // against its timeout: the component gets what is left when the call reaches it.
-      const left = () => {
-        const waited = BigInt(Math.floor(performance.now() - since));
-        return timeout > waited ? timeout - waited : 0n;
-      };
-      return this.#handleOp('waitForLock', checkKey(key), left, ttl);
+      const left = timeLeft(durationMs('timeoutMs', timeoutMs));
+      return this.#handleOp('waitForLock', checkKey(key), left, durationMs('ttlMs', ttlMs, false));
     });
   }
 
@@ -225,6 +230,23 @@ export class DistributedLock {
     return fromKeyState(await this.#query('keyState', key));
   }
 
+  /** The counting semaphore at `key` with `limit` permits (1 to 1000; checked by each call): at
+   * most `limit` permits held at once by every client of the key together, each acquisition a
+   * lease returned as a `LockHandle`. Refused in quorum mode. */
+  semaphore(key, limit) {
+    return new Semaphore(this, checkKey(key), limit);
+  }
+
+  /** @internal */
+  permitsOp(op, key, a, b) {
+    return this.#handleOp(op, key, a, b);
+  }
+
+  /** @internal */
+  async semaphoreStateOf(key) {
+    return fromSemaphoreState(await this.#query('semaphoreState', key));
+  }
+
   /** Ends the component instances (and the worker threads of the worker backend) and the waits
    * in progress, and closes the connections waits opened. Final: every later call on this
    * DistributedLock or its handles fails with `ClientClosedError`; calling it again does nothing
@@ -233,6 +255,49 @@ export class DistributedLock {
     const closing = this.#pool.close();
     for (const pool of this.#blocking) pool.close();
     return closing;
+  }
+}
+
+/**
+ * A counting semaphore (`DistributedLock#semaphore`): `acquire`, `tryAcquire` and `waitFor`
+ * take `count` permits (default 1) for `ttlMs` and return a `LockHandle` whose `release` gives
+ * them back and `extend` renews them. Waits between attempts are plain backoff (no wake-up on
+ * release). Every client of one key must use the same limit.
+ */
+export class Semaphore {
+  #lock;
+
+  /** @internal */
+  constructor(lock, key, limit) {
+    this.#lock = lock;
+    this.key = key;
+    this.limit = limit;
+  }
+
+  /** Takes `count` permits, retrying with backoff; `LockAcquisitionError` when every attempt
+   * found too few free. */
+  acquire(ttlMs, count = 1) {
+    return promised(() => this.#lock.permitsOp('acquirePermits', this.key, toPermits(this.limit, count), durationMs('ttlMs', ttlMs, false)));
+  }
+
+  /** One attempt: a handle, or `null` when too few permits are free. */
+  tryAcquire(ttlMs, count = 1) {
+    return promised(() => this.#lock.permitsOp('tryAcquirePermits', this.key, toPermits(this.limit, count), durationMs('ttlMs', ttlMs, false)));
+  }
+
+  /** Tries until `count` permits are taken or `timeoutMs` have passed (`LockAcquisitionError`). */
+  waitFor(timeoutMs, ttlMs, count = 1) {
+    return promised(() => {
+      const left = timeLeft(durationMs('timeoutMs', timeoutMs));
+      const ttl = durationMs('ttlMs', ttlMs, false);
+      return this.#lock.permitsOp('waitForPermits', this.key, { ...toPermits(this.limit, count), ttlMs: ttl }, left);
+    });
+  }
+
+  /** `{ held, firstEndsInMs }`: the permits held by everyone, and the milliseconds until the
+   * first of their leases ends (null when none is held). */
+  state() {
+    return this.#lock.semaphoreStateOf(this.key);
   }
 }
 

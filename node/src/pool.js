@@ -11,9 +11,9 @@
 // moving a call to another instance moves that object.
 
 // Operations whose result names a new lock handle in the instance.
-const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach']);
+const HANDLE_OPS = new Set(['acquire', 'tryAcquire', 'waitForLock', 'attach', 'acquirePermits', 'tryAcquirePermits', 'waitForPermits']);
 // Operations that can wait long (acquire's retries, waitForLock's polling).
-export const BLOCKING_OPS = new Set(['acquire', 'waitForLock']);
+export const BLOCKING_OPS = new Set(['acquire', 'waitForLock', 'acquirePermits', 'waitForPermits']);
 
 /** `v`, or for a function its value now (see `Slot.step`). */
 const now = (v) => (typeof v === 'function' ? v() : v);

@@ -242,6 +242,9 @@ export function evalScript(redis, policy, entry, keys, args, host = null) {
   });
 }
 
+/** The bundled scripts whose replies settle a noted grant (grants.rs). */
+const GRANT_ROLES = new Set(['acquire', 'release', 'semaphore_acquire', 'semaphore_release']);
+
 /** Most (key, token) pairs remembered for one call (grants.rs `MAX_GRANTS`). */
 const MAX_GRANTS = 64;
 
@@ -321,8 +324,8 @@ export class RedisHost {
     }
     const refused = this.police(entry, keys, args, 1);
     if (refused !== null) return Promise.reject(refused);
-    if (entry.role === 'acquire') this.note(keys[0], args[0]);
-    return evalScript(this.redis, this.policy, entry, keys, args, entry.role === 'acquire' || entry.role === 'release' ? this : null);
+    this.noteAcquire(entry.role, keys, args);
+    return evalScript(this.redis, this.policy, entry, keys, args, GRANT_ROLES.has(entry.role) ? this : null);
   }
 
   /**
@@ -336,7 +339,7 @@ export class RedisHost {
     if (refused !== null) return Promise.reject(refused);
     // Over a quorum a grant is given back on every primary (compare-and-delete leaves the
     // others alone), so no single primary's reply forgets it.
-    if (entry.role === 'acquire') this.note(keys[0], args[0]);
+    this.noteAcquire(entry.role, keys, args);
     return Promise.all(this.clients.map((c) => evalScript(c, this.policy, entry, keys, args).then(...eachNode)));
   }
 
@@ -369,18 +372,26 @@ export class RedisHost {
     for (const pool of this.ownPools ?? []) pool.close();
   }
 
-  /** A reply of the bundled acquire or release script: an acquire that did not grant (busy: 0
-   * or {0, pttl}; not a lock: -1), or any release reply, means the key does not hold the token
-   * because of this call. */
+  /** A reply of a bundled acquire or release script (the lock's or the semaphore's): an
+   * acquire that did not grant (busy: 0 or {0, pttl}; not a lock: -1), or any release reply,
+   * means the key does not hold the token because of this call. */
   replied(role, keys, args, value) {
     const granted = value.tag === 'int' && value.val > 0n;
-    if (role === 'release' ? value.tag === 'int' : !granted) this.forget(keys[0], args[0]);
+    const release = role === 'release' || role === 'semaphore_release';
+    if (release ? value.tag === 'int' : !granted) this.forget(keys[0], args[0]);
   }
 
-  note(key, token) {
+  /** An acquire about to be sent: its key, token and what it takes (`permits`: the
+   * semaphore's count, its fourth argument; null for a lock) are noted. */
+  noteAcquire(role, keys, args) {
+    if (role === 'acquire') this.note(keys[0], args[0], null);
+    else if (role === 'semaphore_acquire') this.note(keys[0], args[0], args[3]);
+  }
+
+  note(key, token, permits) {
     if (this.grants.some(([k, t]) => k === key && t === token)) return;
     if (this.grants.length === MAX_GRANTS) this.grants.shift();
-    this.grants.push([key, token]);
+    this.grants.push([key, token, permits]);
   }
 
   forget(key, token) {
@@ -396,13 +407,16 @@ export class RedisHost {
   releaseGrants() {
     const grants = this.grants;
     this.grants = [];
-    const release = [...this.policy.allowed.values()].find((e) => e.role === 'release');
-    if (release === undefined || grants.length === 0) return Promise.resolve();
+    const script = (role) => [...this.policy.allowed.values()].find((e) => e.role === role);
+    if (grants.length === 0) return Promise.resolve();
     return (async () => {
-      for (const [key, token] of grants) {
+      for (const [key, token, permits] of grants) {
+        const release = script(permits === null ? 'release' : 'semaphore_release');
+        if (release === undefined) continue;
+        const args = permits === null ? [token] : [token, permits];
         for (const client of this.clients) {
           try {
-            await evalScript(client, this.policy, release, [key], [token]);
+            await evalScript(client, this.policy, release, [key], args);
           } catch {
             // best effort: the lock expires with its TTL
           }

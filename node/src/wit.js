@@ -85,6 +85,14 @@ export function createExecutor(lock, witOptions) {
           return then(client.keyState(a), ok);
         case 'attach': // key, token
           return Promise.resolve(put(client.attach(a, b)));
+        case 'acquirePermits': // key, { limit, count }, ttlMs
+          return then(client.acquirePermits(a, b, c), put);
+        case 'tryAcquirePermits': // key, { limit, count }, ttlMs
+          return then(client.tryAcquirePermits(a, b, c), putMaybe);
+        case 'waitForPermits': // key, { limit, count, ttlMs }, timeoutMs
+          return then(client.waitForPermits(a, { limit: b.limit, count: b.count }, c, b.ttlMs), put);
+        case 'semaphoreState': // key
+          return then(client.semaphoreState(a), ok);
         case 'release': {
           // handle id. A released handle can do nothing more: its resource goes at once, and the
           // caller knows its state (released, not held) without asking. A release that found
@@ -170,6 +178,16 @@ export function durationMs(name, v, allowZero = true) {
   const refused = checkDurationMs(name, ms, allowZero);
   if (refused !== null) throw new InvalidArgumentError(refused);
   return ms;
+}
+
+/** A WIT `permits` record: `limit` and `count` as u32 (the component checks their ranges). */
+export function toPermits(limit, count) {
+  return { limit: u32('limit', limit), count: u32('count', count) };
+}
+
+/** The public form of a WIT `semaphore-state`. */
+export function fromSemaphoreState(state) {
+  return { held: state.held, firstEndsInMs: state.firstEndsInMs === undefined ? null : Number(state.firstEndsInMs) };
 }
 
 function bool(name, v) {

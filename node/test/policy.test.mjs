@@ -356,39 +356,46 @@ for (const backend of backends()) {
       assert.equal(await lock.isLocked(k), false, 'works again once Redis answers');
     });
 
-    test('a call that traps gives back the locks it took, and only those', async () => {
-      // The instance's memory starts at 128 KiB: the first growth is over this cap, and the call
-      // that grew it traps (after it acquired).
-      const lock = make({ maxInstances: 1, policy: { maxMemoryBytes: 128 * 1024 } });
-      const base = key('trap').padEnd(500, 'x');
-      const kept = [];
-      let trapped = null;
-      for (let i = 0; i < 5000 && trapped === null; i++) {
-        try {
-          kept.push(await lock.tryAcquire(`${base}${i}`, 60000));
-        } catch (e) {
-          trapped = { e, key: `${base}${i}` };
+    // A lock, or one permit of a semaphore: a trap gives back either the same way.
+    const TAKES = {
+      locks: { take: (lock, k) => lock.tryAcquire(k, 60000), held: async (h) => (await admin.get(h.key)) === h.token },
+      permits: { take: (lock, k) => lock.semaphore(k, 1).tryAcquire(60000), held: async (h) => (await admin.zscore(h.key, `${h.token}:1`)) !== null },
+    };
+    for (const [what, { take, held }] of Object.entries(TAKES)) {
+      test(`a call that traps gives back the ${what} it took, and only those`, async () => {
+        // The instance's memory starts at 128 KiB: the first growth is over this cap, and the
+        // call that grew it traps (after it acquired).
+        const lock = make({ maxInstances: 1, policy: { maxMemoryBytes: 128 * 1024 } });
+        const base = key('trap').padEnd(500, 'x');
+        const kept = [];
+        let trapped = null;
+        for (let i = 0; i < 5000 && trapped === null; i++) {
+          try {
+            kept.push(await take(lock, `${base}${i}`));
+          } catch (e) {
+            trapped = { e, key: `${base}${i}` };
+          }
         }
-      }
-      assert.ok(trapped, 'the memory never grew');
-      assert.ok(trapped.e instanceof ComponentTrapError, trapped.e);
-      assert.match(trapped.e.message, /memory grew/);
-      await until('the trapped call\'s lock to be given back', async () => (await admin.exists(trapped.key)) === 0);
-      // earlier calls returned their handles: their locks stay until released or expired
-      assert.equal(await admin.get(kept[0].key), kept[0].token);
-      assert.equal(await admin.get(kept.at(-1).key), kept.at(-1).token);
-      // the handles of the trapped instance are unusable; the DistributedLock goes on with a new one
-      assert.equal(kept[0].isHeld, false, 'a handle of a trapped instance does not report held');
-      assert.equal(kept[0].info.status, 'lost');
-      assert.ok((await rejection(kept[0].release())) instanceof ComponentTrapError);
-      const fresh = await lock.tryAcquire(key('after-trap'), 1000);
-      await fresh.release();
-      // close() is final for them too: ClientClosedError, as for every other handle
-      await lock.close();
-      const closed = await rejection(kept[0].release());
-      assert.ok(closed instanceof ClientClosedError, closed);
-      await admin.del(...kept.map((h) => h.key));
-    });
+        assert.ok(trapped, 'the memory never grew');
+        assert.ok(trapped.e instanceof ComponentTrapError, trapped.e);
+        assert.match(trapped.e.message, /memory grew/);
+        await until('the trapped call\'s grant to be given back', async () => (await admin.exists(trapped.key)) === 0);
+        // earlier calls returned their handles: theirs stay until released or expired
+        assert.ok(await held(kept[0]));
+        assert.ok(await held(kept.at(-1)));
+        // the handles of the trapped instance are unusable; the DistributedLock goes on with a new one
+        assert.equal(kept[0].isHeld, false, 'a handle of a trapped instance does not report held');
+        assert.equal(kept[0].info.status, 'lost');
+        assert.ok((await rejection(kept[0].release())) instanceof ComponentTrapError);
+        const fresh = await take(lock, key('after-trap'));
+        await fresh.release();
+        // close() is final for them too: ClientClosedError, as for every other handle
+        await lock.close();
+        const closed = await rejection(kept[0].release());
+        assert.ok(closed instanceof ClientClosedError, closed);
+        await admin.del(...kept.map((h) => h.key));
+      });
+    }
 
     test('fences stop at 9 * 10^15, refused past it, never rounded', async () => {
       const [k1, k2] = [key('bigfence'), key('bigfence')];

@@ -1,6 +1,6 @@
 // Type-checked by `npm run typecheck`: the declarations fit an ioredis client and the API's use.
 import { Redis } from 'ioredis';
-import { ClientClosedError, COMPONENT, ComponentTrapError, DistributedLock, DistributedLockError, InvalidArgumentError, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo, type LockInfoJSON, type LockOptions, type PolicyOptions } from '../src/index.js';
+import { ClientClosedError, COMPONENT, ComponentTrapError, DistributedLock, DistributedLockError, InvalidArgumentError, InvalidLockError, LockAcquisitionError, LockGrantedTooLateError, LockRedisError, NotALockError, type HandleStatus, type KeyState, type LockHandle, type LockInfo, type LockInfoJSON, type LockOptions, type PolicyOptions, type Semaphore, type SemaphoreState } from '../src/index.js';
 
 async function main(): Promise<void> {
   const redis = new Redis();
@@ -22,6 +22,12 @@ async function main(): Promise<void> {
   const fence: bigint | null = info.fence;
   await h.extend(5_000);
   await h.release();
+  const pool: Semaphore = lock.semaphore('exports', 3);
+  const permits: LockHandle = await pool.acquire(10_000, 2);
+  const slot: LockHandle | null = await pool.tryAcquire(10_000);
+  const taken: SemaphoreState = await pool.state();
+  console.log(taken.held, taken.firstEndsInMs, slot?.fence, await pool.waitFor(1000, 1000));
+  await permits.release();
   const maybe: LockHandle | null = await lock.tryAcquire('job', 1000);
   if (maybe) await maybe.release();
   try {

@@ -93,3 +93,34 @@ fn the_embedding_guide_shows_the_minimal_and_composed_hosts_as_they_are() {
         );
     }
 }
+
+/// A counting semaphore from a plugin, both ways: a plugin asking eight times for one of three
+/// permits gets three, and gives them back.
+#[tokio::test]
+async fn plugins_take_at_most_a_semaphores_permits_either_way() {
+    let server = RedisServer::start().unwrap();
+    let host = PluginHost::connect(&server.url()).await.unwrap();
+    for path in [Path::HostProvided, Path::Composed] {
+        let plugin = host.load(JOB_PLUGIN, path, "jobs:").unwrap();
+        let (got,): (Result<u32, String>,) = host
+            .call(
+                &plugin,
+                "take-slots",
+                ("jobs:slots".to_owned(), 3u32, 8u32, 10_000u64),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got, Ok(3), "{path:?}");
+    }
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let left: i64 = redis::cmd("EXISTS")
+        .arg("jobs:slots")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "every permit given back");
+}

@@ -12,7 +12,7 @@ mod bindings {
     });
 }
 
-use bindings::dlock::lock::lock::{Client, LockOptions, default_options};
+use bindings::dlock::lock::lock::{Client, LockOptions, Permits, default_options};
 use bindings::example::jobs::counter;
 
 /// How long one job's lease lasts, and how long it waits for the lock, in milliseconds.
@@ -61,6 +61,24 @@ impl bindings::Guest for Plugin {
                 Err(e) => Err(format!("{e:?}")),
             }
         })
+    }
+
+    fn take_slots(key: String, limit: u32, tries: u32, ttl_ms: u64) -> Result<u32, String> {
+        let client = Client::create(&default_options()).map_err(|e| format!("create: {e:?}"))?;
+        let one = Permits { limit, count: 1 };
+        let mut held = Vec::new();
+        for _ in 0..tries {
+            match client.try_acquire_permits(&key, one, ttl_ms) {
+                Ok(Some(slot)) => held.push(slot),
+                Ok(None) => {}
+                Err(e) => return Err(format!("{e:?}")),
+            }
+        }
+        let got = held.len() as u32;
+        for slot in held {
+            slot.handle.release().map_err(|e| format!("{e:?}"))?;
+        }
+        Ok(got)
     }
 }
 
