@@ -5,7 +5,11 @@
 // loopback port unless REDIS_URL is set).
 //
 //   node bench.mjs [--seconds S] [--rounds R] [--concurrency 1,32]
-//                  [--impls dlock,dlock-worker,plain,redlock,semaphore]
+//                  [--impls dlock,dlock-worker,plain,redlock,semaphore,dlock-sem,redis-semaphore-sem]
+//
+// `dlock-sem` and `redis-semaphore-sem` are counting semaphores instead: one permit of one
+// shared key (limit 1000) per pair, this package's `lock.semaphore` against redis-semaphore's
+// `Semaphore`.
 //
 // Each (implementation, concurrency) is run R rounds, interleaved, each round S seconds after a
 // short warm-up; the table shows the median round. CPU per pair is this process' user+system CPU
@@ -17,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Redlock } from '@sesamecare-oss/redlock';
-import { Mutex } from 'redis-semaphore';
+import { Mutex, Semaphore } from 'redis-semaphore';
 import { DistributedLock, defaultBackend } from './src/index.js';
 import { freePort } from './test/helpers.mjs';
 
@@ -32,7 +36,7 @@ const { values: argv } = parseArgs({
   },
 });
 if (argv.help) {
-  console.log(`usage: node bench.mjs [--seconds S] [--rounds R] [--concurrency 1,32] [--impls dlock,dlock-worker,plain,redlock,semaphore] [--warmup S]
+  console.log(`usage: node bench.mjs [--seconds S] [--rounds R] [--concurrency 1,32] [--impls dlock,dlock-worker,plain,redlock,semaphore,dlock-sem,redis-semaphore-sem] [--warmup S]
 
 Acquire+release pairs per second, median of R interleaved rounds of S seconds each, for this
 package (JSPI where this Node has it, and the worker backend), a plain-JavaScript lock with the
@@ -195,6 +199,33 @@ const impls = {
     };
   },
 };
+// Counting semaphores: one permit of one shared key per pair, with a limit above any
+// concurrency measured (every loop gets its permit; the key's sorted set is shared).
+const SEM_LIMIT = 1000;
+Object.assign(impls, {
+  'dlock-sem': () => {
+    const lock = new DistributedLock(redis, { policy });
+    const sem = lock.semaphore('bench:dlock-sem', SEM_LIMIT);
+    return { name: `dlock semaphore (${lock.backend})`, pair: async () => (await sem.acquire(10000)).release(), close: () => lock.close() };
+  },
+  'redis-semaphore-sem': () => {
+    // One Semaphore object per loop (each is one holder), all on one key; no refresh timer.
+    const sems = new Map();
+    const sem = (w) => {
+      let s = sems.get(w);
+      if (s === undefined) sems.set(w, (s = new Semaphore(redis, 'bench:rs-sem', SEM_LIMIT, { lockTimeout: 10000, refreshInterval: 0 })));
+      return s;
+    };
+    return {
+      name: 'redis-semaphore Semaphore',
+      pair: async (w) => {
+        const s = sem(w);
+        await s.acquire();
+        await s.release();
+      },
+    };
+  },
+});
 const chosen = argv.impls ? argv.impls.split(',') : (defaultBackend() === 'jspi' ? ['dlock', 'dlock-worker'] : ['dlock']).concat(['plain', 'redlock', 'semaphore']);
 const runners = Object.fromEntries(chosen.map((k) => [k, impls[k]()]));
 

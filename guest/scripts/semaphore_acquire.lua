@@ -3,7 +3,8 @@
 --
 -- KEYS[1]  the semaphore key: a sorted set of the permits held, each member a holder's token,
 --          ':' and the permit's number (1 to the count it took), scored by when its lease ends
---          on Redis's clock (TIME, in milliseconds); the set expires with its last lease
+--          on Redis's clock (TIME, in milliseconds); the set expires no sooner than its
+--          longest lease, and no later than the longest lease it was given
 -- KEYS[2]  optional: the fence counter key (same cluster slot as KEYS[1]); present only for
 --          fenced acquisitions
 -- ARGV[1]  the caller's token
@@ -35,21 +36,33 @@ local MAX_FENCE = 9000000000000000
 if count > limit then
   return redis.error_reply('dlock: ' .. count .. ' permits asked of a semaphore of ' .. limit)
 end
-local kind = redis.call('TYPE', key).ok
-if kind ~= 'zset' and kind ~= 'none' then
+-- ZSCORE fails on a key of another type: nothing is written before it.
+local mine = redis.pcall('ZSCORE', key, token .. ':1')
+if type(mine) == 'table' and mine.err then
   return -1
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
--- Only dlock's permits are reclaimed: a member of another form makes the set no semaphore.
-local ended = redis.call('ZRANGEBYSCORE', key, '-inf', now)
-for _, member in ipairs(ended) do
-  if not string.find(member, '^[^:]+:%d+$') then
-    return -1
-  end
+-- A member of another form makes the set no semaphore: the earliest is checked always, every
+-- ended one before it is removed (most calls find nothing ended and stop at the earliest).
+local function permit(member)
+  return string.find(member, '^[^:]+:%d+$') ~= nil
 end
-if #ended > 0 then
+local earliest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+if earliest[1] and not permit(earliest[1]) then
+  return -1
+end
+if earliest[2] and tonumber(earliest[2]) <= now then
+  local ended = redis.call('ZRANGEBYSCORE', key, '-inf', now)
+  for _, member in ipairs(ended) do
+    if not permit(member) then
+      return -1
+    end
+  end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if mine and tonumber(mine) <= now then
+    mine = false
+  end
 end
 
 local function fence_now()
@@ -62,8 +75,10 @@ end
 local function exhausted()
   return redis.error_reply('dlock: fence counter ' .. KEYS[2] .. ' has reached 9 * 10^15, the last fence dlock hands out')
 end
--- Scores are lease ends; the set lasts as long as its longest lease. `renew` (a retry) only
--- updates the caller's permits already there: a retry never takes more than it first did.
+-- Scores are lease ends. The set expires no sooner than its longest lease: its expiry is
+-- pushed out to a new lease's end when that is later (a key without expiry gets its longest
+-- lease's end). `renew` (a retry) only updates the caller's permits already there: a retry
+-- never takes more than it first did.
 local function hold(ends, renew)
   local scored = {renew and 'XX' or 'NX'}
   for i = 1, count do
@@ -71,11 +86,15 @@ local function hold(ends, renew)
     scored[#scored + 1] = token .. ':' .. i
   end
   redis.call('ZADD', key, unpack(scored))
-  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]
-  redis.call('PEXPIREAT', key, last)
+  local pttl = redis.call('PTTL', key)
+  if pttl == -1 then
+    redis.call('PEXPIREAT', key, redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+  elseif pttl < ttl then
+    redis.call('PEXPIREAT', key, ends)
+  end
 end
 
-if redis.call('ZSCORE', key, token .. ':1') then
+if mine then
   local fence = 1
   if fenced then
     local err

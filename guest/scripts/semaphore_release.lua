@@ -12,14 +12,11 @@
 --
 -- The set is deleted once it holds no permit.
 local key, token = KEYS[1], ARGV[1]
-local kind = redis.call('TYPE', key).ok
-if kind == 'none' then
-  return 0
-end
-if kind ~= 'zset' then
+-- ZSCORE fails on a key of another type, and is nil when the key is gone.
+local ends = redis.pcall('ZSCORE', key, token .. ':1')
+if type(ends) == 'table' and ends.err then
   return -1
 end
-local ends = redis.call('ZSCORE', key, token .. ':1')
 if not ends then
   return 0
 end
@@ -29,10 +26,8 @@ local members = {}
 for i = 1, tonumber(ARGV[2]) do
   members[i] = token .. ':' .. i
 end
+-- Redis deletes the set with its last member.
 redis.call('ZREM', key, unpack(members))
-if redis.call('ZCARD', key) == 0 then
-  redis.call('DEL', key)
-end
 if tonumber(ends) <= now then
   return 0
 end

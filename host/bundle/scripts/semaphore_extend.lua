@@ -6,18 +6,16 @@
 -- ARGV[3]  how many permits the caller took (a positive integer)
 --
 -- Returns (integer):
---   1   the caller's permits were held; their leases now end ARGV[2] ms from now
+--   1   the caller's permits were held; their leases now end ARGV[2] ms from now, and the
+--       set lasts at least as long
 --   0   they are gone, or their lease has ended: nothing was changed
 --   -1  the key holds a value of another type: nothing was changed
 local key, token = KEYS[1], ARGV[1]
-local kind = redis.call('TYPE', key).ok
-if kind == 'none' then
-  return 0
-end
-if kind ~= 'zset' then
+-- ZSCORE fails on a key of another type.
+local ends = redis.pcall('ZSCORE', key, token .. ':1')
+if type(ends) == 'table' and ends.err then
   return -1
 end
-local ends = redis.call('ZSCORE', key, token .. ':1')
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 if not ends or tonumber(ends) <= now then
@@ -30,6 +28,11 @@ for i = 1, tonumber(ARGV[3]) do
   scored[#scored + 1] = token .. ':' .. i
 end
 redis.call('ZADD', key, 'XX', unpack(scored))
-local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]
-redis.call('PEXPIREAT', key, last)
+-- As semaphore_acquire: the set's expiry is pushed out to the new lease's end when later.
+local pttl = redis.call('PTTL', key)
+if pttl == -1 then
+  redis.call('PEXPIREAT', key, redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+elseif pttl < tonumber(ARGV[2]) then
+  redis.call('PEXPIREAT', key, lease)
+end
 return 1

@@ -8,6 +8,8 @@ use dlock_host::{Allocation, Client, LockComponent, LockHandle, LockOptions, Pol
 use dlock_plugin_host::{JOB_PLUGIN, Path as PluginPath, Plugin, PluginHost, PluginInstance};
 use dlock_tests::components::FLOOR;
 
+use super::throughput::Workload;
+
 /// A lock implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -31,6 +33,8 @@ pub enum Path {
 
 /// The lock key of the hot-key workload and the TTL every bench lock gets.
 pub const TTL: Duration = Duration::from_secs(10);
+/// The semaphore workload's limit: more than any concurrency, so every attempt gets a permit.
+pub const SEM_LIMIT: u32 = 1000;
 
 /// One worker's client for a path.
 pub enum Worker {
@@ -44,6 +48,11 @@ pub enum Worker {
 pub enum Held {
     Component(LockHandle),
     Native {
+        key: String,
+        token: String,
+    },
+    /// A native permit of a semaphore.
+    NativePermit {
         key: String,
         token: String,
     },
@@ -126,8 +135,27 @@ impl Worker {
         })
     }
 
-    /// One attempt to take `key`: `Some` when acquired, `None` when busy.
-    pub async fn try_acquire(&mut self, key: &str) -> Result<Option<Held>, String> {
+    /// One attempt to take `key` (one permit of it for the semaphore workload): `Some` when
+    /// acquired, `None` when busy.
+    pub async fn try_acquire(
+        &mut self,
+        key: &str,
+        workload: Workload,
+    ) -> Result<Option<Held>, String> {
+        if workload == Workload::Semaphore {
+            return match self {
+                Worker::Component(client) => Ok(client
+                    .semaphore(key, SEM_LIMIT)
+                    .try_acquire(1, TTL)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(Held::Component)),
+                Worker::Native(native) => native.try_acquire_permit(key).await,
+                _ => {
+                    Err("the semaphore workload runs on the component and native paths only".into())
+                }
+            };
+        }
         match self {
             Worker::Component(client) => Ok(client
                 .try_acquire(key, TTL)
@@ -161,6 +189,9 @@ impl Worker {
             },
             (Worker::Native(native), Held::Native { key, token }) => {
                 native.release(&key, &token).await
+            }
+            (Worker::Native(native), Held::NativePermit { key, token }) => {
+                native.release_permit(&key, &token).await
             }
             (Worker::Rslock(manager), Held::Rslock(lock)) => {
                 manager.unlock(&lock).await;
@@ -226,6 +257,30 @@ impl Native {
             key: key.to_owned(),
             token,
         }))
+    }
+
+    async fn try_acquire_permit(&mut self, key: &str) -> Result<Option<Held>, String> {
+        let token = uuid::Uuid::new_v4().hyphenated().to_string();
+        let (ttl, limit) = (TTL.as_millis().to_string(), SEM_LIMIT.to_string());
+        let script = BundledScript::SemaphoreAcquire;
+        let reply = self
+            .eval(script, script.sha1(), &[key], &[&token, &ttl, &limit, "1"])
+            .await?;
+        Ok((reply > 0).then(|| Held::NativePermit {
+            key: key.to_owned(),
+            token,
+        }))
+    }
+
+    async fn release_permit(&mut self, key: &str, token: &str) -> Result<(), String> {
+        let script = BundledScript::SemaphoreRelease;
+        match self
+            .eval(script, script.sha1(), &[key], &[token, "1"])
+            .await?
+        {
+            1 => Ok(()),
+            _ => Err(format!("{key}: a permit gone before its release")),
+        }
     }
 
     async fn release(&mut self, key: &str, token: &str) -> Result<(), String> {

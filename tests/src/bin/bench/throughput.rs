@@ -18,6 +18,10 @@ pub enum Workload {
     Uncontended,
     /// All workers one key: most attempts find it busy (one attempt, no retry, is one op).
     Contended,
+    /// All workers one permit each of one counting semaphore with room for all (limit
+    /// [`SEM_LIMIT`](super::paths::SEM_LIMIT)): every attempt succeeds. Component and native
+    /// paths only.
+    Semaphore,
 }
 
 /// One measured cell.
@@ -124,6 +128,7 @@ pub async fn cell(
             let key = match workload {
                 Workload::Uncontended => format!("bench:{path:?}:{i}"),
                 Workload::Contended => format!("bench:{path:?}:hot"),
+                Workload::Semaphore => format!("bench:{path:?}:sem"),
             };
             let (stop, measuring, acquired) = (stop.clone(), measuring.clone(), acquired.clone());
             let total_ops = total_ops.clone();
@@ -131,7 +136,7 @@ pub async fn cell(
                 let mut latencies = Vec::with_capacity(1 << 16);
                 while !stop.load(Ordering::Relaxed) {
                     let start = Instant::now();
-                    let held = worker.try_acquire(&key).await?;
+                    let held = worker.try_acquire(&key, workload).await?;
                     let got = held.is_some();
                     if let Some(held) = held {
                         worker.release(held).await?;
