@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { Semaphore as RedisSemaphore } from 'redis-semaphore';
 import { DistributedLock, InvalidArgumentError, LockAcquisitionError, NotALockError } from '../src/index.js';
 import { backends, rejection, startRedis } from './helpers.mjs';
 
@@ -90,3 +91,37 @@ for (const backend of backends()) {
       }));
   });
 }
+
+// redis-semaphore 5.8.0 keeps a semaphore in a sorted set too (at `semaphore:NAME`), scored
+// by when each holder acquired; dlock scores by when each lease ends. The two cannot share a key: dlock refuses a
+// set holding redis-semaphore's members (NotALockError) and changes nothing in it, and a dlock
+// handle whose set redis-semaphore wrote to still gives back exactly its own permits.
+describe('semaphores beside redis-semaphore', () => {
+  test('dlock leaves redis-semaphore\'s semaphore alone, and its own permits stay its own', async () => {
+    const redis = server.client();
+    const lock = new DistributedLock(redis, { retryCount: 0 });
+    try {
+      const name = `rs-${randomUUID()}`;
+      const theirs = `semaphore:${name}`;
+      const held = new RedisSemaphore(redis, name, 3, { lockTimeout: TTL, refreshInterval: 0 });
+      await held.acquire();
+      const before = await admin.zrange(theirs, 0, -1, 'WITHSCORES');
+      assert.ok((await rejection(lock.semaphore(theirs, 3).tryAcquire(TTL))) instanceof NotALockError);
+      assert.ok((await rejection(lock.semaphore(theirs, 3).state())) instanceof NotALockError);
+      assert.deepEqual(await admin.zrange(theirs, 0, -1, 'WITHSCORES'), before);
+      await held.release();
+
+      const shared = `dl-${randomUUID()}`;
+      const ours = `semaphore:${shared}`;
+      const permit = await lock.semaphore(ours, 3).acquire(TTL, 2);
+      const intruder = new RedisSemaphore(redis, shared, 3, { lockTimeout: TTL, refreshInterval: 0 });
+      assert.equal(await intruder.tryAcquire(), true, 'redis-semaphore counts the 2 dlock permits of 3');
+      assert.ok((await rejection(lock.semaphore(ours, 3).tryAcquire(TTL))) instanceof NotALockError);
+      await permit.release();
+      assert.deepEqual(await admin.zrange(ours, 0, -1), [intruder.identifier], 'only dlock\'s own permits went');
+      await intruder.release();
+    } finally {
+      await lock.close();
+    }
+  });
+});

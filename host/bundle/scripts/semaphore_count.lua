@@ -6,13 +6,17 @@
 --   {held, ms}  held: the permits whose lease has not ended; ms: until the first of those
 --               leases ends (-1: none is held)
 --   -1          the key holds a value of another type, or a sorted set whose members are not
---               dlock permits
+--               dlock permits (its earliest member is checked, as semaphore_acquire does)
 local key = KEYS[1]
-local kind = redis.call('TYPE', key).ok
-if kind == 'none' then
+-- ZRANGE fails on a key of another type, and is empty when the key is gone.
+local earliest = redis.pcall('ZRANGE', key, 0, 0)
+if earliest.err then
+  return -1
+end
+if not earliest[1] then
   return {0, -1}
 end
-if kind ~= 'zset' then
+if not string.find(earliest[1], '^[^:]+:%d+$') then
   return -1
 end
 local time = redis.call('TIME')
@@ -22,7 +26,4 @@ if held == 0 then
   return {0, -1}
 end
 local first = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if not string.find(first[1], '^[^:]+:%d+$') then
-  return -1
-end
 return {held, tonumber(first[2]) - now}
