@@ -205,22 +205,7 @@ impl Client {
     /// [`Error::NotAcquired`] when every attempt found the lock held. Dropping the future
     /// cancels the call without harm to the client (see [`Client`]).
     pub async fn acquire(&self, key: &str, ttl: Duration) -> Result<LockHandle> {
-        let budget = self.shared.acquire_budget();
-        let span = tracing::info_span!(
-            "dlock.acquire",
-            dlock.key = key,
-            dlock.outcome = field::Empty
-        );
-        self.waiting(
-            Waiting::Acquire,
-            Take::Lock,
-            key,
-            ttl,
-            budget,
-            std::future::pending(),
-        )
-        .instrument(span)
-        .await
+        self.acquire_take(key, Take::Lock, ttl).await
     }
 
     /// [`Client::acquire`] of `take`.

@@ -199,6 +199,38 @@ impl LockView<'_> {
             info,
         })
     }
+
+    /// The client behind `client`, once the plugin's call rate admits one more call; the
+    /// refusal otherwise.
+    fn admitted(
+        &mut self,
+        client: &Resource<ClientEntry>,
+    ) -> wasmtime::Result<Result<Arc<Client>, wit::Error>> {
+        if let Err(e) = self.ctx.admit() {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.client(client)?))
+    }
+
+    /// An acquisition's result as the plugin gets it.
+    fn acquired(&mut self, taken: crate::Result<LockHandle>) -> Outcome<wit::Acquired> {
+        match taken {
+            Ok(handle) => Ok(Ok(self.new_handle(handle)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    /// A single attempt's result as the plugin gets it.
+    fn maybe_acquired(
+        &mut self,
+        taken: crate::Result<Option<LockHandle>>,
+    ) -> Outcome<Option<wit::Acquired>> {
+        match taken {
+            Ok(Some(handle)) => Ok(Ok(Some(self.new_handle(handle)?))),
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
 }
 
 fn millis(ms: u64) -> std::time::Duration {
@@ -239,14 +271,12 @@ impl wit::HostClient for LockView<'_> {
         key: String,
         ttl_ms: u64,
     ) -> Outcome<wit::Acquired> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
-        match client.acquire(&key, millis(ttl_ms)).await {
-            Ok(handle) => Ok(Ok(self.new_handle(handle)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
+        let taken = client.acquire(&key, millis(ttl_ms)).await;
+        self.acquired(taken)
     }
 
     async fn try_acquire(
@@ -255,15 +285,12 @@ impl wit::HostClient for LockView<'_> {
         key: String,
         ttl_ms: u64,
     ) -> Outcome<Option<wit::Acquired>> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
-        match client.try_acquire(&key, millis(ttl_ms)).await {
-            Ok(Some(handle)) => Ok(Ok(Some(self.new_handle(handle)?))),
-            Ok(None) => Ok(Ok(None)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
+        let taken = client.try_acquire(&key, millis(ttl_ms)).await;
+        self.maybe_acquired(taken)
     }
 
     async fn wait_for_lock(
@@ -273,22 +300,20 @@ impl wit::HostClient for LockView<'_> {
         timeout_ms: u64,
         ttl_ms: u64,
     ) -> Outcome<wit::Acquired> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
         let deadline = Deadline::after(millis(timeout_ms));
-        match client.wait_for_lock(&key, millis(ttl_ms), deadline).await {
-            Ok(handle) => Ok(Ok(self.new_handle(handle)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        let taken = client.wait_for_lock(&key, millis(ttl_ms), deadline).await;
+        self.acquired(taken)
     }
 
     async fn is_locked(&mut self, client: Resource<ClientEntry>, key: String) -> Outcome<bool> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(client.is_locked(&key).await.map_err(wit::Error::from))
     }
 
@@ -297,10 +322,10 @@ impl wit::HostClient for LockView<'_> {
         client: Resource<ClientEntry>,
         key: String,
     ) -> Outcome<wit::KeyState> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(client
             .key_state(&key)
             .await
@@ -314,14 +339,12 @@ impl wit::HostClient for LockView<'_> {
         key: String,
         token: String,
     ) -> Outcome<wit::Acquired> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
-        match client.attach(&key, &token).await {
-            Ok(handle) => Ok(Ok(self.new_handle(handle)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
+        let taken = client.attach(&key, &token).await;
+        self.acquired(taken)
     }
 
     async fn acquire_permits(
@@ -331,15 +354,13 @@ impl wit::HostClient for LockView<'_> {
         permits: wit::Permits,
         ttl_ms: u64,
     ) -> Outcome<wit::Acquired> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
         let semaphore = client.semaphore(&key, permits.limit);
-        match semaphore.acquire(permits.count, millis(ttl_ms)).await {
-            Ok(handle) => Ok(Ok(self.new_handle(handle)?)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        let taken = semaphore.acquire(permits.count, millis(ttl_ms)).await;
+        self.acquired(taken)
     }
 
     async fn try_acquire_permits(
@@ -349,16 +370,13 @@ impl wit::HostClient for LockView<'_> {
         permits: wit::Permits,
         ttl_ms: u64,
     ) -> Outcome<Option<wit::Acquired>> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
         let semaphore = client.semaphore(&key, permits.limit);
-        match semaphore.try_acquire(permits.count, millis(ttl_ms)).await {
-            Ok(Some(handle)) => Ok(Ok(Some(self.new_handle(handle)?))),
-            Ok(None) => Ok(Ok(None)),
-            Err(e) => Ok(Err(e.into())),
-        }
+        let taken = semaphore.try_acquire(permits.count, millis(ttl_ms)).await;
+        self.maybe_acquired(taken)
     }
 
     async fn wait_for_permits(
@@ -369,10 +387,10 @@ impl wit::HostClient for LockView<'_> {
         timeout_ms: u64,
         ttl_ms: u64,
     ) -> Outcome<wit::Acquired> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
         let semaphore = client.semaphore(&key, permits.limit);
         let deadline = Deadline::after(millis(timeout_ms));
         match semaphore
@@ -389,10 +407,10 @@ impl wit::HostClient for LockView<'_> {
         client: Resource<ClientEntry>,
         key: String,
     ) -> Outcome<wit::SemaphoreState> {
-        if let Err(e) = self.ctx.admit() {
-            return Ok(Err(e));
-        }
-        let client = self.client(&client)?;
+        let client = match self.admitted(&client)? {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(client
             .semaphore(&key, 1)
             .state()

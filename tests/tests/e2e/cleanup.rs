@@ -87,12 +87,9 @@ async fn a_cancelled_acquire_gives_back_its_own_grant_and_nothing_else() {
     assert_eq!(get(&mut c2, "a").await, Some(token));
 }
 
-/// A component that takes a lock and then traps: the host gives back that call's lock, and
-/// the lock an earlier call of the same client took stays.
-#[tokio::test]
-async fn a_trapped_call_gives_back_its_own_grant_and_nothing_else() {
-    let server = redis();
-    let conn = raw(&server).await;
+/// A client of the hostile component in its `grant-then-trap` mode: it takes what it is asked
+/// for (a lock, permits) with a UUID-shaped token, then traps when the key contains `trap`.
+async fn grant_then_trap(server: &dlock_tests::RedisServer) -> (Runtime, dlock_host::Client) {
     let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
     let runtime = Runtime::builder(server.url())
         .with_component(component)
@@ -101,7 +98,17 @@ async fn a_trapped_call_gives_back_its_own_grant_and_nothing_else() {
         .await
         .unwrap();
     let options = LockOptions::default().with_key_prefix("grant-then-trap");
-    let c = runtime.client(options).await.unwrap();
+    let client = runtime.client(options).await.unwrap();
+    (runtime, client)
+}
+
+/// A component that takes a lock and then traps: the host gives back that call's lock, and
+/// the lock an earlier call of the same client took stays.
+#[tokio::test]
+async fn a_trapped_call_gives_back_its_own_grant_and_nothing_else() {
+    let server = redis();
+    let conn = raw(&server).await;
+    let (_runtime, c) = grant_then_trap(&server).await;
     c.acquire("kept", TTL).await.unwrap();
     let mut c2 = conn.clone();
     let kept = get(&mut c2, "kept").await.expect("the first call's lock");
@@ -120,15 +127,7 @@ async fn a_trapped_call_gives_back_its_own_grant_and_nothing_else() {
 async fn a_trapped_call_gives_back_its_own_permits_and_nothing_else() {
     let server = redis();
     let mut conn = raw(&server).await;
-    let component = LockComponent::from_file(HOSTILE, Allocation::default()).unwrap();
-    let runtime = Runtime::builder(server.url())
-        .with_component(component)
-        .with_policy(Policy::default())
-        .build()
-        .await
-        .unwrap();
-    let options = LockOptions::default().with_key_prefix("grant-then-trap");
-    let c = runtime.client(options).await.unwrap();
+    let (_runtime, c) = grant_then_trap(&server).await;
     c.semaphore("pool", 5).acquire(1, TTL).await.unwrap();
     let kept: Vec<String> = redis::cmd("ZRANGE")
         .arg("pool")
