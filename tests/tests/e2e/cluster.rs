@@ -1,5 +1,5 @@
-//! A Redis Cluster of 3 primaries and 3 replicas on loopback: locks on keys of every slot
-//! range, fencing per key, and a coordinated failover (`CLUSTER FAILOVER`) of the hot key's
+//! A Redis Cluster of 3 primaries and 3 replicas on loopback: locks and counting semaphores on
+//! keys of every slot range, fencing per key, and a coordinated failover (`CLUSTER FAILOVER`) of the hot key's
 //! primary under contention, with the history checked.
 
 use std::time::Duration;
@@ -60,6 +60,41 @@ async fn keys_in_every_slot_range_acquire_extend_and_release_and_fences_grow_per
         let lock = client.acquire(key, TTL).await.unwrap();
         assert_eq!(lock.info().fence, Some(2), "{key}");
         lock.release().await.unwrap();
+    }
+}
+
+/// Counting semaphores in a Cluster: each key's sorted set and fence counter share its slot's
+/// primary; permits up to the limit, fences per semaphore, on keys of every slot range.
+#[tokio::test]
+async fn semaphores_in_every_slot_range_grant_up_to_their_limit_with_fences_per_key() {
+    let cluster = Cluster::start(3, 1).await;
+    let runtime = Runtime::connect(Topology::cluster(cluster.seeds()))
+        .await
+        .unwrap();
+    let client = runtime
+        .client(LockOptions::default().with_fencing(true))
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..12).map(|i| format!("pool:{i}")).collect();
+    for third in 0..3 {
+        let range = (third * 5462)..((third + 1) * 5462);
+        assert!(keys.iter().any(|k| range.contains(&key_slot(k))));
+    }
+    for key in &keys {
+        let pool = client.semaphore(key, 2);
+        let a = pool.try_acquire(1, TTL).await.unwrap().expect("2 free");
+        let b = pool.try_acquire(1, TTL).await.unwrap().expect("1 free");
+        assert!(pool.try_acquire(1, TTL).await.unwrap().is_none(), "{key}");
+        assert_eq!(
+            (a.info().fence, b.info().fence),
+            (Some(1), Some(2)),
+            "{key}"
+        );
+        assert_eq!(pool.state().await.unwrap().held, 2);
+        a.extend(TTL).await.unwrap();
+        a.release().await.unwrap();
+        b.release().await.unwrap();
+        assert_eq!(pool.state().await.unwrap().held, 0);
     }
 }
 
