@@ -6,12 +6,15 @@
 //! host's code, without wasmtime.
 //!
 //! Oracles: nothing panics; an accepted request really is inside the limits, and a bundled
-//! script's accepted arguments have its shape (dlock's own token, a TTL in range, no fence
-//! counter as a lock); a decoded reply is never larger than its budget.
+//! script's accepted arguments have one of its shapes, each argument of its role's form
+//! (dlock's own token, a duration or permit count in range, no fence counter as a lock); a
+//! decoded reply is never larger than its budget.
 
 #![no_main]
 
-use dlock_contract::{MAX_DURATION_MS, TOKEN_BYTES, is_fence_counter};
+use dlock_contract::{
+    ArgRole, KeyRole, MAX_DURATION_MS, MAX_PERMITS, TOKEN_BYTES, is_fence_counter,
+};
 use dlock_host::bundled::BundledScript;
 use dlock_host::redis::{Reply, RequestLimits, Scalar, flatten};
 use libfuzzer_sys::fuzz_target;
@@ -64,27 +67,36 @@ fn check_request(data: &[u8]) {
             assert!(inside, "{key:?} accepted outside {NAMESPACE:?}");
         }
         for role in BundledScript::ALL {
-            if limits.check_role(role, &keys, &args).is_ok() && role != BundledScript::Check {
-                // A token-checked script only ever sees dlock's own tokens and real TTLs.
-                let token = args[0].as_bytes();
-                assert_eq!(
-                    token.len(),
-                    TOKEN_BYTES,
-                    "{role:?} accepted token {:?}",
-                    args[0]
-                );
-                assert_eq!(token[14], b'4', "{role:?} accepted token {:?}", args[0]);
+            if limits.check_role(role, &keys, &args).is_err() {
+                continue;
+            }
+            // An accepted call has one of the script's shapes, and each argument its role's
+            // form: dlock's own token (foreign tokens are off here), a real duration or count.
+            let shape = role
+                .script()
+                .shape(keys.len(), args.len())
+                .unwrap_or_else(|| panic!("{role:?} accepted a call of no shape"));
+            if shape.keys.first() == Some(&KeyRole::Lock) {
                 assert!(
                     !is_fence_counter(&keys[0]),
                     "{role:?} accepted a fence counter {:?} as a lock",
                     keys[0]
                 );
-                if let Some(ttl) = args.get(1) {
-                    let ms: u64 = ttl.parse().expect("a decimal TTL");
-                    assert!(
-                        (1..=MAX_DURATION_MS).contains(&ms),
-                        "{role:?} accepted TTL {ttl}"
-                    );
+            }
+            for (arg, want) in args.iter().zip(shape.args) {
+                let number = |max: u64| {
+                    let n: u64 = arg.parse().expect("a decimal number");
+                    assert!((1..=max).contains(&n), "{role:?} accepted {want:?} {arg}");
+                };
+                match want {
+                    ArgRole::NewToken | ArgRole::HeldToken => {
+                        let token = arg.as_bytes();
+                        assert_eq!(token.len(), TOKEN_BYTES, "{role:?} accepted token {arg:?}");
+                        assert_eq!(token[14], b'4', "{role:?} accepted token {arg:?}");
+                    }
+                    ArgRole::Ttl | ArgRole::Wait => number(MAX_DURATION_MS),
+                    ArgRole::Limit | ArgRole::Permits => number(MAX_PERMITS.into()),
+                    ArgRole::Quiet => assert_eq!(arg, ArgRole::QUIET),
                 }
             }
         }
